@@ -1,0 +1,56 @@
+//! Integrated-Jacobian attributions (Moeller, Nikolaev, Padó 2023/2024): per-text forward-mode
+//! projections `P`, combined per pair into `A = P_aᵀ P_b`.
+
+pub mod pair;
+pub mod quadrature;
+pub mod text;
+
+pub use pair::{PairAttribution, ReferenceTerms, Similarity};
+pub use quadrature::Quadrature;
+pub use text::{attribute_text, reference_ids, TextAttribution, TextOptions};
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::model::TextTokenizer;
+use crate::net::Encoder;
+
+/// Receives progress in quadrature steps; the CLI hands in a progress bar, tests hand in `()`.
+pub trait Progress {
+    fn advance(&self, steps: u64);
+}
+
+impl Progress for () {
+    fn advance(&self, _steps: u64) {}
+}
+
+impl Progress for indicatif::ProgressBar {
+    fn advance(&self, steps: u64) {
+        self.inc(steps);
+    }
+}
+
+/// A whole explanation of one pair.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub a: TextAttribution,
+    pub b: TextAttribution,
+    pub pair: PairAttribution,
+    pub layer: usize,
+    pub quadrature: Quadrature,
+}
+
+/// Explains why `text_a` and `text_b` are similar: both `P`s, then `A`.
+pub fn explain_pair<B: Backend>(
+    encoder: &Encoder<'_, B>,
+    tokenizer: &TextTokenizer,
+    text_a: &str,
+    text_b: &str,
+    options: &TextOptions,
+    similarity: Similarity,
+    progress: &dyn Progress,
+) -> Result<Explanation> {
+    let a = attribute_text(encoder, tokenizer, text_a, options, progress)?;
+    let b = attribute_text(encoder, tokenizer, text_b, options, progress)?;
+    let pair = PairAttribution::combine(&a, &b, similarity);
+    Ok(Explanation { a, b, pair, layer: options.layer, quadrature: options.quadrature })
+}

@@ -1,0 +1,127 @@
+//! Combining two texts' `P` into the token-token matrix `A = P_aᵀ P_b`, the score it explains,
+//! and the completeness bookkeeping that says how far the approximation is from exact.
+
+use crate::attribution::text::TextAttribution;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Similarity {
+    /// `e(a)·e(b) / (|e(a)||e(b)|)`; `A` is divided by `|e(a)||e(b)|` as in xsbert.
+    Cos,
+    /// `e(a)·e(b)`.
+    Dot,
+}
+
+impl Similarity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Similarity::Cos => "cos",
+            Similarity::Dot => "dot",
+        }
+    }
+
+    /// The factor `A` and the reference terms are multiplied by.
+    fn scale(self, a: &[f64], b: &[f64]) -> f64 {
+        match self {
+            Similarity::Cos => 1.0 / (norm(a) * norm(b)),
+            Similarity::Dot => 1.0,
+        }
+    }
+
+    pub fn score(self, a: &[f64], b: &[f64]) -> f64 {
+        dot(a, b) * self.scale(a, b)
+    }
+}
+
+impl std::str::FromStr for Similarity {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cos" => Ok(Similarity::Cos),
+            "dot" => Ok(Similarity::Dot),
+            other => Err(Error::argument("--similarity", format!("`{other}` (expected cos or dot)"))),
+        }
+    }
+}
+
+/// The three terms by which `Σ A` differs from the score for an off-the-shelf model, in the
+/// same scaling as `A`: `Σ A → score − ref_a·b − a·ref_b + ref_a·ref_b`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReferenceTerms {
+    pub reference_a_b: f64,
+    pub a_reference_b: f64,
+    pub reference_a_reference_b: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PairAttribution {
+    pub similarity: Similarity,
+    /// `[T_a, T_b]` row-major: row i = token i of a, column j = token j of b.
+    pub matrix: Vec<f64>,
+    pub rows: usize,
+    pub cols: usize,
+    pub score: f64,
+    pub attribution_sum: f64,
+    pub reference_terms: ReferenceTerms,
+}
+
+impl PairAttribution {
+    pub fn combine(a: &TextAttribution, b: &TextAttribution, similarity: Similarity) -> Self {
+        let (ta, tb, dim) = (a.tokens(), b.tokens(), a.dim);
+        let scale = similarity.scale(&a.embedding, &b.embedding);
+        let mut matrix = vec![0.0; ta * tb];
+        for i in 0..ta {
+            for j in 0..tb {
+                let sum: f64 = (0..dim).map(|d| a.projection[d * ta + i] * b.projection[d * tb + j]).sum();
+                matrix[i * tb + j] = sum * scale;
+            }
+        }
+        let attribution_sum = matrix.iter().sum();
+        let reference_terms = ReferenceTerms {
+            reference_a_b: dot(&a.reference_embedding, &b.embedding) * scale,
+            a_reference_b: dot(&a.embedding, &b.reference_embedding) * scale,
+            reference_a_reference_b: dot(&a.reference_embedding, &b.reference_embedding) * scale,
+        };
+        PairAttribution {
+            similarity,
+            matrix,
+            rows: ta,
+            cols: tb,
+            score: similarity.score(&a.embedding, &b.embedding),
+            attribution_sum,
+            reference_terms,
+        }
+    }
+
+    /// What `Σ A` converges to as the quadrature error vanishes.
+    pub fn attributable(&self) -> f64 {
+        let r = &self.reference_terms;
+        self.score - r.reference_a_b - r.a_reference_b + r.reference_a_reference_b
+    }
+
+    /// `|Σ A − (score − reference terms)|`.
+    pub fn completeness_error(&self) -> f64 {
+        (self.attribution_sum - self.attributable()).abs()
+    }
+
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.matrix[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// Token pairs `(i, j, value)` by decreasing |value|.
+    pub fn strongest_pairs(&self, count: usize) -> Vec<(usize, usize, f64)> {
+        let mut pairs: Vec<(usize, usize, f64)> =
+            self.matrix.iter().enumerate().map(|(k, &v)| (k / self.cols, k % self.cols, v)).collect();
+        pairs.sort_by(|x, y| y.2.abs().total_cmp(&x.2.abs()));
+        pairs.truncate(count);
+        pairs
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn norm(a: &[f64]) -> f64 {
+    dot(a, a).sqrt()
+}

@@ -1,0 +1,54 @@
+//! The one error type of the library. Every variant names what went wrong and where
+//! (file, tensor, argument), so the CLI can print it as is.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+
+    #[error("model folder {path} is missing {file}{hint}")]
+    MissingFile { path: PathBuf, file: String, hint: String },
+
+    #[error("{path} is not valid JSON for {what}: {message}")]
+    BadJson { path: PathBuf, what: &'static str, message: String },
+
+    #[error("{path} is not a valid safetensors file: {message}")]
+    BadSafetensors { path: PathBuf, message: String },
+
+    #[error("tensor `{name}` is missing from {path}")]
+    MissingTensor { path: PathBuf, name: String },
+
+    #[error("tensor `{name}` in {path} has shape {found:?}, but config.json implies {expected:?}")]
+    TensorShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
+
+    #[error("tensor `{name}` in {path} has dtype {dtype}; only F32, F16 and BF16 are supported")]
+    TensorDtype { path: PathBuf, name: String, dtype: String },
+
+    #[error("unsupported model in {path}: {message}")]
+    Unsupported { path: PathBuf, message: String },
+
+    #[error("invalid config in {path}: {message}")]
+    BadConfig { path: PathBuf, message: String },
+
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+
+    #[error("invalid argument {argument}: {message}")]
+    Argument { argument: &'static str, message: String },
+
+    #[error("cannot render the heatmap: {0}")]
+    Heatmap(#[from] crate::output::heatmap::HeatmapError),
+}
+
+impl Error {
+    pub fn argument(argument: &'static str, message: impl Into<String>) -> Self {
+        Error::Argument { argument, message: message.into() }
+    }
+}

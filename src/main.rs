@@ -1,0 +1,213 @@
+//! The `simattr` command line: embed, similarity, explain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
+use simattr::backend::cpu_reference::CpuReference;
+use simattr::embed::embed_text;
+use simattr::model::{cache, SentenceModel, Tokenized};
+use simattr::net::Encoder;
+use simattr::output::{files, heatmap, json, summary};
+
+#[derive(Parser)]
+#[command(name = "simattr", version, about = "Explain why a sentence encoder finds two texts similar")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ModelArg {
+    /// sentence-transformers model folder [default: all-MiniLM-L6-v2 in the model cache,
+    /// fetched by scripts/fetch_model.sh; cache at $SIMATTR_CACHE or ~/.cache/simattr]
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sentence embeddings, as sentence-transformers' `encode` returns them.
+    Embed {
+        #[command(flatten)]
+        model: ModelArg,
+        /// The plain mean-pooled vector, without a listed Normalize module.
+        #[arg(long)]
+        raw: bool,
+        /// Also write {"embeddings": [[…], …]} to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        #[arg(required = true, value_name = "TEXT")]
+        texts: Vec<String>,
+    },
+    /// Cosine similarity of two texts (of the model's `encode` output).
+    Similarity {
+        #[command(flatten)]
+        model: ModelArg,
+        a: String,
+        b: String,
+    },
+    /// Token-by-token attribution of the similarity of A and B (integrated Jacobians).
+    Explain {
+        #[command(flatten)]
+        model: ModelArg,
+        /// Layer whose input is attributed (0 = embedding output).
+        #[arg(long, default_value_t = 0)]
+        layer: usize,
+        /// Quadrature steps (right Riemann rule, as xsbert).
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// cos or dot.
+        #[arg(long, default_value = "cos")]
+        similarity: String,
+        /// Write the explanation as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write a heatmap PNG to FILE.
+        #[arg(long, value_name = "FILE")]
+        png: Option<PathBuf>,
+        /// How many strongest token pairs to print.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        a: String,
+        b: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_model(arg: &ModelArg) -> anyhow::Result<SentenceModel> {
+    let dir = match &arg.model {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = cache::model_dir(cache::DEFAULT_MODEL);
+            if !dir.is_dir() {
+                anyhow::bail!(
+                    "the default model is not in the cache ({}).\nFetch it with `scripts/fetch_model.sh`, or pass --model DIR.",
+                    dir.display()
+                );
+            }
+            dir
+        }
+    };
+    Ok(SentenceModel::load(&dir)?)
+}
+
+fn warn_truncated(label: &str, tokenized: &Tokenized, max_len: usize) {
+    if let Some(from) = tokenized.truncated_from {
+        eprintln!("warning: {label} has {from} tokens; truncated to max_seq_length {max_len}");
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Embed { model, raw, json: json_path, texts } => {
+            if let Some(path) = &json_path {
+                files::check_writable(path)?;
+            }
+            let model = load_model(&model)?;
+            let backend = CpuReference::<f32>::new();
+            let encoder = Encoder::new(&backend, &model)?;
+            let mut out = json::EmbedJson {
+                model: model.path.display().to_string(),
+                normalized: !raw && model.normalize,
+                embeddings: Vec::new(),
+                texts: Vec::new(),
+            };
+            for (n, text) in texts.iter().enumerate() {
+                let embedded = embed_text(&encoder, &model, text, !raw).with_context(|| format!("text {}", n + 1))?;
+                warn_truncated(&format!("text {}", n + 1), &embedded.tokenized, model.max_seq_length);
+                let shown: Vec<String> = embedded.vector.iter().map(|v| format!("{v:.6}")).collect();
+                println!("{}", shown.join(" "));
+                out.embeddings.push(embedded.vector);
+                out.texts.push(json::EmbeddingEntryJson {
+                    text: text.clone(),
+                    tokens: embedded.tokenized.tokens,
+                    truncated_from: embedded.tokenized.truncated_from,
+                });
+            }
+            if let Some(path) = &json_path {
+                files::write_atomic(path, &json::to_pretty_bytes(&out))?;
+            }
+        }
+        Command::Similarity { model, a, b } => {
+            let model = load_model(&model)?;
+            let backend = CpuReference::<f32>::new();
+            let encoder = Encoder::new(&backend, &model)?;
+            let ea = embed_text(&encoder, &model, &a, false).context("text A")?;
+            let eb = embed_text(&encoder, &model, &b, false).context("text B")?;
+            warn_truncated("text A", &ea.tokenized, model.max_seq_length);
+            warn_truncated("text B", &eb.tokenized, model.max_seq_length);
+            println!("{:.6}", Similarity::Cos.score(&ea.vector, &eb.vector));
+        }
+        Command::Explain { model, layer, steps, similarity, json: json_path, png, top, a, b } => {
+            let similarity: Similarity = similarity.parse()?;
+            let quadrature = Quadrature::riemann_right(steps)?;
+            for path in json_path.iter().chain(png.iter()) {
+                files::check_writable(path)?;
+            }
+            let model = load_model(&model)?;
+            let backend = CpuReference::<f32>::new();
+            let encoder = Encoder::new(&backend, &model)?;
+            if layer >= encoder.num_layers() {
+                anyhow::bail!(
+                    "invalid argument --layer: {layer} is out of range: the model has {} layers (0..={})",
+                    encoder.num_layers(),
+                    encoder.num_layers() - 1
+                );
+            }
+            let options = TextOptions::new(layer, quadrature);
+            let bar = indicatif::ProgressBar::new(2 * steps as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ({elapsed}, eta {eta})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message("integrating");
+            let explanation = explain_pair(&encoder, &model.tokenizer, &a, &b, &options, similarity, &bar);
+            bar.finish_and_clear();
+            let explanation = explanation?;
+            warn_truncated("text A", &explanation.a.tokenized, model.max_seq_length);
+            warn_truncated("text B", &explanation.b.tokenized, model.max_seq_length);
+            print!("{}", summary::explanation_summary(&explanation, top));
+            let model_name = model.path.display().to_string();
+            if let Some(path) = &json_path {
+                let doc = json::ExplainJson::new(&model_name, &a, &b, &explanation);
+                files::write_atomic(path, &json::to_pretty_bytes(&doc))?;
+                eprintln!("wrote {}", path.display());
+            }
+            if let Some(path) = &png {
+                let p = &explanation.pair;
+                let title = format!(
+                    "{} {} layer {} steps {}: score {:.4}, sum A {:.4}",
+                    model.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                    p.similarity.name(),
+                    layer,
+                    steps,
+                    p.score,
+                    p.attribution_sum
+                );
+                let bytes = heatmap::heatmap_png(
+                    &explanation.a.tokenized.tokens,
+                    &explanation.b.tokenized.tokens,
+                    &p.matrix,
+                    &title,
+                )
+                .map_err(simattr::Error::from)?;
+                files::write_atomic(path, &bytes)?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! `config.json` of the transformer module: the numbers that fix every tensor's shape.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::arch::Architecture;
+use crate::error::{Error, Result};
+
+/// The encoder's hyper-parameters, checked for consistency when read.
+#[derive(Debug, Clone)]
+pub struct EncoderConfig {
+    pub architecture: Architecture,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub pad_token_id: u32,
+}
+
+impl EncoderConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    vocab_size: usize,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    max_position_embeddings: usize,
+    #[serde(default)]
+    type_vocab_size: usize,
+    layer_norm_eps: Option<f64>,
+    #[serde(default)]
+    pad_token_id: u32,
+    hidden_act: Option<String>,
+    position_embedding_type: Option<String>,
+}
+
+pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
+    let raw: RawConfig = super::folder::read_json(path, "an encoder config")?;
+    let bad = |message: String| Error::BadConfig { path: path.to_path_buf(), message };
+    let unsupported = |message: String| Error::Unsupported { path: path.to_path_buf(), message };
+
+    let architecture = Architecture::detect(raw.model_type.as_deref(), &raw.architectures)
+        .map_err(unsupported)?;
+    if let Some(act) = raw.hidden_act.as_deref() {
+        // Every supported family uses the exact erf GELU; a tanh approximation would silently
+        // change every number, so it is refused rather than guessed.
+        if act != "gelu" {
+            return Err(unsupported(format!("hidden_act `{act}` (only exact `gelu` is supported)")));
+        }
+    }
+    if let Some(kind) = raw.position_embedding_type.as_deref() {
+        if kind != "absolute" {
+            return Err(unsupported(format!("position_embedding_type `{kind}` (only `absolute`)")));
+        }
+    }
+    for (name, value) in [
+        ("vocab_size", raw.vocab_size),
+        ("hidden_size", raw.hidden_size),
+        ("num_hidden_layers", raw.num_hidden_layers),
+        ("num_attention_heads", raw.num_attention_heads),
+        ("intermediate_size", raw.intermediate_size),
+        ("max_position_embeddings", raw.max_position_embeddings),
+    ] {
+        if value == 0 {
+            return Err(bad(format!("`{name}` is 0")));
+        }
+    }
+    if raw.hidden_size % raw.num_attention_heads != 0 {
+        return Err(bad(format!(
+            "hidden_size {} is not a multiple of num_attention_heads {}",
+            raw.hidden_size, raw.num_attention_heads
+        )));
+    }
+    if architecture.uses_token_types() && raw.type_vocab_size == 0 {
+        return Err(bad("`type_vocab_size` is 0".into()));
+    }
+    let layer_norm_eps = raw.layer_norm_eps.unwrap_or(1e-12);
+    if !(layer_norm_eps > 0.0 && layer_norm_eps.is_finite()) {
+        return Err(bad(format!("`layer_norm_eps` {layer_norm_eps} is not a positive number")));
+    }
+    if raw.pad_token_id as usize >= raw.vocab_size {
+        return Err(bad(format!("pad_token_id {} ≥ vocab_size {}", raw.pad_token_id, raw.vocab_size)));
+    }
+    Ok(EncoderConfig {
+        architecture,
+        vocab_size: raw.vocab_size,
+        hidden_size: raw.hidden_size,
+        num_layers: raw.num_hidden_layers,
+        num_heads: raw.num_attention_heads,
+        intermediate_size: raw.intermediate_size,
+        max_position_embeddings: raw.max_position_embeddings,
+        type_vocab_size: raw.type_vocab_size,
+        layer_norm_eps,
+        pad_token_id: raw.pad_token_id,
+    })
+}

@@ -1,0 +1,142 @@
+//! An unchanged sentence-transformers folder: which modules it lists (transformer, pooling,
+//! normalize), their configs, the tokenizer and the weights.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::config::{read_encoder_config, EncoderConfig};
+use super::tokenizer::TextTokenizer;
+use super::weights::{load_encoder_params, HostTensor};
+use crate::error::{Error, Result};
+use crate::net::params::EncoderParams;
+
+/// How token states become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    Mean,
+}
+
+/// A loaded sentence-transformers model, weights on the host.
+pub struct SentenceModel {
+    pub path: PathBuf,
+    pub config: EncoderConfig,
+    pub pooling: Pooling,
+    /// Whether `modules.json` lists a `Normalize` module (applied by `encode`, not attributed).
+    pub normalize: bool,
+    pub max_seq_length: usize,
+    pub tokenizer: TextTokenizer,
+    pub params: EncoderParams<HostTensor>,
+}
+
+#[derive(Deserialize)]
+struct ModuleEntry {
+    #[serde(default)]
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+    #[serde(default)]
+    pooling_mode_mean_sqrt_len_tokens: bool,
+    #[serde(default)]
+    pooling_mode_weightedmean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_lasttoken: bool,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+impl SentenceModel {
+    pub fn load(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::MissingFile {
+                path: dir.to_path_buf(),
+                file: "(the folder itself)".into(),
+                hint: ". Fetch the default model with `scripts/fetch_model.sh`, or pass --model DIR".into(),
+            });
+        }
+        let modules: Vec<ModuleEntry> = read_json(&require(dir, "modules.json")?, "modules.json")?;
+        let module = |suffix: &str| modules.iter().find(|m| m.kind.ends_with(suffix));
+        let transformer = module("models.Transformer").ok_or_else(|| Error::Unsupported {
+            path: dir.join("modules.json"),
+            message: "no sentence_transformers.models.Transformer module is listed".into(),
+        })?;
+        let pooling_module = module("models.Pooling").ok_or_else(|| Error::Unsupported {
+            path: dir.join("modules.json"),
+            message: "no sentence_transformers.models.Pooling module is listed".into(),
+        })?;
+        let normalize = module("models.Normalize").is_some();
+        for m in &modules {
+            let known = ["models.Transformer", "models.Pooling", "models.Normalize"];
+            if !known.iter().any(|k| m.kind.ends_with(k)) {
+                return Err(Error::Unsupported {
+                    path: dir.join("modules.json"),
+                    message: format!("module `{}` (supported: Transformer, Pooling, Normalize)", m.kind),
+                });
+            }
+        }
+
+        let encoder_dir = dir.join(&transformer.path);
+        let pooling = read_pooling(&require(&dir.join(&pooling_module.path), "config.json")?)?;
+        let config = read_encoder_config(&require(&encoder_dir, "config.json")?)?;
+        let sbert_path = require(&encoder_dir, "sentence_bert_config.json")?;
+        let sbert: SentenceBertConfig = read_json(&sbert_path, "sentence_bert_config.json")?;
+        let max_seq_length = sbert
+            .max_seq_length
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
+        if max_seq_length < 2 {
+            return Err(Error::BadConfig { path: sbert_path, message: format!("max_seq_length {max_seq_length} < 2") });
+        }
+        let tokenizer = TextTokenizer::load(&require(&encoder_dir, "tokenizer.json")?, max_seq_length, &config)?;
+        let params = load_encoder_params(&require(&encoder_dir, "model.safetensors")?, &config)?;
+        Ok(SentenceModel { path: dir.to_path_buf(), config, pooling, normalize, max_seq_length, tokenizer, params })
+    }
+}
+
+fn read_pooling(path: &Path) -> Result<Pooling> {
+    let raw: PoolingConfig = read_json(path, "a pooling config")?;
+    let modes = [
+        ("cls", raw.pooling_mode_cls_token),
+        ("mean", raw.pooling_mode_mean_tokens),
+        ("max", raw.pooling_mode_max_tokens),
+        ("mean_sqrt_len", raw.pooling_mode_mean_sqrt_len_tokens),
+        ("weightedmean", raw.pooling_mode_weightedmean_tokens),
+        ("lasttoken", raw.pooling_mode_lasttoken),
+    ];
+    let active: Vec<&str> = modes.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
+    match active.as_slice() {
+        ["mean"] => Ok(Pooling::Mean),
+        _ => Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            message: format!("pooling mode {active:?} (only mean pooling is supported)"),
+        }),
+    }
+}
+
+fn require(dir: &Path, file: &str) -> Result<PathBuf> {
+    let path = dir.join(file);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingFile { path: dir.to_path_buf(), file: file.to_string(), hint: String::new() })
+    }
+}
+
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path, what: &'static str) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| Error::BadJson { path: path.to_path_buf(), what, message: e.to_string() })
+}

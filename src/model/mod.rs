@@ -1,0 +1,14 @@
+//! Model loading: an unchanged sentence-transformers folder → config, tokenizer, host weights.
+
+pub mod arch;
+pub mod cache;
+pub mod config;
+pub mod folder;
+pub mod tokenizer;
+pub mod weights;
+
+pub use arch::{Architecture, PositionIds};
+pub use config::EncoderConfig;
+pub use folder::{Pooling, SentenceModel};
+pub use tokenizer::{TextTokenizer, Tokenized};
+pub use weights::HostTensor;

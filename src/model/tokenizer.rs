@@ -1,0 +1,83 @@
+//! The folder's own HF tokenizer, used the way sentence-transformers uses it: special tokens
+//! added, no padding, truncation at `max_seq_length` (reported, not silent).
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use super::config::EncoderConfig;
+use crate::error::{Error, Result};
+
+pub struct TextTokenizer {
+    path: PathBuf,
+    inner: Tokenizer,
+    max_len: usize,
+    /// The special ids the tokenizer puts around every text (BERT: `[CLS]`, `[SEP]`).
+    pub open_id: u32,
+    pub close_id: u32,
+    pub pad_id: u32,
+    vocab_size: usize,
+}
+
+/// One tokenized text.
+#[derive(Debug, Clone)]
+pub struct Tokenized {
+    pub ids: Vec<u32>,
+    pub tokens: Vec<String>,
+    /// The length before truncation, when the text was cut to `max_seq_length`.
+    pub truncated_from: Option<usize>,
+}
+
+impl TextTokenizer {
+    pub fn load(path: &Path, max_len: usize, config: &EncoderConfig) -> Result<Self> {
+        let err = |message: String| Error::Tokenizer { path: path.to_path_buf(), message };
+        let mut inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        // tokenizer.json often carries its own padding/truncation (MiniLM's pads to 128);
+        // sentence-transformers overrides both, and so do we.
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| err(e.to_string()))?;
+        let frame = inner.encode("", true).map_err(|e| err(e.to_string()))?;
+        let (open_id, close_id) = match frame.get_ids() {
+            [open, close] => (*open, *close),
+            other => {
+                return Err(err(format!(
+                    "expected the empty text to encode as two special tokens, got ids {other:?}"
+                )))
+            }
+        };
+        for id in [open_id, close_id, config.pad_token_id] {
+            if id as usize >= config.vocab_size {
+                return Err(err(format!("special token id {id} ≥ vocab_size {}", config.vocab_size)));
+            }
+        }
+        Ok(TextTokenizer { path: path.to_path_buf(), inner, max_len, open_id, close_id, pad_id: config.pad_token_id, vocab_size: config.vocab_size })
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Tokenized> {
+        let err = |message: String| Error::Tokenizer { path: self.path.clone(), message };
+        let full = self.inner.encode(text, true).map_err(|e| err(e.to_string()))?;
+        let mut encoding = full;
+        let mut truncated_from = None;
+        if encoding.get_ids().len() > self.max_len {
+            truncated_from = Some(encoding.get_ids().len());
+            let mut cut = self.inner.clone();
+            cut.with_truncation(Some(TruncationParams {
+                max_length: self.max_len,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| err(e.to_string()))?;
+            encoding = cut.encode(text, true).map_err(|e| err(e.to_string()))?;
+        }
+        let ids = encoding.get_ids().to_vec();
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(err(format!("token id {bad} ≥ the model's vocab_size {}", self.vocab_size)));
+        }
+        Ok(Tokenized { ids, tokens: encoding.get_tokens().to_vec(), truncated_from })
+    }
+}

@@ -1,0 +1,123 @@
+//! Reads `model.safetensors` into host tensors, converting f16/bf16 to f32 and checking every
+//! shape against `config.json`, so a mismatched checkpoint fails with the tensor's name
+//! instead of producing wrong numbers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+
+use super::arch::Architecture;
+use super::config::EncoderConfig;
+use crate::error::{Error, Result};
+use crate::net::params::{EmbeddingParams, EncoderParams, LayerParams, Linear, Norm};
+
+/// A dense f32 tensor on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::BadSafetensors { path: path.to_path_buf(), message: e.to_string() })?;
+    let reader = TensorReader::new(path, &file, config.architecture);
+    let h = config.hidden_size;
+    let names = config.architecture.embedding_names();
+    let embeddings = EmbeddingParams {
+        word: reader.get(&format!("{}.weight", names.word), &[config.vocab_size, h])?,
+        position: reader.get(&format!("{}.weight", names.position), &[config.max_position_embeddings, h])?,
+        token_type: match names.token_type {
+            Some(name) => Some(reader.get(&format!("{name}.weight"), &[config.type_vocab_size, h])?),
+            None => None,
+        },
+        norm: reader.norm(&names.norm, h)?,
+    };
+    let ffn = config.intermediate_size;
+    let layers = (0..config.num_layers)
+        .map(|l| {
+            let n = config.architecture.layer_names(l);
+            Ok(LayerParams {
+                query: reader.linear(&n.query, h, h)?,
+                key: reader.linear(&n.key, h, h)?,
+                value: reader.linear(&n.value, h, h)?,
+                attention_out: reader.linear(&n.attention_out, h, h)?,
+                attention_norm: reader.norm(&n.attention_norm, h)?,
+                ffn_in: reader.linear(&n.ffn_in, h, ffn)?,
+                ffn_out: reader.linear(&n.ffn_out, ffn, h)?,
+                ffn_norm: reader.norm(&n.ffn_norm, h)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(EncoderParams { embeddings, layers })
+}
+
+struct TensorReader<'a> {
+    path: PathBuf,
+    file: &'a SafeTensors<'a>,
+    /// Checkpoint name without any family prefix → name in the file.
+    names: HashMap<String, String>,
+}
+
+impl<'a> TensorReader<'a> {
+    fn new(path: &Path, file: &'a SafeTensors<'a>, arch: Architecture) -> Self {
+        let names = file
+            .names()
+            .into_iter()
+            .map(|full| {
+                let short = arch
+                    .name_prefixes()
+                    .iter()
+                    .find_map(|p| full.strip_prefix(p))
+                    .unwrap_or(full);
+                (short.to_string(), full.to_string())
+            })
+            .collect();
+        TensorReader { path: path.to_path_buf(), file, names }
+    }
+
+    fn get(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+        let missing = || Error::MissingTensor { path: self.path.clone(), name: name.to_string() };
+        let full = self.names.get(name).ok_or_else(missing)?;
+        let view = self.file.tensor(full).map_err(|_| missing())?;
+        if view.shape() != expected {
+            return Err(Error::TensorShape {
+                path: self.path.clone(),
+                name: full.clone(),
+                expected: expected.to_vec(),
+                found: view.shape().to_vec(),
+            });
+        }
+        let raw = view.data();
+        let data = match view.dtype() {
+            Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::TensorDtype { path: self.path.clone(), name: full.clone(), dtype: format!("{other:?}") })
+            }
+        };
+        Ok(HostTensor { shape: expected.to_vec(), data })
+    }
+
+    fn linear(&self, base: &str, in_dim: usize, out_dim: usize) -> Result<Linear<HostTensor>> {
+        Ok(Linear {
+            weight: self.get(&format!("{base}.weight"), &[out_dim, in_dim])?,
+            bias: self.get(&format!("{base}.bias"), &[out_dim])?,
+            in_dim,
+            out_dim,
+        })
+    }
+
+    fn norm(&self, base: &str, width: usize) -> Result<Norm<HostTensor>> {
+        Ok(Norm { gamma: self.get(&format!("{base}.weight"), &[width])?, beta: self.get(&format!("{base}.bias"), &[width])? })
+    }
+}

@@ -1,0 +1,99 @@
+//! The whole encoder on one backend: embeddings, the layer stack split at any layer, and
+//! mean pooling. Knows the architecture only through `Architecture` (position ids, token
+//! types); everything else is the shared post-LN layer.
+
+use crate::backend::{Backend, Batch, Heads};
+use crate::error::{Error, Result};
+use crate::model::{EncoderConfig, PositionIds, SentenceModel};
+use crate::net::layer::{layer_forward, layer_jvp, LayerShape};
+use crate::net::params::EncoderParams;
+
+pub struct Encoder<'b, B: Backend> {
+    pub backend: &'b B,
+    pub config: EncoderConfig,
+    params: EncoderParams<B::Tensor>,
+    positions: PositionIds,
+}
+
+impl<'b, B: Backend> Encoder<'b, B> {
+    /// Uploads the model's weights to `backend`.
+    pub fn new(backend: &'b B, model: &SentenceModel) -> Result<Self> {
+        let params = model.params.try_map(|t| backend.upload(&t.data))?;
+        let config = model.config.clone();
+        let positions = config.architecture.position_ids(config.pad_token_id);
+        Ok(Encoder { backend, config, params, positions })
+    }
+
+    pub fn hidden(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.config.num_layers
+    }
+
+    fn shape(&self) -> LayerShape {
+        LayerShape {
+            hidden: self.config.hidden_size,
+            ffn: self.config.intermediate_size,
+            heads: Heads { count: self.config.num_heads, dim: self.config.head_dim() },
+            eps: self.config.layer_norm_eps,
+        }
+    }
+
+    /// Embedding output (after its LayerNorm) for `seqs` equal-length id sequences laid end
+    /// to end: `[seqs, tokens, hidden]`.
+    pub fn embed_tokens(&self, ids: &[u32], seqs: usize) -> Result<B::Tensor> {
+        let tokens = ids.len() / seqs.max(1);
+        if tokens == 0 || tokens * seqs != ids.len() {
+            return Err(Error::argument("ids", format!("{} ids do not split into {seqs} sequences", ids.len())));
+        }
+        if tokens > self.config.max_position_embeddings {
+            return Err(Error::argument(
+                "text",
+                format!("{tokens} tokens exceed max_position_embeddings {}", self.config.max_position_embeddings),
+            ));
+        }
+        let (b, h, e) = (self.backend, self.hidden(), &self.params.embeddings);
+        let positions: Vec<u32> = ids.chunks(tokens).flat_map(|seq| self.positions.for_ids(seq)).collect();
+        let mut x = b.add(&b.gather_rows(&e.word, h, ids)?, &b.gather_rows(&e.position, h, &positions)?)?;
+        if let Some(types) = &e.token_type {
+            // Single-text inputs: token type 0 everywhere.
+            x = b.add(&x, &b.gather_rows(types, h, &vec![0; ids.len()])?)?;
+        }
+        let (y, _) = b.layer_norm(&x, ids.len(), h, &e.norm, self.config.layer_norm_eps)?;
+        Ok(y)
+    }
+
+    /// Runs layers `from..to` forward on `[seqs, tokens, hidden]`.
+    pub fn forward_layers(&self, x: B::Tensor, from: usize, to: usize, seqs: usize, tokens: usize) -> Result<B::Tensor> {
+        let mut x = x;
+        for params in &self.params.layers[from..to] {
+            x = layer_forward(self.backend, params, self.shape(), &x, seqs, tokens)?;
+        }
+        Ok(x)
+    }
+
+    /// Runs layers `from..` on primals and their tangents together; returns the final
+    /// `(states, tangents)`.
+    pub fn jvp_layers(&self, x: B::Tensor, dx: B::Tensor, from: usize, batch: Batch) -> Result<(B::Tensor, B::Tensor)> {
+        let (mut x, mut dx) = (x, dx);
+        for params in &self.params.layers[from..] {
+            (x, dx) = layer_jvp(self.backend, params, self.shape(), &x, &dx, batch)?;
+        }
+        Ok((x, dx))
+    }
+
+    /// Input of layer `layer` (the embedding output for 0) for `seqs` sequences.
+    pub fn states_at(&self, ids: &[u32], seqs: usize, layer: usize) -> Result<B::Tensor> {
+        let tokens = ids.len() / seqs.max(1);
+        self.forward_layers(self.embed_tokens(ids, seqs)?, 0, layer, seqs, tokens)
+    }
+
+    /// Mean-pooled sentence embeddings (unnormalized), one row per sequence.
+    pub fn embed(&self, ids: &[u32], seqs: usize) -> Result<Vec<f64>> {
+        let tokens = ids.len() / seqs.max(1);
+        let states = self.states_at(ids, seqs, self.num_layers())?;
+        self.backend.download(&self.backend.mean_pool(&states, seqs, tokens, self.hidden())?)
+    }
+}

@@ -1,0 +1,113 @@
+//! The JSON files other tools read. Field names are a public format: add, never rename.
+
+use serde::Serialize;
+
+use crate::attribution::{Explanation, TextAttribution};
+
+#[derive(Serialize)]
+pub struct ReferenceTermsJson {
+    /// `e(r_a)·e(b)` (scaled like `A`).
+    #[serde(rename = "ref_a__b")]
+    pub reference_a_b: f64,
+    /// `e(a)·e(r_b)`.
+    #[serde(rename = "a__ref_b")]
+    pub a_reference_b: f64,
+    /// `e(r_a)·e(r_b)`.
+    #[serde(rename = "ref_a__ref_b")]
+    pub reference_a_reference_b: f64,
+}
+
+#[derive(Serialize)]
+pub struct TextReportJson {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub reference_ids: Vec<u32>,
+    /// `max_d |Σ_i P_di − (e_d(x) − e_d(r))|`.
+    pub identity_error: f64,
+    pub relative_identity_error: f64,
+    /// Token count before truncation to `max_seq_length`, if the text was cut.
+    pub truncated_from: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct ExplainJson {
+    pub model: String,
+    pub tokens_a: Vec<String>,
+    pub tokens_b: Vec<String>,
+    /// Row i = token i of a, column j = token j of b.
+    pub attributions: Vec<Vec<f64>>,
+    pub score: f64,
+    pub attribution_sum: f64,
+    pub reference_terms: ReferenceTermsJson,
+    /// `score − ref_a__b − a__ref_b + ref_a__ref_b`, what `attribution_sum` converges to.
+    pub attributable: f64,
+    pub completeness_error: f64,
+    pub layer: usize,
+    pub steps: usize,
+    pub quadrature: &'static str,
+    pub similarity: &'static str,
+    pub text_a: TextReportJson,
+    pub text_b: TextReportJson,
+}
+
+fn text_report(text: &str, t: &TextAttribution) -> TextReportJson {
+    TextReportJson {
+        text: text.to_string(),
+        ids: t.tokenized.ids.clone(),
+        reference_ids: t.reference_ids.clone(),
+        identity_error: t.identity_error(),
+        relative_identity_error: t.relative_identity_error(),
+        truncated_from: t.tokenized.truncated_from,
+    }
+}
+
+impl ExplainJson {
+    pub fn new(model: &str, text_a: &str, text_b: &str, e: &Explanation) -> Self {
+        let p = &e.pair;
+        ExplainJson {
+            model: model.to_string(),
+            tokens_a: e.a.tokenized.tokens.clone(),
+            tokens_b: e.b.tokenized.tokens.clone(),
+            attributions: (0..p.rows).map(|i| p.row(i).to_vec()).collect(),
+            score: p.score,
+            attribution_sum: p.attribution_sum,
+            reference_terms: ReferenceTermsJson {
+                reference_a_b: p.reference_terms.reference_a_b,
+                a_reference_b: p.reference_terms.a_reference_b,
+                reference_a_reference_b: p.reference_terms.reference_a_reference_b,
+            },
+            attributable: p.attributable(),
+            completeness_error: p.completeness_error(),
+            layer: e.layer,
+            steps: e.quadrature.steps(),
+            quadrature: e.quadrature.name(),
+            similarity: p.similarity.name(),
+            text_a: text_report(text_a, &e.a),
+            text_b: text_report(text_b, &e.b),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct EmbeddingEntryJson {
+    pub text: String,
+    pub tokens: Vec<String>,
+    pub truncated_from: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct EmbedJson {
+    pub model: String,
+    /// Whether a `Normalize` module was applied (false with `--raw`).
+    pub normalized: bool,
+    /// One vector per input text, in order.
+    pub embeddings: Vec<Vec<f64>>,
+    pub texts: Vec<EmbeddingEntryJson>,
+}
+
+pub fn to_pretty_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing plain structs of numbers and strings cannot fail; NaN becomes null.
+    let mut bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}

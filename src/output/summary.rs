@@ -1,0 +1,44 @@
+//! The human-readable summary `explain` prints.
+
+use std::fmt::Write;
+
+use crate::attribution::Explanation;
+
+pub fn explanation_summary(e: &Explanation, top: usize) -> String {
+    let p = &e.pair;
+    let (ta, tb) = (&e.a.tokenized.tokens, &e.b.tokenized.tokens);
+    let mut s = String::new();
+    let _ = writeln!(s, "tokens a ({}): {}", ta.len(), ta.join(" "));
+    let _ = writeln!(s, "tokens b ({}): {}", tb.len(), tb.join(" "));
+    let _ = writeln!(
+        s,
+        "layer {}, {} steps ({}), similarity {}",
+        e.layer,
+        e.quadrature.steps(),
+        e.quadrature.name(),
+        p.similarity.name()
+    );
+    let _ = writeln!(s, "\nstrongest token pairs:");
+    for (i, j, v) in p.strongest_pairs(top) {
+        let _ = writeln!(s, "  {:>+10.5}  {:>16} ↔ {}", v, ta[i], tb[j]);
+    }
+    let r = &p.reference_terms;
+    let _ = writeln!(s, "\nscore                 {:+.6}", p.score);
+    let _ = writeln!(s, "sum of attributions   {:+.6}", p.attribution_sum);
+    let _ = writeln!(
+        s,
+        "reference terms       ref_a·b {:+.6}  a·ref_b {:+.6}  ref_a·ref_b {:+.6}",
+        r.reference_a_b, r.a_reference_b, r.reference_a_reference_b
+    );
+    let _ = writeln!(s, "attributable          {:+.6}  (score − ref_a·b − a·ref_b + ref_a·ref_b)", p.attributable());
+    let _ = writeln!(s, "completeness error    {:.3e}", p.completeness_error());
+    let _ = writeln!(
+        s,
+        "identity error        a {:.3e} ({:.2}%)  b {:.3e} ({:.2}%)",
+        e.a.identity_error(),
+        100.0 * e.a.relative_identity_error(),
+        e.b.identity_error(),
+        100.0 * e.b.relative_identity_error()
+    );
+    s
+}

@@ -1,0 +1,182 @@
+//! Every kind of bad input ends in a clear error that names the problem, a non-zero exit, no
+//! panic, and no half-written output file.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{copy_model, tiny_model_dir};
+
+/// Runs simattr, expects failure, returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_simattr")).args(args).output().expect("run simattr");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    stderr
+}
+
+fn explain_with(model: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["explain", "--model", model.to_str().unwrap(), "--steps", "2"];
+    args.extend(extra);
+    args.extend(["a man is playing", "someone plays"]);
+    fails(&args)
+}
+
+fn assert_mentions(stderr: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(stderr.contains(n), "error should mention `{n}`: {stderr}");
+    }
+}
+
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut value);
+    std::fs::write(path, serde_json::to_string(&value).unwrap()).unwrap();
+}
+
+/// Rewrites model.safetensors with one tensor replaced.
+fn replace_tensor(dir: &Path, name: &str, dtype: safetensors::Dtype, shape: Vec<usize>, bytes: Vec<u8>) {
+    let path = dir.join("model.safetensors");
+    let data = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&data).unwrap();
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> = Vec::new();
+    for (n, view) in file.tensors() {
+        if n != name {
+            tensors.push((n, view));
+        }
+    }
+    tensors.push((name.to_string(), safetensors::tensor::TensorView::new(dtype, shape, &bytes).unwrap()));
+    let out = safetensors::tensor::serialize(tensors, None).unwrap();
+    std::fs::write(&path, out).unwrap();
+}
+
+#[test]
+fn missing_model_folder() {
+    let stderr = explain_with(Path::new("/nonexistent/model"), &[]);
+    assert_mentions(&stderr, &["/nonexistent/model"]);
+}
+
+#[test]
+fn missing_files_are_named() {
+    for file in ["model.safetensors", "tokenizer.json", "config.json", "modules.json", "sentence_bert_config.json"] {
+        let dir = copy_model(&tiny_model_dir());
+        std::fs::remove_file(dir.path().join(file)).unwrap();
+        assert_mentions(&explain_with(dir.path(), &[]), &[file]);
+    }
+}
+
+#[test]
+fn corrupt_json_is_named() {
+    let dir = copy_model(&tiny_model_dir());
+    std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
+    assert_mentions(&explain_with(dir.path(), &[]), &["config.json", "not valid JSON"]);
+}
+
+#[test]
+fn corrupt_tokenizer_is_named() {
+    let dir = copy_model(&tiny_model_dir());
+    std::fs::write(dir.path().join("tokenizer.json"), "{\"version\": 3}").unwrap();
+    assert_mentions(&explain_with(dir.path(), &[]), &["tokenizer.json"]);
+}
+
+#[test]
+fn truncated_safetensors_is_named() {
+    let dir = copy_model(&tiny_model_dir());
+    let path = dir.path().join("model.safetensors");
+    let data = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &data[..data.len() / 2]).unwrap();
+    assert_mentions(&explain_with(dir.path(), &[]), &["model.safetensors", "not a valid safetensors"]);
+    std::fs::write(&path, &data[..5]).unwrap();
+    assert_mentions(&explain_with(dir.path(), &[]), &["model.safetensors"]);
+}
+
+#[test]
+fn wrong_tensor_shape_is_named() {
+    let dir = copy_model(&tiny_model_dir());
+    let name = "encoder.layer.1.attention.self.key.weight";
+    replace_tensor(dir.path(), name, safetensors::Dtype::F32, vec![32, 31], vec![0u8; 32 * 31 * 4]);
+    assert_mentions(&explain_with(dir.path(), &[]), &[name, "[32, 31]", "[32, 32]"]);
+}
+
+#[test]
+fn wrong_tensor_dtype_is_named() {
+    let dir = copy_model(&tiny_model_dir());
+    let name = "encoder.layer.0.output.dense.bias";
+    replace_tensor(dir.path(), name, safetensors::Dtype::I32, vec![32], vec![0u8; 32 * 4]);
+    assert_mentions(&explain_with(dir.path(), &[]), &[name, "I32"]);
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let dir = copy_model(&tiny_model_dir());
+    let name = "encoder.layer.2.intermediate.dense.bias";
+    let path = dir.path().join("model.safetensors");
+    let data = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&data).unwrap();
+    let kept: Vec<_> = file.tensors().into_iter().filter(|(n, _)| n != name).collect();
+    std::fs::write(&path, safetensors::tensor::serialize(kept, None).unwrap()).unwrap();
+    assert_mentions(&explain_with(dir.path(), &[]), &[name, "missing"]);
+}
+
+#[test]
+fn unknown_architecture_is_named() {
+    let dir = copy_model(&tiny_model_dir());
+    edit_json(&dir.path().join("config.json"), |c| c["model_type"] = "gpt2".into());
+    assert_mentions(&explain_with(dir.path(), &[]), &["gpt2", "unsupported"]);
+}
+
+#[test]
+fn unsupported_pooling_is_named() {
+    let dir = copy_model(&tiny_model_dir());
+    edit_json(&dir.path().join("1_Pooling/config.json"), |c| {
+        c["pooling_mode_mean_tokens"] = false.into();
+        c["pooling_mode_cls_token"] = true.into();
+    });
+    assert_mentions(&explain_with(dir.path(), &[]), &["pooling", "cls", "mean"]);
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let model = tiny_model_dir();
+    assert_mentions(&explain_with(&model, &["--layer", "3"]), &["--layer", "3 layers"]);
+    assert_mentions(&explain_with(&model, &["--similarity", "euclid"]), &["--similarity", "euclid"]);
+    let m = model.to_str().unwrap();
+    assert_mentions(&fails(&["explain", "--model", m, "--steps", "0", "a", "b"]), &["--steps"]);
+    assert_mentions(&fails(&["explain", "--model", m, "", "someone plays"]), &["empty"]);
+    assert_mentions(&fails(&["explain", "--model", m, "a man", "   "]), &["empty"]);
+    assert_mentions(&fails(&["embed", "--model", m, ""]), &["empty"]);
+}
+
+#[test]
+fn unwritable_outputs_fail_early_and_leave_nothing() {
+    let model = tiny_model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out.json");
+    let json = json.to_str().unwrap();
+    let stderr = explain_with(&model, &["--json", json, "--png", "/nonexistent/dir/out.png"]);
+    assert_mentions(&stderr, &["/nonexistent/dir/out.png"]);
+    let stderr = explain_with(&model, &["--json", dir.path().to_str().unwrap()]);
+    assert_mentions(&stderr, &["directory"]);
+    let stderr = fails(&["embed", "--model", model.to_str().unwrap(), "--json", "/nonexistent/e.json", "hi"]);
+    assert_mentions(&stderr, &["/nonexistent/e.json"]);
+    // A later failure (bad layer) must not leave the JSON behind either.
+    explain_with(&model, &["--json", json, "--layer", "9"]);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+#[test]
+fn missing_default_model_says_how_to_fetch_it() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_simattr"))
+        .args(["explain", "a", "b"])
+        .env("SIMATTR_CACHE", cache.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_mentions(&stderr, &["fetch_model.sh", "--model"]);
+}

