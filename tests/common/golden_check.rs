@@ -69,6 +69,7 @@ pub fn check_attributions(model_dir: &Path, golden: &Value, relative: f64, filte
         let scale = max_abs(&expected);
         assert!(scale > 0.0, "{label}: golden matrix is all zero");
         let err = max_abs_diff(&pair.matrix, &expected);
+        eprintln!("{label}: max |ΔA| / max|A| = {:.2e}", err / scale);
         assert!(err <= relative * scale, "{label}: max |ΔA| = {err:e} > {relative:e}·max|A| = {:e}", relative * scale);
 
         let close = |name: &str, got: f64, want: &Value| {

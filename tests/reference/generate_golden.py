@@ -23,7 +23,6 @@ Usage:
 """
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -172,23 +171,58 @@ class Reference:
             mine = self.run_layers(self.embed(ids), 0, self.num_layers)
         return (ref - mine).abs().max().item()
 
-    # -- integrated Jacobian, reverse mode -----------------------------------------------------
-    def compute_P(self, ids, layer, steps):
+    # -- integrated Jacobian ------------------------------------------------------------------
+    def path(self, ids, layer, steps):
+        """Δ (T x H) and the N right-Riemann interpolation points h(r) + (k/N) Δ (N x T x H)."""
         h = self.hidden_at(ids, layer)[0]
         hr = self.hidden_at(self.reference_ids(len(ids)), layer)[0]
-        delta = h - hr  # T x H
+        delta = h - hr
         alphas = torch.arange(1, steps + 1, dtype=F64) / steps
-        x = (hr[None] + alphas[:, None, None] * delta[None]).detach().requires_grad_(True)
-        e = self.run_layers(x, layer, self.num_layers).mean(1)  # N x D
+        return delta, hr[None] + alphas[:, None, None] * delta[None]
+
+    def head(self, layer):
+        """Layers layer..end and mean pooling: N x T x H -> N x D."""
+        return lambda x: self.run_layers(x, layer, self.num_layers).mean(1)
+
+    def compute_P(self, ids, layer, steps, chunk=64):
+        """P (D x T) by reverse mode: one backward pass per output dimension d, as xsbert does.
+        The D cotangents go through autograd in vectorized chunks (is_grads_batched); each one is
+        still an ordinary backward pass of E[:, d]."""
+        delta, x = self.path(ids, layer, steps)
+        x = x.detach().requires_grad_(True)
+        e = self.head(layer)(x)  # N x D
         d_out = e.shape[1]
         P = torch.zeros(d_out, len(ids), dtype=F64)
-        for d in range(d_out):
-            # E[k, d] depends on input_k only, so the gradient of Σ_k E[k,d] w.r.t. the batch
-            # holds ∂E[k,d]/∂input_k in row k.
-            (g,) = torch.autograd.grad(e[:, d].sum(), x, retain_graph=d + 1 < d_out)
-            J = g.sum(0) / steps  # T x H
-            P[d] = (J * delta).sum(-1)
+        for d0 in range(0, d_out, chunk):
+            d1 = min(d0 + chunk, d_out)
+            cot = torch.zeros(d1 - d0, *e.shape, dtype=F64)
+            cot[torch.arange(d1 - d0), :, torch.arange(d0, d1)] = 1.0  # cotangent of Σ_k E[k, d]
+            # E[k, d] depends on input_k only, so row k of the gradient is ∂E[k,d]/∂input_k.
+            (g,) = torch.autograd.grad(e, x, grad_outputs=cot, retain_graph=d1 < d_out,
+                                       is_grads_batched=True)  # (d1-d0) x N x T x H
+            J = g.sum(1) / steps  # (d1-d0) x T x H
+            P[d0:d1] = (J * delta[None]).sum(-1)
         return P.detach()
+
+    def compute_P_forward(self, ids, layer, steps):
+        """P (D x T) by forward mode (one JVP per token i, tangent Δ on row i only): an independent
+        cross-check of compute_P, and what the Rust engine does."""
+        delta, x = self.path(ids, layer, steps)
+        P = torch.zeros(self.model.config.hidden_size, len(ids), dtype=F64)
+        with torch.no_grad():
+            for i in range(len(ids)):
+                v = torch.zeros_like(x)
+                v[:, i] = delta[i]
+                _, de = torch.func.jvp(self.head(layer), (x,), (v,))
+                P[:, i] = de.sum(0) / steps
+        return P
+
+    def path_sum(self, ids, layer, steps):
+        """Σ_i P[:, i] (D,) by one JVP along Δ: the Riemann sum of d/dα e(h(r) + αΔ)."""
+        delta, x = self.path(ids, layer, steps)
+        with torch.no_grad():
+            _, de = torch.func.jvp(self.head(layer), (x,), (delta[None].expand_as(x).contiguous(),))
+        return de.sum(0) / steps
 
 
 def floats(t):
@@ -233,13 +267,22 @@ def main():
         embeddings.append({"text": text, "tokens": tokens, "ids": ids,
                            "raw": floats(raw), "encode": [float(v) for v in enc]})
 
+    print(f"embeddings: max |layer-by-layer - model()| {worst['forward']:.2e}, "
+          f"max |encode - raw/|raw|| {worst['encode_vs_raw']:.2e}")
+
     # ---------------- attributions ----------------
     cache = {}
+    rev_vs_fwd = []
 
     def get_P(ids, layer, steps):
         key = (tuple(ids), layer, steps)
         if key not in cache:
-            cache[key] = R.compute_P(ids, layer, steps)
+            P = R.compute_P(ids, layer, steps)
+            P_fwd = R.compute_P_forward(ids, layer, steps)
+            err = ((P - P_fwd).abs().max() / P.abs().max()).item()
+            rev_vs_fwd.append(err)
+            assert err < 1e-10, f"reverse vs forward mode P differ: {err:.3e}"
+            cache[key] = P
         return cache[key]
 
     completeness = {}  # (text, layer, steps) -> max abs error
@@ -292,6 +335,7 @@ def main():
                     print(f"  L={layer} N={steps:3d} {sim}: score {score:+.5f} sum(A) {asum:+.5f} "
                           f"expected {expected:+.5f} identity-err {ident:+.2e}  [{text_a!r} / {text_b!r}]")
 
+    print(f"reverse- vs forward-mode P: max relative difference {max(rev_vs_fwd):.3e} over {len(rev_vs_fwd)} P")
     print("completeness  max_d |Σ_i P_di - (e_d(x) - e_d(r))|   (relative to max_d |e_d(x) - e_d(r)|):")
     for (text, layer, steps), (err, mag) in sorted(completeness.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
         print(f"  L={layer} N={steps:3d} err {err:.3e} (rel {err / mag:.3e})  {text!r}")
@@ -301,8 +345,9 @@ def main():
     worst_ident = max(identity_errs)
     print(f"max identity error at N={max_steps}: {worst_ident[0]:.3e} (|expected| {worst_ident[1]:.3e}, {worst_ident[2:]})")
 
-    # Convergence check (not written): right Riemann error is O(1/N), so at many steps both the
-    # per-text completeness error and its ratio to the error at max_steps must shrink accordingly.
+    # Convergence check (not written): right Riemann error is O(1/N), so at many steps the
+    # per-text completeness error must shrink accordingly. Σ_i P_di at many steps comes from one
+    # JVP along Δ per step (path_sum), which is cheap; Σ_ij A_ij = Σ_d (Σ_i P^a_di)(Σ_j P^b_dj).
     n_chk = preset["check_steps"]
     worst_chk = 0.0
     P_chk = {}
@@ -310,10 +355,10 @@ def main():
         if steps != max_steps:
             continue
         ids, _ = R.tokenize(text)
-        P = R.compute_P(ids, layer, n_chk)
-        P_chk[(text, layer)] = P
+        S = R.path_sum(ids, layer, n_chk)
+        P_chk[(text, layer)] = S
         e, r = R.embedding(ids), R.embedding(R.reference_ids(len(ids)))
-        err_chk = (P.sum(1) - (e - r)).abs().max().item()
+        err_chk = (S - (e - r)).abs().max().item()
         worst_chk = max(worst_chk, err_chk / mag)
         print(f"  convergence L={layer}: err N={max_steps} {err:.3e} -> N={n_chk} {err_chk:.3e} "
               f"(ratio {err / max(err_chk, 1e-300):.1f}, ideal {n_chk / max_steps:.0f})  {text!r}")
@@ -327,7 +372,7 @@ def main():
         ids_b, _ = R.tokenize(text_b)
         e_a, e_b = R.embedding(ids_a), R.embedding(ids_b)
         r_a, r_b = R.embedding(R.reference_ids(len(ids_a))), R.embedding(R.reference_ids(len(ids_b)))
-        asum = (P_chk[(text_a, layer)].T @ P_chk[(text_b, layer)]).sum().item() / scale
+        asum = (P_chk[(text_a, layer)] @ P_chk[(text_b, layer)]).item() / scale  # Σ_ij A_ij
         expected = ((e_a - r_a) @ (e_b - r_b)).item() / scale
         ident_chk = asum - expected
         worst_ident_chk = max(worst_ident_chk, abs(ident_chk))
