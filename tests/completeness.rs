@@ -41,17 +41,23 @@ fn completeness_error_shrinks_with_steps_and_identity_holds() {
 }
 
 #[test]
-fn chunking_the_steps_does_not_change_the_result() {
+fn chunking_steps_and_directions_does_not_change_the_result() {
     let model = SentenceModel::load(&tiny_model_dir()).unwrap();
     let backend = CpuReference::<f32>::new();
     let encoder = Encoder::new(&backend, &model).unwrap();
     let quadrature = Quadrature::riemann_right(7).unwrap();
+    let text = "A man is playing a guitar.";
+    let tokens = model.tokenizer.encode(text).unwrap().ids.len();
     let whole = TextOptions::new(1, quadrature);
-    let chunked = TextOptions { max_tangent_rows: 1, ..whole };
-    let run = |o: &TextOptions| {
-        simattr::attribution::attribute_text(&encoder, &model.tokenizer, "the cat sat", o, &()).unwrap().projection
+    let run = |max_tangent_rows: usize| {
+        let options = TextOptions { max_tangent_rows, ..whole };
+        simattr::attribution::attribute_text(&encoder, &model.tokenizer, text, &options, &()).unwrap().projection
     };
-    let (p1, p2) = (run(&whole), run(&chunked));
-    let err = common::max_abs_diff(&p1, &p2);
-    assert!(err < 1e-6 * common::max_abs(&p1), "chunked P differs by {err:e}");
+    let reference = run(whole.max_tangent_rows);
+    // One direction of one step per pass; a few directions per pass (not dividing T); two
+    // steps per pass.
+    for rows in [1, 4 * tokens, 2 * tokens * tokens] {
+        let err = common::max_abs_diff(&reference, &run(rows));
+        assert!(err < 1e-6 * common::max_abs(&reference), "max_tangent_rows {rows}: P differs by {err:e}");
+    }
 }

@@ -15,9 +15,9 @@ pub struct TextOptions {
     /// Layer whose input is attributed (0 = embedding output).
     pub layer: usize,
     pub quadrature: Quadrature,
-    /// Upper bound on tangent rows (`steps × tokens × tokens`) in flight at once: the
-    /// quadrature nodes are processed in chunks that fit, so memory stays bounded for long
-    /// texts and many steps.
+    /// Upper bound on tangent rows (`steps × directions × tokens`) in flight at once: the
+    /// quadrature nodes, and for long texts the token directions, are processed in passes that
+    /// fit, so memory stays bounded at any length and step count.
     pub max_tangent_rows: usize,
 }
 
@@ -114,22 +114,30 @@ pub fn attribute_text<B: Backend>(
     };
     let embedding = pooled_end(input_states)?;
 
+    // Work in passes of at most `max_tangent_rows` tangent rows: several steps with all token
+    // directions when they fit, else one step with as many directions as fit.
     let nodes = options.quadrature.nodes();
-    let steps_per_chunk = (options.max_tangent_rows / (t * t)).clamp(1, nodes.len());
+    let rows_budget = options.max_tangent_rows.max(1);
+    let directions_per_pass = (rows_budget / t).clamp(1, t);
+    let steps_per_pass = (rows_budget / (directions_per_pass * t)).clamp(1, nodes.len());
     let mut projection = vec![0.0; h * t];
-    for chunk in nodes.chunks(steps_per_chunk) {
+    for chunk in nodes.chunks(steps_per_pass) {
         let alphas: Vec<f64> = chunk.iter().map(|n| n.alpha).collect();
-        let batch = Batch { steps: chunk.len(), tangents: t, tokens: t };
         let primals = b.interpolate(&reference_states, &delta, &alphas)?;
-        let tangents = b.token_tangents(&delta, chunk.len(), t, h)?;
-        let (_, d_states) = encoder.jvp_layers(primals, tangents, layer, batch)?;
-        // Mean pooling is linear: the pooled tangent of direction i is column i of ∂e·Δ.
-        let pooled = b.download(&b.mean_pool(&d_states, chunk.len() * t, t, h)?)?;
-        for (k, node) in chunk.iter().enumerate() {
-            for i in 0..t {
-                let column = &pooled[(k * t + i) * h..][..h];
-                for (d, value) in column.iter().enumerate() {
-                    projection[d * t + i] += node.weight * value;
+        for first in (0..t).step_by(directions_per_pass) {
+            let directions = first..(first + directions_per_pass).min(t);
+            let count = directions.len();
+            let batch = Batch { steps: chunk.len(), tangents: count, tokens: t };
+            let tangents = b.token_tangents(&delta, chunk.len(), t, h, directions.clone())?;
+            let (_, d_states) = encoder.jvp_layers(&primals, &tangents, layer, batch)?;
+            // Mean pooling is linear: the pooled tangent of direction i is column i of ∂e·Δ.
+            let pooled = b.download(&b.mean_pool(&d_states, chunk.len() * count, t, h)?)?;
+            for (k, node) in chunk.iter().enumerate() {
+                for (m, i) in directions.clone().enumerate() {
+                    let column = &pooled[(k * count + m) * h..][..h];
+                    for (d, value) in column.iter().enumerate() {
+                        projection[d * t + i] += node.weight * value;
+                    }
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! independent rows across threads.
 
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use super::{AttentionSaved, Backend, Batch, Heads, NormSaved};
 use crate::error::Result;
@@ -57,7 +58,9 @@ impl<S: Scalar> CpuReference<S> {
 /// Fills `out` (rows of `row_len`) by calling `fill(row_index, row)`, rows split across threads.
 fn for_each_row<S: Scalar>(out: &mut [S], row_len: usize, threads: usize, fill: impl Fn(usize, &mut [S]) + Sync) {
     let rows = out.len() / row_len.max(1);
-    let per_thread = rows.div_ceil(threads.max(1)).max(1);
+    // Spawning threads costs more than small outputs take to fill.
+    let threads = if out.len() < (1 << 14) { 1 } else { threads.max(1) };
+    let per_thread = rows.div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         for (chunk_index, chunk) in out.chunks_mut(per_thread * row_len.max(1)).enumerate() {
             let fill = &fill;
@@ -167,12 +170,21 @@ impl<S: Scalar> Backend for CpuReference<S> {
         Ok(out)
     }
 
-    fn token_tangents(&self, delta: &Vec<S>, steps: usize, tokens: usize, width: usize) -> Result<Vec<S>> {
+    fn token_tangents(
+        &self,
+        delta: &Vec<S>,
+        steps: usize,
+        tokens: usize,
+        width: usize,
+        directions: Range<usize>,
+    ) -> Result<Vec<S>> {
         check_len("tangent delta", delta.len(), tokens * width);
-        let mut out = vec![S::default(); steps * tokens * tokens * width];
+        check_len("tangent directions end", directions.end.min(tokens), directions.end);
+        let count = directions.len();
+        let mut out = vec![S::default(); steps * count * tokens * width];
         for step in 0..steps {
-            for i in 0..tokens {
-                let row = ((step * tokens + i) * tokens + i) * width;
+            for (k, i) in directions.clone().enumerate() {
+                let row = ((step * count + k) * tokens + i) * width;
                 out[row..row + width].copy_from_slice(&delta[i * width..(i + 1) * width]);
             }
         }

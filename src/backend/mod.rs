@@ -12,6 +12,8 @@
 
 pub mod cpu_reference;
 
+use std::ops::Range;
+
 use crate::error::Result;
 use crate::net::params::{Linear, Norm};
 
@@ -86,9 +88,16 @@ pub trait Backend {
     fn sub(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// Quadrature inputs `[steps, len]`: row `k` is `origin + alphas[k] · delta` (both `[len]`).
     fn interpolate(&self, origin: &Self::Tensor, delta: &Self::Tensor, alphas: &[f64]) -> Result<Self::Tensor>;
-    /// Token-wise tangents `[steps, tokens, tokens, width]`: tangent `i` of every step is
-    /// `delta` (`[tokens, width]`) on row `i` and zero elsewhere.
-    fn token_tangents(&self, delta: &Self::Tensor, steps: usize, tokens: usize, width: usize) -> Result<Self::Tensor>;
+    /// Token-wise tangents `[steps, directions.len(), tokens, width]`: tangent `k` of every
+    /// step is `delta` (`[tokens, width]`) on row `directions.start + k` and zero elsewhere.
+    fn token_tangents(
+        &self,
+        delta: &Self::Tensor,
+        steps: usize,
+        tokens: usize,
+        width: usize,
+        directions: Range<usize>,
+    ) -> Result<Self::Tensor>;
 
     // ---- linear: y = x Wᵀ + b --------------------------------------------------------------
 

@@ -79,7 +79,7 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
             return Err(bad(format!("`{name}` is 0")));
         }
     }
-    if raw.hidden_size % raw.num_attention_heads != 0 {
+    if !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
         return Err(bad(format!(
             "hidden_size {} is not a multiple of num_attention_heads {}",
             raw.hidden_size, raw.num_attention_heads
