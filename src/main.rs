@@ -111,13 +111,14 @@ fn warn_truncated(label: &str, tokenized: &Tokenized, max_len: usize) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // The CPU reference is the only backend so far; the fast ones will be chosen here.
+    let backend = CpuReference::<f32>::new();
     match cli.command {
         Command::Embed { model, raw, json: json_path, texts } => {
             if let Some(path) = &json_path {
                 files::check_writable(path)?;
             }
             let model = load_model(&model)?;
-            let backend = CpuReference::<f32>::new();
             let encoder = Encoder::new(&backend, &model)?;
             let mut out = json::EmbedJson {
                 model: model.path.display().to_string(),
@@ -143,7 +144,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Similarity { model, a, b } => {
             let model = load_model(&model)?;
-            let backend = CpuReference::<f32>::new();
             let encoder = Encoder::new(&backend, &model)?;
             let ea = embed_text(&encoder, &model, &a, false).context("text A")?;
             let eb = embed_text(&encoder, &model, &b, false).context("text B")?;
@@ -158,15 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 files::check_writable(path)?;
             }
             let model = load_model(&model)?;
-            let backend = CpuReference::<f32>::new();
             let encoder = Encoder::new(&backend, &model)?;
-            if layer >= encoder.num_layers() {
-                anyhow::bail!(
-                    "invalid argument --layer: {layer} is out of range: the model has {} layers (0..={})",
-                    encoder.num_layers(),
-                    encoder.num_layers() - 1
-                );
-            }
             let options = TextOptions::new(layer, quadrature);
             let bar = indicatif::ProgressBar::new(2 * steps as u64);
             bar.set_style(
