@@ -160,9 +160,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let model = load_model(&model)?;
             let encoder = Encoder::new(&backend, &model)?;
             let options = TextOptions::new(layer, quadrature);
-            let bar = indicatif::ProgressBar::new(2 * steps as u64);
+            let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ({elapsed}, eta {eta})")
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% ({elapsed}, eta {eta})")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             bar.set_message("integrating");

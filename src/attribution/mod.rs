@@ -14,18 +14,25 @@ use crate::error::Result;
 use crate::model::TextTokenizer;
 use crate::net::Encoder;
 
-/// Receives progress in quadrature steps; the CLI hands in a progress bar, tests hand in `()`.
+/// Receives progress in work units (one unit: one token direction of one quadrature step
+/// through one layer). Work is announced as it becomes known, since the token counts are
+/// known only after tokenizing. The CLI hands in a progress bar, tests hand in `()`.
 pub trait Progress {
-    fn advance(&self, steps: u64);
+    fn add_work(&self, units: u64);
+    fn advance(&self, units: u64);
 }
 
 impl Progress for () {
-    fn advance(&self, _steps: u64) {}
+    fn add_work(&self, _units: u64) {}
+    fn advance(&self, _units: u64) {}
 }
 
 impl Progress for indicatif::ProgressBar {
-    fn advance(&self, steps: u64) {
-        self.inc(steps);
+    fn add_work(&self, units: u64) {
+        self.inc_length(units);
+    }
+    fn advance(&self, units: u64) {
+        self.inc(units);
     }
 }
 

@@ -117,6 +117,7 @@ pub fn attribute_text<B: Backend>(
     // Work in passes of at most `max_tangent_rows` tangent rows: several steps with all token
     // directions when they fit, else one step with as many directions as fit.
     let nodes = options.quadrature.nodes();
+    progress.add_work((nodes.len() * t * (encoder.num_layers() - layer)) as u64);
     let rows_budget = options.max_tangent_rows.max(1);
     let directions_per_pass = (rows_budget / t).clamp(1, t);
     let steps_per_pass = (rows_budget / (directions_per_pass * t)).clamp(1, nodes.len());
@@ -129,7 +130,8 @@ pub fn attribute_text<B: Backend>(
             let count = directions.len();
             let batch = Batch { steps: chunk.len(), tangents: count, tokens: t };
             let tangents = b.token_tangents(&delta, chunk.len(), t, h, directions.clone())?;
-            let (_, d_states) = encoder.jvp_layers(&primals, &tangents, layer, batch)?;
+            let after_layer = || progress.advance((chunk.len() * count) as u64);
+            let (_, d_states) = encoder.jvp_layers(&primals, &tangents, layer, batch, &after_layer)?;
             // Mean pooling is linear: the pooled tangent of direction i is column i of ∂e·Δ.
             let pooled = b.download(&b.mean_pool(&d_states, chunk.len() * count, t, h)?)?;
             for (k, node) in chunk.iter().enumerate() {
@@ -141,7 +143,6 @@ pub fn attribute_text<B: Backend>(
                 }
             }
         }
-        progress.advance(chunk.len() as u64);
     }
     let reference_embedding = pooled_end(reference_states)?;
     Ok(TextAttribution { tokenized, reference_ids, dim: h, projection, embedding, reference_embedding })

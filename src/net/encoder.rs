@@ -75,15 +75,24 @@ impl<'b, B: Backend> Encoder<'b, B> {
     }
 
     /// Runs layers `from..` (at least one) on primals and their tangents together; returns
-    /// the final `(states, tangents)`.
-    pub fn jvp_layers(&self, x: &B::Tensor, dx: &B::Tensor, from: usize, batch: Batch) -> Result<(B::Tensor, B::Tensor)> {
+    /// the final `(states, tangents)`. `after_layer` is called as each layer finishes.
+    pub fn jvp_layers(
+        &self,
+        x: &B::Tensor,
+        dx: &B::Tensor,
+        from: usize,
+        batch: Batch,
+        after_layer: &dyn Fn(),
+    ) -> Result<(B::Tensor, B::Tensor)> {
         let mut layers = self.params.layers.get(from..).unwrap_or_default().iter();
         let first = layers.next().ok_or_else(|| {
             Error::argument("--layer", format!("{from} is out of range: the model has {} layers", self.num_layers()))
         })?;
         let (mut x, mut dx) = layer_jvp(self.backend, first, self.shape(), x, dx, batch)?;
+        after_layer();
         for params in layers {
             (x, dx) = layer_jvp(self.backend, params, self.shape(), &x, &dx, batch)?;
+            after_layer();
         }
         Ok((x, dx))
     }
