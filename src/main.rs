@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
 use simattr::backend::cpu_reference::CpuReference;
+use simattr::backend::Backend;
 use simattr::embed::embed_text;
 use simattr::model::{cache, SentenceModel, Tokenized};
 use simattr::net::Encoder;
@@ -16,8 +17,18 @@ use simattr::output::{files, heatmap, json, summary};
 #[derive(Parser)]
 #[command(name = "simattr", version, about = "Explain why a sentence encoder finds two texts similar")]
 struct Cli {
+    /// Storage precision of the CPU reference backend (sums are always accumulated in f64);
+    /// f64 matches a float64 PyTorch run to ~1e-12.
+    #[arg(long, global = true, value_enum, default_value = "f32")]
+    precision: Precision,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Precision {
+    F32,
+    F64,
 }
 
 #[derive(clap::Args)]
@@ -112,14 +123,20 @@ fn warn_truncated(label: &str, tokenized: &Tokenized, max_len: usize) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     // The CPU reference is the only backend so far; the fast ones will be chosen here.
-    let backend = CpuReference::<f32>::new();
-    match cli.command {
+    match cli.precision {
+        Precision::F32 => run_on(&CpuReference::<f32>::new(), cli.command),
+        Precision::F64 => run_on(&CpuReference::<f64>::new(), cli.command),
+    }
+}
+
+fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Embed { model, raw, json: json_path, texts } => {
             if let Some(path) = &json_path {
                 files::check_writable(path)?;
             }
             let model = load_model(&model)?;
-            let encoder = Encoder::new(&backend, &model)?;
+            let encoder = Encoder::new(backend, &model)?;
             let mut out = json::EmbedJson {
                 model: model.path.display().to_string(),
                 normalized: !raw && model.normalize,
@@ -144,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Similarity { model, a, b } => {
             let model = load_model(&model)?;
-            let encoder = Encoder::new(&backend, &model)?;
+            let encoder = Encoder::new(backend, &model)?;
             let ea = embed_text(&encoder, &model, &a, false).context("text A")?;
             let eb = embed_text(&encoder, &model, &b, false).context("text B")?;
             warn_truncated("text A", &ea.tokenized, model.max_seq_length);
@@ -158,7 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 files::check_writable(path)?;
             }
             let model = load_model(&model)?;
-            let encoder = Encoder::new(&backend, &model)?;
+            let encoder = Encoder::new(backend, &model)?;
             let options = TextOptions::new(layer, quadrature);
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
