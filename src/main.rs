@@ -18,7 +18,7 @@ use simattr::output::{files, heatmap, json, summary};
 #[command(name = "simattr", version, about = "Explain why a sentence encoder finds two texts similar")]
 struct Cli {
     /// Storage precision of the CPU reference backend (sums are always accumulated in f64);
-    /// f64 matches a float64 PyTorch run to ~1e-12.
+    /// f64 matches a float64 PyTorch run to ~1e-15.
     #[arg(long, global = true, value_enum, default_value = "f32")]
     precision: Precision,
     #[command(subcommand)]
