@@ -1,7 +1,7 @@
 //! Sentence embeddings as sentence-transformers' `encode` returns them.
 
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{SentenceModel, Tokenized};
 use crate::net::Encoder;
 
@@ -18,9 +18,6 @@ pub fn embed_text<B: Backend>(
     text: &str,
     apply_normalize: bool,
 ) -> Result<Embedded> {
-    if text.trim().is_empty() {
-        return Err(Error::argument("TEXT", "a text to embed is empty"));
-    }
     let tokenized = model.tokenizer.encode(text)?;
     let mut vector = encoder.embed(&tokenized.ids, 1)?;
     if apply_normalize && model.normalize {

@@ -51,7 +51,8 @@ fn chunking_steps_and_directions_does_not_change_the_result() {
     let whole = TextOptions::new(1, quadrature);
     let run = |max_tangent_rows: usize| {
         let options = TextOptions { max_tangent_rows, ..whole };
-        simattr::attribution::attribute_text(&encoder, &model.tokenizer, text, &options, &()).unwrap().projection
+        let tokenized = model.tokenizer.encode(text).unwrap();
+        simattr::attribution::attribute_text(&encoder, &model.tokenizer, tokenized, &options, &()).unwrap().projection
     };
     let reference = run(whole.max_tangent_rows);
     // One direction of one step per pass; a few directions per pass (not dividing T); two

@@ -56,8 +56,11 @@ pub fn explain_pair<B: Backend>(
     similarity: Similarity,
     progress: &dyn Progress,
 ) -> Result<Explanation> {
-    let a = attribute_text(encoder, tokenizer, text_a, options, progress)?;
-    let b = attribute_text(encoder, tokenizer, text_b, options, progress)?;
+    // Both texts are checked before either is integrated, so bad input fails at once.
+    encoder.check_layer(options.layer)?;
+    let (tokens_a, tokens_b) = (tokenizer.encode(text_a)?, tokenizer.encode(text_b)?);
+    let a = attribute_text(encoder, tokenizer, tokens_a, options, progress)?;
+    let b = attribute_text(encoder, tokenizer, tokens_b, options, progress)?;
     let pair = PairAttribution::combine(&a, &b, similarity);
     Ok(Explanation { a, b, pair, layer: options.layer, quadrature: options.quadrature })
 }

@@ -5,7 +5,7 @@
 use crate::attribution::quadrature::Quadrature;
 use crate::attribution::Progress;
 use crate::backend::{Backend, Batch};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{TextTokenizer, Tokenized};
 use crate::net::Encoder;
 
@@ -85,23 +85,15 @@ pub fn reference_ids(tokenizer: &TextTokenizer, len: usize) -> Vec<u32> {
     ids
 }
 
+/// `P` of one tokenized text (`tokenizer` supplies the reference input's special ids).
 pub fn attribute_text<B: Backend>(
     encoder: &Encoder<'_, B>,
     tokenizer: &TextTokenizer,
-    text: &str,
+    tokenized: Tokenized,
     options: &TextOptions,
     progress: &dyn Progress,
 ) -> Result<TextAttribution> {
-    if text.trim().is_empty() {
-        return Err(Error::argument("TEXT", "a text to explain is empty"));
-    }
-    if options.layer >= encoder.num_layers() {
-        return Err(Error::argument(
-            "--layer",
-            format!("{} is out of range: the model has {} layers (0..={})", options.layer, encoder.num_layers(), encoder.num_layers() - 1),
-        ));
-    }
-    let tokenized = tokenizer.encode(text)?;
+    encoder.check_layer(options.layer)?;
     let reference_ids = reference_ids(tokenizer, tokenized.ids.len());
     let (b, t, h, layer) = (encoder.backend, tokenized.ids.len(), encoder.hidden(), options.layer);
 

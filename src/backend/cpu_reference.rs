@@ -88,6 +88,11 @@ fn dot<S: Scalar>(a: &[S], b: &[S]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
+/// The `dim` features of head `head` in row `row` of a `[rows, heads·dim]` tensor.
+fn head_slice<S>(x: &[S], row: usize, head: usize, dim: usize, width: usize) -> &[S] {
+    &x[row * width + head * dim..][..dim]
+}
+
 fn erf(x: f64) -> f64 {
     libm::erf(x)
 }
@@ -288,9 +293,8 @@ impl<S: Scalar> Backend for CpuReference<S> {
         for_each_row(&mut probs, heads.count * t * t, self.threads, |s, p_seq| {
             for h in 0..heads.count {
                 for i in 0..t {
-                    let qi = &q[(s * t + i) * w + h * d..][..d];
-                    let scores: Vec<f64> =
-                        (0..t).map(|j| dot(qi, &k[(s * t + j) * w + h * d..][..d]) * scale).collect();
+                    let qi = head_slice(q, s * t + i, h, d, w);
+                    let scores: Vec<f64> = (0..t).map(|j| dot(qi, head_slice(k, s * t + j, h, d, w)) * scale).collect();
                     let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let exps: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
                     let total: f64 = exps.iter().sum();
@@ -338,14 +342,16 @@ impl<S: Scalar> Backend for CpuReference<S> {
         // One "row" per tangent sequence; `s` is the step whose primal it shares.
         for_each_row(&mut dout, t * w, self.threads, |seq, o_seq| {
             let s = seq / batch.tangents;
-            let primal = |x: &[S], j: usize, h: usize| -> Vec<S> { x[(s * t + j) * w + h * d..][..d].to_vec() };
-            let tangent = |x: &[S], j: usize, h: usize| -> Vec<S> { x[(seq * t + j) * w + h * d..][..d].to_vec() };
             for h in 0..heads.count {
                 for i in 0..t {
-                    let (qi, dqi) = (primal(q, i, h), tangent(dq, i, h));
+                    // Primal rows are those of step `s`, tangent rows those of sequence `seq`.
+                    let (qi, dqi) = (head_slice(q, s * t + i, h, d, w), head_slice(dq, seq * t + i, h, d, w));
                     let p = |j: usize| saved.probs[((s * heads.count + h) * t + i) * t + j].get();
                     let ds: Vec<f64> = (0..t)
-                        .map(|j| (dot(&dqi, &primal(k, j, h)) + dot(&qi, &tangent(dk, j, h))) * scale)
+                        .map(|j| {
+                            let (kj, dkj) = (head_slice(k, s * t + j, h, d, w), head_slice(dk, seq * t + j, h, d, w));
+                            (dot(dqi, kj) + dot(qi, dkj)) * scale
+                        })
                         .collect();
                     let mean_ds: f64 = (0..t).map(|j| p(j) * ds[j]).sum();
                     let dp: Vec<f64> = (0..t).map(|j| p(j) * (ds[j] - mean_ds)).collect();

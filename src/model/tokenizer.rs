@@ -57,7 +57,12 @@ impl TextTokenizer {
         self.max_len
     }
 
+    /// Tokenizes one text; an empty (or all-whitespace) text is an error, since there is
+    /// nothing to embed or explain.
     pub fn encode(&self, text: &str) -> Result<Tokenized> {
+        if text.trim().is_empty() {
+            return Err(Error::argument("TEXT", "a text is empty"));
+        }
         let err = |message: String| Error::Tokenizer { path: self.path.clone(), message };
         let full = self.inner.encode(text, true).map_err(|e| err(e.to_string()))?;
         let mut encoding = full;

@@ -74,6 +74,15 @@ impl<'b, B: Backend> Encoder<'b, B> {
         Ok(x)
     }
 
+    /// Fails unless `layer` names a layer of this model (a split point for attribution).
+    pub fn check_layer(&self, layer: usize) -> Result<()> {
+        let n = self.num_layers();
+        if layer < n {
+            return Ok(());
+        }
+        Err(Error::argument("--layer", format!("{layer} is out of range: the model has {n} layers (0..={})", n - 1)))
+    }
+
     /// Runs layers `from..` (at least one) on primals and their tangents together; returns
     /// the final `(states, tangents)`. `after_layer` is called as each layer finishes.
     pub fn jvp_layers(
@@ -84,13 +93,11 @@ impl<'b, B: Backend> Encoder<'b, B> {
         batch: Batch,
         after_layer: &dyn Fn(),
     ) -> Result<(B::Tensor, B::Tensor)> {
-        let mut layers = self.params.layers.get(from..).unwrap_or_default().iter();
-        let first = layers.next().ok_or_else(|| {
-            Error::argument("--layer", format!("{from} is out of range: the model has {} layers", self.num_layers()))
-        })?;
+        self.check_layer(from)?;
+        let (first, rest) = (&self.params.layers[from], &self.params.layers[from + 1..]);
         let (mut x, mut dx) = layer_jvp(self.backend, first, self.shape(), x, dx, batch)?;
         after_layer();
-        for params in layers {
+        for params in rest {
             (x, dx) = layer_jvp(self.backend, params, self.shape(), &x, &dx, batch)?;
             after_layer();
         }

@@ -46,7 +46,8 @@ pub fn check_attributions(model_dir: &Path, golden: &Value, relative: f64, filte
             .entry((text.to_string(), layer, steps))
             .or_insert_with(|| {
                 let options = TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap());
-                attribute_text(&encoder, &model.tokenizer, text, &options, &()).unwrap()
+                let tokenized = model.tokenizer.encode(text).unwrap();
+                attribute_text(&encoder, &model.tokenizer, tokenized, &options, &()).unwrap()
             })
             .clone()
     };
