@@ -44,7 +44,11 @@ pub enum Error {
     Argument { argument: &'static str, message: String },
 
     #[error("cannot render the heatmap: {0}")]
-    Heatmap(#[from] crate::output::heatmap::HeatmapError),
+    Heatmap(String),
+
+    /// A broken invariant inside the engine (a bug, not bad input).
+    #[error("internal error (please report): {0}")]
+    Internal(String),
 }
 
 impl Error {

@@ -2,9 +2,11 @@
 //! integrated-Jacobian attributions of Moeller, Nikolaev and Padó.
 //!
 //! The pipeline, one module each:
-//! `model` (load a sentence-transformers folder) → `net` (the network description: forward
-//! and JVP over ops) → `backend` (who runs the ops) → `attribution` (P per text, A per pair)
-//! → `output` (JSON, heatmap, summary). The binary in `main.rs` is the CLI.
+//! `params` (the ground floor: the parameter tree and tensor roles) → `model` (load a
+//! sentence-transformers folder) → `backend` (who runs the ops: the op trait, the CPU
+//! reference, the fast CPU backend) → `net` (the network description: forward and JVP over
+//! ops) → `attribution` (P per text, A per pair) → `output` (JSON, heatmap, summary). The
+//! binary in `main.rs` is the CLI.
 
 pub mod attribution;
 pub mod backend;
@@ -13,5 +15,6 @@ pub mod error;
 pub mod model;
 pub mod net;
 pub mod output;
+pub mod params;
 
 pub use error::{Error, Result};

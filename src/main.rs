@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
-use simattr::backend::cpu_reference::CpuReference;
-use simattr::backend::Backend;
+use simattr::backend::cpu::CpuBackend;
+use simattr::backend::reference::CpuReference;
+use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Precision};
 use simattr::embed::embed_text;
 use simattr::model::{cache, SentenceModel, Tokenized};
 use simattr::net::Encoder;
@@ -17,18 +18,23 @@ use simattr::output::{files, heatmap, json, summary};
 #[derive(Parser)]
 #[command(name = "simattr", version, about = "Explain why a sentence encoder finds two texts similar")]
 struct Cli {
-    /// Storage precision of the CPU reference backend (sums are always accumulated in f64);
-    /// f64 matches a float64 PyTorch run to ~1e-15.
-    #[arg(long, global = true, value_enum, default_value = "f32")]
-    precision: Precision,
+    /// Which backend runs the network: `cpu` (fast, multi-threaded) or `cpu-ref` (the plain
+    /// reference every other backend is tested against).
+    #[arg(long, global = true, default_value = "cpu", value_name = "cpu|cpu-ref")]
+    backend: String,
+    /// Storage precision: f32 (every backend, the default) or f64 (cpu-ref only; matches a
+    /// float64 PyTorch run to ~1e-15).
+    #[arg(long, global = true, value_name = "f32|f64")]
+    precision: Option<String>,
+    /// Worker threads [default: all cores].
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    /// Memory the backend's tensors may use at once, e.g. 512M or 4G [default: 2G]; long texts
+    /// and many steps are processed in passes that fit.
+    #[arg(long, global = true, value_name = "SIZE")]
+    max_memory: Option<String>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Precision {
-    F32,
-    F64,
 }
 
 #[derive(clap::Args)]
@@ -122,10 +128,19 @@ fn warn_truncated(label: &str, tokenized: &Tokenized, max_len: usize) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    // The CPU reference is the only backend so far; the fast ones will be chosen here.
-    match cli.precision {
-        Precision::F32 => run_on(&CpuReference::<f32>::new(), cli.command),
-        Precision::F64 => run_on(&CpuReference::<f64>::new(), cli.command),
+    let kind: BackendKind = cli.backend.parse()?;
+    let precision = kind.check_precision(cli.precision.as_deref().map(str::parse::<Precision>).transpose()?)?;
+    let max_memory = cli.max_memory.as_deref().map(parse_memory).transpose()?;
+    let settings = BackendSettings::new(cli.threads, max_memory)?;
+    match (kind, precision) {
+        (BackendKind::Cpu, Precision::F32) => run_on(&CpuBackend::new(settings)?, cli.command),
+        (BackendKind::CpuReference, Precision::F32) => {
+            run_on(&CpuReference::<f32>::with_settings(settings), cli.command)
+        }
+        (BackendKind::CpuReference, Precision::F64) => {
+            run_on(&CpuReference::<f64>::with_settings(settings), cli.command)
+        }
+        (kind, precision) => anyhow::bail!("backend {} has no {} implementation", kind.name(), precision.name()),
     }
 }
 
@@ -190,10 +205,12 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             warn_truncated("text B", &explanation.b.tokenized, model.max_seq_length);
             print!("{}", summary::explanation_summary(&explanation, top));
             let model_name = model.path.display().to_string();
+            // Everything is rendered before anything is written, and written as a group: a
+            // failure leaves neither file behind.
+            let mut outputs: Vec<(PathBuf, Vec<u8>)> = Vec::new();
             if let Some(path) = &json_path {
-                let doc = json::ExplainJson::new(&model_name, &a, &b, &explanation);
-                files::write_atomic(path, &json::to_pretty_bytes(&doc))?;
-                eprintln!("wrote {}", path.display());
+                let doc = json::ExplainJson::new(&model_name, &backend.name(), &a, &b, &explanation);
+                outputs.push((path.clone(), json::to_pretty_bytes(&doc)));
             }
             if let Some(path) = &png {
                 let p = &explanation.pair;
@@ -213,7 +230,12 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
                     &title,
                 )
                 .map_err(simattr::Error::from)?;
-                files::write_atomic(path, &bytes)?;
+                outputs.push((path.clone(), bytes));
+            }
+            let group: Vec<(&std::path::Path, &[u8])> =
+                outputs.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();
+            files::write_all(&group)?;
+            for (path, _) in &outputs {
                 eprintln!("wrote {}", path.display());
             }
         }

@@ -180,3 +180,60 @@ fn missing_default_model_says_how_to_fetch_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_mentions(&stderr, &["fetch_model.sh", "--model"]);
 }
+
+#[test]
+fn backend_flags_are_checked() {
+    let model = tiny_model_dir();
+    assert_mentions(&explain_with(&model, &["--backend", "tpu"]), &["--backend", "tpu", "cpu-ref"]);
+    assert_mentions(&explain_with(&model, &["--precision", "f64"]), &["--precision", "cpu", "f64", "offers f32"]);
+    assert_mentions(
+        &explain_with(&model, &["--backend", "cpu-ref", "--precision", "f16"]),
+        &["--precision", "f16", "f32, f64"],
+    );
+    assert_mentions(&explain_with(&model, &["--precision", "f8"]), &["--precision", "f8"]);
+    assert_mentions(&explain_with(&model, &["--threads", "0"]), &["--threads"]);
+    assert_mentions(&explain_with(&model, &["--max-memory", "lots"]), &["--max-memory", "lots"]);
+}
+
+/// Huge settings are an error that names the limit, never an abort on a failed allocation.
+#[test]
+fn huge_settings_are_named_errors() {
+    let model = tiny_model_dir();
+    let m = model.to_str().unwrap();
+    let stderr = fails(&["explain", "--model", m, "--steps", "99999999999", "a man", "someone"]);
+    assert_mentions(&stderr, &["--steps", "99999999999", "100000"]);
+    let stderr = fails(&["explain", "--model", m, "--layer", "99999999999", "a man", "someone"]);
+    assert_mentions(&stderr, &["--layer", "99999999999"]);
+    // A budget too small for even one token direction of one step says what is needed.
+    let stderr = explain_with(&model, &["--max-memory", "1K"]);
+    assert_mentions(&stderr, &["--max-memory", "too small", "needs"]);
+}
+
+/// Many steps under a small budget stream in passes instead of failing.
+#[test]
+fn many_steps_stream_within_a_small_budget() {
+    let model = tiny_model_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_simattr"))
+        .args([
+            "--max-memory",
+            "64K",
+            "explain",
+            "--model",
+            model.to_str().unwrap(),
+            "--steps",
+            "3000",
+            "a man is playing",
+            "someone plays",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let error: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("completeness error"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no completeness error in {stdout}"));
+    assert!(error < 1e-3, "completeness error {error} at 3000 steps");
+}

@@ -52,6 +52,7 @@ fn explain_writes_json_and_png_matching_pytorch() {
     assert_eq!(strings(&doc["tokens_b"]), strings(&case["tokens_b"]));
     assert_eq!((doc["layer"].as_u64(), doc["steps"].as_u64()), (Some(2), Some(20)));
     assert_eq!(doc["similarity"], "cos");
+    assert_eq!(doc["backend"], "cpu f32", "the default backend is the fast CPU backend");
     let (got, want) = (matrix(&doc["attributions"]).concat(), matrix(&case["attributions"]).concat());
     assert!(max_abs_diff(&got, &want) <= 1e-4 * max_abs(&want));
     assert!((doc["score"].as_f64().unwrap() - case["score"].as_f64().unwrap()).abs() < 1e-5);
@@ -119,6 +120,8 @@ fn f64_precision_matches_the_float64_reference_more_tightly() {
     let model = tiny_model_dir();
     let out = simattr(&[
         "explain",
+        "--backend",
+        "cpu-ref",
         "--precision",
         "f64",
         "--model",
@@ -138,4 +141,49 @@ fn f64_precision_matches_the_float64_reference_more_tightly() {
     // f32 storage is good to ~1e-6 of max|A|; f64 storage must be orders of magnitude closer.
     let err = max_abs_diff(&got, &want) / max_abs(&want);
     assert!(err < 1e-10, "f64 run differs from the float64 golden by {err:e} of max|A|");
+}
+
+#[test]
+fn every_backend_and_precision_explains_the_same_pair() {
+    let case = golden_case(2, 5, "dot");
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir();
+    let want = matrix(&case["attributions"]).concat();
+    for (backend, precision, threads, tolerance) in [
+        ("cpu", "f32", "1", 1e-5),
+        ("cpu", "f32", "2", 1e-5),
+        ("cpu-ref", "f32", "2", 1e-5),
+        ("cpu-ref", "f64", "2", 1e-10),
+    ] {
+        let json_path = dir.path().join(format!("{backend}-{precision}-{threads}.json"));
+        let out = simattr(&[
+            "--backend",
+            backend,
+            "--precision",
+            precision,
+            "--threads",
+            threads,
+            "--max-memory",
+            "64M",
+            "explain",
+            "--model",
+            model.to_str().unwrap(),
+            "--layer",
+            "2",
+            "--steps",
+            "5",
+            "--similarity",
+            "dot",
+            "--json",
+            json_path.to_str().unwrap(),
+            case["text_a"].as_str().unwrap(),
+            case["text_b"].as_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{backend} {precision}: {}", String::from_utf8_lossy(&out.stderr));
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        let name = if backend == "cpu" { format!("cpu {precision}") } else { format!("cpu-reference {precision}") };
+        assert_eq!(doc["backend"], name.as_str());
+        let err = max_abs_diff(&matrix(&doc["attributions"]).concat(), &want) / max_abs(&want);
+        assert!(err <= tolerance, "{backend} {precision} threads {threads}: {err:e} of max|A| from the golden");
+    }
 }

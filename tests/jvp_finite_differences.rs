@@ -4,11 +4,11 @@
 mod common;
 
 use common::{max_abs, max_abs_diff, tiny_model_dir, Rng};
-use simattr::backend::cpu_reference::CpuReference;
-use simattr::backend::{Backend, Batch, Heads};
+use simattr::backend::reference::CpuReference;
+use simattr::backend::{Backend, Batch, Heads, ResidualNorm, ScoreMods};
 use simattr::model::SentenceModel;
-use simattr::net::params::Norm;
 use simattr::net::Encoder;
+use simattr::params::Norm;
 
 type F64 = CpuReference<f64>;
 
@@ -69,29 +69,63 @@ fn gelu_jvp_matches_finite_differences() {
 }
 
 #[test]
-fn attention_jvp_matches_finite_differences() {
+fn attention_jvp_matches_finite_differences_with_bias_and_mask() {
     let b = F64::new();
     let mut rng = Rng::new(3);
     let heads = Heads { count: 2, dim: 3 };
     let batch = Batch { steps: 2, tangents: 2, tokens: 4 };
-    let n = batch.primal_rows() * heads.width();
-    let (q, k, v) = (rng.vec(n), rng.vec(n), rng.vec(n));
-    let m = batch.tangent_rows() * heads.width();
-    let (dq, dk, dv) = (rng.vec(m), rng.vec(m), rng.vec(m));
-    let (_, saved) = b.attention(&q, &k, &v, batch.steps, batch.tokens, heads).unwrap();
-    let jvp = b.attention_jvp(&q, &k, &v, &saved, &dq, &dk, &dv, batch, heads).unwrap();
-    for t in 0..batch.tangents {
-        // Perturb q, k and v together: stack them into one input vector.
-        let x = [q.clone(), k.clone(), v.clone()].concat();
-        let dx = [tangent(batch, heads.width(), &dq, t), tangent(batch, heads.width(), &dk, t), tangent(batch, heads.width(), &dv, t)]
-            .concat();
+    let n = batch.primal_rows() * 3 * heads.width();
+    let qkv = rng.vec(n);
+    let dqkv = rng.vec(batch.tangent_rows() * 3 * heads.width());
+    let bias = rng.vec(heads.count * batch.tokens * batch.tokens);
+    // The second sequence's last key is padding.
+    let mask = vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0];
+    for (name, scores) in [
+        ("plain", ScoreMods::none()),
+        ("bias", ScoreMods { bias: Some(&bias), key_mask: None }),
+        ("bias+mask", ScoreMods { bias: Some(&bias), key_mask: Some(&mask) }),
+    ] {
+        let (_, saved) = b.attention(&qkv, batch.steps, batch.tokens, heads, scores).unwrap();
+        let jvp = b.attention_jvp(&qkv, &saved, &dqkv, batch, heads).unwrap();
+        for t in 0..batch.tangents {
+            let f = |x: &[f64]| b.attention(&x.to_vec(), batch.steps, batch.tokens, heads, scores).unwrap().0;
+            let fd = central_difference(f, &qkv, &tangent(batch, 3 * heads.width(), &dqkv, t), 1e-6);
+            assert_close(&format!("attention {name}"), &tangent(batch, heads.width(), &jvp, t), &fd, 1e-7);
+        }
+    }
+}
+
+#[test]
+fn block_op_jvps_match_finite_differences() {
+    let b = F64::new();
+    let mut rng = Rng::new(5);
+    let (batch, width) = (Batch { steps: 2, tangents: 3, tokens: 3 }, 6);
+    let rows = batch.primal_rows();
+    let (z, residual, bias) = (rng.vec(rows * width), rng.vec(rows * width), rng.vec(width));
+    let (dz, d_residual) = (rng.vec(batch.tangent_rows() * width), rng.vec(batch.tangent_rows() * width));
+    let norm = Norm { gamma: rng.vec(width).iter().map(|g| 1.0 + 0.3 * g).collect(), beta: rng.vec(width) };
+    let ln = ResidualNorm { norm: &norm, width, eps: 1e-5 };
+    let (_, jvp) = b.bias_residual_norm_jvp(&z, &bias, &residual, &dz, &d_residual, batch, ln).unwrap();
+    for k in 0..batch.tangents {
+        // Perturb z and the residual together.
+        let x = [z.clone(), residual.clone()].concat();
+        let dx = [tangent(batch, width, &dz, k), tangent(batch, width, &d_residual, k)].concat();
         let f = |x: &[f64]| {
-            let (q, rest) = x.split_at(n);
-            let (k, v) = rest.split_at(n);
-            b.attention(&q.to_vec(), &k.to_vec(), &v.to_vec(), batch.steps, batch.tokens, heads).unwrap().0
+            let (z, residual) = x.split_at(rows * width);
+            b.bias_residual_norm(&z.to_vec(), &bias, &residual.to_vec(), rows, ln).unwrap()
         };
-        let fd = central_difference(f, &x, &dx, 1e-6);
-        assert_close("attention", &tangent(batch, heads.width(), &jvp, t), &fd, 1e-7);
+        assert_close(
+            "bias_residual_norm",
+            &tangent(batch, width, &jvp, k),
+            &central_difference(f, &x, &dx, 1e-6),
+            1e-7,
+        );
+    }
+    let (_, jvp) = b.bias_gelu_jvp(&z, &bias, &dz, batch, width).unwrap();
+    for k in 0..batch.tangents {
+        let f = |x: &[f64]| b.bias_gelu(&x.to_vec(), rows, &bias).unwrap();
+        let fd = central_difference(f, &z, &tangent(batch, width, &dz, k), 1e-6);
+        assert_close("bias_gelu", &tangent(batch, width, &jvp, k), &fd, 1e-7);
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::attribution::quadrature::Quadrature;
 use crate::attribution::Progress;
 use crate::backend::{Backend, Batch};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{TextTokenizer, Tokenized};
 use crate::net::Encoder;
 
@@ -15,15 +15,37 @@ pub struct TextOptions {
     /// Layer whose input is attributed (0 = embedding output).
     pub layer: usize,
     pub quadrature: Quadrature,
-    /// Upper bound on tangent rows (`steps × directions × tokens`) in flight at once: the
-    /// quadrature nodes, and for long texts the token directions, are processed in passes that
-    /// fit, so memory stays bounded at any length and step count.
-    pub max_tangent_rows: usize,
+    /// An optional further bound on rows (primal and tangent) in flight at once, below what
+    /// the backend's memory budget allows; tests use it to force many small passes.
+    pub max_rows_per_pass: Option<usize>,
 }
 
 impl TextOptions {
     pub fn new(layer: usize, quadrature: Quadrature) -> Self {
-        TextOptions { layer, quadrature, max_tangent_rows: 1 << 14 }
+        TextOptions { layer, quadrature, max_rows_per_pass: None }
+    }
+}
+
+/// How the `steps × directions` of one text are split into passes that fit in memory: several
+/// steps with all token directions when they fit, else one step with as many directions as fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassPlan {
+    pub steps_per_pass: usize,
+    pub directions_per_pass: usize,
+}
+
+impl PassPlan {
+    /// A plan whose passes hold at most `row_budget` rows: `steps × (directions + 1) × tokens`
+    /// (the tangents and the primal they share).
+    pub fn new(row_budget: usize, tokens: usize, steps: usize) -> Option<Self> {
+        let per_step_direction = tokens.max(1);
+        // One direction of one step, and its primal, is the least a pass can hold.
+        if row_budget < 2 * per_step_direction {
+            return None;
+        }
+        let directions_per_pass = (row_budget / per_step_direction - 1).clamp(1, tokens.max(1));
+        let steps_per_pass = (row_budget / ((directions_per_pass + 1) * per_step_direction)).clamp(1, steps.max(1));
+        Some(PassPlan { steps_per_pass, directions_per_pass })
     }
 }
 
@@ -63,7 +85,8 @@ impl TextAttribution {
 
     /// The identity error relative to `max_d |e_d(x) − e_d(r)|`.
     pub fn relative_identity_error(&self) -> f64 {
-        let scale = self.embedding.iter().zip(&self.reference_embedding).map(|(e, r)| (e - r).abs()).fold(0.0, f64::max);
+        let scale =
+            self.embedding.iter().zip(&self.reference_embedding).map(|(e, r)| (e - r).abs()).fold(0.0, f64::max);
         if scale > 0.0 {
             self.identity_error() / scale
         } else {
@@ -96,6 +119,21 @@ pub fn attribute_text<B: Backend>(
     encoder.check_layer(options.layer)?;
     let reference_ids = reference_ids(tokenizer, tokenized.ids.len());
     let (b, t, h, layer) = (encoder.backend, tokenized.ids.len(), encoder.hidden(), options.layer);
+    let steps = options.quadrature.steps();
+
+    // Passes sized by the backend's memory budget (and the caller's optional cap).
+    let row_budget =
+        b.rows_that_fit(encoder.tangent_row_scalars()).min(options.max_rows_per_pass.unwrap_or(usize::MAX));
+    let plan = PassPlan::new(row_budget, t, steps).ok_or_else(|| {
+        let needed = 2 * t * encoder.tangent_row_scalars() * b.precision().bytes();
+        Error::argument(
+            "--max-memory",
+            format!(
+                "the budget of {} bytes is too small: one token direction of one step of this {t}-token text needs {needed} bytes",
+                b.memory_budget()
+            ),
+        )
+    })?;
 
     let input_states = encoder.states_at(&tokenized.ids, 1, layer)?;
     let reference_states = encoder.states_at(&reference_ids, 1, layer)?;
@@ -106,36 +144,55 @@ pub fn attribute_text<B: Backend>(
     };
     let embedding = pooled_end(input_states)?;
 
-    // Work in passes of at most `max_tangent_rows` tangent rows: several steps with all token
-    // directions when they fit, else one step with as many directions as fit.
-    let nodes = options.quadrature.nodes();
-    progress.add_work((nodes.len() * t * (encoder.num_layers() - layer)) as u64);
-    let rows_budget = options.max_tangent_rows.max(1);
-    let directions_per_pass = (rows_budget / t).clamp(1, t);
-    let steps_per_pass = (rows_budget / (directions_per_pass * t)).clamp(1, nodes.len());
-    let mut projection = vec![0.0; h * t];
-    for chunk in nodes.chunks(steps_per_pass) {
-        let alphas: Vec<f64> = chunk.iter().map(|n| n.alpha).collect();
+    progress.add_work((steps * t * (encoder.num_layers() - layer)) as u64);
+    // `P` stays on the device as `[T, D]` (row i = column i of P) until every pass is in.
+    let mut projection_rows = b.zeros(t * h)?;
+    for first_step in (0..steps).step_by(plan.steps_per_pass) {
+        let nodes = options.quadrature.nodes(first_step..(first_step + plan.steps_per_pass).min(steps));
+        let alphas: Vec<f64> = nodes.iter().map(|n| n.alpha).collect();
+        let weights: Vec<f64> = nodes.iter().map(|n| n.weight).collect();
         let primals = b.interpolate(&reference_states, &delta, &alphas)?;
-        for first in (0..t).step_by(directions_per_pass) {
-            let directions = first..(first + directions_per_pass).min(t);
+        for first in (0..t).step_by(plan.directions_per_pass) {
+            let directions = first..(first + plan.directions_per_pass).min(t);
             let count = directions.len();
-            let batch = Batch { steps: chunk.len(), tangents: count, tokens: t };
-            let tangents = b.token_tangents(&delta, chunk.len(), t, h, directions.clone())?;
-            let after_layer = || progress.advance((chunk.len() * count) as u64);
+            let batch = Batch { steps: nodes.len(), tangents: count, tokens: t };
+            let tangents = b.token_tangents(&delta, nodes.len(), t, h, directions)?;
+            let after_layer = || progress.advance((nodes.len() * count) as u64);
             let (_, d_states) = encoder.jvp_layers(&primals, &tangents, layer, batch, &after_layer)?;
+            drop(tangents);
             // Mean pooling is linear: the pooled tangent of direction i is column i of ∂e·Δ.
-            let pooled = b.download(&b.mean_pool(&d_states, chunk.len() * count, t, h)?)?;
-            for (k, node) in chunk.iter().enumerate() {
-                for (m, i) in directions.clone().enumerate() {
-                    let column = &pooled[(k * count + m) * h..][..h];
-                    for (d, value) in column.iter().enumerate() {
-                        projection[d * t + i] += node.weight * value;
-                    }
-                }
-            }
+            b.pool_accumulate(&mut projection_rows, &d_states, batch, h, &weights, first)?;
+        }
+    }
+    let rows = b.download(&projection_rows)?;
+    let mut projection = vec![0.0; h * t];
+    for (i, row) in rows.chunks_exact(h).enumerate() {
+        for (d, value) in row.iter().enumerate() {
+            projection[d * t + i] = *value;
         }
     }
     let reference_embedding = pooled_end(reference_states)?;
     Ok(TextAttribution { tokenized, reference_ids, dim: h, projection, embedding, reference_embedding })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PassPlan;
+
+    #[test]
+    fn pass_plans_fit_the_budget_and_cover_the_work() {
+        for tokens in [1, 2, 7, 12, 64] {
+            for steps in [1, 5, 50] {
+                for budget in [2 * tokens, 3 * tokens + 1, 2 * tokens * tokens, 10 * tokens * tokens, 1 << 20] {
+                    let plan = PassPlan::new(budget, tokens, steps).unwrap();
+                    let rows = plan.steps_per_pass * (plan.directions_per_pass + 1) * tokens;
+                    assert!(rows <= budget, "{plan:?} holds {rows} rows > {budget}");
+                    assert!(plan.directions_per_pass <= tokens && plan.steps_per_pass <= steps);
+                    // Several steps per pass only when all directions fit.
+                    assert!(plan.steps_per_pass == 1 || plan.directions_per_pass == tokens, "{plan:?}");
+                }
+                assert_eq!(PassPlan::new(2 * tokens - 1, tokens, steps), None);
+            }
+        }
+    }
 }

@@ -1,21 +1,30 @@
 //! The op set every backend implements. The network description (`crate::net`) is written
 //! against this trait only, so the same layer code runs on the CPU reference, the fast CPU
-//! backend, WGSL and CUDA.
+//! backend, and later WGSL and CUDA.
 //!
 //! Conventions shared by all ops:
 //! - Tensors are opaque device buffers, row-major; shapes travel as explicit arguments.
 //! - A *primal* batch is `[steps, tokens, width]`. A *tangent* batch is
 //!   `[steps, tangents, tokens, width]`: every step carries `tangents` directions that share
 //!   that step's primal, which is what makes the integrated-Jacobian work one big batch.
-//! - Each op family has its forward and its JVP side by side; the VJP joins them when
-//!   reverse mode arrives (roadmap item 5).
+//! - Each op family has its forward and its JVP side by side; the VJP joins them when reverse
+//!   mode arrives (roadmap item 4).
+//! - Small ops are required; *block ops* (bias + residual + LayerNorm with its tangents,
+//!   bias + GELU with its derivative, attention with its JVP) are provided methods built from
+//!   the small ops. The reference keeps those plain defaults; a fast backend overrides only
+//!   what it fuses, and the shared test suite checks both against the reference.
 
-pub mod cpu_reference;
+pub mod cpu;
+pub mod reference;
+mod settings;
 
 use std::ops::Range;
 
+pub use settings::{parse_memory, BackendKind, BackendSettings, Precision};
+
 use crate::error::Result;
-use crate::net::params::{Linear, Norm};
+pub use crate::params::Role;
+use crate::params::{Linear, Norm};
 
 /// Dimensions of one batched JVP pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +43,10 @@ impl Batch {
     }
     pub fn tangent_rows(&self) -> usize {
         self.steps * self.tangents * self.tokens
+    }
+    /// Tangent sequences in the batch (`steps × tangents`).
+    pub fn tangent_seqs(&self) -> usize {
+        self.steps * self.tangents
     }
     /// Row of the primal that tangent row `row` is a direction at.
     pub fn primal_row_of(&self, row: usize) -> usize {
@@ -69,16 +82,68 @@ pub struct AttentionSaved<T> {
     pub probs: T,
 }
 
-pub trait Backend {
-    type Tensor;
+/// Additions to the attention scores `QKᵀ/√d` before the softmax.
+pub struct ScoreMods<'a, T> {
+    /// Added to every sequence's scores: `[heads, tokens, tokens]` (MPNet's relative position
+    /// bias, computed once per length and shared by all layers).
+    pub bias: Option<&'a T>,
+    /// `[seqs, tokens]`: 1 where a key may be attended to, 0 where it is padding (texts of
+    /// different lengths packed into one batch). Masked keys get probability exactly 0.
+    pub key_mask: Option<&'a T>,
+}
 
-    /// A short human-readable name ("cpu-reference f32").
+impl<T> ScoreMods<'_, T> {
+    pub fn none() -> Self {
+        ScoreMods { bias: None, key_mask: None }
+    }
+}
+
+impl<T> Clone for ScoreMods<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for ScoreMods<'_, T> {}
+
+/// LayerNorm of a residual sum, as the post-LN layers apply it.
+pub struct ResidualNorm<'a, T> {
+    pub norm: &'a Norm<T>,
+    pub width: usize,
+    pub eps: f64,
+}
+
+impl<T> Clone for ResidualNorm<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for ResidualNorm<'_, T> {}
+
+pub trait Backend: Sync {
+    type Tensor: Send + Sync;
+
+    /// A short human-readable name ("cpu f32", "cpu-reference f64").
     fn name(&self) -> String;
+    /// The storage precision of this backend's tensors.
+    fn precision(&self) -> Precision;
+    /// Bytes this backend's tensors may occupy at once (`--max-memory`).
+    fn memory_budget(&self) -> usize;
 
-    fn upload(&self, data: &[f32]) -> Result<Self::Tensor>;
+    /// How many rows of `scalars_per_row` stored scalars fit into the memory budget; the
+    /// attribution code sizes its passes with this instead of a constant.
+    fn rows_that_fit(&self, scalars_per_row: usize) -> usize {
+        self.memory_budget() / (scalars_per_row.max(1) * self.precision().bytes())
+    }
+
+    /// Moves host data to the device, stored as `role` says (a backend may re-lay-out weights
+    /// for its GEMM or store them in a lower precision). `data.len()` must equal `role.len()`.
+    fn upload(&self, data: &[f32], role: Role) -> Result<Self::Tensor>;
+    /// Activations back to the host (weights are not meant to come back).
     fn download(&self, x: &Self::Tensor) -> Result<Vec<f64>>;
+    /// A zero-filled activation tensor of `len` scalars.
+    fn zeros(&self, len: usize) -> Result<Self::Tensor>;
 
-    // ---- data movement -------------------------------------------------------------------
+    // ---- data movement -----------------------------------------------------------------------
 
     /// `out[r] = table[ids[r]]`, `table` is `[vocab, width]`.
     fn gather_rows(&self, table: &Self::Tensor, width: usize, ids: &[u32]) -> Result<Self::Tensor>;
@@ -86,6 +151,8 @@ pub trait Backend {
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// Elementwise `a − b` (equal lengths).
     fn sub(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `x + b` for every row of `x` (`[rows, width]`, `b` is `[width]`).
+    fn add_bias(&self, x: &Self::Tensor, rows: usize, bias: &Self::Tensor) -> Result<Self::Tensor>;
     /// Quadrature inputs `[steps, len]`: row `k` is `origin + alphas[k] · delta` (both `[len]`).
     fn interpolate(&self, origin: &Self::Tensor, delta: &Self::Tensor, alphas: &[f64]) -> Result<Self::Tensor>;
     /// Token-wise tangents `[steps, directions.len(), tokens, width]`: tangent `k` of every
@@ -102,10 +169,10 @@ pub trait Backend {
     // ---- linear: y = x Wᵀ + b --------------------------------------------------------------
 
     fn linear(&self, x: &Self::Tensor, rows: usize, layer: &Linear<Self::Tensor>) -> Result<Self::Tensor>;
-    /// `ẏ = ẋ Wᵀ` (the bias is constant).
-    fn linear_jvp(&self, dx: &Self::Tensor, rows: usize, layer: &Linear<Self::Tensor>) -> Result<Self::Tensor>;
+    /// `x Wᵀ` without the bias: the JVP of `linear`, and the GEMM half of the block ops.
+    fn matmul(&self, x: &Self::Tensor, rows: usize, layer: &Linear<Self::Tensor>) -> Result<Self::Tensor>;
 
-    // ---- layer norm --------------------------------------------------------------------------
+    // ---- layer norm ----------------------------------------------------------------------------
 
     fn layer_norm(
         &self,
@@ -125,40 +192,120 @@ pub trait Backend {
         width: usize,
     ) -> Result<Self::Tensor>;
 
-    // ---- GELU (exact, erf) ---------------------------------------------------------------------
+    // ---- GELU (exact, erf) -----------------------------------------------------------------------
 
     fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `ġ = gelu'(x) ẋ`, `x` the primal pre-activation `[steps, tokens, width]`.
     fn gelu_jvp(&self, x: &Self::Tensor, dx: &Self::Tensor, batch: Batch, width: usize) -> Result<Self::Tensor>;
 
-    // ---- attention: softmax(Q Kᵀ/√d) V per head -----------------------------------------------
+    // ---- attention: softmax(Q Kᵀ/√d + bias, masked) V per head --------------------------------
 
+    /// `qkv` is `[seqs, tokens, 3·width]`, each row `[q | k | v]` (the fused projection's
+    /// output); returns the context `[seqs, tokens, width]` and the probabilities.
     fn attention(
         &self,
-        q: &Self::Tensor,
-        k: &Self::Tensor,
-        v: &Self::Tensor,
+        qkv: &Self::Tensor,
         seqs: usize,
         tokens: usize,
         heads: Heads,
+        scores: ScoreMods<'_, Self::Tensor>,
     ) -> Result<(Self::Tensor, AttentionSaved<Self::Tensor>)>;
-    /// `Ṡ = (Q̇Kᵀ + QK̇ᵀ)/√d`, `Ṗ = P ⊙ (Ṡ − rowsum(P ⊙ Ṡ))`, `Ȯ = ṖV + PV̇`.
-    #[allow(clippy::too_many_arguments)]
+    /// `Ṡ = (Q̇Kᵀ + QK̇ᵀ)/√d`, `Ṗ = P ⊙ (Ṡ − rowsum(P ⊙ Ṡ))`, `Ȯ = ṖV + PV̇`, for tangents
+    /// `dqkv` (`[steps, tangents, tokens, 3·width]`) at the primal `qkv` (`[steps, tokens, 3·width]`).
+    /// The score bias is constant and masked keys have `P = 0`, so `saved` carries both.
     fn attention_jvp(
         &self,
-        q: &Self::Tensor,
-        k: &Self::Tensor,
-        v: &Self::Tensor,
+        qkv: &Self::Tensor,
         saved: &AttentionSaved<Self::Tensor>,
-        dq: &Self::Tensor,
-        dk: &Self::Tensor,
-        dv: &Self::Tensor,
+        dqkv: &Self::Tensor,
         batch: Batch,
         heads: Heads,
     ) -> Result<Self::Tensor>;
 
-    // ---- pooling -----------------------------------------------------------------------------------
+    // ---- pooling ---------------------------------------------------------------------------------
 
     /// Mean over tokens: `[seqs, tokens, width]` → `[seqs, width]` (linear, so it is its own JVP).
     fn mean_pool(&self, x: &Self::Tensor, seqs: usize, tokens: usize, width: usize) -> Result<Self::Tensor>;
+    /// The weighted pool-and-accumulate that keeps `P` on the device: for every step `k` and
+    /// tangent `m` of `d_states` (`[steps, tangents, tokens, width]`),
+    /// `projection[first_direction + m] += weights[k] · mean_t d_states[k, m, t]`.
+    /// `projection` is `[text tokens, width]` (row `i` is column `i` of `P`); steps are added
+    /// in order, so splitting the steps into passes does not change the sum.
+    fn pool_accumulate(
+        &self,
+        projection: &mut Self::Tensor,
+        d_states: &Self::Tensor,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_direction: usize,
+    ) -> Result<()>;
+
+    // ---- block ops: provided, built from the small ops; fast backends fuse them -------------------
+
+    /// `LN(z + bias + residual)` over `rows` rows.
+    fn bias_residual_norm(
+        &self,
+        z: &Self::Tensor,
+        bias: &Self::Tensor,
+        residual: &Self::Tensor,
+        rows: usize,
+        ln: ResidualNorm<'_, Self::Tensor>,
+    ) -> Result<Self::Tensor> {
+        let sum = self.add(&self.add_bias(z, rows, bias)?, residual)?;
+        Ok(self.layer_norm(&sum, rows, ln.width, ln.norm, ln.eps)?.0)
+    }
+
+    /// `y = LN(z + bias + residual)` over the primal rows and `ẏ` for the tangents
+    /// `dz + d_residual`, sharing each row's `μ` and `σ`.
+    #[allow(clippy::too_many_arguments)]
+    fn bias_residual_norm_jvp(
+        &self,
+        z: &Self::Tensor,
+        bias: &Self::Tensor,
+        residual: &Self::Tensor,
+        dz: &Self::Tensor,
+        d_residual: &Self::Tensor,
+        batch: Batch,
+        ln: ResidualNorm<'_, Self::Tensor>,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let sum = self.add(&self.add_bias(z, batch.primal_rows(), bias)?, residual)?;
+        let (y, saved) = self.layer_norm(&sum, batch.primal_rows(), ln.width, ln.norm, ln.eps)?;
+        let dy = self.layer_norm_jvp(&saved, ln.norm, &self.add(dz, d_residual)?, batch, ln.width)?;
+        Ok((y, dy))
+    }
+
+    /// `gelu(z + bias)` over `rows` rows of `width`.
+    fn bias_gelu(&self, z: &Self::Tensor, rows: usize, bias: &Self::Tensor) -> Result<Self::Tensor> {
+        self.gelu(&self.add_bias(z, rows, bias)?)
+    }
+
+    /// `(gelu(z + bias), gelu'(z + bias) ⊙ dz)` for the primal rows and their tangents.
+    fn bias_gelu_jvp(
+        &self,
+        z: &Self::Tensor,
+        bias: &Self::Tensor,
+        dz: &Self::Tensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let pre = self.add_bias(z, batch.primal_rows(), bias)?;
+        let dy = self.gelu_jvp(&pre, dz, batch, width)?;
+        Ok((self.gelu(&pre)?, dy))
+    }
+
+    /// The attention block's primal and JVP together: the tangents reuse the primal's
+    /// probabilities. Returns `(context, d_context)`.
+    fn attention_with_jvp(
+        &self,
+        qkv: &Self::Tensor,
+        dqkv: &Self::Tensor,
+        batch: Batch,
+        heads: Heads,
+        scores: ScoreMods<'_, Self::Tensor>,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let (ctx, saved) = self.attention(qkv, batch.steps, batch.tokens, heads, scores)?;
+        let dctx = self.attention_jvp(qkv, &saved, dqkv, batch, heads)?;
+        Ok((ctx, dctx))
+    }
 }

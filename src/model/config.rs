@@ -53,8 +53,7 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
     let bad = |message: String| Error::BadConfig { path: path.to_path_buf(), message };
     let unsupported = |message: String| Error::Unsupported { path: path.to_path_buf(), message };
 
-    let architecture = Architecture::detect(raw.model_type.as_deref(), &raw.architectures)
-        .map_err(unsupported)?;
+    let architecture = Architecture::detect(raw.model_type.as_deref(), &raw.architectures).map_err(unsupported)?;
     if let Some(act) = raw.hidden_act.as_deref() {
         // Every supported family uses the exact erf GELU; a tanh approximation would silently
         // change every number, so it is refused rather than guessed.

@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::config::{read_encoder_config, EncoderConfig};
 use super::tokenizer::TextTokenizer;
-use super::weights::{load_encoder_params, HostTensor};
+use super::weights::load_encoder_params;
 use crate::error::{Error, Result};
-use crate::net::params::EncoderParams;
+use crate::params::{EncoderParams, HostTensor};
 
 /// How token states become one sentence vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +94,8 @@ impl SentenceModel {
         let config = read_encoder_config(&require(&encoder_dir, "config.json")?)?;
         let sbert_path = require(&encoder_dir, "sentence_bert_config.json")?;
         let sbert: SentenceBertConfig = read_json(&sbert_path, "sentence_bert_config.json")?;
-        let max_seq_length = sbert
-            .max_seq_length
-            .unwrap_or(config.max_position_embeddings)
-            .min(config.max_position_embeddings);
+        let max_seq_length =
+            sbert.max_seq_length.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
         if max_seq_length < 2 {
             return Err(Error::BadConfig { path: sbert_path, message: format!("max_seq_length {max_seq_length} < 2") });
         }

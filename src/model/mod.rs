@@ -11,4 +11,3 @@ pub use arch::{Architecture, PositionIds};
 pub use config::EncoderConfig;
 pub use folder::{Pooling, SentenceModel};
 pub use tokenizer::{TextTokenizer, Tokenized};
-pub use weights::HostTensor;

@@ -40,9 +40,7 @@ impl TextTokenizer {
         let (open_id, close_id) = match frame.get_ids() {
             [open, close] => (*open, *close),
             other => {
-                return Err(err(format!(
-                    "expected the empty text to encode as two special tokens, got ids {other:?}"
-                )))
+                return Err(err(format!("expected the empty text to encode as two special tokens, got ids {other:?}")))
             }
         };
         for id in [open_id, close_id, config.pad_token_id] {
@@ -50,7 +48,15 @@ impl TextTokenizer {
                 return Err(err(format!("special token id {id} ≥ vocab_size {}", config.vocab_size)));
             }
         }
-        Ok(TextTokenizer { path: path.to_path_buf(), inner, max_len, open_id, close_id, pad_id: config.pad_token_id, vocab_size: config.vocab_size })
+        Ok(TextTokenizer {
+            path: path.to_path_buf(),
+            inner,
+            max_len,
+            open_id,
+            close_id,
+            pad_id: config.pad_token_id,
+            vocab_size: config.vocab_size,
+        })
     }
 
     pub fn max_len(&self) -> usize {

@@ -10,14 +10,7 @@ use safetensors::{Dtype, SafeTensors};
 use super::arch::Architecture;
 use super::config::EncoderConfig;
 use crate::error::{Error, Result};
-use crate::net::params::{EmbeddingParams, EncoderParams, LayerParams, Linear, Norm};
-
-/// A dense f32 tensor on the host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostTensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
+use crate::params::{EmbeddingParams, EncoderParams, HostTensor, LayerParams, Linear, Norm};
 
 pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
@@ -39,10 +32,9 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
     let layers = (0..config.num_layers)
         .map(|l| {
             let n = config.architecture.layer_names(l);
+            let parts = [reader.linear(&n.query, h, h)?, reader.linear(&n.key, h, h)?, reader.linear(&n.value, h, h)?];
             Ok(LayerParams {
-                query: reader.linear(&n.query, h, h)?,
-                key: reader.linear(&n.key, h, h)?,
-                value: reader.linear(&n.value, h, h)?,
+                qkv: stack_outputs(&parts),
                 attention_out: reader.linear(&n.attention_out, h, h)?,
                 attention_norm: reader.norm(&n.attention_norm, h)?,
                 ffn_in: reader.linear(&n.ffn_in, h, ffn)?,
@@ -52,6 +44,21 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
         })
         .collect::<Result<_>>()?;
     Ok(EncoderParams { embeddings, layers })
+}
+
+/// One layer computing all of `parts` at once: weights stacked along the output dimension,
+/// so its output row is the parts' outputs side by side.
+fn stack_outputs(parts: &[Linear<HostTensor>]) -> Linear<HostTensor> {
+    let out_dim = parts.iter().map(|p| p.out_dim).sum();
+    let in_dim = parts[0].in_dim;
+    let weight = parts.iter().flat_map(|p| p.weight.data.iter().copied()).collect();
+    let bias = parts.iter().flat_map(|p| p.bias.data.iter().copied()).collect();
+    Linear {
+        weight: HostTensor { shape: vec![out_dim, in_dim], data: weight },
+        bias: HostTensor { shape: vec![out_dim], data: bias },
+        in_dim,
+        out_dim,
+    }
 }
 
 struct TensorReader<'a> {
@@ -67,11 +74,7 @@ impl<'a> TensorReader<'a> {
             .names()
             .into_iter()
             .map(|full| {
-                let short = arch
-                    .name_prefixes()
-                    .iter()
-                    .find_map(|p| full.strip_prefix(p))
-                    .unwrap_or(full);
+                let short = arch.name_prefixes().iter().find_map(|p| full.strip_prefix(p)).unwrap_or(full);
                 (short.to_string(), full.to_string())
             })
             .collect();
@@ -93,16 +96,14 @@ impl<'a> TensorReader<'a> {
         let raw = view.data();
         let data = match view.dtype() {
             Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             other => {
-                return Err(Error::TensorDtype { path: self.path.clone(), name: full.clone(), dtype: format!("{other:?}") })
+                return Err(Error::TensorDtype {
+                    path: self.path.clone(),
+                    name: full.clone(),
+                    dtype: format!("{other:?}"),
+                })
             }
         };
         Ok(HostTensor { shape: expected.to_vec(), data })
@@ -118,6 +119,9 @@ impl<'a> TensorReader<'a> {
     }
 
     fn norm(&self, base: &str, width: usize) -> Result<Norm<HostTensor>> {
-        Ok(Norm { gamma: self.get(&format!("{base}.weight"), &[width])?, beta: self.get(&format!("{base}.bias"), &[width])? })
+        Ok(Norm {
+            gamma: self.get(&format!("{base}.weight"), &[width])?,
+            beta: self.get(&format!("{base}.bias"), &[width])?,
+        })
     }
 }

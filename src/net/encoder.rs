@@ -2,11 +2,11 @@
 //! mean pooling. Knows the architecture only through `Architecture` (position ids, token
 //! types); everything else is the shared post-LN layer.
 
-use crate::backend::{Backend, Batch, Heads};
+use crate::backend::{Backend, Batch, Heads, ScoreMods};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, PositionIds, SentenceModel};
 use crate::net::layer::{layer_forward, layer_jvp, LayerShape};
-use crate::net::params::EncoderParams;
+use crate::params::EncoderParams;
 
 pub struct Encoder<'b, B: Backend> {
     pub backend: &'b B,
@@ -16,9 +16,9 @@ pub struct Encoder<'b, B: Backend> {
 }
 
 impl<'b, B: Backend> Encoder<'b, B> {
-    /// Uploads the model's weights to `backend`.
+    /// Uploads the model's weights to `backend`, each told its role.
     pub fn new(backend: &'b B, model: &SentenceModel) -> Result<Self> {
-        let params = model.params.try_map(|t| backend.upload(&t.data))?;
+        let params = model.params.try_map(|t, role| backend.upload(&t.data, role))?;
         let config = model.config.clone();
         let positions = config.architecture.position_ids(config.pad_token_id);
         Ok(Encoder { backend, config, params, positions })
@@ -30,6 +30,11 @@ impl<'b, B: Backend> Encoder<'b, B> {
 
     pub fn num_layers(&self) -> usize {
         self.config.num_layers
+    }
+
+    /// Scalars one tangent row needs at the peak of a layer's JVP (for the memory budget).
+    pub fn tangent_row_scalars(&self) -> usize {
+        self.shape().tangent_row_scalars()
     }
 
     fn shape(&self) -> LayerShape {
@@ -66,10 +71,17 @@ impl<'b, B: Backend> Encoder<'b, B> {
     }
 
     /// Runs layers `from..to` forward on `[seqs, tokens, hidden]`.
-    pub fn forward_layers(&self, x: B::Tensor, from: usize, to: usize, seqs: usize, tokens: usize) -> Result<B::Tensor> {
+    pub fn forward_layers(
+        &self,
+        x: B::Tensor,
+        from: usize,
+        to: usize,
+        seqs: usize,
+        tokens: usize,
+    ) -> Result<B::Tensor> {
         let mut x = x;
         for params in &self.params.layers[from..to] {
-            x = layer_forward(self.backend, params, self.shape(), &x, seqs, tokens)?;
+            x = layer_forward(self.backend, params, self.shape(), &x, seqs, tokens, ScoreMods::none())?;
         }
         Ok(x)
     }
@@ -95,10 +107,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
     ) -> Result<(B::Tensor, B::Tensor)> {
         self.check_layer(from)?;
         let (first, rest) = (&self.params.layers[from], &self.params.layers[from + 1..]);
-        let (mut x, mut dx) = layer_jvp(self.backend, first, self.shape(), x, dx, batch)?;
+        let (mut x, mut dx) = layer_jvp(self.backend, first, self.shape(), x, dx, batch, ScoreMods::none())?;
         after_layer();
         for params in rest {
-            (x, dx) = layer_jvp(self.backend, params, self.shape(), &x, &dx, batch)?;
+            (x, dx) = layer_jvp(self.backend, params, self.shape(), &x, &dx, batch, ScoreMods::none())?;
             after_layer();
         }
         Ok((x, dx))

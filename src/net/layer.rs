@@ -2,13 +2,16 @@
 //! forward-mode derivative (JVP) for a batch of tangents that share each step's primal.
 //!
 //! ```text
-//!   q,k,v = x W{q,k,v}ᵀ + b          ctx = attention(q, k, v)
-//!   h1 = LN(ctx Woᵀ + bo + x)        y  = LN(gelu(h1 W1ᵀ + b1) W2ᵀ + b2 + h1)
+//!   qkv = x Wqkvᵀ + b                 ctx = attention(q, k, v)
+//!   h1 = LN(ctx Woᵀ + bo + x)         y  = LN(gelu(h1 W1ᵀ + b1) W2ᵀ + b2 + h1)
 //! ```
+//!
+//! The GEMMs are bias-free `matmul`s; each bias is applied by the block op that follows
+//! (bias + residual + LayerNorm, bias + GELU), which a fast backend fuses into one pass.
 
-use crate::backend::{Backend, Batch, Heads};
+use crate::backend::{Backend, Batch, Heads, ResidualNorm, ScoreMods};
 use crate::error::Result;
-use crate::net::params::LayerParams;
+use crate::params::LayerParams;
 
 /// Shape facts one layer needs.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +22,15 @@ pub struct LayerShape {
     pub eps: f64,
 }
 
+impl LayerShape {
+    /// Scalars alive per tangent row at the peak of `layer_jvp` (the FFN block holds the
+    /// layer's input tangent, `ḣ1`, the pre-activation and activation tangents, and the
+    /// output being formed), an upper bound the attribution sizes its passes with.
+    pub fn tangent_row_scalars(&self) -> usize {
+        4 * self.hidden + 2 * self.ffn
+    }
+}
+
 /// Forward pass over `seqs` sequences of `tokens` rows: `[seqs, tokens, hidden]` → same.
 pub fn layer_forward<B: Backend>(
     backend: &B,
@@ -27,18 +39,19 @@ pub fn layer_forward<B: Backend>(
     x: &B::Tensor,
     seqs: usize,
     tokens: usize,
+    scores: ScoreMods<'_, B::Tensor>,
 ) -> Result<B::Tensor> {
     let rows = seqs * tokens;
-    let q = backend.linear(x, rows, &params.query)?;
-    let k = backend.linear(x, rows, &params.key)?;
-    let v = backend.linear(x, rows, &params.value)?;
-    let (ctx, _) = backend.attention(&q, &k, &v, seqs, tokens, shape.heads)?;
-    let attended = backend.add(&backend.linear(&ctx, rows, &params.attention_out)?, x)?;
-    let (h1, _) = backend.layer_norm(&attended, rows, shape.hidden, &params.attention_norm, shape.eps)?;
-    let pre = backend.linear(&h1, rows, &params.ffn_in)?;
-    let ffn = backend.linear(&backend.gelu(&pre)?, rows, &params.ffn_out)?;
-    let (y, _) = backend.layer_norm(&backend.add(&ffn, &h1)?, rows, shape.hidden, &params.ffn_norm, shape.eps)?;
-    Ok(y)
+    let qkv = backend.linear(x, rows, &params.qkv)?;
+    let (ctx, _) = backend.attention(&qkv, seqs, tokens, shape.heads, scores)?;
+    drop(qkv);
+    let z = backend.matmul(&ctx, rows, &params.attention_out)?;
+    let norm1 = ResidualNorm { norm: &params.attention_norm, width: shape.hidden, eps: shape.eps };
+    let h1 = backend.bias_residual_norm(&z, &params.attention_out.bias, x, rows, norm1)?;
+    let act = backend.bias_gelu(&backend.matmul(&h1, rows, &params.ffn_in)?, rows, &params.ffn_in.bias)?;
+    let z2 = backend.matmul(&act, rows, &params.ffn_out)?;
+    let norm2 = ResidualNorm { norm: &params.ffn_norm, width: shape.hidden, eps: shape.eps };
+    backend.bias_residual_norm(&z2, &params.ffn_out.bias, &h1, rows, norm2)
 }
 
 /// Forward pass of the `batch.steps` primals and, alongside, the JVP of all
@@ -51,34 +64,30 @@ pub fn layer_jvp<B: Backend>(
     x: &B::Tensor,
     dx: &B::Tensor,
     batch: Batch,
+    scores: ScoreMods<'_, B::Tensor>,
 ) -> Result<(B::Tensor, B::Tensor)> {
     let (rows, trows) = (batch.primal_rows(), batch.tangent_rows());
-    let h = shape.hidden;
 
-    // Attention block.
-    let q = backend.linear(x, rows, &params.query)?;
-    let k = backend.linear(x, rows, &params.key)?;
-    let v = backend.linear(x, rows, &params.value)?;
-    let dq = backend.linear_jvp(dx, trows, &params.query)?;
-    let dk = backend.linear_jvp(dx, trows, &params.key)?;
-    let dv = backend.linear_jvp(dx, trows, &params.value)?;
-    let (ctx, saved_attention) = backend.attention(&q, &k, &v, batch.steps, batch.tokens, shape.heads)?;
-    let dctx = backend.attention_jvp(&q, &k, &v, &saved_attention, &dq, &dk, &dv, batch, shape.heads)?;
-    drop((q, k, v, dq, dk, dv, saved_attention));
-
-    let attended = backend.add(&backend.linear(&ctx, rows, &params.attention_out)?, x)?;
-    let d_attended = backend.add(&backend.linear_jvp(&dctx, trows, &params.attention_out)?, dx)?;
-    let (h1, saved1) = backend.layer_norm(&attended, rows, h, &params.attention_norm, shape.eps)?;
-    let dh1 = backend.layer_norm_jvp(&saved1, &params.attention_norm, &d_attended, batch, h)?;
+    // Attention block: one GEMM for q, k, v of the primals, one for all the tangents.
+    let qkv = backend.linear(x, rows, &params.qkv)?;
+    let dqkv = backend.matmul(dx, trows, &params.qkv)?;
+    let (ctx, dctx) = backend.attention_with_jvp(&qkv, &dqkv, batch, shape.heads, scores)?;
+    drop((qkv, dqkv));
+    let z = backend.matmul(&ctx, rows, &params.attention_out)?;
+    let dz = backend.matmul(&dctx, trows, &params.attention_out)?;
+    drop((ctx, dctx));
+    let norm1 = ResidualNorm { norm: &params.attention_norm, width: shape.hidden, eps: shape.eps };
+    let (h1, dh1) = backend.bias_residual_norm_jvp(&z, &params.attention_out.bias, x, &dz, dx, batch, norm1)?;
+    drop((z, dz));
 
     // Feed-forward block.
-    let pre = backend.linear(&h1, rows, &params.ffn_in)?;
-    let dpre = backend.linear_jvp(&dh1, trows, &params.ffn_in)?;
-    let dact = backend.gelu_jvp(&pre, &dpre, batch, shape.ffn)?;
-    let act = backend.gelu(&pre)?;
-    let out = backend.add(&backend.linear(&act, rows, &params.ffn_out)?, &h1)?;
-    let dout = backend.add(&backend.linear_jvp(&dact, trows, &params.ffn_out)?, &dh1)?;
-    let (y, saved2) = backend.layer_norm(&out, rows, h, &params.ffn_norm, shape.eps)?;
-    let dy = backend.layer_norm_jvp(&saved2, &params.ffn_norm, &dout, batch, h)?;
-    Ok((y, dy))
+    let pre = backend.matmul(&h1, rows, &params.ffn_in)?;
+    let dpre = backend.matmul(&dh1, trows, &params.ffn_in)?;
+    let (act, dact) = backend.bias_gelu_jvp(&pre, &params.ffn_in.bias, &dpre, batch, shape.ffn)?;
+    drop((pre, dpre));
+    let z2 = backend.matmul(&act, rows, &params.ffn_out)?;
+    let dz2 = backend.matmul(&dact, trows, &params.ffn_out)?;
+    drop((act, dact));
+    let norm2 = ResidualNorm { norm: &params.ffn_norm, width: shape.hidden, eps: shape.eps };
+    backend.bias_residual_norm_jvp(&z2, &params.ffn_out.bias, &h1, &dz2, &dh1, batch, norm2)
 }

@@ -1,8 +1,7 @@
-//! The network description: parameters, one encoder layer's forward and JVP over backend
-//! ops, and the encoder stack.
+//! The network description: one encoder layer's forward and JVP over backend ops, and the
+//! encoder stack. Written once; every backend runs it.
 
 pub mod encoder;
 pub mod layer;
-pub mod params;
 
 pub use encoder::Encoder;

@@ -1,5 +1,6 @@
 //! Output files are written whole or not at all: into a temporary file beside the target,
-//! then renamed over it. A failure leaves no half-written file behind.
+//! then renamed over it. A failure leaves no half-written file behind, and the files of one
+//! command (JSON and picture) are written as a group: all of them or none.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,19 +28,82 @@ pub fn check_writable(path: &Path) -> Result<()> {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if path.is_dir() {
-        return Err(write_error(path, std::io::Error::other("it is a directory")));
+    write_all(&[(path, bytes)])
+}
+
+/// Writes every `(path, bytes)` or none: all temporaries first, then the renames. If any
+/// write or rename fails, the temporaries and the files already put in place are removed, so
+/// no output of the group is left behind (a file that existed before is not restored).
+pub fn write_all(outputs: &[(&Path, &[u8])]) -> Result<()> {
+    let mut written: Vec<(PathBuf, &Path)> = Vec::new();
+    let discard = |temporaries: &[(PathBuf, &Path)]| {
+        for (temporary, _) in temporaries {
+            let _ = std::fs::remove_file(temporary);
+        }
+    };
+    for &(path, bytes) in outputs {
+        if path.is_dir() {
+            discard(&written);
+            return Err(write_error(path, std::io::Error::other("it is a directory")));
+        }
+        let temporary = temporary_beside(path);
+        let result = (|| {
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(bytes)?;
+            file.sync_all()
+        })();
+        written.push((temporary, path));
+        if let Err(e) = result {
+            discard(&written);
+            return Err(write_error(path, e));
+        }
     }
-    let temporary = temporary_beside(path);
-    let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(write_error(path, e));
+    for (n, (temporary, path)) in written.iter().enumerate() {
+        if let Err(e) = std::fs::rename(temporary, path) {
+            discard(&written[n..]);
+            for (_, placed) in &written[..n] {
+                let _ = std::fs::remove_file(placed);
+            }
+            return Err(write_error(path, e));
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_failing_picture_takes_the_json_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("pair.json");
+        let missing_folder = dir.path().join("gone").join("pair.png");
+        let err = write_all(&[(&json, b"{}"), (&missing_folder, b"png")]).unwrap_err().to_string();
+        assert!(err.contains("pair.png"), "{err}");
+        assert!(entries(dir.path()).is_empty(), "left behind: {:?}", entries(dir.path()));
+
+        // A directory in the picture's place fails too, and still nothing is left.
+        std::fs::create_dir(dir.path().join("pair.png")).unwrap();
+        let err = write_all(&[(&json, b"{}"), (&dir.path().join("pair.png"), b"png")]).unwrap_err().to_string();
+        assert!(err.contains("directory"), "{err}");
+        assert_eq!(entries(dir.path()), vec!["pair.png"]);
+    }
+
+    #[test]
+    fn a_group_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.png"));
+        write_all(&[(&a, b"first"), (&b, b"second")]).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"first");
+        assert_eq!(std::fs::read(&b).unwrap(), b"second");
+        assert_eq!(entries(dir.path()), vec!["a.json", "b.png"]);
+    }
 }

@@ -37,22 +37,10 @@ const NON_FINITE: Rgb = [160, 160, 160];
 
 /// ColorBrewer RdBu anchors walked outward from zero. The centre is pure white
 /// (RdBu uses #f7f7f7) so that exact zeros vanish into the background.
-const RED_ARM: [Rgb; 6] = [
-    [255, 255, 255],
-    [253, 219, 199],
-    [244, 165, 130],
-    [214, 96, 77],
-    [178, 24, 43],
-    [103, 0, 31],
-];
-const BLUE_ARM: [Rgb; 6] = [
-    [255, 255, 255],
-    [209, 229, 240],
-    [146, 197, 222],
-    [67, 147, 195],
-    [33, 102, 172],
-    [5, 48, 97],
-];
+const RED_ARM: [Rgb; 6] =
+    [[255, 255, 255], [253, 219, 199], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31]];
+const BLUE_ARM: [Rgb; 6] =
+    [[255, 255, 255], [209, 229, 240], [146, 197, 222], [67, 147, 195], [33, 102, 172], [5, 48, 97]];
 
 #[derive(Debug)]
 pub enum HeatmapError {
@@ -81,6 +69,12 @@ impl std::error::Error for HeatmapError {
             Self::Encode(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<HeatmapError> for crate::error::Error {
+    fn from(e: HeatmapError) -> Self {
+        crate::error::Error::Heatmap(e.to_string())
     }
 }
 
@@ -264,8 +258,7 @@ impl Layout {
         let (grid_w, grid_h) = (b.len() * CELL, a.len() * CELL);
         let bar_x = grid_x + grid_w + BAR_GAP;
         let bar_h = grid_h.max(BAR_MIN_H);
-        let w = (bar_x + BAR_W + TICK + GAP + widest(&ticks) + MARGIN)
-            .max(2 * MARGIN + title.len() * GLYPH);
+        let w = (bar_x + BAR_W + TICK + GAP + widest(&ticks) + MARGIN).max(2 * MARGIN + title.len() * GLYPH);
         let h = grid_y + bar_h + GLYPH / 2 + MARGIN;
         if w > MAX_SIDE || h > MAX_SIDE || w * h > MAX_PIXELS {
             return too_big;
@@ -452,9 +445,8 @@ mod tests {
         let b = vec!["ab".to_string(), String::new()];
         let (w, _, px) = decode(&heatmap_png(&a, &b, &[1.0, 0.0, 0.0, -1.0], "").expect("render"));
         let l = Layout::new(&a, &b, "", 1.0).expect("layout");
-        let dark_in = |x0: usize, y0: usize, x1: usize, y1: usize| {
-            (y0..y1).any(|y| (x0..x1).any(|x| px[(y * w + x) * 3] < 100))
-        };
+        let dark_in =
+            |x0: usize, y0: usize, x1: usize, y1: usize| (y0..y1).any(|y| (x0..x1).any(|x| px[(y * w + x) * 3] < 100));
         let gy = l.grid_y;
         assert!(!dark_in(0, gy, l.grid_x - 1, gy + CELL), "empty row label drew something");
         assert!(dark_in(0, gy + CELL, l.grid_x - 1, gy + 2 * CELL), "row label missing");
@@ -480,12 +472,27 @@ mod tests {
     #[test]
     fn hostile_inputs_do_not_panic() {
         let long = "x".repeat(500);
-        let a: Vec<String> =
-            ["", "日本語", "e\u{301}", "\n\t\0", &long, "🦀"].map(String::from).to_vec();
+        let a: Vec<String> = ["", "日本語", "e\u{301}", "\n\t\0", &long, "🦀"].map(String::from).to_vec();
         let b: Vec<String> = ["", "Ġhello", "▁world"].map(String::from).to_vec();
         let v = [
-            f64::MAX, f64::MIN, 1e-310, f64::NAN, -0.0, 1e308, f64::INFINITY, 0.0, -1e-300,
-            3.0, -3.0, 1.0, 7.0, 8.0, 9.0, 1.0, 2.0, 3.0,
+            f64::MAX,
+            f64::MIN,
+            1e-310,
+            f64::NAN,
+            -0.0,
+            1e308,
+            f64::INFINITY,
+            0.0,
+            -1e-300,
+            3.0,
+            -3.0,
+            1.0,
+            7.0,
+            8.0,
+            9.0,
+            1.0,
+            2.0,
+            3.0,
         ];
         let title = "title\nwith 🦀 and ".repeat(50);
         let (w, h, _) = decode(&heatmap_png(&a, &b, &v, &title).expect("render"));
@@ -505,9 +512,18 @@ mod tests {
     #[test]
     fn numbers_format_like_printf_g() {
         let cases = [
-            (0.0, "0"), (1.0, "1"), (-0.5, "-0.5"), (0.123456, "0.123"), (12.345, "12.3"),
-            (999.6, "1e+03"), (1234.5, "1.23e+03"), (0.0001234, "0.000123"),
-            (0.00001234, "1.23e-05"), (-2.5e-7, "-2.5e-07"), (99.96, "100"), (1e300, "1e+300"),
+            (0.0, "0"),
+            (1.0, "1"),
+            (-0.5, "-0.5"),
+            (0.123456, "0.123"),
+            (12.345, "12.3"),
+            (999.6, "1e+03"),
+            (1234.5, "1.23e+03"),
+            (0.0001234, "0.000123"),
+            (0.00001234, "1.23e-05"),
+            (-2.5e-7, "-2.5e-07"),
+            (99.96, "100"),
+            (1e300, "1e+300"),
         ];
         for (v, want) in cases {
             assert_eq!(fmt_g(v), want, "formatting {v}");

@@ -32,6 +32,8 @@ pub struct TextReportJson {
 #[derive(Serialize)]
 pub struct ExplainJson {
     pub model: String,
+    /// The backend and storage precision that computed it ("cpu f32", "cpu-reference f64").
+    pub backend: String,
     pub tokens_a: Vec<String>,
     pub tokens_b: Vec<String>,
     /// Row i = token i of a, column j = token j of b.
@@ -62,10 +64,11 @@ fn text_report(text: &str, t: &TextAttribution) -> TextReportJson {
 }
 
 impl ExplainJson {
-    pub fn new(model: &str, text_a: &str, text_b: &str, e: &Explanation) -> Self {
+    pub fn new(model: &str, backend: &str, text_a: &str, text_b: &str, e: &Explanation) -> Self {
         let p = &e.pair;
         ExplainJson {
             model: model.to_string(),
+            backend: backend.to_string(),
             tokens_a: e.a.tokenized.tokens.clone(),
             tokens_b: e.b.tokenized.tokens.clone(),
             attributions: (0..p.rows).map(|i| p.row(i).to_vec()).collect(),

@@ -6,19 +6,19 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use super::{AttentionSaved, Backend, Batch, Heads, NormSaved};
-use crate::error::Result;
-use crate::net::params::{Linear, Norm};
+use super::{AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ScoreMods};
+use crate::error::{Error, Result};
+use crate::params::{Linear, Norm, Role};
 
 /// Storage scalar of the reference backend.
 pub trait Scalar: Copy + Send + Sync + Default + 'static {
-    const NAME: &'static str;
+    const PRECISION: Precision;
     fn of(x: f64) -> Self;
     fn get(self) -> f64;
 }
 
 impl Scalar for f32 {
-    const NAME: &'static str = "f32";
+    const PRECISION: Precision = Precision::F32;
     fn of(x: f64) -> Self {
         x as f32
     }
@@ -28,7 +28,7 @@ impl Scalar for f32 {
 }
 
 impl Scalar for f64 {
-    const NAME: &'static str = "f64";
+    const PRECISION: Precision = Precision::F64;
     fn of(x: f64) -> Self {
         x
     }
@@ -39,6 +39,7 @@ impl Scalar for f64 {
 
 pub struct CpuReference<S: Scalar = f32> {
     threads: usize,
+    max_memory: usize,
     _storage: PhantomData<S>,
 }
 
@@ -50,8 +51,11 @@ impl<S: Scalar> Default for CpuReference<S> {
 
 impl<S: Scalar> CpuReference<S> {
     pub fn new() -> Self {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        CpuReference { threads, _storage: PhantomData }
+        Self::with_settings(BackendSettings::default())
+    }
+
+    pub fn with_settings(settings: BackendSettings) -> Self {
+        CpuReference { threads: settings.threads, max_memory: settings.max_memory, _storage: PhantomData }
     }
 }
 
@@ -88,9 +92,19 @@ fn dot<S: Scalar>(a: &[S], b: &[S]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
-/// The `dim` features of head `head` in row `row` of a `[rows, heads·dim]` tensor.
-fn head_slice<S>(x: &[S], row: usize, head: usize, dim: usize, width: usize) -> &[S] {
-    &x[row * width + head * dim..][..dim]
+/// Which third of a fused `[q | k | v]` row.
+#[derive(Clone, Copy)]
+enum Part {
+    Query = 0,
+    Key = 1,
+    Value = 2,
+}
+
+/// The `dim` features of head `head`, part `part`, in row `row` of a `[rows, 3·heads·dim]`
+/// fused projection.
+fn head_slice<S>(qkv: &[S], part: Part, row: usize, head: usize, heads: Heads) -> &[S] {
+    let width = heads.width();
+    &qkv[row * 3 * width + part as usize * width + head * heads.dim..][..heads.dim]
 }
 
 fn erf(x: f64) -> f64 {
@@ -116,6 +130,7 @@ impl<S: Scalar> CpuReference<S> {
     fn linear_impl(&self, x: &[S], rows: usize, layer: &Linear<Vec<S>>, with_bias: bool) -> Vec<S> {
         let (n_in, n_out) = (layer.in_dim, layer.out_dim);
         check_len("linear input", x.len(), rows * n_in);
+        check_len("linear weight", layer.weight.len(), n_in * n_out);
         let mut y = vec![S::default(); rows * n_out];
         for_each_row(&mut y, n_out, self.threads, |r, out| {
             let xr = &x[r * n_in..(r + 1) * n_in];
@@ -137,15 +152,30 @@ impl<S: Scalar> Backend for CpuReference<S> {
     type Tensor = Vec<S>;
 
     fn name(&self) -> String {
-        format!("cpu-reference {}", S::NAME)
+        format!("cpu-reference {}", S::PRECISION.name())
     }
 
-    fn upload(&self, data: &[f32]) -> Result<Vec<S>> {
+    fn precision(&self) -> Precision {
+        S::PRECISION
+    }
+
+    fn memory_budget(&self) -> usize {
+        self.max_memory
+    }
+
+    fn upload(&self, data: &[f32], role: Role) -> Result<Vec<S>> {
+        if data.len() != role.len() {
+            return Err(Error::Internal(format!("upload of {role:?} got {} values", data.len())));
+        }
         Ok(data.iter().map(|&x| S::of(x as f64)).collect())
     }
 
     fn download(&self, x: &Vec<S>) -> Result<Vec<f64>> {
         Ok(x.iter().map(|v| v.get()).collect())
+    }
+
+    fn zeros(&self, len: usize) -> Result<Vec<S>> {
+        Ok(vec![S::default(); len])
     }
 
     fn gather_rows(&self, table: &Vec<S>, width: usize, ids: &[u32]) -> Result<Vec<S>> {
@@ -164,6 +194,12 @@ impl<S: Scalar> Backend for CpuReference<S> {
 
     fn sub(&self, a: &Vec<S>, b: &Vec<S>) -> Result<Vec<S>> {
         Ok(self.zip_map(a, b, |x, y| x - y))
+    }
+
+    fn add_bias(&self, x: &Vec<S>, rows: usize, bias: &Vec<S>) -> Result<Vec<S>> {
+        let width = bias.len();
+        check_len("add_bias input", x.len(), rows * width);
+        Ok(x.iter().enumerate().map(|(n, v)| S::of(v.get() + bias[n % width].get())).collect())
     }
 
     fn interpolate(&self, origin: &Vec<S>, delta: &Vec<S>, alphas: &[f64]) -> Result<Vec<S>> {
@@ -200,8 +236,8 @@ impl<S: Scalar> Backend for CpuReference<S> {
         Ok(self.linear_impl(x, rows, layer, true))
     }
 
-    fn linear_jvp(&self, dx: &Vec<S>, rows: usize, layer: &Linear<Vec<S>>) -> Result<Vec<S>> {
-        Ok(self.linear_impl(dx, rows, layer, false))
+    fn matmul(&self, x: &Vec<S>, rows: usize, layer: &Linear<Vec<S>>) -> Result<Vec<S>> {
+        Ok(self.linear_impl(x, rows, layer, false))
     }
 
     fn layer_norm(
@@ -276,30 +312,39 @@ impl<S: Scalar> Backend for CpuReference<S> {
 
     fn attention(
         &self,
-        q: &Vec<S>,
-        k: &Vec<S>,
-        v: &Vec<S>,
+        qkv: &Vec<S>,
         seqs: usize,
         tokens: usize,
         heads: Heads,
+        scores: ScoreMods<'_, Vec<S>>,
     ) -> Result<(Vec<S>, AttentionSaved<Vec<S>>)> {
         let (t, w, d) = (tokens, heads.width(), heads.dim);
-        for (name, x) in [("q", q), ("k", k), ("v", v)] {
-            check_len(name, x.len(), seqs * t * w);
+        check_len("qkv", qkv.len(), seqs * t * 3 * w);
+        if let Some(bias) = scores.bias {
+            check_len("score bias", bias.len(), heads.count * t * t);
+        }
+        if let Some(mask) = scores.key_mask {
+            check_len("key mask", mask.len(), seqs * t);
         }
         let scale = 1.0 / (d as f64).sqrt();
         let mut probs = vec![S::default(); seqs * heads.count * t * t];
         // One "row" per sequence: its probabilities for every head.
         for_each_row(&mut probs, heads.count * t * t, self.threads, |s, p_seq| {
+            let attends = |j: usize| scores.key_mask.is_none_or(|m| m[s * t + j].get() != 0.0);
             for h in 0..heads.count {
                 for i in 0..t {
-                    let qi = head_slice(q, s * t + i, h, d, w);
-                    let scores: Vec<f64> = (0..t).map(|j| dot(qi, head_slice(k, s * t + j, h, d, w)) * scale).collect();
-                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let exps: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                    let qi = head_slice(qkv, Part::Query, s * t + i, h, heads);
+                    let score = |j: usize| {
+                        let bias = scores.bias.map_or(0.0, |b| b[(h * t + i) * t + j].get());
+                        dot(qi, head_slice(qkv, Part::Key, s * t + j, h, heads)) * scale + bias
+                    };
+                    let scored: Vec<Option<f64>> = (0..t).map(|j| attends(j).then(|| score(j))).collect();
+                    let max = scored.iter().flatten().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let exps: Vec<f64> = scored.iter().map(|x| x.map_or(0.0, |x| (x - max).exp())).collect();
                     let total: f64 = exps.iter().sum();
                     for j in 0..t {
-                        p_seq[(h * t + i) * t + j] = S::of(exps[j] / total);
+                        // A sequence whose keys are all masked attends to nothing.
+                        p_seq[(h * t + i) * t + j] = S::of(if total > 0.0 { exps[j] / total } else { 0.0 });
                     }
                 }
             }
@@ -311,7 +356,8 @@ impl<S: Scalar> Backend for CpuReference<S> {
                     for c in 0..d {
                         let mut acc = 0.0;
                         for j in 0..t {
-                            acc += probs[((s * heads.count + h) * t + i) * t + j].get() * v[(s * t + j) * w + h * d + c].get();
+                            let p = probs[((s * heads.count + h) * t + i) * t + j].get();
+                            acc += p * head_slice(qkv, Part::Value, s * t + j, h, heads)[c].get();
                         }
                         o_seq[i * w + h * d + c] = S::of(acc);
                     }
@@ -323,20 +369,16 @@ impl<S: Scalar> Backend for CpuReference<S> {
 
     fn attention_jvp(
         &self,
-        q: &Vec<S>,
-        k: &Vec<S>,
-        v: &Vec<S>,
+        qkv: &Vec<S>,
         saved: &AttentionSaved<Vec<S>>,
-        dq: &Vec<S>,
-        dk: &Vec<S>,
-        dv: &Vec<S>,
+        dqkv: &Vec<S>,
         batch: Batch,
         heads: Heads,
     ) -> Result<Vec<S>> {
         let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
-        for (name, x) in [("dq", dq), ("dk", dk), ("dv", dv)] {
-            check_len(name, x.len(), batch.tangent_rows() * w);
-        }
+        check_len("qkv", qkv.len(), batch.primal_rows() * 3 * w);
+        check_len("dqkv", dqkv.len(), batch.tangent_rows() * 3 * w);
+        check_len("saved probabilities", saved.probs.len(), batch.steps * heads.count * t * t);
         let scale = 1.0 / (d as f64).sqrt();
         let mut dout = vec![S::default(); batch.tangent_rows() * w];
         // One "row" per tangent sequence; `s` is the step whose primal it shares.
@@ -345,11 +387,13 @@ impl<S: Scalar> Backend for CpuReference<S> {
             for h in 0..heads.count {
                 for i in 0..t {
                     // Primal rows are those of step `s`, tangent rows those of sequence `seq`.
-                    let (qi, dqi) = (head_slice(q, s * t + i, h, d, w), head_slice(dq, seq * t + i, h, d, w));
+                    let qi = head_slice(qkv, Part::Query, s * t + i, h, heads);
+                    let dqi = head_slice(dqkv, Part::Query, seq * t + i, h, heads);
                     let p = |j: usize| saved.probs[((s * heads.count + h) * t + i) * t + j].get();
                     let ds: Vec<f64> = (0..t)
                         .map(|j| {
-                            let (kj, dkj) = (head_slice(k, s * t + j, h, d, w), head_slice(dk, seq * t + j, h, d, w));
+                            let kj = head_slice(qkv, Part::Key, s * t + j, h, heads);
+                            let dkj = head_slice(dqkv, Part::Key, seq * t + j, h, heads);
                             (dot(dqi, kj) + dot(qi, dkj)) * scale
                         })
                         .collect();
@@ -357,9 +401,9 @@ impl<S: Scalar> Backend for CpuReference<S> {
                     let dp: Vec<f64> = (0..t).map(|j| p(j) * (ds[j] - mean_ds)).collect();
                     for c in 0..d {
                         let mut acc = 0.0;
-                        for j in 0..t {
-                            acc += dp[j] * v[(s * t + j) * w + h * d + c].get();
-                            acc += p(j) * dv[(seq * t + j) * w + h * d + c].get();
+                        for (j, dp_j) in dp.iter().enumerate() {
+                            acc += dp_j * head_slice(qkv, Part::Value, s * t + j, h, heads)[c].get();
+                            acc += p(j) * head_slice(dqkv, Part::Value, seq * t + j, h, heads)[c].get();
                         }
                         o_seq[i * w + h * d + c] = S::of(acc);
                     }
@@ -379,5 +423,35 @@ impl<S: Scalar> Backend for CpuReference<S> {
             }
         }
         Ok(out)
+    }
+
+    fn pool_accumulate(
+        &self,
+        projection: &mut Vec<S>,
+        d_states: &Vec<S>,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_direction: usize,
+    ) -> Result<()> {
+        let t = batch.tokens;
+        check_len("pooled tangents", d_states.len(), batch.tangent_rows() * width);
+        check_len("step weights", weights.len(), batch.steps);
+        check_len(
+            "projection rows end",
+            (first_direction + batch.tangents).min(projection.len() / width.max(1)),
+            first_direction + batch.tangents,
+        );
+        for (k, &weight) in weights.iter().enumerate() {
+            for m in 0..batch.tangents {
+                let seq = k * batch.tangents + m;
+                let row = &mut projection[(first_direction + m) * width..][..width];
+                for (c, slot) in row.iter_mut().enumerate() {
+                    let sum: f64 = (0..t).map(|i| d_states[(seq * t + i) * width + c].get()).sum();
+                    *slot = S::of(slot.get() + weight * sum / t as f64);
+                }
+            }
+        }
+        Ok(())
     }
 }

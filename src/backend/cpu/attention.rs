@@ -1,0 +1,175 @@
+//! Multi-head attention `softmax(QKᵀ/√d + bias, masked) V` and its JVP
+//! `Ṡ = (Q̇Kᵀ + QK̇ᵀ)/√d`, `Ṗ = P ⊙ (Ṡ − rowsum(P ⊙ Ṡ))`, `Ȯ = ṖV + PV̇`.
+//!
+//! Layout: `qkv` rows are `[q | k | v]` (`3·width`), head `h` owning features `h·d..(h+1)·d`
+//! of each third, so each token's q, k or v of one head is a contiguous run of `d` scalars
+//! that the products read in place: scores are dot products over the head dimension (eight
+//! fixed f32 lanes, so they vectorise without reordering a sum), and `PV`, `ṖV + PV̇` are
+//! axpys of value rows into the output row. Probabilities are `[seqs, heads, T, T]`, the
+//! context `[seqs, T, width]`. Softmax sums and `rowsum(P ⊙ Ṡ)` run in f64.
+//!
+//! Threads: the primal splits its sequences (steps), the JVP its tangent sequences; each
+//! sequence is computed by one thread, with the probabilities of its step computed once by the
+//! primal and read by all of that step's tangents.
+
+use rayon::prelude::*;
+
+use super::check_len;
+use crate::backend::{Batch, Heads, ScoreMods};
+
+/// `y += a · x`.
+#[inline]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// `a · b` over eight fixed lanes, which the compiler keeps in SIMD registers (a plain running
+/// sum would have to stay scalar to keep its order).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Head `h`'s `d` features of part `part` (0 = q, 1 = k, 2 = v) in every row of a sequence's
+/// `[T, 3·width]` block; `row(j)` is token `j`'s slice.
+#[derive(Clone, Copy)]
+struct Part<'a> {
+    rows: &'a [f32],
+    offset: usize,
+    dim: usize,
+    stride: usize,
+}
+
+impl<'a> Part<'a> {
+    fn new(rows: &'a [f32], part: usize, h: usize, heads: Heads) -> Self {
+        let w = heads.width();
+        Part { rows, offset: part * w + h * heads.dim, dim: heads.dim, stride: 3 * w }
+    }
+
+    #[inline]
+    fn row(&self, j: usize) -> &'a [f32] {
+        &self.rows[j * self.stride + self.offset..][..self.dim]
+    }
+}
+
+/// Turns raw scores `q·k` into probabilities in place: scale, add the bias row, drop masked
+/// keys (probability exactly 0), softmax in f64. A row with every key masked becomes all zero.
+fn softmax_row(row: &mut [f32], scale: f64, bias: Option<&[f32]>, mask: Option<&[f32]>, buf: &mut [f64]) {
+    let mut max = f64::NEG_INFINITY;
+    for (j, (b, &s)) in buf.iter_mut().zip(row.iter()).enumerate() {
+        let attends = mask.is_none_or(|m| m[j] != 0.0);
+        *b = if attends { s as f64 * scale + bias.map_or(0.0, |b| b[j] as f64) } else { f64::NEG_INFINITY };
+        max = max.max(*b);
+    }
+    if max == f64::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    let mut total = 0.0;
+    for b in buf.iter_mut() {
+        *b = (*b - max).exp();
+        total += *b;
+    }
+    for (p, &e) in row.iter_mut().zip(buf.iter()) {
+        *p = (e / total) as f32;
+    }
+}
+
+/// The context `[seqs, T, width]` and probabilities `[seqs, heads, T, T]` of `seqs` sequences.
+pub fn attention(
+    qkv: &[f32],
+    seqs: usize,
+    tokens: usize,
+    heads: Heads,
+    scores: ScoreMods<'_, Vec<f32>>,
+) -> (Vec<f32>, Vec<f32>) {
+    let (t, w, d) = (tokens, heads.width(), heads.dim);
+    check_len("attention qkv", qkv.len(), seqs * t * 3 * w);
+    if let Some(bias) = scores.bias {
+        check_len("attention score bias", bias.len(), heads.count * t * t);
+    }
+    if let Some(mask) = scores.key_mask {
+        check_len("attention key mask", mask.len(), seqs * t);
+    }
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut ctx = vec![0.0f32; seqs * t * w];
+    let mut probs = vec![0.0f32; seqs * heads.count * t * t];
+    if ctx.is_empty() || t == 0 {
+        return (ctx, probs);
+    }
+    ctx.par_chunks_mut(t * w).zip(probs.par_chunks_mut(heads.count * t * t)).enumerate().for_each(
+        |(s, (ctx_seq, probs_seq))| {
+            let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
+            let mask = scores.key_mask.map(|m| &m[s * t..(s + 1) * t]);
+            let mut buf = vec![0.0f64; t];
+            for (h, p_head) in probs_seq.chunks_exact_mut(t * t).enumerate() {
+                let [q, k, v] = [0, 1, 2].map(|part| Part::new(qkv_seq, part, h, heads));
+                for (i, p_row) in p_head.chunks_exact_mut(t).enumerate() {
+                    for (j, s) in p_row.iter_mut().enumerate() {
+                        *s = dot(q.row(i), k.row(j));
+                    }
+                    let bias = scores.bias.map(|b| &b[(h * t + i) * t..(h * t + i + 1) * t]);
+                    softmax_row(p_row, scale, bias, mask, &mut buf);
+                    let out = &mut ctx_seq[i * w + h * d..i * w + (h + 1) * d];
+                    for (j, &p) in p_row.iter().enumerate() {
+                        axpy(out, p, v.row(j));
+                    }
+                }
+            }
+        },
+    );
+    (ctx, probs)
+}
+
+/// `Ȯ` `[steps, tangents, T, width]` for the tangents `dqkv` at the primal `qkv`, reading each
+/// step's probabilities `probs` (`[steps, heads, T, T]`).
+pub fn attention_jvp(qkv: &[f32], probs: &[f32], dqkv: &[f32], batch: Batch, heads: Heads) -> Vec<f32> {
+    let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
+    check_len("attention_jvp qkv", qkv.len(), batch.primal_rows() * 3 * w);
+    check_len("attention_jvp dqkv", dqkv.len(), batch.tangent_rows() * 3 * w);
+    check_len("attention_jvp probabilities", probs.len(), batch.steps * heads.count * t * t);
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut dctx = vec![0.0f32; batch.tangent_rows() * w];
+    if dctx.is_empty() || t == 0 {
+        return dctx;
+    }
+    dctx.par_chunks_mut(t * w).enumerate().for_each(|(seq, out_seq)| {
+        let s = seq / batch.tangents;
+        let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
+        let dqkv_seq = &dqkv[seq * t * 3 * w..(seq + 1) * t * 3 * w];
+        let (mut ds, mut dp) = (vec![0.0f32; t], vec![0.0f32; t]);
+        for h in 0..heads.count {
+            let [q, k, v] = [0, 1, 2].map(|part| Part::new(qkv_seq, part, h, heads));
+            let [dq, dk, dv] = [0, 1, 2].map(|part| Part::new(dqkv_seq, part, h, heads));
+            let p_head = &probs[(s * heads.count + h) * t * t..(s * heads.count + h + 1) * t * t];
+            for (i, p_row) in p_head.chunks_exact(t).enumerate() {
+                // Ṡ row i, unscaled: Q̇ᵢ Kᵀ + Qᵢ K̇ᵀ.
+                for (j, ds) in ds.iter_mut().enumerate() {
+                    *ds = dot(dq.row(i), k.row(j)) + dot(q.row(i), dk.row(j));
+                }
+                // Ṗ = P ⊙ (Ṡ − Σ_j P_j Ṡ_j), the sum in f64.
+                let mean: f64 = p_row.iter().zip(&ds).map(|(&p, &s)| p as f64 * s as f64).sum();
+                for ((dp, &p), &s) in dp.iter_mut().zip(p_row).zip(&ds) {
+                    *dp = (p as f64 * (s as f64 - mean) * scale) as f32;
+                }
+                // Ȯ row i = Ṗᵢ V + Pᵢ V̇.
+                let out = &mut out_seq[i * w + h * d..i * w + (h + 1) * d];
+                for j in 0..t {
+                    axpy(out, dp[j], v.row(j));
+                    axpy(out, p_row[j], dv.row(j));
+                }
+            }
+        }
+    });
+    dctx
+}

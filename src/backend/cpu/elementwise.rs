@@ -1,0 +1,93 @@
+//! Data movement and elementwise passes: gathers, sums, bias rows, quadrature inputs and
+//! token-wise tangents. All are memory-bound; each splits its output into groups of whole
+//! rows (or fixed-size blocks) across the pool, and computes every element the same way
+//! wherever the split falls.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::{check_len, rows_per_task};
+
+/// Elements per parallel task in flat elementwise passes.
+const BLOCK: usize = 1 << 14;
+
+/// `out[r] = table[ids[r]]`, `table` is `[vocab, width]`.
+pub fn gather_rows(table: &[f32], width: usize, ids: &[u32]) -> Vec<f32> {
+    let vocab = table.len() / width.max(1);
+    let mut out = vec![0.0; ids.len() * width];
+    if width == 0 {
+        return out;
+    }
+    out.par_chunks_mut(width).zip(ids).for_each(|(row, &id)| {
+        let id = id as usize;
+        assert!(id < vocab, "cpu: gather_rows id {id} is outside the table's {vocab} rows");
+        row.copy_from_slice(&table[id * width..(id + 1) * width]);
+    });
+    out
+}
+
+/// `f(a_i, b_i)` for equal-length `a` and `b`.
+pub fn zip_map(op: &str, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    check_len(&format!("{op} operand"), b.len(), a.len());
+    let mut out = vec![0.0; a.len()];
+    out.par_chunks_mut(BLOCK).zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK))).for_each(|(o, (a, b))| {
+        for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+            *o = f(x, y);
+        }
+    });
+    out
+}
+
+/// `x + b` for every row of `x` (`[rows, width]`, `b` is `[width]`).
+pub fn add_bias(x: &[f32], rows: usize, bias: &[f32]) -> Vec<f32> {
+    let width = bias.len();
+    check_len("add_bias input", x.len(), rows * width);
+    let mut out = vec![0.0; x.len()];
+    if out.is_empty() {
+        return out;
+    }
+    let chunk = rows_per_task(width) * width;
+    out.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(o, x)| {
+        for (o, x) in o.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
+            for ((o, &x), &b) in o.iter_mut().zip(x).zip(bias) {
+                *o = x + b;
+            }
+        }
+    });
+    out
+}
+
+/// Row `k` of the result is `origin + alphas[k] · delta`, formed in f64 and rounded once.
+pub fn interpolate(origin: &[f32], delta: &[f32], alphas: &[f64]) -> Vec<f32> {
+    check_len("interpolation delta", delta.len(), origin.len());
+    let len = origin.len();
+    let mut out = vec![0.0; alphas.len() * len];
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(len).zip(alphas).for_each(|(row, &alpha)| {
+        for ((o, &x), &d) in row.iter_mut().zip(origin).zip(delta) {
+            *o = (x as f64 + alpha * d as f64) as f32;
+        }
+    });
+    out
+}
+
+/// `[steps, directions.len(), tokens, width]`: tangent `k` of every step is `delta`'s row
+/// `directions.start + k` on that row and zero elsewhere.
+pub fn token_tangents(delta: &[f32], steps: usize, tokens: usize, width: usize, directions: Range<usize>) -> Vec<f32> {
+    check_len("tangent delta", delta.len(), tokens * width);
+    check_len("tangent directions end", directions.end.min(tokens), directions.end);
+    let count = directions.len();
+    // A zeroed allocation is cheap (fresh pages); only the one non-zero row per sequence is written.
+    let mut out = vec![0.0; steps * count * tokens * width];
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(tokens * width).enumerate().for_each(|(seq, block)| {
+        let i = directions.start + seq % count;
+        block[i * width..(i + 1) * width].copy_from_slice(&delta[i * width..(i + 1) * width]);
+    });
+    out
+}

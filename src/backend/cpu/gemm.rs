@@ -1,0 +1,62 @@
+//! Dense layers `y = x Wᵀ (+ b)` as one faer GEMM over all rows of the batch.
+//!
+//! Layout: `x` is `[rows, in]` row-major; weights are stored transposed at upload, `Wt` is
+//! `[in, out]` row-major, so the product is the plain row-major `x · Wt` and the output
+//! `[rows, out]` is row-major too. The bias, when there is one, is written into the output
+//! first and the GEMM accumulates onto it. faer splits the GEMM across the current rayon pool
+//! (`Par::rayon(threads)`); its blocked GEMM does not split the inner dimension across threads,
+//! so the result does not depend on the thread count. Its matrix-vector path (one row, or one
+//! output) does reduce across threads, so vector products run on one thread (they are tiny).
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+use super::{check_len, rows_per_task};
+use crate::params::Linear;
+
+/// `[out, in]` row-major (PyTorch's layout) → `[in, out]` row-major.
+pub fn transpose(w: &[f32], out_dim: usize, in_dim: usize) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    if t.is_empty() {
+        return t;
+    }
+    t.par_chunks_mut(out_dim).enumerate().for_each(|(i, row)| {
+        for (o, slot) in row.iter_mut().enumerate() {
+            *slot = w[o * in_dim + i];
+        }
+    });
+    t
+}
+
+/// `x Wᵀ + bias` (bias optional) over `rows` rows, with `layer.weight` stored `[in, out]`.
+pub fn linear(x: &[f32], rows: usize, layer: &Linear<Vec<f32>>, bias: Option<&[f32]>, threads: usize) -> Vec<f32> {
+    let (n_in, n_out) = (layer.in_dim, layer.out_dim);
+    check_len("linear input", x.len(), rows * n_in);
+    check_len("linear weight", layer.weight.len(), n_in * n_out);
+    let mut y = vec![0.0f32; rows * n_out];
+    if y.is_empty() {
+        return y;
+    }
+    let accum = match bias {
+        Some(b) => {
+            check_len("linear bias", b.len(), n_out);
+            y.par_chunks_mut(rows_per_task(n_out) * n_out).for_each(|rows| {
+                rows.chunks_exact_mut(n_out).for_each(|row| row.copy_from_slice(b));
+            });
+            Accum::Add
+        }
+        None => Accum::Replace,
+    };
+    let is_vector_product = rows == 1 || n_out == 1;
+    let par = if threads > 1 && !is_vector_product { Par::rayon(threads) } else { Par::Seq };
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut y, rows, n_out),
+        accum,
+        MatRef::from_row_major_slice(x, rows, n_in),
+        MatRef::from_row_major_slice(&layer.weight, n_in, n_out),
+        1.0f32,
+        par,
+    );
+    y
+}

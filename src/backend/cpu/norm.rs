@@ -1,0 +1,154 @@
+//! LayerNorm and its JVP, optionally fused with the bias and residual sums that precede it in
+//! a post-LN layer.
+//!
+//! Layout: rows of `width` scalars; tangent row `r` is a direction at primal row
+//! `batch.primal_row_of(r)`. The primal pass forms `z + bias + residual` once per row (in
+//! f64), its `μ`, `σ` and `x̂`, and writes `y` along with `x̂` and `1/σ`; the tangent pass
+//! forms `u = dz + d_residual` and reuses its primal row's `x̂` and `1/σ`. Keeping the two
+//! passes apart lets the tangent pass split its rows freely across threads however few steps
+//! the batch has. Both split groups of whole rows across the pool; sums run in f64 over fixed
+//! lanes, so no row depends on the split.
+
+use rayon::prelude::*;
+
+use super::{check_len, rows_per_task};
+use crate::backend::{Batch, NormSaved};
+use crate::params::Norm;
+
+/// The input of a LayerNorm: one tensor, or the sum of two plus an optional row bias, read row
+/// by row into f64 so the sum is never rounded to f32.
+pub struct RowSum<'a> {
+    first: &'a [f32],
+    second: Option<&'a [f32]>,
+    bias: Option<&'a [f32]>,
+}
+
+impl<'a> RowSum<'a> {
+    pub fn one(x: &'a [f32]) -> Self {
+        RowSum { first: x, second: None, bias: None }
+    }
+
+    pub fn two(a: &'a [f32], b: &'a [f32], bias: Option<&'a [f32]>) -> Self {
+        RowSum { first: a, second: Some(b), bias }
+    }
+
+    fn check(&self, what: &str, rows: usize, width: usize) {
+        check_len(what, self.first.len(), rows * width);
+        if let Some(second) = self.second {
+            check_len(what, second.len(), rows * width);
+        }
+        if let Some(bias) = self.bias {
+            check_len("layer_norm bias", bias.len(), width);
+        }
+    }
+
+    /// Row `row` of the sum into `out` (`[width]`).
+    fn load(&self, row: usize, out: &mut [f64]) {
+        let range = row * out.len()..(row + 1) * out.len();
+        for (o, &x) in out.iter_mut().zip(&self.first[range.clone()]) {
+            *o = x as f64;
+        }
+        if let Some(bias) = self.bias {
+            for (o, &b) in out.iter_mut().zip(bias) {
+                *o += b as f64;
+            }
+        }
+        if let Some(second) = self.second {
+            for (o, &x) in out.iter_mut().zip(&second[range]) {
+                *o += x as f64;
+            }
+        }
+    }
+}
+
+/// `Σ f(i, a_i)` over four fixed lanes: the same value on every thread, without one long
+/// dependency chain.
+fn lane_sum(a: &[f64], f: impl Fn(usize, f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let full = a.len() / 4 * 4;
+    for i in (0..full).step_by(4) {
+        for (l, acc) in acc.iter_mut().enumerate() {
+            *acc += f(i + l, a[i + l]);
+        }
+    }
+    let tail: f64 = (full..a.len()).map(|i| f(i, a[i])).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// `y = γ ⊙ x̂ + β` of the rows of `x`, with `x̂` and `1/σ` saved for the JVP.
+pub fn layer_norm(
+    x: &RowSum,
+    rows: usize,
+    width: usize,
+    norm: &Norm<Vec<f32>>,
+    eps: f64,
+) -> (Vec<f32>, NormSaved<Vec<f32>>) {
+    x.check("layer_norm input", rows, width);
+    check_len("layer_norm gamma", norm.gamma.len(), width);
+    check_len("layer_norm beta", norm.beta.len(), width);
+    let mut y = vec![0.0f32; rows * width];
+    let mut normalized = vec![0.0f32; rows * width];
+    let mut inv_std = vec![0.0f32; rows];
+    if y.is_empty() {
+        return (y, NormSaved { normalized, inv_std });
+    }
+    let group = rows_per_task(width);
+    y.par_chunks_mut(group * width)
+        .zip(normalized.par_chunks_mut(group * width))
+        .zip(inv_std.par_chunks_mut(group))
+        .enumerate()
+        .for_each(|(g, ((y, xhat), rstd))| {
+            let mut row = vec![0.0f64; width];
+            let rows = y.chunks_exact_mut(width).zip(xhat.chunks_exact_mut(width)).zip(rstd);
+            for (i, ((y, xhat), rstd)) in rows.enumerate() {
+                x.load(g * group + i, &mut row);
+                let mean = lane_sum(&row, |_, v| v) / width as f64;
+                let var = lane_sum(&row, |_, v| (v - mean) * (v - mean)) / width as f64;
+                let r = 1.0 / (var + eps).sqrt();
+                *rstd = r as f32;
+                for c in 0..width {
+                    let h = (row[c] - mean) * r;
+                    xhat[c] = h as f32;
+                    y[c] = (norm.gamma[c] as f64 * h + norm.beta[c] as f64) as f32;
+                }
+            }
+        });
+    (y, NormSaved { normalized, inv_std })
+}
+
+/// `ẏ = γ ⊙ (u − mean u − x̂ · mean(x̂ ⊙ u)) / σ` for every tangent row `u` of `dx`, with `x̂`
+/// and `1/σ` of its primal row.
+pub fn layer_norm_jvp(
+    saved: &NormSaved<Vec<f32>>,
+    norm: &Norm<Vec<f32>>,
+    dx: &RowSum,
+    batch: Batch,
+    width: usize,
+) -> Vec<f32> {
+    dx.check("layer_norm tangents", batch.tangent_rows(), width);
+    check_len("layer_norm saved x̂", saved.normalized.len(), batch.primal_rows() * width);
+    check_len("layer_norm saved 1/σ", saved.inv_std.len(), batch.primal_rows());
+    check_len("layer_norm gamma", norm.gamma.len(), width);
+    let mut dy = vec![0.0f32; batch.tangent_rows() * width];
+    if dy.is_empty() {
+        return dy;
+    }
+    let group = rows_per_task(width);
+    dy.par_chunks_mut(group * width).enumerate().for_each(|(g, dy)| {
+        let mut u = vec![0.0f64; width];
+        for (i, out) in dy.chunks_exact_mut(width).enumerate() {
+            let r = g * group + i;
+            let p = batch.primal_row_of(r);
+            let xhat = &saved.normalized[p * width..(p + 1) * width];
+            dx.load(r, &mut u);
+            let mean_u = lane_sum(&u, |_, v| v) / width as f64;
+            let mean_xu = lane_sum(&u, |c, v| xhat[c] as f64 * v) / width as f64;
+            let rstd = saved.inv_std[p] as f64;
+            for c in 0..width {
+                let centred = u[c] - mean_u - xhat[c] as f64 * mean_xu;
+                out[c] = (norm.gamma[c] as f64 * rstd * centred) as f32;
+            }
+        }
+    });
+    dy
+}

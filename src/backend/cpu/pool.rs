@@ -1,0 +1,68 @@
+//! Mean pooling over tokens, and the weighted pool-and-accumulate into the projection `P`.
+//!
+//! Layout: `[seqs, tokens, width]` → `[seqs, width]`; for the accumulation, tangent sequence
+//! `k · tangents + m` adds into projection row `first_direction + m`. Token sums run in f64
+//! per feature. Threads split the output rows (sequences, or projection rows); each output row
+//! is summed by one thread, over tokens and then steps in order, so the result depends neither
+//! on the thread count nor on how the steps were split into passes.
+
+use rayon::prelude::*;
+
+use super::check_len;
+use crate::backend::Batch;
+
+/// `Σ_t x[t]` over the `[tokens, width]` rows of `x`, into `acc` (f64).
+fn token_sum(x: &[f32], acc: &mut [f64]) {
+    acc.fill(0.0);
+    for row in x.chunks_exact(acc.len()) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v as f64;
+        }
+    }
+}
+
+pub fn mean_pool(x: &[f32], seqs: usize, tokens: usize, width: usize) -> Vec<f32> {
+    check_len("mean_pool input", x.len(), seqs * tokens * width);
+    let mut out = vec![0.0f32; seqs * width];
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(width).enumerate().for_each(|(s, out)| {
+        let mut acc = vec![0.0f64; width];
+        token_sum(&x[s * tokens * width..(s + 1) * tokens * width], &mut acc);
+        for (o, a) in out.iter_mut().zip(&acc) {
+            *o = (a / tokens as f64) as f32;
+        }
+    });
+    out
+}
+
+/// `projection[first_direction + m] += weights[k] · mean_t d_states[k, m, t]`, steps in order.
+pub fn pool_accumulate(
+    projection: &mut [f32],
+    d_states: &[f32],
+    batch: Batch,
+    width: usize,
+    weights: &[f64],
+    first_direction: usize,
+) {
+    let (t, tangents) = (batch.tokens, batch.tangents);
+    check_len("pooled tangents", d_states.len(), batch.tangent_rows() * width);
+    check_len("step weights", weights.len(), batch.steps);
+    let rows = projection.len() / width.max(1);
+    check_len("projection rows end", (first_direction + tangents).min(rows), first_direction + tangents);
+    if width == 0 || tangents == 0 {
+        return;
+    }
+    let target = &mut projection[first_direction * width..(first_direction + tangents) * width];
+    target.par_chunks_mut(width).enumerate().for_each(|(m, row)| {
+        let mut acc = vec![0.0f64; width];
+        for (k, &weight) in weights.iter().enumerate() {
+            let seq = k * tangents + m;
+            token_sum(&d_states[seq * t * width..(seq + 1) * t * width], &mut acc);
+            for (slot, a) in row.iter_mut().zip(&acc) {
+                *slot = (*slot as f64 + weight * a / t as f64) as f32;
+            }
+        }
+    });
+}

@@ -1,0 +1,150 @@
+//! The ground floor: the encoder's parameter tree and what each tensor in it is for. It
+//! imports nothing of the crate, so the loader (`model`), the backends and the network
+//! description (`net`) can all build on it without arrows pointing up the stack.
+//!
+//! The tree is generic over where the tensors live: `HostTensor` after loading, a backend's
+//! device buffer after upload. One structure, so the loader and every backend agree on what a
+//! layer holds.
+
+/// A dense f32 tensor on the host, as loaded from a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// What an uploaded tensor is for, with its shape, so that a backend can store it the way its
+/// ops read it (a GEMM-friendly weight layout, a lower storage precision) without the network
+/// description knowing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Activations, tangents and other row-major data that ops read as laid out.
+    Activations { len: usize },
+    /// `W` of a dense layer, `[out, in]` row-major as PyTorch stores it.
+    Weight { out_dim: usize, in_dim: usize },
+    /// A bias, LayerNorm `γ` or `β`: one value per feature.
+    Vector { len: usize },
+    /// An embedding table `[rows, width]` read by `gather_rows`.
+    Table { rows: usize, width: usize },
+    /// An additive attention-score bias `[heads, tokens, tokens]`, shared by every sequence.
+    ScoreBias { heads: usize, tokens: usize },
+    /// A key mask `[seqs, tokens]`: 1 where a key may be attended to, 0 where it is padding.
+    KeyMask { seqs: usize, tokens: usize },
+}
+
+impl Role {
+    /// Number of scalars a tensor of this role holds.
+    pub fn len(self) -> usize {
+        match self {
+            Role::Activations { len } | Role::Vector { len } => len,
+            Role::Weight { out_dim, in_dim } => out_dim * in_dim,
+            Role::Table { rows, width } => rows * width,
+            Role::ScoreBias { heads, tokens } => heads * tokens * tokens,
+            Role::KeyMask { seqs, tokens } => seqs * tokens,
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A dense layer `y = x Wᵀ + b`, `W` stored `[out, in]` row-major on the host.
+#[derive(Debug, Clone)]
+pub struct Linear<T> {
+    pub weight: T,
+    pub bias: T,
+    pub in_dim: usize,
+    pub out_dim: usize,
+}
+
+/// LayerNorm's scale `γ` and shift `β`.
+#[derive(Debug, Clone)]
+pub struct Norm<T> {
+    pub gamma: T,
+    pub beta: T,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddingParams<T> {
+    pub word: T,
+    pub position: T,
+    pub token_type: Option<T>,
+    pub norm: Norm<T>,
+}
+
+/// One post-LN encoder layer (BERT, MPNet and RoBERTa share this shape).
+#[derive(Debug, Clone)]
+pub struct LayerParams<T> {
+    /// Query, key and value projections stacked into one `[3·hidden, hidden]` layer, so that
+    /// every backend computes them with one GEMM; its output rows are `[q | k | v]`.
+    pub qkv: Linear<T>,
+    pub attention_out: Linear<T>,
+    pub attention_norm: Norm<T>,
+    pub ffn_in: Linear<T>,
+    pub ffn_out: Linear<T>,
+    pub ffn_norm: Norm<T>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EncoderParams<T> {
+    pub embeddings: EmbeddingParams<T>,
+    pub layers: Vec<LayerParams<T>>,
+}
+
+/// Converts one tensor, told what it is for.
+type MapFn<'f, T, U, E> = dyn FnMut(&T, Role) -> Result<U, E> + 'f;
+
+impl<T> Linear<T> {
+    pub fn try_map<U, E>(&self, f: &mut MapFn<'_, T, U, E>) -> Result<Linear<U>, E> {
+        Ok(Linear {
+            weight: f(&self.weight, Role::Weight { out_dim: self.out_dim, in_dim: self.in_dim })?,
+            bias: f(&self.bias, Role::Vector { len: self.out_dim })?,
+            in_dim: self.in_dim,
+            out_dim: self.out_dim,
+        })
+    }
+}
+
+impl<T> Norm<T> {
+    pub fn try_map<U, E>(&self, width: usize, f: &mut MapFn<'_, T, U, E>) -> Result<Norm<U>, E> {
+        Ok(Norm {
+            gamma: f(&self.gamma, Role::Vector { len: width })?,
+            beta: f(&self.beta, Role::Vector { len: width })?,
+        })
+    }
+}
+
+impl<T> LayerParams<T> {
+    pub fn hidden(&self) -> usize {
+        self.attention_out.out_dim
+    }
+
+    pub fn try_map<U, E>(&self, f: &mut MapFn<'_, T, U, E>) -> Result<LayerParams<U>, E> {
+        let h = self.hidden();
+        Ok(LayerParams {
+            qkv: self.qkv.try_map(f)?,
+            attention_out: self.attention_out.try_map(f)?,
+            attention_norm: self.attention_norm.try_map(h, f)?,
+            ffn_in: self.ffn_in.try_map(f)?,
+            ffn_out: self.ffn_out.try_map(f)?,
+            ffn_norm: self.ffn_norm.try_map(h, f)?,
+        })
+    }
+}
+
+impl EncoderParams<HostTensor> {
+    /// Converts every tensor (e.g. uploads it to a device), keeping the structure; `f` is told
+    /// each tensor's role.
+    pub fn try_map<U, E>(&self, mut f: impl FnMut(&HostTensor, Role) -> Result<U, E>) -> Result<EncoderParams<U>, E> {
+        let e = &self.embeddings;
+        let width = e.word.shape.last().copied().unwrap_or(0);
+        let mut table = |t: &HostTensor| f(t, Role::Table { rows: t.shape.first().copied().unwrap_or(0), width });
+        let word = table(&e.word)?;
+        let position = table(&e.position)?;
+        let token_type = e.token_type.as_ref().map(&mut table).transpose()?;
+        let norm = e.norm.try_map(width, &mut f)?;
+        let layers = self.layers.iter().map(|l| l.try_map(&mut f)).collect::<Result<_, E>>()?;
+        Ok(EncoderParams { embeddings: EmbeddingParams { word, position, token_type, norm }, layers })
+    }
+}

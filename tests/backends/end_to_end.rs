@@ -1,0 +1,83 @@
+//! Tier 1, end to end on the tiny fixture: the PyTorch goldens, completeness and its rate of
+//! convergence, and results that do not depend on threads or on how the work is split.
+
+use simattr::attribution::{attribute_text, explain_pair, Quadrature, Similarity, TextOptions};
+use simattr::backend::{Backend, BackendSettings};
+use simattr::model::SentenceModel;
+use simattr::net::Encoder;
+
+use crate::common::golden_check::{check_attributions, check_embeddings};
+use crate::common::{golden, max_abs, max_abs_diff, tiny_model_dir};
+use crate::F32_GOLDEN_TOLERANCE;
+
+pub fn tiny_embeddings<B: Backend>(b: &B) {
+    check_embeddings(b, &tiny_model_dir(), &golden("tiny-bert.json"), 1e-5);
+}
+
+pub fn tiny_attributions<B: Backend>(b: &B) {
+    let checked = check_attributions(b, &tiny_model_dir(), &golden("tiny-bert.json"), F32_GOLDEN_TOLERANCE, |_| true);
+    // 3 pairs × 2 layers × 2 step counts × 2 similarities.
+    assert!(checked >= 24, "only {checked} golden cases");
+}
+
+/// The right Riemann rule is first order: 16× the steps must cut the completeness error by at
+/// least 10× (design.md §1), and at N = 80 each text's identity holds within 1%.
+pub fn completeness_converges<B: Backend>(b: &B) {
+    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+    let encoder = Encoder::new(b, &model).unwrap();
+    let (a, text_b) = ("A man is playing a guitar.", "Someone plays an instrument.");
+    for layer in [0, 2] {
+        for similarity in [Similarity::Dot, Similarity::Cos] {
+            let mut errors = Vec::new();
+            for steps in [5, 20, 80] {
+                let options = TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap());
+                let e = explain_pair(&encoder, &model.tokenizer, a, text_b, &options, similarity, &()).unwrap();
+                errors.push(e.pair.completeness_error());
+                if steps == 80 {
+                    for text in [&e.a, &e.b] {
+                        let rel = text.relative_identity_error();
+                        assert!(rel < 0.01, "layer {layer}: identity error {rel:.4} ≥ 1% at N = 80");
+                    }
+                }
+            }
+            let label = format!("{} layer {layer} {}", b.name(), similarity.name());
+            assert!(
+                errors[0] > errors[1] && errors[1] > errors[2],
+                "{label}: errors {errors:?} do not shrink with N = 5, 20, 80"
+            );
+            let ratio = errors[0] / errors[2];
+            eprintln!("{label}: completeness error(5)/error(80) = {ratio:.1}");
+            assert!(ratio >= 10.0, "{label}: error(N=5)/error(N=80) = {ratio:.2} < 10");
+        }
+    }
+}
+
+/// The bound stated in the README: `P` from any thread count and any split of the work into
+/// passes agrees with a one-thread, one-pass run within this fraction of max|P|.
+pub const SPLIT_BOUND: f64 = 1e-6;
+
+/// Threads and passes change only the f32 summation order, within `SPLIT_BOUND`.
+pub fn passes_and_threads<B: Backend>(make: fn(BackendSettings) -> B) {
+    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+    let text = "A man is playing a guitar.";
+    let tokens = model.tokenizer.encode(text).unwrap().ids.len();
+    let projection = |threads: usize, max_rows_per_pass: Option<usize>| {
+        let backend = make(BackendSettings { threads, ..BackendSettings::default() });
+        let encoder = Encoder::new(&backend, &model).unwrap();
+        let options = TextOptions { max_rows_per_pass, ..TextOptions::new(1, Quadrature::riemann_right(7).unwrap()) };
+        let tokenized = model.tokenizer.encode(text).unwrap();
+        attribute_text(&encoder, &model.tokenizer, tokenized, &options, &()).unwrap().projection
+    };
+    let reference = projection(1, None);
+    let scale = max_abs(&reference);
+    assert!(scale > 0.0);
+    // One direction of one step per pass; a few directions per pass (not dividing T); two
+    // steps per pass; and the same on two and three threads.
+    for (threads, rows) in
+        [(1, Some(2 * tokens)), (1, Some(5 * tokens)), (1, Some(3 * tokens * tokens)), (2, None), (3, Some(5 * tokens))]
+    {
+        let err = max_abs_diff(&reference, &projection(threads, rows)) / scale;
+        eprintln!("threads {threads}, rows per pass {rows:?}: max |ΔP| / max|P| = {err:.1e}");
+        assert!(err <= SPLIT_BOUND, "threads {threads}, rows per pass {rows:?}: P differs by {err:e} of max|P|");
+    }
+}

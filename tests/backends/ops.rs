@@ -1,0 +1,427 @@
+//! Tier 1: every op, forward and JVP, small and fused, against `CpuReference<f64>` on random
+//! inputs of awkward and real sizes. The error is the relative max-norm
+//! `max|got − want| / max|want|`, bounded by `F32_OP_TOLERANCE`.
+
+use simattr::backend::reference::CpuReference;
+use simattr::backend::{Backend, BackendSettings, Batch, Heads, ResidualNorm, Role, ScoreMods};
+use simattr::net::layer::{layer_forward, layer_jvp, LayerShape};
+use simattr::params::{LayerParams, Linear, Norm};
+
+use crate::common::{max_abs, max_abs_diff, Rng};
+use crate::F32_OP_TOLERANCE;
+
+/// Odd sizes around SIMD widths and tile edges, as design.md §3 asks.
+const SIZES: [usize; 5] = [1, 7, 63, 65, 129];
+
+fn oracle() -> CpuReference<f64> {
+    CpuReference::<f64>::new()
+}
+
+fn up<B: Backend>(b: &B, data: &[f32]) -> B::Tensor {
+    b.upload(data, Role::Activations { len: data.len() }).expect("upload")
+}
+
+fn down<B: Backend>(b: &B, x: &B::Tensor) -> Vec<f64> {
+    b.download(x).expect("download")
+}
+
+/// Fails unless `got` is within `F32_OP_TOLERANCE` of `want` in relative max-norm.
+fn check(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = max_abs(want);
+    assert!(scale > 0.0, "{what}: the expected output is all zero, so the check would be empty");
+    let err = max_abs_diff(got, want) / scale;
+    assert!(err <= F32_OP_TOLERANCE, "{what}: relative max-norm error {err:.2e} > {F32_OP_TOLERANCE:e}");
+}
+
+fn random_linear(rng: &mut Rng, in_dim: usize, out_dim: usize) -> Linear<Vec<f32>> {
+    let scale = 1.0 / (in_dim as f64).sqrt();
+    Linear { weight: rng.vec_f32(in_dim * out_dim, scale), bias: rng.vec_f32(out_dim, 0.5), in_dim, out_dim }
+}
+
+fn random_norm(rng: &mut Rng, width: usize) -> Norm<Vec<f32>> {
+    Norm { gamma: rng.vec_f32(width, 0.3).iter().map(|g| 1.0 + g).collect(), beta: rng.vec_f32(width, 0.2) }
+}
+
+fn linear_on<B: Backend>(b: &B, layer: &Linear<Vec<f32>>) -> Linear<B::Tensor> {
+    layer.try_map(&mut |t: &Vec<f32>, role| b.upload(t, role)).expect("upload linear")
+}
+
+fn norm_on<B: Backend>(b: &B, norm: &Norm<Vec<f32>>, width: usize) -> Norm<B::Tensor> {
+    norm.try_map(width, &mut |t: &Vec<f32>, role| b.upload(t, role)).expect("upload norm")
+}
+
+/// Runs `op` on the backend under test and on the oracle with the same host inputs and
+/// checks the outputs agree.
+macro_rules! compare {
+    ($what:expr, $b:expr, $o:expr, |$backend:ident| $body:expr) => {{
+        let got = {
+            let $backend = $b;
+            $body
+        };
+        let want = {
+            let $backend = $o;
+            $body
+        };
+        check(&$what, &got, &want);
+    }};
+}
+
+pub fn gather_rows<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(11));
+    for width in [7, 384] {
+        let vocab = 129;
+        let table = rng.vec_f32(vocab * width, 1.0);
+        let ids: Vec<u32> = (0..65).map(|i| ((i * 37 + 5) % vocab) as u32).collect();
+        compare!(format!("gather_rows width {width}"), b, &o, |x| {
+            let t = x.upload(&table, Role::Table { rows: vocab, width }).unwrap();
+            down(x, &x.gather_rows(&t, width, &ids).unwrap())
+        });
+    }
+}
+
+pub fn elementwise<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(12));
+    for rows in SIZES {
+        for width in [7, 384, 1536] {
+            let (p, q, bias) =
+                (rng.vec_f32(rows * width, 1.0), rng.vec_f32(rows * width, 1.0), rng.vec_f32(width, 1.0));
+            compare!(format!("add {rows}×{width}"), b, &o, |x| down(x, &x.add(&up(x, &p), &up(x, &q)).unwrap()));
+            compare!(format!("sub {rows}×{width}"), b, &o, |x| down(x, &x.sub(&up(x, &p), &up(x, &q)).unwrap()));
+            compare!(format!("add_bias {rows}×{width}"), b, &o, |x| {
+                let bias = x.upload(&bias, Role::Vector { len: width }).unwrap();
+                down(x, &x.add_bias(&up(x, &p), rows, &bias).unwrap())
+            });
+        }
+    }
+}
+
+pub fn interpolate_and_tangents<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(13));
+    for tokens in [1, 7, 63] {
+        let width = 384;
+        let (origin, delta) = (rng.vec_f32(tokens * width, 1.0), rng.vec_f32(tokens * width, 1.0));
+        let alphas = [0.02, 0.5, 1.0];
+        compare!(format!("interpolate {tokens} tokens"), b, &o, |x| {
+            down(x, &x.interpolate(&up(x, &origin), &up(x, &delta), &alphas).unwrap())
+        });
+        for directions in [0..tokens, tokens / 2..tokens, 0..tokens.div_ceil(3)] {
+            compare!(format!("token_tangents {tokens} tokens, directions {directions:?}"), b, &o, |x| {
+                down(x, &x.token_tangents(&up(x, &delta), 2, tokens, width, directions.clone()).unwrap())
+            });
+        }
+    }
+}
+
+pub fn linear_and_matmul<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(14));
+    let shapes = [(7, 63), (65, 129), (129, 7), (384, 1152), (1536, 384), (768, 3072), (3072, 768)];
+    for (in_dim, out_dim) in shapes {
+        let layer = random_linear(&mut rng, in_dim, out_dim);
+        let row_counts: &[usize] = if in_dim * out_dim > 1 << 20 { &[1, 65, 129] } else { &SIZES };
+        for &rows in row_counts {
+            let input = rng.vec_f32(rows * in_dim, 1.0);
+            compare!(format!("linear {rows}×{in_dim}→{out_dim}"), b, &o, |x| {
+                down(x, &x.linear(&up(x, &input), rows, &linear_on(x, &layer)).unwrap())
+            });
+            compare!(format!("matmul {rows}×{in_dim}→{out_dim}"), b, &o, |x| {
+                down(x, &x.matmul(&up(x, &input), rows, &linear_on(x, &layer)).unwrap())
+            });
+        }
+    }
+}
+
+/// Batches with one and several steps and tangents.
+fn batches(tokens: usize) -> [Batch; 2] {
+    [Batch { steps: 1, tangents: 1, tokens }, Batch { steps: 2, tangents: 3, tokens }]
+}
+
+pub fn layer_norm_and_jvp<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(15));
+    for width in [7, 63, 65, 129, 384, 768] {
+        for batch in batches(7) {
+            // An offset mean tests that the variance is not formed as E[x²] − E[x]².
+            let x: Vec<f32> = rng.vec_f32(batch.primal_rows() * width, 2.0).iter().map(|v| v + 3.0).collect();
+            let dx = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+            let norm = random_norm(&mut rng, width);
+            let rows = batch.primal_rows();
+            compare!(format!("layer_norm width {width}, {batch:?}"), b, &o, |e| {
+                down(e, &e.layer_norm(&up(e, &x), rows, width, &norm_on(e, &norm, width), 1e-12).unwrap().0)
+            });
+            compare!(format!("layer_norm_jvp width {width}, {batch:?}"), b, &o, |e| {
+                let norm = norm_on(e, &norm, width);
+                let (_, saved) = e.layer_norm(&up(e, &x), rows, width, &norm, 1e-12).unwrap();
+                down(e, &e.layer_norm_jvp(&saved, &norm, &up(e, &dx), batch, width).unwrap())
+            });
+        }
+    }
+}
+
+pub fn gelu_and_jvp<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(16));
+    for width in [7, 65, 1536] {
+        for batch in batches(7) {
+            let x = rng.vec_f32(batch.primal_rows() * width, 4.0);
+            let dx = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+            compare!(format!("gelu width {width}"), b, &o, |e| down(e, &e.gelu(&up(e, &x)).unwrap()));
+            compare!(format!("gelu_jvp width {width}, {batch:?}"), b, &o, |e| {
+                down(e, &e.gelu_jvp(&up(e, &x), &up(e, &dx), batch, width).unwrap())
+            });
+        }
+    }
+}
+
+/// Score modifications as host data: a bias `[heads, T, T]` and a key mask `[seqs, T]` that
+/// keeps at least the first key of every sequence.
+struct HostMods {
+    bias: Option<Vec<f32>>,
+    key_mask: Option<Vec<f32>>,
+}
+
+impl HostMods {
+    fn all(rng: &mut Rng, seqs: usize, tokens: usize, heads: Heads) -> Vec<(&'static str, HostMods)> {
+        let bias = rng.vec_f32(heads.count * tokens * tokens, 2.0);
+        let mask: Vec<f32> =
+            (0..seqs * tokens).map(|n| if n % tokens == 0 || rng.next() > -0.3 { 1.0 } else { 0.0 }).collect();
+        vec![
+            ("plain", HostMods { bias: None, key_mask: None }),
+            ("bias", HostMods { bias: Some(bias.clone()), key_mask: None }),
+            ("mask", HostMods { bias: None, key_mask: Some(mask.clone()) }),
+            ("bias+mask", HostMods { bias: Some(bias), key_mask: Some(mask) }),
+        ]
+    }
+
+    fn upload<B: Backend>(
+        &self,
+        b: &B,
+        seqs: usize,
+        tokens: usize,
+        heads: Heads,
+    ) -> (Option<B::Tensor>, Option<B::Tensor>) {
+        let bias = self.bias.as_ref().map(|v| b.upload(v, Role::ScoreBias { heads: heads.count, tokens }).unwrap());
+        let mask = self.key_mask.as_ref().map(|v| b.upload(v, Role::KeyMask { seqs, tokens }).unwrap());
+        (bias, mask)
+    }
+}
+
+fn attention_cases() -> Vec<(usize, Heads)> {
+    let mut cases: Vec<(usize, Heads)> = SIZES.iter().map(|&t| (t, Heads { count: 12, dim: 32 })).collect();
+    cases.push((7, Heads { count: 2, dim: 3 }));
+    cases
+}
+
+pub fn attention_and_jvp<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(17));
+    for (tokens, heads) in attention_cases() {
+        let batch = Batch { steps: 2, tangents: 3, tokens };
+        let qkv = rng.vec_f32(batch.primal_rows() * 3 * heads.width(), 1.5);
+        let dqkv = rng.vec_f32(batch.tangent_rows() * 3 * heads.width(), 1.0);
+        for (name, mods) in HostMods::all(&mut rng, batch.steps, tokens, heads) {
+            let label = format!("{tokens} tokens, {heads:?}, {name}");
+            compare!(format!("attention {label}"), b, &o, |e| {
+                let (bias, key_mask) = mods.upload(e, batch.steps, tokens, heads);
+                let scores = ScoreMods { bias: bias.as_ref(), key_mask: key_mask.as_ref() };
+                down(e, &e.attention(&up(e, &qkv), batch.steps, tokens, heads, scores).unwrap().0)
+            });
+            compare!(format!("attention probabilities {label}"), b, &o, |e| {
+                let (bias, key_mask) = mods.upload(e, batch.steps, tokens, heads);
+                let scores = ScoreMods { bias: bias.as_ref(), key_mask: key_mask.as_ref() };
+                down(e, &e.attention(&up(e, &qkv), batch.steps, tokens, heads, scores).unwrap().1.probs)
+            });
+            compare!(format!("attention_jvp {label}"), b, &o, |e| {
+                let (bias, key_mask) = mods.upload(e, batch.steps, tokens, heads);
+                let scores = ScoreMods { bias: bias.as_ref(), key_mask: key_mask.as_ref() };
+                let qkv = up(e, &qkv);
+                let (_, saved) = e.attention(&qkv, batch.steps, tokens, heads, scores).unwrap();
+                down(e, &e.attention_jvp(&qkv, &saved, &up(e, &dqkv), batch, heads).unwrap())
+            });
+        }
+    }
+}
+
+/// Masked keys must act as if they were not there: attention over a padded sequence, read at
+/// its real rows, equals the oracle's attention over the unpadded sequence (forward and JVP).
+pub fn attention_key_mask_drops_padding<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(18));
+    let heads = Heads { count: 12, dim: 32 };
+    let (real, padded) = (5, 9);
+    let w3 = 3 * heads.width();
+    let batch = Batch { steps: 1, tangents: 2, tokens: padded };
+    let qkv = rng.vec_f32(padded * w3, 1.5);
+    let dqkv = rng.vec_f32(2 * padded * w3, 1.0);
+    let bias = rng.vec_f32(heads.count * padded * padded, 1.0);
+    let mask: Vec<f32> = (0..padded).map(|j| if j < real { 1.0 } else { 0.0 }).collect();
+    // The unpadded inputs: the first `real` rows of every sequence, the bias's top-left block.
+    let first_rows = |x: &[f32], seqs: usize, width: usize| -> Vec<f32> {
+        (0..seqs).flat_map(|s| x[s * padded * width..][..real * width].to_vec()).collect()
+    };
+    let bias_block: Vec<f32> = (0..heads.count)
+        .flat_map(|h| (0..real).flat_map(|i| bias[(h * padded + i) * padded..][..real].to_vec()).collect::<Vec<_>>())
+        .collect();
+
+    let (bias_t, mask_t) = (
+        b.upload(&bias, Role::ScoreBias { heads: heads.count, tokens: padded }).unwrap(),
+        b.upload(&mask, Role::KeyMask { seqs: 1, tokens: padded }).unwrap(),
+    );
+    let scores = ScoreMods { bias: Some(&bias_t), key_mask: Some(&mask_t) };
+    let (ctx, dctx) = b.attention_with_jvp(&up(b, &qkv), &up(b, &dqkv), batch, heads, scores).unwrap();
+    let w = heads.width();
+    let ctx: Vec<f64> = down(b, &ctx)[..real * w].to_vec();
+    let dctx_all = down(b, &dctx);
+    let dctx: Vec<f64> = (0..2).flat_map(|s| dctx_all[s * padded * w..][..real * w].to_vec()).collect();
+
+    let small = Batch { steps: 1, tangents: 2, tokens: real };
+    let bias_small = o.upload(&bias_block, Role::ScoreBias { heads: heads.count, tokens: real }).unwrap();
+    let scores = ScoreMods { bias: Some(&bias_small), key_mask: None };
+    let (want_ctx, want_dctx) = o
+        .attention_with_jvp(&up(&o, &first_rows(&qkv, 1, w3)), &up(&o, &first_rows(&dqkv, 2, w3)), small, heads, scores)
+        .unwrap();
+    check("masked attention vs unpadded", &ctx, &want_ctx);
+    check("masked attention JVP vs unpadded", &dctx, &want_dctx);
+}
+
+pub fn pooling<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(19));
+    for tokens in SIZES {
+        let width = 384;
+        let x = rng.vec_f32(3 * tokens * width, 1.0);
+        compare!(format!("mean_pool {tokens} tokens"), b, &o, |e| down(
+            e,
+            &e.mean_pool(&up(e, &x), 3, tokens, width).unwrap()
+        ));
+    }
+    for (tokens, tangents, first) in [(7, 4, 2), (1, 1, 0), (65, 65, 0), (65, 7, 58)] {
+        let (width, steps) = (384, 3);
+        let batch = Batch { steps, tangents, tokens };
+        let start = rng.vec_f32(tokens * width, 1.0);
+        let d_states = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+        let weights: Vec<f64> = (0..steps).map(|k| 0.1 + 0.3 * k as f64).collect();
+        compare!(format!("pool_accumulate {tokens} tokens, {tangents} directions from {first}"), b, &o, |e| {
+            let mut projection = up(e, &start);
+            e.pool_accumulate(&mut projection, &up(e, &d_states), batch, width, &weights, first).unwrap();
+            down(e, &projection)
+        });
+    }
+}
+
+pub fn bias_residual_norm<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(20));
+    for width in [7, 65, 384, 768] {
+        for batch in batches(9) {
+            let rows = batch.primal_rows();
+            let (z, residual) = (rng.vec_f32(rows * width, 2.0), rng.vec_f32(rows * width, 2.0));
+            let (dz, d_residual) =
+                (rng.vec_f32(batch.tangent_rows() * width, 1.0), rng.vec_f32(batch.tangent_rows() * width, 1.0));
+            let (bias, norm) = (rng.vec_f32(width, 1.0), random_norm(&mut rng, width));
+            compare!(format!("bias_residual_norm width {width}, {batch:?}"), b, &o, |e| {
+                let (norm, bias) = (norm_on(e, &norm, width), e.upload(&bias, Role::Vector { len: width }).unwrap());
+                let ln = ResidualNorm { norm: &norm, width, eps: 1e-12 };
+                down(e, &e.bias_residual_norm(&up(e, &z), &bias, &up(e, &residual), rows, ln).unwrap())
+            });
+            for part in [0, 1] {
+                compare!(format!("bias_residual_norm_jvp output {part}, width {width}, {batch:?}"), b, &o, |e| {
+                    let (norm, bias) =
+                        (norm_on(e, &norm, width), e.upload(&bias, Role::Vector { len: width }).unwrap());
+                    let ln = ResidualNorm { norm: &norm, width, eps: 1e-12 };
+                    let (y, dy) = e
+                        .bias_residual_norm_jvp(
+                            &up(e, &z),
+                            &bias,
+                            &up(e, &residual),
+                            &up(e, &dz),
+                            &up(e, &d_residual),
+                            batch,
+                            ln,
+                        )
+                        .unwrap();
+                    down(e, if part == 0 { &y } else { &dy })
+                });
+            }
+        }
+    }
+}
+
+pub fn bias_gelu<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(21));
+    for width in [7, 65, 1536] {
+        for batch in batches(7) {
+            let rows = batch.primal_rows();
+            let (z, bias, dz) = (
+                rng.vec_f32(rows * width, 3.0),
+                rng.vec_f32(width, 1.0),
+                rng.vec_f32(batch.tangent_rows() * width, 1.0),
+            );
+            compare!(format!("bias_gelu width {width}"), b, &o, |e| {
+                let bias = e.upload(&bias, Role::Vector { len: width }).unwrap();
+                down(e, &e.bias_gelu(&up(e, &z), rows, &bias).unwrap())
+            });
+            for part in [0, 1] {
+                compare!(format!("bias_gelu_jvp output {part}, width {width}, {batch:?}"), b, &o, |e| {
+                    let bias = e.upload(&bias, Role::Vector { len: width }).unwrap();
+                    let (y, dy) = e.bias_gelu_jvp(&up(e, &z), &bias, &up(e, &dz), batch, width).unwrap();
+                    down(e, if part == 0 { &y } else { &dy })
+                });
+            }
+        }
+    }
+}
+
+pub fn attention_with_jvp<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(22));
+    for (tokens, heads) in attention_cases() {
+        let batch = Batch { steps: 2, tangents: 3, tokens };
+        let qkv = rng.vec_f32(batch.primal_rows() * 3 * heads.width(), 1.5);
+        let dqkv = rng.vec_f32(batch.tangent_rows() * 3 * heads.width(), 1.0);
+        for (name, mods) in HostMods::all(&mut rng, batch.steps, tokens, heads) {
+            for part in [0, 1] {
+                compare!(format!("attention_with_jvp output {part}, {tokens} tokens, {heads:?}, {name}"), b, &o, |e| {
+                    let (bias, key_mask) = mods.upload(e, batch.steps, tokens, heads);
+                    let scores = ScoreMods { bias: bias.as_ref(), key_mask: key_mask.as_ref() };
+                    let (ctx, dctx) = e.attention_with_jvp(&up(e, &qkv), &up(e, &dqkv), batch, heads, scores).unwrap();
+                    down(e, if part == 0 { &ctx } else { &dctx })
+                });
+            }
+        }
+    }
+}
+
+/// A whole MiniLM-shaped layer (random weights), forward and JVP, against the oracle.
+pub fn layer_jvp_real_widths<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(23));
+    let shape = LayerShape { hidden: 384, ffn: 1536, heads: Heads { count: 12, dim: 32 }, eps: 1e-12 };
+    let h = shape.hidden;
+    let params = LayerParams {
+        qkv: random_linear(&mut rng, h, 3 * h),
+        attention_out: random_linear(&mut rng, h, h),
+        attention_norm: random_norm(&mut rng, h),
+        ffn_in: random_linear(&mut rng, h, shape.ffn),
+        ffn_out: random_linear(&mut rng, shape.ffn, h),
+        ffn_norm: random_norm(&mut rng, h),
+    };
+    let batch = Batch { steps: 2, tangents: 3, tokens: 11 };
+    let x = rng.vec_f32(batch.primal_rows() * h, 1.0);
+    let dx = rng.vec_f32(batch.tangent_rows() * h, 1.0);
+    compare!("layer_forward, MiniLM widths", b, &o, |e| {
+        let p = params.try_map(&mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+        down(e, &layer_forward(e, &p, shape, &up(e, &x), batch.steps, batch.tokens, ScoreMods::none()).unwrap())
+    });
+    for part in [0, 1] {
+        compare!(format!("layer_jvp output {part}, MiniLM widths"), b, &o, |e| {
+            let p = params.try_map(&mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+            let (y, dy) = layer_jvp(e, &p, shape, &up(e, &x), &up(e, &dx), batch, ScoreMods::none()).unwrap();
+            down(e, if part == 0 { &y } else { &dy })
+        });
+    }
+}
+
+/// The backend honours `--max-memory`: the budget it reports is the one it was given, and
+/// rows are counted in its own storage precision.
+pub fn memory_budget_sizes_rows<B: Backend>(make: fn(BackendSettings) -> B) {
+    let settings = BackendSettings { threads: 1, max_memory: 3 << 20 };
+    let b = make(settings);
+    assert_eq!(b.memory_budget(), 3 << 20);
+    let per_row = 4 * 384 + 2 * 1536;
+    assert_eq!(b.rows_that_fit(per_row), (3 << 20) / (per_row * b.precision().bytes()));
+    // Uploads are checked against their role's shape.
+    assert!(b.upload(&[0.0; 5], Role::Vector { len: 6 }).is_err(), "an upload of the wrong length was accepted");
+}

@@ -1,0 +1,45 @@
+//! The oracle itself: `CpuReference<f64>` against the float64 PyTorch goldens, every case,
+//! within 1e-10·max|A| (design.md §3). Everything else is measured against this backend.
+
+use simattr::backend::reference::CpuReference;
+
+use crate::common::golden_check::{check_attributions, check_embeddings};
+use crate::common::{golden, minilm_dir, tiny_model_dir};
+
+const F64_GOLDEN_TOLERANCE: f64 = 1e-10;
+
+#[test]
+fn tiny_goldens_in_f64() {
+    let b = CpuReference::<f64>::new();
+    let golden = golden("tiny-bert.json");
+    check_embeddings(&b, &tiny_model_dir(), &golden, 1e-12);
+    let checked = check_attributions(&b, &tiny_model_dir(), &golden, F64_GOLDEN_TOLERANCE, |_| true);
+    assert!(checked >= 24, "only {checked} golden cases");
+}
+
+fn minilm_at(layer: u64) {
+    let b = CpuReference::<f64>::new();
+    let golden = golden("all-MiniLM-L6-v2.json");
+    let checked = check_attributions(&b, &minilm_dir(), &golden, F64_GOLDEN_TOLERANCE, |case| case["layer"] == layer);
+    assert!(checked >= 6, "only {checked} golden cases at layer {layer}");
+}
+
+#[test]
+fn minilm_goldens_in_f64_at_layer_0() {
+    minilm_at(0);
+}
+
+#[test]
+fn minilm_goldens_in_f64_at_layer_3() {
+    minilm_at(3);
+}
+
+#[test]
+fn minilm_goldens_in_f64_at_layer_5() {
+    minilm_at(5);
+}
+
+#[test]
+fn minilm_embeddings_in_f64() {
+    check_embeddings(&CpuReference::<f64>::new(), &minilm_dir(), &golden("all-MiniLM-L6-v2.json"), 1e-12);
+}
