@@ -48,7 +48,6 @@ macro_rules! backend_suite {
             #[test] fn pooling() { crate::ops::pooling(&default()) }
             #[test] fn bias_residual_norm() { crate::ops::bias_residual_norm(&default()) }
             #[test] fn bias_gelu() { crate::ops::bias_gelu(&default()) }
-            #[test] fn attention_with_jvp() { crate::ops::attention_with_jvp(&default()) }
             #[test] fn layer_jvp_real_widths() { crate::ops::layer_jvp_real_widths(&default()) }
             #[test] fn memory_budget_sizes_rows() { crate::ops::memory_budget_sizes_rows(backend) }
 

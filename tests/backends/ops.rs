@@ -210,6 +210,7 @@ fn attention_cases() -> Vec<(usize, Heads)> {
     cases
 }
 
+/// The small ops `attention`, `attention_jvp` and the block op `attention_with_jvp`.
 pub fn attention_and_jvp<B: Backend>(b: &B) {
     let (o, mut rng) = (oracle(), Rng::new(17));
     for (tokens, heads) in attention_cases() {
@@ -235,6 +236,14 @@ pub fn attention_and_jvp<B: Backend>(b: &B) {
                 let (_, saved) = e.attention(&qkv, batch.steps, tokens, heads, scores).unwrap();
                 down(e, &e.attention_jvp(&qkv, &saved, &up(e, &dqkv), batch, heads).unwrap())
             });
+            for part in [0, 1] {
+                compare!(format!("attention_with_jvp output {part}, {label}"), b, &o, |e| {
+                    let (bias, key_mask) = mods.upload(e, batch.steps, tokens, heads);
+                    let scores = ScoreMods { bias: bias.as_ref(), key_mask: key_mask.as_ref() };
+                    let (ctx, dctx) = e.attention_with_jvp(&up(e, &qkv), &up(e, &dqkv), batch, heads, scores).unwrap();
+                    down(e, if part == 0 { &ctx } else { &dctx })
+                });
+            }
         }
     }
 }
@@ -360,25 +369,6 @@ pub fn bias_gelu<B: Backend>(b: &B) {
                     let bias = e.upload(&bias, Role::Vector { len: width }).unwrap();
                     let (y, dy) = e.bias_gelu_jvp(&up(e, &z), &bias, &up(e, &dz), batch, width).unwrap();
                     down(e, if part == 0 { &y } else { &dy })
-                });
-            }
-        }
-    }
-}
-
-pub fn attention_with_jvp<B: Backend>(b: &B) {
-    let (o, mut rng) = (oracle(), Rng::new(22));
-    for (tokens, heads) in attention_cases() {
-        let batch = Batch { steps: 2, tangents: 3, tokens };
-        let qkv = rng.vec_f32(batch.primal_rows() * 3 * heads.width(), 1.5);
-        let dqkv = rng.vec_f32(batch.tangent_rows() * 3 * heads.width(), 1.0);
-        for (name, mods) in HostMods::all(&mut rng, batch.steps, tokens, heads) {
-            for part in [0, 1] {
-                compare!(format!("attention_with_jvp output {part}, {tokens} tokens, {heads:?}, {name}"), b, &o, |e| {
-                    let (bias, key_mask) = mods.upload(e, batch.steps, tokens, heads);
-                    let scores = ScoreMods { bias: bias.as_ref(), key_mask: key_mask.as_ref() };
-                    let (ctx, dctx) = e.attention_with_jvp(&up(e, &qkv), &up(e, &dqkv), batch, heads, scores).unwrap();
-                    down(e, if part == 0 { &ctx } else { &dctx })
                 });
             }
         }
