@@ -22,7 +22,7 @@ use std::ops::Range;
 
 pub use settings::{parse_memory, BackendKind, BackendSettings, Precision};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 pub use crate::params::Role;
 use crate::params::{Linear, Norm};
 
@@ -53,6 +53,14 @@ impl Batch {
         let step = row / (self.tangents * self.tokens);
         step * self.tokens + row % self.tokens
     }
+}
+
+/// The check every backend's `upload` starts with: the data is as long as its role says.
+pub fn check_upload(data: &[f32], role: Role) -> Result<()> {
+    if data.len() == role.len() {
+        return Ok(());
+    }
+    Err(Error::Internal(format!("upload of {role:?} got {} values", data.len())))
 }
 
 /// Multi-head attention geometry.

@@ -6,8 +6,8 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use super::{AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ScoreMods};
-use crate::error::{Error, Result};
+use super::{check_upload, AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ScoreMods};
+use crate::error::Result;
 use crate::params::{Linear, Norm, Role};
 
 /// Storage scalar of the reference backend.
@@ -164,9 +164,7 @@ impl<S: Scalar> Backend for CpuReference<S> {
     }
 
     fn upload(&self, data: &[f32], role: Role) -> Result<Vec<S>> {
-        if data.len() != role.len() {
-            return Err(Error::Internal(format!("upload of {role:?} got {} values", data.len())));
-        }
+        check_upload(data, role)?;
         Ok(data.iter().map(|&x| S::of(x as f64)).collect())
     }
 

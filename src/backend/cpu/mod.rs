@@ -17,7 +17,9 @@ use std::ops::Range;
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
-use super::{AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ResidualNorm, ScoreMods};
+use super::{
+    check_upload, AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ResidualNorm, ScoreMods,
+};
 use crate::error::{Error, Result};
 use crate::params::{Linear, Norm, Role};
 
@@ -75,9 +77,7 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, data: &[f32], role: Role) -> Result<Vec<f32>> {
-        if data.len() != role.len() {
-            return Err(Error::Internal(format!("upload of {role:?} got {} values", data.len())));
-        }
+        check_upload(data, role)?;
         match role {
             Role::Weight { out_dim, in_dim } => self.run(|| gemm::transpose(data, out_dim, in_dim)),
             _ => Ok(data.to_vec()),
