@@ -11,7 +11,7 @@ use simattr::backend::cpu::CpuBackend;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{Backend, BackendSettings, Batch, Heads, Role, ScoreMods};
 use simattr::model::SentenceModel;
-use simattr::net::layer::{layer_jvp, LayerShape};
+use simattr::net::layer::{layer_jvp, LayerShape, TangentsIn};
 use simattr::net::Encoder;
 use simattr::params::{LayerParams, Linear, Norm};
 
@@ -56,7 +56,7 @@ fn bench_layer_jvp_on<B: Backend>(c: &mut Criterion, backend: &B, batch: Batch) 
     let name =
         format!("{} layer_jvp minilm-shaped {}x{}x{}", backend.name(), batch.steps, batch.tangents, batch.tokens);
     c.bench_function(&name, |bench| {
-        bench.iter(|| layer_jvp(backend, &params, shape, &x, &dx, batch, ScoreMods::none()).unwrap())
+        bench.iter(|| layer_jvp(backend, &params, shape, &x, TangentsIn::Dense(&dx), batch, ScoreMods::none()).unwrap())
     });
 }
 

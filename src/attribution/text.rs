@@ -156,12 +156,12 @@ pub fn attribute_text<B: Backend>(
             let directions = first..(first + plan.directions_per_pass).min(t);
             let count = directions.len();
             let batch = Batch { steps: nodes.len(), tangents: count, tokens: t };
-            let tangents = b.token_tangents(&delta, nodes.len(), t, h, directions)?;
             let after_layer = || progress.advance((nodes.len() * count) as u64);
-            let (_, d_states) = encoder.jvp_layers(&primals, &tangents, layer, batch, &after_layer)?;
-            drop(tangents);
             // Mean pooling is linear: the pooled tangent of direction i is column i of ∂e·Δ.
-            b.pool_accumulate(&mut projection_rows, &d_states, batch, h, &weights, first)?;
+            let pooled = encoder.pooled_token_jvp(&primals, &delta, directions, layer, batch, &after_layer)?;
+            // Already pooled: one "token" per tangent sequence.
+            let pooled_batch = Batch { tokens: 1, ..batch };
+            b.pool_accumulate(&mut projection_rows, &pooled, pooled_batch, h, &weights, first)?;
         }
     }
     let rows = b.download(&projection_rows)?;

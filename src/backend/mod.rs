@@ -302,6 +302,47 @@ pub trait Backend: Sync {
         Ok((self.gelu(&pre)?, dy))
     }
 
+    /// The attention block of the first layer above the attributed one, where tangent `m` of
+    /// every step is the token direction `i = directions.start + m`: the projected tangent
+    /// `d_rows` (`[tokens, 3·width]`, `Δ Wqkvᵀ`, the same for every step) on row `i` and zero
+    /// elsewhere. The same as `attention_with_jvp` on those tangents made dense, which is this
+    /// default; a fast backend uses that `Ṡ` is non-zero only in row and column `i`, so a
+    /// tangent costs O(T) per head instead of O(T²). Returns `(context, d_context)`.
+    fn attention_with_token_jvp(
+        &self,
+        qkv: &Self::Tensor,
+        d_rows: &Self::Tensor,
+        directions: Range<usize>,
+        batch: Batch,
+        heads: Heads,
+        scores: ScoreMods<'_, Self::Tensor>,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let dqkv = self.token_tangents(d_rows, batch.steps, batch.tokens, 3 * heads.width(), directions)?;
+        self.attention_with_jvp(qkv, &dqkv, batch, heads, scores)
+    }
+
+    /// The output block of the last layer when only the token mean of its tangents is wanted:
+    /// for `y = LN(x Wᵀ + b + residual)` (`layer` is `W`, `b`) and tangents
+    /// `ż = ẋ Wᵀ + d_residual`, returns `mean_t ẏ` of every tangent sequence,
+    /// `[steps · tangents, width]`. This default is the plain path (both GEMMs, the norm's JVP,
+    /// mean pooling); a fast backend reduces the rows before the tangent GEMM (design.md §3).
+    #[allow(clippy::too_many_arguments)]
+    fn pooled_linear_residual_norm_jvp(
+        &self,
+        x: &Self::Tensor,
+        dx: &Self::Tensor,
+        residual: &Self::Tensor,
+        d_residual: &Self::Tensor,
+        layer: &Linear<Self::Tensor>,
+        batch: Batch,
+        ln: ResidualNorm<'_, Self::Tensor>,
+    ) -> Result<Self::Tensor> {
+        let z = self.matmul(x, batch.primal_rows(), layer)?;
+        let dz = self.matmul(dx, batch.tangent_rows(), layer)?;
+        let (_, dy) = self.bias_residual_norm_jvp(&z, &layer.bias, residual, &dz, d_residual, batch, ln)?;
+        self.mean_pool(&dy, batch.tangent_seqs(), batch.tokens, ln.width)
+    }
+
     /// The attention block's primal and JVP together: the tangents reuse the primal's
     /// probabilities. Returns `(context, d_context)`.
     fn attention_with_jvp(

@@ -2,10 +2,12 @@
 //! mean pooling. Knows the architecture only through `Architecture` (position ids, token
 //! types); everything else is the shared post-LN layer.
 
+use std::ops::Range;
+
 use crate::backend::{Backend, Batch, Heads, ScoreMods};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, PositionIds, SentenceModel};
-use crate::net::layer::{layer_forward, layer_jvp, LayerShape};
+use crate::net::layer::{last_layer_pooled_jvp, layer_forward, layer_jvp, LayerShape, TangentsIn};
 use crate::params::EncoderParams;
 
 pub struct Encoder<'b, B: Backend> {
@@ -95,8 +97,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
         Err(Error::argument("--layer", format!("{layer} is out of range: the model has {n} layers (0..={})", n - 1)))
     }
 
-    /// Runs layers `from..` (at least one) on primals and their tangents together; returns
-    /// the final `(states, tangents)`. `after_layer` is called as each layer finishes.
+    /// Runs layers `from..` (at least one) on primals and any tangents `dx` together; returns
+    /// the final `(states, tangents)`. `after_layer` is called as each layer finishes. The plain
+    /// path: every tangent row through every GEMM.
     pub fn jvp_layers(
         &self,
         x: &B::Tensor,
@@ -107,13 +110,50 @@ impl<'b, B: Backend> Encoder<'b, B> {
     ) -> Result<(B::Tensor, B::Tensor)> {
         self.check_layer(from)?;
         let (first, rest) = (&self.params.layers[from], &self.params.layers[from + 1..]);
-        let (mut x, mut dx) = layer_jvp(self.backend, first, self.shape(), x, dx, batch, ScoreMods::none())?;
+        let (mut x, mut dx) =
+            layer_jvp(self.backend, first, self.shape(), x, TangentsIn::Dense(dx), batch, ScoreMods::none())?;
         after_layer();
         for params in rest {
-            (x, dx) = layer_jvp(self.backend, params, self.shape(), &x, &dx, batch, ScoreMods::none())?;
+            (x, dx) =
+                layer_jvp(self.backend, params, self.shape(), &x, TangentsIn::Dense(&dx), batch, ScoreMods::none())?;
             after_layer();
         }
         Ok((x, dx))
+    }
+
+    /// The attribution pass: runs layers `from..` on the primals `x` (`[steps, tokens, hidden]`)
+    /// with the token-direction tangents `directions` of `delta` (`[tokens, hidden]`), and
+    /// returns the mean-pooled output tangents, `[steps, directions, hidden]`. Equal to
+    /// `jvp_layers` on `token_tangents(delta, …)` followed by mean pooling, but exploiting what
+    /// a generic autodiff cannot see: the first layer's tangents are `T` distinct rows, and the
+    /// last layer only needs their token mean.
+    pub fn pooled_token_jvp(
+        &self,
+        x: &B::Tensor,
+        delta: &B::Tensor,
+        directions: Range<usize>,
+        from: usize,
+        batch: Batch,
+        after_layer: &dyn Fn(),
+    ) -> Result<B::Tensor> {
+        self.check_layer(from)?;
+        let last = self.num_layers() - 1;
+        let (b, shape, scores) = (self.backend, self.shape(), ScoreMods::none());
+        let (layers, first_in) = (&self.params.layers, TangentsIn::TokenDirections { delta, directions });
+        if from == last {
+            let pooled = last_layer_pooled_jvp(b, &layers[last], shape, x, first_in, batch, scores)?;
+            after_layer();
+            return Ok(pooled);
+        }
+        let (mut x, mut dx) = layer_jvp(b, &layers[from], shape, x, first_in, batch, scores)?;
+        after_layer();
+        for params in &layers[from + 1..last] {
+            (x, dx) = layer_jvp(b, params, shape, &x, TangentsIn::Dense(&dx), batch, scores)?;
+            after_layer();
+        }
+        let pooled = last_layer_pooled_jvp(b, &layers[last], shape, &x, TangentsIn::Dense(&dx), batch, scores)?;
+        after_layer();
+        Ok(pooled)
     }
 
     /// Input of layer `layer` (the embedding output for 0) for `seqs` sequences.

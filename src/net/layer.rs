@@ -9,6 +9,8 @@
 //! The GEMMs are bias-free `matmul`s; each bias is applied by the block op that follows
 //! (bias + residual + LayerNorm, bias + GELU), which a fast backend fuses into one pass.
 
+use std::ops::Range;
+
 use crate::backend::{Backend, Batch, Heads, ResidualNorm, ScoreMods};
 use crate::error::Result;
 use crate::params::LayerParams;
@@ -54,25 +56,57 @@ pub fn layer_forward<B: Backend>(
     backend.bias_residual_norm(&z2, &params.ffn_out.bias, &h1, rows, norm2)
 }
 
-/// Forward pass of the `batch.steps` primals and, alongside, the JVP of all
-/// `batch.steps × batch.tangents` tangents `dx` (`[steps, tangents, tokens, hidden]`).
-/// Returns `(y, ẏ)`. Each primal intermediate is computed once and shared by its tangents.
-pub fn layer_jvp<B: Backend>(
+/// The tangents entering a layer's JVP.
+#[derive(Clone)]
+pub enum TangentsIn<'a, T> {
+    /// Any tangents, `[steps, tangents, tokens, hidden]`.
+    Dense(&'a T),
+    /// Token directions, what the first layer above the attributed one receives: tangent `m`
+    /// of every step is row `directions.start + m` of `delta` (`[tokens, hidden]`) on that row
+    /// and zero elsewhere. Its Q/K/V projections are `tokens` rows, shared by every step and
+    /// direction, and the attention JVP takes the structured path.
+    TokenDirections { delta: &'a T, directions: Range<usize> },
+}
+
+/// The layer up to its last GEMM: `h1`, `gelu(h1 W1ᵀ + b1)` and their tangents.
+struct FfnInput<T> {
+    h1: T,
+    dh1: T,
+    act: T,
+    dact: T,
+}
+
+fn jvp_to_ffn_output<B: Backend>(
     backend: &B,
     params: &LayerParams<B::Tensor>,
     shape: LayerShape,
     x: &B::Tensor,
-    dx: &B::Tensor,
+    dx: TangentsIn<'_, B::Tensor>,
     batch: Batch,
     scores: ScoreMods<'_, B::Tensor>,
-) -> Result<(B::Tensor, B::Tensor)> {
+) -> Result<FfnInput<B::Tensor>> {
     let (rows, trows) = (batch.primal_rows(), batch.tangent_rows());
 
-    // Attention block: one GEMM for q, k, v of the primals, one for all the tangents.
+    // Attention block: one GEMM for q, k, v of the primals, one for the tangents (`tokens`
+    // rows for token directions, all tangent rows otherwise).
     let qkv = backend.linear(x, rows, &params.qkv)?;
-    let dqkv = backend.matmul(dx, trows, &params.qkv)?;
-    let (ctx, dctx) = backend.attention_with_jvp(&qkv, &dqkv, batch, shape.heads, scores)?;
-    drop((qkv, dqkv));
+    let (ctx, dctx, dense_dx);
+    let dx = match dx {
+        TangentsIn::Dense(dx) => {
+            let dqkv = backend.matmul(dx, trows, &params.qkv)?;
+            (ctx, dctx) = backend.attention_with_jvp(&qkv, &dqkv, batch, shape.heads, scores)?;
+            dx
+        }
+        TangentsIn::TokenDirections { delta, directions } => {
+            let d_rows = backend.matmul(delta, batch.tokens, &params.qkv)?;
+            (ctx, dctx) =
+                backend.attention_with_token_jvp(&qkv, &d_rows, directions.clone(), batch, shape.heads, scores)?;
+            // The residual needs the tangents themselves.
+            dense_dx = backend.token_tangents(delta, batch.steps, batch.tokens, shape.hidden, directions)?;
+            &dense_dx
+        }
+    };
+    drop(qkv);
     let z = backend.matmul(&ctx, rows, &params.attention_out)?;
     let dz = backend.matmul(&dctx, trows, &params.attention_out)?;
     drop((ctx, dctx));
@@ -80,14 +114,48 @@ pub fn layer_jvp<B: Backend>(
     let (h1, dh1) = backend.bias_residual_norm_jvp(&z, &params.attention_out.bias, x, &dz, dx, batch, norm1)?;
     drop((z, dz));
 
-    // Feed-forward block.
+    // Feed-forward block up to its output GEMM.
     let pre = backend.matmul(&h1, rows, &params.ffn_in)?;
     let dpre = backend.matmul(&dh1, trows, &params.ffn_in)?;
     let (act, dact) = backend.bias_gelu_jvp(&pre, &params.ffn_in.bias, &dpre, batch, shape.ffn)?;
-    drop((pre, dpre));
+    Ok(FfnInput { h1, dh1, act, dact })
+}
+
+/// Forward pass of the `batch.steps` primals and, alongside, the JVP of all
+/// `batch.steps × batch.tangents` tangents `dx`. Returns `(y, ẏ)`, `ẏ` as
+/// `[steps, tangents, tokens, hidden]`. Each primal intermediate is computed once and shared
+/// by its tangents.
+pub fn layer_jvp<B: Backend>(
+    backend: &B,
+    params: &LayerParams<B::Tensor>,
+    shape: LayerShape,
+    x: &B::Tensor,
+    dx: TangentsIn<'_, B::Tensor>,
+    batch: Batch,
+    scores: ScoreMods<'_, B::Tensor>,
+) -> Result<(B::Tensor, B::Tensor)> {
+    let (rows, trows) = (batch.primal_rows(), batch.tangent_rows());
+    let FfnInput { h1, dh1, act, dact } = jvp_to_ffn_output(backend, params, shape, x, dx, batch, scores)?;
     let z2 = backend.matmul(&act, rows, &params.ffn_out)?;
     let dz2 = backend.matmul(&dact, trows, &params.ffn_out)?;
     drop((act, dact));
     let norm2 = ResidualNorm { norm: &params.ffn_norm, width: shape.hidden, eps: shape.eps };
     backend.bias_residual_norm_jvp(&z2, &params.ffn_out.bias, &h1, &dz2, &dh1, batch, norm2)
+}
+
+/// The JVP of the last layer followed by mean pooling: the token mean of each tangent
+/// sequence's output, `[steps · tangents, hidden]`, which is all attribution needs. The rows are
+/// reduced before the output GEMM where the backend can (`pooled_linear_residual_norm_jvp`).
+pub fn last_layer_pooled_jvp<B: Backend>(
+    backend: &B,
+    params: &LayerParams<B::Tensor>,
+    shape: LayerShape,
+    x: &B::Tensor,
+    dx: TangentsIn<'_, B::Tensor>,
+    batch: Batch,
+    scores: ScoreMods<'_, B::Tensor>,
+) -> Result<B::Tensor> {
+    let FfnInput { h1, dh1, act, dact } = jvp_to_ffn_output(backend, params, shape, x, dx, batch, scores)?;
+    let norm2 = ResidualNorm { norm: &params.ffn_norm, width: shape.hidden, eps: shape.eps };
+    backend.pooled_linear_residual_norm_jvp(&act, &dact, &h1, &dh1, &params.ffn_out, batch, norm2)
 }

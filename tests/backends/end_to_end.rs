@@ -81,3 +81,32 @@ pub fn passes_and_threads<B: Backend>(make: fn(BackendSettings) -> B) {
         assert!(err <= SPLIT_BOUND, "threads {threads}, rows per pass {rows:?}: P differs by {err:e} of max|P|");
     }
 }
+
+/// The attribution pass with the structure exploited (token directions into the first layer,
+/// rows reduced in the last) equals, on the same backend, the plain path: dense tangents
+/// through every layer, then mean pooling. From every layer, so the first layer is also the
+/// last once.
+pub fn structured_pass_equals_plain_path<B: Backend>(b: &B) {
+    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+    let encoder = Encoder::new(b, &model).unwrap();
+    let ids = model.tokenizer.encode("A man is playing a guitar.").unwrap().ids;
+    let reference_ids = simattr::attribution::reference_ids(&model.tokenizer, ids.len());
+    let (t, h) = (ids.len(), encoder.hidden());
+    for layer in 0..encoder.num_layers() {
+        let input = encoder.states_at(&ids, 1, layer).unwrap();
+        let reference = encoder.states_at(&reference_ids, 1, layer).unwrap();
+        let delta = b.sub(&input, &reference).unwrap();
+        let primals = b.interpolate(&reference, &delta, &[0.25, 1.0]).unwrap();
+        for directions in [0..t, 1..3] {
+            let batch = simattr::backend::Batch { steps: 2, tangents: directions.len(), tokens: t };
+            let structured =
+                encoder.pooled_token_jvp(&primals, &delta, directions.clone(), layer, batch, &|| ()).unwrap();
+            let dense = b.token_tangents(&delta, 2, t, h, directions.clone()).unwrap();
+            let (_, d_states) = encoder.jvp_layers(&primals, &dense, layer, batch, &|| ()).unwrap();
+            let plain = b.mean_pool(&d_states, batch.tangent_seqs(), t, h).unwrap();
+            let (got, want) = (b.download(&structured).unwrap(), b.download(&plain).unwrap());
+            let err = max_abs_diff(&got, &want) / max_abs(&want);
+            assert!(err <= 1e-5, "layer {layer}, directions {directions:?}: structured vs plain {err:.2e}");
+        }
+    }
+}

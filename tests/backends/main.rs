@@ -48,6 +48,8 @@ macro_rules! backend_suite {
             #[test] fn pooling() { crate::ops::pooling(&default()) }
             #[test] fn bias_residual_norm() { crate::ops::bias_residual_norm(&default()) }
             #[test] fn bias_gelu() { crate::ops::bias_gelu(&default()) }
+            #[test] fn attention_token_jvp() { crate::ops::attention_token_jvp(&default()) }
+            #[test] fn pooled_output_norm() { crate::ops::pooled_output_norm(&default()) }
             #[test] fn layer_jvp_real_widths() { crate::ops::layer_jvp_real_widths(&default()) }
             #[test] fn memory_budget_sizes_rows() { crate::ops::memory_budget_sizes_rows(backend) }
 
@@ -55,6 +57,7 @@ macro_rules! backend_suite {
             #[test] fn tiny_embeddings_match_pytorch() { crate::end_to_end::tiny_embeddings(&default()) }
             #[test] fn tiny_attributions_match_pytorch() { crate::end_to_end::tiny_attributions(&default()) }
             #[test] fn completeness_converges() { crate::end_to_end::completeness_converges(&default()) }
+            #[test] fn structured_pass_equals_plain_path() { crate::end_to_end::structured_pass_equals_plain_path(&default()) }
             #[test] fn passes_and_threads_do_not_change_results() { crate::end_to_end::passes_and_threads(backend) }
 
             // ---- tier 2: the real model -----------------------------------------------------

@@ -4,7 +4,7 @@
 
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{Backend, BackendSettings, Batch, Heads, ResidualNorm, Role, ScoreMods};
-use simattr::net::layer::{layer_forward, layer_jvp, LayerShape};
+use simattr::net::layer::{last_layer_pooled_jvp, layer_forward, layer_jvp, LayerShape, TangentsIn};
 use simattr::params::{LayerParams, Linear, Norm};
 
 use crate::common::{max_abs, max_abs_diff, Rng};
@@ -398,9 +398,86 @@ pub fn layer_jvp_real_widths<B: Backend>(b: &B) {
     for part in [0, 1] {
         compare!(format!("layer_jvp output {part}, MiniLM widths"), b, &o, |e| {
             let p = params.try_map(&mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
-            let (y, dy) = layer_jvp(e, &p, shape, &up(e, &x), &up(e, &dx), batch, ScoreMods::none()).unwrap();
+            let dx = up(e, &dx);
+            let (y, dy) =
+                layer_jvp(e, &p, shape, &up(e, &x), TangentsIn::Dense(&dx), batch, ScoreMods::none()).unwrap();
             down(e, if part == 0 { &y } else { &dy })
         });
+    }
+    // The structured paths: token directions into the first layer, pooled tangents out of the
+    // last, each against the oracle's plain path.
+    let delta = rng.vec_f32(batch.tokens * h, 1.0);
+    let directions = 4..4 + batch.tangents;
+    compare!("layer_jvp with token directions, MiniLM widths", b, &o, |e| {
+        let p = params.try_map(&mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+        let (x, delta) = (up(e, &x), up(e, &delta));
+        let tangents = TangentsIn::TokenDirections { delta: &delta, directions: directions.clone() };
+        down(e, &layer_jvp(e, &p, shape, &x, tangents, batch, ScoreMods::none()).unwrap().1)
+    });
+    for token_directions in [false, true] {
+        compare!(format!("last_layer_pooled_jvp (token directions: {token_directions}), MiniLM widths"), b, &o, |e| {
+            let p = params.try_map(&mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+            let (x, dx, delta) = (up(e, &x), up(e, &dx), up(e, &delta));
+            let tangents = match token_directions {
+                true => TangentsIn::TokenDirections { delta: &delta, directions: directions.clone() },
+                false => TangentsIn::Dense(&dx),
+            };
+            down(e, &last_layer_pooled_jvp(e, &p, shape, &x, tangents, batch, ScoreMods::none()).unwrap())
+        });
+    }
+}
+
+/// The first layer's structured attention JVP (token directions) against the oracle's plain
+/// path: the same tangents made dense, through the dense JVP.
+pub fn attention_token_jvp<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(24));
+    for (tokens, heads) in attention_cases() {
+        let steps = 2;
+        let qkv = rng.vec_f32(steps * tokens * 3 * heads.width(), 1.5);
+        let d_rows = rng.vec_f32(tokens * 3 * heads.width(), 1.0);
+        // All directions, and the first, a middle and the last token alone (dense tangents of
+        // long sequences make the oracle slow).
+        let all = if tokens <= 7 { vec![0..tokens] } else { vec![] };
+        for directions in all.into_iter().chain([0..1, tokens / 2..tokens / 2 + 1, tokens - 1..tokens]) {
+            let batch = Batch { steps, tangents: directions.len(), tokens };
+            for (name, mods) in HostMods::all(&mut rng, steps, tokens, heads) {
+                for part in [0, 1] {
+                    let label = format!("{tokens} tokens, directions {directions:?}, {heads:?}, {name}, output {part}");
+                    compare!(format!("attention_with_token_jvp {label}"), b, &o, |e| {
+                        let (bias, key_mask) = mods.upload(e, steps, tokens, heads);
+                        let scores = ScoreMods { bias: bias.as_ref(), key_mask: key_mask.as_ref() };
+                        let (qkv, d_rows) = (up(e, &qkv), up(e, &d_rows));
+                        let (ctx, dctx) = e
+                            .attention_with_token_jvp(&qkv, &d_rows, directions.clone(), batch, heads, scores)
+                            .unwrap();
+                        down(e, if part == 0 { &ctx } else { &dctx })
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The last layer's pooled output block (rows reduced before the GEMM on a fast backend)
+/// against the oracle's plain path: both GEMMs, the norm's JVP, mean pooling.
+pub fn pooled_output_norm<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(25));
+    for (width, inner) in [(7, 65), (65, 7), (384, 1536), (768, 3072)] {
+        for tokens in [1, 7, 32] {
+            let batch = Batch { steps: 2, tangents: 3, tokens };
+            let layer = random_linear(&mut rng, inner, width);
+            let norm = random_norm(&mut rng, width);
+            let x = rng.vec_f32(batch.primal_rows() * inner, 1.0);
+            let residual = rng.vec_f32(batch.primal_rows() * width, 2.0);
+            let dx = rng.vec_f32(batch.tangent_rows() * inner, 1.0);
+            let d_residual = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+            compare!(format!("pooled_linear_residual_norm_jvp {width}×{inner}, {batch:?}"), b, &o, |e| {
+                let (layer, norm) = (linear_on(e, &layer), norm_on(e, &norm, width));
+                let ln = ResidualNorm { norm: &norm, width, eps: 1e-12 };
+                let (x, dx, residual, d_residual) = (up(e, &x), up(e, &dx), up(e, &residual), up(e, &d_residual));
+                down(e, &e.pooled_linear_residual_norm_jvp(&x, &dx, &residual, &d_residual, &layer, batch, ln).unwrap())
+            });
+        }
     }
 }
 

@@ -12,6 +12,8 @@
 //! sequence is computed by one thread, with the probabilities of its step computed once by the
 //! primal and read by all of that step's tangents.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::check_len;
@@ -169,6 +171,77 @@ pub fn attention_jvp(qkv: &[f32], probs: &[f32], dqkv: &[f32], batch: Batch, hea
                     axpy(out, p_row[j], dv.row(j));
                 }
             }
+        }
+    });
+    dctx
+}
+
+/// `Ȯ` `[steps, directions, T, width]` for token-direction tangents: tangent `m` of every step
+/// is `d_rows` row `i = directions.start + m` (`[q̇ | k̇ | v̇]`) on row `i` only. Then `Ṡ` is
+/// non-zero only in row and column `i`, so for every other row `a`
+/// `Ȯ_a = P_ai (c_a (V_i − O_a) + V̇_i)` with `c_a = Q_a·K̇_i/√d` and `O_a` the primal context,
+/// and only row `i` needs the full `Ṗ_i V`: O(T·d) per head instead of O(T²·d).
+pub fn attention_token_jvp(
+    qkv: &[f32],
+    ctx: &[f32],
+    probs: &[f32],
+    d_rows: &[f32],
+    directions: Range<usize>,
+    batch: Batch,
+    heads: Heads,
+) -> Vec<f32> {
+    let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
+    check_len("attention_token_jvp qkv", qkv.len(), batch.primal_rows() * 3 * w);
+    check_len("attention_token_jvp context", ctx.len(), batch.primal_rows() * w);
+    check_len("attention_token_jvp probabilities", probs.len(), batch.steps * heads.count * t * t);
+    check_len("attention_token_jvp projected rows", d_rows.len(), t * 3 * w);
+    check_len("attention_token_jvp directions", directions.len(), batch.tangents);
+    assert!(directions.end <= t, "cpu: directions {directions:?} past {t} tokens");
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut dctx = vec![0.0f32; batch.tangent_rows() * w];
+    if dctx.is_empty() || t == 0 {
+        return dctx;
+    }
+    dctx.par_chunks_mut(t * w).enumerate().for_each(|(seq, out_seq)| {
+        let (s, i) = (seq / batch.tangents, directions.start + seq % batch.tangents);
+        let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
+        let ctx_seq = &ctx[s * t * w..(s + 1) * t * w];
+        let (mut ds, mut dp) = (vec![0.0f32; t], vec![0.0f32; t]);
+        let mut v_minus_o = vec![0.0f32; d];
+        for h in 0..heads.count {
+            let [q, k, v] = [0, 1, 2].map(|part| Part::new(qkv_seq, part, h, heads));
+            let [dq, dk, dv] = [0, 1, 2].map(|part| Part::new(d_rows, part, h, heads).row(i));
+            let p_head = &probs[(s * heads.count + h) * t * t..(s * heads.count + h + 1) * t * t];
+            let head_cols = h * d..(h + 1) * d;
+            for a in (0..t).filter(|&a| a != i) {
+                let p_ai = p_head[a * t + i];
+                if p_ai == 0.0 {
+                    continue; // a masked key: no change flows through it
+                }
+                let c = (dot(q.row(a), dk) as f64 * scale) as f32;
+                let o = &ctx_seq[a * w..][head_cols.clone()];
+                for ((vo, &vi), &oa) in v_minus_o.iter_mut().zip(v.row(i)).zip(o) {
+                    *vo = c * (vi - oa);
+                }
+                let out = &mut out_seq[a * w..][head_cols.clone()];
+                axpy(out, p_ai, &v_minus_o);
+                axpy(out, p_ai, dv);
+            }
+            // Row i: Ṡ_i = Q̇_i Kᵀ + (Q_i·K̇_i) e_i, then as in the dense JVP.
+            let p_row = &p_head[i * t..(i + 1) * t];
+            for (j, ds) in ds.iter_mut().enumerate() {
+                *ds = dot(dq, k.row(j));
+            }
+            ds[i] += dot(q.row(i), dk);
+            let mean: f64 = p_row.iter().zip(&ds).map(|(&p, &s)| p as f64 * s as f64).sum();
+            for ((dp, &p), &s) in dp.iter_mut().zip(p_row).zip(&ds) {
+                *dp = (p as f64 * (s as f64 - mean) * scale) as f32;
+            }
+            let out = &mut out_seq[i * w..][head_cols];
+            for (j, &dp) in dp.iter().enumerate() {
+                axpy(out, dp, v.row(j));
+            }
+            axpy(out, p_row[i], dv);
         }
     });
     dctx

@@ -60,3 +60,25 @@ pub fn linear(x: &[f32], rows: usize, layer: &Linear<Vec<f32>>, bias: Option<&[f
     );
     y
 }
+
+/// `x W` for a `layer` whose `W` is `[out, in]`: maps `[rows, out]` back to `[rows, in]`
+/// (the transpose of `linear`, reading the stored `[in, out]` weight as its transpose).
+pub fn linear_transposed(x: &[f32], rows: usize, layer: &Linear<Vec<f32>>, threads: usize) -> Vec<f32> {
+    let (n_in, n_out) = (layer.in_dim, layer.out_dim);
+    check_len("linear_transposed input", x.len(), rows * n_out);
+    check_len("linear_transposed weight", layer.weight.len(), n_in * n_out);
+    let mut y = vec![0.0f32; rows * n_in];
+    if y.is_empty() {
+        return y;
+    }
+    let par = if threads > 1 && rows > 1 && n_in > 1 { Par::rayon(threads) } else { Par::Seq };
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut y, rows, n_in),
+        Accum::Replace,
+        MatRef::from_row_major_slice(x, rows, n_out),
+        MatRef::from_row_major_slice(&layer.weight, n_in, n_out).transpose(),
+        1.0f32,
+        par,
+    );
+    y
+}

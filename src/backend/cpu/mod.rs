@@ -12,6 +12,7 @@ mod gelu;
 mod gemm;
 mod norm;
 mod pool;
+mod pooled_norm;
 
 use std::ops::Range;
 
@@ -250,6 +251,37 @@ impl Backend for CpuBackend {
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         check_len("bias_gelu_jvp bias", bias.len(), width);
         self.run(|| gelu::gelu_jvp(z, Some(bias), dz, batch, width))
+    }
+
+    fn attention_with_token_jvp(
+        &self,
+        qkv: &Vec<f32>,
+        d_rows: &Vec<f32>,
+        directions: Range<usize>,
+        batch: Batch,
+        heads: Heads,
+        scores: ScoreMods<'_, Vec<f32>>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.run(|| {
+            let (ctx, probs) = attention::attention(qkv, batch.steps, batch.tokens, heads, scores);
+            let dctx = attention::attention_token_jvp(qkv, &ctx, &probs, d_rows, directions, batch, heads);
+            (ctx, dctx)
+        })
+    }
+
+    fn pooled_linear_residual_norm_jvp(
+        &self,
+        x: &Vec<f32>,
+        dx: &Vec<f32>,
+        residual: &Vec<f32>,
+        d_residual: &Vec<f32>,
+        layer: &Linear<Vec<f32>>,
+        batch: Batch,
+        ln: ResidualNorm<'_, Vec<f32>>,
+    ) -> Result<Vec<f32>> {
+        self.run(|| {
+            pooled_norm::pooled_linear_residual_norm_jvp(x, dx, residual, d_residual, layer, batch, ln, self.threads)
+        })
     }
 
     fn attention_with_jvp(

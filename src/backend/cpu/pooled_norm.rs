@@ -1,0 +1,100 @@
+//! The last layer's output block when only the token mean of its tangents is wanted
+//! (design.md §3, "Structure to exploit"): `y = LN(x Wᵀ + b + h)` with tangents
+//! `ż_r = ẋ_r Wᵀ + ḣ_r`, pooled as `mean_t ẏ`.
+//!
+//! `ẏ_r = γ ⊙ (ż_r − mean(ż_r) − x̂_p mean(x̂_p ⊙ ż_r)) / σ_p`, where `x̂_p` and `σ_p` belong
+//! to the tangent row's primal row `p` and not to the tangent. Summing over the tokens of a
+//! tangent sequence first,
+//!
+//! ```text
+//!   T · mean_t ẏ = γ ⊙ [ (Σ_r ẋ_r/σ_p) Wᵀ + Σ_r (ḣ_r − mean(ż_r) − x̂_p mean(x̂_p ⊙ ż_r)) / σ_p ]
+//!   mean(ż_r)        = (ẋ_r · colsum(W) + Σ ḣ_r) / width
+//!   mean(x̂_p ⊙ ż_r) = (ẋ_r · (x̂_p W)  + ḣ_r · x̂_p) / width
+//! ```
+//!
+//! so the tangent GEMM runs on one row per tangent sequence instead of one per token, and
+//! `x̂_p W` is one GEMM over the primal rows. Each tangent sequence is reduced by one thread,
+//! in f64, so the result does not depend on the thread count.
+
+use rayon::prelude::*;
+
+use super::norm::{layer_norm, RowSum};
+use super::{check_len, gemm};
+use crate::backend::{Batch, ResidualNorm};
+use crate::params::Linear;
+
+#[allow(clippy::too_many_arguments)]
+pub fn pooled_linear_residual_norm_jvp(
+    x: &[f32],
+    dx: &[f32],
+    residual: &[f32],
+    d_residual: &[f32],
+    layer: &Linear<Vec<f32>>,
+    batch: Batch,
+    ln: ResidualNorm<'_, Vec<f32>>,
+    threads: usize,
+) -> Vec<f32> {
+    let (inner, width, t) = (layer.in_dim, layer.out_dim, batch.tokens);
+    check_len("pooled norm width", ln.width, width);
+    check_len("pooled norm tangents", dx.len(), batch.tangent_rows() * inner);
+    check_len("pooled norm residual tangents", d_residual.len(), batch.tangent_rows() * width);
+    let seqs = batch.tangent_seqs();
+    if seqs == 0 || width == 0 || t == 0 {
+        return vec![0.0; seqs * width];
+    }
+
+    // The primal: y's statistics, and x̂_p W for the per-row means.
+    let z = gemm::linear(x, batch.primal_rows(), layer, Some(&layer.bias), threads);
+    let (_, saved) = layer_norm(&RowSum::two(&z, residual, None), batch.primal_rows(), width, ln.norm, ln.eps);
+    drop(z);
+    let xhat_w = gemm::linear_transposed(&saved.normalized, batch.primal_rows(), layer, threads);
+    // colsum(W)[k] = Σ_c W[c, k]: row k of the stored `[in, out]` weight.
+    let colsum: Vec<f64> = layer.weight.chunks_exact(width).map(|row| row.iter().map(|&v| v as f64).sum()).collect();
+
+    // Per tangent sequence: Σ_r ẋ_r/σ_p (for the GEMM) and the rest of the bracket.
+    let mut scaled_dx = vec![0.0f32; seqs * inner];
+    let mut rest = vec![0.0f32; seqs * width];
+    scaled_dx.par_chunks_mut(inner).zip(rest.par_chunks_mut(width)).enumerate().for_each(|(seq, (g_out, rest_out))| {
+        let step = seq / batch.tangents;
+        let (mut g, mut r) = (vec![0.0f64; inner], vec![0.0f64; width]);
+        for token in 0..t {
+            let (row, p) = (seq * t + token, step * t + token);
+            let dx_row = &dx[row * inner..(row + 1) * inner];
+            let dh = &d_residual[row * width..(row + 1) * width];
+            let xhat = &saved.normalized[p * width..(p + 1) * width];
+            let xw = &xhat_w[p * inner..(p + 1) * inner];
+            let rstd = saved.inv_std[p] as f64;
+            let (mut dx_sum, mut dx_xw) = (0.0f64, 0.0f64);
+            for ((g, &v), (&c, &u)) in g.iter_mut().zip(dx_row).zip(colsum.iter().zip(xw)) {
+                let v = v as f64;
+                dx_sum += v * c;
+                dx_xw += v * u as f64;
+                *g += rstd * v;
+            }
+            let (mut dh_sum, mut dh_x) = (0.0f64, 0.0f64);
+            for (&v, &xh) in dh.iter().zip(xhat) {
+                dh_sum += v as f64;
+                dh_x += v as f64 * xh as f64;
+            }
+            let mean_z = (dx_sum + dh_sum) / width as f64;
+            let mean_xz = (dx_xw + dh_x) / width as f64;
+            for ((r, &v), &xh) in r.iter_mut().zip(dh).zip(xhat) {
+                *r += rstd * (v as f64 - mean_z - xh as f64 * mean_xz);
+            }
+        }
+        for (o, v) in g_out.iter_mut().zip(&g) {
+            *o = *v as f32;
+        }
+        for (o, v) in rest_out.iter_mut().zip(&r) {
+            *o = *v as f32;
+        }
+    });
+    let mut pooled = gemm::linear(&scaled_dx, seqs, layer, None, threads);
+    drop(scaled_dx);
+    pooled.par_chunks_mut(width).zip(rest.par_chunks(width)).for_each(|(out, rest)| {
+        for ((o, &r), &gamma) in out.iter_mut().zip(rest).zip(&ln.norm.gamma) {
+            *o = (gamma as f64 * (*o as f64 + r as f64) / t as f64) as f32;
+        }
+    });
+    pooled
+}
