@@ -437,7 +437,7 @@ pub fn attention_token_jvp<B: Backend>(b: &B) {
         let d_rows = rng.vec_f32(tokens * 3 * heads.width(), 1.0);
         // All directions, and the first, a middle and the last token alone (dense tangents of
         // long sequences make the oracle slow).
-        let all = if tokens <= 7 { vec![0..tokens] } else { vec![] };
+        let all = (tokens <= 7).then_some(0..tokens);
         for directions in all.into_iter().chain([0..1, tokens / 2..tokens / 2 + 1, tokens - 1..tokens]) {
             let batch = Batch { steps, tangents: directions.len(), tokens };
             for (name, mods) in HostMods::all(&mut rng, steps, tokens, heads) {
