@@ -10,7 +10,7 @@ use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
 use simattr::backend::cpu::CpuBackend;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Precision};
-use simattr::embed::embed_text;
+use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::{cache, SentenceModel, Tokenized};
 use simattr::net::Encoder;
 use simattr::output::{files, heatmap, json, summary};
@@ -179,16 +179,21 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
                 embeddings: Vec::new(),
                 texts: Vec::new(),
             };
+            let mut tokenized = Vec::with_capacity(texts.len());
             for (n, text) in texts.iter().enumerate() {
-                let embedded = embed_text(&encoder, &model, text, !raw).with_context(|| format!("text {}", n + 1))?;
-                warn_truncated(&format!("text {}", n + 1), &embedded.tokenized, model.max_seq_length);
-                let shown: Vec<String> = embedded.vector.iter().map(|v| format!("{v:.6}")).collect();
+                let t = model.tokenizer.encode(text).with_context(|| format!("text {}", n + 1))?;
+                warn_truncated(&format!("text {}", n + 1), &t, model.max_seq_length);
+                tokenized.push(t);
+            }
+            let vectors = embed_tokenized(&encoder, &model, &tokenized, !raw)?;
+            for ((text, t), vector) in texts.iter().zip(tokenized).zip(vectors) {
+                let shown: Vec<String> = vector.iter().map(|v| format!("{v:.6}")).collect();
                 println!("{}", shown.join(" "));
-                out.embeddings.push(embedded.vector);
+                out.embeddings.push(vector);
                 out.texts.push(json::EmbeddingEntryJson {
                     text: text.clone(),
-                    tokens: embedded.tokenized.tokens,
-                    truncated_from: embedded.tokenized.truncated_from,
+                    tokens: t.tokens,
+                    truncated_from: t.truncated_from,
                 });
             }
             if let Some(path) = &json_path {

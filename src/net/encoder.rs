@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::backend::{Backend, Batch, Heads, ScoreMods};
+use crate::backend::{Backend, Batch, Heads, Role, ScoreMods};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, PositionIds, SentenceModel};
 use crate::net::layer::{last_layer_pooled_jvp, layer_forward, layer_jvp, LayerShape, TangentsIn};
@@ -81,9 +81,21 @@ impl<'b, B: Backend> Encoder<'b, B> {
         seqs: usize,
         tokens: usize,
     ) -> Result<B::Tensor> {
+        self.forward_layers_with(x, from, to, seqs, tokens, ScoreMods::none())
+    }
+
+    fn forward_layers_with(
+        &self,
+        x: B::Tensor,
+        from: usize,
+        to: usize,
+        seqs: usize,
+        tokens: usize,
+        scores: ScoreMods<'_, B::Tensor>,
+    ) -> Result<B::Tensor> {
         let mut x = x;
         for params in &self.params.layers[from..to] {
-            x = layer_forward(self.backend, params, self.shape(), &x, seqs, tokens, ScoreMods::none())?;
+            x = layer_forward(self.backend, params, self.shape(), &x, seqs, tokens, scores)?;
         }
         Ok(x)
     }
@@ -160,6 +172,36 @@ impl<'b, B: Backend> Encoder<'b, B> {
     pub fn states_at(&self, ids: &[u32], seqs: usize, layer: usize) -> Result<B::Tensor> {
         let tokens = ids.len() / seqs.max(1);
         self.forward_layers(self.embed_tokens(ids, seqs)?, 0, layer, seqs, tokens)
+    }
+
+    /// Mean-pooled embeddings (unnormalized) of id sequences of any lengths, packed into one
+    /// batch: each is padded to the longest with `pad_id`, and the padding is masked out of
+    /// the attention (as keys) and of the mean, so each result is that of the text alone.
+    pub fn embed_packed(&self, texts: &[&[u32]], pad_id: u32) -> Result<Vec<Vec<f64>>> {
+        let (seqs, h) = (texts.len(), self.hidden());
+        let tokens = texts.iter().map(|ids| ids.len()).max().unwrap_or(0);
+        if seqs == 0 || tokens == 0 {
+            return Ok(vec![Vec::new(); seqs]);
+        }
+        let mut ids = vec![pad_id; seqs * tokens];
+        let mut mask = vec![0.0f32; seqs * tokens];
+        for (s, text) in texts.iter().enumerate() {
+            ids[s * tokens..][..text.len()].copy_from_slice(text);
+            mask[s * tokens..][..text.len()].fill(1.0);
+        }
+        let key_mask = self.backend.upload(&mask, Role::KeyMask { seqs, tokens })?;
+        let scores = ScoreMods { bias: None, key_mask: Some(&key_mask) };
+        let x = self.embed_tokens(&ids, seqs)?;
+        let states =
+            self.backend.download(&self.forward_layers_with(x, 0, self.num_layers(), seqs, tokens, scores)?)?;
+        let pooled = texts.iter().enumerate().map(|(s, text)| {
+            let mut sum = vec![0.0f64; h];
+            for row in states[s * tokens * h..].chunks_exact(h).take(text.len()) {
+                sum.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+            }
+            sum.iter().map(|v| v / text.len().max(1) as f64).collect()
+        });
+        Ok(pooled.collect())
     }
 
     /// Mean-pooled sentence embeddings (unnormalized), one row per sequence.

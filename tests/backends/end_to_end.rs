@@ -110,3 +110,20 @@ pub fn structured_pass_equals_plain_path<B: Backend>(b: &B) {
         }
     }
 }
+
+/// Texts of different lengths packed into one batch (padding masked) embed exactly as they do
+/// alone, up to f32 summation order, and come back in their input order.
+pub fn packed_embeddings_equal_single<B: Backend>(b: &B) {
+    use simattr::embed::{embed_text, embed_tokenized};
+    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+    let encoder = Encoder::new(b, &model).unwrap();
+    let texts = ["Hi.", "A man is playing a guitar.", "Someone plays an instrument on a small stage tonight.", "Ok"];
+    let tokenized: Vec<_> = texts.iter().map(|t| model.tokenizer.encode(t).unwrap()).collect();
+    assert!(tokenized.windows(2).any(|w| w[0].ids.len() != w[1].ids.len()), "the texts must differ in length");
+    let packed = embed_tokenized(&encoder, &model, &tokenized, true).unwrap();
+    for (text, got) in texts.iter().zip(&packed) {
+        let want = embed_text(&encoder, &model, text, true).unwrap().vector;
+        let err = max_abs_diff(got, &want) / max_abs(&want);
+        assert!(err <= 1e-6, "{text:?}: packed vs alone {err:.2e}");
+    }
+}

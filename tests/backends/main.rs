@@ -55,6 +55,7 @@ macro_rules! backend_suite {
 
             // ---- tier 1: the tiny fixture end to end ------------------------------------------
             #[test] fn tiny_embeddings_match_pytorch() { crate::end_to_end::tiny_embeddings(&default()) }
+            #[test] fn packed_embeddings_equal_single() { crate::end_to_end::packed_embeddings_equal_single(&default()) }
             #[test] fn tiny_attributions_match_pytorch() { crate::end_to_end::tiny_attributions(&default()) }
             #[test] fn completeness_converges() { crate::end_to_end::completeness_converges(&default()) }
             #[test] fn structured_pass_equals_plain_path() { crate::end_to_end::structured_pass_equals_plain_path(&default()) }
