@@ -7,6 +7,7 @@ use std::ops::Range;
 use crate::backend::{Backend, Batch, Heads, Role, ScoreMods};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, PositionIds, SentenceModel};
+use crate::net::flops::{attribution_flops, AttributionFlops};
 use crate::net::layer::{last_layer_pooled_jvp, layer_forward, layer_jvp, LayerShape, TangentsIn};
 use crate::params::EncoderParams;
 
@@ -39,7 +40,12 @@ impl<'b, B: Backend> Encoder<'b, B> {
         self.shape().tangent_row_scalars()
     }
 
-    fn shape(&self) -> LayerShape {
+    /// Flops of attributing one text of `tokens` tokens at `layer` with `steps` steps.
+    pub fn attribution_flops(&self, layer: usize, tokens: usize, steps: usize) -> AttributionFlops {
+        attribution_flops(self.shape(), self.num_layers().saturating_sub(layer), tokens, steps)
+    }
+
+    pub fn shape(&self) -> LayerShape {
         LayerShape {
             hidden: self.config.hidden_size,
             ffn: self.config.intermediate_size,

@@ -2,6 +2,7 @@
 //! encoder stack. Written once; every backend runs it.
 
 pub mod encoder;
+pub mod flops;
 pub mod layer;
 
 pub use encoder::Encoder;

@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: simattr vs PyTorch for integrated-Jacobian attributions and embeddings.
+
+  (a) PyTorch reverse mode, float32, one backward pass per output dimension (the xsbert way)
+  (b) PyTorch forward mode, float32, torch.func.jvp + vmap over steps x token directions
+  (c) `simattr explain` as a whole process (model load included)
+
+and `simattr embed` (whole process) vs sentence-transformers `encode` for a batch of 32
+sentences. Timings are medians over --runs, the implementations alternating run by run.
+Not part of CI; see README.md in this folder.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CACHE = os.environ.get("SIMATTR_CACHE") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "simattr")
+
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("--model", default=os.path.join(CACHE, "models", "all-MiniLM-L6-v2"))
+ap.add_argument("--simattr", default=os.path.join(REPO, "target", "release", "simattr"))
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--runs", type=int, default=5)
+ap.add_argument("--layers", default="0", help="comma-separated layers, e.g. 0,3,5")
+ap.add_argument("--steps", type=int, default=50)
+ap.add_argument("--pairs", help='JSONL file, one {"a": ..., "b": ...} per line')
+ap.add_argument("--skip-reverse", action="store_true", help="skip (a), the slow one")
+ap.add_argument("--reverse-chunk", type=int, default=64,
+                help="cotangents per batched backward call in (a); 1 = one autograd.grad call per dimension")
+ap.add_argument("--embed-batch", type=int, default=32)
+ap.add_argument("--json", help="also write the results here")
+args = ap.parse_args()
+
+# Set before torch is imported so that its OpenMP pool starts at the right size; the child
+# processes inherit them (simattr itself gets --threads).
+for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(args.threads)
+os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                  HF_HUB_DISABLE_PROGRESS_BARS="1")
+T_START = __import__("time").perf_counter()
+import warnings  # noqa: E402
+warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from imports
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+import sentence_transformers  # noqa: E402
+from sentence_transformers import SentenceTransformer  # noqa: E402
+from transformers import AutoModel  # noqa: E402
+
+torch.set_num_threads(args.threads)
+transformers.logging.set_verbosity_error()
+transformers.logging.disable_progress_bar()
+F32 = torch.float32
+
+DEFAULT_PAIRS = [("A man is playing a guitar.", "Someone plays an instrument.")]
+
+SENTENCES = [  # 32 varied sentences of 6-20 words for the embedding throughput test
+    "A man is playing a guitar on the street corner.",
+    "Someone plays an instrument for a small crowd.",
+    "The cat sits quietly on the warm kitchen mat.",
+    "A dog is lying on the rug next to the fireplace.",
+    "Children are playing football in the park after school.",
+    "Kids play outside in the bright afternoon sunshine.",
+    "The stock market fell sharply after the central bank raised interest rates.",
+    "Investors worried about inflation sold their shares on Monday morning.",
+    "She baked a chocolate cake for her grandmother's eightieth birthday party.",
+    "The train to Berlin was delayed by almost two hours.",
+    "Heavy rain caused flooding in several low-lying neighbourhoods overnight.",
+    "Scientists discovered a new species of frog in the Amazon rainforest.",
+    "He forgot his umbrella and got soaked on the way home.",
+    "The committee will announce its decision early next week.",
+    "A woman is slicing tomatoes with a sharp knife.",
+    "The new smartphone has a larger screen and a faster processor.",
+    "Please remember to turn off the lights when you leave the office.",
+    "The museum opens at nine and closes at six on weekdays.",
+    "Two hikers reached the summit just before the storm arrived.",
+    "Our flight was cancelled, so we spent the night at the airport.",
+    "The teacher explained the theorem with a simple drawing on the board.",
+    "A group of musicians performed jazz standards in the hotel lobby.",
+    "Regular exercise and a balanced diet improve long-term health.",
+    "The software update fixed several bugs but introduced a new one.",
+    "Farmers are worried that the dry summer will ruin the harvest.",
+    "The little boy laughed as the puppy chased its own tail.",
+    "Electric cars are becoming cheaper and more popular every year.",
+    "The old bridge over the river was finally repaired last spring.",
+    "She reads a novel on the bus every morning.",
+    "The restaurant serves fresh seafood caught by local fishermen.",
+    "A sudden power outage left the whole city in darkness for hours.",
+    "The orchestra rehearsed the symphony three times before the concert.",
+]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Torch:
+    """The model's BertModel in float32, driven layer by layer as generate_golden.py does."""
+
+    def __init__(self, model_dir, st):
+        self.tok_fn = getattr(st, "preprocess", None) or st.tokenize
+        self.tok = st.tokenizer
+        self.model = None
+        for impl in ("sdpa", "eager"):  # sdpa first; eager if sdpa cannot run under jvp + vmap
+            self.model = AutoModel.from_pretrained(model_dir, attn_implementation=impl).to(F32).eval()
+            # Inference: no parameter gradients, so (a) keeps only what the input gradient needs.
+            self.model.requires_grad_(False)
+            self.attn = impl
+            self.layers = list(self.model.encoder.layer)
+            cfg = self.model.config
+            self.inter, self.heads = cfg.intermediate_size, cfg.num_attention_heads
+            try:
+                with torch.no_grad():
+                    self.compute_P_forward(self.ids("probe text"), 0, 2)
+                break
+            except Exception as exc:  # noqa: BLE001 - any failure means: try the next implementation
+                log(f"attn_implementation={impl} does not work with jvp + vmap: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+
+    def ids(self, text):
+        return self.tok_fn([text])["input_ids"][0].tolist()
+
+    def reference_ids(self, n):
+        return [self.tok.cls_token_id] + [self.tok.pad_token_id] * (n - 2) + [self.tok.sep_token_id]
+
+    def run_layers(self, h, start, end):
+        # No attention mask: every token attends (single texts, no padding).
+        for layer in self.layers[start:end]:
+            out = layer(h)
+            h = out[0] if isinstance(out, (tuple, list)) else out
+        return h
+
+    def hidden_at(self, ids, layer):
+        ids = torch.tensor([ids])
+        with torch.no_grad():
+            h = self.model.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids),
+                                      position_ids=torch.arange(ids.shape[1])[None])
+            return self.run_layers(h, 0, layer)
+
+    def embedding(self, ids):
+        return self.hidden_at(ids, len(self.layers))[0].mean(0)
+
+    def path(self, ids, layer, steps):
+        """Δ (T x H) and the right-Riemann points h(r) + (k/N) Δ, k = 1..N (N x T x H)."""
+        h = self.hidden_at(ids, layer)[0]
+        hr = self.hidden_at(self.reference_ids(len(ids)), layer)[0]
+        delta = h - hr
+        alphas = torch.arange(1, steps + 1, dtype=F32) / steps
+        return delta, hr[None] + alphas[:, None, None] * delta[None]
+
+    def head(self, layer):
+        return lambda x: self.run_layers(x, layer, len(self.layers)).mean(-2)
+
+    def compute_P_reverse(self, ids, layer, steps):
+        """(a) P (D x T): one backward pass of Σ_k E[k, d] per output dimension d, --reverse-chunk
+        of them per autograd.grad call via is_grads_batched (vmap over the backward)."""
+        delta, x = self.path(ids, layer, steps)
+        x = x.requires_grad_(True)
+        with torch.enable_grad():
+            e = self.head(layer)(x)  # N x D
+        d_out, chunk = e.shape[1], args.reverse_chunk
+        P = torch.empty(d_out, len(ids))
+        for d0 in range(0, d_out, chunk):
+            d1 = min(d0 + chunk, d_out)
+            cot = torch.zeros(d1 - d0, *e.shape)
+            cot[torch.arange(d1 - d0), :, torch.arange(d0, d1)] = 1.0
+            if chunk == 1:
+                (g,) = torch.autograd.grad(e, x, grad_outputs=cot[0], retain_graph=d1 < d_out)
+                g = g[None]
+            else:
+                (g,) = torch.autograd.grad(e, x, grad_outputs=cot, retain_graph=d1 < d_out,
+                                           is_grads_batched=True)
+            # E[k, d] depends on point k only, so summing the rows over k gives Σ_k ∂E[k,d]/∂x_k.
+            P[d0:d1] = (g.sum(1) / steps * delta[None]).sum(-1)
+        return P
+
+    def compute_P_forward(self, ids, layer, steps, budget=2 << 30):
+        """(b) P (D x T): one jvp per token direction i (tangent Δ_i on row i of every point),
+        vmapped over directions so that the primal runs once and the N·T tangents go through
+        each layer as one batch. Directions are chunked only when the batch would exceed
+        `budget` bytes (rough count: FFN + a few hidden-size buffers + attention scores)."""
+        delta, x = self.path(ids, layer, steps)
+        t = len(ids)
+        eye = torch.eye(t, dtype=F32)
+        head = self.head(layer)
+
+        def one(v):
+            return torch.func.jvp(head, (x,), (v,))[1]  # N x D
+
+        per_dir = steps * t * (self.inter + 6 * x.shape[-1] + 3 * self.heads * t) * 4
+        chunk = max(1, min(t, budget // per_dir))
+        cols = []
+        with torch.no_grad():
+            for i0 in range(0, t, chunk):
+                i1 = min(i0 + chunk, t)
+                v = eye[i0:i1, :, None] * delta[None]  # (dirs x T x H): Δ_i on row i
+                v = v[:, None].expand(i1 - i0, steps, t, x.shape[-1])  # same for every step
+                cols.append(torch.func.vmap(one)(v).mean(1))  # dirs x D
+        return torch.cat(cols).T
+
+    def explain(self, a, b, layer, steps, reverse):
+        """A (T_a x T_b) for cos, from the texts (tokenization included)."""
+        fn = self.compute_P_reverse if reverse else self.compute_P_forward
+        ids_a, ids_b = self.ids(a), self.ids(b)
+        P_a, P_b = fn(ids_a, layer, steps), fn(ids_b, layer, steps)
+        scale = self.embedding(ids_a).norm() * self.embedding(ids_b).norm()
+        return (P_a.T @ P_b / scale).double().numpy()
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def simattr(*argv, tmp):
+    """Runs simattr (whole process) and returns the JSON it wrote."""
+    out = os.path.join(tmp, "out.json")
+    cmd = [args.simattr, "--threads", str(args.threads), *argv[:1], "--model", args.model,
+           "--json", out, *argv[1:]]
+    res = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if res.returncode != 0:
+        sys.exit(f"simattr failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr}")
+    with open(out, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def rel(x, y, ref):
+    return float(np.abs(x - y).max() / np.abs(ref).max())
+
+
+def stats(ts):
+    return {"median": statistics.median(ts), "min": min(ts), "max": max(ts), "runs": ts}
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    ver = subprocess.run([args.simattr, "--version"], capture_output=True, text=True)
+    git = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "sentence_transformers": sentence_transformers.__version__,
+            "simattr": ver.stdout.strip() if ver.returncode == 0 else None,
+            "commit": git.stdout.strip() if git.returncode == 0 else None}
+
+
+def main():
+    if not os.path.isfile(args.simattr):
+        sys.exit(f"{args.simattr} not found: run `cargo build --release` first (or pass --simattr)")
+    if not os.path.isfile(os.path.join(args.model, "model.safetensors")):
+        sys.exit(f"no model in {args.model}: run scripts/fetch_model.sh (or pass --model)")
+    if args.pairs:
+        with open(args.pairs, encoding="utf-8") as f:
+            pairs = [(d["a"], d["b"]) for d in map(json.loads, filter(str.strip, f))]
+    else:
+        pairs = DEFAULT_PAIRS
+    layers = [int(s) for s in args.layers.split(",")]
+    sentences = (SENTENCES * (args.embed_batch // len(SENTENCES) + 1))[:args.embed_batch]
+
+    log(f"loading {args.model}")
+    st = SentenceTransformer(args.model, device="cpu")
+    tm = Torch(args.model, st)
+    log(f"(b) uses attn_implementation={tm.attn}")
+    info = machine()
+    impls = {"a": "(a) PyTorch reverse, f32", "b": "(b) PyTorch jvp+vmap, f32", "c": "(c) simattr explain"}
+    if args.skip_reverse:
+        del impls["a"]
+    results = {"machine": info, "settings": {k: v for k, v in vars(args).items()},
+               "attn_implementation": tm.attn, "explain": [], "embed": None}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = {
+            "a": lambda a, b, L, n: tm.explain(a, b, L, n, reverse=True),
+            "b": lambda a, b, L, n: tm.explain(a, b, L, n, reverse=False),
+            "c": lambda a, b, L, n: np.array(simattr("explain", "--layer", str(L), "--steps", str(n),
+                                                     a, b, tmp=tmp)["attributions"]),
+        }
+        # Warm-up (allocator, thread pools, page cache for simattr's model load) with few steps:
+        # a full-size warm-up of (a) alone would cost minutes and warms nothing more.
+        for key in impls:
+            log(f"warm-up {impls[key]}")
+            run[key](*pairs[0], layers[0], min(args.steps, 5))
+        for n, (a, b) in enumerate(pairs, 1):
+            for L in layers:
+                times, A = {k: [] for k in impls}, {}
+                for r in range(args.runs):
+                    for key in impls:  # alternate so that drift hits every implementation alike
+                        t, A[key] = timed(lambda: run[key](a, b, L, args.steps))
+                        times[key].append(t)
+                        log(f"  L={L} run {r + 1}/{args.runs} {impls[key]}: {t:.3f} s")
+                ref = A["a" if "a" in A else "b"]
+                errs = {f"{x}-{y}": rel(A[x], A[y], ref) for x, y in (("a", "b"), ("a", "c"), ("b", "c"))
+                        if x in A and y in A}
+                for name, e in errs.items():
+                    if e > 1e-4 and "c" in name:
+                        log(f"WARNING: max|ΔA|/max|A| {name} = {e:.1e} > 1e-4 (f32 should agree to ~1e-6)")
+                results["explain"].append({"pair": n, "a": a, "b": b, "layer": L, "shape": list(ref.shape),
+                                           "times": {k: stats(v) for k, v in times.items()},
+                                           "max_rel_diff": errs})
+
+        log("embedding throughput")
+        st.encode(sentences, batch_size=args.embed_batch)  # warm-up
+        simattr("embed", *sentences, tmp=tmp)
+        sps = {"st": [], "simattr": []}
+        for r in range(args.runs):
+            t, e_st = timed(lambda: st.encode(sentences, batch_size=args.embed_batch, convert_to_numpy=True))
+            sps["st"].append(len(sentences) / t)
+            t, e_sa = timed(lambda: np.array(simattr("embed", *sentences, tmp=tmp)["embeddings"]))
+            sps["simattr"].append(len(sentences) / t)
+            log(f"  run {r + 1}/{args.runs}: encode {sps['st'][-1]:.1f}/s, simattr {sps['simattr'][-1]:.1f}/s")
+        results["embed"] = {"sentences": len(sentences), "sentences_per_s": {k: stats(v) for k, v in sps.items()},
+                            "max_abs_diff": float(np.abs(e_st.astype(np.float64) - e_sa).max())}
+
+    report(results, impls)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1, ensure_ascii=False)
+        log(f"wrote {args.json}")
+    log(f"total {time.perf_counter() - T_START:.0f} s")
+
+
+def report(res, impls):
+    m = res["machine"]
+    print(f"Machine: {m['cpu']}, {m['cores']} cores; {m['threads']} threads for every implementation  ")
+    print(f"torch {m['torch']}, transformers {m['transformers']}, sentence-transformers "
+          f"{m['sentence_transformers']}; {m['simattr'] or 'simattr'} (commit {m['commit'] or '?'})  ")
+    print(f"explain: --steps {args.steps}, cos, medians of {args.runs} alternating runs; (a)/(b) exclude "
+          f"the model load, (c) is the whole process; (b) attention: {res['attn_implementation']}\n")
+    print("| pair | L | T_a×T_b | implementation | median s | min–max s | vs (c) | max\\|ΔA\\|/max\\|A\\| |")
+    print("|---|---|---|---|---|---|---|---|")
+    for ex in res["explain"]:
+        c = ex["times"]["c"]["median"]
+        for key, name in impls.items():
+            s = ex["times"][key]
+            ratio = "1" if key == "c" else f"({key})/(c) = {s['median'] / c:.1f}×"
+            errs = ", ".join(f"{k}: {v:.1e}" for k, v in ex["max_rel_diff"].items() if k.endswith(key))
+            print(f"| {ex['pair']} | {ex['layer']} | {ex['shape'][0]}×{ex['shape'][1]} | {name} | {s['median']:.3f} | "
+                  f"{s['min']:.3f}–{s['max']:.3f} | {ratio} | {errs or '—'} |")
+    e = res["embed"]
+    st, sa = e["sentences_per_s"]["st"], e["sentences_per_s"]["simattr"]
+    print(f"\nembedding, {e['sentences']} sentences in one batch, median of {args.runs} alternating runs; "
+          f"max |Δ embedding| {e['max_abs_diff']:.1e}\n")
+    print("| implementation | sentences/s (median) | min–max | vs encode |")
+    print("|---|---|---|---|")
+    print(f"| sentence-transformers encode (model loaded) | {st['median']:.1f} | {st['min']:.1f}–{st['max']:.1f} | 1 |")
+    print(f"| simattr embed (whole process) | {sa['median']:.1f} | {sa['min']:.1f}–{sa['max']:.1f} | "
+          f"{sa['median'] / st['median']:.2f}× |")
+    named = {ex["pair"]: f"{ex['a']!r} / {ex['b']!r}" for ex in res["explain"]}
+    print("\npairs: " + "; ".join(f"{n}: {txt}" for n, txt in named.items()))
+
+
+if __name__ == "__main__":
+    main()
