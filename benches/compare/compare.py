@@ -43,7 +43,7 @@ for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(args.threads)
 os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                   HF_HUB_DISABLE_PROGRESS_BARS="1")
-T_START = __import__("time").perf_counter()
+T_START = time.perf_counter()
 import warnings  # noqa: E402
 warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from imports
 
@@ -123,6 +123,8 @@ class Torch:
             except Exception as exc:  # noqa: BLE001 - any failure means: try the next implementation
                 log(f"attn_implementation={impl} does not work with jvp + vmap: "
                     f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+        else:
+            sys.exit("no attention implementation of this transformers version works with jvp + vmap")
 
     def ids(self, text):
         return self.tok_fn([text])["input_ids"][0].tolist()
@@ -277,7 +279,7 @@ def main():
     impls = {"a": "(a) PyTorch reverse, f32", "b": "(b) PyTorch jvp+vmap, f32", "c": "(c) simattr explain"}
     if args.skip_reverse:
         del impls["a"]
-    results = {"machine": info, "settings": {k: v for k, v in vars(args).items()},
+    results = {"machine": info, "settings": dict(vars(args)),
                "attn_implementation": tm.attn, "explain": [], "embed": None}
 
     with tempfile.TemporaryDirectory() as tmp:

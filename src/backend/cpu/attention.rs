@@ -14,6 +14,9 @@
 
 use std::ops::Range;
 
+use faer::linalg::matmul::matmul;
+use faer::reborrow::ReborrowMut;
+use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use super::check_len;
@@ -145,6 +148,16 @@ pub fn attention_jvp(qkv: &[f32], probs: &[f32], dqkv: &[f32], batch: Batch, hea
     if dctx.is_empty() || t == 0 {
         return dctx;
     }
+    if t >= GEMM_TOKENS {
+        dctx.par_chunks_mut(t * w).enumerate().for_each(|(seq, out_seq)| {
+            let s = seq / batch.tangents;
+            let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
+            let dqkv_seq = &dqkv[seq * t * 3 * w..(seq + 1) * t * 3 * w];
+            let probs_seq = &probs[s * heads.count * t * t..(s + 1) * heads.count * t * t];
+            sequence_jvp_by_gemm(qkv_seq, probs_seq, dqkv_seq, out_seq, t, heads, scale);
+        });
+        return dctx;
+    }
     dctx.par_chunks_mut(t * w).enumerate().for_each(|(seq, out_seq)| {
         let s = seq / batch.tangents;
         let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
@@ -174,6 +187,54 @@ pub fn attention_jvp(qkv: &[f32], probs: &[f32], dqkv: &[f32], batch: Batch, hea
         }
     });
     dctx
+}
+
+/// From this many tokens on, the dense JVP runs its four per-head products as GEMMs; below it,
+/// the per-row loops above are faster (a GEMM call costs more than a 12×12×32 product).
+const GEMM_TOKENS: usize = 32;
+
+/// Head `h`'s `[T, d]` block of part `part` (0 = q, 1 = k, 2 = v) of a `[T, 3·width]`
+/// sequence, as a strided matrix view.
+fn part_matrix(rows: &[f32], part: usize, h: usize, t: usize, heads: Heads) -> MatRef<'_, f32> {
+    let w = heads.width();
+    MatRef::from_row_major_slice_with_stride(&rows[part * w + h * heads.dim..], t, heads.dim, 3 * w)
+}
+
+/// The dense JVP of one tangent sequence, head by head, as GEMMs:
+/// `Ṡ = Q̇Kᵀ + QK̇ᵀ`, `Ṗ = P ⊙ (Ṡ − rowsum(P ⊙ Ṡ))/√d`, `Ȯ = ṖV + PV̇`.
+fn sequence_jvp_by_gemm(
+    qkv_seq: &[f32],
+    probs_seq: &[f32],
+    dqkv_seq: &[f32],
+    out_seq: &mut [f32],
+    t: usize,
+    heads: Heads,
+    scale: f64,
+) {
+    let (w, d) = (heads.width(), heads.dim);
+    let (mut ds, mut dp) = (vec![0.0f32; t * t], vec![0.0f32; t * t]);
+    for h in 0..heads.count {
+        let [q, k, v] = [0, 1, 2].map(|part| part_matrix(qkv_seq, part, h, t, heads));
+        let [dq, dk, dv] = [0, 1, 2].map(|part| part_matrix(dqkv_seq, part, h, t, heads));
+        let p_head = &probs_seq[h * t * t..(h + 1) * t * t];
+        let p = MatRef::from_row_major_slice(p_head, t, t);
+        {
+            let mut ds = MatMut::from_row_major_slice_mut(&mut ds, t, t);
+            matmul(ds.rb_mut(), Accum::Replace, dq, k.transpose(), 1.0f32, Par::Seq);
+            matmul(ds.rb_mut(), Accum::Add, q, dk.transpose(), 1.0f32, Par::Seq);
+        }
+        for ((dp_row, ds_row), p_row) in dp.chunks_exact_mut(t).zip(ds.chunks_exact(t)).zip(p_head.chunks_exact(t)) {
+            let mean: f64 = p_row.iter().zip(ds_row).map(|(&p, &s)| p as f64 * s as f64).sum();
+            for ((dp, &p), &s) in dp_row.iter_mut().zip(p_row).zip(ds_row) {
+                *dp = (p as f64 * (s as f64 - mean) * scale) as f32;
+            }
+        }
+        // (faer 0.24's `from_row_major_slice_with_stride_mut` lays the view out column-major,
+        // so the row-major view is built as the transpose of a column-major one.)
+        let mut out = MatMut::from_column_major_slice_with_stride_mut(&mut out_seq[h * d..], d, t, w).transpose_mut();
+        matmul(out.rb_mut(), Accum::Replace, MatRef::from_row_major_slice(&dp, t, t), v, 1.0f32, Par::Seq);
+        matmul(out.rb_mut(), Accum::Add, p, dv, 1.0f32, Par::Seq);
+    }
 }
 
 /// `Ȯ` `[steps, directions, T, width]` for token-direction tangents: tangent `m` of every step
