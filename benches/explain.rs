@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
 use simattr::backend::cpu::CpuBackend;
 use simattr::backend::BackendSettings;
@@ -114,4 +114,10 @@ fn bench_real_model(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_real_model);
-criterion_main!(benches);
+
+/// `criterion_main!`, after the allocator setting the CLI uses (warm memory for the outputs).
+fn main() {
+    simattr::backend::cpu::keep_freed_memory_for_reuse();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
 use simattr::backend::cpu::CpuBackend;
 use simattr::backend::{Backend, BackendSettings, Batch, Heads, ResidualNorm, Role, ScoreMods};
 use simattr::params::{Linear, Norm};
@@ -166,4 +166,10 @@ fn bench_ops(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_ops);
-criterion_main!(benches);
+
+/// `criterion_main!`, after the allocator setting the CLI uses (warm memory for the outputs).
+fn main() {
+    simattr::backend::cpu::keep_freed_memory_for_reuse();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

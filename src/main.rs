@@ -94,28 +94,8 @@ enum Command {
     },
 }
 
-/// Keeps freed memory in one heap for reuse instead of returning it to the system. Every op
-/// allocates and frees intermediate tensors of tens of megabytes; glibc would serve each one with
-/// a fresh mapping whose pages fault in (and are zeroed) on first touch, which costs ~10–15% of
-/// an explanation. Reusing warm pages is what a caching allocator does; the process keeps its
-/// peak memory until it exits, which suits a command-line run. One arena, because the ops run
-/// on worker threads: with an arena per thread, each would keep its own peak and the tensors
-/// would outgrow `--max-memory` (measured: 390 MB of tensors under a 256 MB budget, against
-/// 180 MB with one arena).
-fn keep_freed_memory_for_reuse() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning parameters; it is called before any other
-    // thread exists and before the big allocations it affects.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
-    }
-}
-
 fn main() -> ExitCode {
-    keep_freed_memory_for_reuse();
+    simattr::backend::cpu::keep_freed_memory_for_reuse();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

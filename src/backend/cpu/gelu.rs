@@ -13,10 +13,11 @@ use rayon::prelude::*;
 use super::{check_len, rows_per_task};
 use crate::backend::Batch;
 
-/// `(gelu(x), gelu'(x))` in f64.
+/// `(gelu(x), gelu'(x))`. erf and exp run in single precision (`erff`, `expf`: about 1 ulp,
+/// twice as fast as their f64 versions), the products in f64.
 fn gelu_and_slope(x: f64) -> (f64, f64) {
-    let cdf = 0.5 * (1.0 + libm::erf(x * FRAC_1_SQRT_2));
-    let pdf = (-0.5 * x * x).exp() / (2.0 * PI).sqrt();
+    let cdf = 0.5 * (1.0 + libm::erff((x * FRAC_1_SQRT_2) as f32) as f64);
+    let pdf = ((-0.5 * x * x) as f32).exp() as f64 / (2.0 * PI).sqrt();
     (x * cdf, cdf + x * pdf)
 }
 
