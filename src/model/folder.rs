@@ -99,8 +99,16 @@ impl SentenceModel {
         if max_seq_length < 2 {
             return Err(Error::BadConfig { path: sbert_path, message: format!("max_seq_length {max_seq_length} < 2") });
         }
-        let tokenizer = TextTokenizer::load(&require(&encoder_dir, "tokenizer.json")?, max_seq_length, &config)?;
-        let params = load_encoder_params(&require(&encoder_dir, "model.safetensors")?, &config)?;
+        let (tokenizer_path, weights_path) =
+            (require(&encoder_dir, "tokenizer.json")?, require(&encoder_dir, "model.safetensors")?);
+        // The tokenizer parses while the weights are read: two independent files.
+        let (tokenizer, params) = std::thread::scope(|scope| {
+            let tokenizer = scope.spawn(|| TextTokenizer::load(&tokenizer_path, max_seq_length, &config));
+            let params = load_encoder_params(&weights_path, &config);
+            let tokenizer = tokenizer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (tokenizer, params)
+        });
+        let (tokenizer, params) = (tokenizer?, params?);
         Ok(SentenceModel { path: dir.to_path_buf(), config, pooling, normalize, max_seq_length, tokenizer, params })
     }
 }

@@ -13,7 +13,12 @@ use crate::error::{Error, Result};
 use crate::params::{EmbeddingParams, EncoderParams, HostTensor, LayerParams, Linear, Norm};
 
 pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let io_error = |source| Error::Io { path: path.to_path_buf(), source };
+    let handle = std::fs::File::open(path).map_err(io_error)?;
+    // SAFETY: the map is read-only and lives only while the tensors are copied out of it. A
+    // process truncating the file meanwhile could make a read fault; that is the accepted cost
+    // of mapping (safetensors' own loaders do the same) against copying 100s of MB first.
+    let bytes = unsafe { memmap2::Mmap::map(&handle) }.map_err(io_error)?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::BadSafetensors { path: path.to_path_buf(), message: e.to_string() })?;
     let reader = TensorReader::new(path, &file, config.architecture);
@@ -95,6 +100,8 @@ impl<'a> TensorReader<'a> {
         }
         let raw = view.data();
         let data = match view.dtype() {
+            // One copy into aligned memory (the file's offsets need not be 4-byte aligned).
+            Dtype::F32 if cfg!(target_endian = "little") => bytemuck::pod_collect_to_vec::<u8, f32>(raw),
             Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             Dtype::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
