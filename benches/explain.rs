@@ -3,20 +3,23 @@
 //! `embed` of 32 typical sentences.
 //!
 //! For `explain` the throughput is in flops (criterion "elements"): the arithmetic simattr does
-//! for both texts (`simattr::net::flops`), so criterion prints the achieved GFLOP/s. The flops
-//! the plain path would need are printed alongside. For `embed` an element is one sentence.
+//! for both texts (`simattr::net::flops`), so criterion prints the achieved GFLOP/s. Before
+//! criterion's samples, each layer prints the flops done and those the plain path would need,
+//! a median of 3 runs, and the achieved GFLOP/s as a share of the f32 GEMM ceiling measured at
+//! the start. For `embed` an element is one sentence.
 //! The model is loaded once, outside the timing; the whole-process figures (model loading
 //! included) come from `benches/compare/`.
 
-use std::path::PathBuf;
-use std::time::Duration;
+mod common;
+
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
 use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
 use simattr::backend::cpu::CpuBackend;
 use simattr::backend::BackendSettings;
 use simattr::embed::embed_tokenized;
-use simattr::model::SentenceModel;
+use simattr::model::{cache, SentenceModel};
 use simattr::net::Encoder;
 
 const PAIR: (&str, &str) = ("A man is playing a guitar.", "Someone plays an instrument.");
@@ -58,24 +61,16 @@ const SENTENCES: [&str; 32] = [
     "Wind turbines generate a growing share of the country's electricity.",
 ];
 
-fn model_dir() -> PathBuf {
-    let cache = std::env::var_os("SIMATTR_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-        base.join("simattr")
-    });
-    cache.join("models/all-MiniLM-L6-v2")
-}
-
 fn bench_real_model(c: &mut Criterion) {
-    let dir = model_dir();
+    let dir = cache::model_dir(cache::DEFAULT_MODEL);
     let Ok(model) = SentenceModel::load(&dir) else {
         eprintln!("benches/explain: no model at {} — run scripts/fetch_model.sh first", dir.display());
         return;
     };
     let backend = CpuBackend::new(BackendSettings::default()).unwrap();
     let encoder = Encoder::new(&backend, &model).unwrap();
+    let ceiling = common::gemm_ceiling(&backend);
+    eprintln!("f32 GEMM ceiling now (best of 7 at 7200×384×1536): {ceiling:.0} GFLOP/s");
     let tokens = [PAIR.0, PAIR.1].map(|t| model.tokenizer.encode(t).unwrap().ids.len());
 
     let mut group =
@@ -93,6 +88,21 @@ fn bench_real_model(c: &mut Criterion) {
         );
         group.throughput(Throughput::Elements(done as u64));
         let options = TextOptions::new(layer, Quadrature::riemann_right(STEPS).unwrap());
+        let explain = || explain_pair(&encoder, &model.tokenizer, PAIR.0, PAIR.1, &options, Similarity::Cos, &());
+        let mut times: Vec<f64> = (0..3)
+            .map(|_| {
+                let start = Instant::now();
+                explain().unwrap();
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let achieved = done / times[1] / 1e9;
+        eprintln!(
+            "layer {layer}: median of 3 {:.3} s, {achieved:.0} GFLOP/s achieved = {:.0}% of the GEMM ceiling",
+            times[1],
+            100.0 * achieved / ceiling
+        );
         group.bench_function(format!("layer {layer}"), |bench| {
             bench.iter(|| {
                 explain_pair(&encoder, &model.tokenizer, PAIR.0, PAIR.1, &options, Similarity::Cos, &()).unwrap()

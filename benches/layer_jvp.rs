@@ -1,10 +1,13 @@
 //! Benchmarks of both CPU backends side by side: one MiniLM-shaped layer's batched JVP
 //! (random weights, no files needed) and a whole explanation on the tiny fixture. The
-//! reference is the oracle, not the fast path; its numbers are the baseline. The per-op and
-//! real-model benches at the shapes of design.md §3 come with the speed work (roadmap 2b).
+//! reference is the oracle, not the fast path; its numbers are the baseline. The per-op
+//! benches at the shapes of design.md §3 are in `ops.rs`, the real-model ones in `explain.rs`.
+
+mod common;
 
 use std::path::PathBuf;
 
+use common::pseudo_random;
 use criterion::{criterion_group, criterion_main, Criterion};
 use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
 use simattr::backend::cpu::CpuBackend;
@@ -14,18 +17,6 @@ use simattr::model::SentenceModel;
 use simattr::net::layer::{layer_jvp, LayerShape, TangentsIn};
 use simattr::net::Encoder;
 use simattr::params::{LayerParams, Linear, Norm};
-
-fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 fn minilm_shaped_layer<B: Backend>(b: &B) -> (LayerParams<B::Tensor>, LayerShape) {
     let (h, ffn) = (384, 1536);

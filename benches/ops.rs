@@ -9,26 +9,17 @@
 //!
 //! `cargo bench --bench ops` (all), or e.g. `cargo bench --bench ops -- 'h384.*t12'`.
 
+mod common;
+
 use std::time::Duration;
 
+use common::pseudo_random;
 use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
 use simattr::backend::cpu::CpuBackend;
 use simattr::backend::{Backend, BackendSettings, Batch, Heads, ResidualNorm, Role, ScoreMods};
 use simattr::params::{Linear, Norm};
 
 const STEPS: usize = 50;
-
-fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 struct Shape {
     hidden: usize,
@@ -155,6 +146,7 @@ fn blocks(c: &mut Criterion, b: &CpuBackend, shape: &Shape) {
 
 fn bench_ops(c: &mut Criterion) {
     let backend = CpuBackend::new(BackendSettings::default()).unwrap();
+    eprintln!("f32 GEMM ceiling now (best of 7 at 7200×384×1536): {:.0} GFLOP/s", common::gemm_ceiling(&backend));
     for (hidden, ffn) in [(384, 1536), (768, 3072)] {
         for tokens in [12, 32] {
             let shape = Shape { hidden, ffn, tokens };

@@ -14,7 +14,8 @@ pub struct Embedded {
 pub const PACKED_BATCH: usize = 32;
 
 /// Embeddings of already tokenized texts, in order: sorted by length and packed
-/// `PACKED_BATCH` at a time (padding masked), so short texts share one pass through the layers.
+/// `PACKED_BATCH` at a time without padding (`Encoder::embed_packed`), so short texts share one
+/// pass through the layers.
 /// Each is what `embed_text` gives for it alone, up to f32 summation order.
 pub fn embed_tokenized<B: Backend>(
     encoder: &Encoder<'_, B>,
@@ -27,7 +28,7 @@ pub fn embed_tokenized<B: Backend>(
     let mut vectors = vec![Vec::new(); texts.len()];
     for batch in order.chunks(PACKED_BATCH) {
         let ids: Vec<&[u32]> = batch.iter().map(|&n| texts[n].ids.as_slice()).collect();
-        for (&n, vector) in batch.iter().zip(encoder.embed_packed(&ids, model.tokenizer.pad_id)?) {
+        for (&n, vector) in batch.iter().zip(encoder.embed_packed(&ids)?) {
             vectors[n] = vector;
         }
     }

@@ -8,7 +8,7 @@ use crate::backend::{Backend, Batch, Heads, Role, ScoreMods};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, PositionIds, SentenceModel};
 use crate::net::flops::{attribution_flops, AttributionFlops};
-use crate::net::layer::{last_layer_pooled_jvp, layer_forward, layer_jvp, LayerShape, TangentsIn};
+use crate::net::layer::{last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_jvp, LayerShape, TangentsIn};
 use crate::params::EncoderParams;
 
 pub struct Encoder<'b, B: Backend> {
@@ -67,9 +67,14 @@ impl<'b, B: Backend> Encoder<'b, B> {
                 format!("{tokens} tokens exceed max_position_embeddings {}", self.config.max_position_embeddings),
             ));
         }
-        let (b, h, e) = (self.backend, self.hidden(), &self.params.embeddings);
         let positions: Vec<u32> = ids.chunks(tokens).flat_map(|seq| self.positions.for_ids(seq)).collect();
-        let mut x = b.add(&b.gather_rows(&e.word, h, ids)?, &b.gather_rows(&e.position, h, &positions)?)?;
+        self.embed_rows(ids, &positions)
+    }
+
+    /// Embedding output (after its LayerNorm) of token rows with the given position ids.
+    fn embed_rows(&self, ids: &[u32], positions: &[u32]) -> Result<B::Tensor> {
+        let (b, h, e) = (self.backend, self.hidden(), &self.params.embeddings);
+        let mut x = b.add(&b.gather_rows(&e.word, h, ids)?, &b.gather_rows(&e.position, h, positions)?)?;
         if let Some(types) = &e.token_type {
             // Single-text inputs: token type 0 everywhere.
             x = b.add(&x, &b.gather_rows(types, h, &vec![0; ids.len()])?)?;
@@ -181,31 +186,54 @@ impl<'b, B: Backend> Encoder<'b, B> {
     }
 
     /// Mean-pooled embeddings (unnormalized) of id sequences of any lengths, packed into one
-    /// batch: each is padded to the longest with `pad_id`, and the padding is masked out of
-    /// the attention (as keys) and of the mean, so each result is that of the text alone.
-    pub fn embed_packed(&self, texts: &[&[u32]], pad_id: u32) -> Result<Vec<Vec<f64>>> {
-        let (seqs, h) = (texts.len(), self.hidden());
+    /// batch without padding: every op but attention is row-wise, so the texts' rows run end to
+    /// end through the GEMMs and norms, and only attention sees them as `[seqs, longest]`,
+    /// gathered into that layout with the padding masked out of the keys (padded query rows
+    /// are computed and dropped). Each result is that of the text alone.
+    pub fn embed_packed(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f64>>> {
+        let (seqs, h, b) = (texts.len(), self.hidden(), self.backend);
         let tokens = texts.iter().map(|ids| ids.len()).max().unwrap_or(0);
-        if seqs == 0 || tokens == 0 {
-            return Ok(vec![Vec::new(); seqs]);
+        if seqs == 0 || tokens == 0 || texts.iter().any(|ids| ids.is_empty()) {
+            return Err(Error::argument("texts", "every text needs at least one token"));
         }
-        let mut ids = vec![pad_id; seqs * tokens];
+        if tokens > self.config.max_position_embeddings {
+            return Err(Error::argument(
+                "text",
+                format!("{tokens} tokens exceed max_position_embeddings {}", self.config.max_position_embeddings),
+            ));
+        }
+        let starts: Vec<usize> =
+            texts.iter().scan(0, |start, ids| Some(std::mem::replace(start, *start + ids.len()))).collect();
+        let ids: Vec<u32> = texts.concat();
+        let positions: Vec<u32> = texts.iter().flat_map(|ids| self.positions.for_ids(ids)).collect();
+        // Row of the packed rows that each padded slot reads (a pad repeats its text's last
+        // row; it is masked as a key and dropped as a query), and the padded slot of each row.
+        let mut padded_rows = Vec::with_capacity(seqs * tokens);
         let mut mask = vec![0.0f32; seqs * tokens];
-        for (s, text) in texts.iter().enumerate() {
-            ids[s * tokens..][..text.len()].copy_from_slice(text);
+        let mut packed_rows = Vec::with_capacity(ids.len());
+        for (s, (text, &start)) in texts.iter().zip(&starts).enumerate() {
+            padded_rows.extend((0..tokens).map(|t| (start + t.min(text.len() - 1)) as u32));
             mask[s * tokens..][..text.len()].fill(1.0);
+            packed_rows.extend((0..text.len()).map(|t| (s * tokens + t) as u32));
         }
-        let key_mask = self.backend.upload(&mask, Role::KeyMask { seqs, tokens })?;
+        let key_mask = b.upload(&mask, Role::KeyMask { seqs, tokens })?;
         let scores = ScoreMods { bias: None, key_mask: Some(&key_mask) };
-        let x = self.embed_tokens(&ids, seqs)?;
-        let states =
-            self.backend.download(&self.forward_layers_with(x, 0, self.num_layers(), seqs, tokens, scores)?)?;
-        let pooled = texts.iter().enumerate().map(|(s, text)| {
+        let attend = |qkv: &B::Tensor| -> Result<B::Tensor> {
+            let padded = b.gather_rows(qkv, 3 * h, &padded_rows)?;
+            let (ctx, _) = b.attention(&padded, seqs, tokens, self.shape().heads, scores)?;
+            b.gather_rows(&ctx, h, &packed_rows)
+        };
+        let mut x = self.embed_rows(&ids, &positions)?;
+        for params in &self.params.layers {
+            x = layer_forward_rows(b, params, self.shape(), &x, ids.len(), attend)?;
+        }
+        let states = b.download(&x)?;
+        let pooled = texts.iter().zip(&starts).map(|(text, &start)| {
             let mut sum = vec![0.0f64; h];
-            for row in states[s * tokens * h..].chunks_exact(h).take(text.len()) {
+            for row in states[start * h..(start + text.len()) * h].chunks_exact(h) {
                 sum.iter_mut().zip(row).for_each(|(a, v)| *a += v);
             }
-            sum.iter().map(|v| v / text.len().max(1) as f64).collect()
+            sum.iter().map(|v| v / text.len() as f64).collect()
         });
         Ok(pooled.collect())
     }

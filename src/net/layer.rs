@@ -43,9 +43,23 @@ pub fn layer_forward<B: Backend>(
     tokens: usize,
     scores: ScoreMods<'_, B::Tensor>,
 ) -> Result<B::Tensor> {
-    let rows = seqs * tokens;
+    let attend = |qkv: &B::Tensor| Ok(backend.attention(qkv, seqs, tokens, shape.heads, scores)?.0);
+    layer_forward_rows(backend, params, shape, x, seqs * tokens, attend)
+}
+
+/// Forward pass over `rows` rows whose attention is `attend` (`qkv` → context). Every other
+/// op is row-wise, so the rows need not be laid out as equal-length sequences: packed texts
+/// of different lengths run end to end, and `attend` arranges them for attention.
+pub fn layer_forward_rows<B: Backend>(
+    backend: &B,
+    params: &LayerParams<B::Tensor>,
+    shape: LayerShape,
+    x: &B::Tensor,
+    rows: usize,
+    attend: impl Fn(&B::Tensor) -> Result<B::Tensor>,
+) -> Result<B::Tensor> {
     let qkv = backend.linear(x, rows, &params.qkv)?;
-    let (ctx, _) = backend.attention(&qkv, seqs, tokens, shape.heads, scores)?;
+    let ctx = attend(&qkv)?;
     drop(qkv);
     let z = backend.matmul(&ctx, rows, &params.attention_out)?;
     let norm1 = ResidualNorm { norm: &params.attention_norm, width: shape.hidden, eps: shape.eps };
