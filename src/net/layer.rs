@@ -8,6 +8,11 @@
 //!
 //! The GEMMs are bias-free `matmul`s; each bias is applied by the block op that follows
 //! (bias + residual + LayerNorm, bias + GELU), which a fast backend fuses into one pass.
+//!
+//! Where the attribution pass enters and leaves the stack, the JVP takes what a generic
+//! autodiff cannot see (design.md §3): token-direction tangents into the first layer
+//! (`TangentsIn::TokenDirections`), and only the pooled tangent out of the last
+//! (`last_layer_pooled_jvp`). Both are backend ops whose defaults are the plain path.
 
 use std::ops::Range;
 
