@@ -61,14 +61,18 @@ impl<'b, B: Backend> Encoder<'b, B> {
         if tokens == 0 || tokens * seqs != ids.len() {
             return Err(Error::argument("ids", format!("{} ids do not split into {seqs} sequences", ids.len())));
         }
-        if tokens > self.config.max_position_embeddings {
-            return Err(Error::argument(
-                "text",
-                format!("{tokens} tokens exceed max_position_embeddings {}", self.config.max_position_embeddings),
-            ));
-        }
+        self.check_tokens(tokens)?;
         let positions: Vec<u32> = ids.chunks(tokens).flat_map(|seq| self.positions.for_ids(seq)).collect();
         self.embed_rows(ids, &positions)
+    }
+
+    /// Fails unless a sequence of `tokens` tokens has a position embedding for every token.
+    fn check_tokens(&self, tokens: usize) -> Result<()> {
+        let limit = self.config.max_position_embeddings;
+        if tokens <= limit {
+            return Ok(());
+        }
+        Err(Error::argument("text", format!("{tokens} tokens exceed max_position_embeddings {limit}")))
     }
 
     /// Embedding output (after its LayerNorm) of token rows with the given position ids.
@@ -92,21 +96,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
         seqs: usize,
         tokens: usize,
     ) -> Result<B::Tensor> {
-        self.forward_layers_with(x, from, to, seqs, tokens, ScoreMods::none())
-    }
-
-    fn forward_layers_with(
-        &self,
-        x: B::Tensor,
-        from: usize,
-        to: usize,
-        seqs: usize,
-        tokens: usize,
-        scores: ScoreMods<'_, B::Tensor>,
-    ) -> Result<B::Tensor> {
         let mut x = x;
         for params in &self.params.layers[from..to] {
-            x = layer_forward(self.backend, params, self.shape(), &x, seqs, tokens, scores)?;
+            x = layer_forward(self.backend, params, self.shape(), &x, seqs, tokens, ScoreMods::none())?;
         }
         Ok(x)
     }
@@ -196,12 +188,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         if seqs == 0 || tokens == 0 || texts.iter().any(|ids| ids.is_empty()) {
             return Err(Error::argument("texts", "every text needs at least one token"));
         }
-        if tokens > self.config.max_position_embeddings {
-            return Err(Error::argument(
-                "text",
-                format!("{tokens} tokens exceed max_position_embeddings {}", self.config.max_position_embeddings),
-            ));
-        }
+        self.check_tokens(tokens)?;
         let starts: Vec<usize> =
             texts.iter().scan(0, |start, ids| Some(std::mem::replace(start, *start + ids.len()))).collect();
         let ids: Vec<u32> = texts.concat();

@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use crate::backend::{Backend, Batch, Heads, ResidualNorm, ScoreMods};
 use crate::error::Result;
-use crate::params::LayerParams;
+use crate::params::{LayerParams, Norm};
 
 /// Shape facts one layer needs.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +35,11 @@ impl LayerShape {
     /// output being formed), an upper bound the attribution sizes its passes with.
     pub fn tangent_row_scalars(&self) -> usize {
         4 * self.hidden + 2 * self.ffn
+    }
+
+    /// `norm` as the layer applies it: over the hidden width, after a residual sum.
+    fn residual_norm<'a, T>(&self, norm: &'a Norm<T>) -> ResidualNorm<'a, T> {
+        ResidualNorm { norm, width: self.hidden, eps: self.eps }
     }
 }
 
@@ -67,11 +72,11 @@ pub fn layer_forward_rows<B: Backend>(
     let ctx = attend(&qkv)?;
     drop(qkv);
     let z = backend.matmul(&ctx, rows, &params.attention_out)?;
-    let norm1 = ResidualNorm { norm: &params.attention_norm, width: shape.hidden, eps: shape.eps };
+    let norm1 = shape.residual_norm(&params.attention_norm);
     let h1 = backend.bias_residual_norm(&z, &params.attention_out.bias, x, rows, norm1)?;
     let act = backend.bias_gelu(&backend.matmul(&h1, rows, &params.ffn_in)?, rows, &params.ffn_in.bias)?;
     let z2 = backend.matmul(&act, rows, &params.ffn_out)?;
-    let norm2 = ResidualNorm { norm: &params.ffn_norm, width: shape.hidden, eps: shape.eps };
+    let norm2 = shape.residual_norm(&params.ffn_norm);
     backend.bias_residual_norm(&z2, &params.ffn_out.bias, &h1, rows, norm2)
 }
 
@@ -129,7 +134,7 @@ fn jvp_to_ffn_output<B: Backend>(
     let z = backend.matmul(&ctx, rows, &params.attention_out)?;
     let dz = backend.matmul(&dctx, trows, &params.attention_out)?;
     drop((ctx, dctx));
-    let norm1 = ResidualNorm { norm: &params.attention_norm, width: shape.hidden, eps: shape.eps };
+    let norm1 = shape.residual_norm(&params.attention_norm);
     let (h1, dh1) = backend.bias_residual_norm_jvp(&z, &params.attention_out.bias, x, &dz, dx, batch, norm1)?;
     drop((z, dz));
 
@@ -158,7 +163,7 @@ pub fn layer_jvp<B: Backend>(
     let z2 = backend.matmul(&act, rows, &params.ffn_out)?;
     let dz2 = backend.matmul(&dact, trows, &params.ffn_out)?;
     drop((act, dact));
-    let norm2 = ResidualNorm { norm: &params.ffn_norm, width: shape.hidden, eps: shape.eps };
+    let norm2 = shape.residual_norm(&params.ffn_norm);
     backend.bias_residual_norm_jvp(&z2, &params.ffn_out.bias, &h1, &dz2, &dh1, batch, norm2)
 }
 
@@ -175,6 +180,6 @@ pub fn last_layer_pooled_jvp<B: Backend>(
     scores: ScoreMods<'_, B::Tensor>,
 ) -> Result<B::Tensor> {
     let FfnInput { h1, dh1, act, dact } = jvp_to_ffn_output(backend, params, shape, x, dx, batch, scores)?;
-    let norm2 = ResidualNorm { norm: &params.ffn_norm, width: shape.hidden, eps: shape.eps };
+    let norm2 = shape.residual_norm(&params.ffn_norm);
     backend.pooled_linear_residual_norm_jvp(&act, &dact, &h1, &dh1, &params.ffn_out, batch, norm2)
 }

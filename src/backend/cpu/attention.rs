@@ -67,6 +67,16 @@ impl<'a> Part<'a> {
     }
 }
 
+/// One row of `Ṗ = P ⊙ (Ṡ − rowsum(P ⊙ Ṡ)) / √d` from the unscaled score tangents `ds`, the
+/// sum in f64.
+#[inline]
+fn probability_tangent(p_row: &[f32], ds: &[f32], scale: f64, dp: &mut [f32]) {
+    let mean: f64 = p_row.iter().zip(ds).map(|(&p, &s)| p as f64 * s as f64).sum();
+    for ((dp, &p), &s) in dp.iter_mut().zip(p_row).zip(ds) {
+        *dp = (p as f64 * (s as f64 - mean) * scale) as f32;
+    }
+}
+
 /// Turns raw scores `q·k` into probabilities in place: scale, add the bias row, drop masked
 /// keys (probability exactly 0), softmax in f64. A row with every key masked becomes all zero.
 fn softmax_row(row: &mut [f32], scale: f64, bias: Option<&[f32]>, mask: Option<&[f32]>, buf: &mut [f64]) {
@@ -148,49 +158,51 @@ pub fn attention_jvp(qkv: &[f32], probs: &[f32], dqkv: &[f32], batch: Batch, hea
     if dctx.is_empty() || t == 0 {
         return dctx;
     }
-    if t >= GEMM_TOKENS {
-        dctx.par_chunks_mut(t * w).enumerate().for_each(|(seq, out_seq)| {
-            let s = seq / batch.tangents;
-            let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
-            let dqkv_seq = &dqkv[seq * t * 3 * w..(seq + 1) * t * 3 * w];
-            let probs_seq = &probs[s * heads.count * t * t..(s + 1) * heads.count * t * t];
-            sequence_jvp_by_gemm(qkv_seq, probs_seq, dqkv_seq, out_seq, t, heads, scale);
-        });
-        return dctx;
-    }
     dctx.par_chunks_mut(t * w).enumerate().for_each(|(seq, out_seq)| {
         let s = seq / batch.tangents;
         let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
         let dqkv_seq = &dqkv[seq * t * 3 * w..(seq + 1) * t * 3 * w];
-        let (mut ds, mut dp) = (vec![0.0f32; t], vec![0.0f32; t]);
-        for h in 0..heads.count {
-            let [q, k, v] = [0, 1, 2].map(|part| Part::new(qkv_seq, part, h, heads));
-            let [dq, dk, dv] = [0, 1, 2].map(|part| Part::new(dqkv_seq, part, h, heads));
-            let p_head = &probs[(s * heads.count + h) * t * t..(s * heads.count + h + 1) * t * t];
-            for (i, p_row) in p_head.chunks_exact(t).enumerate() {
-                // Ṡ row i, unscaled: Q̇ᵢ Kᵀ + Qᵢ K̇ᵀ.
-                for (j, ds) in ds.iter_mut().enumerate() {
-                    *ds = dot(dq.row(i), k.row(j)) + dot(q.row(i), dk.row(j));
-                }
-                // Ṗ = P ⊙ (Ṡ − Σ_j P_j Ṡ_j), the sum in f64.
-                let mean: f64 = p_row.iter().zip(&ds).map(|(&p, &s)| p as f64 * s as f64).sum();
-                for ((dp, &p), &s) in dp.iter_mut().zip(p_row).zip(&ds) {
-                    *dp = (p as f64 * (s as f64 - mean) * scale) as f32;
-                }
-                // Ȯ row i = Ṗᵢ V + Pᵢ V̇.
-                let out = &mut out_seq[i * w + h * d..i * w + (h + 1) * d];
-                for j in 0..t {
-                    axpy(out, dp[j], v.row(j));
-                    axpy(out, p_row[j], dv.row(j));
-                }
-            }
-        }
+        let probs_seq = &probs[s * heads.count * t * t..(s + 1) * heads.count * t * t];
+        let sequence_jvp = if t >= GEMM_TOKENS { sequence_jvp_by_gemm } else { sequence_jvp_by_rows };
+        sequence_jvp(qkv_seq, probs_seq, dqkv_seq, out_seq, t, heads, scale);
     });
     dctx
 }
 
+/// The dense JVP of one tangent sequence, head by head and row by row:
+/// `Ṡ_i = Q̇ᵢ Kᵀ + Qᵢ K̇ᵀ`, then `Ṗ_i`, then `Ȯ_i = Ṗᵢ V + Pᵢ V̇`.
+fn sequence_jvp_by_rows(
+    qkv_seq: &[f32],
+    probs_seq: &[f32],
+    dqkv_seq: &[f32],
+    out_seq: &mut [f32],
+    t: usize,
+    heads: Heads,
+    scale: f64,
+) {
+    let (w, d) = (heads.width(), heads.dim);
+    let (mut ds, mut dp) = (vec![0.0f32; t], vec![0.0f32; t]);
+    for h in 0..heads.count {
+        let [q, k, v] = [0, 1, 2].map(|part| Part::new(qkv_seq, part, h, heads));
+        let [dq, dk, dv] = [0, 1, 2].map(|part| Part::new(dqkv_seq, part, h, heads));
+        let p_head = &probs_seq[h * t * t..(h + 1) * t * t];
+        for (i, p_row) in p_head.chunks_exact(t).enumerate() {
+            // Ṡ row i, unscaled.
+            for (j, ds) in ds.iter_mut().enumerate() {
+                *ds = dot(dq.row(i), k.row(j)) + dot(q.row(i), dk.row(j));
+            }
+            probability_tangent(p_row, &ds, scale, &mut dp);
+            let out = &mut out_seq[i * w + h * d..i * w + (h + 1) * d];
+            for j in 0..t {
+                axpy(out, dp[j], v.row(j));
+                axpy(out, p_row[j], dv.row(j));
+            }
+        }
+    }
+}
+
 /// From this many tokens on, the dense JVP runs its four per-head products as GEMMs; below it,
-/// the per-row loops above are faster (a GEMM call costs more than a 12×12×32 product).
+/// the per-row loops are faster (a GEMM call costs more than a 12×12×32 product).
 const GEMM_TOKENS: usize = 32;
 
 /// Head `h`'s `[T, d]` block of part `part` (0 = q, 1 = k, 2 = v) of a `[T, 3·width]`
@@ -224,10 +236,7 @@ fn sequence_jvp_by_gemm(
             matmul(ds.rb_mut(), Accum::Add, q, dk.transpose(), 1.0f32, Par::Seq);
         }
         for ((dp_row, ds_row), p_row) in dp.chunks_exact_mut(t).zip(ds.chunks_exact(t)).zip(p_head.chunks_exact(t)) {
-            let mean: f64 = p_row.iter().zip(ds_row).map(|(&p, &s)| p as f64 * s as f64).sum();
-            for ((dp, &p), &s) in dp_row.iter_mut().zip(p_row).zip(ds_row) {
-                *dp = (p as f64 * (s as f64 - mean) * scale) as f32;
-            }
+            probability_tangent(p_row, ds_row, scale, dp_row);
         }
         // (faer 0.24's `from_row_major_slice_with_stride_mut` lays the view out column-major,
         // so the row-major view is built as the transpose of a column-major one.)
@@ -294,10 +303,7 @@ pub fn attention_token_jvp(
                 *ds = dot(dq, k.row(j));
             }
             ds[i] += dot(q.row(i), dk);
-            let mean: f64 = p_row.iter().zip(&ds).map(|(&p, &s)| p as f64 * s as f64).sum();
-            for ((dp, &p), &s) in dp.iter_mut().zip(p_row).zip(&ds) {
-                *dp = (p as f64 * (s as f64 - mean) * scale) as f32;
-            }
+            probability_tangent(p_row, &ds, scale, &mut dp);
             let out = &mut out_seq[i * w..][head_cols];
             for (j, &dp) in dp.iter().enumerate() {
                 axpy(out, dp, v.row(j));
