@@ -39,9 +39,10 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct ModelArg {
-    /// sentence-transformers model folder [default: all-MiniLM-L6-v2 in the model cache,
-    /// fetched by scripts/fetch_model.sh; cache at $SIMATTR_CACHE or ~/.cache/simattr]
-    #[arg(long, value_name = "DIR")]
+    /// sentence-transformers model folder, or the name of a model in the cache
+    /// (all-MiniLM-L6-v2, all-mpnet-base-v2: fetch with `scripts/fetch_model.sh NAME`; cache at
+    /// $SIMATTR_CACHE or ~/.cache/simattr) [default: all-MiniLM-L6-v2]
+    #[arg(long, value_name = "DIR|NAME")]
     model: Option<PathBuf>,
 }
 
@@ -106,19 +107,7 @@ fn main() -> ExitCode {
 }
 
 fn load_model(arg: &ModelArg) -> anyhow::Result<SentenceModel> {
-    let dir = match &arg.model {
-        Some(dir) => dir.clone(),
-        None => {
-            let dir = cache::model_dir(cache::DEFAULT_MODEL);
-            if !dir.is_dir() {
-                anyhow::bail!(
-                    "the default model is not in the cache ({}).\nFetch it with `scripts/fetch_model.sh`, or pass --model DIR.",
-                    dir.display()
-                );
-            }
-            dir
-        }
-    };
+    let dir = cache::resolve_model(arg.model.as_deref()).map_err(anyhow::Error::msg)?;
     Ok(SentenceModel::load(&dir)?)
 }
 

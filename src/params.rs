@@ -90,6 +90,9 @@ pub struct LayerParams<T> {
 pub struct EncoderParams<T> {
     pub embeddings: EmbeddingParams<T>,
     pub layers: Vec<LayerParams<T>>,
+    /// MPNet's relative position bias table `[buckets, heads]`. It stays on the host: the
+    /// `[heads, T, T]` score bias made from it for each length is what a backend receives.
+    pub relative_attention_bias: Option<HostTensor>,
 }
 
 /// Converts one tensor, told what it is for.
@@ -145,6 +148,10 @@ impl EncoderParams<HostTensor> {
         let token_type = e.token_type.as_ref().map(&mut table).transpose()?;
         let norm = e.norm.try_map(width, &mut f)?;
         let layers = self.layers.iter().map(|l| l.try_map(&mut f)).collect::<Result<_, E>>()?;
-        Ok(EncoderParams { embeddings: EmbeddingParams { word, position, token_type, norm }, layers })
+        Ok(EncoderParams {
+            embeddings: EmbeddingParams { word, position, token_type, norm },
+            layers,
+            relative_attention_bias: self.relative_attention_bias.clone(),
+        })
     }
 }

@@ -131,11 +131,35 @@ fn unknown_architecture_is_named() {
 #[test]
 fn unsupported_pooling_is_named() {
     let dir = copy_model(&tiny_model_dir());
-    edit_json(&dir.path().join("1_Pooling/config.json"), |c| {
+    let config = dir.path().join("1_Pooling/config.json");
+    edit_json(&config, |c| {
         c["pooling_mode_mean_tokens"] = false.into();
-        c["pooling_mode_cls_token"] = true.into();
+        c["pooling_mode_lasttoken"] = true.into();
     });
-    assert_mentions(&explain_with(dir.path(), &[]), &["pooling", "cls", "mean"]);
+    assert_mentions(&explain_with(dir.path(), &[]), &["pooling", "lasttoken", "mean, cls, max"]);
+    // sentence-transformers concatenates several modes; simattr attributes one vector per mode.
+    edit_json(&config, |c| {
+        c["pooling_mode_lasttoken"] = false.into();
+        c["pooling_mode_cls_token"] = true.into();
+        c["pooling_mode_max_tokens"] = true.into();
+    });
+    assert_mentions(&explain_with(dir.path(), &[]), &["pooling", "cls + max", "exactly one"]);
+    edit_json(&config, |c| {
+        c["pooling_mode_cls_token"] = false.into();
+        c["pooling_mode_max_tokens"] = false.into();
+    });
+    assert_mentions(&explain_with(dir.path(), &[]), &["pooling", "no pooling mode"]);
+}
+
+#[test]
+fn unsupported_modules_are_named() {
+    let dir = copy_model(&tiny_model_dir());
+    edit_json(&dir.path().join("modules.json"), |m| {
+        let dense =
+            serde_json::json!({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"});
+        m.as_array_mut().unwrap().push(dense);
+    });
+    assert_mentions(&explain_with(dir.path(), &[]), &["modules.json", "sentence_transformers.models.Dense"]);
 }
 
 #[test]
@@ -178,7 +202,40 @@ fn missing_default_model_says_how_to_fetch_it() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_mentions(&stderr, &["fetch_model.sh", "--model"]);
+    assert_mentions(&stderr, &["scripts/fetch_model.sh all-MiniLM-L6-v2", "--model"]);
+}
+
+/// `--model NAME` resolves through the cache: a known model that is missing names the command
+/// that fetches it; an unknown name lists the known ones; a model placed in the cache runs by
+/// its name.
+#[test]
+fn model_names_resolve_through_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_simattr")).args(args).env("SIMATTR_CACHE", cache.path()).output().unwrap()
+    };
+    let out = run(&["embed", "--model", "all-mpnet-base-v2", "a man"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_mentions(
+        &String::from_utf8_lossy(&out.stderr),
+        &["all-mpnet-base-v2", "scripts/fetch_model.sh all-mpnet-base-v2"],
+    );
+    let out = run(&["embed", "--model", "no-such-model", "a man"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_mentions(&String::from_utf8_lossy(&out.stderr), &["no-such-model", "all-MiniLM-L6-v2", "all-mpnet-base-v2"]);
+    let out = run(&["embed", "--model", "missing/folder", "a man"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_mentions(&String::from_utf8_lossy(&out.stderr), &["missing/folder", "no such folder"]);
+
+    // The tiny model placed in the cache under a name embeds exactly as it does from its folder.
+    let named = cache.path().join("models").join("tiny");
+    std::fs::create_dir_all(named.parent().unwrap()).unwrap();
+    let copy = copy_model(&tiny_model_dir());
+    std::fs::rename(copy.path(), &named).unwrap();
+    let by_name = run(&["embed", "--model", "tiny", "a man"]);
+    assert!(by_name.status.success(), "{}", String::from_utf8_lossy(&by_name.stderr));
+    let by_folder = run(&["embed", "--model", tiny_model_dir().to_str().unwrap(), "a man"]);
+    assert_eq!(by_name.stdout, by_folder.stdout);
 }
 
 #[test]

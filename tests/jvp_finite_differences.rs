@@ -1,12 +1,13 @@
 //! Forward-mode derivatives against central finite differences, in f64: each op's JVP, then
-//! the whole layer stack above a split point on the tiny model.
+//! the whole layer stack above a split point on every tiny fixture.
 
 mod common;
 
-use common::{max_abs, max_abs_diff, tiny_model_dir, Rng};
+use common::{fixture_dir, max_abs, max_abs_diff, Rng, TINY_FIXTURES};
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{Backend, Batch, Heads, ResidualNorm, ScoreMods};
 use simattr::model::SentenceModel;
+use simattr::net::pooling::pool_jvp;
 use simattr::net::Encoder;
 use simattr::params::Norm;
 
@@ -130,24 +131,45 @@ fn block_op_jvps_match_finite_differences() {
 }
 
 #[test]
+fn max_pool_jvp_matches_finite_differences() {
+    let b = F64::new();
+    let mut rng = Rng::new(5);
+    let (batch, width) = (Batch { steps: 2, tangents: 3, tokens: 6 }, 9);
+    let x = rng.vec(batch.primal_rows() * width);
+    let dx = rng.vec(batch.tangent_rows() * width);
+    let jvp = b.max_pool_jvp(&x, &dx, batch, width).unwrap();
+    for k in 0..batch.tangents {
+        let f = |x: &[f64]| b.max_pool(&x.to_vec(), batch.steps, batch.tokens, width).unwrap();
+        let fd = central_difference(f, &x, &tangent(batch, width, &dx, k), 1e-7);
+        let got: Vec<f64> =
+            (0..batch.steps).flat_map(|s| jvp[(s * batch.tangents + k) * width..][..width].to_vec()).collect();
+        assert_close("max_pool", &got, &fd, 1e-7);
+    }
+}
+
+/// The whole stack above every split point, pooled as the fixture's model pools, for every
+/// architecture and pooling mode.
+#[test]
 fn encoder_stack_jvp_matches_finite_differences() {
-    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
-    let backend = F64::new();
-    let encoder = Encoder::new(&backend, &model).unwrap();
-    let ids = model.tokenizer.encode("the cat sat on the mat").unwrap().ids;
-    let (t, h) = (ids.len(), encoder.hidden());
-    let mut rng = Rng::new(4);
-    for layer in 0..encoder.num_layers() {
-        let states = backend.download(&encoder.states_at(&ids, 1, layer).unwrap()).unwrap();
-        let direction = rng.vec(t * h);
-        let batch = Batch { steps: 1, tangents: 1, tokens: t };
-        let (_, d_out) = encoder.jvp_layers(&states, &direction, layer, batch, &|| ()).unwrap();
-        let jvp = backend.mean_pool(&d_out, 1, t, h).unwrap();
-        let pooled_end = |x: &[f64]| {
-            let out = encoder.forward_layers(x.to_vec(), layer, encoder.num_layers(), 1, t).unwrap();
-            backend.mean_pool(&out, 1, t, h).unwrap()
-        };
-        let fd = central_difference(pooled_end, &states, &direction, 1e-5);
-        assert_close(&format!("encoder from layer {layer}"), &jvp, &fd, 1e-6);
+    for fixture in TINY_FIXTURES {
+        let model = SentenceModel::load(&fixture_dir(fixture)).unwrap();
+        let backend = F64::new();
+        let encoder = Encoder::new(&backend, &model).unwrap();
+        let ids = model.tokenizer.encode("the cat sat on the mat").unwrap().ids;
+        let (t, h) = (ids.len(), encoder.hidden());
+        let mut rng = Rng::new(4);
+        for layer in 0..encoder.num_layers() {
+            let states = backend.download(&encoder.states_at(&ids, 1, layer).unwrap()).unwrap();
+            let direction = rng.vec(t * h);
+            let batch = Batch { steps: 1, tangents: 1, tokens: t };
+            let (out, d_out) = encoder.jvp_layers(&states, &direction, layer, batch, &|| ()).unwrap();
+            let jvp = pool_jvp(&backend, encoder.pooling, &out, &d_out, batch, h).unwrap();
+            let pooled_end = |x: &[f64]| {
+                let out = encoder.forward_layers(x.to_vec(), layer, encoder.num_layers(), 1, t).unwrap();
+                encoder.pool(&out, 1, t).unwrap()
+            };
+            let fd = central_difference(pooled_end, &states, &direction, 1e-5);
+            assert_close(&format!("{fixture}: encoder from layer {layer}"), &jvp, &fd, 1e-6);
+        }
     }
 }

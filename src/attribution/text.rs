@@ -140,7 +140,7 @@ pub fn attribute_text<B: Backend>(
     let delta = b.sub(&input_states, &reference_states)?;
     let pooled_end = |states| -> Result<Vec<f64>> {
         let out = encoder.forward_layers(states, layer, encoder.num_layers(), 1, t)?;
-        b.download(&b.mean_pool(&out, 1, t, h)?)
+        b.download(&encoder.pool(&out, 1, t)?)
     };
     let embedding = pooled_end(input_states)?;
 
@@ -157,7 +157,7 @@ pub fn attribute_text<B: Backend>(
             let count = directions.len();
             let batch = Batch { steps: nodes.len(), tangents: count, tokens: t };
             let after_layer = || progress.advance((nodes.len() * count) as u64);
-            // Mean pooling is linear: the pooled tangent of direction i is column i of ∂e·Δ.
+            // The pooled tangent of direction i is column i of ∂e·Δ.
             let pooled = encoder.pooled_token_jvp(&primals, &delta, directions, layer, batch, &after_layer)?;
             // Already pooled: one "token" per tangent sequence.
             let pooled_batch = Batch { tokens: 1, ..batch };

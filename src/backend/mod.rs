@@ -234,6 +234,12 @@ pub trait Backend: Sync {
 
     /// Mean over tokens: `[seqs, tokens, width]` → `[seqs, width]` (linear, so it is its own JVP).
     fn mean_pool(&self, x: &Self::Tensor, seqs: usize, tokens: usize, width: usize) -> Result<Self::Tensor>;
+    /// Max over tokens per feature: `[seqs, tokens, width]` → `[seqs, width]`.
+    fn max_pool(&self, x: &Self::Tensor, seqs: usize, tokens: usize, width: usize) -> Result<Self::Tensor>;
+    /// The JVP of `max_pool` at the primal `x` (`[steps, tokens, width]`): each feature of each
+    /// tangent sequence takes its tangent at the token where that step's primal is largest
+    /// (the first such token on a tie, one-sided as PyTorch's), `[steps · tangents, width]`.
+    fn max_pool_jvp(&self, x: &Self::Tensor, dx: &Self::Tensor, batch: Batch, width: usize) -> Result<Self::Tensor>;
     /// The weighted pool-and-accumulate that keeps `P` on the device: for every step `k` and
     /// tangent `m` of `d_states` (`[steps, tangents, tokens, width]`),
     /// `projection[first_direction + m] += weights[k] · mean_t d_states[k, m, t]`.

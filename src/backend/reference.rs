@@ -423,6 +423,33 @@ impl<S: Scalar> Backend for CpuReference<S> {
         Ok(out)
     }
 
+    fn max_pool(&self, x: &Vec<S>, seqs: usize, tokens: usize, width: usize) -> Result<Vec<S>> {
+        check_len("max_pool input", x.len(), seqs * tokens * width);
+        let mut out = vec![S::default(); seqs * width];
+        for s in 0..seqs {
+            for c in 0..width {
+                let arg = arg_max((0..tokens).map(|t| x[(s * tokens + t) * width + c].get()));
+                out[s * width + c] = x[(s * tokens + arg) * width + c];
+            }
+        }
+        Ok(out)
+    }
+
+    fn max_pool_jvp(&self, x: &Vec<S>, dx: &Vec<S>, batch: Batch, width: usize) -> Result<Vec<S>> {
+        let t = batch.tokens;
+        check_len("max_pool_jvp primal", x.len(), batch.primal_rows() * width);
+        check_len("max_pool_jvp tangents", dx.len(), batch.tangent_rows() * width);
+        let mut out = vec![S::default(); batch.tangent_seqs() * width];
+        for seq in 0..batch.tangent_seqs() {
+            let step = seq / batch.tangents;
+            for c in 0..width {
+                let arg = arg_max((0..t).map(|i| x[(step * t + i) * width + c].get()));
+                out[seq * width + c] = dx[(seq * t + arg) * width + c];
+            }
+        }
+        Ok(out)
+    }
+
     fn pool_accumulate(
         &self,
         projection: &mut Vec<S>,
@@ -452,4 +479,15 @@ impl<S: Scalar> Backend for CpuReference<S> {
         }
         Ok(())
     }
+}
+
+/// Index of the first largest value (0 for an empty or all-NaN sequence).
+fn arg_max(values: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
 }

@@ -3,10 +3,48 @@
 //! layer, mean pooling, the attribution) is shared, so a new family joins here and in the
 //! weight loader only.
 
-/// A supported encoder family. MPNet and RoBERTa join later (roadmap item 5).
+/// A supported encoder family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
+    /// BERT (all-MiniLM-L6-v2, the bge family).
     Bert,
+    /// MPNet (all-mpnet-base-v2, the papers' model): no token types, positions after padding,
+    /// and a relative position bias on the attention scores.
+    Mpnet,
+    /// RoBERTa (all-distilroberta-v1): BERT's layer, positions after padding, one token type.
+    Roberta,
+    /// XLM-RoBERTa (multilingual-e5, paraphrase-multilingual-mpnet-base-v2, bge-m3): the RoBERTa
+    /// network with a SentencePiece tokenizer, which `tokenizer.json` carries.
+    XlmRoberta,
+}
+
+/// MPNet's relative position bias (T5-style buckets), as `transformers` computes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelativeBuckets {
+    pub buckets: usize,
+    pub max_distance: usize,
+}
+
+impl RelativeBuckets {
+    /// The bucket of `key − query`. Half the buckets are for keys after the query; within a
+    /// half, the first quarter of distances is exact and the rest grows logarithmically up to
+    /// `max_distance`, beyond which all share the last bucket. The logarithm is taken in f32,
+    /// as PyTorch does it, so that the rounding down lands where it lands there.
+    pub fn bucket(self, relative_position: i64) -> usize {
+        let half = (self.buckets / 2) as i64;
+        let n = -relative_position;
+        let offset = if n < 0 { half } else { 0 };
+        let n = n.abs();
+        let max_exact = half / 2;
+        let within = if n < max_exact {
+            n
+        } else {
+            let scale = ((self.max_distance as f64) / (max_exact as f64)).ln() as f32;
+            let large = (n as f32 / max_exact as f32).ln() / scale * (half - max_exact) as f32;
+            (max_exact + large as i64).min(half - 1)
+        };
+        (offset + within) as usize
+    }
 }
 
 /// How position ids follow from the token ids.
@@ -21,6 +59,14 @@ pub enum PositionIds {
 }
 
 impl PositionIds {
+    /// The most tokens a sequence may have when the position table has `table_rows` rows.
+    pub fn max_tokens(self, table_rows: usize) -> usize {
+        match self {
+            PositionIds::FromZero => table_rows,
+            PositionIds::AfterPadding { pad_id } => table_rows.saturating_sub(pad_id as usize + 1),
+        }
+    }
+
     pub fn for_ids(self, ids: &[u32]) -> Vec<u32> {
         match self {
             PositionIds::FromZero => (0..ids.len() as u32).collect(),
@@ -62,32 +108,67 @@ pub struct EmbeddingTensorNames {
 }
 
 impl Architecture {
+    const ALL: [Architecture; 4] =
+        [Architecture::Bert, Architecture::Mpnet, Architecture::Roberta, Architecture::XlmRoberta];
+
+    /// The family `config.json` names: its `model_type`, else the class in `architectures`.
     pub fn detect(model_type: Option<&str>, architectures: &[String]) -> Result<Self, String> {
+        let supported = Self::ALL.map(Self::name).join(", ");
         match model_type {
-            Some("bert") => Ok(Architecture::Bert),
-            Some(other) => Err(format!("model_type `{other}` (supported: bert)")),
-            None if architectures.iter().any(|a| a.starts_with("Bert")) => Ok(Architecture::Bert),
-            None => Err(format!(
-                "config.json has no model_type and architectures {architectures:?} name no supported family (bert)"
-            )),
+            Some(name) => Self::ALL
+                .into_iter()
+                .find(|a| a.name() == name)
+                .ok_or_else(|| format!("model_type `{name}` (supported: {supported})")),
+            None => Self::ALL
+                .into_iter()
+                // Longest class prefix first: `XLMRobertaModel` must not read as RoBERTa.
+                .rev()
+                .find(|a| architectures.iter().any(|c| c.starts_with(a.class_prefix())))
+                .ok_or_else(|| {
+                    format!(
+                        "config.json has no model_type and architectures {architectures:?} name no supported family ({supported})"
+                    )
+                }),
         }
     }
 
+    /// `model_type` as `transformers` spells it.
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Bert => "bert",
+            Architecture::Mpnet => "mpnet",
+            Architecture::Roberta => "roberta",
+            Architecture::XlmRoberta => "xlm-roberta",
         }
     }
 
-    pub fn position_ids(self, _pad_id: u32) -> PositionIds {
+    fn class_prefix(self) -> &'static str {
+        match self {
+            Architecture::Bert => "Bert",
+            Architecture::Mpnet => "MPNet",
+            Architecture::Roberta => "Roberta",
+            Architecture::XlmRoberta => "XLMRoberta",
+        }
+    }
+
+    pub fn position_ids(self, pad_id: u32) -> PositionIds {
         match self {
             Architecture::Bert => PositionIds::FromZero,
+            Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => {
+                PositionIds::AfterPadding { pad_id }
+            }
         }
     }
 
     pub fn uses_token_types(self) -> bool {
+        !matches!(self, Architecture::Mpnet)
+    }
+
+    /// MPNet's relative position bias; `transformers` fixes its maximum distance at 128.
+    pub fn relative_buckets(self, buckets: usize) -> Option<RelativeBuckets> {
         match self {
-            Architecture::Bert => true,
+            Architecture::Mpnet => Some(RelativeBuckets { buckets, max_distance: 128 }),
+            _ => None,
         }
     }
 
@@ -95,23 +176,41 @@ impl Architecture {
     pub fn name_prefixes(self) -> &'static [&'static str] {
         match self {
             Architecture::Bert => &["bert.", "model."],
+            Architecture::Mpnet => &["mpnet.", "model."],
+            Architecture::Roberta | Architecture::XlmRoberta => &["roberta.", "model."],
         }
     }
 
     pub fn embedding_names(self) -> EmbeddingTensorNames {
-        match self {
-            Architecture::Bert => EmbeddingTensorNames {
-                word: "embeddings.word_embeddings".into(),
-                position: "embeddings.position_embeddings".into(),
-                token_type: Some("embeddings.token_type_embeddings".into()),
-                norm: "embeddings.LayerNorm".into(),
-            },
+        EmbeddingTensorNames {
+            word: "embeddings.word_embeddings".into(),
+            position: "embeddings.position_embeddings".into(),
+            token_type: self.uses_token_types().then(|| "embeddings.token_type_embeddings".into()),
+            norm: "embeddings.LayerNorm".into(),
         }
+    }
+
+    /// The relative position bias table, `[buckets, heads]`, where the family has one.
+    pub fn relative_bias_name(self) -> Option<&'static str> {
+        self.relative_buckets(0).map(|_| "encoder.relative_attention_bias")
     }
 
     pub fn layer_names(self, layer: usize) -> LayerTensorNames {
         match self {
-            Architecture::Bert => {
+            Architecture::Mpnet => {
+                let p = format!("encoder.layer.{layer}");
+                LayerTensorNames {
+                    query: format!("{p}.attention.attn.q"),
+                    key: format!("{p}.attention.attn.k"),
+                    value: format!("{p}.attention.attn.v"),
+                    attention_out: format!("{p}.attention.attn.o"),
+                    attention_norm: format!("{p}.attention.LayerNorm"),
+                    ffn_in: format!("{p}.intermediate.dense"),
+                    ffn_out: format!("{p}.output.dense"),
+                    ffn_norm: format!("{p}.output.LayerNorm"),
+                }
+            }
+            Architecture::Bert | Architecture::Roberta | Architecture::XlmRoberta => {
                 let p = format!("encoder.layer.{layer}");
                 LayerTensorNames {
                     query: format!("{p}.attention.self.query"),
@@ -147,5 +246,24 @@ mod tests {
         let err = Architecture::detect(Some("gpt2"), &[]).unwrap_err();
         assert!(err.contains("gpt2"), "{err}");
         assert_eq!(Architecture::detect(None, &["BertModel".into()]), Ok(Architecture::Bert));
+        assert_eq!(Architecture::detect(None, &["XLMRobertaModel".into()]), Ok(Architecture::XlmRoberta));
+        assert_eq!(Architecture::detect(None, &["RobertaForMaskedLM".into()]), Ok(Architecture::Roberta));
+        assert_eq!(Architecture::detect(Some("xlm-roberta"), &[]), Ok(Architecture::XlmRoberta));
+        assert_eq!(Architecture::detect(Some("mpnet"), &[]), Ok(Architecture::Mpnet));
+    }
+
+    #[test]
+    fn relative_buckets_at_their_edges() {
+        // Worked by hand from transformers' MPNet `relative_position_bucket` (32 buckets, max
+        // distance 128): keys before the query fill 0..16, keys after it 16..32; distances
+        // below 8 are exact, 16/32/64 start buckets 10/12/14, and 128 on share the last.
+        let b = RelativeBuckets { buckets: 32, max_distance: 128 };
+        let cases = [(0, 0), (-1, 1), (-7, 7), (-8, 8), (-15, 9), (-16, 10), (-32, 12), (-64, 14), (-127, 15)];
+        for (relative, bucket) in cases {
+            assert_eq!(b.bucket(relative), bucket, "key − query = {relative}");
+            assert_eq!(b.bucket(-relative), if relative == 0 { 0 } else { bucket + 16 }, "key − query = {}", -relative);
+        }
+        assert_eq!(b.bucket(-1000), 15);
+        assert_eq!(b.bucket(1000), 31);
     }
 }

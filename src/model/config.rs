@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::arch::Architecture;
+use super::arch::{Architecture, PositionIds, RelativeBuckets};
 use crate::error::{Error, Result};
 
 /// The encoder's hyper-parameters, checked for consistency when read.
@@ -20,11 +20,23 @@ pub struct EncoderConfig {
     pub type_vocab_size: usize,
     pub layer_norm_eps: f64,
     pub pad_token_id: u32,
+    /// MPNet's relative position bias on the attention scores.
+    pub relative_buckets: Option<RelativeBuckets>,
 }
 
 impl EncoderConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_heads
+    }
+
+    pub fn position_ids(&self) -> PositionIds {
+        self.architecture.position_ids(self.pad_token_id)
+    }
+
+    /// The longest sequence the position table covers (512 for RoBERTa's and MPNet's 514 rows,
+    /// whose first two positions are never used by real tokens).
+    pub fn max_tokens(&self) -> usize {
+        self.position_ids().max_tokens(self.max_position_embeddings)
     }
 }
 
@@ -46,6 +58,7 @@ struct RawConfig {
     pad_token_id: u32,
     hidden_act: Option<String>,
     position_embedding_type: Option<String>,
+    relative_attention_num_buckets: Option<usize>,
 }
 
 pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
@@ -94,6 +107,19 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
     if raw.pad_token_id as usize >= raw.vocab_size {
         return Err(bad(format!("pad_token_id {} ≥ vocab_size {}", raw.pad_token_id, raw.vocab_size)));
     }
+    let relative_buckets = architecture.relative_buckets(raw.relative_attention_num_buckets.unwrap_or(32));
+    if let Some(buckets) = relative_buckets {
+        // Half the buckets per direction, half of those exact: fewer than 4 leaves no room.
+        if buckets.buckets < 4 || !buckets.buckets.is_multiple_of(2) {
+            return Err(bad(format!("`relative_attention_num_buckets` {} is not an even number ≥ 4", buckets.buckets)));
+        }
+    }
+    if architecture.position_ids(raw.pad_token_id).max_tokens(raw.max_position_embeddings) < 2 {
+        return Err(bad(format!(
+            "max_position_embeddings {} leaves no room for two tokens after the padding offset",
+            raw.max_position_embeddings
+        )));
+    }
     Ok(EncoderConfig {
         architecture,
         vocab_size: raw.vocab_size,
@@ -105,5 +131,6 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
         type_vocab_size: raw.type_vocab_size,
         layer_norm_eps,
         pad_token_id: raw.pad_token_id,
+        relative_buckets,
     })
 }

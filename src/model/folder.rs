@@ -12,10 +12,25 @@ use super::weights::load_encoder_params;
 use crate::error::{Error, Result};
 use crate::params::{EncoderParams, HostTensor};
 
-/// How token states become one sentence vector.
+/// How token states become one sentence vector (`1_Pooling/config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pooling {
+    /// The mean over tokens (most models).
     Mean,
+    /// The first token's state (the bge family).
+    Cls,
+    /// The largest value over tokens, per feature.
+    Max,
+}
+
+impl Pooling {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+            Pooling::Max => "max",
+        }
+    }
 }
 
 /// A loaded sentence-transformers model, weights on the host.
@@ -94,8 +109,7 @@ impl SentenceModel {
         let config = read_encoder_config(&require(&encoder_dir, "config.json")?)?;
         let sbert_path = require(&encoder_dir, "sentence_bert_config.json")?;
         let sbert: SentenceBertConfig = read_json(&sbert_path, "sentence_bert_config.json")?;
-        let max_seq_length =
-            sbert.max_seq_length.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings);
+        let max_seq_length = sbert.max_seq_length.unwrap_or(config.max_tokens()).min(config.max_tokens());
         if max_seq_length < 2 {
             return Err(Error::BadConfig { path: sbert_path, message: format!("max_seq_length {max_seq_length} < 2") });
         }
@@ -124,12 +138,17 @@ fn read_pooling(path: &Path) -> Result<Pooling> {
         ("lasttoken", raw.pooling_mode_lasttoken),
     ];
     let active: Vec<&str> = modes.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
+    let unsupported = |message: String| Error::Unsupported { path: path.to_path_buf(), message };
     match active.as_slice() {
         ["mean"] => Ok(Pooling::Mean),
-        _ => Err(Error::Unsupported {
-            path: path.to_path_buf(),
-            message: format!("pooling mode {active:?} (only mean pooling is supported)"),
-        }),
+        ["cls"] => Ok(Pooling::Cls),
+        ["max"] => Ok(Pooling::Max),
+        [] => Err(unsupported("no pooling mode is switched on".into())),
+        [one] => Err(unsupported(format!("pooling mode `{one}` (supported: mean, cls, max)"))),
+        several => Err(unsupported(format!(
+            "pooling modes {} together (a concatenation; supported: exactly one of mean, cls, max)",
+            several.join(" + ")
+        ))),
     }
 }
 

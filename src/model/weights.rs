@@ -48,7 +48,13 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
             })
         })
         .collect::<Result<_>>()?;
-    Ok(EncoderParams { embeddings, layers })
+    let relative_attention_bias = match (config.architecture.relative_bias_name(), config.relative_buckets) {
+        (Some(name), Some(buckets)) => {
+            Some(reader.get(&format!("{name}.weight"), &[buckets.buckets, config.num_heads])?)
+        }
+        _ => None,
+    };
+    Ok(EncoderParams { embeddings, layers, relative_attention_bias })
 }
 
 /// One layer computing all of `parts` at once: weights stacked along the output dimension,

@@ -1,21 +1,27 @@
 //! The whole encoder on one backend: embeddings, the layer stack split at any layer, and
-//! mean pooling. Knows the architecture only through `Architecture` (position ids, token
-//! types); everything else is the shared post-LN layer.
+//! pooling. Knows the architecture only through its configuration (position ids, token
+//! types, MPNet's relative position bias); everything else is the shared post-LN layer.
 
 use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::backend::{Backend, Batch, Heads, Role, ScoreMods};
 use crate::error::{Error, Result};
-use crate::model::{EncoderConfig, PositionIds, SentenceModel};
+use crate::model::{EncoderConfig, Pooling, PositionIds, SentenceModel};
 use crate::net::flops::{attribution_flops, AttributionFlops};
 use crate::net::layer::{last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_jvp, LayerShape, TangentsIn};
+use crate::net::pooling::{pool, pool_host, pool_jvp};
 use crate::params::EncoderParams;
 
 pub struct Encoder<'b, B: Backend> {
     pub backend: &'b B,
     pub config: EncoderConfig,
+    pub pooling: Pooling,
     params: EncoderParams<B::Tensor>,
     positions: PositionIds,
+    /// The score bias of the last sequence length asked for (MPNet's relative position bias
+    /// is one `[heads, T, T]` table per length, shared by every layer and sequence).
+    score_bias: Mutex<Option<(usize, Arc<B::Tensor>)>>,
 }
 
 impl<'b, B: Backend> Encoder<'b, B> {
@@ -23,8 +29,39 @@ impl<'b, B: Backend> Encoder<'b, B> {
     pub fn new(backend: &'b B, model: &SentenceModel) -> Result<Self> {
         let params = model.params.try_map(|t, role| backend.upload(&t.data, role))?;
         let config = model.config.clone();
-        let positions = config.architecture.position_ids(config.pad_token_id);
-        Ok(Encoder { backend, config, params, positions })
+        let positions = config.position_ids();
+        Ok(Encoder { backend, config, pooling: model.pooling, params, positions, score_bias: Mutex::new(None) })
+    }
+
+    /// What attention adds to the scores of sequences of `tokens` tokens: MPNet's relative
+    /// position bias `bias[h, i, j] = table[bucket(j − i), h]`, made once per length; `None`
+    /// for the other families.
+    pub fn score_bias(&self, tokens: usize) -> Result<Option<Arc<B::Tensor>>> {
+        let (Some(buckets), Some(table)) = (self.config.relative_buckets, &self.params.relative_attention_bias) else {
+            return Ok(None);
+        };
+        let mut cached = self.score_bias.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, bias)) = cached.as_ref().filter(|(len, _)| *len == tokens) {
+            return Ok(Some(bias.clone()));
+        }
+        let heads = self.config.num_heads;
+        let mut bias = vec![0.0f32; heads * tokens * tokens];
+        for i in 0..tokens {
+            for j in 0..tokens {
+                let row = &table.data[buckets.bucket(j as i64 - i as i64) * heads..][..heads];
+                for (h, &value) in row.iter().enumerate() {
+                    bias[(h * tokens + i) * tokens + j] = value;
+                }
+            }
+        }
+        let bias = Arc::new(self.backend.upload(&bias, Role::ScoreBias { heads, tokens })?);
+        *cached = Some((tokens, bias.clone()));
+        Ok(Some(bias))
+    }
+
+    /// Pools `[seqs, tokens, hidden]` token states into `[seqs, hidden]` sentence vectors.
+    pub fn pool(&self, states: &B::Tensor, seqs: usize, tokens: usize) -> Result<B::Tensor> {
+        pool(self.backend, self.pooling, states, seqs, tokens, self.hidden())
     }
 
     pub fn hidden(&self) -> usize {
@@ -68,11 +105,17 @@ impl<'b, B: Backend> Encoder<'b, B> {
 
     /// Fails unless a sequence of `tokens` tokens has a position embedding for every token.
     fn check_tokens(&self, tokens: usize) -> Result<()> {
-        let limit = self.config.max_position_embeddings;
+        let limit = self.config.max_tokens();
         if tokens <= limit {
             return Ok(());
         }
-        Err(Error::argument("text", format!("{tokens} tokens exceed max_position_embeddings {limit}")))
+        Err(Error::argument(
+            "text",
+            format!(
+                "{tokens} tokens exceed the {limit} that max_position_embeddings {} allows",
+                self.config.max_position_embeddings
+            ),
+        ))
     }
 
     /// Embedding output (after its LayerNorm) of token rows with the given position ids.
@@ -96,9 +139,11 @@ impl<'b, B: Backend> Encoder<'b, B> {
         seqs: usize,
         tokens: usize,
     ) -> Result<B::Tensor> {
+        let bias = self.score_bias(tokens)?;
+        let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
         let mut x = x;
         for params in &self.params.layers[from..to] {
-            x = layer_forward(self.backend, params, self.shape(), &x, seqs, tokens, ScoreMods::none())?;
+            x = layer_forward(self.backend, params, self.shape(), &x, seqs, tokens, scores)?;
         }
         Ok(x)
     }
@@ -124,13 +169,13 @@ impl<'b, B: Backend> Encoder<'b, B> {
         after_layer: &dyn Fn(),
     ) -> Result<(B::Tensor, B::Tensor)> {
         self.check_layer(from)?;
+        let bias = self.score_bias(batch.tokens)?;
+        let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
         let (first, rest) = (&self.params.layers[from], &self.params.layers[from + 1..]);
-        let (mut x, mut dx) =
-            layer_jvp(self.backend, first, self.shape(), x, TangentsIn::Dense(dx), batch, ScoreMods::none())?;
+        let (mut x, mut dx) = layer_jvp(self.backend, first, self.shape(), x, TangentsIn::Dense(dx), batch, scores)?;
         after_layer();
         for params in rest {
-            (x, dx) =
-                layer_jvp(self.backend, params, self.shape(), &x, TangentsIn::Dense(&dx), batch, ScoreMods::none())?;
+            (x, dx) = layer_jvp(self.backend, params, self.shape(), &x, TangentsIn::Dense(&dx), batch, scores)?;
             after_layer();
         }
         Ok((x, dx))
@@ -138,10 +183,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
 
     /// The attribution pass: runs layers `from..` on the primals `x` (`[steps, tokens, hidden]`)
     /// with the token-direction tangents `directions` of `delta` (`[tokens, hidden]`), and
-    /// returns the mean-pooled output tangents, `[steps, directions, hidden]`. Equal to
-    /// `jvp_layers` on `token_tangents(delta, …)` followed by mean pooling, but exploiting what
-    /// a generic autodiff cannot see: the first layer's tangents are `T` distinct rows, and the
-    /// last layer only needs their token mean.
+    /// returns the pooled output tangents, `[steps, directions, hidden]`. Equal to
+    /// `jvp_layers` on `token_tangents(delta, …)` followed by pooling, but exploiting what
+    /// a generic autodiff cannot see: the first layer's tangents are `T` distinct rows, and,
+    /// under mean pooling, the last layer only needs their token mean.
     pub fn pooled_token_jvp(
         &self,
         x: &B::Tensor,
@@ -152,23 +197,33 @@ impl<'b, B: Backend> Encoder<'b, B> {
         after_layer: &dyn Fn(),
     ) -> Result<B::Tensor> {
         self.check_layer(from)?;
-        let last = self.num_layers() - 1;
-        let (b, shape, scores) = (self.backend, self.shape(), ScoreMods::none());
+        let (b, shape, h) = (self.backend, self.shape(), self.hidden());
+        let bias = self.score_bias(batch.tokens)?;
+        let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
         let (layers, first_in) = (&self.params.layers, TangentsIn::TokenDirections { delta, directions });
-        if from == last {
-            let pooled = last_layer_pooled_jvp(b, &layers[last], shape, x, first_in, batch, scores)?;
+        // Under mean pooling the last layer reduces its rows before its output GEMM; the other
+        // poolings take every layer's full JVP and pool after it.
+        let mean_tail = self.pooling == Pooling::Mean;
+        let full_layers = if mean_tail { self.num_layers() - 1 } else { self.num_layers() };
+        let pooled_tail = |x: &B::Tensor, dx: TangentsIn<'_, B::Tensor>| -> Result<B::Tensor> {
+            let pooled = last_layer_pooled_jvp(b, &layers[full_layers], shape, x, dx, batch, scores)?;
             after_layer();
-            return Ok(pooled);
+            Ok(pooled)
+        };
+        if from == full_layers {
+            return pooled_tail(x, first_in);
         }
         let (mut x, mut dx) = layer_jvp(b, &layers[from], shape, x, first_in, batch, scores)?;
         after_layer();
-        for params in &layers[from + 1..last] {
+        for params in &layers[from + 1..full_layers] {
             (x, dx) = layer_jvp(b, params, shape, &x, TangentsIn::Dense(&dx), batch, scores)?;
             after_layer();
         }
-        let pooled = last_layer_pooled_jvp(b, &layers[last], shape, &x, TangentsIn::Dense(&dx), batch, scores)?;
-        after_layer();
-        Ok(pooled)
+        if mean_tail {
+            pooled_tail(&x, TangentsIn::Dense(&dx))
+        } else {
+            pool_jvp(b, self.pooling, &x, &dx, batch, h)
+        }
     }
 
     /// Input of layer `layer` (the embedding output for 0) for `seqs` sequences.
@@ -177,7 +232,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         self.forward_layers(self.embed_tokens(ids, seqs)?, 0, layer, seqs, tokens)
     }
 
-    /// Mean-pooled embeddings (unnormalized) of id sequences of any lengths, packed into one
+    /// Pooled embeddings (unnormalized) of id sequences of any lengths, packed into one
     /// batch without padding: every op but attention is row-wise, so the texts' rows run end to
     /// end through the GEMMs and norms, and only attention sees them as `[seqs, longest]`,
     /// gathered into that layout with the padding masked out of the keys (padded query rows
@@ -204,7 +259,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
             packed_rows.extend((0..text.len()).map(|t| (s * tokens + t) as u32));
         }
         let key_mask = b.upload(&mask, Role::KeyMask { seqs, tokens })?;
-        let scores = ScoreMods { bias: None, key_mask: Some(&key_mask) };
+        // Padding sits after each text, so a text's relative positions are those it has alone.
+        let bias = self.score_bias(tokens)?;
+        let scores = ScoreMods { bias: bias.as_deref(), key_mask: Some(&key_mask) };
         let attend = |qkv: &B::Tensor| -> Result<B::Tensor> {
             let padded = b.gather_rows(qkv, 3 * h, &padded_rows)?;
             let (ctx, _) = b.attention(&padded, seqs, tokens, self.shape().heads, scores)?;
@@ -215,20 +272,17 @@ impl<'b, B: Backend> Encoder<'b, B> {
             x = layer_forward_rows(b, params, self.shape(), &x, ids.len(), attend)?;
         }
         let states = b.download(&x)?;
-        let pooled = texts.iter().zip(&starts).map(|(text, &start)| {
-            let mut sum = vec![0.0f64; h];
-            for row in states[start * h..(start + text.len()) * h].chunks_exact(h) {
-                sum.iter_mut().zip(row).for_each(|(a, v)| *a += v);
-            }
-            sum.iter().map(|v| v / text.len() as f64).collect()
-        });
+        let pooled = texts
+            .iter()
+            .zip(&starts)
+            .map(|(text, &start)| pool_host(self.pooling, &states[start * h..(start + text.len()) * h], h));
         Ok(pooled.collect())
     }
 
-    /// Mean-pooled sentence embeddings (unnormalized), one row per sequence.
+    /// Pooled sentence embeddings (unnormalized), one row per sequence.
     pub fn embed(&self, ids: &[u32], seqs: usize) -> Result<Vec<f64>> {
         let tokens = ids.len() / seqs.max(1);
         let states = self.states_at(ids, seqs, self.num_layers())?;
-        self.backend.download(&self.backend.mean_pool(&states, seqs, tokens, self.hidden())?)
+        self.backend.download(&self.pool(&states, seqs, tokens)?)
     }
 }

@@ -4,5 +4,6 @@
 pub mod encoder;
 pub mod flops;
 pub mod layer;
+pub mod pooling;
 
 pub use encoder::Encoder;

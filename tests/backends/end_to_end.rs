@@ -1,23 +1,26 @@
-//! Tier 1, end to end on the tiny fixture: the PyTorch goldens, completeness and its rate of
-//! convergence, and results that do not depend on threads or on how the work is split.
+//! Tier 1, end to end on the tiny fixtures (one per architecture and pooling mode): the
+//! PyTorch goldens, completeness and its rate of convergence, and results that do not depend
+//! on threads or on how the work is split.
 
 use simattr::attribution::{attribute_text, explain_pair, Quadrature, Similarity, TextOptions};
 use simattr::backend::{Backend, BackendSettings};
 use simattr::model::SentenceModel;
+use simattr::net::pooling::pool_jvp;
 use simattr::net::Encoder;
 
 use crate::common::golden_check::{check_attributions, check_embeddings};
-use crate::common::{golden, max_abs, max_abs_diff, tiny_model_dir};
+use crate::common::{fixture_dir, golden, max_abs, max_abs_diff, tiny_model_dir};
 use crate::F32_GOLDEN_TOLERANCE;
 
-pub fn tiny_embeddings<B: Backend>(b: &B) {
-    check_embeddings(b, &tiny_model_dir(), &golden("tiny-bert.json"), 1e-5);
+pub fn tiny_embeddings<B: Backend>(b: &B, fixture: &str) {
+    check_embeddings(b, &fixture_dir(fixture), &golden(&format!("{fixture}.json")), 1e-5);
 }
 
-pub fn tiny_attributions<B: Backend>(b: &B) {
-    let checked = check_attributions(b, &tiny_model_dir(), &golden("tiny-bert.json"), F32_GOLDEN_TOLERANCE, |_| true);
+pub fn tiny_attributions<B: Backend>(b: &B, fixture: &str) {
+    let golden = golden(&format!("{fixture}.json"));
+    let checked = check_attributions(b, &fixture_dir(fixture), &golden, F32_GOLDEN_TOLERANCE, |_| true);
     // 3 pairs × 2 layers × 2 step counts × 2 similarities.
-    assert!(checked >= 24, "only {checked} golden cases");
+    assert!(checked >= 24, "{fixture}: only {checked} golden cases");
 }
 
 /// The right Riemann rule is first order: 16× the steps must cut the completeness error by at
@@ -83,11 +86,11 @@ pub fn passes_and_threads<B: Backend>(make: fn(BackendSettings) -> B) {
 }
 
 /// The attribution pass with the structure exploited (token directions into the first layer,
-/// rows reduced in the last) equals, on the same backend, the plain path: dense tangents
-/// through every layer, then mean pooling. From every layer, so the first layer is also the
-/// last once.
-pub fn structured_pass_equals_plain_path<B: Backend>(b: &B) {
-    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+/// rows reduced in the last under mean pooling) equals, on the same backend, the plain path:
+/// dense tangents through every layer, then the model's pooling. From every layer, so the
+/// first layer is also the last once.
+pub fn structured_pass_equals_plain_path<B: Backend>(b: &B, fixture: &str) {
+    let model = SentenceModel::load(&fixture_dir(fixture)).unwrap();
     let encoder = Encoder::new(b, &model).unwrap();
     let ids = model.tokenizer.encode("A man is playing a guitar.").unwrap().ids;
     let reference_ids = simattr::attribution::reference_ids(&model.tokenizer, ids.len());
@@ -102,20 +105,20 @@ pub fn structured_pass_equals_plain_path<B: Backend>(b: &B) {
             let structured =
                 encoder.pooled_token_jvp(&primals, &delta, directions.clone(), layer, batch, &|| ()).unwrap();
             let dense = b.token_tangents(&delta, 2, t, h, directions.clone()).unwrap();
-            let (_, d_states) = encoder.jvp_layers(&primals, &dense, layer, batch, &|| ()).unwrap();
-            let plain = b.mean_pool(&d_states, batch.tangent_seqs(), t, h).unwrap();
+            let (states, d_states) = encoder.jvp_layers(&primals, &dense, layer, batch, &|| ()).unwrap();
+            let plain = pool_jvp(b, encoder.pooling, &states, &d_states, batch, h).unwrap();
             let (got, want) = (b.download(&structured).unwrap(), b.download(&plain).unwrap());
             let err = max_abs_diff(&got, &want) / max_abs(&want);
-            assert!(err <= 1e-5, "layer {layer}, directions {directions:?}: structured vs plain {err:.2e}");
+            assert!(err <= 1e-5, "{fixture} layer {layer}, directions {directions:?}: structured vs plain {err:.2e}");
         }
     }
 }
 
 /// Texts of different lengths packed into one batch (padding masked) embed exactly as they do
 /// alone, up to f32 summation order, and come back in their input order.
-pub fn packed_embeddings_equal_single<B: Backend>(b: &B) {
+pub fn packed_embeddings_equal_single<B: Backend>(b: &B, fixture: &str) {
     use simattr::embed::{embed_text, embed_tokenized};
-    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+    let model = SentenceModel::load(&fixture_dir(fixture)).unwrap();
     let encoder = Encoder::new(b, &model).unwrap();
     let texts = ["Hi.", "A man is playing a guitar.", "Someone plays an instrument on a small stage tonight.", "Ok"];
     let tokenized: Vec<_> = texts.iter().map(|t| model.tokenizer.encode(t).unwrap()).collect();
@@ -124,6 +127,6 @@ pub fn packed_embeddings_equal_single<B: Backend>(b: &B) {
     for (text, got) in texts.iter().zip(&packed) {
         let want = embed_text(&encoder, &model, text, true).unwrap().vector;
         let err = max_abs_diff(got, &want) / max_abs(&want);
-        assert!(err <= 1e-6, "{text:?}: packed vs alone {err:.2e}");
+        assert!(err <= 1e-6, "{fixture}: {text:?}: packed vs alone {err:.2e}");
     }
 }

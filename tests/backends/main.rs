@@ -1,9 +1,11 @@
 //! The one test suite every backend runs (design.md §3, "One test suite for every backend").
 //!
 //! - Tier 1 (`ops`, `end_to_end`): every op, forward and JVP, small and fused, against
-//!   `CpuReference<f64>` on random shapes; the tiny fixture end to end against the PyTorch
-//!   goldens; completeness and its convergence rate; independence of threads and passes.
-//! - Tier 2 (`real_model`): the real all-MiniLM-L6-v2 goldens (CPU backends, in CI).
+//!   `CpuReference<f64>` on random shapes; the tiny fixtures (BERT, MPNet, RoBERTa,
+//!   XLM-RoBERTa; mean, CLS and max pooling) end to end against the PyTorch goldens;
+//!   completeness and its convergence rate; independence of threads and passes.
+//! - Tier 2 (`real_model`): the real all-MiniLM-L6-v2 goldens (CPU backends, in CI), and the
+//!   real all-mpnet-base-v2 goldens on the backends fast enough for its 768-wide layers.
 //! - `oracle`: `CpuReference<f64>` itself against the float64 goldens, at 1e-10.
 //!
 //! A backend joins the suite with one line in the `backend_suite!` list at the bottom.
@@ -21,8 +23,48 @@ pub const F32_OP_TOLERANCE: f64 = 1e-5;
 /// End to end against the float64 goldens, as a fraction of max|A| (design.md §3).
 pub const F32_GOLDEN_TOLERANCE: f64 = 1e-5;
 
+/// The tier-1 end-to-end tests of one tiny fixture, as a module of the backend's suite.
+macro_rules! fixture_tests {
+    ($($module:ident => $fixture:literal;)*) => {$(
+        mod $module {
+            use super::default;
+
+            #[test] fn embeddings_match_pytorch() { crate::end_to_end::tiny_embeddings(&default(), $fixture) }
+            #[test] fn attributions_match_pytorch() { crate::end_to_end::tiny_attributions(&default(), $fixture) }
+            #[test] fn structured_pass_equals_plain_path() {
+                crate::end_to_end::structured_pass_equals_plain_path(&default(), $fixture)
+            }
+            #[test] fn packed_embeddings_equal_single() {
+                crate::end_to_end::packed_embeddings_equal_single(&default(), $fixture)
+            }
+        }
+    )*};
+}
+
+/// Tier 2 on the real all-mpnet-base-v2: every golden case at layers 6, 9 and 11.
+macro_rules! mpnet_tests {
+    () => {
+        #[test]
+        fn mpnet_embeddings_match_pytorch() {
+            crate::real_model::mpnet_embeddings(&default())
+        }
+        #[test]
+        fn mpnet_attributions_match_pytorch_at_layer_6() {
+            crate::real_model::mpnet_attributions_at(&default(), 6)
+        }
+        #[test]
+        fn mpnet_attributions_match_pytorch_at_layer_9() {
+            crate::real_model::mpnet_attributions_at(&default(), 9)
+        }
+        #[test]
+        fn mpnet_attributions_match_pytorch_at_layer_11() {
+            crate::real_model::mpnet_attributions_at(&default(), 11)
+        }
+    };
+}
+
 macro_rules! backend_suite {
-    ($($name:ident => $make:expr;)*) => {$(
+    ($($name:ident => $make:expr $(, $extra:ident)*;)*) => {$(
         mod $name {
             use simattr::backend::{Backend, BackendSettings};
 
@@ -53,12 +95,16 @@ macro_rules! backend_suite {
             #[test] fn layer_jvp_real_widths() { crate::ops::layer_jvp_real_widths(&default()) }
             #[test] fn memory_budget_sizes_rows() { crate::ops::memory_budget_sizes_rows(backend) }
 
-            // ---- tier 1: the tiny fixture end to end ------------------------------------------
-            #[test] fn tiny_embeddings_match_pytorch() { crate::end_to_end::tiny_embeddings(&default()) }
-            #[test] fn packed_embeddings_equal_single() { crate::end_to_end::packed_embeddings_equal_single(&default()) }
-            #[test] fn tiny_attributions_match_pytorch() { crate::end_to_end::tiny_attributions(&default()) }
+            // ---- tier 1: the tiny fixtures end to end -----------------------------------------
+            fixture_tests! {
+                tiny_bert => "tiny-bert";
+                tiny_mpnet => "tiny-mpnet";
+                tiny_roberta => "tiny-roberta";
+                tiny_xlm_roberta => "tiny-xlm-roberta";
+                tiny_bert_cls => "tiny-bert-cls";
+                tiny_mpnet_max => "tiny-mpnet-max";
+            }
             #[test] fn completeness_converges() { crate::end_to_end::completeness_converges(&default()) }
-            #[test] fn structured_pass_equals_plain_path() { crate::end_to_end::structured_pass_equals_plain_path(&default()) }
             #[test] fn passes_and_threads_do_not_change_results() { crate::end_to_end::passes_and_threads(backend) }
 
             // ---- tier 2: the real model -----------------------------------------------------
@@ -66,11 +112,14 @@ macro_rules! backend_suite {
             #[test] fn minilm_attributions_match_pytorch_at_layer_0() { crate::real_model::attributions_at(&default(), 0) }
             #[test] fn minilm_attributions_match_pytorch_at_layer_3() { crate::real_model::attributions_at(&default(), 3) }
             #[test] fn minilm_attributions_match_pytorch_at_layer_5() { crate::real_model::attributions_at(&default(), 5) }
+            $($extra!();)*
         }
     )*};
 }
 
 backend_suite! {
     cpu_reference_f32 => |settings| simattr::backend::reference::CpuReference::<f32>::with_settings(settings);
-    cpu_f32 => |settings| simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend");
+    // The reference's plain loops would take minutes per MPNet case; the f64 oracle checks one
+    // MPNet pair itself (oracle.rs).
+    cpu_f32 => |settings| simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend"), mpnet_tests;
 }

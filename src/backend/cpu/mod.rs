@@ -212,6 +212,14 @@ impl Backend for CpuBackend {
         self.run(|| pool::mean_pool(x, seqs, tokens, width))
     }
 
+    fn max_pool(&self, x: &Vec<f32>, seqs: usize, tokens: usize, width: usize) -> Result<Vec<f32>> {
+        self.run(|| pool::max_pool(x, seqs, tokens, width))
+    }
+
+    fn max_pool_jvp(&self, x: &Vec<f32>, dx: &Vec<f32>, batch: Batch, width: usize) -> Result<Vec<f32>> {
+        self.run(|| pool::max_pool_jvp(x, dx, batch, width))
+    }
+
     fn pool_accumulate(
         &self,
         projection: &mut Vec<f32>,

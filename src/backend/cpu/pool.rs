@@ -1,6 +1,8 @@
-//! Mean pooling over tokens, and the weighted pool-and-accumulate into the projection `P`.
+//! Mean and max pooling over tokens, max pooling's JVP, and the weighted pool-and-accumulate
+//! into the projection `P`.
 //!
-//! Layout: `[seqs, tokens, width]` → `[seqs, width]`; for the accumulation, tangent sequence
+//! Layout: `[seqs, tokens, width]` → `[seqs, width]`; max pooling's JVP reads, per feature, the
+//! tangent at the primal's arg-max token (the first on a tie); for the accumulation, tangent sequence
 //! `k · tangents + m` adds into projection row `first_direction + m`. Token sums run in f64
 //! per feature. Threads split the output rows (sequences, or projection rows); each output row
 //! is summed by one thread, over tokens and then steps in order, so the result depends neither
@@ -32,6 +34,55 @@ pub fn mean_pool(x: &[f32], seqs: usize, tokens: usize, width: usize) -> Vec<f32
         token_sum(&x[s * tokens * width..(s + 1) * tokens * width], &mut acc);
         for (o, a) in out.iter_mut().zip(&acc) {
             *o = (a / tokens as f64) as f32;
+        }
+    });
+    out
+}
+
+/// Per feature, the first token holding the largest value of the `[tokens, width]` rows `x`.
+fn arg_max_tokens(x: &[f32], width: usize) -> Vec<usize> {
+    let mut best = vec![(0usize, f32::NEG_INFINITY); width];
+    for (t, row) in x.chunks_exact(width).enumerate() {
+        for (b, &v) in best.iter_mut().zip(row) {
+            if v > b.1 {
+                *b = (t, v);
+            }
+        }
+    }
+    best.into_iter().map(|(t, _)| t).collect()
+}
+
+pub fn max_pool(x: &[f32], seqs: usize, tokens: usize, width: usize) -> Vec<f32> {
+    check_len("max_pool input", x.len(), seqs * tokens * width);
+    let mut out = vec![0.0f32; seqs * width];
+    if out.is_empty() {
+        return out;
+    }
+    out.par_chunks_mut(width).enumerate().for_each(|(s, out)| {
+        let rows = &x[s * tokens * width..(s + 1) * tokens * width];
+        for (c, (o, t)) in out.iter_mut().zip(arg_max_tokens(rows, width)).enumerate() {
+            *o = rows[t * width + c];
+        }
+    });
+    out
+}
+
+pub fn max_pool_jvp(x: &[f32], dx: &[f32], batch: Batch, width: usize) -> Vec<f32> {
+    let t = batch.tokens;
+    check_len("max_pool_jvp primal", x.len(), batch.primal_rows() * width);
+    check_len("max_pool_jvp tangents", dx.len(), batch.tangent_rows() * width);
+    let mut out = vec![0.0f32; batch.tangent_seqs() * width];
+    if out.is_empty() {
+        return out;
+    }
+    let arg_max: Vec<Vec<usize>> = (0..batch.steps)
+        .into_par_iter()
+        .map(|k| arg_max_tokens(&x[k * t * width..(k + 1) * t * width], width))
+        .collect();
+    out.par_chunks_mut(width).enumerate().for_each(|(seq, out)| {
+        let rows = &dx[seq * t * width..(seq + 1) * t * width];
+        for (c, (o, &t)) in out.iter_mut().zip(&arg_max[seq / batch.tangents]).enumerate() {
+            *o = rows[t * width + c];
         }
     });
     out
