@@ -1,6 +1,7 @@
-//! End-to-end benchmarks on the real all-MiniLM-L6-v2 (fetch it first with
-//! `scripts/fetch_model.sh`): `explain` of one pair at layers 0, 3 and 5 with 50 steps, and
-//! `embed` of 32 typical sentences.
+//! End-to-end benchmarks on the real models (fetch them first with `scripts/fetch_model.sh NAME`):
+//! `explain` of one pair on all-MiniLM-L6-v2 at layers 0, 3 and 5 with 50 steps and on
+//! all-mpnet-base-v2 at layers 11 and 9 with 50 steps and 6 with 20, and `embed` of 32 typical
+//! sentences. `SIMATTR_BENCH_MODELS=all-mpnet-base-v2` runs one model's benches only.
 //!
 //! For `explain` the throughput is in flops (criterion "elements"): the arithmetic simattr does
 //! for both texts (`simattr::net::flops`), so criterion prints the achieved GFLOP/s. Before
@@ -21,9 +22,6 @@ use simattr::backend::BackendSettings;
 use simattr::embed::embed_tokenized;
 use simattr::model::{cache, SentenceModel};
 use simattr::net::Encoder;
-
-const PAIR: (&str, &str) = ("A man is playing a guitar.", "Someone plays an instrument.");
-const STEPS: usize = 50;
 
 /// 32 sentences of everyday length (6 to 20 words), as a search or STS workload has them.
 const SENTENCES: [&str; 32] = [
@@ -61,56 +59,88 @@ const SENTENCES: [&str; 32] = [
     "Wind turbines generate a growing share of the country's electricity.",
 ];
 
-fn bench_real_model(c: &mut Criterion) {
-    let dir = cache::model_dir(cache::DEFAULT_MODEL);
-    let Ok(model) = SentenceModel::load(&dir) else {
-        eprintln!("benches/explain: no model at {} — run scripts/fetch_model.sh first", dir.display());
-        return;
-    };
-    let backend = CpuBackend::new(BackendSettings::default()).unwrap();
-    let encoder = Encoder::new(&backend, &model).unwrap();
-    let ceiling = common::gemm_ceiling(&backend);
-    eprintln!("f32 GEMM ceiling now (best of 7 at 7200×384×1536): {ceiling:.0} GFLOP/s");
-    let tokens = [PAIR.0, PAIR.1].map(|t| model.tokenizer.encode(t).unwrap().ids.len());
+/// One model's explain benchmark: a pair explained at each `(layer, steps)` setting.
+struct ExplainCase {
+    model: &'static str,
+    pair: (&'static str, &'static str),
+    settings: &'static [(usize, usize)],
+}
 
-    let mut group =
-        c.benchmark_group(format!("explain all-MiniLM-L6-v2 {STEPS} steps, {}+{} tokens", tokens[0], tokens[1]));
+const MINILM: ExplainCase = ExplainCase {
+    model: "all-MiniLM-L6-v2",
+    pair: ("A man is playing a guitar.", "Someone plays an instrument."),
+    settings: &[(0, 50), (3, 50), (5, 50)],
+};
+
+/// The papers' model at the deep layers where the EACL paper finds the attributions good, on
+/// a pair of about 12 tokens each (13 and 12 with `<s>`/`</s>`).
+const MPNET: ExplainCase = ExplainCase {
+    model: "all-mpnet-base-v2",
+    pair: ("A man is playing a guitar on the stage tonight.", "Someone plays an instrument in front of a crowd."),
+    settings: &[(11, 50), (9, 50), (6, 20)],
+};
+
+fn bench_explain(c: &mut Criterion, case: &ExplainCase, backend: &CpuBackend, ceiling: f64) -> Option<()> {
+    let dir = cache::model_dir(case.model);
+    let Ok(model) = SentenceModel::load(&dir) else {
+        eprintln!("benches/explain: no model at {} — run scripts/fetch_model.sh {} first", dir.display(), case.model);
+        return None;
+    };
+    let encoder = Encoder::new(backend, &model).unwrap();
+    let (a, b) = case.pair;
+    let tokens = [a, b].map(|t| model.tokenizer.encode(t).unwrap().ids.len());
+    let mut group = c.benchmark_group(format!("explain {}, {}+{} tokens", case.model, tokens[0], tokens[1]));
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(10));
-    for layer in [0, 3, 5] {
-        let flops = tokens.map(|t| encoder.attribution_flops(layer, t, STEPS));
+    for &(layer, steps) in case.settings {
+        let label = format!("{} layer {layer}, {steps} steps", case.model);
+        let flops = tokens.map(|t| encoder.attribution_flops(layer, t, steps));
         let (done, plain): (f64, f64) = (flops.iter().map(|f| f.done()).sum(), flops.iter().map(|f| f.plain()).sum());
         eprintln!(
-            "layer {layer}: {:.2} GFLOP done ({:.2} primal), {:.2} GFLOP on the plain path ({:.0}% saved)",
+            "{label}: {:.2} GFLOP done ({:.2} primal), {:.2} GFLOP on the plain path ({:.0}% saved)",
             done / 1e9,
             flops.iter().map(|f| f.primal).sum::<f64>() / 1e9,
             plain / 1e9,
             100.0 * (1.0 - done / plain)
         );
         group.throughput(Throughput::Elements(done as u64));
-        let options = TextOptions::new(layer, Quadrature::riemann_right(STEPS).unwrap());
-        let explain = || explain_pair(&encoder, &model.tokenizer, PAIR.0, PAIR.1, &options, Similarity::Cos, &());
+        let options = TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap());
+        let explain = || explain_pair(&encoder, &model.tokenizer, a, b, &options, Similarity::Cos, &()).unwrap();
         let mut times: Vec<f64> = (0..3)
             .map(|_| {
                 let start = Instant::now();
-                explain().unwrap();
+                explain();
                 start.elapsed().as_secs_f64()
             })
             .collect();
         times.sort_by(f64::total_cmp);
         let achieved = done / times[1] / 1e9;
         eprintln!(
-            "layer {layer}: median of 3 {:.3} s, {achieved:.0} GFLOP/s achieved = {:.0}% of the GEMM ceiling",
+            "{label}: median of 3 {:.3} s, {achieved:.0} GFLOP/s achieved = {:.0}% of the GEMM ceiling",
             times[1],
             100.0 * achieved / ceiling
         );
-        group.bench_function(format!("layer {layer}"), |bench| {
-            bench.iter(|| {
-                explain_pair(&encoder, &model.tokenizer, PAIR.0, PAIR.1, &options, Similarity::Cos, &()).unwrap()
-            })
-        });
+        group.bench_function(format!("layer {layer}, {steps} steps"), |bench| bench.iter(explain));
     }
     group.finish();
+    Some(())
+}
 
+fn bench_real_models(c: &mut Criterion) {
+    let backend = CpuBackend::new(BackendSettings::default()).unwrap();
+    let ceiling = common::gemm_ceiling(&backend);
+    eprintln!("f32 GEMM ceiling now (best of 7 at 7200×384×1536): {ceiling:.0} GFLOP/s");
+    // `SIMATTR_BENCH_MODELS=all-mpnet-base-v2` benches one model only.
+    let only = std::env::var("SIMATTR_BENCH_MODELS").unwrap_or_default();
+    for case in [&MINILM, &MPNET] {
+        if only.is_empty() || only.split(',').any(|m| m == case.model) {
+            bench_explain(c, case, &backend, ceiling);
+        }
+    }
+    if !(only.is_empty() || only.split(',').any(|m| m == MINILM.model)) {
+        return;
+    }
+    let Ok(model) = SentenceModel::load(&cache::model_dir(MINILM.model)) else { return };
+    let encoder = Encoder::new(&backend, &model).unwrap();
     let mut group = c.benchmark_group("embed all-MiniLM-L6-v2");
     group.sample_size(20).measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(SENTENCES.len() as u64));
@@ -123,7 +153,7 @@ fn bench_real_model(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_real_model);
+criterion_group!(benches, bench_real_models);
 
 /// `criterion_main!`, after the allocator setting the CLI uses (warm memory for the outputs).
 fn main() {

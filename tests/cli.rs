@@ -158,3 +158,49 @@ fn every_backend_and_precision_explains_the_same_pair() {
         assert!(err <= tolerance, "{backend} {precision} threads {threads}: {err:e} of max|A| from the golden");
     }
 }
+
+/// Every family and pooling mode through the command line: the JSON names them, and its matrix
+/// is the PyTorch golden one (MPNet with max pooling, XLM-RoBERTa with its SentencePiece tokens).
+#[test]
+fn explain_names_architecture_and_pooling() {
+    for (fixture, architecture, pooling) in [
+        ("tiny-mpnet-max", "mpnet", "max"),
+        ("tiny-xlm-roberta", "xlm-roberta", "mean"),
+        ("tiny-bert-cls", "bert", "cls"),
+    ] {
+        let golden = golden(&format!("{fixture}.json"));
+        let case = golden["attributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["layer"] == 0 && c["steps"] == 5 && c["similarity"] == "dot")
+            .expect("golden case")
+            .clone();
+        let dir = tempfile::tempdir().unwrap();
+        let json_path = dir.path().join("pair.json");
+        let model = common::fixture_dir(fixture);
+        let out = simattr(&[
+            "explain",
+            "--model",
+            model.to_str().unwrap(),
+            "--layer",
+            "0",
+            "--steps",
+            "5",
+            "--similarity",
+            "dot",
+            "--json",
+            json_path.to_str().unwrap(),
+            case["text_a"].as_str().unwrap(),
+            case["text_b"].as_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{fixture}: {}", String::from_utf8_lossy(&out.stderr));
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        assert_eq!(doc["architecture"], architecture, "{fixture}");
+        assert_eq!(doc["pooling"], pooling, "{fixture}");
+        assert_eq!(strings(&doc["tokens_a"]), strings(&case["tokens_a"]), "{fixture}");
+        let (got, want) = (matrix(&doc["attributions"]).concat(), matrix(&case["attributions"]).concat());
+        let err = max_abs_diff(&got, &want) / max_abs(&want);
+        assert!(err <= 1e-5, "{fixture}: max |ΔA| / max|A| = {err:.2e}");
+    }
+}

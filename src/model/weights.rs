@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use safetensors::{Dtype, SafeTensors};
 
@@ -15,13 +16,14 @@ use crate::params::{EmbeddingParams, EncoderParams, HostTensor, LayerParams, Lin
 pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
     let io_error = |source| Error::Io { path: path.to_path_buf(), source };
     let handle = std::fs::File::open(path).map_err(io_error)?;
-    // SAFETY: the map is read-only and lives only while the tensors are copied out of it. A
-    // process truncating the file meanwhile could make a read fault; that is the accepted cost
-    // of mapping (safetensors' own loaders do the same) against copying 100s of MB first.
-    let bytes = unsafe { memmap2::Mmap::map(&handle) }.map_err(io_error)?;
-    let file = SafeTensors::deserialize(&bytes)
+    // SAFETY: the map is read-only; f32 tensors are read in place from it for as long as the
+    // host tensors live. A process truncating the file meanwhile could make a read fault; that
+    // is the accepted cost of mapping (safetensors' own loaders do the same) against copying
+    // 100s of MB first.
+    let map: Arc<memmap2::Mmap> = Arc::new(unsafe { memmap2::Mmap::map(&handle) }.map_err(io_error)?);
+    let file = SafeTensors::deserialize(&map[..])
         .map_err(|e| Error::BadSafetensors { path: path.to_path_buf(), message: e.to_string() })?;
-    let reader = TensorReader::new(path, &file, config.architecture);
+    let reader = TensorReader::new(path, map.clone(), &file, config.architecture);
     let h = config.hidden_size;
     let names = config.architecture.embedding_names();
     let embeddings = EmbeddingParams {
@@ -62,11 +64,11 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
 fn stack_outputs(parts: &[Linear<HostTensor>]) -> Linear<HostTensor> {
     let out_dim = parts.iter().map(|p| p.out_dim).sum();
     let in_dim = parts[0].in_dim;
-    let weight = parts.iter().flat_map(|p| p.weight.data.iter().copied()).collect();
-    let bias = parts.iter().flat_map(|p| p.bias.data.iter().copied()).collect();
+    let weight = parts.iter().flat_map(|p| p.weight.data().iter().copied()).collect();
+    let bias = parts.iter().flat_map(|p| p.bias.data().iter().copied()).collect();
     Linear {
-        weight: HostTensor { shape: vec![out_dim, in_dim], data: weight },
-        bias: HostTensor { shape: vec![out_dim], data: bias },
+        weight: HostTensor::new(vec![out_dim, in_dim], weight),
+        bias: HostTensor::new(vec![out_dim], bias),
         in_dim,
         out_dim,
     }
@@ -74,13 +76,15 @@ fn stack_outputs(parts: &[Linear<HostTensor>]) -> Linear<HostTensor> {
 
 struct TensorReader<'a> {
     path: PathBuf,
+    /// The mapped file, which aligned f32 tensors are read from in place.
+    map: Arc<memmap2::Mmap>,
     file: &'a SafeTensors<'a>,
     /// Checkpoint name without any family prefix → name in the file.
     names: HashMap<String, String>,
 }
 
 impl<'a> TensorReader<'a> {
-    fn new(path: &Path, file: &'a SafeTensors<'a>, arch: Architecture) -> Self {
+    fn new(path: &Path, map: Arc<memmap2::Mmap>, file: &'a SafeTensors<'a>, arch: Architecture) -> Self {
         let names = file
             .names()
             .into_iter()
@@ -89,7 +93,7 @@ impl<'a> TensorReader<'a> {
                 (short.to_string(), full.to_string())
             })
             .collect();
-        TensorReader { path: path.to_path_buf(), file, names }
+        TensorReader { path: path.to_path_buf(), map, file, names }
     }
 
     fn get(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
@@ -104,10 +108,15 @@ impl<'a> TensorReader<'a> {
                 found: view.shape().to_vec(),
             });
         }
-        let raw = view.data();
+        let (raw, shape) = (view.data(), expected.to_vec());
+        if view.dtype() == Dtype::F32 {
+            let start = raw.as_ptr() as usize - self.map.as_ptr() as usize;
+            if let Some(tensor) = HostTensor::mapped(shape.clone(), self.map.clone(), start..start + raw.len()) {
+                return Ok(tensor);
+            }
+        }
         let data = match view.dtype() {
-            // One copy into aligned memory (the file's offsets need not be 4-byte aligned).
-            Dtype::F32 if cfg!(target_endian = "little") => bytemuck::pod_collect_to_vec::<u8, f32>(raw),
+            // Unaligned in the file (or a big-endian machine): one copy into aligned memory.
             Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             Dtype::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
@@ -119,7 +128,7 @@ impl<'a> TensorReader<'a> {
                 })
             }
         };
-        Ok(HostTensor { shape: expected.to_vec(), data })
+        Ok(HostTensor::new(shape, data))
     }
 
     fn linear(&self, base: &str, in_dim: usize, out_dim: usize) -> Result<Linear<HostTensor>> {

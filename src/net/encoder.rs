@@ -27,7 +27,7 @@ pub struct Encoder<'b, B: Backend> {
 impl<'b, B: Backend> Encoder<'b, B> {
     /// Uploads the model's weights to `backend`, each told its role.
     pub fn new(backend: &'b B, model: &SentenceModel) -> Result<Self> {
-        let params = model.params.try_map(|t, role| backend.upload(&t.data, role))?;
+        let params = model.params.try_map(|t, role| backend.upload(t.data(), role))?;
         let config = model.config.clone();
         let positions = config.position_ids();
         Ok(Encoder { backend, config, pooling: model.pooling, params, positions, score_bias: Mutex::new(None) })
@@ -48,7 +48,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let mut bias = vec![0.0f32; heads * tokens * tokens];
         for i in 0..tokens {
             for j in 0..tokens {
-                let row = &table.data[buckets.bucket(j as i64 - i as i64) * heads..][..heads];
+                let row = &table.data()[buckets.bucket(j as i64 - i as i64) * heads..][..heads];
                 for (h, &value) in row.iter().enumerate() {
                     bias[(h * tokens + i) * tokens + j] = value;
                 }

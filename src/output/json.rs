@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::attribution::{Explanation, TextAttribution};
+use crate::model::SentenceModel;
 
 #[derive(Serialize)]
 pub struct ReferenceTermsJson {
@@ -32,6 +33,10 @@ pub struct TextReportJson {
 #[derive(Serialize)]
 pub struct ExplainJson {
     pub model: String,
+    /// The encoder family (`transformers`' model_type: bert, mpnet, roberta, xlm-roberta).
+    pub architecture: &'static str,
+    /// How token states became the sentence vector: mean, cls or max.
+    pub pooling: &'static str,
     /// The backend and storage precision that computed it ("cpu f32", "cpu-reference f64").
     pub backend: String,
     pub tokens_a: Vec<String>,
@@ -64,10 +69,12 @@ fn text_report(text: &str, t: &TextAttribution) -> TextReportJson {
 }
 
 impl ExplainJson {
-    pub fn new(model: &str, backend: &str, text_a: &str, text_b: &str, e: &Explanation) -> Self {
+    pub fn new(model: &SentenceModel, backend: &str, text_a: &str, text_b: &str, e: &Explanation) -> Self {
         let p = &e.pair;
         ExplainJson {
-            model: model.to_string(),
+            model: model.path.display().to_string(),
+            architecture: model.config.architecture.name(),
+            pooling: model.pooling.name(),
             backend: backend.to_string(),
             tokens_a: e.a.tokenized.tokens.clone(),
             tokens_b: e.b.tokenized.tokens.clone(),

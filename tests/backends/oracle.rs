@@ -2,6 +2,7 @@
 //! within 1e-10·max|A| (design.md §3). Everything else is measured against this backend.
 
 use simattr::backend::reference::CpuReference;
+use simattr::model::arch::RelativeBuckets;
 
 use crate::common::golden_check::{check_attributions, check_embeddings};
 use crate::common::{fixture_dir, golden, minilm_dir, mpnet_dir, TINY_FIXTURES};
@@ -56,4 +57,23 @@ fn minilm_goldens_in_f64_at_layer_5() {
 #[test]
 fn minilm_embeddings_in_f64() {
     check_embeddings(&CpuReference::<f64>::new(), &minilm_dir(), &golden("all-MiniLM-L6-v2.json"), 1e-12);
+}
+
+/// MPNet's relative position buckets equal those `transformers` computes, integer for integer,
+/// for every key − query offset in −600..=600 (the golden holds PyTorch's own table).
+#[test]
+fn relative_position_buckets_match_transformers() {
+    let golden = golden("tiny-mpnet.json");
+    let table = &golden["relative_position_buckets"];
+    let buckets = RelativeBuckets {
+        buckets: table["num_buckets"].as_u64().unwrap() as usize,
+        max_distance: table["max_distance"].as_u64().unwrap() as usize,
+    };
+    let offsets = table["relative_positions"].as_array().unwrap();
+    let expected = table["buckets"].as_array().unwrap();
+    assert_eq!(offsets.len(), 1201);
+    for (offset, want) in offsets.iter().zip(expected) {
+        let offset = offset.as_i64().unwrap();
+        assert_eq!(buckets.bucket(offset) as u64, want.as_u64().unwrap(), "key − query = {offset}");
+    }
 }

@@ -100,10 +100,8 @@ impl Backend for CpuBackend {
 
     fn upload(&self, data: &[f32], role: Role) -> Result<Vec<f32>> {
         check_upload(data, role)?;
-        match role {
-            Role::Weight { out_dim, in_dim } => self.run(|| gemm::transpose(data, out_dim, in_dim)),
-            _ => Ok(data.to_vec()),
-        }
+        // Every role is used as laid out: the GEMMs read `[out, in]` weights in place.
+        self.run(|| elementwise::copy_large(data))
     }
 
     fn download(&self, x: &Vec<f32>) -> Result<Vec<f64>> {

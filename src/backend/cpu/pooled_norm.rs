@@ -48,8 +48,11 @@ pub fn pooled_linear_residual_norm_jvp(
     let (_, saved) = layer_norm(&RowSum::two(&z, residual, None), batch.primal_rows(), width, ln.norm, ln.eps);
     drop(z);
     let xhat_w = gemm::linear_transposed(&saved.normalized, batch.primal_rows(), layer, threads);
-    // colsum(W)[k] = Σ_c W[c, k]: row k of the stored `[in, out]` weight.
-    let colsum: Vec<f64> = layer.weight.chunks_exact(width).map(|row| row.iter().map(|&v| v as f64).sum()).collect();
+    // colsum(W)[k] = Σ_c W[c, k], over the rows of the stored `[out, in]` weight.
+    let mut colsum = vec![0.0f64; inner];
+    for row in layer.weight.chunks_exact(inner) {
+        colsum.iter_mut().zip(row).for_each(|(sum, &v)| *sum += v as f64);
+    }
 
     // Per tangent sequence: Σ_r ẋ_r/σ_p (for the GEMM) and the rest of the bracket.
     let mut scaled_dx = vec![0.0f32; seqs * inner];
