@@ -89,6 +89,13 @@ impl TextTokenizer {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             return Err(err(format!("token id {bad} ≥ the model's vocab_size {}", self.vocab_size)));
         }
-        Ok(Tokenized { ids, tokens: encoding.get_tokens().to_vec(), truncated_from })
+        // The vocabulary's own strings, as transformers' `convert_ids_to_tokens` gives them: a
+        // SentencePiece tokenizer reports an unknown character's text where the id is `<unk>`.
+        let tokens = ids
+            .iter()
+            .zip(encoding.get_tokens())
+            .map(|(&id, piece)| self.inner.id_to_token(id).unwrap_or_else(|| piece.clone()))
+            .collect();
+        Ok(Tokenized { ids, tokens, truncated_from })
     }
 }
