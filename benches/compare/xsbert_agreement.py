@@ -27,18 +27,23 @@ Run (about an hour on 2 CPU cores: xsbert does 768 backward passes per text and 
 
   --compare-only re-reads --out and only redoes the comparison (e.g. once the golden appears).
 
-xsbert's method, from its source (xsbert/models/...), is the same as ours:
-  nodes     hooks.py:11  a = torch.arange(1, 0, -1/N)  -> alpha = 1, (N-1)/N, ..., 1/N (float32)
-            hooks.py:12-13  g = r + a (x - r), then r appended as row N+1
-  weights   XSTransformer.py:55-56  J = Σ_{k<N+1} grad_k / N  (reference row dropped): right
-            Riemann rule, alpha_k = k/N, k = 1..N, weight 1/N
+xsbert's method, from its source (xsbert/models/ at 471c77f), is the same as ours:
+  layer     XSTransformer.py:213-220  forward pre-hook on encoder.layer[idx]: h is the input of
+            layer idx (MPNet's relative position bias is repeated to the batch, hooks.py:39,45)
+  reference ReferenceTransformer.py:17  ids [0] + [1]*(T-2) + [2] = <s> <pad>... </s>, same length,
+            appended to the batch as a second row; attention all ones (lines 19-21 add no mask
+            row for a single text, the 1 x T ones mask broadcasts)
+  nodes     hooks.py:8-13  a = torch.arange(1, 0, -1/N) (float32) -> alpha = 1, (N-1)/N, ..., 1/N;
+            g = r + a (x - r), then r appended as row N+1
+  weights   XSTransformer.py:55-56  J = Σ_{k<=N} grad_k / N (the reference row dropped): the right
+            Riemann rule alpha_k = k/N, k = 1..N, weight 1/N -- ours
   Jacobian  XSTransformer.py:46-51  one autograd.grad of list(E[:, d]) per output dim d
-  reference ReferenceTransformer.py:63  ids [0] + [1]*(T-2) + [2] = <s> <pad>... </s>, same
-            length, attention all ones, run through the whole network alongside x
-  Δ         XSTransformer.py:85,97  g[0] - g[-1] = h(x) - h(r) at the input of layer idx
-  A         XSTransformer.py:100-113  Σ_{h,h'} Δa J_aᵀ J_b Δb = P_aᵀ P_b;
-            XSTransformer.py:109-110  cos: divided by |e(a)| |e(b)| (e = unnormalized
-            mean-pooled embedding of x, row 0); dot: not divided
+  Δ         XSTransformer.py:85,97  g[0] - g[-1] = h(x) - h(r)
+  A         XSTransformer.py:100-113  Σ_{h,h'} Δa (J_aᵀ J_b) Δb = P_aᵀ P_b;
+            XSTransformer.py:109-110  cos: divided by |e(a)| |e(b)|, e = row 0 of the mean-pooled,
+            unnormalized embeddings (XSTransformer.py:17; no Normalize module); dot: not divided
+  lhs terms XSTransformer.py:125-134  cos: true cosines cos(e_a, r_b), cos(e_b, r_a), cos(r_a, r_b)
+            (each divided by its own norms, not by |e(a)||e(b)| as A is); dot: plain dot products
 """
 import argparse
 import json
@@ -72,7 +77,7 @@ def run_xsbert(model_dir, dtype, pairs, layers, steps, sims):
     model = models.XSMPNet(modules=[transformer, pooling], device="cpu")
     model.to(dtype)
     # cos and dot share xsbert's integrated Jacobians (its explain_similarity differs between them
-    # only in XSTransformer.py:109-110 and the lhs terms): memoize its own
+    # only in XSTransformer.py:109-110 and the lhs terms): memoize xsbert's own
     # _compute_integrated_jacobian on the interpolated input it receives, so the dot call reuses
     # what the cos call computed instead of redoing 2 x 768 backward passes.
     orig, memo = model._compute_integrated_jacobian, {}
@@ -192,6 +197,7 @@ def strip(tokens):
 
 def compare(name, xs, ref):
     ref = {key(r): r for r in ref}
+    xs = [r for r in xs if key(r) in ref]
     print(f"\nxsbert vs {name}: max|ΔA|/max|A|, |Δscore|, token lists")
     rows = []
     for r in xs:
@@ -235,7 +241,8 @@ def main():
                "model_dir": args.model_dir, "pairs": PAIRS, "layers": LAYERS, "steps": STEPS}
         print(res["versions"])
         res["xsbert_float32"] = run_xsbert(args.model_dir, torch.float32, PAIRS, LAYERS, STEPS, SIMS)
-        # float64 only where it is cheap (layer 11): enough to show what float32 accounts for.
+        # float64 (model cast with .to(float64)) only where it is cheap, layer 11: enough to show
+        # what float32 accounts for.
         res["xsbert_float64"] = run_xsbert(args.model_dir, F64, PAIRS, [11], STEPS, SIMS)
         res["ours_float64"] = Ours(args.model_dir).attributions(PAIRS, LAYERS, STEPS, SIMS)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -2,15 +2,21 @@
 """Golden embeddings and integrated-Jacobian attributions for simattr, computed with PyTorch.
 
 Independent of the Rust code: uses sentence-transformers for tokenization and `encode`, and
-transformers' own BertModel modules (eager attention) in float64 for everything else.
+transformers' own modules (BertModel, MPNetModel, RobertaModel, XLMRobertaModel; eager attention)
+in float64 for everything else.
 
 Method (xsbert, Moeller et al. EMNLP 2023 / EACL 2024), for a text x of T tokens:
-  e(x)   mean over all T tokens of the last hidden state (attention mask all ones), unnormalized
-  r      reference input of the same length: [CLS] [PAD]*(T-2) [SEP], token types 0, positions 0..T-1
+  e(x)   the pooled last hidden state (attention mask all ones), unnormalized; pooling as the
+         folder's 1_Pooling config says: mean over all T tokens, cls (row 0) or max (per feature)
+  r      reference input of the same length: [open] [pad]*(T-2) [close] with the tokenizer's ids
+         (BERT: [CLS] [PAD]... [SEP] = 101 0... 102; MPNet/RoBERTa/XLM-R: <s> <pad>... </s> = 0 1... 2),
+         token types 0 where the model has a token-type table; positions as transformers computes
+         them (BERT 0..T-1; the others pad + cumsum(id != pad) * (id != pad): real tokens from 2,
+         every <pad> at 1); MPNet adds its relative position bias in every layer
   h(x)   input of encoder layer L (L = 0: the embedding output after its LayerNorm)
   D      Δ = h(x) - h(r)
   alpha  right Riemann rule, alpha_k = k/N, k = 1..N, weight 1/N
-  E      layers L..end on the batch of N inputs h(r) + alpha_k Δ, mean-pooled (N x D)
+  E      layers L..end on the batch of N inputs h(r) + alpha_k Δ, pooled (N x D)
   J_d    Σ_k (1/N) ∂E[k,d]/∂input_k   (one reverse pass per output dimension d, as xsbert does)
   P      P[d,i] = Σ_h J_d[i,h] Δ[i,h]  (D x T)
   A      P_aᵀ P_b (T_a x T_b); for cos divided by |e(a)| |e(b)|
@@ -20,6 +26,9 @@ Usage:
       --out tests/fixtures/golden/tiny-bert.json --pairs-preset tiny
   python generate_golden.py --model-dir /path/to/all-MiniLM-L6-v2 --name all-MiniLM-L6-v2 \
       --out tests/fixtures/golden/all-MiniLM-L6-v2.json --pairs-preset real
+  python generate_golden.py --model-dir /path/to/all-mpnet-base-v2 --name all-mpnet-base-v2 \
+      --out tests/fixtures/golden/all-mpnet-base-v2.json --pairs-preset mpnet
+(tests/reference/README.md lists the command for every committed golden file.)
 """
 import argparse
 import json
@@ -37,6 +46,22 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 from transformers import AutoModel  # noqa: E402
 
 F64 = torch.float64
+
+ARCHITECTURES = ("bert", "mpnet", "roberta", "xlm-roberta")
+POOLINGS = ("mean", "cls", "max")
+# MPNet's relative position buckets are written for these relative positions (key - query).
+BUCKET_RANGE = 600
+
+TINY_LONG_TEXT = ("The quick brown fox jumps over the lazy dog near the riverbank while the children are "
+                  "watching from the old bridge, and a man is playing a guitar in the park as the sun goes "
+                  "down over the sea and the birds fly home to their trees.")
+MULTILINGUAL_TEXTS = [
+    "Der Mann spielt Gitarre.",
+    "Мужчина играет на гитаре.",
+    "Ο άντρας παίζει κιθάρα.",
+    "Die Kinder spielen im Park über der Straße.",
+    "Café ☃ 猫 7%",
+]
 
 PRESETS = {
     "tiny": {
@@ -79,6 +104,41 @@ PRESETS = {
         "check_steps": 200,
     },
 }
+# tiny + a text long enough to be truncated at tiny-mpnet's max_seq_length 64 and a pair with a
+# ~37-token text, so that MPNet's relative distances reach well into the log-spaced buckets.
+PRESETS["tiny-long"] = dict(
+    PRESETS["tiny"],
+    embedding_texts=PRESETS["tiny"]["embedding_texts"] + [TINY_LONG_TEXT],
+    pairs=PRESETS["tiny"]["pairs"] + [("The quick brown fox jumps over the lazy dog near the riverbank.",
+                                       "A man is playing a guitar.")],
+)
+# tiny + German, Russian and Greek texts (and characters outside the tiny Unigram vocabulary).
+PRESETS["tiny-multilingual"] = dict(
+    PRESETS["tiny"],
+    embedding_texts=PRESETS["tiny"]["embedding_texts"] + MULTILINGUAL_TEXTS,
+    pairs=PRESETS["tiny"]["pairs"] + [("Der Mann spielt Gitarre.", "Мужчина играет на гитаре.")],
+)
+# all-mpnet-base-v2 (12 layers): the "real" texts and pairs at deep layers; the convergence check
+# (not written) at 100 steps keeps the run at a few minutes per layer on 2 cores.
+PRESETS["mpnet"] = dict(PRESETS["real"], layers=[6, 9, 11], steps=[10], check_steps=100)
+
+
+def pooling_mode(pool_cfg):
+    """'mean' | 'cls' | 'max' from a sentence-transformers Pooling config (new `pooling_mode` key
+    or the legacy pooling_mode_* booleans); anything else (combined modes, mean_sqrt_len_tokens,
+    weightedmean, lasttoken) is refused."""
+    mode = pool_cfg.get("pooling_mode")
+    if mode is None:
+        legacy = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
+                  "pooling_mode_max_tokens": "max", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+                  "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
+        mode = [v for k, v in legacy.items() if pool_cfg.get(k)]
+    if isinstance(mode, (list, tuple)):
+        mode = mode[0] if len(mode) == 1 else tuple(mode)
+    assert isinstance(mode, str) and mode in POOLINGS, (
+        f"unsupported pooling {mode!r} in 1_Pooling/config.json: only one of {POOLINGS} "
+        f"(no combined modes) is supported; config {pool_cfg}")
+    return mode
 
 
 class Reference:
@@ -87,9 +147,7 @@ class Reference:
         mods = list(self.st)
         kinds = [type(m).__name__ for m in mods]
         assert kinds[:2] == ["Transformer", "Pooling"], kinds
-        pool_cfg = mods[1].get_config_dict()
-        mode = pool_cfg.get("pooling_mode")
-        assert mode == "mean" or (mode is None and pool_cfg.get("pooling_mode_mean_tokens")), pool_cfg
+        self.pooling = pooling_mode(mods[1].get_config_dict())
         self.has_normalize = kinds[2:] == ["Normalize"]
         self.tok = self.st.tokenizer
         self.max_seq_length = self.st.max_seq_length
@@ -98,10 +156,19 @@ class Reference:
         self.model = self.model.to(F64).eval()
         impl = getattr(self.model.config, "_attn_implementation", "eager")
         assert impl == "eager", impl
-        assert self.model.config.model_type == "bert", self.model.config.model_type
+        self.arch = self.model.config.model_type
+        assert self.arch in ARCHITECTURES, f"unsupported model_type {self.arch!r} (supported: {ARCHITECTURES})"
         self.layers = list(self.model.encoder.layer)
         self.num_layers = len(self.layers)
         self.cls_id, self.sep_id, self.pad_id = self.tok.cls_token_id, self.tok.sep_token_id, self.tok.pad_token_id
+        # Token types: zeros where the model has a token-type table (MPNet has none).
+        self.has_token_types = hasattr(self.model.embeddings, "token_type_embeddings")
+        assert self.has_token_types == (self.arch != "mpnet"), self.arch
+        if self.arch != "bert":
+            # xsbert hard-codes the reference [0, 1..., 2] (<s> <pad>... </s>) for these models, and
+            # the position ids count from the embedding's padding_idx (MPNet hard-codes 1).
+            assert (self.cls_id, self.pad_id, self.sep_id) == (0, 1, 2), (self.cls_id, self.pad_id, self.sep_id)
+            assert self.model.embeddings.padding_idx == self.pad_id, self.model.embeddings.padding_idx
 
     # -- tokenization, exactly as sentence-transformers does it ---------------------------------
     def tokenize(self, text):
@@ -135,23 +202,62 @@ class Reference:
         return stored
 
     # -- the network, through transformers' own modules ---------------------------------------
+    def position_ids(self, ids):
+        """Position ids (1 x T) as transformers computes them from the ids: BERT 0..T-1; MPNet,
+        RoBERTa, XLM-R pad + cumsum(id != pad) * (id != pad) (real tokens from pad+1 = 2, every
+        <pad> at pad = 1). Checked against transformers' own function."""
+        t = ids.shape[1]
+        if self.arch == "bert":
+            return torch.arange(t, dtype=torch.long)[None]
+        keep = (ids != self.pad_id).long()
+        pos = self.pad_id + torch.cumsum(keep, dim=1) * keep
+        if self.arch == "mpnet":
+            from transformers.models.mpnet.modeling_mpnet import create_position_ids_from_input_ids
+            theirs = create_position_ids_from_input_ids(ids, self.pad_id)
+        else:
+            theirs = self.model.embeddings.create_position_ids_from_input_ids(ids, self.pad_id)
+        assert torch.equal(pos, theirs), (pos, theirs)
+        return pos
+
     def embed(self, ids):
         ids = torch.tensor([ids], dtype=torch.long)
-        t = ids.shape[1]
+        if self.arch == "mpnet":
+            return self.model.embeddings(input_ids=ids, position_ids=self.position_ids(ids))
         return self.model.embeddings(
             input_ids=ids,
             token_type_ids=torch.zeros_like(ids),
-            position_ids=torch.arange(t, dtype=torch.long)[None],
+            position_ids=self.position_ids(ids),
         )
 
     def run_layers(self, h, start, end):
         b, t, _ = h.shape
         mask = torch.ones(b, t, dtype=F64)
         ext = (1.0 - mask[:, None, None, :]) * torch.finfo(F64).min  # all zeros: every token attends
+        kwargs = {}
+        if self.arch == "mpnet":
+            # B x heads x T x T, computed once from T alone (relative distances key - query) and
+            # shared by all layers, as MPNetEncoder.forward does.
+            kwargs["position_bias"] = self.model.encoder.compute_position_bias(h)
         for layer in self.layers[start:end]:
-            out = layer(h, attention_mask=ext)
+            out = layer(h, attention_mask=ext, **kwargs)
             h = out[0] if isinstance(out, (tuple, list)) else out
         return h
+
+    def pool(self, h):
+        """Pooling of a batch, N x T x H -> N x D."""
+        if self.pooling == "mean":
+            return h.mean(1)
+        if self.pooling == "cls":
+            return h[:, 0]
+        return h.max(1).values  # autograd and JVP follow the arg-max per feature
+
+    def pool_one(self, h):
+        """Pooling of one text, T x H -> D."""
+        if self.pooling == "mean":
+            return h.mean(0)
+        if self.pooling == "cls":
+            return h[0]
+        return h.max(0).values
 
     def hidden_at(self, ids, layer):
         """Input of encoder layer `layer` (1 x T x H)."""
@@ -159,17 +265,34 @@ class Reference:
             return self.run_layers(self.embed(ids), 0, layer)
 
     def embedding(self, ids):
-        """e(x): unnormalized mean-pooled last hidden state (D,), float64."""
+        """e(x): unnormalized pooled last hidden state (D,), float64."""
         with torch.no_grad():
-            return self.run_layers(self.embed(ids), 0, self.num_layers)[0].mean(0)
+            return self.pool_one(self.run_layers(self.embed(ids), 0, self.num_layers)[0])
 
     def check_forward(self, ids):
         with torch.no_grad():
             x = torch.tensor([ids], dtype=torch.long)
-            ref = self.model(input_ids=x, attention_mask=torch.ones_like(x),
-                             token_type_ids=torch.zeros_like(x)).last_hidden_state
+            kwargs = {"token_type_ids": torch.zeros_like(x)} if self.has_token_types else {}
+            ref = self.model(input_ids=x, attention_mask=torch.ones_like(x), **kwargs).last_hidden_state
             mine = self.run_layers(self.embed(ids), 0, self.num_layers)
         return (ref - mine).abs().max().item()
+
+    def relative_position_buckets(self):
+        """MPNet: transformers' own bucket function on relative positions -600..600 (key - query),
+        and a check that compute_position_bias looks the bias up with exactly these buckets."""
+        enc = self.model.encoder
+        rel = torch.arange(-BUCKET_RANGE, BUCKET_RANGE + 1, dtype=torch.long)
+        buckets = type(enc).relative_position_bucket(rel, num_buckets=32, max_distance=128)
+        t = 2 * BUCKET_RANGE // 8
+        with torch.no_grad():
+            bias = enc.compute_position_bias(torch.zeros(1, t, 1, dtype=F64))[0]  # heads x T x T
+            q = torch.arange(t)[:, None]
+            k = torch.arange(t)[None, :]
+            table = enc.relative_attention_bias.weight  # buckets x heads
+            expect = table[buckets[(k - q) + BUCKET_RANGE]].permute(2, 0, 1)
+        assert torch.equal(bias, expect), "compute_position_bias does not use relative_position_bucket(key - query)"
+        return {"num_buckets": 32, "max_distance": 128,
+                "relative_positions": rel.tolist(), "buckets": buckets.tolist()}
 
     # -- integrated Jacobian ------------------------------------------------------------------
     def path(self, ids, layer, steps):
@@ -181,8 +304,8 @@ class Reference:
         return delta, hr[None] + alphas[:, None, None] * delta[None]
 
     def head(self, layer):
-        """Layers layer..end and mean pooling: N x T x H -> N x D."""
-        return lambda x: self.run_layers(x, layer, self.num_layers).mean(1)
+        """Layers layer..end and pooling: N x T x H -> N x D."""
+        return lambda x: self.pool(self.run_layers(x, layer, self.num_layers))
 
     def compute_P(self, ids, layer, steps, chunk=64):
         """P (D x T) by reverse mode: one backward pass per output dimension d, as xsbert does.
@@ -224,6 +347,178 @@ class Reference:
             _, de = torch.func.jvp(self.head(layer), (x,), (delta[None].expand_as(x).contiguous(),))
         return de.sum(0) / steps
 
+    def path_derivative(self, ids, layer, alphas, chunk=256):
+        """g(α) = d/dα e(h(r) + αΔ) (len(alphas) x D), one batched JVP along Δ per chunk of α."""
+        h = self.hidden_at(ids, layer)[0]
+        hr = self.hidden_at(self.reference_ids(len(ids)), layer)[0]
+        delta = h - hr
+        out = []
+        with torch.no_grad():
+            for a in alphas.split(chunk):
+                x = hr[None] + a[:, None, None] * delta[None]
+                _, de = torch.func.jvp(self.head(layer), (x,), (delta[None].expand_as(x).contiguous(),))
+                out.append(de)
+        return torch.cat(out)
+
+    def resolved_path(self, ids, layer, tol, min_width=2.0 ** -20):
+        """∫_0^1 g(α) dα resolved by adaptive composite Gauss-Legendre: 32 panels to start, each
+        integrated with 4 and 8 nodes, a panel halved while the two differ by more than
+        tol x its width, down to min_width. A panel still unresolved at min_width holds a jump of g
+        (max pooling: the arg-max switches there); its error is at most its width times the range
+        of g on it, which its 12 nodes sample. Returns the integral (D,), the error bound summed
+        over such panels (max over d), the narrowest panel, and every (α, g(α)) it evaluated plus
+        α = 0 and 1, sorted by α."""
+        x4, w4 = (torch.tensor(v, dtype=F64) for v in np.polynomial.legendre.leggauss(4))
+        x8, w8 = (torch.tensor(v, dtype=F64) for v in np.polynomial.legendre.leggauss(8))
+        panels = [(k / 32, (k + 1) / 32) for k in range(32)]
+        ends = torch.tensor([0.0, 1.0], dtype=F64)
+        alphas, values = [ends], [self.path_derivative(ids, layer, ends)]
+        total, err_est, narrowest = 0.0, 0.0, 1.0
+        while panels:
+            lo = torch.tensor([p[0] for p in panels], dtype=F64)[:, None]
+            hi = torch.tensor([p[1] for p in panels], dtype=F64)[:, None]
+            mid, half = (lo + hi) / 2, (hi - lo) / 2
+            nodes = torch.cat([mid + half * x4, mid + half * x8], dim=1)  # panels x 12
+            g = self.path_derivative(ids, layer, nodes.reshape(-1)).reshape(len(panels), 12, -1)
+            alphas.append(nodes.reshape(-1))
+            values.append(g.reshape(-1, g.shape[-1]))
+            est4 = half * torch.einsum("k,pkd->pd", w4, g[:, :4])
+            est8 = half * torch.einsum("k,pkd->pd", w8, g[:, 4:])
+            diff = (est8 - est4).abs().max(1).values
+            nxt = []
+            for j, (a, b) in enumerate(panels):
+                narrowest = min(narrowest, b - a)
+                if diff[j] <= tol * (b - a):
+                    total = total + est8[j]
+                elif b - a <= min_width:
+                    total = total + est8[j]
+                    err_est += (b - a) * (g[j].max(0).values - g[j].min(0).values).max().item()
+                else:
+                    nxt += [(a, (a + b) / 2), ((a + b) / 2, b)]
+            panels = nxt
+        alphas, values = torch.cat(alphas), torch.cat(values)
+        order = torch.argsort(alphas)
+        return total, err_est, narrowest, alphas[order], values[order]
+
+
+class ConvergenceChecks:
+    """Checks (not written) that the attributions converge to the completeness identities.
+
+    g(α) = d/dα e(h(r) + αΔ) is the integrand; Σ_i P_di at N steps is its right Riemann sum
+    (1/N) Σ_k g_d(k/N) and must tend to e_d(x) - e_d(r).
+
+    1. Resolved integral: ∫ g is integrated by adaptive Gauss-Legendre (resolved_path) and must equal
+       e(x) - e(r) to the quadrature's own error bound + 1e-8 of max_d |e_d(x) - e_d(r)|. This
+       checks the whole set-up (Δ, the reference, the path, the JVP) to near machine precision.
+    2. Riemann error bound: for any integrand of bounded variation the right Riemann error is at
+       most TV(g_d)/N per component (the error on each sub-interval is at most 1/N times g's
+       variation there). TV(g_d) is measured on the ≥ 386 points the adaptive quadrature sampled
+       (10% margin for sampling between them); checked at N = the largest written step count
+       and at check_steps.
+    3. Where the rule at check_steps resolves g (max_d TV(g_d)/check_steps ≤ 2% of max_d |Δe_d|),
+       the stricter checks of the first version: the error shrinks at least half as fast as 1/N
+       from N to check_steps, and is below 2% of max_d |Δe_d| at check_steps; the pair identity
+       Σ A -> score - ref_a__b - a__ref_b + ref_a__ref_b likewise (below 1% of its right-hand side).
+       Where it does not (sharp features: in all-mpnet-base-v2 at layer 6, g has spikes ~0.002 wide
+       and ~100x its typical size, where an attention pattern flips along the path, so the Riemann
+       sums do not settle before N ~ 10^4), checks 1 and 2 stand in for them and the run says so.
+
+    run() is called twice: first (preflight, before the expensive reverse-mode passes, so that a
+    failing check stops the run early) with Σ_i P_di at N from path_sum, then with Σ_i P_di from
+    the reverse-mode P that is written.
+    """
+
+    def __init__(self, R, preset):
+        self.R, self.preset = R, preset
+        self.n, self.n_chk = max(preset["steps"]), preset["check_steps"]
+        self.texts = sorted({t for pair in preset["pairs"] for t in pair})
+        self.e, self.delta, self.S_chk, self.tv = {}, {}, {}, {}
+        for text in self.texts:
+            ids, _ = R.tokenize(text)
+            self.e[text] = R.embedding(ids)
+            self.delta[text] = self.e[text] - R.embedding(R.reference_ids(len(ids)))
+            mag = self.delta[text].abs().max().item()
+            for layer in preset["layers"]:
+                self.S_chk[(text, layer)] = R.path_sum(ids, layer, self.n_chk)
+                integral, err_est, narrowest, alphas, g = R.resolved_path(ids, layer, tol=1e-10 * mag)
+                self.tv[(text, layer)] = (g[1:] - g[:-1]).abs().sum(0)
+                err = (integral - self.delta[text]).abs().max().item()
+                print(f"  resolved L={layer}: max_d |∫g_d - Δe_d| {err:.2e} (rel {err / mag:.1e}, quadrature "
+                      f"estimate {err_est:.1e}), {len(alphas)} nodes, narrowest panel {narrowest:.1e}, "
+                      f"max_d TV(g_d) {self.tv[(text, layer)].max().item():.3e}  {text!r}", flush=True)
+                assert err <= err_est + 1e-8 * mag, f"∫ g != e(x) - e(r): {err:.3e} ({text!r}, L={layer})"
+
+    def resolved(self, text, layer):
+        mag = self.delta[text].abs().max().item()
+        return self.tv[(text, layer)].max().item() / self.n_chk <= 2e-2 * mag
+
+    def run(self, S_n, verbose):
+        """S_n: (text, layer) -> Σ_i P_di at N steps. Returns (max relative completeness error and
+        max identity error at check_steps) over the resolved texts and pairs."""
+        n, n_chk = self.n, self.n_chk
+        worst_chk, worst_ident_chk = 0.0, 0.0
+        for layer in self.preset["layers"]:
+            for text in self.texts:
+                d = self.delta[text]
+                mag = d.abs().max().item()
+                eps_n, eps_chk = S_n[(text, layer)] - d, self.S_chk[(text, layer)] - d
+                err, err_chk = eps_n.abs().max().item(), eps_chk.abs().max().item()
+                tv = self.tv[(text, layer)]
+                for m, eps in ((n, eps_n), (n_chk, eps_chk)):
+                    excess = (eps.abs() - 1.1 * tv / m).max().item()
+                    assert excess <= 1e-9 * mag, (
+                        f"Riemann error at N={m} exceeds TV(g)/N by {excess:.3e} ({text!r}, L={layer})")
+                ok = self.resolved(text, layer)
+                if verbose:
+                    print(f"  convergence L={layer}: err N={n} {err:.3e} -> N={n_chk} {err_chk:.3e} "
+                          f"(ratio {err / max(err_chk, 1e-300):.1f}, ideal {n_chk / n:.0f}; rel {err_chk / mag:.2e}; "
+                          f"bound TV/N {tv.max().item() / n:.2e} -> {tv.max().item() / n_chk:.2e})  {text!r}"
+                          + ("" if ok else "  [sharp features: O(1/N) ratio and 2% not checked]"))
+                if ok:
+                    worst_chk = max(worst_chk, err_chk / mag)
+                    assert err_chk <= err * 2.0 * n / n_chk + 1e-12, (
+                        f"completeness does not converge as O(1/N) ({text!r}, L={layer})")
+                    assert err_chk / mag < 2e-2, f"completeness error {err_chk / mag:.3e} at N={n_chk} ({text!r}, L={layer})"
+        for text_a, text_b in self.preset["pairs"]:
+            da, db = self.delta[text_a], self.delta[text_b]
+            for layer in self.preset["layers"]:
+                ea, eb = S_n[(text_a, layer)] - da, S_n[(text_b, layer)] - db
+                fa, fb = self.S_chk[(text_a, layer)] - da, self.S_chk[(text_b, layer)] - db
+                ok = self.resolved(text_a, layer) and self.resolved(text_b, layer)
+                for sim in self.preset["similarities"]:
+                    scale = (self.e[text_a].norm() * self.e[text_b].norm()).item() if sim == "cos" else 1.0
+                    expected = (da @ db).item() / scale
+                    ident = (S_n[(text_a, layer)] @ S_n[(text_b, layer)]).item() / scale - expected
+                    ident_chk = (self.S_chk[(text_a, layer)] @ self.S_chk[(text_b, layer)]).item() / scale - expected
+                    # At N the identity error is Δe_a·ε_b + ε_a·Δe_b + ε_a·ε_b (ε: a text's
+                    # completeness error vector). Its terms can cancel by accident at N (seen with
+                    # max pooling, whose arg-max switches make the O(1/N) error oscillate); then
+                    # |error at N| understates the O(1/N) scale and the ratio test would fail although
+                    # every term converges. So the ratio test takes the larger of |error at N| and
+                    # the sum of the three terms' magnitudes (and says so when that was needed).
+                    spread = (abs((da @ eb).item()) + abs((ea @ db).item()) + abs((ea @ eb).item())) / scale
+                    # Bound from check 2: |ε| ≤ 1.1 TV/N per component.
+                    ba, bb = 1.1 * self.tv[(text_a, layer)], 1.1 * self.tv[(text_b, layer)]
+                    for m, idm in ((n, ident), (n_chk, ident_chk)):
+                        bound = ((da.abs() @ bb) / m + (ba @ db.abs()) / m + (ba @ bb) / m ** 2).item() / scale
+                        assert abs(idm) <= bound * (1 + 1e-9) + 1e-12, (
+                            f"identity error {idm:.3e} at N={m} exceeds its TV bound {bound:.3e} "
+                            f"({text_a!r} / {text_b!r}, L={layer}, {sim})")
+                    note = ""
+                    if ok:
+                        worst_ident_chk = max(worst_ident_chk, abs(ident_chk))
+                        if abs(ident_chk) > abs(ident) * 2.0 * n / n_chk + 1e-12:
+                            note = f"  (error at N={n} reduced by cancellation: its terms' magnitudes sum to {spread:.3e})"
+                        assert abs(ident_chk) <= max(abs(ident), spread) * 2.0 * n / n_chk + 1e-12, (
+                            f"identity does not converge ({text_a!r} / {text_b!r}, L={layer}, {sim})")
+                        assert abs(ident_chk) <= 1e-2 * max(abs(expected), 1e-3), (ident_chk, expected)
+                    else:
+                        note = "  [sharp features: O(1/N) ratio and 1% not checked]"
+                    if verbose:
+                        print(f"  identity L={layer} {sim}: err N={n} {ident:+.3e} -> N={n_chk} {ident_chk:+.3e}  "
+                              f"[{text_a!r} / {text_b!r}]{note}")
+        return worst_chk, worst_ident_chk
+
 
 def floats(t):
     return [float(v) for v in (t.tolist() if hasattr(t, "tolist") else t)]
@@ -240,8 +535,9 @@ def main():
     torch.manual_seed(0)
 
     R = Reference(args.model_dir)
-    print(f"model {args.name}: {R.num_layers} layers, max_seq_length {R.max_seq_length}, "
-          f"normalize {R.has_normalize}; torch {torch.__version__}, transformers {transformers.__version__}, "
+    print(f"model {args.name}: {R.arch}, {R.num_layers} layers, {R.pooling} pooling, "
+          f"max_seq_length {R.max_seq_length}, normalize {R.has_normalize}; reference ids "
+          f"[{R.cls_id}, {R.pad_id}..., {R.sep_id}]; torch {torch.__version__}, transformers {transformers.__version__}, "
           f"sentence-transformers {sentence_transformers.__version__}")
 
     all_texts = list(preset["embedding_texts"]) + [t for p in preset["pairs"] for t in p]
@@ -256,7 +552,7 @@ def main():
         raw = R.embedding(ids)
         enc = R.st.encode(text, convert_to_numpy=True)  # float32, as sentence-transformers does by default
         assert enc.dtype == np.float32, enc.dtype
-        fwd_err = R.check_forward(ids)
+        fwd_err = max(R.check_forward(ids), R.check_forward(R.reference_ids(len(ids))))
         expect = raw / raw.norm() if R.has_normalize else raw
         enc_err = float(np.abs(enc.astype(np.float64) - expect.numpy()).max())
         worst["forward"] = max(worst["forward"], fwd_err)
@@ -269,6 +565,12 @@ def main():
 
     print(f"embeddings: max |layer-by-layer - model()| {worst['forward']:.2e}, "
           f"max |encode - raw/|raw|| {worst['encode_vs_raw']:.2e}")
+
+    # Convergence checks first on path sums (cheap), so that a failure stops the run early.
+    conv = ConvergenceChecks(R, preset)
+    conv.run({(t, l): R.path_sum(R.tokenize(t)[0], l, max(preset["steps"]))
+              for t in conv.texts for l in preset["layers"]}, verbose=False)
+    print(f"convergence preflight passed (check_steps {preset['check_steps']})", flush=True)
 
     # ---------------- attributions ----------------
     cache = {}
@@ -345,53 +647,35 @@ def main():
     worst_ident = max(identity_errs)
     print(f"max identity error at N={max_steps}: {worst_ident[0]:.3e} (|expected| {worst_ident[1]:.3e}, {worst_ident[2:]})")
 
-    # Convergence check (not written): right Riemann error is O(1/N), so at many steps the
-    # per-text completeness error must shrink accordingly. Σ_i P_di at many steps comes from one
-    # JVP along Δ per step (path_sum), which is cheap; Σ_ij A_ij = Σ_d (Σ_i P^a_di)(Σ_j P^b_dj).
+    # Convergence checks (not written), now on Σ_i P_di of the reverse-mode P that is written
+    # (ConvergenceChecks explains them).
     n_chk = preset["check_steps"]
-    worst_chk = 0.0
-    P_chk = {}
-    for (text, layer, steps), (err, mag) in sorted(completeness.items()):
-        if steps != max_steps:
-            continue
-        ids, _ = R.tokenize(text)
-        S = R.path_sum(ids, layer, n_chk)
-        P_chk[(text, layer)] = S
-        e, r = R.embedding(ids), R.embedding(R.reference_ids(len(ids)))
-        err_chk = (S - (e - r)).abs().max().item()
-        worst_chk = max(worst_chk, err_chk / mag)
-        print(f"  convergence L={layer}: err N={max_steps} {err:.3e} -> N={n_chk} {err_chk:.3e} "
-              f"(ratio {err / max(err_chk, 1e-300):.1f}, ideal {n_chk / max_steps:.0f})  {text!r}")
-        assert err_chk <= err * 2.0 * max_steps / n_chk + 1e-12, "completeness does not converge as O(1/N)"
+    worst_chk, worst_ident_chk = conv.run(
+        {(t, l): get_P(R.tokenize(t)[0], l, max_steps).sum(1) for t in conv.texts for l in preset["layers"]},
+        verbose=True)
     print(f"max relative completeness error at N={n_chk}: {worst_chk:.3e}")
-    assert worst_chk < 2e-2, worst_chk
-    # Pair identity at many steps: Σ A -> score - ref_a__b - a__ref_b + ref_a__ref_b, also O(1/N).
-    worst_ident_chk = 0.0
-    for _, _, text_a, text_b, layer, sim, scale, ident in identity_errs:
-        ids_a, _ = R.tokenize(text_a)
-        ids_b, _ = R.tokenize(text_b)
-        e_a, e_b = R.embedding(ids_a), R.embedding(ids_b)
-        r_a, r_b = R.embedding(R.reference_ids(len(ids_a))), R.embedding(R.reference_ids(len(ids_b)))
-        asum = (P_chk[(text_a, layer)] @ P_chk[(text_b, layer)]).item() / scale  # Σ_ij A_ij
-        expected = ((e_a - r_a) @ (e_b - r_b)).item() / scale
-        ident_chk = asum - expected
-        worst_ident_chk = max(worst_ident_chk, abs(ident_chk))
-        print(f"  identity L={layer} {sim}: err N={max_steps} {ident:+.3e} -> N={n_chk} {ident_chk:+.3e}  "
-              f"[{text_a!r} / {text_b!r}]")
-        assert abs(ident_chk) <= abs(ident) * 2.0 * max_steps / n_chk + 1e-12, "identity does not converge"
-        assert abs(ident_chk) <= 1e-2 * max(abs(expected), 1e-3), (ident_chk, expected)
     print(f"max identity error at N={n_chk}: {worst_ident_chk:.3e}")
 
     out = {
         "generator": "tests/reference/generate_golden.py",
         "model": args.name,
+    }
+    # "architecture" and "pooling" are left out for BERT with mean pooling, so that the files
+    # written before they existed (tiny-bert, all-MiniLM-L6-v2) stay byte-identical: a reader
+    # takes a missing key as "bert" / "mean".
+    if (R.arch, R.pooling) != ("bert", "mean"):
+        out["architecture"] = R.arch
+        out["pooling"] = R.pooling
+    out.update({
         "dtype": "float64",
         "max_seq_length": R.max_seq_length,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "sentence_transformers": sentence_transformers.__version__},
-        "embeddings": embeddings,
-        "attributions": attributions,
-    }
+    })
+    if R.arch == "mpnet":
+        out["relative_position_buckets"] = R.relative_position_buckets()
+    out["embeddings"] = embeddings
+    out["attributions"] = attributions
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
