@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::pseudo_random;
 use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
-use simattr::backend::cpu::CpuBackend;
+use simattr::backend::cpu::{CpuBackend, CpuTensor};
 use simattr::backend::{Backend, BackendSettings, Batch, Heads, ResidualNorm, Role, ScoreMods};
 use simattr::params::{Linear, Norm};
 
@@ -39,11 +39,11 @@ impl Shape {
     }
 }
 
-fn activations(b: &CpuBackend, len: usize, seed: u64) -> Vec<f32> {
+fn activations(b: &CpuBackend, len: usize, seed: u64) -> CpuTensor {
     b.upload(&pseudo_random(len, seed, 1.0), Role::Activations { len }).unwrap()
 }
 
-fn linear(b: &CpuBackend, in_dim: usize, out_dim: usize, seed: u64) -> Linear<Vec<f32>> {
+fn linear(b: &CpuBackend, in_dim: usize, out_dim: usize, seed: u64) -> Linear<CpuTensor> {
     let scale = 1.0 / (in_dim as f32).sqrt();
     let host = Linear {
         weight: pseudo_random(in_dim * out_dim, seed, scale),
@@ -54,7 +54,7 @@ fn linear(b: &CpuBackend, in_dim: usize, out_dim: usize, seed: u64) -> Linear<Ve
     host.try_map(&mut |t: &Vec<f32>, role| b.upload(t, role)).unwrap()
 }
 
-fn norm(b: &CpuBackend, width: usize) -> Norm<Vec<f32>> {
+fn norm(b: &CpuBackend, width: usize) -> Norm<CpuTensor> {
     let host = Norm { gamma: vec![1.0; width], beta: vec![0.0; width] };
     host.try_map(width, &mut |t: &Vec<f32>, role| b.upload(t, role)).unwrap()
 }

@@ -26,6 +26,10 @@ struct Cli {
     /// float64 PyTorch run to ~1e-15).
     #[arg(long, global = true, value_name = "f32|f64")]
     precision: Option<String>,
+    /// Precision of the primal states on `cpu`: f64 (the default; accurate where the
+    /// integrand is sharp, e.g. MPNet layer 6) or f32 (a little faster).
+    #[arg(long, global = true, value_name = "f64|f32")]
+    primal: Option<String>,
     /// Worker threads [default: all cores].
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
@@ -121,7 +125,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let kind: BackendKind = cli.backend.parse()?;
     let precision = kind.check_precision(cli.precision.as_deref().map(str::parse::<Precision>).transpose()?)?;
     let max_memory = cli.max_memory.as_deref().map(parse_memory).transpose()?;
-    let settings = BackendSettings::new(cli.threads, max_memory)?;
+    let mut settings = BackendSettings::new(cli.threads, max_memory)?;
+    if let Some(primal) = kind.check_primal(cli.primal.as_deref())? {
+        settings = settings.with_primal(primal);
+    }
     match (kind, precision) {
         (BackendKind::Cpu, Precision::F32) => run_on(&CpuBackend::new(settings)?, cli.command),
         (BackendKind::CpuReference, Precision::F32) => {

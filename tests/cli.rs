@@ -52,7 +52,7 @@ fn explain_writes_json_and_png_matching_pytorch() {
     assert_eq!(strings(&doc["tokens_b"]), strings(&case["tokens_b"]));
     assert_eq!((doc["layer"].as_u64(), doc["steps"].as_u64()), (Some(2), Some(20)));
     assert_eq!(doc["similarity"], "cos");
-    assert_eq!(doc["backend"], "cpu f32", "the default backend is the fast CPU backend");
+    assert_eq!(doc["backend"], "cpu f32 (f64 primal)", "the default backend is the fast CPU backend");
     let (got, want) = (matrix(&doc["attributions"]).concat(), matrix(&case["attributions"]).concat());
     assert!(max_abs_diff(&got, &want) <= 1e-4 * max_abs(&want));
     assert!((doc["score"].as_f64().unwrap() - case["score"].as_f64().unwrap()).abs() < 1e-5);
@@ -66,6 +66,35 @@ fn explain_writes_json_and_png_matching_pytorch() {
     let reader = decoder.read_info().expect("a valid PNG");
     let info = reader.info();
     assert!(info.width > 100 && info.height > 100, "{}×{}", info.width, info.height);
+}
+
+/// `--primal f32` keeps the primal states in f32 too, and says so in the JSON.
+#[test]
+fn primal_f32_is_named_and_matches_pytorch() {
+    let case = golden_case(2, 20, "cos");
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("pair.json");
+    let model = tiny_model_dir();
+    let out = simattr(&[
+        "explain",
+        "--primal",
+        "f32",
+        "--model",
+        model.to_str().unwrap(),
+        "--layer",
+        "2",
+        "--steps",
+        "20",
+        "--json",
+        json_path.to_str().unwrap(),
+        case["text_a"].as_str().unwrap(),
+        case["text_b"].as_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(doc["backend"], "cpu f32");
+    let (got, want) = (matrix(&doc["attributions"]).concat(), matrix(&case["attributions"]).concat());
+    assert!(max_abs_diff(&got, &want) <= 1e-5 * max_abs(&want));
 }
 
 #[test]
@@ -120,40 +149,40 @@ fn every_backend_and_precision_explains_the_same_pair() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model_dir();
     let want = matrix(&case["attributions"]).concat();
-    for (backend, precision, threads, tolerance) in [
-        ("cpu", "f32", "1", 1e-5),
-        ("cpu", "f32", "2", 1e-5),
-        ("cpu-ref", "f32", "2", 1e-5),
-        ("cpu-ref", "f64", "2", 1e-10),
+    for (backend, precision, primal, threads, tolerance, name) in [
+        ("cpu", "f32", "", "1", 1e-5, "cpu f32 (f64 primal)"),
+        ("cpu", "f32", "", "2", 1e-5, "cpu f32 (f64 primal)"),
+        ("cpu", "f32", "f32", "2", 1e-5, "cpu f32"),
+        ("cpu-ref", "f32", "", "2", 1e-5, "cpu-reference f32"),
+        ("cpu-ref", "f64", "", "2", 1e-10, "cpu-reference f64"),
     ] {
-        let json_path = dir.path().join(format!("{backend}-{precision}-{threads}.json"));
-        let out = simattr(&[
-            "--backend",
-            backend,
-            "--precision",
-            precision,
-            "--threads",
-            threads,
-            "--max-memory",
-            "64M",
-            "explain",
-            "--model",
-            model.to_str().unwrap(),
-            "--layer",
-            "2",
-            "--steps",
-            "5",
-            "--similarity",
-            "dot",
-            "--json",
-            json_path.to_str().unwrap(),
-            case["text_a"].as_str().unwrap(),
-            case["text_b"].as_str().unwrap(),
-        ]);
+        let json_path = dir.path().join(format!("{backend}-{precision}-{primal}-{threads}.json"));
+        let primal_flag: &[&str] = if primal.is_empty() { &[] } else { &["--primal", primal] };
+        let out = simattr(
+            &[
+                &["--backend", backend, "--precision", precision, "--threads", threads, "--max-memory", "64M"],
+                primal_flag,
+                &[
+                    "explain",
+                    "--model",
+                    model.to_str().unwrap(),
+                    "--layer",
+                    "2",
+                    "--steps",
+                    "5",
+                    "--similarity",
+                    "dot",
+                    "--json",
+                    json_path.to_str().unwrap(),
+                    case["text_a"].as_str().unwrap(),
+                    case["text_b"].as_str().unwrap(),
+                ],
+            ]
+            .concat(),
+        );
         assert!(out.status.success(), "{backend} {precision}: {}", String::from_utf8_lossy(&out.stderr));
         let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-        let name = if backend == "cpu" { format!("cpu {precision}") } else { format!("cpu-reference {precision}") };
-        assert_eq!(doc["backend"], name.as_str());
+        assert_eq!(doc["backend"], name);
         let err = max_abs_diff(&matrix(&doc["attributions"]).concat(), &want) / max_abs(&want);
         assert!(err <= tolerance, "{backend} {precision} threads {threads}: {err:e} of max|A| from the golden");
     }

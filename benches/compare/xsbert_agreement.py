@@ -25,6 +25,7 @@ Run (about an hour on 2 CPU cores: xsbert does 768 backward passes per text and 
       --model-dir ~/.cache/simattr/models/all-mpnet-base-v2 \
       --golden tests/fixtures/golden/all-mpnet-base-v2.json --out /tmp/xsbert-out/results.json
 
+  Finished cases go to OUT.partial.jsonl as they come: an interrupted run resumes there.
   --compare-only re-reads --out and only redoes the comparison (e.g. once the golden appears).
 
 xsbert's method, from its source (xsbert/models/ at 471c77f), is the same as ours:
@@ -62,13 +63,27 @@ PAIRS = [
     ("The cat sits on the mat.", "A dog is lying on the rug."),
     ("Children are playing in the park.", "Kids play outside in the sunshine."),
 ]
-LAYERS = [6, 9, 11]
+LAYERS = [11, 9, 6]
 STEPS = 10
 SIMS = ["cos", "dot"]
 F64 = torch.float64
 
 
-def run_xsbert(model_dir, dtype, pairs, layers, steps, sims):
+def run_xsbert(model_dir, dtype, pairs, layers, steps, sims, partial):
+    """xsbert's attributions for every case; each finished case is appended to `partial` (JSONL)
+    at once, and cases already there are not recomputed, so an interrupted run resumes."""
+    dname = str(dtype).replace("torch.", "")
+    done = {}
+    if os.path.exists(partial):
+        with open(partial) as f:
+            for line in f:
+                r = json.loads(line)
+                done[(key(r), r["dtype"])] = r
+    todo = [(layer, a, b) for layer in layers for a, b in pairs
+            if any((key({"text_a": a, "text_b": b, "layer": layer, "steps": steps, "similarity": s}), dname)
+                   not in done for s in sims)]
+    if not todo:
+        return [r for r in done.values() if r["dtype"] == dname and int(r["layer"]) in layers]
     from sentence_transformers.models import Pooling
     from xsbert import models
 
@@ -88,12 +103,13 @@ def run_xsbert(model_dir, dtype, pairs, layers, steps, sims):
             memo[k] = orig(embedding, intermediate, **kw)
         return memo[k]
     model._compute_integrated_jacobian = jacobian
-    out = []
     for layer in layers:
         model.reset_attribution()
         model.init_attribution_to_layer(idx=layer, N_steps=steps)
         memo.clear()
         for text_a, text_b in pairs:
+            if (layer, text_a, text_b) not in todo:
+                continue
             for sim in sims:
                 t0 = time.time()
                 A, tok_a, tok_b, score, ra, rb, rr = model.explain_similarity(
@@ -102,7 +118,7 @@ def run_xsbert(model_dir, dtype, pairs, layers, steps, sims):
                 ids_a = model[0].tokenize([text_a])["input_ids"][0].tolist()
                 ids_b = model[0].tokenize([text_b])["input_ids"][0].tolist()
                 A = A.double()
-                out.append({
+                r = {
                     "text_a": text_a, "text_b": text_b, "layer": layer, "steps": steps,
                     "similarity": sim, "dtype": str(dtype).replace("torch.", ""),
                     "tokens_a": tok_a, "tokens_b": tok_b, "ids_a": ids_a, "ids_b": ids_b,
@@ -111,12 +127,15 @@ def run_xsbert(model_dir, dtype, pairs, layers, steps, sims):
                     "score": score, "lhs_terms": {"emb_a__ref_b": ra, "emb_b__ref_a": rb,
                                                   "ref_a__ref_b": rr},
                     "lhs": score - ra - rb + rr,
-                })
-                print(f"  xsbert {out[-1]['dtype']} L={layer} {sim}: score {score:+.6f} "
+                }
+                done[(key(r), r["dtype"])] = r
+                with open(partial, "a") as f:
+                    f.write(json.dumps(r) + "\n")
+                print(f"  xsbert {r['dtype']} L={layer} {sim}: score {score:+.6f} "
                       f"sum(A) {A.sum().item():+.6f} lhs {score - ra - rb + rr:+.6f} "
                       f"({time.time() - t0:.0f}s) [{text_a!r} / {text_b!r}]", flush=True)
     model.reset_attribution()
-    return out
+    return [r for r in done.values() if r["dtype"] == dname and int(r["layer"]) in layers]
 
 
 class Ours:
@@ -226,6 +245,8 @@ def main():
     ap.add_argument("--golden", default="tests/fixtures/golden/all-mpnet-base-v2.json")
     ap.add_argument("--out", default="/tmp/xsbert-out/results.json")
     ap.add_argument("--compare-only", action="store_true")
+    ap.add_argument("--float64", action="store_true",
+                    help="also run xsbert with the model cast to float64, at layer 11")
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
@@ -240,12 +261,15 @@ def main():
                             "xsbert": "lucasmllr/xsbert 471c77f"},
                "model_dir": args.model_dir, "pairs": PAIRS, "layers": LAYERS, "steps": STEPS}
         print(res["versions"])
-        res["xsbert_float32"] = run_xsbert(args.model_dir, torch.float32, PAIRS, LAYERS, STEPS, SIMS)
-        # float64 (model cast with .to(float64)) only where it is cheap, layer 11: enough to show
-        # what float32 accounts for.
-        res["xsbert_float64"] = run_xsbert(args.model_dir, F64, PAIRS, [11], STEPS, SIMS)
-        res["ours_float64"] = Ours(args.model_dir).attributions(PAIRS, LAYERS, STEPS, SIMS)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        partial = args.out + ".partial.jsonl"
+        res["ours_float64"] = Ours(args.model_dir).attributions(PAIRS, LAYERS, STEPS, SIMS)
+        # The deep (cheap) layers first, so that an interrupted run has the most cases.
+        res["xsbert_float32"] = run_xsbert(args.model_dir, torch.float32, PAIRS, LAYERS, STEPS, SIMS, partial)
+        # float64 (model cast with .to(float64)) only where it is cheapest, layer 11: enough to
+        # show what float32 accounts for.
+        res["xsbert_float64"] = (run_xsbert(args.model_dir, F64, PAIRS, [11], STEPS, SIMS, partial)
+                                 if args.float64 else [])
         with open(args.out, "w") as f:
             json.dump(res, f)
 

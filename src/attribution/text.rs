@@ -135,14 +135,19 @@ pub fn attribute_text<B: Backend>(
         )
     })?;
 
-    let input_states = encoder.states_at(&tokenized.ids, 1, layer)?;
-    let reference_states = encoder.states_at(&reference_ids, 1, layer)?;
+    // The input and its reference (same length) go through the layers as one batch of two:
+    // rows 0..t are the input's, t..2t the reference's.
+    let both_ids = [tokenized.ids.as_slice(), reference_ids.as_slice()].concat();
+    let both_states = encoder.states_at(&both_ids, 2, layer)?;
+    let rows_of = |seq: usize| (seq * t..(seq + 1) * t).map(|r| r as u32).collect::<Vec<_>>();
+    let input_states = b.gather_rows(&both_states, h, &rows_of(0))?;
+    let reference_states = b.gather_rows(&both_states, h, &rows_of(1))?;
     let delta = b.sub(&input_states, &reference_states)?;
-    let pooled_end = |states| -> Result<Vec<f64>> {
-        let out = encoder.forward_layers(states, layer, encoder.num_layers(), 1, t)?;
-        b.download(&encoder.pool(&out, 1, t)?)
-    };
-    let embedding = pooled_end(input_states)?;
+    drop(input_states);
+    let ends = encoder.forward_layers(both_states, layer, encoder.num_layers(), 2, t)?;
+    let pooled_ends = b.download(&encoder.pool(&ends, 2, t)?)?;
+    drop(ends);
+    let (embedding, reference_embedding) = (pooled_ends[..h].to_vec(), pooled_ends[h..].to_vec());
 
     progress.add_work((steps * t * (encoder.num_layers() - layer)) as u64);
     // `P` stays on the device as `[T, D]` (row i = column i of P) until every pass is in.
@@ -171,7 +176,6 @@ pub fn attribute_text<B: Backend>(
             projection[d * t + i] = *value;
         }
     }
-    let reference_embedding = pooled_end(reference_states)?;
     Ok(TextAttribution { tokenized, reference_ids, dim: h, projection, embedding, reference_embedding })
 }
 

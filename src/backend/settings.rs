@@ -46,6 +46,36 @@ impl BackendKind {
     }
 }
 
+impl BackendKind {
+    /// Primal precisions this backend lets the user choose, the default first (none: the
+    /// primal is stored like everything else, in `--precision`).
+    pub fn primal_precisions(self) -> &'static [Precision] {
+        match self {
+            BackendKind::Cpu => &[Precision::F64, Precision::F32],
+            BackendKind::CpuReference => &[],
+        }
+    }
+
+    /// The `--primal` value (`f64`, `f32`) checked against what this backend offers.
+    pub fn check_primal(self, primal: Option<&str>) -> Result<Option<Precision>> {
+        let Some(text) = primal else { return Ok(None) };
+        let offered = self.primal_precisions();
+        let names: Vec<&str> = offered.iter().map(|p| p.name()).collect();
+        let parsed = offered.iter().copied().find(|p| p.name() == text);
+        match parsed {
+            Some(p) => Ok(Some(p)),
+            None if offered.is_empty() => Err(Error::argument(
+                "--primal",
+                format!("backend {} stores its primal in --precision; --primal is for cpu", self.name()),
+            )),
+            None => Err(Error::argument(
+                "--primal",
+                format!("`{text}`: backend {} offers {}", self.name(), names.join(", ")),
+            )),
+        }
+    }
+}
+
 impl std::str::FromStr for BackendKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -106,6 +136,9 @@ pub struct BackendSettings {
     pub threads: usize,
     /// Bytes the backend's tensors may occupy at once.
     pub max_memory: usize,
+    /// Precision of the primal states where a backend offers a choice (`cpu`: f64, the
+    /// default, or f32); `None` for the backend's default.
+    pub primal: Option<Precision>,
 }
 
 impl BackendSettings {
@@ -130,13 +163,20 @@ impl BackendSettings {
         if max_memory == 0 {
             return Err(Error::argument("--max-memory", "must be more than 0 bytes"));
         }
-        Ok(BackendSettings { threads, max_memory })
+        Ok(BackendSettings { threads, max_memory, primal: None })
+    }
+}
+
+impl BackendSettings {
+    /// These settings with the primal kept in `primal`.
+    pub fn with_primal(self, primal: Precision) -> Self {
+        BackendSettings { primal: Some(primal), ..self }
     }
 }
 
 impl Default for BackendSettings {
     fn default() -> Self {
-        BackendSettings { threads: Self::default_threads(), max_memory: Self::DEFAULT_MAX_MEMORY }
+        BackendSettings { threads: Self::default_threads(), max_memory: Self::DEFAULT_MAX_MEMORY, primal: None }
     }
 }
 
@@ -186,6 +226,17 @@ mod tests {
         assert!(err.contains("cpu") && err.contains("f64") && err.contains("offers f32"), "{err}");
         assert_eq!(BackendKind::CpuReference.check_precision(Some(Precision::F64)).unwrap(), Precision::F64);
         assert_eq!(BackendKind::Cpu.check_precision(None).unwrap(), Precision::F32);
+    }
+
+    #[test]
+    fn primal_precision_is_checked_per_backend() {
+        assert_eq!(BackendKind::Cpu.check_primal(None).unwrap(), None);
+        assert_eq!(BackendKind::Cpu.check_primal(Some("f32")).unwrap(), Some(Precision::F32));
+        assert_eq!(BackendKind::Cpu.check_primal(Some("f64")).unwrap(), Some(Precision::F64));
+        let err = BackendKind::Cpu.check_primal(Some("bf16")).unwrap_err().to_string();
+        assert!(err.contains("--primal") && err.contains("f64, f32"), "{err}");
+        let err = BackendKind::CpuReference.check_primal(Some("f64")).unwrap_err().to_string();
+        assert!(err.contains("--primal") && err.contains("cpu-ref"), "{err}");
     }
 
     #[test]

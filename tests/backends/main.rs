@@ -121,5 +121,12 @@ backend_suite! {
     cpu_reference_f32 => |settings| simattr::backend::reference::CpuReference::<f32>::with_settings(settings);
     // The reference's plain loops would take minutes per MPNet case; the f64 oracle checks one
     // MPNet pair itself (oracle.rs).
+    // The default: f32 tangents, f64 primal states.
     cpu_f32 => |settings| simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend"), mpnet_tests;
+    // `--primal f32`: everything in f32. Not held to the MPNet layer-6 goldens, whose sharp
+    // integrand amplifies f32 primal rounding to 3e-4 of max|A| (README "Accuracy").
+    cpu_f32_primal_f32 => |settings| {
+        let settings = settings.with_primal(simattr::backend::Precision::F32);
+        simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend")
+    };
 }

@@ -531,7 +531,7 @@ pub fn pooled_output_norm<B: Backend>(b: &B) {
 /// The backend honours `--max-memory`: the budget it reports is the one it was given, and
 /// rows are counted in its own storage precision.
 pub fn memory_budget_sizes_rows<B: Backend>(make: fn(BackendSettings) -> B) {
-    let settings = BackendSettings { threads: 1, max_memory: 3 << 20 };
+    let settings = BackendSettings { threads: 1, max_memory: 3 << 20, primal: None };
     let b = make(settings);
     assert_eq!(b.memory_budget(), 3 << 20);
     let per_row = 4 * 384 + 2 * 1536;

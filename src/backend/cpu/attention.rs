@@ -20,6 +20,7 @@ use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use super::check_len;
+use super::tensor::CpuTensor;
 use crate::backend::{Batch, Heads, ScoreMods};
 
 /// `y += a · x`.
@@ -106,7 +107,7 @@ pub fn attention(
     seqs: usize,
     tokens: usize,
     heads: Heads,
-    scores: ScoreMods<'_, Vec<f32>>,
+    scores: ScoreMods<'_, CpuTensor>,
 ) -> (Vec<f32>, Vec<f32>) {
     let (t, w, d) = (tokens, heads.width(), heads.dim);
     check_len("attention qkv", qkv.len(), seqs * t * 3 * w);

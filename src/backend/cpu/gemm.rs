@@ -16,11 +16,12 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
+use super::tensor::CpuTensor;
 use super::{check_len, rows_per_task};
 use crate::params::Linear;
 
 /// `x Wᵀ + bias` (bias optional) over `rows` rows, with `layer.weight` stored `[out, in]`.
-pub fn linear(x: &[f32], rows: usize, layer: &Linear<Vec<f32>>, bias: Option<&[f32]>, threads: usize) -> Vec<f32> {
+pub fn linear(x: &[f32], rows: usize, layer: &Linear<CpuTensor>, bias: Option<&[f32]>, threads: usize) -> Vec<f32> {
     let (n_in, n_out) = (layer.in_dim, layer.out_dim);
     check_len("linear input", x.len(), rows * n_in);
     check_len("linear weight", layer.weight.len(), n_in * n_out);
@@ -57,7 +58,7 @@ fn gemm_into(y: &mut [f32], accum: Accum, x: &[f32], w: MatRef<'_, f32>, threads
 
 /// `x W` for a `layer` whose `W` is `[out, in]`: maps `[rows, out]` back to `[rows, in]`
 /// (the transpose of `linear`: the stored `[out, in]` weight read row-major).
-pub fn linear_transposed(x: &[f32], rows: usize, layer: &Linear<Vec<f32>>, threads: usize) -> Vec<f32> {
+pub fn linear_transposed(x: &[f32], rows: usize, layer: &Linear<CpuTensor>, threads: usize) -> Vec<f32> {
     let (n_in, n_out) = (layer.in_dim, layer.out_dim);
     check_len("linear_transposed input", x.len(), rows * n_out);
     check_len("linear_transposed weight", layer.weight.len(), n_in * n_out);

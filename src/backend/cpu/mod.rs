@@ -4,19 +4,25 @@
 //! the same way whichever thread gets it, so results do not depend on `--threads`.
 //!
 //! Row reductions (LayerNorm statistics, softmax sums, pooling sums) accumulate in f64; the
-//! GEMMs and the small per-head products of attention stay in f32.
+//! tangent GEMMs and the small per-head products of attention stay in f32. The primal states
+//! are f64 by default (`tensor.rs` says why; `--primal f32` keeps them in f32).
 
 mod attention;
 mod elementwise;
 mod gelu;
 mod gemm;
+mod gemm_mixed;
 mod norm;
 mod pool;
 mod pooled_norm;
+mod primal_f64;
+mod tensor;
 
 use std::ops::Range;
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
+
+pub use tensor::CpuTensor;
 
 use super::{
     check_upload, AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ResidualNorm, ScoreMods,
@@ -28,6 +34,8 @@ pub struct CpuBackend {
     pool: ThreadPool,
     threads: usize,
     max_memory: usize,
+    /// Whether primal states are kept in f64 (else f32, like the tangents).
+    primal_f64: bool,
 }
 
 impl CpuBackend {
@@ -38,7 +46,26 @@ impl CpuBackend {
             .thread_name(|i| format!("simattr-cpu-{i}"))
             .build()
             .map_err(|e| Error::Internal(format!("cannot start {threads} CPU worker threads: {e}")))?;
-        Ok(CpuBackend { pool, threads, max_memory: settings.max_memory })
+        let primal_f64 = match settings.primal.unwrap_or(Precision::F64) {
+            Precision::F64 => true,
+            Precision::F32 => false,
+            other => {
+                return Err(Error::argument(
+                    "--primal",
+                    format!("backend cpu keeps its primal in f64 or f32, not {}", other.name()),
+                ))
+            }
+        };
+        Ok(CpuBackend { pool, threads, max_memory: settings.max_memory, primal_f64 })
+    }
+
+    /// The precision of the primal states.
+    pub fn primal_precision(&self) -> Precision {
+        if self.primal_f64 {
+            Precision::F64
+        } else {
+            Precision::F32
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -84,10 +111,13 @@ fn rows_per_task(width: usize) -> usize {
 }
 
 impl Backend for CpuBackend {
-    type Tensor = Vec<f32>;
+    type Tensor = CpuTensor;
 
     fn name(&self) -> String {
-        "cpu f32".to_string()
+        match self.primal_f64 {
+            true => "cpu f32 (f64 primal)".to_string(),
+            false => "cpu f32".to_string(),
+        }
     }
 
     fn precision(&self) -> Precision {
@@ -98,232 +128,377 @@ impl Backend for CpuBackend {
         self.max_memory
     }
 
-    fn upload(&self, data: &[f32], role: Role) -> Result<Vec<f32>> {
+    fn upload(&self, data: &[f32], role: Role) -> Result<CpuTensor> {
         check_upload(data, role)?;
         // Every role is used as laid out: the GEMMs read `[out, in]` weights in place.
-        self.run(|| elementwise::copy_large(data))
+        // Uploaded activations are f32 (tangents, or an f32 primal); an f64 primal starts at the
+        // embedding tables (`gather_rows`).
+        self.run(|| match role {
+            Role::Activations { .. } => CpuTensor::F32(elementwise::copy_large(data)),
+            _ => CpuTensor::Param(elementwise::copy_large(data)),
+        })
     }
 
-    fn download(&self, x: &Vec<f32>) -> Result<Vec<f64>> {
-        Ok(x.iter().map(|&v| v as f64).collect())
+    fn download(&self, x: &CpuTensor) -> Result<Vec<f64>> {
+        Ok(x.to_f64().into_owned())
     }
 
-    fn zeros(&self, len: usize) -> Result<Vec<f32>> {
-        Ok(vec![0.0; len])
+    fn zeros(&self, len: usize) -> Result<CpuTensor> {
+        Ok(CpuTensor::F32(vec![0.0; len]))
     }
 
-    fn gather_rows(&self, table: &Vec<f32>, width: usize, ids: &[u32]) -> Result<Vec<f32>> {
-        self.run(|| elementwise::gather_rows(table, width, ids))
+    fn gather_rows(&self, table: &CpuTensor, width: usize, ids: &[u32]) -> Result<CpuTensor> {
+        self.run(|| match table {
+            // An embedding table: the rows start a primal.
+            CpuTensor::Param(_) if self.primal_f64 => CpuTensor::F64(primal_f64::gather_rows(table, width, ids)),
+            CpuTensor::Param(_) | CpuTensor::F32(_) => CpuTensor::F32(elementwise::gather_rows(table, width, ids)),
+            CpuTensor::F64(t) => CpuTensor::F64(primal_f64::gather_rows(t, width, ids)),
+        })
     }
 
-    fn add(&self, a: &Vec<f32>, b: &Vec<f32>) -> Result<Vec<f32>> {
-        self.run(|| elementwise::zip_map("add", a, b, |x, y| x + y))
+    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        self.run(|| match either_f64(a, b) {
+            true => CpuTensor::F64(primal_f64::zip_map("add", &a.to_f64(), &b.to_f64(), |x, y| x + y)),
+            false => CpuTensor::F32(elementwise::zip_map("add", a, b, |x, y| x + y)),
+        })
     }
 
-    fn sub(&self, a: &Vec<f32>, b: &Vec<f32>) -> Result<Vec<f32>> {
-        self.run(|| elementwise::zip_map("sub", a, b, |x, y| x - y))
+    fn sub(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        self.run(|| match either_f64(a, b) {
+            true => CpuTensor::F64(primal_f64::zip_map("sub", &a.to_f64(), &b.to_f64(), |x, y| x - y)),
+            false => CpuTensor::F32(elementwise::zip_map("sub", a, b, |x, y| x - y)),
+        })
     }
 
-    fn add_bias(&self, x: &Vec<f32>, rows: usize, bias: &Vec<f32>) -> Result<Vec<f32>> {
-        self.run(|| elementwise::add_bias(x, rows, bias))
+    fn add_bias(&self, x: &CpuTensor, rows: usize, bias: &CpuTensor) -> Result<CpuTensor> {
+        self.run(|| match x.as_f64() {
+            Some(x) => CpuTensor::F64(primal_f64::add_bias(x, rows, bias)),
+            None => CpuTensor::F32(elementwise::add_bias(x, rows, bias)),
+        })
     }
 
-    fn interpolate(&self, origin: &Vec<f32>, delta: &Vec<f32>, alphas: &[f64]) -> Result<Vec<f32>> {
-        self.run(|| elementwise::interpolate(origin, delta, alphas))
+    fn interpolate(&self, origin: &CpuTensor, delta: &CpuTensor, alphas: &[f64]) -> Result<CpuTensor> {
+        self.run(|| match either_f64(origin, delta) {
+            true => CpuTensor::F64(primal_f64::interpolate(&origin.to_f64(), &delta.to_f64(), alphas)),
+            false => CpuTensor::F32(elementwise::interpolate(origin, delta, alphas)),
+        })
     }
 
     fn token_tangents(
         &self,
-        delta: &Vec<f32>,
+        delta: &CpuTensor,
         steps: usize,
         tokens: usize,
         width: usize,
         directions: Range<usize>,
-    ) -> Result<Vec<f32>> {
-        self.run(|| elementwise::token_tangents(delta, steps, tokens, width, directions))
+    ) -> Result<CpuTensor> {
+        self.run(|| CpuTensor::F32(elementwise::token_tangents(&delta.to_f32(), steps, tokens, width, directions)))
     }
 
-    fn linear(&self, x: &Vec<f32>, rows: usize, layer: &Linear<Vec<f32>>) -> Result<Vec<f32>> {
-        self.run(|| gemm::linear(x, rows, layer, Some(&layer.bias), self.threads))
+    fn linear(&self, x: &CpuTensor, rows: usize, layer: &Linear<CpuTensor>) -> Result<CpuTensor> {
+        self.run(|| self.dense(x, rows, layer, true))
     }
 
-    fn matmul(&self, x: &Vec<f32>, rows: usize, layer: &Linear<Vec<f32>>) -> Result<Vec<f32>> {
-        self.run(|| gemm::linear(x, rows, layer, None, self.threads))
+    fn matmul(&self, x: &CpuTensor, rows: usize, layer: &Linear<CpuTensor>) -> Result<CpuTensor> {
+        self.run(|| self.dense(x, rows, layer, false))
     }
 
     fn layer_norm(
         &self,
-        x: &Vec<f32>,
+        x: &CpuTensor,
         rows: usize,
         width: usize,
-        norm: &Norm<Vec<f32>>,
+        norm: &Norm<CpuTensor>,
         eps: f64,
-    ) -> Result<(Vec<f32>, NormSaved<Vec<f32>>)> {
-        self.run(|| norm::layer_norm(&norm::RowSum::one(x), rows, width, norm, eps))
+    ) -> Result<(CpuTensor, NormSaved<CpuTensor>)> {
+        self.run(|| match x.as_f64() {
+            Some(x) => {
+                let sum = primal_f64::RowSum { first: x, second: None, bias: None };
+                let (y, saved) = primal_f64::layer_norm(&sum, rows, width, norm, eps);
+                (CpuTensor::F64(y), f32_saved(saved))
+            }
+            None => {
+                let (y, saved) = norm::layer_norm(&norm::RowSum::one(x), rows, width, norm, eps);
+                (CpuTensor::F32(y), f32_saved(saved))
+            }
+        })
     }
 
     fn layer_norm_jvp(
         &self,
-        saved: &NormSaved<Vec<f32>>,
-        norm: &Norm<Vec<f32>>,
-        dx: &Vec<f32>,
+        saved: &NormSaved<CpuTensor>,
+        norm: &Norm<CpuTensor>,
+        dx: &CpuTensor,
         batch: Batch,
         width: usize,
-    ) -> Result<Vec<f32>> {
-        self.run(|| norm::layer_norm_jvp(saved, norm, &norm::RowSum::one(dx), batch, width))
+    ) -> Result<CpuTensor> {
+        self.run(|| CpuTensor::F32(norm::layer_norm_jvp(saved, norm, &norm::RowSum::one(&dx.to_f32()), batch, width)))
     }
 
-    fn gelu(&self, x: &Vec<f32>) -> Result<Vec<f32>> {
-        self.run(|| gelu::gelu(x, None))
+    fn gelu(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        self.run(|| match x.as_f64() {
+            Some(x) => CpuTensor::F64(primal_f64::gelu(x, None)),
+            None => CpuTensor::F32(gelu::gelu(x, None)),
+        })
     }
 
-    fn gelu_jvp(&self, x: &Vec<f32>, dx: &Vec<f32>, batch: Batch, width: usize) -> Result<Vec<f32>> {
-        self.run(|| gelu::gelu_jvp(x, None, dx, batch, width).1)
+    fn gelu_jvp(&self, x: &CpuTensor, dx: &CpuTensor, batch: Batch, width: usize) -> Result<CpuTensor> {
+        self.run(|| CpuTensor::F32(gelu::gelu_jvp(&x.to_f32(), None, &dx.to_f32(), batch, width).1))
     }
 
     fn attention(
         &self,
-        qkv: &Vec<f32>,
+        qkv: &CpuTensor,
         seqs: usize,
         tokens: usize,
         heads: Heads,
-        scores: ScoreMods<'_, Vec<f32>>,
-    ) -> Result<(Vec<f32>, AttentionSaved<Vec<f32>>)> {
+        scores: ScoreMods<'_, CpuTensor>,
+    ) -> Result<(CpuTensor, AttentionSaved<CpuTensor>)> {
         self.run(|| {
-            let (ctx, probs) = attention::attention(qkv, seqs, tokens, heads, scores);
-            (ctx, AttentionSaved { probs })
+            let (ctx, probs) = self.attend(qkv, seqs, tokens, heads, scores);
+            (ctx, AttentionSaved { probs: CpuTensor::F32(probs) })
         })
     }
 
     fn attention_jvp(
         &self,
-        qkv: &Vec<f32>,
-        saved: &AttentionSaved<Vec<f32>>,
-        dqkv: &Vec<f32>,
+        qkv: &CpuTensor,
+        saved: &AttentionSaved<CpuTensor>,
+        dqkv: &CpuTensor,
         batch: Batch,
         heads: Heads,
-    ) -> Result<Vec<f32>> {
-        self.run(|| attention::attention_jvp(qkv, &saved.probs, dqkv, batch, heads))
+    ) -> Result<CpuTensor> {
+        self.run(|| CpuTensor::F32(attention::attention_jvp(&qkv.to_f32(), &saved.probs, &dqkv.to_f32(), batch, heads)))
     }
 
-    fn mean_pool(&self, x: &Vec<f32>, seqs: usize, tokens: usize, width: usize) -> Result<Vec<f32>> {
-        self.run(|| pool::mean_pool(x, seqs, tokens, width))
+    fn mean_pool(&self, x: &CpuTensor, seqs: usize, tokens: usize, width: usize) -> Result<CpuTensor> {
+        self.run(|| match x.as_f64() {
+            Some(x) => CpuTensor::F64(primal_f64::mean_pool(x, seqs, tokens, width)),
+            None => CpuTensor::F32(pool::mean_pool(x, seqs, tokens, width)),
+        })
     }
 
-    fn max_pool(&self, x: &Vec<f32>, seqs: usize, tokens: usize, width: usize) -> Result<Vec<f32>> {
-        self.run(|| pool::max_pool(x, seqs, tokens, width))
+    fn max_pool(&self, x: &CpuTensor, seqs: usize, tokens: usize, width: usize) -> Result<CpuTensor> {
+        self.run(|| match x.as_f64() {
+            Some(x) => CpuTensor::F64(primal_f64::max_pool(x, seqs, tokens, width)),
+            None => CpuTensor::F32(pool::max_pool(x, seqs, tokens, width)),
+        })
     }
 
-    fn max_pool_jvp(&self, x: &Vec<f32>, dx: &Vec<f32>, batch: Batch, width: usize) -> Result<Vec<f32>> {
-        self.run(|| pool::max_pool_jvp(x, dx, batch, width))
+    fn max_pool_jvp(&self, x: &CpuTensor, dx: &CpuTensor, batch: Batch, width: usize) -> Result<CpuTensor> {
+        self.run(|| {
+            let dx = dx.to_f32();
+            CpuTensor::F32(match x.as_f64() {
+                // The arg-max of the values the primal pooled.
+                Some(x) => pool::max_pool_jvp(x, &dx, batch, width),
+                None => pool::max_pool_jvp::<f32>(x, &dx, batch, width),
+            })
+        })
     }
 
     fn pool_accumulate(
         &self,
-        projection: &mut Vec<f32>,
-        d_states: &Vec<f32>,
+        projection: &mut CpuTensor,
+        d_states: &CpuTensor,
         batch: Batch,
         width: usize,
         weights: &[f64],
         first_direction: usize,
     ) -> Result<()> {
-        self.run(|| pool::pool_accumulate(projection, d_states, batch, width, weights, first_direction))
+        let CpuTensor::F32(projection) = projection else {
+            return Err(Error::Internal("cpu: the projection accumulates in f32 (made by `zeros`)".into()));
+        };
+        self.run(|| pool::pool_accumulate(projection, &d_states.to_f32(), batch, width, weights, first_direction))
     }
 
     // ---- fused block ops ---------------------------------------------------------------------
 
     fn bias_residual_norm(
         &self,
-        z: &Vec<f32>,
-        bias: &Vec<f32>,
-        residual: &Vec<f32>,
+        z: &CpuTensor,
+        bias: &CpuTensor,
+        residual: &CpuTensor,
         rows: usize,
-        ln: ResidualNorm<'_, Vec<f32>>,
-    ) -> Result<Vec<f32>> {
-        let sum = norm::RowSum::two(z, residual, Some(bias));
-        self.run(|| norm::layer_norm(&sum, rows, ln.width, ln.norm, ln.eps).0)
+        ln: ResidualNorm<'_, CpuTensor>,
+    ) -> Result<CpuTensor> {
+        self.run(|| match either_f64(z, residual) {
+            true => {
+                let (z, residual) = (z.to_f64(), residual.to_f64());
+                let sum = primal_f64::RowSum { first: &z, second: Some(&residual), bias: Some(bias) };
+                CpuTensor::F64(primal_f64::layer_norm(&sum, rows, ln.width, ln.norm, ln.eps).0)
+            }
+            false => {
+                let sum = norm::RowSum::two(z, residual, Some(bias));
+                CpuTensor::F32(norm::layer_norm(&sum, rows, ln.width, ln.norm, ln.eps).0)
+            }
+        })
     }
 
     fn bias_residual_norm_jvp(
         &self,
-        z: &Vec<f32>,
-        bias: &Vec<f32>,
-        residual: &Vec<f32>,
-        dz: &Vec<f32>,
-        d_residual: &Vec<f32>,
+        z: &CpuTensor,
+        bias: &CpuTensor,
+        residual: &CpuTensor,
+        dz: &CpuTensor,
+        d_residual: &CpuTensor,
         batch: Batch,
-        ln: ResidualNorm<'_, Vec<f32>>,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        ln: ResidualNorm<'_, CpuTensor>,
+    ) -> Result<(CpuTensor, CpuTensor)> {
         self.run(|| {
-            let sum = norm::RowSum::two(z, residual, Some(bias));
-            let (y, saved) = norm::layer_norm(&sum, batch.primal_rows(), ln.width, ln.norm, ln.eps);
-            let d_sum = norm::RowSum::two(dz, d_residual, None);
-            let dy = norm::layer_norm_jvp(&saved, ln.norm, &d_sum, batch, ln.width);
-            (y, dy)
+            let rows = batch.primal_rows();
+            let (y, saved) = match either_f64(z, residual) {
+                true => {
+                    let (z, residual) = (z.to_f64(), residual.to_f64());
+                    let sum = primal_f64::RowSum { first: &z, second: Some(&residual), bias: Some(bias) };
+                    let (y, saved) = primal_f64::layer_norm(&sum, rows, ln.width, ln.norm, ln.eps);
+                    (CpuTensor::F64(y), saved)
+                }
+                false => {
+                    let sum = norm::RowSum::two(z, residual, Some(bias));
+                    let (y, saved) = norm::layer_norm(&sum, rows, ln.width, ln.norm, ln.eps);
+                    (CpuTensor::F32(y), saved)
+                }
+            };
+            let (dz, d_residual) = (dz.to_f32(), d_residual.to_f32());
+            let d_sum = norm::RowSum::two(&dz, &d_residual, None);
+            (y, CpuTensor::F32(norm::layer_norm_jvp(&saved, ln.norm, &d_sum, batch, ln.width)))
         })
     }
 
-    fn bias_gelu(&self, z: &Vec<f32>, rows: usize, bias: &Vec<f32>) -> Result<Vec<f32>> {
+    fn bias_gelu(&self, z: &CpuTensor, rows: usize, bias: &CpuTensor) -> Result<CpuTensor> {
         check_len("bias_gelu input", z.len(), rows * bias.len());
-        self.run(|| gelu::gelu(z, Some(bias)))
+        self.run(|| match z.as_f64() {
+            Some(z) => CpuTensor::F64(primal_f64::gelu(z, Some(bias))),
+            None => CpuTensor::F32(gelu::gelu(z, Some(bias))),
+        })
     }
 
     fn bias_gelu_jvp(
         &self,
-        z: &Vec<f32>,
-        bias: &Vec<f32>,
-        dz: &Vec<f32>,
+        z: &CpuTensor,
+        bias: &CpuTensor,
+        dz: &CpuTensor,
         batch: Batch,
         width: usize,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
+    ) -> Result<(CpuTensor, CpuTensor)> {
         check_len("bias_gelu_jvp bias", bias.len(), width);
-        self.run(|| gelu::gelu_jvp(z, Some(bias), dz, batch, width))
+        self.run(|| {
+            let (act, dact) = gelu::gelu_jvp(&z.to_f32(), Some(bias), &dz.to_f32(), batch, width);
+            match z.as_f64() {
+                // The slopes from the f32 copy are tangent-grade; the activation itself is not.
+                Some(z) => (CpuTensor::F64(primal_f64::gelu(z, Some(bias))), CpuTensor::F32(dact)),
+                None => (CpuTensor::F32(act), CpuTensor::F32(dact)),
+            }
+        })
     }
 
     fn attention_with_token_jvp(
         &self,
-        qkv: &Vec<f32>,
-        d_rows: &Vec<f32>,
+        qkv: &CpuTensor,
+        d_rows: &CpuTensor,
         directions: Range<usize>,
         batch: Batch,
         heads: Heads,
-        scores: ScoreMods<'_, Vec<f32>>,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        scores: ScoreMods<'_, CpuTensor>,
+    ) -> Result<(CpuTensor, CpuTensor)> {
         self.run(|| {
-            let (ctx, probs) = attention::attention(qkv, batch.steps, batch.tokens, heads, scores);
-            let dctx = attention::attention_token_jvp(qkv, &ctx, &probs, d_rows, directions, batch, heads);
-            (ctx, dctx)
+            let (ctx, probs) = self.attend(qkv, batch.steps, batch.tokens, heads, scores);
+            let (qkv32, ctx32, d_rows) = (qkv.to_f32(), ctx.to_f32(), d_rows.to_f32());
+            let dctx = attention::attention_token_jvp(&qkv32, &ctx32, &probs, &d_rows, directions, batch, heads);
+            (ctx, CpuTensor::F32(dctx))
         })
     }
 
     fn pooled_linear_residual_norm_jvp(
         &self,
-        x: &Vec<f32>,
-        dx: &Vec<f32>,
-        residual: &Vec<f32>,
-        d_residual: &Vec<f32>,
-        layer: &Linear<Vec<f32>>,
+        x: &CpuTensor,
+        dx: &CpuTensor,
+        residual: &CpuTensor,
+        d_residual: &CpuTensor,
+        layer: &Linear<CpuTensor>,
         batch: Batch,
-        ln: ResidualNorm<'_, Vec<f32>>,
-    ) -> Result<Vec<f32>> {
+        ln: ResidualNorm<'_, CpuTensor>,
+    ) -> Result<CpuTensor> {
         self.run(|| {
-            pooled_norm::pooled_linear_residual_norm_jvp(x, dx, residual, d_residual, layer, batch, ln, self.threads)
+            let (dx, d_residual) = (dx.to_f32(), d_residual.to_f32());
+            CpuTensor::F32(match either_f64(x, residual) {
+                true => {
+                    // The primal output's statistics from the f64 primal.
+                    let rows = batch.primal_rows();
+                    let z = primal_f64::linear(&x.to_f64(), rows, layer, true);
+                    let residual = residual.to_f64();
+                    let sum = primal_f64::RowSum { first: &z, second: Some(&residual), bias: None };
+                    let (_, saved) = primal_f64::layer_norm(&sum, rows, ln.width, ln.norm, ln.eps);
+                    pooled_norm::pooled_jvp_at(&saved, &dx, &d_residual, layer, batch, ln, self.threads)
+                }
+                false => pooled_norm::pooled_linear_residual_norm_jvp(
+                    x,
+                    &dx,
+                    residual,
+                    &d_residual,
+                    layer,
+                    batch,
+                    ln,
+                    self.threads,
+                ),
+            })
         })
     }
 
     fn attention_with_jvp(
         &self,
-        qkv: &Vec<f32>,
-        dqkv: &Vec<f32>,
+        qkv: &CpuTensor,
+        dqkv: &CpuTensor,
         batch: Batch,
         heads: Heads,
-        scores: ScoreMods<'_, Vec<f32>>,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        scores: ScoreMods<'_, CpuTensor>,
+    ) -> Result<(CpuTensor, CpuTensor)> {
         self.run(|| {
             // The probabilities of each step are computed once and read by all its tangents.
-            let (ctx, probs) = attention::attention(qkv, batch.steps, batch.tokens, heads, scores);
-            let dctx = attention::attention_jvp(qkv, &probs, dqkv, batch, heads);
-            (ctx, dctx)
+            let (ctx, probs) = self.attend(qkv, batch.steps, batch.tokens, heads, scores);
+            let dctx = attention::attention_jvp(&qkv.to_f32(), &probs, &dqkv.to_f32(), batch, heads);
+            (ctx, CpuTensor::F32(dctx))
         })
     }
+}
+
+impl CpuBackend {
+    /// `x Wᵀ (+ b)` in the precision of `x`.
+    fn dense(&self, x: &CpuTensor, rows: usize, layer: &Linear<CpuTensor>, with_bias: bool) -> CpuTensor {
+        match x.as_f64() {
+            Some(x) => CpuTensor::F64(primal_f64::linear(x, rows, layer, with_bias)),
+            None => CpuTensor::F32(gemm::linear(x, rows, layer, with_bias.then_some(&layer.bias[..]), self.threads)),
+        }
+    }
+
+    /// Primal attention in the precision of `qkv`: the context, and the probabilities in f32
+    /// for the tangent kernels.
+    fn attend(
+        &self,
+        qkv: &CpuTensor,
+        seqs: usize,
+        tokens: usize,
+        heads: Heads,
+        scores: ScoreMods<'_, CpuTensor>,
+    ) -> (CpuTensor, Vec<f32>) {
+        match qkv.as_f64() {
+            Some(qkv) => {
+                let (ctx, probs) = primal_f64::attention(qkv, seqs, tokens, heads, scores);
+                (CpuTensor::F64(ctx), probs.iter().map(|&p| p as f32).collect())
+            }
+            None => {
+                let (ctx, probs) = attention::attention(qkv, seqs, tokens, heads, scores);
+                (CpuTensor::F32(ctx), probs)
+            }
+        }
+    }
+}
+
+/// Whether either operand is an f64 primal (then so is the result).
+fn either_f64(a: &CpuTensor, b: &CpuTensor) -> bool {
+    a.as_f64().is_some() || b.as_f64().is_some()
+}
+
+fn f32_saved(saved: NormSaved<Vec<f32>>) -> NormSaved<CpuTensor> {
+    NormSaved { normalized: CpuTensor::F32(saved.normalized), inv_std: CpuTensor::F32(saved.inv_std) }
 }

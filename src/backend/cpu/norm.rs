@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::tensor::CpuTensor;
 use super::{check_len, rows_per_task};
 use crate::backend::{Batch, NormSaved};
 use crate::params::Norm;
@@ -80,7 +81,7 @@ pub fn layer_norm(
     x: &RowSum,
     rows: usize,
     width: usize,
-    norm: &Norm<Vec<f32>>,
+    norm: &Norm<CpuTensor>,
     eps: f64,
 ) -> (Vec<f32>, NormSaved<Vec<f32>>) {
     x.check("layer_norm input", rows, width);
@@ -118,9 +119,9 @@ pub fn layer_norm(
 
 /// `ẏ = γ ⊙ (u − mean u − x̂ · mean(x̂ ⊙ u)) / σ` for every tangent row `u` of `dx`, with `x̂`
 /// and `1/σ` of its primal row.
-pub fn layer_norm_jvp(
-    saved: &NormSaved<Vec<f32>>,
-    norm: &Norm<Vec<f32>>,
+pub fn layer_norm_jvp<T: std::ops::Deref<Target = [f32]> + Sync>(
+    saved: &NormSaved<T>,
+    norm: &Norm<CpuTensor>,
     dx: &RowSum,
     batch: Batch,
     width: usize,

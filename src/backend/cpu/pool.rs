@@ -39,10 +39,14 @@ pub fn mean_pool(x: &[f32], seqs: usize, tokens: usize, width: usize) -> Vec<f32
     out
 }
 
-/// Per feature, the first token holding the largest value of the `[tokens, width]` rows `x`.
-fn arg_max_tokens(x: &[f32], width: usize) -> Vec<usize> {
-    let mut best = vec![(0usize, f32::NEG_INFINITY); width];
-    for (t, row) in x.chunks_exact(width).enumerate() {
+/// Per feature, the first token holding the largest value of the `[tokens, width]` rows `x`
+/// (f32, or the f64 primal: the arg-max is taken on the values the primal pooled).
+fn arg_max_tokens<S: Copy + PartialOrd>(x: &[S], width: usize) -> Vec<usize> {
+    let Some(first) = x.get(..width) else {
+        return vec![0; width];
+    };
+    let mut best: Vec<(usize, S)> = first.iter().map(|&v| (0, v)).collect();
+    for (t, row) in x.chunks_exact(width).enumerate().skip(1) {
         for (b, &v) in best.iter_mut().zip(row) {
             if v > b.1 {
                 *b = (t, v);
@@ -67,7 +71,7 @@ pub fn max_pool(x: &[f32], seqs: usize, tokens: usize, width: usize) -> Vec<f32>
     out
 }
 
-pub fn max_pool_jvp(x: &[f32], dx: &[f32], batch: Batch, width: usize) -> Vec<f32> {
+pub fn max_pool_jvp<S: Copy + PartialOrd + Sync>(x: &[S], dx: &[f32], batch: Batch, width: usize) -> Vec<f32> {
     let t = batch.tokens;
     check_len("max_pool_jvp primal", x.len(), batch.primal_rows() * width);
     check_len("max_pool_jvp tangents", dx.len(), batch.tangent_rows() * width);

@@ -19,8 +19,9 @@
 use rayon::prelude::*;
 
 use super::norm::{layer_norm, RowSum};
+use super::tensor::CpuTensor;
 use super::{check_len, gemm};
-use crate::backend::{Batch, ResidualNorm};
+use crate::backend::{Batch, NormSaved, ResidualNorm};
 use crate::params::Linear;
 
 #[allow(clippy::too_many_arguments)]
@@ -29,13 +30,34 @@ pub fn pooled_linear_residual_norm_jvp(
     dx: &[f32],
     residual: &[f32],
     d_residual: &[f32],
-    layer: &Linear<Vec<f32>>,
+    layer: &Linear<CpuTensor>,
     batch: Batch,
-    ln: ResidualNorm<'_, Vec<f32>>,
+    ln: ResidualNorm<'_, CpuTensor>,
+    threads: usize,
+) -> Vec<f32> {
+    check_len("pooled norm primal", x.len(), batch.primal_rows() * layer.in_dim);
+    check_len("pooled norm residual", residual.len(), batch.primal_rows() * layer.out_dim);
+    // The primal: y's statistics.
+    let z = gemm::linear(x, batch.primal_rows(), layer, Some(&layer.bias), threads);
+    let (_, saved) = layer_norm(&RowSum::two(&z, residual, None), batch.primal_rows(), ln.width, ln.norm, ln.eps);
+    drop(z);
+    pooled_jvp_at(&saved, dx, d_residual, layer, batch, ln, threads)
+}
+
+/// The same, given the statistics (`x̂`, `1/σ`) of the primal output rows, as the f64 primal
+/// path computes them.
+pub fn pooled_jvp_at(
+    saved: &NormSaved<Vec<f32>>,
+    dx: &[f32],
+    d_residual: &[f32],
+    layer: &Linear<CpuTensor>,
+    batch: Batch,
+    ln: ResidualNorm<'_, CpuTensor>,
     threads: usize,
 ) -> Vec<f32> {
     let (inner, width, t) = (layer.in_dim, layer.out_dim, batch.tokens);
     check_len("pooled norm width", ln.width, width);
+    check_len("pooled norm saved x̂", saved.normalized.len(), batch.primal_rows() * width);
     check_len("pooled norm tangents", dx.len(), batch.tangent_rows() * inner);
     check_len("pooled norm residual tangents", d_residual.len(), batch.tangent_rows() * width);
     let seqs = batch.tangent_seqs();
@@ -43,10 +65,7 @@ pub fn pooled_linear_residual_norm_jvp(
         return vec![0.0; seqs * width];
     }
 
-    // The primal: y's statistics, and x̂_p W for the per-row means.
-    let z = gemm::linear(x, batch.primal_rows(), layer, Some(&layer.bias), threads);
-    let (_, saved) = layer_norm(&RowSum::two(&z, residual, None), batch.primal_rows(), width, ln.norm, ln.eps);
-    drop(z);
+    // x̂_p W for the per-row means.
     let xhat_w = gemm::linear_transposed(&saved.normalized, batch.primal_rows(), layer, threads);
     // colsum(W)[k] = Σ_c W[c, k], over the rows of the stored `[out, in]` weight.
     let mut colsum = vec![0.0f64; inner];
@@ -95,7 +114,7 @@ pub fn pooled_linear_residual_norm_jvp(
     let mut pooled = gemm::linear(&scaled_dx, seqs, layer, None, threads);
     drop(scaled_dx);
     pooled.par_chunks_mut(width).zip(rest.par_chunks(width)).for_each(|(out, rest)| {
-        for ((o, &r), &gamma) in out.iter_mut().zip(rest).zip(&ln.norm.gamma) {
+        for ((o, &r), &gamma) in out.iter_mut().zip(rest).zip(ln.norm.gamma.iter()) {
             *o = (gamma as f64 * (*o as f64 + r as f64) / t as f64) as f32;
         }
     });
