@@ -26,8 +26,8 @@ struct Cli {
     /// float64 PyTorch run to ~1e-15).
     #[arg(long, global = true, value_name = "f32|f64")]
     precision: Option<String>,
-    /// Precision of the primal states on `cpu`: f64 (the default; accurate where the
-    /// integrand is sharp, e.g. MPNet layer 6) or f32 (a little faster).
+    /// Precision of the primal states on `cpu`: f64 (explain's default; accurate where the
+    /// integrand is sharp, e.g. MPNet layer 6) or f32 (embed's default; explain ~1.25× faster).
     #[arg(long, global = true, value_name = "f64|f32")]
     primal: Option<String>,
     /// Worker threads [default: all cores].
@@ -126,7 +126,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let precision = kind.check_precision(cli.precision.as_deref().map(str::parse::<Precision>).transpose()?)?;
     let max_memory = cli.max_memory.as_deref().map(parse_memory).transpose()?;
     let mut settings = BackendSettings::new(cli.threads, max_memory)?;
-    if let Some(primal) = kind.check_primal(cli.primal.as_deref())? {
+    // Embeddings need no Jacobian, so f32 primal states serve them (and sentence-transformers
+    // computes in f32); attributions keep the backend's accurate default unless told otherwise.
+    let embeds = matches!(cli.command, Command::Embed { .. });
+    let primal = kind.check_primal(cli.primal.as_deref())?.or(embeds.then_some(Precision::F32));
+    if let Some(primal) = primal {
         settings = settings.with_primal(primal);
     }
     match (kind, precision) {

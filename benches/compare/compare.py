@@ -3,7 +3,8 @@
 
   (a) PyTorch reverse mode, float32, one backward pass per output dimension (the xsbert way)
   (b) PyTorch forward mode, float32, torch.func.jvp + vmap over steps x token directions
-  (c) `simattr explain` as a whole process (model load included)
+  (c) `simattr explain` as a whole process (model load included): f32 tangents, f64 primal states
+  (d) with --with-primal-f32: `simattr explain --primal f32`, everything in f32 as in (a) and (b)
 
 and `simattr embed` (whole process) vs sentence-transformers `encode` for a batch of 32
 sentences. Timings are medians over --runs, the implementations alternating run by run.
@@ -37,6 +38,8 @@ ap.add_argument("--settings", help="LAYER:STEPS,... e.g. 11:50,9:50,6:20 (instea
                 "default 0:50 for BERT models, 11:50,9:50,6:20 for MPNet and RoBERTa models")
 ap.add_argument("--pairs", help='JSONL file, one {"a": ..., "b": ...} per line')
 ap.add_argument("--skip-reverse", action="store_true", help="skip (a), the slow one")
+ap.add_argument("--with-primal-f32", action="store_true",
+                help="also time (d), `simattr explain --primal f32` (f32 primal states, as (a) and (b) have)")
 ap.add_argument("--reverse-runs", type=int,
                 help="timed runs of (a) (default --runs): the first R of the --runs alternations include it")
 ap.add_argument("--reverse-chunk", type=int, default=64,
@@ -444,6 +447,8 @@ def main():
     impls = {"a": "(a) PyTorch reverse, f32", "b": "(b) PyTorch jvp+vmap, f32", "c": "(c) simattr explain"}
     if args.skip_reverse:
         del impls["a"]
+    if args.with_primal_f32:
+        impls["d"] = "(d) simattr explain --primal f32"
     results = {"machine": info, "settings": dict(vars(args)), "family": family, "layer_steps": settings,
                "attn_implementation": tm.attn, "explain": [], "embed": None}
 
@@ -453,6 +458,8 @@ def main():
             "b": lambda a, b, L, n: tm.explain(a, b, L, n, reverse=False),
             "c": lambda a, b, L, n: np.array(simattr("explain", "--layer", str(L), "--steps", str(n),
                                                      a, b, tmp=tmp)["attributions"]),
+            "d": lambda a, b, L, n: np.array(simattr("explain", "--primal", "f32", "--layer", str(L),
+                                                     "--steps", str(n), a, b, tmp=tmp)["attributions"]),
         }
         # Warm-up (allocator, thread pools, page cache for simattr's model load) with few steps:
         # a full-size warm-up of (a) alone would cost minutes and warms nothing more.
@@ -468,7 +475,7 @@ def main():
                             continue
                         t, out = timed(lambda: run[key](a, b, L, steps))
                         times[key].append(t)
-                        if key == "c":
+                        if key in ("c", "d"):
                             # simattr's pass ≈ explain − embed of the same two texts: the embed
                             # process has the same start, model load, tokenization and plain forward.
                             A[key] = out
@@ -480,15 +487,16 @@ def main():
                         log(f"  pair {n_pair} L={L} N={steps} run {r + 1}/{args.runs} {impls[key]}: {t:.3f} s "
                             f"(pass {passes[key][-1]:.3f} s)")
                 ref = A["a" if "a" in A else "b"]
-                errs = {f"{x}-{y}": rel(A[x], A[y], ref) for x, y in (("a", "b"), ("a", "c"), ("b", "c"))
-                        if x in A and y in A}
+                pairs_compared = (("a", "b"), ("a", "c"), ("b", "c"), ("a", "d"), ("b", "d"), ("c", "d"))
+                errs = {f"{x}-{y}": rel(A[x], A[y], ref) for x, y in pairs_compared if x in A and y in A}
                 for name, e in errs.items():
-                    if e > 1e-4 and "c" in name:
+                    if e > 1e-4 and ("c" in name or "d" in name):
                         log(f"WARNING: max|ΔA|/max|A| {name} = {e:.1e} > 1e-4 (f32 should agree to ~1e-6)")
                 flops = {k: 0.0 for k in ("a", "b", "c")}
                 for t_len in ref.shape:
                     for k, v in pass_flops(tm.hidden, tm.inter, num_layers - L, t_len, steps, tm.hidden).items():
                         flops[k] += v
+                flops["d"] = flops["c"]  # the same arithmetic, its primal part in f32
                 rates = {k: flops[k] / statistics.median(passes[k]) / 1e9 for k in impls}
                 if "c" in impls:
                     rates["c_plain_equivalent"] = flops["b"] / statistics.median(passes["c"]) / 1e9
