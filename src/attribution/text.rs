@@ -35,16 +35,18 @@ pub struct PassPlan {
 }
 
 impl PassPlan {
-    /// A plan whose passes hold at most `row_budget` rows: `steps × (directions + 1) × tokens`
-    /// (the tangents and the primal they share).
-    pub fn new(row_budget: usize, tokens: usize, steps: usize) -> Option<Self> {
+    /// A plan whose passes hold at most `row_budget` rows: `steps × (directions + primal_rows)
+    /// × tokens`, the tangents and the primal they share, which takes `primal_rows` tangent
+    /// rows' worth of memory per row (2 for an f64 primal beside f32 tangents).
+    pub fn new(row_budget: usize, tokens: usize, steps: usize, primal_rows: usize) -> Option<Self> {
         let per_step_direction = tokens.max(1);
         // One direction of one step, and its primal, is the least a pass can hold.
-        if row_budget < 2 * per_step_direction {
+        if row_budget < (1 + primal_rows) * per_step_direction {
             return None;
         }
-        let directions_per_pass = (row_budget / per_step_direction - 1).clamp(1, tokens.max(1));
-        let steps_per_pass = (row_budget / ((directions_per_pass + 1) * per_step_direction)).clamp(1, steps.max(1));
+        let directions_per_pass = (row_budget / per_step_direction - primal_rows).clamp(1, tokens.max(1));
+        let steps_per_pass =
+            (row_budget / ((directions_per_pass + primal_rows) * per_step_direction)).clamp(1, steps.max(1));
         Some(PassPlan { steps_per_pass, directions_per_pass })
     }
 }
@@ -124,8 +126,9 @@ pub fn attribute_text<B: Backend>(
     // Passes sized by the backend's memory budget (and the caller's optional cap).
     let row_budget =
         b.rows_that_fit(encoder.tangent_row_scalars()).min(options.max_rows_per_pass.unwrap_or(usize::MAX));
-    let plan = PassPlan::new(row_budget, t, steps).ok_or_else(|| {
-        let needed = 2 * t * encoder.tangent_row_scalars() * b.precision().bytes();
+    let primal_rows = b.primal_precision().bytes().div_ceil(b.precision().bytes());
+    let plan = PassPlan::new(row_budget, t, steps, primal_rows).ok_or_else(|| {
+        let needed = (1 + primal_rows) * t * encoder.tangent_row_scalars() * b.precision().bytes();
         Error::argument(
             "--max-memory",
             format!(
@@ -185,17 +188,20 @@ mod tests {
 
     #[test]
     fn pass_plans_fit_the_budget_and_cover_the_work() {
-        for tokens in [1, 2, 7, 12, 64] {
-            for steps in [1, 5, 50] {
-                for budget in [2 * tokens, 3 * tokens + 1, 2 * tokens * tokens, 10 * tokens * tokens, 1 << 20] {
-                    let plan = PassPlan::new(budget, tokens, steps).unwrap();
-                    let rows = plan.steps_per_pass * (plan.directions_per_pass + 1) * tokens;
-                    assert!(rows <= budget, "{plan:?} holds {rows} rows > {budget}");
-                    assert!(plan.directions_per_pass <= tokens && plan.steps_per_pass <= steps);
-                    // Several steps per pass only when all directions fit.
-                    assert!(plan.steps_per_pass == 1 || plan.directions_per_pass == tokens, "{plan:?}");
+        for primal_rows in [1, 2] {
+            for tokens in [1, 2, 7, 12, 64] {
+                for steps in [1, 5, 50] {
+                    let budgets = [3 * tokens, 3 * tokens + 1, 2 * tokens * tokens, 10 * tokens * tokens, 1 << 20];
+                    for budget in budgets.into_iter().filter(|&b| b >= (1 + primal_rows) * tokens) {
+                        let plan = PassPlan::new(budget, tokens, steps, primal_rows).unwrap();
+                        let rows = plan.steps_per_pass * (plan.directions_per_pass + primal_rows) * tokens;
+                        assert!(rows <= budget, "{plan:?} holds {rows} rows > {budget}");
+                        assert!(plan.directions_per_pass <= tokens && plan.steps_per_pass <= steps);
+                        // Several steps per pass only when all directions fit.
+                        assert!(plan.steps_per_pass == 1 || plan.directions_per_pass == tokens, "{plan:?}");
+                    }
+                    assert_eq!(PassPlan::new((1 + primal_rows) * tokens - 1, tokens, steps, primal_rows), None);
                 }
-                assert_eq!(PassPlan::new(2 * tokens - 1, tokens, steps), None);
             }
         }
     }

@@ -134,6 +134,12 @@ pub trait Backend: Sync {
     fn name(&self) -> String;
     /// The storage precision of this backend's tensors.
     fn precision(&self) -> Precision;
+
+    /// Precision the primal states are stored in: `precision()` unless the backend keeps its
+    /// primal wider than its tangents.
+    fn primal_precision(&self) -> Precision {
+        self.precision()
+    }
     /// Bytes this backend's tensors may occupy at once (`--max-memory`).
     fn memory_budget(&self) -> usize;
 

@@ -59,15 +59,6 @@ impl CpuBackend {
         Ok(CpuBackend { pool, threads, max_memory: settings.max_memory, primal_f64 })
     }
 
-    /// The precision of the primal states.
-    pub fn primal_precision(&self) -> Precision {
-        if self.primal_f64 {
-            Precision::F64
-        } else {
-            Precision::F32
-        }
-    }
-
     pub fn threads(&self) -> usize {
         self.threads
     }
@@ -122,6 +113,14 @@ impl Backend for CpuBackend {
 
     fn precision(&self) -> Precision {
         Precision::F32
+    }
+
+    fn primal_precision(&self) -> Precision {
+        if self.primal_f64 {
+            Precision::F64
+        } else {
+            Precision::F32
+        }
     }
 
     fn memory_budget(&self) -> usize {
