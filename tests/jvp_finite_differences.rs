@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixture_dir, max_abs, max_abs_diff, Rng, TINY_FIXTURES};
+use common::{direction, fixture_dir, max_abs, max_abs_diff, Rng, TINY_FIXTURES};
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{Backend, Batch, Heads, ResidualNorm, ScoreMods};
 use simattr::model::SentenceModel;
@@ -27,17 +27,6 @@ fn assert_close(what: &str, got: &[f64], want: &[f64], relative: f64) {
     assert!(scale > 1e-6, "{what}: derivative is trivially zero");
 }
 
-/// Splits a tangent batch `[steps, tangents, tokens, width]` into its tangents, each a primal-
-/// shaped `[steps, tokens, width]` direction.
-fn tangent(batch: Batch, width: usize, dx: &[f64], which: usize) -> Vec<f64> {
-    let mut out = Vec::new();
-    for s in 0..batch.steps {
-        let start = ((s * batch.tangents + which) * batch.tokens) * width;
-        out.extend_from_slice(&dx[start..start + batch.tokens * width]);
-    }
-    out
-}
-
 #[test]
 fn layer_norm_jvp_matches_finite_differences() {
     let b = F64::new();
@@ -50,8 +39,8 @@ fn layer_norm_jvp_matches_finite_differences() {
     let jvp = b.layer_norm_jvp(&saved, &norm, &dx, batch, width).unwrap();
     for k in 0..batch.tangents {
         let f = |x: &[f64]| b.layer_norm(&x.to_vec(), batch.primal_rows(), width, &norm, 1e-5).unwrap().0;
-        let fd = central_difference(f, &x, &tangent(batch, width, &dx, k), 1e-6);
-        assert_close("layer_norm", &tangent(batch, width, &jvp, k), &fd, 1e-7);
+        let fd = central_difference(f, &x, &direction(batch, width, &dx, k), 1e-6);
+        assert_close("layer_norm", &direction(batch, width, &jvp, k), &fd, 1e-7);
     }
 }
 
@@ -64,8 +53,8 @@ fn gelu_jvp_matches_finite_differences() {
     let dx = rng.vec(batch.tangent_rows() * width);
     let jvp = b.gelu_jvp(&x, &dx, batch, width).unwrap();
     for k in 0..batch.tangents {
-        let fd = central_difference(|x| b.gelu(&x.to_vec()).unwrap(), &x, &tangent(batch, width, &dx, k), 1e-6);
-        assert_close("gelu", &tangent(batch, width, &jvp, k), &fd, 1e-7);
+        let fd = central_difference(|x| b.gelu(&x.to_vec()).unwrap(), &x, &direction(batch, width, &dx, k), 1e-6);
+        assert_close("gelu", &direction(batch, width, &jvp, k), &fd, 1e-7);
     }
 }
 
@@ -90,8 +79,8 @@ fn attention_jvp_matches_finite_differences_with_bias_and_mask() {
         let jvp = b.attention_jvp(&qkv, &saved, &dqkv, batch, heads).unwrap();
         for t in 0..batch.tangents {
             let f = |x: &[f64]| b.attention(&x.to_vec(), batch.steps, batch.tokens, heads, scores).unwrap().0;
-            let fd = central_difference(f, &qkv, &tangent(batch, 3 * heads.width(), &dqkv, t), 1e-6);
-            assert_close(&format!("attention {name}"), &tangent(batch, heads.width(), &jvp, t), &fd, 1e-7);
+            let fd = central_difference(f, &qkv, &direction(batch, 3 * heads.width(), &dqkv, t), 1e-6);
+            assert_close(&format!("attention {name}"), &direction(batch, heads.width(), &jvp, t), &fd, 1e-7);
         }
     }
 }
@@ -110,14 +99,14 @@ fn block_op_jvps_match_finite_differences() {
     for k in 0..batch.tangents {
         // Perturb z and the residual together.
         let x = [z.clone(), residual.clone()].concat();
-        let dx = [tangent(batch, width, &dz, k), tangent(batch, width, &d_residual, k)].concat();
+        let dx = [direction(batch, width, &dz, k), direction(batch, width, &d_residual, k)].concat();
         let f = |x: &[f64]| {
             let (z, residual) = x.split_at(rows * width);
             b.bias_residual_norm(&z.to_vec(), &bias, &residual.to_vec(), rows, ln).unwrap()
         };
         assert_close(
             "bias_residual_norm",
-            &tangent(batch, width, &jvp, k),
+            &direction(batch, width, &jvp, k),
             &central_difference(f, &x, &dx, 1e-6),
             1e-7,
         );
@@ -125,8 +114,8 @@ fn block_op_jvps_match_finite_differences() {
     let (_, jvp) = b.bias_gelu_jvp(&z, &bias, &dz, batch, width).unwrap();
     for k in 0..batch.tangents {
         let f = |x: &[f64]| b.bias_gelu(&x.to_vec(), rows, &bias).unwrap();
-        let fd = central_difference(f, &z, &tangent(batch, width, &dz, k), 1e-6);
-        assert_close("bias_gelu", &tangent(batch, width, &jvp, k), &fd, 1e-7);
+        let fd = central_difference(f, &z, &direction(batch, width, &dz, k), 1e-6);
+        assert_close("bias_gelu", &direction(batch, width, &jvp, k), &fd, 1e-7);
     }
 }
 
@@ -140,7 +129,7 @@ fn max_pool_jvp_matches_finite_differences() {
     let jvp = b.max_pool_jvp(&x, &dx, batch, width).unwrap();
     for k in 0..batch.tangents {
         let f = |x: &[f64]| b.max_pool(&x.to_vec(), batch.steps, batch.tokens, width).unwrap();
-        let fd = central_difference(f, &x, &tangent(batch, width, &dx, k), 1e-7);
+        let fd = central_difference(f, &x, &direction(batch, width, &dx, k), 1e-7);
         let got: Vec<f64> =
             (0..batch.steps).flat_map(|s| jvp[(s * batch.tangents + k) * width..][..width].to_vec()).collect();
         assert_close("max_pool", &got, &fd, 1e-7);

@@ -7,8 +7,9 @@
 //! - A *primal* batch is `[steps, tokens, width]`. A *tangent* batch is
 //!   `[steps, tangents, tokens, width]`: every step carries `tangents` directions that share
 //!   that step's primal, which is what makes the integrated-Jacobian work one big batch.
-//! - Each op family has its forward and its JVP side by side; the VJP joins them when reverse
-//!   mode arrives (roadmap item 4).
+//! - Each op family has its forward, its JVP and its VJP side by side. A cotangent batch has the
+//!   tangent batch's shape, `[steps, cotangents, tokens, width]`, `Batch::tangents` counting the
+//!   cotangents of each step.
 //! - Small ops are required; *block ops* (bias + residual + LayerNorm with its tangents,
 //!   bias + GELU with its derivative, attention with its JVP) are provided methods built from
 //!   the small ops. The reference keeps those plain defaults; a fast backend overrides only
@@ -185,6 +186,9 @@ pub trait Backend: Sync {
     fn linear(&self, x: &Self::Tensor, rows: usize, layer: &Linear<Self::Tensor>) -> Result<Self::Tensor>;
     /// `x Wᵀ` without the bias: the JVP of `linear`, and the GEMM half of the block ops.
     fn matmul(&self, x: &Self::Tensor, rows: usize, layer: &Linear<Self::Tensor>) -> Result<Self::Tensor>;
+    /// `x̄ = ȳ W`: the VJP of `matmul` (and of `linear`) with respect to its input, for the
+    /// cotangents `dy` (`[rows, out]`) → `[rows, in]`.
+    fn matmul_vjp(&self, dy: &Self::Tensor, rows: usize, layer: &Linear<Self::Tensor>) -> Result<Self::Tensor>;
 
     // ---- layer norm ----------------------------------------------------------------------------
 
@@ -206,11 +210,27 @@ pub trait Backend: Sync {
         width: usize,
     ) -> Result<Self::Tensor>;
 
+    /// The adjoint of `layer_norm_jvp`: `x̄ = (g − mean g − x̂ · mean(x̂ ⊙ g)) / σ` with
+    /// `g = γ ⊙ ȳ`, each cotangent row of `dy` (`[steps, cotangents, tokens, width]`) at its
+    /// step's primal row.
+    fn layer_norm_vjp(
+        &self,
+        saved: &NormSaved<Self::Tensor>,
+        norm: &Norm<Self::Tensor>,
+        dy: &Self::Tensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<Self::Tensor>;
+
     // ---- GELU (exact, erf) -----------------------------------------------------------------------
 
     fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `ġ = gelu'(x) ẋ`, `x` the primal pre-activation `[steps, tokens, width]`.
     fn gelu_jvp(&self, x: &Self::Tensor, dx: &Self::Tensor, batch: Batch, width: usize) -> Result<Self::Tensor>;
+    /// `x̄ = gelu'(x) ȳ`: GELU's Jacobian is diagonal, so its VJP is its JVP.
+    fn gelu_vjp(&self, x: &Self::Tensor, dy: &Self::Tensor, batch: Batch, width: usize) -> Result<Self::Tensor> {
+        self.gelu_jvp(x, dy, batch, width)
+    }
 
     // ---- attention: softmax(Q Kᵀ/√d + bias, masked) V per head --------------------------------
 
@@ -236,6 +256,20 @@ pub trait Backend: Sync {
         heads: Heads,
     ) -> Result<Self::Tensor>;
 
+    /// The adjoint of `attention_jvp`: for context cotangents `dctx`
+    /// (`[steps, cotangents, tokens, width]`), per head `V̄ = Pᵀ Ō`, `P̄ = Ō Vᵀ`,
+    /// `S̄ = P ⊙ (P̄ − rowsum(P ⊙ P̄))`, `Q̄ = S̄ K/√d`, `K̄ = S̄ᵀ Q/√d`, returned as `[q̄ | k̄ | v̄]`
+    /// rows (`[steps, cotangents, tokens, 3·width]`). The score bias is constant and masked keys
+    /// have `P = 0`, so neither needs more than `saved`.
+    fn attention_vjp(
+        &self,
+        qkv: &Self::Tensor,
+        saved: &AttentionSaved<Self::Tensor>,
+        dctx: &Self::Tensor,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<Self::Tensor>;
+
     // ---- pooling ---------------------------------------------------------------------------------
 
     /// Mean over tokens: `[seqs, tokens, width]` → `[seqs, width]` (linear, so it is its own JVP).
@@ -246,6 +280,14 @@ pub trait Backend: Sync {
     /// tangent sequence takes its tangent at the token where that step's primal is largest
     /// (the first such token on a tie, one-sided as PyTorch's), `[steps · tangents, width]`.
     fn max_pool_jvp(&self, x: &Self::Tensor, dx: &Self::Tensor, batch: Batch, width: usize) -> Result<Self::Tensor>;
+    /// The VJP of `mean_pool`: each of the `tokens` rows of sequence `s` gets `dy[s] / tokens`,
+    /// `[seqs, width]` → `[seqs, tokens, width]`.
+    fn mean_pool_vjp(&self, dy: &Self::Tensor, seqs: usize, tokens: usize, width: usize) -> Result<Self::Tensor>;
+    /// The VJP of `max_pool` at the primal `x` (`[steps, tokens, width]`): each feature of each
+    /// cotangent (`[steps · cotangents, width]`) goes to the token where that step's primal
+    /// is largest (the first on a tie, as `max_pool_jvp` reads it), zero elsewhere:
+    /// `[steps, cotangents, tokens, width]`.
+    fn max_pool_vjp(&self, x: &Self::Tensor, dy: &Self::Tensor, batch: Batch, width: usize) -> Result<Self::Tensor>;
     /// The weighted pool-and-accumulate that keeps `P` on the device: for every step `k` and
     /// tangent `m` of `d_states` (`[steps, tangents, tokens, width]`),
     /// `projection[first_direction + m] += weights[k] · mean_t d_states[k, m, t]`.

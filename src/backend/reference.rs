@@ -238,6 +238,21 @@ impl<S: Scalar> Backend for CpuReference<S> {
         Ok(self.linear_impl(x, rows, layer, false))
     }
 
+    fn matmul_vjp(&self, dy: &Vec<S>, rows: usize, layer: &Linear<Vec<S>>) -> Result<Vec<S>> {
+        let (n_in, n_out) = (layer.in_dim, layer.out_dim);
+        check_len("matmul_vjp cotangents", dy.len(), rows * n_out);
+        check_len("matmul_vjp weight", layer.weight.len(), n_in * n_out);
+        let mut dx = vec![S::default(); rows * n_in];
+        for_each_row(&mut dx, n_in, self.threads, |r, out| {
+            let dy_r = &dy[r * n_out..(r + 1) * n_out];
+            for (i, slot) in out.iter_mut().enumerate() {
+                let sum: f64 = dy_r.iter().enumerate().map(|(o, g)| g.get() * layer.weight[o * n_in + i].get()).sum();
+                *slot = S::of(sum);
+            }
+        });
+        Ok(dx)
+    }
+
     fn layer_norm(
         &self,
         x: &Vec<S>,
@@ -289,6 +304,31 @@ impl<S: Scalar> Backend for CpuReference<S> {
             }
         });
         Ok(dy)
+    }
+
+    fn layer_norm_vjp(
+        &self,
+        saved: &NormSaved<Vec<S>>,
+        norm: &Norm<Vec<S>>,
+        dy: &Vec<S>,
+        batch: Batch,
+        width: usize,
+    ) -> Result<Vec<S>> {
+        check_len("layer_norm cotangents", dy.len(), batch.tangent_rows() * width);
+        check_len("layer_norm saved", saved.normalized.len(), batch.primal_rows() * width);
+        let mut dx = vec![S::default(); dy.len()];
+        for_each_row(&mut dx, width, self.threads, |r, out| {
+            let p = batch.primal_row_of(r);
+            let xhat = &saved.normalized[p * width..(p + 1) * width];
+            let g: Vec<f64> = (0..width).map(|c| norm.gamma[c].get() * dy[r * width + c].get()).collect();
+            let mean_g = g.iter().sum::<f64>() / width as f64;
+            let mean_xg = g.iter().zip(xhat).map(|(g, x)| g * x.get()).sum::<f64>() / width as f64;
+            let rstd = saved.inv_std[p].get();
+            for c in 0..width {
+                out[c] = S::of(rstd * (g[c] - mean_g - xhat[c].get() * mean_xg));
+            }
+        });
+        Ok(dx)
     }
 
     fn gelu(&self, x: &Vec<S>) -> Result<Vec<S>> {
@@ -411,6 +451,52 @@ impl<S: Scalar> Backend for CpuReference<S> {
         Ok(dout)
     }
 
+    fn attention_vjp(
+        &self,
+        qkv: &Vec<S>,
+        saved: &AttentionSaved<Vec<S>>,
+        dctx: &Vec<S>,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<Vec<S>> {
+        let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
+        check_len("qkv", qkv.len(), batch.primal_rows() * 3 * w);
+        check_len("context cotangents", dctx.len(), batch.tangent_rows() * w);
+        check_len("saved probabilities", saved.probs.len(), batch.steps * heads.count * t * t);
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut dqkv = vec![S::default(); batch.tangent_rows() * 3 * w];
+        // One "row" per cotangent sequence; `s` is the step whose primal it shares.
+        for_each_row(&mut dqkv, t * 3 * w, self.threads, |seq, out| {
+            let s = seq / batch.tangents;
+            for h in 0..heads.count {
+                let p = |i: usize, j: usize| saved.probs[((s * heads.count + h) * t + i) * t + j].get();
+                let d_out = |i: usize| &dctx[(seq * t + i) * w + h * d..][..d];
+                let part = |part: Part, j: usize| head_slice(qkv, part, s * t + j, h, heads);
+                // S̄_ij = P_ij (P̄_ij − Σ_l P_il P̄_il), P̄_ij = Ō_i · V_j.
+                let mut ds = vec![0.0f64; t * t];
+                for i in 0..t {
+                    let dp: Vec<f64> = (0..t).map(|j| dot(d_out(i), part(Part::Value, j))).collect();
+                    let mean: f64 = (0..t).map(|j| p(i, j) * dp[j]).sum();
+                    for j in 0..t {
+                        ds[i * t + j] = p(i, j) * (dp[j] - mean);
+                    }
+                }
+                for a in 0..t {
+                    let row = &mut out[a * 3 * w..(a + 1) * 3 * w];
+                    for c in 0..d {
+                        let dq: f64 = (0..t).map(|j| ds[a * t + j] * part(Part::Key, j)[c].get()).sum();
+                        let dk: f64 = (0..t).map(|i| ds[i * t + a] * part(Part::Query, i)[c].get()).sum();
+                        let dv: f64 = (0..t).map(|i| p(i, a) * d_out(i)[c].get()).sum();
+                        row[h * d + c] = S::of(dq * scale);
+                        row[w + h * d + c] = S::of(dk * scale);
+                        row[2 * w + h * d + c] = S::of(dv);
+                    }
+                }
+            }
+        });
+        Ok(dqkv)
+    }
+
     fn mean_pool(&self, x: &Vec<S>, seqs: usize, tokens: usize, width: usize) -> Result<Vec<S>> {
         check_len("mean_pool input", x.len(), seqs * tokens * width);
         let mut out = vec![S::default(); seqs * width];
@@ -448,6 +534,34 @@ impl<S: Scalar> Backend for CpuReference<S> {
             }
         }
         Ok(out)
+    }
+
+    fn mean_pool_vjp(&self, dy: &Vec<S>, seqs: usize, tokens: usize, width: usize) -> Result<Vec<S>> {
+        check_len("mean_pool cotangents", dy.len(), seqs * width);
+        let mut dx = vec![S::default(); seqs * tokens * width];
+        for s in 0..seqs {
+            for i in 0..tokens {
+                for c in 0..width {
+                    dx[(s * tokens + i) * width + c] = S::of(dy[s * width + c].get() / tokens as f64);
+                }
+            }
+        }
+        Ok(dx)
+    }
+
+    fn max_pool_vjp(&self, x: &Vec<S>, dy: &Vec<S>, batch: Batch, width: usize) -> Result<Vec<S>> {
+        let t = batch.tokens;
+        check_len("max_pool_vjp primal", x.len(), batch.primal_rows() * width);
+        check_len("max_pool_vjp cotangents", dy.len(), batch.tangent_seqs() * width);
+        let mut dx = vec![S::default(); batch.tangent_rows() * width];
+        for seq in 0..batch.tangent_seqs() {
+            let step = seq / batch.tangents;
+            for c in 0..width {
+                let arg = arg_max((0..t).map(|i| x[(step * t + i) * width + c].get()));
+                dx[(seq * t + arg) * width + c] = dy[seq * width + c];
+            }
+        }
+        Ok(dx)
     }
 
     fn pool_accumulate(

@@ -1,6 +1,6 @@
 //! The one test suite every backend runs (design.md §3, "One test suite for every backend").
 //!
-//! - Tier 1 (`ops`, `end_to_end`): every op, forward and JVP, small and fused, against
+//! - Tier 1 (`ops`, `vjp`, `end_to_end`): every op, forward, JVP and VJP, small and fused, against
 //!   `CpuReference<f64>` on random shapes; the tiny fixtures (BERT, MPNet, RoBERTa,
 //!   XLM-RoBERTa; mean, CLS and max pooling) end to end against the PyTorch goldens;
 //!   completeness and its convergence rate; independence of threads and passes.
@@ -17,6 +17,7 @@ mod end_to_end;
 mod ops;
 mod oracle;
 mod real_model;
+mod vjp;
 
 /// Per-op tolerance: relative max-norm error against `CpuReference<f64>` (design.md §3).
 pub const F32_OP_TOLERANCE: f64 = 1e-5;
@@ -94,6 +95,13 @@ macro_rules! backend_suite {
             #[test] fn pooled_output_norm() { crate::ops::pooled_output_norm(&default()) }
             #[test] fn layer_jvp_real_widths() { crate::ops::layer_jvp_real_widths(&default()) }
             #[test] fn memory_budget_sizes_rows() { crate::ops::memory_budget_sizes_rows(backend) }
+
+            // ---- tier 1: reverse mode, every op's VJP and its adjoint identity ---------------------
+            #[test] fn matmul_vjp() { crate::vjp::matmul_vjp(&default()) }
+            #[test] fn layer_norm_vjp() { crate::vjp::layer_norm_vjp(&default()) }
+            #[test] fn gelu_vjp() { crate::vjp::gelu_vjp(&default()) }
+            #[test] fn attention_vjp() { crate::vjp::attention_vjp(&default()) }
+            #[test] fn pooling_vjp() { crate::vjp::pooling_vjp(&default()) }
 
             // ---- tier 1: the tiny fixtures end to end -----------------------------------------
             fixture_tests! {

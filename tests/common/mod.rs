@@ -71,6 +71,17 @@ pub fn matrix(v: &Value) -> Vec<Vec<f64>> {
     v.as_array().expect("rows").iter().map(f64s).collect()
 }
 
+/// Direction `which` of a batch `[steps, directions, tokens, width]` (tangents or cotangents),
+/// as a primal-shaped `[steps, tokens, width]` array.
+pub fn direction(batch: simattr::backend::Batch, width: usize, x: &[f64], which: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    for s in 0..batch.steps {
+        let start = ((s * batch.tangents + which) * batch.tokens) * width;
+        out.extend_from_slice(&x[start..start + batch.tokens * width]);
+    }
+    out
+}
+
 pub fn max_abs(xs: &[f64]) -> f64 {
     xs.iter().fold(0.0, |m, x| m.max(x.abs()))
 }

@@ -314,3 +314,45 @@ pub fn attention_token_jvp(
     });
     dctx
 }
+
+/// The adjoint of `attention_jvp`: `[q̄ | k̄ | v̄]` rows (`[steps, cotangents, T, 3·width]`)
+/// for the context cotangents `dctx` (`[steps, cotangents, T, width]`), per head
+/// `P̄ = Ō Vᵀ`, `S̄ = P ⊙ (P̄ − rowsum(P ⊙ P̄))/√d`, `Q̄ = S̄ K`, `K̄ = S̄ᵀ Q`, `V̄ = Pᵀ Ō`. One
+/// thread per cotangent sequence, row by row as the JVP's small-T path.
+pub fn attention_vjp(qkv: &[f32], probs: &[f32], dctx: &[f32], batch: Batch, heads: Heads) -> Vec<f32> {
+    let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
+    check_len("attention_vjp qkv", qkv.len(), batch.primal_rows() * 3 * w);
+    check_len("attention_vjp context cotangents", dctx.len(), batch.tangent_rows() * w);
+    check_len("attention_vjp probabilities", probs.len(), batch.steps * heads.count * t * t);
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut dqkv = vec![0.0f32; batch.tangent_rows() * 3 * w];
+    if dqkv.is_empty() || t == 0 {
+        return dqkv;
+    }
+    dqkv.par_chunks_mut(t * 3 * w).enumerate().for_each(|(seq, out_seq)| {
+        let s = seq / batch.tangents;
+        let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
+        let dctx_seq = &dctx[seq * t * w..(seq + 1) * t * w];
+        let (mut dp, mut ds) = (vec![0.0f32; t], vec![0.0f32; t]);
+        for h in 0..heads.count {
+            let [q, k, v] = [0, 1, 2].map(|part| Part::new(qkv_seq, part, h, heads));
+            let p_head = &probs[(s * heads.count + h) * t * t..(s * heads.count + h + 1) * t * t];
+            let cols = |part: usize| part * w + h * d..part * w + (h + 1) * d;
+            for i in 0..t {
+                let d_out = &dctx_seq[i * w + h * d..i * w + (h + 1) * d];
+                let p_row = &p_head[i * t..(i + 1) * t];
+                for (j, dp) in dp.iter_mut().enumerate() {
+                    *dp = dot(d_out, v.row(j));
+                }
+                // S̄_i (with 1/√d folded in), then its contributions to Q̄_i and to every K̄_j.
+                probability_tangent(p_row, &dp, scale, &mut ds);
+                for (j, &ds_ij) in ds.iter().enumerate() {
+                    axpy(&mut out_seq[i * 3 * w..][cols(0)], ds_ij, k.row(j));
+                    axpy(&mut out_seq[j * 3 * w..][cols(1)], ds_ij, q.row(i));
+                    axpy(&mut out_seq[j * 3 * w..][cols(2)], p_row[j], d_out);
+                }
+            }
+        }
+    });
+    dqkv
+}

@@ -202,6 +202,10 @@ impl Backend for CpuBackend {
         self.run(|| self.dense(x, rows, layer, false))
     }
 
+    fn matmul_vjp(&self, dy: &CpuTensor, rows: usize, layer: &Linear<CpuTensor>) -> Result<CpuTensor> {
+        self.run(|| CpuTensor::F32(gemm::linear_transposed(&dy.to_f32(), rows, layer, self.threads)))
+    }
+
     fn layer_norm(
         &self,
         x: &CpuTensor,
@@ -232,6 +236,17 @@ impl Backend for CpuBackend {
         width: usize,
     ) -> Result<CpuTensor> {
         self.run(|| CpuTensor::F32(norm::layer_norm_jvp(saved, norm, &norm::RowSum::one(&dx.to_f32()), batch, width)))
+    }
+
+    fn layer_norm_vjp(
+        &self,
+        saved: &NormSaved<CpuTensor>,
+        norm: &Norm<CpuTensor>,
+        dy: &CpuTensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<CpuTensor> {
+        self.run(|| CpuTensor::F32(norm::layer_norm_vjp(saved, norm, &dy.to_f32(), batch, width)))
     }
 
     fn gelu(&self, x: &CpuTensor) -> Result<CpuTensor> {
@@ -270,6 +285,17 @@ impl Backend for CpuBackend {
         self.run(|| CpuTensor::F32(attention::attention_jvp(&qkv.to_f32(), &saved.probs, &dqkv.to_f32(), batch, heads)))
     }
 
+    fn attention_vjp(
+        &self,
+        qkv: &CpuTensor,
+        saved: &AttentionSaved<CpuTensor>,
+        dctx: &CpuTensor,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<CpuTensor> {
+        self.run(|| CpuTensor::F32(attention::attention_vjp(&qkv.to_f32(), &saved.probs, &dctx.to_f32(), batch, heads)))
+    }
+
     fn mean_pool(&self, x: &CpuTensor, seqs: usize, tokens: usize, width: usize) -> Result<CpuTensor> {
         self.run(|| match x.as_f64() {
             Some(x) => CpuTensor::F64(primal_f64::mean_pool(x, seqs, tokens, width)),
@@ -291,6 +317,20 @@ impl Backend for CpuBackend {
                 // The arg-max of the values the primal pooled.
                 Some(x) => pool::max_pool_jvp(x, &dx, batch, width),
                 None => pool::max_pool_jvp::<f32>(x, &dx, batch, width),
+            })
+        })
+    }
+
+    fn mean_pool_vjp(&self, dy: &CpuTensor, seqs: usize, tokens: usize, width: usize) -> Result<CpuTensor> {
+        self.run(|| CpuTensor::F32(pool::mean_pool_vjp(&dy.to_f32(), seqs, tokens, width)))
+    }
+
+    fn max_pool_vjp(&self, x: &CpuTensor, dy: &CpuTensor, batch: Batch, width: usize) -> Result<CpuTensor> {
+        self.run(|| {
+            let dy = dy.to_f32();
+            CpuTensor::F32(match x.as_f64() {
+                Some(x) => pool::max_pool_vjp(x, &dy, batch, width),
+                None => pool::max_pool_vjp::<f32>(x, &dy, batch, width),
             })
         })
     }

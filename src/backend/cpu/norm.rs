@@ -153,3 +153,41 @@ pub fn layer_norm_jvp<T: std::ops::Deref<Target = [f32]> + Sync>(
     });
     dy
 }
+
+/// The adjoint of `layer_norm_jvp`: `x̄ = (g − mean g − x̂ · mean(x̂ ⊙ g)) / σ` with `g = γ ⊙ ȳ`
+/// for every cotangent row of `dy`, with `x̂` and `1/σ` of its primal row.
+pub fn layer_norm_vjp<T: std::ops::Deref<Target = [f32]> + Sync>(
+    saved: &NormSaved<T>,
+    norm: &Norm<CpuTensor>,
+    dy: &[f32],
+    batch: Batch,
+    width: usize,
+) -> Vec<f32> {
+    check_len("layer_norm cotangents", dy.len(), batch.tangent_rows() * width);
+    check_len("layer_norm saved x̂", saved.normalized.len(), batch.primal_rows() * width);
+    check_len("layer_norm saved 1/σ", saved.inv_std.len(), batch.primal_rows());
+    check_len("layer_norm gamma", norm.gamma.len(), width);
+    let mut dx = vec![0.0f32; dy.len()];
+    if dx.is_empty() {
+        return dx;
+    }
+    let group = rows_per_task(width);
+    dx.par_chunks_mut(group * width).enumerate().for_each(|(g_index, dx)| {
+        let mut g = vec![0.0f64; width];
+        for (i, out) in dx.chunks_exact_mut(width).enumerate() {
+            let r = g_index * group + i;
+            let p = batch.primal_row_of(r);
+            let xhat = &saved.normalized[p * width..(p + 1) * width];
+            for ((g, &d), &gamma) in g.iter_mut().zip(&dy[r * width..(r + 1) * width]).zip(norm.gamma.iter()) {
+                *g = gamma as f64 * d as f64;
+            }
+            let mean_g = lane_sum(&g, |_, v| v) / width as f64;
+            let mean_xg = lane_sum(&g, |c, v| xhat[c] as f64 * v) / width as f64;
+            let rstd = saved.inv_std[p] as f64;
+            for c in 0..width {
+                out[c] = (rstd * (g[c] - mean_g - xhat[c] as f64 * mean_xg)) as f32;
+            }
+        }
+    });
+    dx
+}

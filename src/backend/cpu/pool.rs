@@ -71,6 +71,12 @@ pub fn max_pool(x: &[f32], seqs: usize, tokens: usize, width: usize) -> Vec<f32>
     out
 }
 
+/// `arg_max_tokens` of every step's primal rows.
+fn arg_max_per_step<S: Copy + PartialOrd + Sync>(x: &[S], batch: Batch, width: usize) -> Vec<Vec<usize>> {
+    let t = batch.tokens;
+    (0..batch.steps).into_par_iter().map(|k| arg_max_tokens(&x[k * t * width..(k + 1) * t * width], width)).collect()
+}
+
 pub fn max_pool_jvp<S: Copy + PartialOrd + Sync>(x: &[S], dx: &[f32], batch: Batch, width: usize) -> Vec<f32> {
     let t = batch.tokens;
     check_len("max_pool_jvp primal", x.len(), batch.primal_rows() * width);
@@ -79,10 +85,7 @@ pub fn max_pool_jvp<S: Copy + PartialOrd + Sync>(x: &[S], dx: &[f32], batch: Bat
     if out.is_empty() {
         return out;
     }
-    let arg_max: Vec<Vec<usize>> = (0..batch.steps)
-        .into_par_iter()
-        .map(|k| arg_max_tokens(&x[k * t * width..(k + 1) * t * width], width))
-        .collect();
+    let arg_max = arg_max_per_step(x, batch, width);
     out.par_chunks_mut(width).enumerate().for_each(|(seq, out)| {
         let rows = &dx[seq * t * width..(seq + 1) * t * width];
         for (c, (o, &t)) in out.iter_mut().zip(&arg_max[seq / batch.tangents]).enumerate() {
@@ -120,4 +123,41 @@ pub fn pool_accumulate(
             }
         }
     });
+}
+
+/// The VJP of `mean_pool`: every token row of sequence `s` gets `dy[s] / tokens`.
+pub fn mean_pool_vjp(dy: &[f32], seqs: usize, tokens: usize, width: usize) -> Vec<f32> {
+    check_len("mean_pool cotangents", dy.len(), seqs * width);
+    let mut dx = vec![0.0f32; seqs * tokens * width];
+    if dx.is_empty() {
+        return dx;
+    }
+    dx.par_chunks_mut(tokens * width).zip(dy.par_chunks(width)).for_each(|(rows, dy)| {
+        for row in rows.chunks_exact_mut(width) {
+            for (o, &g) in row.iter_mut().zip(dy) {
+                *o = (g as f64 / tokens as f64) as f32;
+            }
+        }
+    });
+    dx
+}
+
+/// The VJP of `max_pool`: each feature's cotangent goes to the token where its step's primal
+/// `x` (f32, or the f64 primal) is largest, the first on a tie.
+pub fn max_pool_vjp<S: Copy + PartialOrd + Sync>(x: &[S], dy: &[f32], batch: Batch, width: usize) -> Vec<f32> {
+    let t = batch.tokens;
+    check_len("max_pool_vjp primal", x.len(), batch.primal_rows() * width);
+    check_len("max_pool_vjp cotangents", dy.len(), batch.tangent_seqs() * width);
+    let mut dx = vec![0.0f32; batch.tangent_rows() * width];
+    if dx.is_empty() {
+        return dx;
+    }
+    let arg_max = arg_max_per_step(x, batch, width);
+    dx.par_chunks_mut(t * width).enumerate().for_each(|(seq, rows)| {
+        let dy = &dy[seq * width..(seq + 1) * width];
+        for (c, &token) in arg_max[seq / batch.tangents].iter().enumerate() {
+            rows[token * width + c] = dy[c];
+        }
+    });
+    dx
 }

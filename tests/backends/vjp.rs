@@ -1,0 +1,177 @@
+//! Tier 1, reverse mode: every op's VJP against `CpuReference<f64>`, and on the backend under
+//! test the dot-product identity `⟨JVP(u), v⟩ = ⟨u, VJP(v)⟩` for random tangents `u` and
+//! cotangents `v` (design.md §3), at the same primal.
+
+use simattr::backend::reference::CpuReference;
+use simattr::backend::{Backend, Batch, Heads, Role, ScoreMods};
+use simattr::params::{Linear, Norm};
+
+use crate::common::{max_abs, max_abs_diff, Rng};
+use crate::F32_OP_TOLERANCE;
+
+fn up<B: Backend>(b: &B, data: &[f32]) -> B::Tensor {
+    b.upload(data, Role::Activations { len: data.len() }).expect("upload")
+}
+
+fn down<B: Backend>(b: &B, x: &B::Tensor) -> Vec<f64> {
+    b.download(x).expect("download")
+}
+
+/// `(⟨a, b⟩, Σ |a_i b_i|)`: the product and the size its rounding is relative to.
+fn inner(a: &[f64], b: &[f64]) -> (f64, f64) {
+    assert_eq!(a.len(), b.len(), "inner product of different lengths");
+    a.iter().zip(b).fold((0.0, 0.0), |(s, m), (x, y)| (s + x * y, m + (x * y).abs()))
+}
+
+/// The backend's VJP `vjp_v` equals the oracle's `want` (relative max-norm), and is the adjoint
+/// of the backend's own JVP: `⟨jvp_u, v⟩ = ⟨u, vjp_v⟩` within f32 rounding of the terms.
+fn check(what: &str, (jvp_u, v): (&[f64], &[f32]), (u, vjp_v): (&[f32], &[f64]), want: &[f64]) {
+    assert_eq!(vjp_v.len(), want.len(), "{what}: length");
+    let scale = max_abs(want);
+    assert!(scale > 0.0, "{what}: the expected VJP is all zero, so the check would be empty");
+    let err = max_abs_diff(vjp_v, want) / scale;
+    assert!(err <= F32_OP_TOLERANCE, "{what}: VJP differs from the oracle's by {err:.2e} of its max");
+    let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+    let u: Vec<f64> = u.iter().map(|&x| x as f64).collect();
+    let ((left, size_l), (right, size_r)) = (inner(jvp_u, &v), inner(&u, vjp_v));
+    let gap = (left - right).abs() / size_l.max(size_r);
+    assert!(gap <= F32_OP_TOLERANCE, "{what}: ⟨JVP u, v⟩ = {left:e} but ⟨u, VJP v⟩ = {right:e} ({gap:.1e})");
+}
+
+fn random_norm(rng: &mut Rng, width: usize) -> Norm<Vec<f32>> {
+    Norm { gamma: rng.vec_f32(width, 0.3).iter().map(|g| 1.0 + g).collect(), beta: rng.vec_f32(width, 0.2) }
+}
+
+pub fn matmul_vjp<B: Backend>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(31));
+    for (rows, in_dim, out_dim) in [(1, 1, 1), (7, 63, 65), (65, 384, 1152), (12, 3072, 768)] {
+        let host = Linear {
+            weight: rng.vec_f32(in_dim * out_dim, 1.0 / (in_dim as f64).sqrt()),
+            bias: rng.vec_f32(out_dim, 0.5),
+            in_dim,
+            out_dim,
+        };
+        let (u, v) = (rng.vec_f32(rows * in_dim, 1.0), rng.vec_f32(rows * out_dim, 1.0));
+        fn both<E: Backend>(e: &E, host: &Linear<Vec<f32>>, u: &[f32], v: &[f32], rows: usize) -> [Vec<f64>; 2] {
+            let layer = host.try_map(&mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+            [
+                down(e, &e.matmul(&up(e, u), rows, &layer).unwrap()),
+                down(e, &e.matmul_vjp(&up(e, v), rows, &layer).unwrap()),
+            ]
+        }
+        let [jvp_u, vjp_v] = both(b, &host, &u, &v, rows);
+        let [_, want] = both(&o, &host, &u, &v, rows);
+        check(&format!("matmul_vjp {rows}×{in_dim}×{out_dim}"), (&jvp_u, &v), (&u, &vjp_v), &want);
+    }
+}
+
+pub fn layer_norm_vjp<B: Backend>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(32));
+    for width in [7, 65, 384, 768] {
+        let batch = Batch { steps: 2, tangents: 3, tokens: 7 };
+        let x: Vec<f32> = rng.vec_f32(batch.primal_rows() * width, 2.0).iter().map(|v| v + 3.0).collect();
+        let (u, v) = (rng.vec_f32(batch.tangent_rows() * width, 1.0), rng.vec_f32(batch.tangent_rows() * width, 1.0));
+        let host = random_norm(&mut rng, width);
+        fn both<E: Backend>(
+            e: &E,
+            x: &[f32],
+            host: &Norm<Vec<f32>>,
+            u: &[f32],
+            v: &[f32],
+            batch: Batch,
+        ) -> [Vec<f64>; 2] {
+            let width = host.gamma.len();
+            let norm = host.try_map(width, &mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+            let (_, saved) = e.layer_norm(&up(e, x), batch.primal_rows(), width, &norm, 1e-12).unwrap();
+            [
+                down(e, &e.layer_norm_jvp(&saved, &norm, &up(e, u), batch, width).unwrap()),
+                down(e, &e.layer_norm_vjp(&saved, &norm, &up(e, v), batch, width).unwrap()),
+            ]
+        }
+        let [jvp_u, vjp_v] = both(b, &x, &host, &u, &v, batch);
+        let [_, want] = both(&o, &x, &host, &u, &v, batch);
+        check(&format!("layer_norm_vjp width {width}"), (&jvp_u, &v), (&u, &vjp_v), &want);
+    }
+}
+
+pub fn gelu_vjp<B: Backend>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(33));
+    let (width, batch) = (129, Batch { steps: 2, tangents: 3, tokens: 5 });
+    let x = rng.vec_f32(batch.primal_rows() * width, 3.0);
+    let (u, v) = (rng.vec_f32(batch.tangent_rows() * width, 1.0), rng.vec_f32(batch.tangent_rows() * width, 1.0));
+    let both = |e: &dyn Fn(bool) -> Vec<f64>| [e(false), e(true)];
+    let on_b = both(&|reverse| {
+        let (xt, w) = (up(b, &x), up(b, if reverse { &v } else { &u }));
+        let out = if reverse { b.gelu_vjp(&xt, &w, batch, width) } else { b.gelu_jvp(&xt, &w, batch, width) };
+        down(b, &out.unwrap())
+    });
+    let want = down(&o, &o.gelu_vjp(&up(&o, &x), &up(&o, &v), batch, width).unwrap());
+    check("gelu_vjp", (&on_b[0], &v), (&u, &on_b[1]), &want);
+}
+
+pub fn attention_vjp<B: Backend>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(34));
+    for (tokens, heads) in
+        [(1, Heads { count: 2, dim: 3 }), (7, Heads { count: 2, dim: 3 }), (13, Heads { count: 12, dim: 32 })]
+    {
+        let batch = Batch { steps: 2, tangents: 3, tokens };
+        let w = heads.width();
+        let qkv = rng.vec_f32(batch.primal_rows() * 3 * w, 1.5);
+        let u = rng.vec_f32(batch.tangent_rows() * 3 * w, 1.0);
+        let v = rng.vec_f32(batch.tangent_rows() * w, 1.0);
+        let bias = rng.vec_f32(heads.count * tokens * tokens, 2.0);
+        let mask: Vec<f32> =
+            (0..batch.steps * tokens).map(|n| if n % tokens == 0 || n % 3 != 1 { 1.0 } else { 0.0 }).collect();
+        for (name, with_bias, with_mask) in [("plain", false, false), ("bias+mask", true, true)] {
+            fn both<E: Backend>(
+                e: &E,
+                host: [&[f32]; 5],
+                batch: Batch,
+                heads: Heads,
+                mods: (bool, bool),
+            ) -> [Vec<f64>; 2] {
+                let [qkv, u, v, bias, mask] = host;
+                let bias = mods
+                    .0
+                    .then(|| e.upload(bias, Role::ScoreBias { heads: heads.count, tokens: batch.tokens }).unwrap());
+                let mask =
+                    mods.1.then(|| e.upload(mask, Role::KeyMask { seqs: batch.steps, tokens: batch.tokens }).unwrap());
+                let scores = ScoreMods { bias: bias.as_ref(), key_mask: mask.as_ref() };
+                let qkv = up(e, qkv);
+                let (_, saved) = e.attention(&qkv, batch.steps, batch.tokens, heads, scores).unwrap();
+                [
+                    down(e, &e.attention_jvp(&qkv, &saved, &up(e, u), batch, heads).unwrap()),
+                    down(e, &e.attention_vjp(&qkv, &saved, &up(e, v), batch, heads).unwrap()),
+                ]
+            }
+            let host = [&qkv[..], &u, &v, &bias, &mask];
+            let [jvp_u, vjp_v] = both(b, host, batch, heads, (with_bias, with_mask));
+            let [_, want] = both(&o, host, batch, heads, (with_bias, with_mask));
+            check(&format!("attention_vjp {tokens} tokens, {heads:?}, {name}"), (&jvp_u, &v), (&u, &vjp_v), &want);
+        }
+    }
+}
+
+pub fn pooling_vjp<B: Backend>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(35));
+    for tokens in [1, 7, 65] {
+        let (width, batch) = (65, Batch { steps: 3, tangents: 2, tokens });
+        let x = rng.vec_f32(batch.primal_rows() * width, 1.0);
+        let u = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+        let v = rng.vec_f32(batch.tangent_seqs() * width, 1.0);
+        let seqs = batch.tangent_seqs();
+        let mean = |e: &dyn Fn(bool) -> Vec<f64>| [e(false), e(true)];
+        let [jvp_u, vjp_v] = mean(&|reverse| match reverse {
+            false => down(b, &b.mean_pool(&up(b, &u), seqs, tokens, width).unwrap()),
+            true => down(b, &b.mean_pool_vjp(&up(b, &v), seqs, tokens, width).unwrap()),
+        });
+        let want = down(&o, &o.mean_pool_vjp(&up(&o, &v), seqs, tokens, width).unwrap());
+        check(&format!("mean_pool_vjp {tokens} tokens"), (&jvp_u, &v), (&u, &vjp_v), &want);
+        let [jvp_u, vjp_v] = mean(&|reverse| match reverse {
+            false => down(b, &b.max_pool_jvp(&up(b, &x), &up(b, &u), batch, width).unwrap()),
+            true => down(b, &b.max_pool_vjp(&up(b, &x), &up(b, &v), batch, width).unwrap()),
+        });
+        let want = down(&o, &o.max_pool_vjp(&up(&o, &x), &up(&o, &v), batch, width).unwrap());
+        check(&format!("max_pool_vjp {tokens} tokens"), (&jvp_u, &v), (&u, &vjp_v), &want);
+    }
+}
