@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
+use simattr::attribution::{explain_pair, Mode, Quadrature, Similarity, TextOptions};
 use simattr::backend::cpu::CpuBackend;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Precision};
@@ -94,6 +94,10 @@ enum Command {
         /// How many strongest token pairs to print.
         #[arg(long, default_value_t = 10)]
         top: usize,
+        /// forward (one tangent per token; the cheaper while tokens < embedding dimensions) or
+        /// reverse (one cotangent per embedding dimension, xsbert's way).
+        #[arg(long, default_value = "forward", value_name = "forward|reverse")]
+        mode: String,
         a: String,
         b: String,
     },
@@ -191,15 +195,16 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             println!("{:.6}", Similarity::Cos.score(&ea.vector, &eb.vector));
             leave_to_exit((encoder, model));
         }
-        Command::Explain { model, layer, steps, similarity, json: json_path, png, top, a, b } => {
+        Command::Explain { model, layer, steps, similarity, json: json_path, png, top, mode, a, b } => {
             let similarity: Similarity = similarity.parse()?;
+            let mode: Mode = mode.parse()?;
             let quadrature = Quadrature::riemann_right(steps)?;
             for path in json_path.iter().chain(png.iter()) {
                 files::check_writable(path)?;
             }
             let model = load_model(&model)?;
             let encoder = Encoder::new(backend, &model)?;
-            let options = TextOptions::new(layer, quadrature);
+            let options = TextOptions { mode, ..TextOptions::new(layer, quadrature) };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% ({elapsed}, eta {eta})")

@@ -249,6 +249,7 @@ fn backend_flags_are_checked() {
     );
     assert_mentions(&explain_with(&model, &["--precision", "f8"]), &["--precision", "f8"]);
     assert_mentions(&explain_with(&model, &["--primal", "f16"]), &["--primal", "f16", "f64, f32"]);
+    assert_mentions(&explain_with(&model, &["--mode", "sideways"]), &["--mode", "sideways", "forward or reverse"]);
     assert_mentions(&explain_with(&model, &["--backend", "cpu-ref", "--primal", "f64"]), &["--primal", "cpu-ref"]);
     assert_mentions(&explain_with(&model, &["--threads", "0"]), &["--threads"]);
     assert_mentions(&explain_with(&model, &["--max-memory", "lots"]), &["--max-memory", "lots"]);

@@ -68,33 +68,40 @@ fn explain_writes_json_and_png_matching_pytorch() {
     assert!(info.width > 100 && info.height > 100, "{}×{}", info.width, info.height);
 }
 
-/// `--primal f32` keeps the primal states in f32 too, and says so in the JSON.
-#[test]
-fn primal_f32_is_named_and_matches_pytorch() {
-    let case = golden_case(2, 20, "cos");
+/// Runs `explain` on the tiny model with `options` for the golden case (layer 2, cos), checks
+/// its matrix against the golden one within 1e-5 of max|A|, and returns its JSON.
+fn explain_golden_case_with(options: &[&str], steps: u64) -> Value {
+    let case = golden_case(2, steps, "cos");
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("pair.json");
-    let model = tiny_model_dir();
-    let out = simattr(&[
-        "explain",
-        "--primal",
-        "f32",
-        "--model",
-        model.to_str().unwrap(),
-        "--layer",
-        "2",
-        "--steps",
-        "20",
+    let (model, steps) = (tiny_model_dir(), steps.to_string());
+    let mut args = vec!["explain", "--model", model.to_str().unwrap(), "--layer", "2", "--steps", &steps];
+    args.extend(options);
+    args.extend([
         "--json",
         json_path.to_str().unwrap(),
         case["text_a"].as_str().unwrap(),
         case["text_b"].as_str().unwrap(),
     ]);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = simattr(&args);
+    assert!(out.status.success(), "{options:?}: {}", String::from_utf8_lossy(&out.stderr));
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-    assert_eq!(doc["backend"], "cpu f32");
     let (got, want) = (matrix(&doc["attributions"]).concat(), matrix(&case["attributions"]).concat());
-    assert!(max_abs_diff(&got, &want) <= 1e-5 * max_abs(&want));
+    assert!(max_abs_diff(&got, &want) <= 1e-5 * max_abs(&want), "{options:?}");
+    doc
+}
+
+/// `--primal f32` keeps the primal states in f32 too, and says so in the JSON.
+#[test]
+fn primal_f32_is_named_and_matches_pytorch() {
+    assert_eq!(explain_golden_case_with(&["--primal", "f32"], 20)["backend"], "cpu f32");
+}
+
+/// `--mode reverse` computes `P` from output cotangents, says so, and gives the golden matrix.
+#[test]
+fn reverse_mode_is_named_and_matches_pytorch() {
+    assert_eq!(explain_golden_case_with(&["--mode", "reverse"], 5)["mode"], "reverse");
+    assert_eq!(explain_golden_case_with(&[], 5)["mode"], "forward");
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Integrated-Jacobian attributions (Moeller, Nikolaev, Padó 2023/2024): per-text forward-mode
-//! projections `P`, combined per pair into `A = P_aᵀ P_b`.
+//! Integrated-Jacobian attributions (Moeller, Nikolaev, Padó 2023/2024): per-text projections
+//! `P` (forward or reverse mode), combined per pair into `A = P_aᵀ P_b`.
 
 pub mod pair;
 pub mod quadrature;
@@ -7,15 +7,15 @@ pub mod text;
 
 pub use pair::{PairAttribution, ReferenceTerms, Similarity};
 pub use quadrature::Quadrature;
-pub use text::{attribute_text, reference_ids, TextAttribution, TextOptions};
+pub use text::{attribute_text, reference_ids, Mode, TextAttribution, TextOptions};
 
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::model::TextTokenizer;
 use crate::net::Encoder;
 
-/// Receives progress in work units (one unit: one token direction of one quadrature step
-/// through one layer). Work is announced as it becomes known, since the token counts are
+/// Receives progress in work units (one unit: one token direction, or in reverse mode one
+/// output dimension, of one quadrature step through one layer). Work is announced as it becomes known, since the token counts are
 /// known only after tokenizing. The CLI hands in a progress bar, tests hand in `()`.
 pub trait Progress {
     fn add_work(&self, units: u64);
@@ -44,6 +44,7 @@ pub struct Explanation {
     pub pair: PairAttribution,
     pub layer: usize,
     pub quadrature: Quadrature,
+    pub mode: Mode,
 }
 
 /// Explains why `text_a` and `text_b` are similar: both `P`s, then `A`.
@@ -62,5 +63,5 @@ pub fn explain_pair<B: Backend>(
     let a = attribute_text(encoder, tokenizer, tokens_a, options, progress)?;
     let b = attribute_text(encoder, tokenizer, tokens_b, options, progress)?;
     let pair = PairAttribution::combine(&a, &b, similarity);
-    Ok(Explanation { a, b, pair, layer: options.layer, quadrature: options.quadrature })
+    Ok(Explanation { a, b, pair, layer: options.layer, quadrature: options.quadrature, mode: options.mode })
 }

@@ -1,13 +1,43 @@
 //! The per-text half of an explanation: `P = Σ_k w_k ∂e(h_r + α_k Δ)/∂h · Δ`, one column per
-//! token, computed in forward mode. Independent of the other text, so it can be cached and
-//! reused across pairs.
+//! token, computed in forward mode (one tangent per token, each giving a column of `P`) or in
+//! reverse mode (one cotangent per output dimension, each giving a row). Independent of the
+//! other text, so it can be cached and reused across pairs.
 
 use crate::attribution::quadrature::Quadrature;
 use crate::attribution::Progress;
-use crate::backend::{Backend, Batch};
+use crate::backend::{Backend, Batch, Role};
 use crate::error::{Error, Result};
 use crate::model::{TextTokenizer, Tokenized};
 use crate::net::Encoder;
+
+/// Which derivative computes `P`: forward mode pushes `T` token tangents per step through the
+/// layers, reverse mode pulls `D` output cotangents per step back through them (xsbert's way);
+/// forward is the cheaper while `T < D`, which sentences are (design.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Forward,
+    Reverse,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Forward => "forward",
+            Mode::Reverse => "reverse",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "forward" => Ok(Mode::Forward),
+            "reverse" => Ok(Mode::Reverse),
+            other => Err(Error::argument("--mode", format!("`{other}` (expected forward or reverse)"))),
+        }
+    }
+}
 
 /// How one text is attributed.
 #[derive(Debug, Clone, Copy)]
@@ -18,16 +48,18 @@ pub struct TextOptions {
     /// An optional further bound on rows (primal and tangent) in flight at once, below what
     /// the backend's memory budget allows; tests use it to force many small passes.
     pub max_rows_per_pass: Option<usize>,
+    pub mode: Mode,
 }
 
 impl TextOptions {
     pub fn new(layer: usize, quadrature: Quadrature) -> Self {
-        TextOptions { layer, quadrature, max_rows_per_pass: None }
+        TextOptions { layer, quadrature, max_rows_per_pass: None, mode: Mode::Forward }
     }
 }
 
 /// How the `steps × directions` of one text are split into passes that fit in memory: several
-/// steps with all token directions when they fit, else one step with as many directions as fit.
+/// steps with all directions (token tangents, or output cotangents) when they fit, else one
+/// step with as many directions as fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PassPlan {
     pub steps_per_pass: usize,
@@ -38,13 +70,13 @@ impl PassPlan {
     /// A plan whose passes hold at most `row_budget` rows: `steps × (directions + primal_rows)
     /// × tokens`, the tangents and the primal they share, which takes `primal_rows` tangent
     /// rows' worth of memory per row (2 for an f64 primal beside f32 tangents).
-    pub fn new(row_budget: usize, tokens: usize, steps: usize, primal_rows: usize) -> Option<Self> {
+    pub fn new(row_budget: usize, tokens: usize, directions: usize, steps: usize, primal_rows: usize) -> Option<Self> {
         let per_step_direction = tokens.max(1);
         // One direction of one step, and its primal, is the least a pass can hold.
         if row_budget < (1 + primal_rows) * per_step_direction {
             return None;
         }
-        let directions_per_pass = (row_budget / per_step_direction - primal_rows).clamp(1, tokens.max(1));
+        let directions_per_pass = (row_budget / per_step_direction - primal_rows).clamp(1, directions.max(1));
         let steps_per_pass =
             (row_budget / ((directions_per_pass + primal_rows) * per_step_direction)).clamp(1, steps.max(1));
         Some(PassPlan { steps_per_pass, directions_per_pass })
@@ -127,12 +159,16 @@ pub fn attribute_text<B: Backend>(
     let row_budget =
         b.rows_that_fit(encoder.tangent_row_scalars()).min(options.max_rows_per_pass.unwrap_or(usize::MAX));
     let primal_rows = b.primal_precision().bytes().div_ceil(b.precision().bytes());
-    let plan = PassPlan::new(row_budget, t, steps, primal_rows).ok_or_else(|| {
+    let directions = match options.mode {
+        Mode::Forward => t,
+        Mode::Reverse => h,
+    };
+    let plan = PassPlan::new(row_budget, t, directions, steps, primal_rows).ok_or_else(|| {
         let needed = (1 + primal_rows) * t * encoder.tangent_row_scalars() * b.precision().bytes();
         Error::argument(
             "--max-memory",
             format!(
-                "the budget of {} bytes is too small: one token direction of one step of this {t}-token text needs {needed} bytes",
+                "the budget of {} bytes is too small: one direction of one step of this {t}-token text needs {needed} bytes",
                 b.memory_budget()
             ),
         )
@@ -152,7 +188,7 @@ pub fn attribute_text<B: Backend>(
     drop(ends);
     let (embedding, reference_embedding) = (pooled_ends[..h].to_vec(), pooled_ends[h..].to_vec());
 
-    progress.add_work((steps * t * (encoder.num_layers() - layer)) as u64);
+    progress.add_work((steps * directions * (encoder.num_layers() - layer)) as u64);
     // `P` stays on the device as `[T, D]` (row i = column i of P) until every pass is in.
     let mut projection_rows = b.zeros(t * h)?;
     for first_step in (0..steps).step_by(plan.steps_per_pass) {
@@ -160,16 +196,31 @@ pub fn attribute_text<B: Backend>(
         let alphas: Vec<f64> = nodes.iter().map(|n| n.alpha).collect();
         let weights: Vec<f64> = nodes.iter().map(|n| n.weight).collect();
         let primals = b.interpolate(&reference_states, &delta, &alphas)?;
-        for first in (0..t).step_by(plan.directions_per_pass) {
-            let directions = first..(first + plan.directions_per_pass).min(t);
-            let count = directions.len();
+        for first in (0..directions).step_by(plan.directions_per_pass) {
+            let range = first..(first + plan.directions_per_pass).min(directions);
+            let count = range.len();
             let batch = Batch { steps: nodes.len(), tangents: count, tokens: t };
             let after_layer = || progress.advance((nodes.len() * count) as u64);
-            // The pooled tangent of direction i is column i of ∂e·Δ.
-            let pooled = encoder.pooled_token_jvp(&primals, &delta, directions, layer, batch, &after_layer)?;
-            // Already pooled: one "token" per tangent sequence.
-            let pooled_batch = Batch { tokens: 1, ..batch };
-            b.pool_accumulate(&mut projection_rows, &pooled, pooled_batch, h, &weights, first)?;
+            match options.mode {
+                Mode::Forward => {
+                    // The pooled tangent of direction i is column i of ∂e·Δ.
+                    let pooled = encoder.pooled_token_jvp(&primals, &delta, range, layer, batch, &after_layer)?;
+                    // Already pooled: one "token" per tangent sequence.
+                    let pooled_batch = Batch { tokens: 1, ..batch };
+                    b.pool_accumulate(&mut projection_rows, &pooled, pooled_batch, h, &weights, first)?;
+                }
+                Mode::Reverse => {
+                    // Cotangent d of every step is e_d at the pooled output; pulled back to
+                    // layer L it is row d of the Jacobian, and its product with Δ token by token
+                    // is row d of P.
+                    let seeds = b.upload(
+                        &unit_rows(nodes.len(), range, h),
+                        Role::Activations { len: nodes.len() * count * h },
+                    )?;
+                    let cotangents = encoder.pooled_vjp(&primals, &seeds, layer, batch, &after_layer)?;
+                    b.cotangent_accumulate(&mut projection_rows, &cotangents, &delta, batch, h, &weights, first)?;
+                }
+            }
         }
     }
     let rows = b.download(&projection_rows)?;
@@ -180,6 +231,18 @@ pub fn attribute_text<B: Backend>(
         }
     }
     Ok(TextAttribution { tokenized, reference_ids, dim: h, projection, embedding, reference_embedding })
+}
+
+/// `[steps, dims.len(), width]`: row `(k, c)` is the unit vector `e_{dims.start + c}`.
+fn unit_rows(steps: usize, dims: std::ops::Range<usize>, width: usize) -> Vec<f32> {
+    let count = dims.len();
+    let mut rows = vec![0.0f32; steps * count * width];
+    for k in 0..steps {
+        for (c, d) in dims.clone().enumerate() {
+            rows[(k * count + c) * width + d] = 1.0;
+        }
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -193,14 +256,14 @@ mod tests {
                 for steps in [1, 5, 50] {
                     let budgets = [3 * tokens, 3 * tokens + 1, 2 * tokens * tokens, 10 * tokens * tokens, 1 << 20];
                     for budget in budgets.into_iter().filter(|&b| b >= (1 + primal_rows) * tokens) {
-                        let plan = PassPlan::new(budget, tokens, steps, primal_rows).unwrap();
+                        let plan = PassPlan::new(budget, tokens, tokens, steps, primal_rows).unwrap();
                         let rows = plan.steps_per_pass * (plan.directions_per_pass + primal_rows) * tokens;
                         assert!(rows <= budget, "{plan:?} holds {rows} rows > {budget}");
                         assert!(plan.directions_per_pass <= tokens && plan.steps_per_pass <= steps);
                         // Several steps per pass only when all directions fit.
                         assert!(plan.steps_per_pass == 1 || plan.directions_per_pass == tokens, "{plan:?}");
                     }
-                    assert_eq!(PassPlan::new((1 + primal_rows) * tokens - 1, tokens, steps, primal_rows), None);
+                    assert_eq!(PassPlan::new((1 + primal_rows) * tokens - 1, tokens, tokens, steps, primal_rows), None);
                 }
             }
         }

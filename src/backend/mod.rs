@@ -303,6 +303,28 @@ pub trait Backend: Sync {
         first_direction: usize,
     ) -> Result<()>;
 
+    /// The adjoint of `gather_rows`: `[rows, width]` zeros, then `out[ids[r]] += x[r]` for every
+    /// row `r` of `x` (`[ids.len(), width]`), in order.
+    fn scatter_rows(&self, x: &Self::Tensor, width: usize, ids: &[u32], rows: usize) -> Result<Self::Tensor>;
+
+    /// Reverse mode's counterpart of `pool_accumulate`: for every step `k` and cotangent `c` of
+    /// `d_states` (`[steps, cotangents, tokens, width]`, the VJP of output dimension
+    /// `first_dim + c` at the attributed layer's input), adds
+    /// `weights[k] · Σ_h d_states[k, c, i, h] · delta[i, h]` to `projection[i, first_dim + c]`
+    /// for every token `i`; `projection` is `[tokens, dims]`, as `pool_accumulate` fills it, and
+    /// `delta` is `[tokens, width]`. Steps are added in order.
+    #[allow(clippy::too_many_arguments)]
+    fn cotangent_accumulate(
+        &self,
+        projection: &mut Self::Tensor,
+        d_states: &Self::Tensor,
+        delta: &Self::Tensor,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_dim: usize,
+    ) -> Result<()>;
+
     // ---- block ops: provided, built from the small ops; fast backends fuse them -------------------
 
     /// `LN(z + bias + residual)` over `rows` rows.

@@ -593,6 +593,49 @@ impl<S: Scalar> Backend for CpuReference<S> {
         }
         Ok(())
     }
+
+    fn scatter_rows(&self, x: &Vec<S>, width: usize, ids: &[u32], rows: usize) -> Result<Vec<S>> {
+        check_len("scatter_rows input", x.len(), ids.len() * width);
+        let mut out = vec![0.0f64; rows * width];
+        for (r, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            assert!(id < rows, "cpu-reference: scatter_rows id {id} is outside the {rows} rows");
+            for c in 0..width {
+                out[id * width + c] += x[r * width + c].get();
+            }
+        }
+        Ok(out.into_iter().map(S::of).collect())
+    }
+
+    fn cotangent_accumulate(
+        &self,
+        projection: &mut Vec<S>,
+        d_states: &Vec<S>,
+        delta: &Vec<S>,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_dim: usize,
+    ) -> Result<()> {
+        let t = batch.tokens;
+        check_len("cotangents", d_states.len(), batch.tangent_rows() * width);
+        check_len("delta", delta.len(), t * width);
+        check_len("step weights", weights.len(), batch.steps);
+        let dims = projection.len() / t.max(1);
+        check_len("projection dims end", (first_dim + batch.tangents).min(dims), first_dim + batch.tangents);
+        for (k, &weight) in weights.iter().enumerate() {
+            for c in 0..batch.tangents {
+                let seq = k * batch.tangents + c;
+                for i in 0..t {
+                    let row = &d_states[(seq * t + i) * width..][..width];
+                    let contracted = dot(row, &delta[i * width..(i + 1) * width]);
+                    let slot = &mut projection[i * dims + first_dim + c];
+                    *slot = S::of(slot.get() + weight * contracted);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Index of the first largest value (0 for an empty or all-NaN sequence).

@@ -9,8 +9,11 @@ use crate::backend::{Backend, Batch, Heads, Role, ScoreMods};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds, SentenceModel};
 use crate::net::flops::{attribution_flops, AttributionFlops};
-use crate::net::layer::{last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_jvp, LayerShape, TangentsIn};
-use crate::net::pooling::{pool, pool_host, pool_jvp};
+use crate::net::layer::{
+    last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_forward_taped, layer_jvp, layer_vjp, LayerShape,
+    TangentsIn,
+};
+use crate::net::pooling::{pool, pool_host, pool_jvp, pool_vjp};
 use crate::params::EncoderParams;
 
 pub struct Encoder<'b, B: Backend> {
@@ -224,6 +227,42 @@ impl<'b, B: Backend> Encoder<'b, B> {
         } else {
             pool_jvp(b, self.pooling, &x, &dx, batch, h)
         }
+    }
+
+    /// The reverse attribution pass: runs layers `from..` forward on the primals `x`
+    /// (`[steps, tokens, hidden]`), keeping what each layer's VJP reads, then takes the pooled
+    /// cotangents `seeds` (`[steps · cotangents, hidden]`) back through pooling and the layers
+    /// to the input of layer `from`: `[steps, cotangents, tokens, hidden]`, each cotangent's
+    /// rows `Jᵀ seed` at its step's primal.
+    pub fn pooled_vjp(
+        &self,
+        x: &B::Tensor,
+        seeds: &B::Tensor,
+        from: usize,
+        batch: Batch,
+        after_layer: &dyn Fn(),
+    ) -> Result<B::Tensor> {
+        self.check_layer(from)?;
+        let (b, shape, h) = (self.backend, self.shape(), self.hidden());
+        let bias = self.score_bias(batch.tokens)?;
+        let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
+        let layers = &self.params.layers[from..];
+        let mut tapes = Vec::with_capacity(layers.len());
+        let mut states: Option<B::Tensor> = None;
+        for params in layers {
+            let input = states.as_ref().unwrap_or(x);
+            let (y, tape) = layer_forward_taped(b, params, shape, input, batch.steps, batch.tokens, scores)?;
+            tapes.push(tape);
+            states = Some(y);
+        }
+        let output = states.ok_or_else(|| Error::Internal("a reverse pass through no layers".into()))?;
+        let mut cotangents = pool_vjp(b, self.pooling, &output, seeds, batch, h)?;
+        drop(output);
+        for (params, tape) in layers.iter().zip(&tapes).rev() {
+            cotangents = layer_vjp(b, params, shape, tape, &cotangents, batch)?;
+            after_layer();
+        }
+        Ok(cotangents)
     }
 
     /// Input of layer `layer` (the embedding output for 0) for `seqs` sequences.

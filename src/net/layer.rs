@@ -1,5 +1,6 @@
-//! One post-LN encoder layer, written once over the backend's ops: its forward pass and its
-//! forward-mode derivative (JVP) for a batch of tangents that share each step's primal.
+//! One post-LN encoder layer, written once over the backend's ops: its forward pass, its
+//! forward-mode derivative (JVP) for a batch of tangents that share each step's primal, and its
+//! reverse-mode derivative (VJP) for a batch of cotangents that share it likewise.
 //!
 //! ```text
 //!   qkv = x Wqkvᵀ + b                 ctx = attention(q, k, v)
@@ -16,7 +17,7 @@
 
 use std::ops::Range;
 
-use crate::backend::{Backend, Batch, Heads, ResidualNorm, ScoreMods};
+use crate::backend::{AttentionSaved, Backend, Batch, Heads, NormSaved, ResidualNorm, ScoreMods};
 use crate::error::Result;
 use crate::params::{LayerParams, Norm};
 
@@ -182,4 +183,67 @@ pub fn last_layer_pooled_jvp<B: Backend>(
     let FfnInput { h1, dh1, act, dact } = jvp_to_ffn_output(backend, params, shape, x, dx, batch, scores)?;
     let norm2 = shape.residual_norm(&params.ffn_norm);
     backend.pooled_linear_residual_norm_jvp(&act, &dact, &h1, &dh1, &params.ffn_out, batch, norm2)
+}
+
+/// What the reverse pass of one layer reads from its forward pass: the primal quantities its
+/// VJPs are taken at (one row per token and step, shared by every cotangent).
+pub struct LayerTape<T> {
+    qkv: T,
+    attention: AttentionSaved<T>,
+    attention_norm: NormSaved<T>,
+    /// `h1 W1ᵀ + b1`, GELU's input.
+    pre_activation: T,
+    ffn_norm: NormSaved<T>,
+}
+
+/// The forward pass of `layer_forward`, as small ops, keeping what `layer_vjp` needs.
+pub fn layer_forward_taped<B: Backend>(
+    backend: &B,
+    params: &LayerParams<B::Tensor>,
+    shape: LayerShape,
+    x: &B::Tensor,
+    seqs: usize,
+    tokens: usize,
+    scores: ScoreMods<'_, B::Tensor>,
+) -> Result<(B::Tensor, LayerTape<B::Tensor>)> {
+    let (b, rows, width) = (backend, seqs * tokens, shape.hidden);
+    let qkv = b.linear(x, rows, &params.qkv)?;
+    let (ctx, attention) = b.attention(&qkv, seqs, tokens, shape.heads, scores)?;
+    let z = b.linear(&ctx, rows, &params.attention_out)?;
+    let (h1, attention_norm) = b.layer_norm(&b.add(&z, x)?, rows, width, &params.attention_norm, shape.eps)?;
+    let pre_activation = b.linear(&h1, rows, &params.ffn_in)?;
+    let z2 = b.linear(&b.gelu(&pre_activation)?, rows, &params.ffn_out)?;
+    let (y, ffn_norm) = b.layer_norm(&b.add(&z2, &h1)?, rows, width, &params.ffn_norm, shape.eps)?;
+    Ok((y, LayerTape { qkv, attention, attention_norm, pre_activation, ffn_norm }))
+}
+
+/// Reverse mode through one layer: the cotangents `dy` of its output
+/// (`[steps, cotangents, tokens, hidden]`) to those of its input, each cotangent at its step's
+/// primal (`tape`). The forward pass read backwards:
+///
+/// ```text
+///   s̄2 = LN2ᵀ(ȳ)      ā = s̄2 W2      p̄ = gelu'(p) ā      h̄1 = s̄2 + p̄ W1
+///   s̄1 = LN1ᵀ(h̄1)     c̄ = s̄1 Wo      q̄k̄v̄ = attentionᵀ(c̄)   x̄ = s̄1 + q̄k̄v̄ Wqkv
+/// ```
+pub fn layer_vjp<B: Backend>(
+    backend: &B,
+    params: &LayerParams<B::Tensor>,
+    shape: LayerShape,
+    tape: &LayerTape<B::Tensor>,
+    dy: &B::Tensor,
+    batch: Batch,
+) -> Result<B::Tensor> {
+    let (b, rows, width) = (backend, batch.tangent_rows(), shape.hidden);
+    let d_sum2 = b.layer_norm_vjp(&tape.ffn_norm, &params.ffn_norm, dy, batch, width)?;
+    let d_act = b.matmul_vjp(&d_sum2, rows, &params.ffn_out)?;
+    let d_pre = b.gelu_vjp(&tape.pre_activation, &d_act, batch, shape.ffn)?;
+    drop(d_act);
+    let d_h1 = b.add(&d_sum2, &b.matmul_vjp(&d_pre, rows, &params.ffn_in)?)?;
+    drop((d_sum2, d_pre));
+    let d_sum1 = b.layer_norm_vjp(&tape.attention_norm, &params.attention_norm, &d_h1, batch, width)?;
+    drop(d_h1);
+    let d_ctx = b.matmul_vjp(&d_sum1, rows, &params.attention_out)?;
+    let d_qkv = b.attention_vjp(&tape.qkv, &tape.attention, &d_ctx, batch, shape.heads)?;
+    drop(d_ctx);
+    b.add(&d_sum1, &b.matmul_vjp(&d_qkv, rows, &params.qkv)?)
 }

@@ -39,6 +39,25 @@ pub fn pool_jvp<B: Backend>(
     }
 }
 
+/// The cotangents `[steps, cotangents, tokens, width]` of the token states `y`
+/// (`[steps, tokens, width]`) from those of the pooled vectors, `dy` (`[steps · cotangents,
+/// width]`).
+pub fn pool_vjp<B: Backend>(
+    backend: &B,
+    pooling: Pooling,
+    y: &B::Tensor,
+    dy: &B::Tensor,
+    batch: Batch,
+    width: usize,
+) -> Result<B::Tensor> {
+    let seqs = batch.tangent_seqs();
+    match pooling {
+        Pooling::Mean => backend.mean_pool_vjp(dy, seqs, batch.tokens, width),
+        Pooling::Cls => backend.scatter_rows(dy, width, &first_rows(seqs, batch.tokens), batch.tangent_rows()),
+        Pooling::Max => backend.max_pool_vjp(y, dy, batch, width),
+    }
+}
+
 /// One sequence's pooled vector from its token states on the host (`[tokens, width]`, f64).
 pub fn pool_host(pooling: Pooling, states: &[f64], width: usize) -> Vec<f64> {
     let rows = states.chunks_exact(width);

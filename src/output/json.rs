@@ -52,6 +52,8 @@ pub struct ExplainJson {
     pub layer: usize,
     pub steps: usize,
     pub quadrature: &'static str,
+    /// How `P` was computed: forward (token tangents) or reverse (output cotangents) mode.
+    pub mode: &'static str,
     pub similarity: &'static str,
     pub text_a: TextReportJson,
     pub text_b: TextReportJson,
@@ -91,6 +93,7 @@ impl ExplainJson {
             layer: e.layer,
             steps: e.quadrature.steps(),
             quadrature: e.quadrature.name(),
+            mode: e.mode.name(),
             similarity: p.similarity.name(),
             text_a: text_report(text_a, &e.a),
             text_b: text_report(text_b, &e.b),

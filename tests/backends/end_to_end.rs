@@ -2,13 +2,13 @@
 //! PyTorch goldens, completeness and its rate of convergence, and results that do not depend
 //! on threads or on how the work is split.
 
-use simattr::attribution::{attribute_text, explain_pair, Quadrature, Similarity, TextOptions};
+use simattr::attribution::{attribute_text, explain_pair, Mode, Quadrature, Similarity, TextOptions};
 use simattr::backend::{Backend, BackendSettings};
 use simattr::model::SentenceModel;
 use simattr::net::pooling::pool_jvp;
 use simattr::net::Encoder;
 
-use crate::common::golden_check::{check_attributions, check_embeddings};
+use crate::common::golden_check::{check_attributions, check_attributions_in, check_embeddings};
 use crate::common::{fixture_dir, golden, max_abs, max_abs_diff, tiny_model_dir};
 use crate::F32_GOLDEN_TOLERANCE;
 
@@ -21,6 +21,39 @@ pub fn tiny_attributions<B: Backend>(b: &B, fixture: &str) {
     let checked = check_attributions(b, &fixture_dir(fixture), &golden, F32_GOLDEN_TOLERANCE, |_| true);
     // 3 pairs × 2 layers × 2 step counts × 2 similarities.
     assert!(checked >= 24, "{fixture}: only {checked} golden cases");
+}
+
+/// The same golden cases with `P` from reverse mode (output cotangents pulled back through
+/// the layers, as xsbert computes it).
+pub fn tiny_attributions_reverse<B: Backend>(b: &B, fixture: &str) {
+    let golden = golden(&format!("{fixture}.json"));
+    let checked =
+        check_attributions_in(Mode::Reverse, b, &fixture_dir(fixture), &golden, F32_GOLDEN_TOLERANCE, |_| true);
+    assert!(checked >= 24, "{fixture}: only {checked} golden cases");
+}
+
+/// Forward and reverse mode give the same `P` (within f32 rounding, 1e-5 of max|P|) from every
+/// layer, one pass or many (a small row cap splits the cotangents into passes).
+pub fn reverse_mode_equals_forward_mode<B: Backend>(b: &B, fixture: &str) {
+    let model = SentenceModel::load(&fixture_dir(fixture)).unwrap();
+    let encoder = Encoder::new(b, &model).unwrap();
+    for layer in 0..encoder.num_layers() {
+        let p = |mode: Mode, max_rows_per_pass: Option<usize>| {
+            let quadrature = Quadrature::riemann_right(4).unwrap();
+            let options = TextOptions { mode, max_rows_per_pass, ..TextOptions::new(layer, quadrature) };
+            let tokenized = model.tokenizer.encode("A man is playing a guitar.").unwrap();
+            attribute_text(&encoder, &model.tokenizer, tokenized, &options, &()).unwrap().projection
+        };
+        let forward = p(Mode::Forward, None);
+        let scale = max_abs(&forward);
+        for rows in [None, Some(40)] {
+            let err = max_abs_diff(&forward, &p(Mode::Reverse, rows)) / scale;
+            assert!(
+                err <= 1e-5,
+                "{fixture} layer {layer}, rows per pass {rows:?}: reverse differs by {err:e} of max|P|"
+            );
+        }
+    }
 }
 
 /// The right Riemann rule is first order: 16× the steps must cut the completeness error by at

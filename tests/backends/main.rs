@@ -32,6 +32,12 @@ macro_rules! fixture_tests {
 
             #[test] fn embeddings_match_pytorch() { crate::end_to_end::tiny_embeddings(&default(), $fixture) }
             #[test] fn attributions_match_pytorch() { crate::end_to_end::tiny_attributions(&default(), $fixture) }
+            #[test] fn attributions_match_pytorch_in_reverse_mode() {
+                crate::end_to_end::tiny_attributions_reverse(&default(), $fixture)
+            }
+            #[test] fn reverse_mode_equals_forward_mode() {
+                crate::end_to_end::reverse_mode_equals_forward_mode(&default(), $fixture)
+            }
             #[test] fn structured_pass_equals_plain_path() {
                 crate::end_to_end::structured_pass_equals_plain_path(&default(), $fixture)
             }
@@ -60,6 +66,17 @@ macro_rules! mpnet_tests {
         #[test]
         fn mpnet_attributions_match_pytorch_at_layer_11() {
             crate::real_model::mpnet_attributions_at(&default(), 11)
+        }
+    };
+}
+
+/// Tier 2 in reverse mode, on a backend fast enough for it: MiniLM's layer-5 goldens (10 steps:
+/// 384 cotangents per step through one layer).
+macro_rules! reverse_real_tests {
+    () => {
+        #[test]
+        fn minilm_attributions_match_pytorch_in_reverse_mode_at_layer_5() {
+            crate::real_model::attributions_in_reverse_at(&default(), 5)
         }
     };
 }
@@ -130,7 +147,7 @@ backend_suite! {
     // The reference's plain loops would take minutes per MPNet case; the f64 oracle checks one
     // MPNet pair itself (oracle.rs).
     // The default: f32 tangents, f64 primal states.
-    cpu_f32 => |settings| simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend"), mpnet_tests;
+    cpu_f32 => |settings| simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend"), mpnet_tests, reverse_real_tests;
     // `--primal f32`: everything in f32. Not held to the MPNet layer-6 goldens, whose sharp
     // integrand amplifies f32 primal rounding to 3e-4 of max|A| (README "Accuracy").
     cpu_f32_primal_f32 => |settings| {

@@ -3,9 +3,10 @@
 
 use simattr::backend::Backend;
 
-use crate::common::golden_check::{check_attributions, check_embeddings};
+use crate::common::golden_check::{check_attributions, check_attributions_in, check_embeddings};
 use crate::common::{golden, minilm_dir, mpnet_dir};
 use crate::F32_GOLDEN_TOLERANCE;
+use simattr::attribution::Mode;
 
 pub fn embeddings<B: Backend>(b: &B) {
     check_embeddings(b, &minilm_dir(), &golden("all-MiniLM-L6-v2.json"), 1e-5);
@@ -14,6 +15,14 @@ pub fn embeddings<B: Backend>(b: &B) {
 pub fn attributions_at<B: Backend>(b: &B, layer: u64) {
     let golden = golden("all-MiniLM-L6-v2.json");
     let checked = check_attributions(b, &minilm_dir(), &golden, F32_GOLDEN_TOLERANCE, |case| case["layer"] == layer);
+    assert!(checked >= 6, "only {checked} golden cases at layer {layer}");
+}
+
+pub fn attributions_in_reverse_at<B: Backend>(b: &B, layer: u64) {
+    let golden = golden("all-MiniLM-L6-v2.json");
+    let checked = check_attributions_in(Mode::Reverse, b, &minilm_dir(), &golden, F32_GOLDEN_TOLERANCE, |case| {
+        case["layer"] == layer
+    });
     assert!(checked >= 6, "only {checked} golden cases at layer {layer}");
 }
 

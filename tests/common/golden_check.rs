@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::Value;
-use simattr::attribution::{attribute_text, PairAttribution, Quadrature, Similarity, TextAttribution, TextOptions};
+use simattr::attribution::{
+    attribute_text, Mode, PairAttribution, Quadrature, Similarity, TextAttribution, TextOptions,
+};
 use simattr::backend::Backend;
 use simattr::embed::embed_text;
 use simattr::model::SentenceModel;
@@ -35,9 +37,21 @@ pub fn check_embeddings<B: Backend>(backend: &B, model_dir: &Path, golden: &Valu
     }
 }
 
-/// Checks every golden attribution; `relative` is the tolerance as a fraction of max|A|.
-/// Returns how many cases were checked.
+/// Checks every golden attribution in forward mode; `relative` is the tolerance as a fraction
+/// of max|A|. Returns how many cases were checked.
 pub fn check_attributions<B: Backend>(
+    backend: &B,
+    model_dir: &Path,
+    golden: &Value,
+    relative: f64,
+    filter: impl Fn(&Value) -> bool,
+) -> usize {
+    check_attributions_in(Mode::Forward, backend, model_dir, golden, relative, filter)
+}
+
+/// `check_attributions` with `P` computed in `mode`.
+pub fn check_attributions_in<B: Backend>(
+    mode: Mode,
     backend: &B,
     model_dir: &Path,
     golden: &Value,
@@ -51,7 +65,8 @@ pub fn check_attributions<B: Backend>(
         cache
             .entry((text.to_string(), layer, steps))
             .or_insert_with(|| {
-                let options = TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap());
+                let options =
+                    TextOptions { mode, ..TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap()) };
                 let tokenized = model.tokenizer.encode(text).unwrap();
                 attribute_text(&encoder, &model.tokenizer, tokenized, &options, &()).unwrap()
             })
@@ -76,7 +91,7 @@ pub fn check_attributions<B: Backend>(
         let scale = max_abs(&expected);
         assert!(scale > 0.0, "{label}: golden matrix is all zero");
         let err = max_abs_diff(&pair.matrix, &expected);
-        eprintln!("{}: {label}: max |ΔA| / max|A| = {:.2e}", backend.name(), err / scale);
+        eprintln!("{} {}: {label}: max |ΔA| / max|A| = {:.2e}", backend.name(), mode.name(), err / scale);
         assert!(err <= relative * scale, "{label}: max |ΔA| = {err:e} > {relative:e}·max|A| = {:e}", relative * scale);
 
         let close = |name: &str, got: f64, want: &Value| {

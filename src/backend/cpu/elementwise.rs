@@ -112,3 +112,27 @@ pub fn copy_large(data: &[f32]) -> Vec<f32> {
     unsafe { out.set_len(data.len()) };
     out
 }
+
+/// The adjoint of `gather_rows`: `[rows, width]` zeros, then `out[ids[r]] += x[r]`, each
+/// output row summing its sources in the order of `ids`.
+pub fn scatter_rows(x: &[f32], width: usize, ids: &[u32], rows: usize) -> Vec<f32> {
+    check_len("scatter_rows input", x.len(), ids.len() * width);
+    let mut out = vec![0.0f32; rows * width];
+    if width == 0 {
+        return out;
+    }
+    let mut sources: Vec<Vec<usize>> = vec![Vec::new(); rows];
+    for (r, &id) in ids.iter().enumerate() {
+        let id = id as usize;
+        assert!(id < rows, "cpu: scatter_rows id {id} is outside the {rows} rows");
+        sources[id].push(r);
+    }
+    out.par_chunks_mut(width).zip(&sources).for_each(|(row, sources)| {
+        for &r in sources {
+            for (o, &v) in row.iter_mut().zip(&x[r * width..(r + 1) * width]) {
+                *o += v;
+            }
+        }
+    });
+    out
+}

@@ -350,6 +350,30 @@ impl Backend for CpuBackend {
         self.run(|| pool::pool_accumulate(projection, &d_states.to_f32(), batch, width, weights, first_direction))
     }
 
+    fn scatter_rows(&self, x: &CpuTensor, width: usize, ids: &[u32], rows: usize) -> Result<CpuTensor> {
+        self.run(|| CpuTensor::F32(elementwise::scatter_rows(&x.to_f32(), width, ids, rows)))
+    }
+
+    fn cotangent_accumulate(
+        &self,
+        projection: &mut CpuTensor,
+        d_states: &CpuTensor,
+        delta: &CpuTensor,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_dim: usize,
+    ) -> Result<()> {
+        let CpuTensor::F32(projection) = projection else {
+            return Err(Error::Internal("cpu: the projection accumulates in f32 (made by `zeros`)".into()));
+        };
+        let d_states = d_states.to_f32();
+        self.run(|| match delta.as_f64() {
+            Some(delta) => pool::cotangent_accumulate(projection, &d_states, delta, batch, width, weights, first_dim),
+            None => pool::cotangent_accumulate::<f32>(projection, &d_states, delta, batch, width, weights, first_dim),
+        })
+    }
+
     // ---- fused block ops ---------------------------------------------------------------------
 
     fn bias_residual_norm(

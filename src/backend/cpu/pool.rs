@@ -161,3 +161,37 @@ pub fn max_pool_vjp<S: Copy + PartialOrd + Sync>(x: &[S], dy: &[f32], batch: Bat
     });
     dx
 }
+
+/// `projection[i, first_dim + c] += weights[k] · Σ_h d_states[k, c, i, h] · delta[i, h]`,
+/// steps in order. Threads split the tokens `i`; each sum runs in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn cotangent_accumulate<D: Copy + Into<f64> + Sync>(
+    projection: &mut [f32],
+    d_states: &[f32],
+    delta: &[D],
+    batch: Batch,
+    width: usize,
+    weights: &[f64],
+    first_dim: usize,
+) {
+    let (t, cotangents) = (batch.tokens, batch.tangents);
+    check_len("cotangents", d_states.len(), batch.tangent_rows() * width);
+    check_len("delta", delta.len(), t * width);
+    check_len("step weights", weights.len(), batch.steps);
+    let dims = projection.len() / t.max(1);
+    check_len("projection dims end", (first_dim + cotangents).min(dims), first_dim + cotangents);
+    if width == 0 || cotangents == 0 || t == 0 {
+        return;
+    }
+    projection.par_chunks_mut(dims).enumerate().for_each(|(i, row)| {
+        let delta_i = &delta[i * width..(i + 1) * width];
+        for (k, &weight) in weights.iter().enumerate() {
+            for c in 0..cotangents {
+                let ds = &d_states[((k * cotangents + c) * t + i) * width..][..width];
+                let contracted: f64 = ds.iter().zip(delta_i).map(|(&g, &d)| g as f64 * d.into()).sum();
+                let slot = &mut row[first_dim + c];
+                *slot = (*slot as f64 + weight * contracted) as f32;
+            }
+        }
+    });
+}
