@@ -13,7 +13,7 @@ use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Prec
 use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::{cache, SentenceModel, Tokenized};
 use simattr::net::Encoder;
-use simattr::output::{files, heatmap, json, summary};
+use simattr::output::{files, heatmap, json, summary, tensors};
 
 #[derive(Parser)]
 #[command(name = "simattr", version, about = "Explain why a sentence encoder finds two texts similar")]
@@ -98,6 +98,10 @@ enum Command {
         /// reverse (one cotangent per embedding dimension, xsbert's way).
         #[arg(long, default_value = "forward", value_name = "forward|reverse")]
         mode: String,
+        /// Write the integrated Jacobians J_a, J_b ([D, T, H]) and Δ_a, Δ_b ([T, H]) as
+        /// safetensors to FILE (runs in reverse mode).
+        #[arg(long, value_name = "FILE")]
+        jacobians: Option<PathBuf>,
         a: String,
         b: String,
     },
@@ -195,16 +199,32 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             println!("{:.6}", Similarity::Cos.score(&ea.vector, &eb.vector));
             leave_to_exit((encoder, model));
         }
-        Command::Explain { model, layer, steps, similarity, json: json_path, png, top, mode, a, b } => {
+        Command::Explain { model, layer, steps, similarity, json: json_path, png, top, mode, jacobians, a, b } => {
             let similarity: Similarity = similarity.parse()?;
-            let mode: Mode = mode.parse()?;
+            let mut mode: Mode = mode.parse()?;
             let quadrature = Quadrature::riemann_right(steps)?;
-            for path in json_path.iter().chain(png.iter()) {
+            for path in json_path.iter().chain(png.iter()).chain(jacobians.iter()) {
                 files::check_writable(path)?;
             }
             let model = load_model(&model)?;
             let encoder = Encoder::new(backend, &model)?;
-            let options = TextOptions { mode, ..TextOptions::new(layer, quadrature) };
+            if jacobians.is_some() {
+                let (h, ta, tb) =
+                    (encoder.hidden(), model.tokenizer.encode(&a)?.ids.len(), model.tokenizer.encode(&b)?.ids.len());
+                let bytes = tensors::jacobians_bytes(h, h, ta, tb);
+                if bytes > tensors::MAX_FILE_BYTES {
+                    anyhow::bail!(
+                        "--jacobians: the file would take {bytes} bytes ({ta} + {tb} tokens × {h} × {h} f64), over the {} limit",
+                        tensors::MAX_FILE_BYTES
+                    );
+                }
+                if mode != Mode::Reverse {
+                    eprintln!("--jacobians: computing in reverse mode, which yields the Jacobians row by row");
+                    mode = Mode::Reverse;
+                }
+            }
+            let options =
+                TextOptions { mode, keep_jacobian: jacobians.is_some(), ..TextOptions::new(layer, quadrature) };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% ({elapsed}, eta {eta})")
@@ -243,6 +263,14 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
                 )
                 .map_err(simattr::Error::from)?;
                 outputs.push((path.clone(), bytes));
+            }
+            if let Some(path) = &jacobians {
+                let settings = [
+                    ("model", model.path.display().to_string()),
+                    ("similarity", explanation.pair.similarity.name().to_string()),
+                    ("backend", backend.name()),
+                ];
+                outputs.push((path.clone(), tensors::jacobians_safetensors(&explanation, &settings)?));
             }
             let group: Vec<(&std::path::Path, &[u8])> =
                 outputs.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();

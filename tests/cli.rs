@@ -68,14 +68,15 @@ fn explain_writes_json_and_png_matching_pytorch() {
     assert!(info.width > 100 && info.height > 100, "{}×{}", info.width, info.height);
 }
 
-/// Runs `explain` on the tiny model with `options` for the golden case (layer 2, cos), checks
-/// its matrix against the golden one within 1e-5 of max|A|, and returns its JSON.
-fn explain_golden_case_with(options: &[&str], steps: u64) -> Value {
-    let case = golden_case(2, steps, "cos");
+/// Runs `explain --json` on the tiny model for the golden case at layer 2 with `steps` and
+/// `similarity`, plus `options`; returns the process output and the JSON it wrote.
+fn explain_golden_case(options: &[&str], steps: u64, similarity: &str) -> (std::process::Output, Value) {
+    let case = golden_case(2, steps, similarity);
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("pair.json");
     let (model, steps) = (tiny_model_dir(), steps.to_string());
     let mut args = vec!["explain", "--model", model.to_str().unwrap(), "--layer", "2", "--steps", &steps];
+    args.extend(["--similarity", similarity]);
     args.extend(options);
     args.extend([
         "--json",
@@ -86,6 +87,14 @@ fn explain_golden_case_with(options: &[&str], steps: u64) -> Value {
     let out = simattr(&args);
     assert!(out.status.success(), "{options:?}: {}", String::from_utf8_lossy(&out.stderr));
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    (out, doc)
+}
+
+/// `explain_golden_case` with cos, its matrix checked against the golden one within 1e-5 of
+/// max|A|.
+fn explain_golden_case_with(options: &[&str], steps: u64) -> Value {
+    let (_, doc) = explain_golden_case(options, steps, "cos");
+    let case = golden_case(2, steps, "cos");
     let (got, want) = (matrix(&doc["attributions"]).concat(), matrix(&case["attributions"]).concat());
     assert!(max_abs_diff(&got, &want) <= 1e-5 * max_abs(&want), "{options:?}");
     doc
@@ -102,6 +111,52 @@ fn primal_f32_is_named_and_matches_pytorch() {
 fn reverse_mode_is_named_and_matches_pytorch() {
     assert_eq!(explain_golden_case_with(&["--mode", "reverse"], 5)["mode"], "reverse");
     assert_eq!(explain_golden_case_with(&[], 5)["mode"], "forward");
+}
+
+/// `--jacobians` writes J and Δ of both texts as safetensors: contracting each J with its Δ
+/// gives P, and `P_aᵀ P_b` is the matrix of the JSON written beside it (dot similarity).
+#[test]
+fn jacobians_contract_to_the_attributions() {
+    let dir = tempfile::tempdir().unwrap();
+    let tensors_path = dir.path().join("pair.safetensors");
+    let (out, doc) = explain_golden_case(&["--jacobians", tensors_path.to_str().unwrap()], 5, "dot");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reverse mode"), "says that it ran in reverse mode");
+    assert_eq!(doc["mode"], "reverse");
+    let bytes = std::fs::read(&tensors_path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone().unwrap();
+    assert_eq!(metadata["tokens_a"], serde_json::to_string(&doc["tokens_a"]).unwrap());
+    assert_eq!(metadata["mode"], "reverse");
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let read = |name: &str| -> (Vec<usize>, Vec<f64>) {
+        let view = file.tensor(name).unwrap();
+        assert_eq!(view.dtype(), safetensors::Dtype::F64, "{name}");
+        let values = view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect();
+        (view.shape().to_vec(), values)
+    };
+    // P[d, i] = Σ_h J[d, i, h] Δ[i, h].
+    let projection = |text: &str| -> (usize, usize, Vec<f64>) {
+        let ((j_shape, j), (d_shape, delta)) = (read(&format!("J_{text}")), read(&format!("delta_{text}")));
+        let (dims, tokens, width) = (j_shape[0], j_shape[1], j_shape[2]);
+        assert_eq!(d_shape, vec![tokens, width]);
+        let mut p = vec![0.0; dims * tokens];
+        for d in 0..dims {
+            for i in 0..tokens {
+                p[d * tokens + i] = (0..width).map(|h| j[(d * tokens + i) * width + h] * delta[i * width + h]).sum();
+            }
+        }
+        (dims, tokens, p)
+    };
+    let ((dims, ta, pa), (_, tb, pb)) = (projection("a"), projection("b"));
+    assert_eq!((ta, tb), (strings(&doc["tokens_a"]).len(), strings(&doc["tokens_b"]).len()));
+    let mut a = vec![0.0; ta * tb];
+    for i in 0..ta {
+        for j in 0..tb {
+            a[i * tb + j] = (0..dims).map(|d| pa[d * ta + i] * pb[d * tb + j]).sum();
+        }
+    }
+    let want = matrix(&doc["attributions"]).concat();
+    assert!(max_abs_diff(&a, &want) <= 1e-6 * max_abs(&want), "J·Δ does not give the JSON's matrix");
 }
 
 #[test]

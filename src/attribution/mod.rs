@@ -7,7 +7,7 @@ pub mod text;
 
 pub use pair::{PairAttribution, ReferenceTerms, Similarity};
 pub use quadrature::Quadrature;
-pub use text::{attribute_text, reference_ids, Mode, TextAttribution, TextOptions};
+pub use text::{attribute_text, reference_ids, Jacobian, Mode, TextAttribution, TextOptions};
 
 use crate::backend::Backend;
 use crate::error::Result;

@@ -49,11 +49,15 @@ pub struct TextOptions {
     /// the backend's memory budget allows; tests use it to force many small passes.
     pub max_rows_per_pass: Option<usize>,
     pub mode: Mode,
+    /// Also keep the integrated Jacobian `J = Σ_k w_k ∂e(h_r + α_k Δ)/∂h` (`[D, T, H]`) and `Δ`
+    /// on the host. Reverse mode yields `J` row by row; forward mode cannot, so this needs
+    /// `mode` reverse.
+    pub keep_jacobian: bool,
 }
 
 impl TextOptions {
     pub fn new(layer: usize, quadrature: Quadrature) -> Self {
-        TextOptions { layer, quadrature, max_rows_per_pass: None, mode: Mode::Forward }
+        TextOptions { layer, quadrature, max_rows_per_pass: None, mode: Mode::Forward, keep_jacobian: false }
     }
 }
 
@@ -96,6 +100,20 @@ pub struct TextAttribution {
     pub embedding: Vec<f64>,
     /// `e(r)` of the reference input.
     pub reference_embedding: Vec<f64>,
+    /// With `TextOptions::keep_jacobian`: the integrated Jacobian `J`, `[D, T, H]` row-major
+    /// (`P[d, i] = Σ_h J[d, i, h] Δ[i, h]`), and `Δ = h(x) − h(r)`, `[T, H]`.
+    pub jacobian: Option<Jacobian>,
+}
+
+/// The integrated Jacobian of one text at the attributed layer, and the `Δ` it multiplies.
+#[derive(Debug, Clone)]
+pub struct Jacobian {
+    /// `[D, T, H]` row-major.
+    pub values: Vec<f64>,
+    /// `[T, H]` row-major.
+    pub delta: Vec<f64>,
+    /// `H`, the width of the attributed layer's input.
+    pub width: usize,
 }
 
 impl TextAttribution {
@@ -151,6 +169,9 @@ pub fn attribute_text<B: Backend>(
     progress: &dyn Progress,
 ) -> Result<TextAttribution> {
     encoder.check_layer(options.layer)?;
+    if options.keep_jacobian && options.mode != Mode::Reverse {
+        return Err(Error::Internal("the integrated Jacobian is kept in reverse mode only".into()));
+    }
     let reference_ids = reference_ids(tokenizer, tokenized.ids.len());
     let (b, t, h, layer) = (encoder.backend, tokenized.ids.len(), encoder.hidden(), options.layer);
     let steps = options.quadrature.steps();
@@ -191,6 +212,7 @@ pub fn attribute_text<B: Backend>(
     progress.add_work((steps * directions * (encoder.num_layers() - layer)) as u64);
     // `P` stays on the device as `[T, D]` (row i = column i of P) until every pass is in.
     let mut projection_rows = b.zeros(t * h)?;
+    let mut jacobian = options.keep_jacobian.then(|| vec![0.0f64; h * t * h]);
     for first_step in (0..steps).step_by(plan.steps_per_pass) {
         let nodes = options.quadrature.nodes(first_step..(first_step + plan.steps_per_pass).min(steps));
         let alphas: Vec<f64> = nodes.iter().map(|n| n.alpha).collect();
@@ -219,6 +241,9 @@ pub fn attribute_text<B: Backend>(
                     )?;
                     let cotangents = encoder.pooled_vjp(&primals, &seeds, layer, batch, &after_layer)?;
                     b.cotangent_accumulate(&mut projection_rows, &cotangents, &delta, batch, h, &weights, first)?;
+                    if let Some(jacobian) = jacobian.as_mut() {
+                        accumulate_jacobian(jacobian, &b.download(&cotangents)?, batch, h, &weights, first);
+                    }
                 }
             }
         }
@@ -230,7 +255,31 @@ pub fn attribute_text<B: Backend>(
             projection[d * t + i] = *value;
         }
     }
-    Ok(TextAttribution { tokenized, reference_ids, dim: h, projection, embedding, reference_embedding })
+    let jacobian = match jacobian {
+        Some(values) => Some(Jacobian { values, delta: b.download(&delta)?, width: h }),
+        None => None,
+    };
+    Ok(TextAttribution { tokenized, reference_ids, dim: h, projection, embedding, reference_embedding, jacobian })
+}
+
+/// `jacobian[first_dim + c, i, h] += weights[k] · cotangents[k, c, i, h]` (`jacobian` is
+/// `[D, T, H]`, `cotangents` `[steps, count, T, H]`), steps in order.
+fn accumulate_jacobian(
+    jacobian: &mut [f64],
+    cotangents: &[f64],
+    batch: Batch,
+    width: usize,
+    weights: &[f64],
+    first_dim: usize,
+) {
+    let block = batch.tokens * width;
+    for (k, &weight) in weights.iter().enumerate() {
+        for c in 0..batch.tangents {
+            let source = &cotangents[(k * batch.tangents + c) * block..][..block];
+            let target = &mut jacobian[(first_dim + c) * block..][..block];
+            target.iter_mut().zip(source).for_each(|(j, &g)| *j += weight * g);
+        }
+    }
 }
 
 /// `[steps, dims.len(), width]`: row `(k, c)` is the unit vector `e_{dims.start + c}`.

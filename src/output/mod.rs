@@ -1,6 +1,8 @@
-//! What leaves the engine: JSON files, heatmap pictures, the terminal summary.
+//! What leaves the engine: JSON files, heatmap pictures, the terminal summary, the Jacobians
+//! as safetensors.
 
 pub mod files;
 pub mod heatmap;
 pub mod json;
 pub mod summary;
+pub mod tensors;
