@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use simattr::attribution::{explain_pair, Mode, Quadrature, Similarity, TextOptions};
+use simattr::attribution::{explain_pair, feature_pairs, Mode, Quadrature, Similarity, TextOptions};
 use simattr::backend::cpu::CpuBackend;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Precision};
@@ -102,6 +102,11 @@ enum Command {
         /// safetensors to FILE (runs in reverse mode).
         #[arg(long, value_name = "FILE")]
         jacobians: Option<PathBuf>,
+        /// Write the feature-pair attributions ([T_a, H, T_b, H], xsbert's uncompressed form;
+        /// summed over both H they are the token matrix) as safetensors to FILE (runs in
+        /// reverse mode).
+        #[arg(long, value_name = "FILE")]
+        feature_pairs: Option<PathBuf>,
         a: String,
         b: String,
     },
@@ -199,32 +204,52 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             println!("{:.6}", Similarity::Cos.score(&ea.vector, &eb.vector));
             leave_to_exit((encoder, model));
         }
-        Command::Explain { model, layer, steps, similarity, json: json_path, png, top, mode, jacobians, a, b } => {
+        Command::Explain {
+            model,
+            layer,
+            steps,
+            similarity,
+            json: json_path,
+            png,
+            top,
+            mode,
+            jacobians,
+            feature_pairs: feature_pairs_path,
+            a,
+            b,
+        } => {
             let similarity: Similarity = similarity.parse()?;
             let mut mode: Mode = mode.parse()?;
             let quadrature = Quadrature::riemann_right(steps)?;
-            for path in json_path.iter().chain(png.iter()).chain(jacobians.iter()) {
+            for path in json_path.iter().chain(png.iter()).chain(jacobians.iter()).chain(feature_pairs_path.iter()) {
                 files::check_writable(path)?;
             }
             let model = load_model(&model)?;
             let encoder = Encoder::new(backend, &model)?;
-            if jacobians.is_some() {
+            let keep_jacobian = jacobians.is_some() || feature_pairs_path.is_some();
+            if keep_jacobian {
                 let (h, ta, tb) =
                     (encoder.hidden(), model.tokenizer.encode(&a)?.ids.len(), model.tokenizer.encode(&b)?.ids.len());
-                let bytes = tensors::jacobians_bytes(h, h, ta, tb);
-                if bytes > tensors::MAX_FILE_BYTES {
-                    anyhow::bail!(
-                        "--jacobians: the file would take {bytes} bytes ({ta} + {tb} tokens × {h} × {h} f64), over the {} limit",
-                        tensors::MAX_FILE_BYTES
-                    );
+                let sizes = [
+                    ("--jacobians", jacobians.is_some(), tensors::jacobians_bytes(h, h, ta, tb)),
+                    ("--feature-pairs", feature_pairs_path.is_some(), tensors::feature_pairs_bytes(h, ta, tb)),
+                ];
+                for (flag, _, bytes) in sizes.into_iter().filter(|(_, wanted, _)| *wanted) {
+                    if bytes > tensors::MAX_FILE_BYTES {
+                        anyhow::bail!(
+                            "{flag}: the file would take {bytes} bytes ({ta} and {tb} tokens, width {h}, f64), over the {} limit",
+                            tensors::MAX_FILE_BYTES
+                        );
+                    }
                 }
                 if mode != Mode::Reverse {
-                    eprintln!("--jacobians: computing in reverse mode, which yields the Jacobians row by row");
+                    eprintln!(
+                        "--jacobians/--feature-pairs: computing in reverse mode, which yields the Jacobians row by row"
+                    );
                     mode = Mode::Reverse;
                 }
             }
-            let options =
-                TextOptions { mode, keep_jacobian: jacobians.is_some(), ..TextOptions::new(layer, quadrature) };
+            let options = TextOptions { mode, keep_jacobian, ..TextOptions::new(layer, quadrature) };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% ({elapsed}, eta {eta})")
@@ -264,13 +289,18 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
                 .map_err(simattr::Error::from)?;
                 outputs.push((path.clone(), bytes));
             }
+            let settings = [
+                ("model", model.path.display().to_string()),
+                ("similarity", explanation.pair.similarity.name().to_string()),
+                ("backend", backend.name()),
+            ];
             if let Some(path) = &jacobians {
-                let settings = [
-                    ("model", model.path.display().to_string()),
-                    ("similarity", explanation.pair.similarity.name().to_string()),
-                    ("backend", backend.name()),
-                ];
                 outputs.push((path.clone(), tensors::jacobians_safetensors(&explanation, &settings)?));
+            }
+            if let Some(path) = &feature_pairs_path {
+                let values = feature_pairs(&explanation.a, &explanation.b, explanation.pair.similarity)
+                    .ok_or_else(|| anyhow::anyhow!("--feature-pairs: the Jacobians were not kept"))?;
+                outputs.push((path.clone(), tensors::feature_pairs_safetensors(&explanation, &values, &settings)?));
             }
             let group: Vec<(&std::path::Path, &[u8])> =
                 outputs.iter().map(|(p, b)| (p.as_path(), b.as_slice())).collect();

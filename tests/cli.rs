@@ -115,11 +115,14 @@ fn reverse_mode_is_named_and_matches_pytorch() {
 
 /// `--jacobians` writes J and Δ of both texts as safetensors: contracting each J with its Δ
 /// gives P, and `P_aᵀ P_b` is the matrix of the JSON written beside it (dot similarity).
+/// `--feature-pairs` in the same run writes `[T_a, H, T_b, H]`, which summed over both H is
+/// that matrix too.
 #[test]
-fn jacobians_contract_to_the_attributions() {
+fn jacobians_and_feature_pairs_contract_to_the_attributions() {
     let dir = tempfile::tempdir().unwrap();
-    let tensors_path = dir.path().join("pair.safetensors");
-    let (out, doc) = explain_golden_case(&["--jacobians", tensors_path.to_str().unwrap()], 5, "dot");
+    let (tensors_path, pairs_path) = (dir.path().join("pair.safetensors"), dir.path().join("features.safetensors"));
+    let options = ["--jacobians", tensors_path.to_str().unwrap(), "--feature-pairs", pairs_path.to_str().unwrap()];
+    let (out, doc) = explain_golden_case(&options, 5, "dot");
     assert!(String::from_utf8_lossy(&out.stderr).contains("reverse mode"), "says that it ran in reverse mode");
     assert_eq!(doc["mode"], "reverse");
     let bytes = std::fs::read(&tensors_path).unwrap();
@@ -157,6 +160,19 @@ fn jacobians_contract_to_the_attributions() {
     }
     let want = matrix(&doc["attributions"]).concat();
     assert!(max_abs_diff(&a, &want) <= 1e-6 * max_abs(&want), "J·Δ does not give the JSON's matrix");
+
+    let bytes = std::fs::read(&pairs_path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = file.tensor("feature_pairs").unwrap();
+    let width = view.shape()[1];
+    assert_eq!(view.shape(), [ta, width, tb, width]);
+    let values: Vec<f64> = view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect();
+    let mut summed = vec![0.0; ta * tb];
+    for (n, v) in values.iter().enumerate() {
+        let (i, j) = (n / (width * tb * width), (n / width) % tb);
+        summed[i * tb + j] += v;
+    }
+    assert!(max_abs_diff(&summed, &want) <= 1e-6 * max_abs(&want), "feature pairs do not sum to the matrix");
 }
 
 #[test]

@@ -5,7 +5,7 @@ pub mod pair;
 pub mod quadrature;
 pub mod text;
 
-pub use pair::{PairAttribution, ReferenceTerms, Similarity};
+pub use pair::{feature_pairs, PairAttribution, ReferenceTerms, Similarity};
 pub use quadrature::Quadrature;
 pub use text::{attribute_text, reference_ids, Jacobian, Mode, TextAttribution, TextOptions};
 

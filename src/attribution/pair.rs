@@ -125,3 +125,29 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 fn norm(a: &[f64]) -> f64 {
     dot(a, a).sqrt()
 }
+
+/// The feature-pair attributions xsbert returns with `compress_embedding_dim=False`:
+/// `F[i, h, j, h'] = scale · Σ_d (J_a[d, i, h] Δ_a[i, h]) (J_b[d, j, h'] Δ_b[j, h'])`, as
+/// `[T_a, H, T_b, H]` row-major; summed over `h` and `h'` it is the token matrix `A`. Needs
+/// both texts' kept Jacobians (`None` otherwise). One f64 GEMM, `[T_a·H, D] × [D, T_b·H]`.
+pub fn feature_pairs(a: &TextAttribution, b: &TextAttribution, similarity: Similarity) -> Option<Vec<f64>> {
+    let (ja, jb) = (a.jacobian.as_ref()?, b.jacobian.as_ref()?);
+    let weighted = |j: &crate::attribution::Jacobian, tokens: usize| -> Vec<f64> {
+        // [D, T·H]: J ⊙ Δ, Δ broadcast over D.
+        let block = tokens * j.width;
+        j.values.iter().enumerate().map(|(n, v)| v * j.delta[n % block]).collect()
+    };
+    let (ma, mb) = (weighted(ja, a.tokens()), weighted(jb, b.tokens()));
+    let (rows, cols, dim) = (a.tokens() * ja.width, b.tokens() * jb.width, a.dim);
+    let mut out = vec![0.0f64; rows * cols];
+    let scale = similarity.scale(&a.embedding, &b.embedding);
+    faer::linalg::matmul::matmul(
+        faer::MatMut::from_row_major_slice_mut(&mut out, rows, cols),
+        faer::Accum::Replace,
+        faer::MatRef::from_row_major_slice(&ma, dim, rows).transpose(),
+        faer::MatRef::from_row_major_slice(&mb, dim, cols),
+        scale,
+        faer::Par::Seq,
+    );
+    Some(out)
+}
