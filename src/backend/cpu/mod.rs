@@ -216,8 +216,7 @@ impl Backend for CpuBackend {
     ) -> Result<(CpuTensor, NormSaved<CpuTensor>)> {
         self.run(|| match x.as_f64() {
             Some(x) => {
-                let sum = primal_f64::RowSum { first: x, second: None, bias: None };
-                let (y, saved) = primal_f64::layer_norm(&sum, rows, width, norm, eps);
+                let (y, saved) = norm::layer_norm_as(&norm::RowSum::one(x), rows, width, norm, eps, |v| v);
                 (CpuTensor::F64(y), f32_saved(saved))
             }
             None => {
@@ -387,8 +386,8 @@ impl Backend for CpuBackend {
         self.run(|| match either_f64(z, residual) {
             true => {
                 let (z, residual) = (z.to_f64(), residual.to_f64());
-                let sum = primal_f64::RowSum { first: &z, second: Some(&residual), bias: Some(bias) };
-                CpuTensor::F64(primal_f64::layer_norm(&sum, rows, ln.width, ln.norm, ln.eps).0)
+                let sum = norm::RowSum::two(&z[..], &residual[..], Some(bias));
+                CpuTensor::F64(norm::layer_norm_as(&sum, rows, ln.width, ln.norm, ln.eps, |v| v).0)
             }
             false => {
                 let sum = norm::RowSum::two(z, residual, Some(bias));
@@ -412,8 +411,8 @@ impl Backend for CpuBackend {
             let (y, saved) = match either_f64(z, residual) {
                 true => {
                     let (z, residual) = (z.to_f64(), residual.to_f64());
-                    let sum = primal_f64::RowSum { first: &z, second: Some(&residual), bias: Some(bias) };
-                    let (y, saved) = primal_f64::layer_norm(&sum, rows, ln.width, ln.norm, ln.eps);
+                    let sum = norm::RowSum::two(&z[..], &residual[..], Some(bias));
+                    let (y, saved) = norm::layer_norm_as(&sum, rows, ln.width, ln.norm, ln.eps, |v| v);
                     (CpuTensor::F64(y), saved)
                 }
                 false => {
@@ -490,8 +489,8 @@ impl Backend for CpuBackend {
                     let rows = batch.primal_rows();
                     let z = primal_f64::linear(&x.to_f64(), rows, layer, true);
                     let residual = residual.to_f64();
-                    let sum = primal_f64::RowSum { first: &z, second: Some(&residual), bias: None };
-                    let (_, saved) = primal_f64::layer_norm(&sum, rows, ln.width, ln.norm, ln.eps);
+                    let sum = norm::RowSum::two(&z[..], &residual[..], None);
+                    let (_, saved) = norm::layer_norm_as(&sum, rows, ln.width, ln.norm, ln.eps, |v| v);
                     pooled_norm::pooled_jvp_at(&saved, &dx, &d_residual, layer, batch, ln, self.threads)
                 }
                 false => pooled_norm::pooled_linear_residual_norm_jvp(

@@ -17,19 +17,19 @@ use crate::backend::{Batch, NormSaved};
 use crate::params::Norm;
 
 /// The input of a LayerNorm: one tensor, or the sum of two plus an optional row bias, read row
-/// by row into f64 so the sum is never rounded to f32.
-pub struct RowSum<'a> {
-    first: &'a [f32],
-    second: Option<&'a [f32]>,
+/// by row into f64 so the sum is never rounded to f32. The tensors are f32, or the f64 primal.
+pub struct RowSum<'a, S = f32> {
+    first: &'a [S],
+    second: Option<&'a [S]>,
     bias: Option<&'a [f32]>,
 }
 
-impl<'a> RowSum<'a> {
-    pub fn one(x: &'a [f32]) -> Self {
+impl<'a, S: Copy + Into<f64>> RowSum<'a, S> {
+    pub fn one(x: &'a [S]) -> Self {
         RowSum { first: x, second: None, bias: None }
     }
 
-    pub fn two(a: &'a [f32], b: &'a [f32], bias: Option<&'a [f32]>) -> Self {
+    pub fn two(a: &'a [S], b: &'a [S], bias: Option<&'a [f32]>) -> Self {
         RowSum { first: a, second: Some(b), bias }
     }
 
@@ -47,7 +47,7 @@ impl<'a> RowSum<'a> {
     fn load(&self, row: usize, out: &mut [f64]) {
         let range = row * out.len()..(row + 1) * out.len();
         for (o, &x) in out.iter_mut().zip(&self.first[range.clone()]) {
-            *o = x as f64;
+            *o = x.into();
         }
         if let Some(bias) = self.bias {
             for (o, &b) in out.iter_mut().zip(bias) {
@@ -56,7 +56,7 @@ impl<'a> RowSum<'a> {
         }
         if let Some(second) = self.second {
             for (o, &x) in out.iter_mut().zip(&second[range]) {
-                *o += x as f64;
+                *o += x.into();
             }
         }
     }
@@ -64,7 +64,7 @@ impl<'a> RowSum<'a> {
 
 /// `Σ f(i, a_i)` over four fixed lanes: the same value on every thread, without one long
 /// dependency chain.
-fn lane_sum(a: &[f64], f: impl Fn(usize, f64) -> f64) -> f64 {
+pub(super) fn lane_sum(a: &[f64], f: impl Fn(usize, f64) -> f64) -> f64 {
     let mut acc = [0.0f64; 4];
     let full = a.len() / 4 * 4;
     for i in (0..full).step_by(4) {
@@ -76,7 +76,7 @@ fn lane_sum(a: &[f64], f: impl Fn(usize, f64) -> f64) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
-/// `y = γ ⊙ x̂ + β` of the rows of `x`, with `x̂` and `1/σ` saved for the JVP.
+/// `y = γ ⊙ x̂ + β` of the rows of `x` in f32, with `x̂` and `1/σ` saved for the JVP.
 pub fn layer_norm(
     x: &RowSum,
     rows: usize,
@@ -84,10 +84,23 @@ pub fn layer_norm(
     norm: &Norm<CpuTensor>,
     eps: f64,
 ) -> (Vec<f32>, NormSaved<Vec<f32>>) {
+    layer_norm_as(x, rows, width, norm, eps, |v| v as f32)
+}
+
+/// `layer_norm` of f32 or f64 rows, `y` stored as `store` rounds it (f32, or f64 for the f64
+/// primal); `x̂` and `1/σ` are saved in f32 for the f32 tangent kernels either way.
+pub fn layer_norm_as<S: Copy + Into<f64> + Sync, Y: Copy + Default + Send>(
+    x: &RowSum<S>,
+    rows: usize,
+    width: usize,
+    norm: &Norm<CpuTensor>,
+    eps: f64,
+    store: impl Fn(f64) -> Y + Sync,
+) -> (Vec<Y>, NormSaved<Vec<f32>>) {
     x.check("layer_norm input", rows, width);
     check_len("layer_norm gamma", norm.gamma.len(), width);
     check_len("layer_norm beta", norm.beta.len(), width);
-    let mut y = vec![0.0f32; rows * width];
+    let mut y = vec![Y::default(); rows * width];
     let mut normalized = vec![0.0f32; rows * width];
     let mut inv_std = vec![0.0f32; rows];
     if y.is_empty() {
@@ -110,7 +123,7 @@ pub fn layer_norm(
                 for c in 0..width {
                     let h = (row[c] - mean) * r;
                     xhat[c] = h as f32;
-                    y[c] = (norm.gamma[c] as f64 * h + norm.beta[c] as f64) as f32;
+                    y[c] = store(norm.gamma[c] as f64 * h + norm.beta[c] as f64);
                 }
             }
         });

@@ -1,5 +1,5 @@
-//! The primal ops in f64 (see `tensor.rs` for why): embeddings, dense layers, LayerNorm,
-//! GELU, attention and pooling of primal states `[seqs, tokens, width]` stored in f64, with
+//! The primal ops in f64 (see `tensor.rs` for why): embeddings, dense layers, GELU, attention
+//! and pooling (LayerNorm is `norm::layer_norm_as` over f64 rows) of primal states `[seqs, tokens, width]` stored in f64, with
 //! f32 parameters widened as they are read.
 //!
 //! Layouts are those of the f32 kernels (`qkv` rows `[q | k | v]`, probabilities
@@ -8,10 +8,11 @@
 
 use rayon::prelude::*;
 
+use super::norm::lane_sum;
 use super::tensor::CpuTensor;
 use super::{check_len, gemm_mixed};
-use crate::backend::{Heads, NormSaved, ScoreMods};
-use crate::params::{Linear, Norm};
+use crate::backend::{Heads, ScoreMods};
+use crate::params::Linear;
 
 /// `out[r] = table[ids[r]]`, widened to f64; `table` is `[vocab, width]`.
 pub fn gather_rows<S: Copy + Into<f64> + Sync>(table: &[S], width: usize, ids: &[u32]) -> Vec<f64> {
@@ -69,73 +70,6 @@ pub fn linear(x: &[f64], rows: usize, layer: &Linear<CpuTensor>, with_bias: bool
     gemm_mixed::linear(x, rows, &layer.weight, layer.in_dim, layer.out_dim, bias)
 }
 
-/// The input of a LayerNorm in f64: one tensor, or the sum of two plus an optional row bias.
-pub struct RowSum<'a> {
-    pub first: &'a [f64],
-    pub second: Option<&'a [f64]>,
-    pub bias: Option<&'a [f32]>,
-}
-
-/// `Σ f(x_i)` over four fixed lanes, so that no row's value depends on the thread it runs on.
-fn lane_sum(a: &[f64], f: impl Fn(f64) -> f64) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let chunks = a.chunks_exact(4);
-    let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for c in chunks {
-        for l in 0..4 {
-            acc[l] += f(c[l]);
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
-}
-
-/// `y = γ ⊙ x̂ + β` in f64, with `x̂` and `1/σ` saved in f32 for the f32 tangent kernels.
-pub fn layer_norm(
-    x: &RowSum,
-    rows: usize,
-    width: usize,
-    norm: &Norm<CpuTensor>,
-    eps: f64,
-) -> (Vec<f64>, NormSaved<Vec<f32>>) {
-    check_len("layer_norm input", x.first.len(), rows * width);
-    if let Some(second) = x.second {
-        check_len("layer_norm input", second.len(), rows * width);
-    }
-    if let Some(bias) = x.bias {
-        check_len("layer_norm bias", bias.len(), width);
-    }
-    check_len("layer_norm gamma", norm.gamma.len(), width);
-    check_len("layer_norm beta", norm.beta.len(), width);
-    let mut y = vec![0.0f64; rows * width];
-    let mut normalized = vec![0.0f32; rows * width];
-    let mut inv_std = vec![0.0f32; rows];
-    if y.is_empty() {
-        return (y, NormSaved { normalized, inv_std });
-    }
-    y.par_chunks_mut(width).zip(normalized.par_chunks_mut(width)).zip(inv_std.par_iter_mut()).enumerate().for_each(
-        |(r, ((y, xhat), rstd))| {
-            let range = r * width..(r + 1) * width;
-            y.copy_from_slice(&x.first[range.clone()]);
-            if let Some(second) = x.second {
-                y.iter_mut().zip(&second[range]).for_each(|(o, &v)| *o += v);
-            }
-            if let Some(bias) = x.bias {
-                y.iter_mut().zip(bias).for_each(|(o, &b)| *o += b as f64);
-            }
-            let mean = lane_sum(y, |v| v) / width as f64;
-            let var = lane_sum(y, |v| (v - mean) * (v - mean)) / width as f64;
-            let inv = 1.0 / (var + eps).sqrt();
-            *rstd = inv as f32;
-            for (c, (y, xh)) in y.iter_mut().zip(xhat.iter_mut()).enumerate() {
-                let h = (*y - mean) * inv;
-                *xh = h as f32;
-                *y = norm.gamma[c] as f64 * h + norm.beta[c] as f64;
-            }
-        },
-    );
-    (y, NormSaved { normalized, inv_std })
-}
-
 /// Exact (erf) GELU of `x + bias` (`bias` one value per column of the rows, optional).
 pub fn gelu(x: &[f64], bias: Option<&[f32]>) -> Vec<f64> {
     // Rows of the bias's width, or any blocks without one.
@@ -156,17 +90,9 @@ pub fn gelu(x: &[f64], bias: Option<&[f32]>) -> Vec<f64> {
     out
 }
 
-/// `a · b` over four fixed lanes.
+/// `a · b` over four fixed lanes, as the LayerNorm sums.
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = a4.remainder().iter().zip(b4.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a4.zip(b4) {
-        for l in 0..4 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    lane_sum(a, |i, x| x * b[i])
 }
 
 /// The context `[seqs, T, width]` and probabilities `[seqs, heads, T, T]` of `seqs` sequences,
