@@ -94,9 +94,10 @@ enum Command {
         /// How many strongest token pairs to print.
         #[arg(long, default_value_t = 10)]
         top: usize,
-        /// forward (one tangent per token; the cheaper while tokens < embedding dimensions) or
-        /// reverse (one cotangent per embedding dimension, xsbert's way).
-        #[arg(long, default_value = "forward", value_name = "forward|reverse")]
+        /// forward (one tangent per token; the cheaper while tokens < embedding dimensions),
+        /// reverse (one cotangent per embedding dimension, xsbert's way), or auto (per text, the
+        /// one with less arithmetic).
+        #[arg(long, default_value = "auto", value_name = "forward|reverse|auto")]
         mode: String,
         /// Write the integrated Jacobians J_a, J_b ([D, T, H]) and Δ_a, Δ_b ([T, H]) as
         /// safetensors to FILE (runs in reverse mode).

@@ -106,11 +106,44 @@ fn primal_f32_is_named_and_matches_pytorch() {
     assert_eq!(explain_golden_case_with(&["--primal", "f32"], 20)["backend"], "cpu f32");
 }
 
-/// `--mode reverse` computes `P` from output cotangents, says so, and gives the golden matrix.
+/// `--mode reverse` computes `P` from output cotangents, says so, and gives the golden matrix;
+/// the default, `auto`, takes forward mode for these short texts (T ≪ D).
 #[test]
 fn reverse_mode_is_named_and_matches_pytorch() {
-    assert_eq!(explain_golden_case_with(&["--mode", "reverse"], 5)["mode"], "reverse");
-    assert_eq!(explain_golden_case_with(&[], 5)["mode"], "forward");
+    let doc = explain_golden_case_with(&["--mode", "reverse"], 5);
+    assert_eq!(
+        (&doc["mode"], &doc["text_a"]["mode"], &doc["text_b"]["mode"]),
+        (&"reverse".into(), &"reverse".into(), &"reverse".into())
+    );
+    let doc = explain_golden_case_with(&[], 5);
+    assert_eq!(
+        (&doc["mode"], &doc["text_a"]["mode"], &doc["text_b"]["mode"]),
+        (&"auto".into(), &"forward".into(), &"forward".into())
+    );
+}
+
+/// `--mode auto` decides per text: on tiny-mpnet (D = 32, three layers from layer 0) a
+/// 50-token text goes in reverse mode and a short one in forward mode, and the matrix is
+/// forward mode's.
+#[test]
+fn auto_mode_takes_reverse_for_a_text_longer_than_d() {
+    let long = "the quick brown fox jumps over the lazy dog and then runs far away into the dark green forest \
+                where many other animals live together in peace and quiet for a very long time indeed";
+    let model = common::fixture_dir("tiny-mpnet");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |mode: &str| {
+        let json_path = dir.path().join(format!("{mode}.json"));
+        let args = ["explain", "--model", model.to_str().unwrap(), "--layer", "0", "--steps", "3", "--mode", mode];
+        let out = simattr(&[&args[..], &["--json", json_path.to_str().unwrap(), long, "a short text"]].concat());
+        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str::<Value>(&std::fs::read_to_string(&json_path).unwrap()).unwrap()
+    };
+    let (auto, forward) = (run("auto"), run("forward"));
+    let tokens = auto["tokens_a"].as_array().unwrap().len();
+    assert!(tokens > 40, "the long text has {tokens} tokens, not more than D = 32 by enough");
+    assert_eq!((&auto["text_a"]["mode"], &auto["text_b"]["mode"]), (&"reverse".into(), &"forward".into()));
+    let (got, want) = (matrix(&auto["attributions"]).concat(), matrix(&forward["attributions"]).concat());
+    assert!(max_abs_diff(&got, &want) <= 1e-5 * max_abs(&want), "auto differs from forward mode");
 }
 
 /// `--jacobians` writes J and Δ of both texts as safetensors: contracting each J with its Δ

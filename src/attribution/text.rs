@@ -5,18 +5,22 @@
 
 use crate::attribution::quadrature::Quadrature;
 use crate::attribution::Progress;
-use crate::backend::{Backend, Batch, Role};
+use crate::backend::{Backend, Batch};
 use crate::error::{Error, Result};
 use crate::model::{TextTokenizer, Tokenized};
+use crate::net::encoder::{InputCotangents, InputForm};
+use crate::net::layer::SplitCotangents;
 use crate::net::Encoder;
 
 /// Which derivative computes `P`: forward mode pushes `T` token tangents per step through the
 /// layers, reverse mode pulls `D` output cotangents per step back through them (xsbert's way);
-/// forward is the cheaper while `T < D`, which sentences are (design.md §1).
+/// forward is the cheaper while `T` is well below `D`, which sentences are (design.md §1).
+/// `Auto` picks, per text, the one that does less arithmetic (`Encoder::cheaper_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Forward,
     Reverse,
+    Auto,
 }
 
 impl Mode {
@@ -24,6 +28,7 @@ impl Mode {
         match self {
             Mode::Forward => "forward",
             Mode::Reverse => "reverse",
+            Mode::Auto => "auto",
         }
     }
 }
@@ -34,7 +39,8 @@ impl std::str::FromStr for Mode {
         match s {
             "forward" => Ok(Mode::Forward),
             "reverse" => Ok(Mode::Reverse),
-            other => Err(Error::argument("--mode", format!("`{other}` (expected forward or reverse)"))),
+            "auto" => Ok(Mode::Auto),
+            other => Err(Error::argument("--mode", format!("`{other}` (expected forward, reverse or auto)"))),
         }
     }
 }
@@ -100,6 +106,8 @@ pub struct TextAttribution {
     pub embedding: Vec<f64>,
     /// `e(r)` of the reference input.
     pub reference_embedding: Vec<f64>,
+    /// The mode that computed `P` (forward or reverse; `Auto` resolved for this text).
+    pub mode: Mode,
     /// With `TextOptions::keep_jacobian`: the integrated Jacobian `J`, `[D, T, H]` row-major
     /// (`P[d, i] = Σ_h J[d, i, h] Δ[i, h]`), and `Δ = h(x) − h(r)`, `[T, H]`.
     pub jacobian: Option<Jacobian>,
@@ -169,21 +177,32 @@ pub fn attribute_text<B: Backend>(
     progress: &dyn Progress,
 ) -> Result<TextAttribution> {
     encoder.check_layer(options.layer)?;
-    if options.keep_jacobian && options.mode != Mode::Reverse {
-        return Err(Error::Internal("the integrated Jacobian is kept in reverse mode only".into()));
-    }
     let reference_ids = reference_ids(tokenizer, tokenized.ids.len());
     let (b, t, h, layer) = (encoder.backend, tokenized.ids.len(), encoder.hidden(), options.layer);
     let steps = options.quadrature.steps();
+    let mode = match options.mode {
+        Mode::Auto => encoder.cheaper_mode(layer, t, steps),
+        chosen => chosen,
+    };
+    let reverse = mode == Mode::Reverse;
+    if options.keep_jacobian && !reverse {
+        return Err(Error::Internal("the integrated Jacobian is kept in reverse mode only".into()));
+    }
 
-    // Passes sized by the backend's memory budget (and the caller's optional cap).
+    // Passes sized by the backend's memory budget (and the caller's optional cap). Each primal
+    // row takes `primal_rows` tangent rows' worth of memory: its state, and in reverse mode
+    // the tape of every layer it goes through.
     let row_budget =
         b.rows_that_fit(encoder.tangent_row_scalars()).min(options.max_rows_per_pass.unwrap_or(usize::MAX));
-    let primal_rows = b.primal_precision().bytes().div_ceil(b.precision().bytes());
-    let directions = match options.mode {
-        Mode::Forward => t,
-        Mode::Reverse => h,
+    let primal_width = b.primal_precision().bytes().div_ceil(b.precision().bytes());
+    let primal_rows = match reverse {
+        false => primal_width,
+        true => {
+            let tape = (encoder.num_layers() - layer) * encoder.tape_row_scalars(t) * primal_width;
+            primal_width + tape.div_ceil(encoder.tangent_row_scalars())
+        }
     };
+    let directions = if reverse { h } else { t };
     let plan = PassPlan::new(row_budget, t, directions, steps, primal_rows).ok_or_else(|| {
         let needed = (1 + primal_rows) * t * encoder.tangent_row_scalars() * b.precision().bytes();
         Error::argument(
@@ -213,6 +232,8 @@ pub fn attribute_text<B: Backend>(
     // `P` stays on the device as `[T, D]` (row i = column i of P) until every pass is in.
     let mut projection_rows = b.zeros(t * h)?;
     let mut jacobian = options.keep_jacobian.then(|| vec![0.0f64; h * t * h]);
+    // Reverse mode's `Δ Wqkvᵀ`, made on first use.
+    let mut qkv_delta = None;
     for first_step in (0..steps).step_by(plan.steps_per_pass) {
         let nodes = options.quadrature.nodes(first_step..(first_step + plan.steps_per_pass).min(steps));
         let alphas: Vec<f64> = nodes.iter().map(|n| n.alpha).collect();
@@ -223,27 +244,32 @@ pub fn attribute_text<B: Backend>(
             let count = range.len();
             let batch = Batch { steps: nodes.len(), tangents: count, tokens: t };
             let after_layer = || progress.advance((nodes.len() * count) as u64);
-            match options.mode {
-                Mode::Forward => {
-                    // The pooled tangent of direction i is column i of ∂e·Δ.
-                    let pooled = encoder.pooled_token_jvp(&primals, &delta, range, layer, batch, &after_layer)?;
-                    // Already pooled: one "token" per tangent sequence.
-                    let pooled_batch = Batch { tokens: 1, ..batch };
-                    b.pool_accumulate(&mut projection_rows, &pooled, pooled_batch, h, &weights, first)?;
-                }
-                Mode::Reverse => {
-                    // Cotangent d of every step is e_d at the pooled output; pulled back to
-                    // layer L it is row d of the Jacobian, and its product with Δ token by token
-                    // is row d of P.
-                    let seeds = b.upload(
-                        &unit_rows(nodes.len(), range, h),
-                        Role::Activations { len: nodes.len() * count * h },
-                    )?;
-                    let cotangents = encoder.pooled_vjp(&primals, &seeds, layer, batch, &after_layer)?;
+            if !reverse {
+                // The pooled tangent of direction i is column i of ∂e·Δ.
+                let pooled = encoder.pooled_token_jvp(&primals, &delta, range, layer, batch, &after_layer)?;
+                // Already pooled: one "token" per tangent sequence.
+                let pooled_batch = Batch { tokens: 1, ..batch };
+                b.pool_accumulate(&mut projection_rows, &pooled, pooled_batch, h, &weights, first)?;
+                continue;
+            }
+            // Cotangent d of every step is e_d at the pooled output; pulled back to layer L it
+            // is row d of the Jacobian, and its product with Δ token by token is row d of P.
+            let form = if jacobian.is_some() { InputForm::Full } else { InputForm::Split };
+            match encoder.pooled_vjp(&primals, range, layer, batch, form, &after_layer)? {
+                InputCotangents::Full(cotangents) => {
                     b.cotangent_accumulate(&mut projection_rows, &cotangents, &delta, batch, h, &weights, first)?;
                     if let Some(jacobian) = jacobian.as_mut() {
                         accumulate_jacobian(jacobian, &b.download(&cotangents)?, batch, h, &weights, first);
                     }
+                }
+                InputCotangents::Split(SplitCotangents { residual, qkv }) => {
+                    // x̄ · Δ = s̄ · Δ + q̄k̄v̄ · (Δ Wqkvᵀ).
+                    let qkv_delta = match &qkv_delta {
+                        Some(projected) => projected,
+                        None => qkv_delta.insert(encoder.qkv_projection(&delta, layer, t)?),
+                    };
+                    b.cotangent_accumulate(&mut projection_rows, &residual, &delta, batch, h, &weights, first)?;
+                    b.cotangent_accumulate(&mut projection_rows, &qkv, qkv_delta, batch, 3 * h, &weights, first)?;
                 }
             }
         }
@@ -259,7 +285,7 @@ pub fn attribute_text<B: Backend>(
         Some(values) => Some(Jacobian { values, delta: b.download(&delta)?, width: h }),
         None => None,
     };
-    Ok(TextAttribution { tokenized, reference_ids, dim: h, projection, embedding, reference_embedding, jacobian })
+    Ok(TextAttribution { tokenized, reference_ids, dim: h, projection, embedding, reference_embedding, mode, jacobian })
 }
 
 /// `jacobian[first_dim + c, i, h] += weights[k] · cotangents[k, c, i, h]` (`jacobian` is
@@ -280,18 +306,6 @@ fn accumulate_jacobian(
             target.iter_mut().zip(source).for_each(|(j, &g)| *j += weight * g);
         }
     }
-}
-
-/// `[steps, dims.len(), width]`: row `(k, c)` is the unit vector `e_{dims.start + c}`.
-fn unit_rows(steps: usize, dims: std::ops::Range<usize>, width: usize) -> Vec<f32> {
-    let count = dims.len();
-    let mut rows = vec![0.0f32; steps * count * width];
-    for k in 0..steps {
-        for (c, d) in dims.clone().enumerate() {
-            rows[(k * count + c) * width + d] = 1.0;
-        }
-    }
-    rows
 }
 
 #[cfg(test)]

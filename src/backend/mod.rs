@@ -64,6 +64,19 @@ pub fn check_upload(data: &[f32], role: Role) -> Result<()> {
     Err(Error::Internal(format!("upload of {role:?} got {} values", data.len())))
 }
 
+/// `[steps, dims.len(), width]`, row `(k, c)` the unit vector `e_{dims.start + c}`: the seeds of
+/// reverse mode, one cotangent per output dimension and step.
+pub fn unit_rows(steps: usize, dims: Range<usize>, width: usize) -> Vec<f32> {
+    let count = dims.len();
+    let mut rows = vec![0.0f32; steps * count * width];
+    for k in 0..steps {
+        for (c, d) in dims.clone().enumerate() {
+            rows[(k * count + c) * width + d] = 1.0;
+        }
+    }
+    rows
+}
+
 /// Multi-head attention geometry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heads {
@@ -417,6 +430,33 @@ pub trait Backend: Sync {
         let dz = self.matmul(dx, batch.tangent_rows(), layer)?;
         let (_, dy) = self.bias_residual_norm_jvp(&z, &layer.bias, residual, &dz, d_residual, batch, ln)?;
         self.mean_pool(&dy, batch.tangent_seqs(), batch.tokens, ln.width)
+    }
+
+    /// The top of reverse mode under mean pooling: for the unit cotangents `e_d` of the pooled
+    /// output, `d ∈ dims` (the same for every step, `batch.tangents = dims.len()`), each token of
+    /// `y = LN(z)` receives `e_d / tokens`. Returns `(z̄, ā)`: `z̄ = LNᵀ(e_d / tokens)` at each
+    /// step's primal (`saved`), `[steps, dims, tokens, width]`, and `ā = z̄ W` for the GEMM
+    /// `z = a Wᵀ + …` beneath the norm (`layer`), `[steps, dims, tokens, in]`. This default is
+    /// the plain path (seeds, pooling's VJP, the norm's VJP, the GEMM); a fast backend uses that
+    /// `z̄` has rank-one structure per token, so `ā` needs no GEMM over the cotangent rows
+    /// (design.md §3).
+    fn mean_pooled_norm_linear_vjp(
+        &self,
+        saved: &NormSaved<Self::Tensor>,
+        norm: &Norm<Self::Tensor>,
+        layer: &Linear<Self::Tensor>,
+        dims: Range<usize>,
+        batch: Batch,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let width = layer.out_dim;
+        let seeds = self.upload(
+            &unit_rows(batch.steps, dims, width),
+            Role::Activations { len: batch.steps * batch.tangents * width },
+        )?;
+        let d_out = self.mean_pool_vjp(&seeds, batch.tangent_seqs(), batch.tokens, width)?;
+        let d_sum = self.layer_norm_vjp(saved, norm, &d_out, batch, width)?;
+        let d_in = self.matmul_vjp(&d_sum, batch.tangent_rows(), layer)?;
+        Ok((d_sum, d_in))
     }
 
     /// The attention block's primal and JVP together: the tangents reuse the primal's

@@ -5,16 +5,32 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::backend::{Backend, Batch, Heads, Role, ScoreMods};
+use crate::attribution::Mode;
+use crate::backend::{unit_rows, Backend, Batch, Heads, Role, ScoreMods};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds, SentenceModel};
-use crate::net::flops::{attribution_flops, AttributionFlops};
+use crate::net::flops::{attribution_flops, reverse_attribution_flops, reverse_is_cheaper, AttributionFlops};
 use crate::net::layer::{
-    last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_forward_taped, layer_jvp, layer_vjp, LayerShape,
-    TangentsIn,
+    last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_forward_taped, layer_jvp, layer_vjp,
+    layer_vjp_split, CotangentsIn, LayerShape, SplitCotangents, TangentsIn,
 };
 use crate::net::pooling::{pool, pool_host, pool_jvp, pool_vjp};
 use crate::params::EncoderParams;
+
+/// The form reverse mode leaves the attributed layer's input cotangents in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputForm {
+    /// `x̄` itself: the rows of the Jacobian.
+    Full,
+    /// `x̄` as its residual and projection terms, enough for `x̄ · Δ` without the last GEMM.
+    Split,
+}
+
+/// The attributed layer's input cotangents, `[steps, dims, tokens, …]`, in the form asked for.
+pub enum InputCotangents<T> {
+    Full(T),
+    Split(SplitCotangents<T>),
+}
 
 pub struct Encoder<'b, B: Backend> {
     pub backend: &'b B,
@@ -78,6 +94,28 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// Scalars one tangent row needs at the peak of a layer's JVP (for the memory budget).
     pub fn tangent_row_scalars(&self) -> usize {
         self.shape().tangent_row_scalars()
+    }
+
+    /// Scalars one primal row keeps per layer for reverse mode (`LayerTape`) at `tokens` tokens.
+    pub fn tape_row_scalars(&self, tokens: usize) -> usize {
+        self.shape().tape_row_scalars(tokens)
+    }
+
+    /// Reverse mode's flops for the same text (`D` cotangents per step).
+    pub fn reverse_attribution_flops(&self, layer: usize, tokens: usize, steps: usize) -> AttributionFlops {
+        let layers = self.num_layers().saturating_sub(layer);
+        reverse_attribution_flops(self.shape(), layers, tokens, steps, self.hidden(), self.pooling == Pooling::Mean)
+    }
+
+    /// `--mode auto`: the mode whose pass does fewer flops for this text, counted as each runs
+    /// (`net::flops`). Forward mode's `T` token tangents against reverse mode's `D` output
+    /// cotangents per step: forward up to `T ≈ D`, reverse beyond (README, "Forward or reverse").
+    pub fn cheaper_mode(&self, layer: usize, tokens: usize, steps: usize) -> Mode {
+        let (layers, mean) = (self.num_layers().saturating_sub(layer), self.pooling == Pooling::Mean);
+        match reverse_is_cheaper(self.shape(), layers, tokens, steps, self.hidden(), mean) {
+            true => Mode::Reverse,
+            false => Mode::Forward,
+        }
     }
 
     /// Flops of attributing one text of `tokens` tokens at `layer` with `steps` steps.
@@ -230,18 +268,20 @@ impl<'b, B: Backend> Encoder<'b, B> {
     }
 
     /// The reverse attribution pass: runs layers `from..` forward on the primals `x`
-    /// (`[steps, tokens, hidden]`), keeping what each layer's VJP reads, then takes the pooled
-    /// cotangents `seeds` (`[steps · cotangents, hidden]`) back through pooling and the layers
-    /// to the input of layer `from`: `[steps, cotangents, tokens, hidden]`, each cotangent's
-    /// rows `Jᵀ seed` at its step's primal.
+    /// (`[steps, tokens, hidden]`), keeping what each layer's VJP reads, then takes the unit
+    /// cotangents `e_d` of the pooled output, `d ∈ dims` at every step, back through pooling
+    /// and the layers to the input of layer `from`: `[steps, dims, tokens, hidden]`, cotangent
+    /// `d`'s rows being row `d` of the Jacobian at its step's primal (`InputForm::Full`), or
+    /// those rows as two terms (`InputForm::Split`).
     pub fn pooled_vjp(
         &self,
         x: &B::Tensor,
-        seeds: &B::Tensor,
+        dims: Range<usize>,
         from: usize,
         batch: Batch,
+        input: InputForm,
         after_layer: &dyn Fn(),
-    ) -> Result<B::Tensor> {
+    ) -> Result<InputCotangents<B::Tensor>> {
         self.check_layer(from)?;
         let (b, shape, h) = (self.backend, self.shape(), self.hidden());
         let bias = self.score_bias(batch.tokens)?;
@@ -256,13 +296,41 @@ impl<'b, B: Backend> Encoder<'b, B> {
             states = Some(y);
         }
         let output = states.ok_or_else(|| Error::Internal("a reverse pass through no layers".into()))?;
-        let mut cotangents = pool_vjp(b, self.pooling, &output, seeds, batch, h)?;
+        // Mean pooling's unit cotangents enter the last layer in structured form; the other
+        // poolings put theirs on the output rows first.
+        let mut cotangents = match self.pooling {
+            Pooling::Mean => None,
+            pooling => {
+                let seeds = b.upload(
+                    &unit_rows(batch.steps, dims.clone(), h),
+                    Role::Activations { len: batch.tangent_seqs() * h },
+                )?;
+                Some(pool_vjp(b, pooling, &output, &seeds, batch, h)?)
+            }
+        };
         drop(output);
-        for (params, tape) in layers.iter().zip(&tapes).rev() {
-            cotangents = layer_vjp(b, params, shape, tape, &cotangents, batch)?;
+        for (index, (params, tape)) in layers.iter().zip(&tapes).enumerate().rev() {
+            let entering = match cotangents.as_ref() {
+                Some(dense) => CotangentsIn::Dense(dense),
+                None => CotangentsIn::PooledMeanUnits(dims.clone()),
+            };
+            if index == 0 && input == InputForm::Split {
+                let split = layer_vjp_split(b, params, shape, tape, entering, batch)?;
+                after_layer();
+                return Ok(InputCotangents::Split(split));
+            }
+            cotangents = Some(layer_vjp(b, params, shape, tape, entering, batch)?);
             after_layer();
         }
-        Ok(cotangents)
+        let full = cotangents.ok_or_else(|| Error::Internal("a reverse pass through no layers".into()))?;
+        Ok(InputCotangents::Full(full))
+    }
+
+    /// `Δ Wqkvᵀ` of layer `layer` for `tokens` rows of `delta`: what the split cotangents'
+    /// `q̄k̄v̄` are contracted with (`SplitCotangents`).
+    pub fn qkv_projection(&self, delta: &B::Tensor, layer: usize, tokens: usize) -> Result<B::Tensor> {
+        self.check_layer(layer)?;
+        self.backend.matmul(delta, tokens, &self.params.layers[layer].qkv)
     }
 
     /// Input of layer `layer` (the embedding output for 0) for `seqs` sequences.

@@ -64,6 +64,54 @@ pub fn attribution_flops(shape: LayerShape, layers: usize, tokens: usize, steps:
     AttributionFlops { primal, tangents, plain_tangents }
 }
 
+/// Counts reverse mode's pass through `layers` layers for `steps` steps and `dims` output
+/// cotangents per step: the taped primal, then every cotangent back. `plain_tangents` is the
+/// xsbert way (every cotangent row through every GEMM's VJP, the dense attention VJP,
+/// `8·T²·d` per head and sequence like the JVP's); `tangents` is what simattr does: under mean
+/// pooling the last layer's output GEMM is not run on the cotangent rows (its VJP is
+/// rank-structured, `mean_pooled_norm_linear_vjp`), and the attributed layer's Q/K/V GEMM is
+/// replaced by a contraction with `Δ Wqkvᵀ` (`SplitCotangents`).
+pub fn reverse_attribution_flops(
+    shape: LayerShape,
+    layers: usize,
+    tokens: usize,
+    steps: usize,
+    dims: usize,
+    mean_pooling: bool,
+) -> AttributionFlops {
+    let (h, f, t, n, d) = (shape.hidden as f64, shape.ffn as f64, tokens as f64, steps as f64, dims as f64);
+    let layers_f = layers as f64;
+    let gemm_per_row = 2.0 * h * (3.0 * h + h + 2.0 * f);
+    let (primal_rows, cotangent_seqs) = (n * t, n * d);
+    let cotangent_rows = cotangent_seqs * t;
+    let primal = layers_f * (primal_rows * gemm_per_row + n * 4.0 * t * t * h);
+    let plain_tangents = layers_f * (cotangent_rows * gemm_per_row + cotangent_seqs * 8.0 * t * t * h);
+    if layers == 0 {
+        return AttributionFlops { primal, tangents: 0.0, plain_tangents };
+    }
+    // x̂W once per primal row, and Δ Wqkvᵀ once per text.
+    let primal = primal + if mean_pooling { 2.0 * primal_rows * h * f } else { 0.0 } + 2.0 * t * h * 3.0 * h;
+    // Each structured row costs a few flops per element instead of a GEMM row.
+    let last_ffn_out_saved = if mean_pooling { cotangent_rows * (2.0 * h * f - 3.0 * (h + f)) } else { 0.0 };
+    let first_qkv_saved = cotangent_rows * (2.0 * 3.0 * h * h - 2.0 * 3.0 * h);
+    let tangents = plain_tangents - last_ffn_out_saved - first_qkv_saved;
+    AttributionFlops { primal, tangents, plain_tangents }
+}
+
+/// Whether reverse mode does fewer flops than forward mode for one text (`--mode auto`):
+/// `dims` cotangents against `tokens` token tangents per step, each with its structure.
+pub fn reverse_is_cheaper(
+    shape: LayerShape,
+    layers: usize,
+    tokens: usize,
+    steps: usize,
+    dims: usize,
+    mean_pooling: bool,
+) -> bool {
+    let forward = attribution_flops(shape, layers, tokens, steps).done();
+    reverse_attribution_flops(shape, layers, tokens, steps, dims, mean_pooling).done() < forward
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +138,50 @@ mod tests {
         let double = attribution_flops(MINILM, 1, 12, 100);
         assert!((double.plain() / one.plain() - 2.0).abs() < 1e-12);
         assert!(double.done() < 2.0 * one.done());
+    }
+
+    #[test]
+    fn reverse_mode_does_the_forward_plain_work_with_dims_for_tokens() {
+        // With D cotangents in place of T token tangents the plain paths do the same GEMM rows
+        // and attention products, per layer and for many layers.
+        for layers in [1, 6] {
+            let forward = attribution_flops(MINILM, layers, 12, 5);
+            let reverse = reverse_attribution_flops(MINILM, layers, 12, 5, 12, true);
+            assert!((reverse.plain_tangents / forward.plain_tangents - 1.0).abs() < 1e-12);
+        }
+        // Reverse's structure saves the Q/K/V and FFN-output GEMMs of one layer: 7 of 12 H².
+        let one = reverse_attribution_flops(MINILM, 1, 12, 5, 384, true);
+        assert!(one.tangents < 0.5 * one.plain_tangents && one.tangents > 0.4 * one.plain_tangents, "{one:?}");
+        // Without mean pooling only the Q/K/V GEMM goes.
+        let cls = reverse_attribution_flops(MINILM, 1, 12, 5, 384, false);
+        assert!(cls.tangents > one.tangents && cls.tangents < 0.8 * cls.plain_tangents, "{cls:?}");
+    }
+
+    /// The token count from which `--mode auto` picks reverse mode.
+    fn crossover(shape: LayerShape, layers: usize, steps: usize) -> usize {
+        (1..8 * shape.hidden).find(|&t| reverse_is_cheaper(shape, layers, t, steps, shape.hidden, true)).unwrap()
+    }
+
+    #[test]
+    fn auto_picks_forward_for_sentences_and_reverse_beyond_t_equals_d() {
+        const MPNET: LayerShape = LayerShape { hidden: 768, ffn: 3072, heads: Heads { count: 12, dim: 64 }, eps: 1e-5 };
+        for (shape, total) in [(MINILM, 6), (MPNET, 12)] {
+            for layers in [1, total / 2, total] {
+                let t = crossover(shape, layers, 20);
+                eprintln!("hidden {} layers {layers}: reverse from {t} tokens", shape.hidden);
+                // Several layers: from just above T = D, where the cotangent rows outnumber
+                // the tangent rows. One layer: forward's structure (T projected rows, the rows
+                // pooled before the output GEMM) puts it far beyond any max_seq_length.
+                let (low, high) = if layers > 1 {
+                    (shape.hidden, shape.hidden * 5 / 4)
+                } else {
+                    (4 * shape.hidden, 6 * shape.hidden)
+                };
+                assert!(t > low && t < high, "crossover at {t} tokens, expected in {low}..{high}");
+                // Monotone: forward below, reverse above.
+                assert!(!reverse_is_cheaper(shape, layers, t - 1, 20, shape.hidden, true));
+                assert!(reverse_is_cheaper(shape, layers, t + 50, 20, shape.hidden, true));
+            }
+        }
     }
 }

@@ -38,6 +38,12 @@ impl LayerShape {
         4 * self.hidden + 2 * self.ffn
     }
 
+    /// Scalars one primal row keeps in a `LayerTape` at `tokens` tokens: `q|k|v`, the
+    /// probabilities of its query row in every head, two norms' `x̂` and `1/σ`, and GELU's input.
+    pub fn tape_row_scalars(&self, tokens: usize) -> usize {
+        3 * self.hidden + self.heads.count * tokens + 2 * (self.hidden + 1) + self.ffn
+    }
+
     /// `norm` as the layer applies it: over the hidden width, after a residual sum.
     fn residual_norm<'a, T>(&self, norm: &'a Norm<T>) -> ResidualNorm<'a, T> {
         ResidualNorm { norm, width: self.hidden, eps: self.eps }
@@ -217,6 +223,26 @@ pub fn layer_forward_taped<B: Backend>(
     Ok((y, LayerTape { qkv, attention, attention_norm, pre_activation, ffn_norm }))
 }
 
+/// The cotangents entering a layer's VJP from above.
+#[derive(Clone)]
+pub enum CotangentsIn<'a, T> {
+    /// Any cotangents of the output, `[steps, cotangents, tokens, hidden]`.
+    Dense(&'a T),
+    /// The last layer under mean pooling: cotangent `c` of every step is the unit vector
+    /// `e_{dims.start + c}` of the pooled output, so every token's is `e_d / tokens`; the norm's
+    /// VJP and the GEMM beneath it take the structured path (`mean_pooled_norm_linear_vjp`).
+    PooledMeanUnits(Range<usize>),
+}
+
+/// A layer's input cotangents `x̄ = s̄1 + q̄k̄v̄ Wqkv`, kept as its two terms: the residual's
+/// `s̄1` (`[…, hidden]`) and the attention projection's `q̄k̄v̄` (`[…, 3·hidden]`). At the
+/// attributed layer only `x̄ · Δ` per token is needed, and `q̄k̄v̄ Wqkv · Δ = q̄k̄v̄ · (Δ Wqkvᵀ)`,
+/// whose `Δ Wqkvᵀ` is `tokens` rows: the layer's largest cotangent GEMM is not needed there.
+pub struct SplitCotangents<T> {
+    pub residual: T,
+    pub qkv: T,
+}
+
 /// Reverse mode through one layer: the cotangents `dy` of its output
 /// (`[steps, cotangents, tokens, hidden]`) to those of its input, each cotangent at its step's
 /// primal (`tape`). The forward pass read backwards:
@@ -230,12 +256,33 @@ pub fn layer_vjp<B: Backend>(
     params: &LayerParams<B::Tensor>,
     shape: LayerShape,
     tape: &LayerTape<B::Tensor>,
-    dy: &B::Tensor,
+    dy: CotangentsIn<'_, B::Tensor>,
     batch: Batch,
 ) -> Result<B::Tensor> {
+    let SplitCotangents { residual, qkv } = layer_vjp_split(backend, params, shape, tape, dy, batch)?;
+    backend.add(&residual, &backend.matmul_vjp(&qkv, batch.tangent_rows(), &params.qkv)?)
+}
+
+/// `layer_vjp` without its last GEMM: `x̄` as its two terms.
+pub fn layer_vjp_split<B: Backend>(
+    backend: &B,
+    params: &LayerParams<B::Tensor>,
+    shape: LayerShape,
+    tape: &LayerTape<B::Tensor>,
+    dy: CotangentsIn<'_, B::Tensor>,
+    batch: Batch,
+) -> Result<SplitCotangents<B::Tensor>> {
     let (b, rows, width) = (backend, batch.tangent_rows(), shape.hidden);
-    let d_sum2 = b.layer_norm_vjp(&tape.ffn_norm, &params.ffn_norm, dy, batch, width)?;
-    let d_act = b.matmul_vjp(&d_sum2, rows, &params.ffn_out)?;
+    let (d_sum2, d_act) = match dy {
+        CotangentsIn::Dense(dy) => {
+            let d_sum2 = b.layer_norm_vjp(&tape.ffn_norm, &params.ffn_norm, dy, batch, width)?;
+            let d_act = b.matmul_vjp(&d_sum2, rows, &params.ffn_out)?;
+            (d_sum2, d_act)
+        }
+        CotangentsIn::PooledMeanUnits(dims) => {
+            b.mean_pooled_norm_linear_vjp(&tape.ffn_norm, &params.ffn_norm, &params.ffn_out, dims, batch)?
+        }
+    };
     let d_pre = b.gelu_vjp(&tape.pre_activation, &d_act, batch, shape.ffn)?;
     drop(d_act);
     let d_h1 = b.add(&d_sum2, &b.matmul_vjp(&d_pre, rows, &params.ffn_in)?)?;
@@ -244,6 +291,5 @@ pub fn layer_vjp<B: Backend>(
     drop(d_h1);
     let d_ctx = b.matmul_vjp(&d_sum1, rows, &params.attention_out)?;
     let d_qkv = b.attention_vjp(&tape.qkv, &tape.attention, &d_ctx, batch, shape.heads)?;
-    drop(d_ctx);
-    b.add(&d_sum1, &b.matmul_vjp(&d_qkv, rows, &params.qkv)?)
+    Ok(SplitCotangents { residual: d_sum1, qkv: d_qkv })
 }

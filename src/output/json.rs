@@ -28,6 +28,9 @@ pub struct TextReportJson {
     pub relative_identity_error: f64,
     /// Token count before truncation to `max_seq_length`, if the text was cut.
     pub truncated_from: Option<usize>,
+    /// How this text's `P` was computed: forward (token tangents) or reverse (output
+    /// cotangents) mode, `--mode auto` resolved.
+    pub mode: &'static str,
 }
 
 #[derive(Serialize)]
@@ -52,7 +55,7 @@ pub struct ExplainJson {
     pub layer: usize,
     pub steps: usize,
     pub quadrature: &'static str,
-    /// How `P` was computed: forward (token tangents) or reverse (output cotangents) mode.
+    /// The `--mode` asked for: forward, reverse or auto.
     pub mode: &'static str,
     pub similarity: &'static str,
     pub text_a: TextReportJson,
@@ -67,6 +70,7 @@ fn text_report(text: &str, t: &TextAttribution) -> TextReportJson {
         identity_error: t.identity_error(),
         relative_identity_error: t.relative_identity_error(),
         truncated_from: t.tokenized.truncated_from,
+        mode: t.mode.name(),
     }
 }
 

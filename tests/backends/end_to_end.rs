@@ -33,7 +33,8 @@ pub fn tiny_attributions_reverse<B: Backend>(b: &B, fixture: &str) {
 }
 
 /// Forward and reverse mode give the same `P` (within f32 rounding, 1e-5 of max|P|) from every
-/// layer, one pass or many (a small row cap splits the cotangents into passes).
+/// layer, one pass or many (a small row cap splits the cotangents into passes: 200 rows hold
+/// the primal, its tape and a dozen of the 32 cotangents of a 9-token text).
 pub fn reverse_mode_equals_forward_mode<B: Backend>(b: &B, fixture: &str) {
     let model = SentenceModel::load(&fixture_dir(fixture)).unwrap();
     let encoder = Encoder::new(b, &model).unwrap();
@@ -46,7 +47,7 @@ pub fn reverse_mode_equals_forward_mode<B: Backend>(b: &B, fixture: &str) {
         };
         let forward = p(Mode::Forward, None);
         let scale = max_abs(&forward);
-        for rows in [None, Some(40)] {
+        for rows in [None, Some(200)] {
             let err = max_abs_diff(&forward, &p(Mode::Reverse, rows)) / scale;
             assert!(
                 err <= 1e-5,

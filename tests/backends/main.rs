@@ -119,6 +119,7 @@ macro_rules! backend_suite {
             #[test] fn gelu_vjp() { crate::vjp::gelu_vjp(&default()) }
             #[test] fn attention_vjp() { crate::vjp::attention_vjp(&default()) }
             #[test] fn pooling_vjp() { crate::vjp::pooling_vjp(&default()) }
+            #[test] fn mean_pooled_norm_linear_vjp() { crate::vjp::mean_pooled_norm_linear_vjp(&default()) }
 
             // ---- tier 1: the tiny fixtures end to end -----------------------------------------
             fixture_tests! {

@@ -3,7 +3,7 @@
 //! cotangents `v` (design.md §3), at the same primal.
 
 use simattr::backend::reference::CpuReference;
-use simattr::backend::{Backend, Batch, Heads, Role, ScoreMods};
+use simattr::backend::{Backend, Batch, Heads, ResidualNorm, Role, ScoreMods};
 use simattr::params::{Linear, Norm};
 
 use crate::common::{max_abs, max_abs_diff, Rng};
@@ -111,9 +111,12 @@ pub fn gelu_vjp<B: Backend>(b: &B) {
 
 pub fn attention_vjp<B: Backend>(b: &B) {
     let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(34));
-    for (tokens, heads) in
-        [(1, Heads { count: 2, dim: 3 }), (7, Heads { count: 2, dim: 3 }), (13, Heads { count: 12, dim: 32 })]
-    {
+    for (tokens, heads) in [
+        (1, Heads { count: 2, dim: 3 }),
+        (7, Heads { count: 2, dim: 3 }),
+        (13, Heads { count: 12, dim: 32 }),
+        (40, Heads { count: 3, dim: 8 }),
+    ] {
         let batch = Batch { steps: 2, tangents: 3, tokens };
         let w = heads.width();
         let qkv = rng.vec_f32(batch.primal_rows() * 3 * w, 1.5);
@@ -173,5 +176,61 @@ pub fn pooling_vjp<B: Backend>(b: &B) {
         });
         let want = down(&o, &o.max_pool_vjp(&up(&o, &x), &up(&o, &v), batch, width).unwrap());
         check(&format!("max_pool_vjp {tokens} tokens"), (&jvp_u, &v), (&u, &vjp_v), &want);
+    }
+}
+
+/// The top of reverse mode under mean pooling (`mean_pooled_norm_linear_vjp`: structured on a
+/// fast backend) against the oracle's plain path, and the adjoint of the forward pooled block
+/// on the same backend: for unit cotangents `v = e_d` of the pooled output,
+/// `⟨mean_t LN'(ż), e_d⟩ = ⟨ż, z̄⟩` and, with `ż = u Wᵀ`, `= ⟨u, ā⟩`.
+pub fn mean_pooled_norm_linear_vjp<B: Backend>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(36));
+    for (width, inner, dims) in [(7, 65, 0..7), (65, 7, 60..63), (384, 1536, 5..8)] {
+        for tokens in [1, 7, 33] {
+            let batch = Batch { steps: 2, tangents: dims.len(), tokens };
+            let layer = Linear {
+                weight: rng.vec_f32(inner * width, 1.0 / (inner as f64).sqrt()),
+                bias: rng.vec_f32(width, 0.5),
+                in_dim: inner,
+                out_dim: width,
+            };
+            let norm = random_norm(&mut rng, width);
+            let x = rng.vec_f32(batch.primal_rows() * inner, 1.0);
+            let residual = rng.vec_f32(batch.primal_rows() * width, 2.0);
+            let (u_in, u_sum) =
+                (rng.vec_f32(batch.tangent_rows() * inner, 1.0), rng.vec_f32(batch.tangent_rows() * width, 1.0));
+            let v = simattr::backend::unit_rows(batch.steps, dims.clone(), width);
+            // [(pooled JVP of u_sum, pooled JVP of u_in), (z̄, ā)] on one backend.
+            let run = |e: &dyn Fn(&[&[f32]; 4]) -> [Vec<f64>; 4]| e(&[&x, &residual, &u_in, &u_sum]);
+            fn both<E: Backend>(
+                e: &E,
+                host: &[&[f32]; 4],
+                layer: &Linear<Vec<f32>>,
+                norm: &Norm<Vec<f32>>,
+                dims: std::ops::Range<usize>,
+                batch: Batch,
+            ) -> [Vec<f64>; 4] {
+                let [x, residual, u_in, u_sum] = host.map(|h| up(e, h));
+                let width = layer.out_dim;
+                let layer = layer.try_map(&mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+                let norm = norm.try_map(width, &mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+                let sum = e.add(&e.linear(&x, batch.primal_rows(), &layer).unwrap(), &residual).unwrap();
+                let (_, saved) = e.layer_norm(&sum, batch.primal_rows(), width, &norm, 1e-12).unwrap();
+                let ln = ResidualNorm { norm: &norm, width, eps: 1e-12 };
+                let zero_in = e.zeros(batch.tangent_rows() * layer.in_dim).unwrap();
+                let zero_sum = e.zeros(batch.tangent_rows() * width).unwrap();
+                let pooled = |dx: &E::Tensor, d_residual: &E::Tensor| {
+                    let out = e.pooled_linear_residual_norm_jvp(&x, dx, &residual, d_residual, &layer, batch, ln);
+                    down(e, &out.unwrap())
+                };
+                let (d_sum, d_in) = e.mean_pooled_norm_linear_vjp(&saved, &norm, &layer, dims, batch).unwrap();
+                [pooled(&zero_in, &u_sum), pooled(&u_in, &zero_sum), down(e, &d_sum), down(e, &d_in)]
+            }
+            let [jvp_sum, jvp_in, d_sum, d_in] = run(&|h| both(b, h, &layer, &norm, dims.clone(), batch));
+            let [_, _, want_sum, want_in] = run(&|h| both(&o, h, &layer, &norm, dims.clone(), batch));
+            let what = format!("mean_pooled_norm_linear_vjp {width}×{inner}, dims {dims:?}, {tokens} tokens");
+            check(&format!("{what}, z̄"), (&jvp_sum, &v), (&u_sum, &d_sum), &want_sum);
+            check(&format!("{what}, ā"), (&jvp_in, &v), (&u_in, &d_in), &want_in);
+        }
     }
 }

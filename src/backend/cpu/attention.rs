@@ -318,7 +318,8 @@ pub fn attention_token_jvp(
 /// The adjoint of `attention_jvp`: `[q̄ | k̄ | v̄]` rows (`[steps, cotangents, T, 3·width]`)
 /// for the context cotangents `dctx` (`[steps, cotangents, T, width]`), per head
 /// `P̄ = Ō Vᵀ`, `S̄ = P ⊙ (P̄ − rowsum(P ⊙ P̄))/√d`, `Q̄ = S̄ K`, `K̄ = S̄ᵀ Q`, `V̄ = Pᵀ Ō`. One
-/// thread per cotangent sequence, row by row as the JVP's small-T path.
+/// thread per cotangent sequence; row by row for short sequences, as GEMMs from
+/// `GEMM_TOKENS` tokens on, as the JVP.
 pub fn attention_vjp(qkv: &[f32], probs: &[f32], dctx: &[f32], batch: Batch, heads: Heads) -> Vec<f32> {
     let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
     check_len("attention_vjp qkv", qkv.len(), batch.primal_rows() * 3 * w);
@@ -333,26 +334,75 @@ pub fn attention_vjp(qkv: &[f32], probs: &[f32], dctx: &[f32], batch: Batch, hea
         let s = seq / batch.tangents;
         let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
         let dctx_seq = &dctx[seq * t * w..(seq + 1) * t * w];
-        let (mut dp, mut ds) = (vec![0.0f32; t], vec![0.0f32; t]);
-        for h in 0..heads.count {
-            let [q, k, v] = [0, 1, 2].map(|part| Part::new(qkv_seq, part, h, heads));
-            let p_head = &probs[(s * heads.count + h) * t * t..(s * heads.count + h + 1) * t * t];
-            let cols = |part: usize| part * w + h * d..part * w + (h + 1) * d;
-            for i in 0..t {
-                let d_out = &dctx_seq[i * w + h * d..i * w + (h + 1) * d];
-                let p_row = &p_head[i * t..(i + 1) * t];
-                for (j, dp) in dp.iter_mut().enumerate() {
-                    *dp = dot(d_out, v.row(j));
-                }
-                // S̄_i (with 1/√d folded in), then its contributions to Q̄_i and to every K̄_j.
-                probability_tangent(p_row, &dp, scale, &mut ds);
-                for (j, &ds_ij) in ds.iter().enumerate() {
-                    axpy(&mut out_seq[i * 3 * w..][cols(0)], ds_ij, k.row(j));
-                    axpy(&mut out_seq[j * 3 * w..][cols(1)], ds_ij, q.row(i));
-                    axpy(&mut out_seq[j * 3 * w..][cols(2)], p_row[j], d_out);
-                }
-            }
-        }
+        let probs_seq = &probs[s * heads.count * t * t..(s + 1) * heads.count * t * t];
+        let sequence_vjp = if t >= GEMM_TOKENS { sequence_vjp_by_gemm } else { sequence_vjp_by_rows };
+        sequence_vjp(qkv_seq, probs_seq, dctx_seq, out_seq, t, heads, scale);
     });
     dqkv
+}
+
+/// The VJP of one cotangent sequence, head by head and row by row: `P̄_i`, `S̄_i`, then row
+/// `i`'s contributions to `Q̄_i` and to every `K̄_j` and `V̄_j`.
+fn sequence_vjp_by_rows(
+    qkv_seq: &[f32],
+    probs_seq: &[f32],
+    dctx_seq: &[f32],
+    out_seq: &mut [f32],
+    t: usize,
+    heads: Heads,
+    scale: f64,
+) {
+    let (w, d) = (heads.width(), heads.dim);
+    let (mut dp, mut ds) = (vec![0.0f32; t], vec![0.0f32; t]);
+    for h in 0..heads.count {
+        let [q, k, v] = [0, 1, 2].map(|part| Part::new(qkv_seq, part, h, heads));
+        let p_head = &probs_seq[h * t * t..(h + 1) * t * t];
+        let cols = |part: usize| part * w + h * d..part * w + (h + 1) * d;
+        for i in 0..t {
+            let d_out = &dctx_seq[i * w + h * d..i * w + (h + 1) * d];
+            let p_row = &p_head[i * t..(i + 1) * t];
+            for (j, dp) in dp.iter_mut().enumerate() {
+                *dp = dot(d_out, v.row(j));
+            }
+            // S̄_i (with 1/√d folded in), then its contributions to Q̄_i and to every K̄_j.
+            probability_tangent(p_row, &dp, scale, &mut ds);
+            for (j, &ds_ij) in ds.iter().enumerate() {
+                axpy(&mut out_seq[i * 3 * w..][cols(0)], ds_ij, k.row(j));
+                axpy(&mut out_seq[j * 3 * w..][cols(1)], ds_ij, q.row(i));
+                axpy(&mut out_seq[j * 3 * w..][cols(2)], p_row[j], d_out);
+            }
+        }
+    }
+}
+
+/// The VJP of one cotangent sequence, head by head, as GEMMs: `P̄ = Ō Vᵀ`, `S̄` row by row,
+/// `Q̄ = S̄ K`, `K̄ = S̄ᵀ Q`, `V̄ = Pᵀ Ō`.
+fn sequence_vjp_by_gemm(
+    qkv_seq: &[f32],
+    probs_seq: &[f32],
+    dctx_seq: &[f32],
+    out_seq: &mut [f32],
+    t: usize,
+    heads: Heads,
+    scale: f64,
+) {
+    let (w, d) = (heads.width(), heads.dim);
+    let (mut dp, mut ds) = (vec![0.0f32; t * t], vec![0.0f32; t * t]);
+    for h in 0..heads.count {
+        let [q, k, v] = [0, 1, 2].map(|part| part_matrix(qkv_seq, part, h, t, heads));
+        let d_out = MatRef::from_row_major_slice_with_stride(&dctx_seq[h * d..], t, d, w);
+        let p_head = &probs_seq[h * t * t..(h + 1) * t * t];
+        matmul(MatMut::from_row_major_slice_mut(&mut dp, t, t), Accum::Replace, d_out, v.transpose(), 1.0f32, Par::Seq);
+        for ((ds_row, dp_row), p_row) in ds.chunks_exact_mut(t).zip(dp.chunks_exact(t)).zip(p_head.chunks_exact(t)) {
+            probability_tangent(p_row, dp_row, scale, ds_row);
+        }
+        let (p, ds) = (MatRef::from_row_major_slice(p_head, t, t), MatRef::from_row_major_slice(&ds, t, t));
+        for (part, lhs, rhs) in [(0, ds, k), (1, ds.transpose(), q), (2, p.transpose(), d_out)] {
+            // (A row-major strided view, built as the transpose of a column-major one: see
+            // `sequence_jvp_by_gemm`.)
+            let out = MatMut::from_column_major_slice_with_stride_mut(&mut out_seq[part * w + h * d..], d, t, 3 * w)
+                .transpose_mut();
+            matmul(out, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+        }
+    }
 }

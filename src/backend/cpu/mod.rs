@@ -507,6 +507,21 @@ impl Backend for CpuBackend {
         })
     }
 
+    fn mean_pooled_norm_linear_vjp(
+        &self,
+        saved: &NormSaved<CpuTensor>,
+        norm: &Norm<CpuTensor>,
+        layer: &Linear<CpuTensor>,
+        dims: Range<usize>,
+        batch: Batch,
+    ) -> Result<(CpuTensor, CpuTensor)> {
+        self.run(|| {
+            let (d_sum, d_in) =
+                pooled_norm::mean_pooled_norm_linear_vjp(saved, &norm.gamma, layer, dims, batch, self.threads);
+            (CpuTensor::F32(d_sum), CpuTensor::F32(d_in))
+        })
+    }
+
     fn attention_with_jvp(
         &self,
         qkv: &CpuTensor,

@@ -16,11 +16,13 @@
 //! `x̂_p W` is one GEMM over the primal rows. Each tangent sequence is reduced by one thread,
 //! in f64, so the result does not depend on the thread count.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::norm::{layer_norm, RowSum};
 use super::tensor::CpuTensor;
-use super::{check_len, gemm};
+use super::{check_len, gemm, rows_per_task};
 use crate::backend::{Batch, NormSaved, ResidualNorm};
 use crate::params::Linear;
 
@@ -119,4 +121,68 @@ pub fn pooled_jvp_at(
         }
     });
     pooled
+}
+
+/// Reverse mode's counterpart at the top of the stack: the unit cotangents `e_d` of the pooled
+/// output (`d ∈ dims`, every step) through mean pooling, `y = LN(z)` and the GEMM
+/// `z = a Wᵀ + …` beneath it. Each token row of `y` receives `e_d / T`, so with `g = γ_d e_d / T`
+///
+/// ```text
+///   z̄_r = (γ_d / (T σ_p)) (e_d − 1/width − x̂_p[d] x̂_p / width)
+///   ā_r = z̄_r W = (γ_d / (T σ_p)) (W[d, :] − colmean(W) − x̂_p[d] (x̂_p W) / width)
+/// ```
+///
+/// for cotangent row `r` at primal row `p`: `ā` takes one GEMM over the primal rows (`x̂_p W`)
+/// instead of one over the cotangent rows. Returns `(z̄, ā)`.
+pub fn mean_pooled_norm_linear_vjp(
+    saved: &NormSaved<CpuTensor>,
+    gamma: &[f32],
+    layer: &Linear<CpuTensor>,
+    dims: Range<usize>,
+    batch: Batch,
+    threads: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let (inner, width, t) = (layer.in_dim, layer.out_dim, batch.tokens);
+    let primal_rows = batch.primal_rows();
+    check_len("pooled norm VJP saved x̂", saved.normalized.len(), primal_rows * width);
+    check_len("pooled norm VJP saved 1/σ", saved.inv_std.len(), primal_rows);
+    check_len("pooled norm VJP gamma", gamma.len(), width);
+    check_len("pooled norm VJP dims", dims.len(), batch.tangents);
+    check_len("pooled norm VJP last dim", dims.end.min(width), dims.end);
+    let rows = batch.tangent_rows();
+    let (mut d_sum, mut d_in) = (vec![0.0f32; rows * width], vec![0.0f32; rows * inner]);
+    if rows == 0 || width == 0 {
+        return (d_sum, d_in);
+    }
+    // x̂_p W for every primal row, and colmean(W) as the product of one more row, of 1/width.
+    let mut xhat_rows = Vec::with_capacity((primal_rows + 1) * width);
+    xhat_rows.extend_from_slice(&saved.normalized);
+    xhat_rows.resize((primal_rows + 1) * width, 1.0 / width as f32);
+    let xhat_w = gemm::linear_transposed(&xhat_rows, primal_rows + 1, layer, threads);
+    let col_mean = &xhat_w[primal_rows * inner..];
+
+    let per_task = rows_per_task(width + inner);
+    d_sum.par_chunks_mut(per_task * width).zip(d_in.par_chunks_mut(per_task * inner)).enumerate().for_each(
+        |(task, (sum_rows, in_rows))| {
+            for (i, (sum_row, in_row)) in
+                sum_rows.chunks_exact_mut(width).zip(in_rows.chunks_exact_mut(inner)).enumerate()
+            {
+                let r = task * per_task + i;
+                let (p, d) = (batch.primal_row_of(r), dims.start + (r / t) % batch.tangents);
+                let xhat = &saved.normalized[p * width..(p + 1) * width];
+                let scale = gamma[d] as f64 * saved.inv_std[p] as f64 / t as f64;
+                let xhat_d = xhat[d] as f64 / width as f64;
+                for (out, &x) in sum_row.iter_mut().zip(xhat) {
+                    *out = (scale * (-1.0 / width as f64 - xhat_d * x as f64)) as f32;
+                }
+                sum_row[d] = (scale * (1.0 - 1.0 / width as f64 - xhat_d * xhat[d] as f64)) as f32;
+                let w_d = &layer.weight[d * inner..(d + 1) * inner];
+                let xw = &xhat_w[p * inner..(p + 1) * inner];
+                for (((out, &w), &m), &u) in in_row.iter_mut().zip(w_d).zip(col_mean).zip(xw) {
+                    *out = (scale * (w as f64 - m as f64 - xhat_d * u as f64)) as f32;
+                }
+            }
+        },
+    );
+    (d_sum, d_in)
 }
