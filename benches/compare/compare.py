@@ -5,6 +5,8 @@
   (b) PyTorch forward mode, float32, torch.func.jvp + vmap over steps x token directions
   (c) `simattr explain` as a whole process (model load included): f32 tangents, f64 primal states
   (d) with --with-primal-f32: `simattr explain --primal f32`, everything in f32 as in (a) and (b)
+  (e) with --with-reverse: `simattr explain --mode reverse`, simattr's reverse mode, the same
+      work as (a) (one cotangent per output dimension) with simattr's structure
 
 and `simattr embed` (whole process) vs sentence-transformers `encode` for a batch of 32
 sentences. Timings are medians over --runs, the implementations alternating run by run.
@@ -40,6 +42,8 @@ ap.add_argument("--pairs", help='JSONL file, one {"a": ..., "b": ...} per line')
 ap.add_argument("--skip-reverse", action="store_true", help="skip (a), the slow one")
 ap.add_argument("--with-primal-f32", action="store_true",
                 help="also time (d), `simattr explain --primal f32` (f32 primal states, as (a) and (b) have)")
+ap.add_argument("--with-reverse", action="store_true",
+                help="also time (e), `simattr explain --mode reverse`, against (a)")
 ap.add_argument("--reverse-runs", type=int,
                 help="timed runs of (a) (default --runs): the first R of the --runs alternations include it")
 ap.add_argument("--reverse-chunk", type=int, default=64,
@@ -330,6 +334,25 @@ def attribution_flops(hidden, ffn, layers, t, n):
     return primal, plain_tangents - first_qkv_saved - first_attention_saved - last_ffn_out_saved, plain_tangents
 
 
+def reverse_pass_flops(hidden, ffn, layers, t, n, d_out, mean_pooling):
+    """src/net/flops.rs, reverse_attribution_flops(...).done(), line for line: what
+    `simattr explain --mode reverse` does for one text (the taped primal, x̂W and ΔWqkvᵀ, and the
+    N·D cotangents without the last layer's output GEMM under mean pooling and without the
+    attributed layer's Q/K/V GEMM)."""
+    h, f, t, n, d, lf = float(hidden), float(ffn), float(t), float(n), float(d_out), float(layers)
+    gemm_per_row = 2.0 * h * (3.0 * h + h + 2.0 * f)
+    primal_rows, cot_seqs = n * t, n * d
+    cot_rows = cot_seqs * t
+    primal = lf * (primal_rows * gemm_per_row + n * 4.0 * t * t * h)
+    plain = lf * (cot_rows * gemm_per_row + cot_seqs * 8.0 * t * t * h)
+    if layers == 0:
+        return primal
+    primal += (2.0 * primal_rows * h * f if mean_pooling else 0.0) + 2.0 * t * h * 3.0 * h
+    last_saved = cot_rows * (2.0 * h * f - 3.0 * (h + f)) if mean_pooling else 0.0
+    first_saved = cot_rows * (2.0 * 3.0 * h * h - 2.0 * 3.0 * h)
+    return primal + plain - last_saved - first_saved
+
+
 def pass_flops(hidden, ffn, layers, t, n, d_out):
     """Flops per implementation for one text. (b): the plain path of flops.rs (primal + plain
     tangents). (c): what simattr does (primal + structured tangents). (a): the primal forward with
@@ -449,6 +472,8 @@ def main():
         del impls["a"]
     if args.with_primal_f32:
         impls["d"] = "(d) simattr explain --primal f32"
+    if args.with_reverse:
+        impls["e"] = "(e) simattr explain --mode reverse"
     results = {"machine": info, "settings": dict(vars(args)), "family": family, "layer_steps": settings,
                "attn_implementation": tm.attn, "explain": [], "embed": None}
 
@@ -459,6 +484,8 @@ def main():
             "c": lambda a, b, L, n: np.array(simattr("explain", "--layer", str(L), "--steps", str(n),
                                                      a, b, tmp=tmp)["attributions"]),
             "d": lambda a, b, L, n: np.array(simattr("explain", "--primal", "f32", "--layer", str(L),
+                                                     "--steps", str(n), a, b, tmp=tmp)["attributions"]),
+            "e": lambda a, b, L, n: np.array(simattr("explain", "--mode", "reverse", "--layer", str(L),
                                                      "--steps", str(n), a, b, tmp=tmp)["attributions"]),
         }
         # Warm-up (allocator, thread pools, page cache for simattr's model load) with few steps:
@@ -475,7 +502,7 @@ def main():
                             continue
                         t, out = timed(lambda: run[key](a, b, L, steps))
                         times[key].append(t)
-                        if key in ("c", "d"):
+                        if key in ("c", "d", "e"):
                             # simattr's pass ≈ explain − embed of the same two texts: the embed
                             # process has the same start, model load, tokenization and plain forward.
                             A[key] = out
@@ -487,16 +514,19 @@ def main():
                         log(f"  pair {n_pair} L={L} N={steps} run {r + 1}/{args.runs} {impls[key]}: {t:.3f} s "
                             f"(pass {passes[key][-1]:.3f} s)")
                 ref = A["a" if "a" in A else "b"]
-                pairs_compared = (("a", "b"), ("a", "c"), ("b", "c"), ("a", "d"), ("b", "d"), ("c", "d"))
+                pairs_compared = (("a", "b"), ("a", "c"), ("b", "c"), ("a", "d"), ("b", "d"), ("c", "d"),
+                                  ("a", "e"), ("c", "e"))
                 errs = {f"{x}-{y}": rel(A[x], A[y], ref) for x, y in pairs_compared if x in A and y in A}
                 for name, e in errs.items():
-                    if e > 1e-4 and ("c" in name or "d" in name):
+                    if e > 1e-4 and any(k in name for k in "cde"):
                         log(f"WARNING: max|ΔA|/max|A| {name} = {e:.1e} > 1e-4 (f32 should agree to ~1e-6)")
                 flops = {k: 0.0 for k in ("a", "b", "c")}
                 for t_len in ref.shape:
                     for k, v in pass_flops(tm.hidden, tm.inter, num_layers - L, t_len, steps, tm.hidden).items():
                         flops[k] += v
                 flops["d"] = flops["c"]  # the same arithmetic, its primal part in f32
+                flops["e"] = sum(reverse_pass_flops(tm.hidden, tm.inter, num_layers - L, t_len, steps,
+                                                    tm.hidden, tm.pooling == "mean") for t_len in ref.shape)
                 rates = {k: flops[k] / statistics.median(passes[k]) / 1e9 for k in impls}
                 if "c" in impls:
                     rates["c_plain_equivalent"] = flops["b"] / statistics.median(passes["c"]) / 1e9
@@ -553,6 +583,8 @@ def report(res, impls):
         for key, name in impls.items():
             s = ex["times"][key]
             ratio = "1" if key == "c" else f"({key})/(c) = {s['median'] / c:.1f}×"
+            if key == "e" and "a" in ex["times"]:
+                ratio += f"; (a)/(e) = {ex['times']['a']['median'] / s['median']:.2f}×, pass {ex['pass_times']['a']['median'] / ex['pass_times']['e']['median']:.2f}×"
             errs = ", ".join(f"{k}: {v:.1e}" for k, v in ex["max_rel_diff"].items() if k.endswith(key))
             rate = ex["gflop_per_s"][key]
             rate_s = f"{rate:.0f}" + (f" (plain-equiv. {ex['gflop_per_s']['c_plain_equivalent']:.0f})"

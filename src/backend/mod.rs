@@ -372,6 +372,22 @@ pub trait Backend: Sync {
         Ok((y, dy))
     }
 
+    /// The VJP of a LayerNorm whose output feeds two branches (the post-LN layer's norm feeds
+    /// the next block and its residual): `LNᵀ(dy + d_residual)`, the cotangents of both branches
+    /// summed. The adjoint of `bias_residual_norm_jvp`'s tangent half; a fast backend sums them
+    /// as it reads them.
+    fn residual_norm_vjp(
+        &self,
+        saved: &NormSaved<Self::Tensor>,
+        norm: &Norm<Self::Tensor>,
+        dy: &Self::Tensor,
+        d_residual: &Self::Tensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<Self::Tensor> {
+        self.layer_norm_vjp(saved, norm, &self.add(dy, d_residual)?, batch, width)
+    }
+
     /// `gelu(z + bias)` over `rows` rows of `width`.
     fn bias_gelu(&self, z: &Self::Tensor, rows: usize, bias: &Self::Tensor) -> Result<Self::Tensor> {
         self.gelu(&self.add_bias(z, rows, bias)?)

@@ -285,10 +285,11 @@ pub fn layer_vjp_split<B: Backend>(
     };
     let d_pre = b.gelu_vjp(&tape.pre_activation, &d_act, batch, shape.ffn)?;
     drop(d_act);
-    let d_h1 = b.add(&d_sum2, &b.matmul_vjp(&d_pre, rows, &params.ffn_in)?)?;
-    drop((d_sum2, d_pre));
-    let d_sum1 = b.layer_norm_vjp(&tape.attention_norm, &params.attention_norm, &d_h1, batch, width)?;
-    drop(d_h1);
+    let d_ffn_in = b.matmul_vjp(&d_pre, rows, &params.ffn_in)?;
+    drop(d_pre);
+    // h1 feeds the FFN and the residual: h̄1 = p̄ W1 + s̄2, summed inside the norm's VJP.
+    let d_sum1 = b.residual_norm_vjp(&tape.attention_norm, &params.attention_norm, &d_ffn_in, &d_sum2, batch, width)?;
+    drop((d_sum2, d_ffn_in));
     let d_ctx = b.matmul_vjp(&d_sum1, rows, &params.attention_out)?;
     let d_qkv = b.attention_vjp(&tape.qkv, &tape.attention, &d_ctx, batch, shape.heads)?;
     Ok(SplitCotangents { residual: d_sum1, qkv: d_qkv })

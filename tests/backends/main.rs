@@ -78,6 +78,16 @@ macro_rules! reverse_real_tests {
         fn minilm_attributions_match_pytorch_in_reverse_mode_at_layer_5() {
             crate::real_model::attributions_in_reverse_at(&default(), 5)
         }
+
+        #[test]
+        fn minilm_reverse_mode_equals_forward_mode_on_every_golden_text_and_layer() {
+            crate::real_model::minilm_reverse_equals_forward(&default())
+        }
+
+        #[test]
+        fn mpnet_reverse_mode_equals_forward_mode_on_every_golden_text_and_layer() {
+            crate::real_model::mpnet_reverse_equals_forward(&default())
+        }
     };
 }
 

@@ -91,6 +91,25 @@ pub fn layer_norm_vjp<B: Backend>(b: &B) {
         let [jvp_u, vjp_v] = both(b, &x, &host, &u, &v, batch);
         let [_, want] = both(&o, &x, &host, &u, &v, batch);
         check(&format!("layer_norm_vjp width {width}"), (&jvp_u, &v), (&u, &vjp_v), &want);
+
+        // The fused form: the cotangents of two branches, summed as the norm's VJP reads them.
+        let w = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+        let v_plus_w: Vec<f32> = v.iter().zip(&w).map(|(a, b)| a + b).collect();
+        fn residual<E: Backend>(
+            e: &E,
+            x: &[f32],
+            host: &Norm<Vec<f32>>,
+            batch: Batch,
+            dy: &[f32],
+            d_res: &[f32],
+        ) -> Vec<f64> {
+            let width = host.gamma.len();
+            let norm = host.try_map(width, &mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+            let (_, saved) = e.layer_norm(&up(e, x), batch.primal_rows(), width, &norm, 1e-12).unwrap();
+            down(e, &e.residual_norm_vjp(&saved, &norm, &up(e, dy), &up(e, d_res), batch, width).unwrap())
+        }
+        let (got, want) = (residual(b, &x, &host, batch, &v, &w), residual(&o, &x, &host, batch, &v, &w));
+        check(&format!("residual_norm_vjp width {width}"), (&jvp_u, &v_plus_w), (&u, &got), &want);
     }
 }
 
@@ -201,7 +220,7 @@ pub fn mean_pooled_norm_linear_vjp<B: Backend>(b: &B) {
                 (rng.vec_f32(batch.tangent_rows() * inner, 1.0), rng.vec_f32(batch.tangent_rows() * width, 1.0));
             let v = simattr::backend::unit_rows(batch.steps, dims.clone(), width);
             // [(pooled JVP of u_sum, pooled JVP of u_in), (z̄, ā)] on one backend.
-            let run = |e: &dyn Fn(&[&[f32]; 4]) -> [Vec<f64>; 4]| e(&[&x, &residual, &u_in, &u_sum]);
+            let host: [&[f32]; 4] = [&x, &residual, &u_in, &u_sum];
             fn both<E: Backend>(
                 e: &E,
                 host: &[&[f32]; 4],
@@ -226,8 +245,8 @@ pub fn mean_pooled_norm_linear_vjp<B: Backend>(b: &B) {
                 let (d_sum, d_in) = e.mean_pooled_norm_linear_vjp(&saved, &norm, &layer, dims, batch).unwrap();
                 [pooled(&zero_in, &u_sum), pooled(&u_in, &zero_sum), down(e, &d_sum), down(e, &d_in)]
             }
-            let [jvp_sum, jvp_in, d_sum, d_in] = run(&|h| both(b, h, &layer, &norm, dims.clone(), batch));
-            let [_, _, want_sum, want_in] = run(&|h| both(&o, h, &layer, &norm, dims.clone(), batch));
+            let [jvp_sum, jvp_in, d_sum, d_in] = both(b, &host, &layer, &norm, dims.clone(), batch);
+            let [_, _, want_sum, want_in] = both(&o, &host, &layer, &norm, dims.clone(), batch);
             let what = format!("mean_pooled_norm_linear_vjp {width}×{inner}, dims {dims:?}, {tokens} tokens");
             check(&format!("{what}, z̄"), (&jvp_sum, &v), (&u_sum, &d_sum), &want_sum);
             check(&format!("{what}, ā"), (&jvp_in, &v), (&u_in, &d_in), &want_in);

@@ -245,7 +245,7 @@ impl Backend for CpuBackend {
         batch: Batch,
         width: usize,
     ) -> Result<CpuTensor> {
-        self.run(|| CpuTensor::F32(norm::layer_norm_vjp(saved, norm, &dy.to_f32(), batch, width)))
+        self.run(|| CpuTensor::F32(norm::layer_norm_vjp(saved, norm, &dy.to_f32(), None, batch, width)))
     }
 
     fn gelu(&self, x: &CpuTensor) -> Result<CpuTensor> {
@@ -505,6 +505,19 @@ impl Backend for CpuBackend {
                 ),
             })
         })
+    }
+
+    fn residual_norm_vjp(
+        &self,
+        saved: &NormSaved<CpuTensor>,
+        norm: &Norm<CpuTensor>,
+        dy: &CpuTensor,
+        d_residual: &CpuTensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<CpuTensor> {
+        let (dy, d_residual) = (dy.to_f32(), d_residual.to_f32());
+        self.run(|| CpuTensor::F32(norm::layer_norm_vjp(saved, norm, &dy, Some(&d_residual), batch, width)))
     }
 
     fn mean_pooled_norm_linear_vjp(

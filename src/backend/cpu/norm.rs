@@ -167,16 +167,21 @@ pub fn layer_norm_jvp<T: std::ops::Deref<Target = [f32]> + Sync>(
     dy
 }
 
-/// The adjoint of `layer_norm_jvp`: `x̄ = (g − mean g − x̂ · mean(x̂ ⊙ g)) / σ` with `g = γ ⊙ ȳ`
-/// for every cotangent row of `dy`, with `x̂` and `1/σ` of its primal row.
+/// The adjoint of `layer_norm_jvp`: `x̄ = (g − mean g − x̂ · mean(x̂ ⊙ g)) / σ` with
+/// `g = γ ⊙ ȳ` for every cotangent row of `dy` (plus the same row of `d_residual`, when given),
+/// with `x̂` and `1/σ` of its primal row.
 pub fn layer_norm_vjp<T: std::ops::Deref<Target = [f32]> + Sync>(
     saved: &NormSaved<T>,
     norm: &Norm<CpuTensor>,
     dy: &[f32],
+    d_residual: Option<&[f32]>,
     batch: Batch,
     width: usize,
 ) -> Vec<f32> {
     check_len("layer_norm cotangents", dy.len(), batch.tangent_rows() * width);
+    if let Some(d_residual) = d_residual {
+        check_len("layer_norm residual cotangents", d_residual.len(), dy.len());
+    }
     check_len("layer_norm saved x̂", saved.normalized.len(), batch.primal_rows() * width);
     check_len("layer_norm saved 1/σ", saved.inv_std.len(), batch.primal_rows());
     check_len("layer_norm gamma", norm.gamma.len(), width);
@@ -193,6 +198,13 @@ pub fn layer_norm_vjp<T: std::ops::Deref<Target = [f32]> + Sync>(
             let xhat = &saved.normalized[p * width..(p + 1) * width];
             for ((g, &d), &gamma) in g.iter_mut().zip(&dy[r * width..(r + 1) * width]).zip(norm.gamma.iter()) {
                 *g = gamma as f64 * d as f64;
+            }
+            if let Some(d_residual) = d_residual {
+                let extra = &d_residual[r * width..(r + 1) * width];
+                g.iter_mut()
+                    .zip(extra)
+                    .zip(norm.gamma.iter())
+                    .for_each(|((g, &d), &gamma)| *g += gamma as f64 * d as f64);
             }
             let mean_g = lane_sum(&g, |_, v| v) / width as f64;
             let mean_xg = lane_sum(&g, |c, v| xhat[c] as f64 * v) / width as f64;
