@@ -30,26 +30,30 @@ impl AttributionFlops {
     }
 }
 
+/// `(primal, derivatives)` of the plain path through `layers` layers for `steps` steps with
+/// `directions` tangent (or cotangent) sequences per step: per layer, the primal's GEMMs and
+/// `QKᵀ`, `PV` (2·T²·d each per head), and every derivative row through the GEMMs with the dense
+/// attention JVP or VJP (`Ṡ = Q̇Kᵀ + QK̇ᵀ`, `Ȯ = ṖV + PV̇`, or their four adjoint products:
+/// 8·T²·d per head and sequence).
+fn plain_pass(shape: LayerShape, layers: usize, tokens: usize, steps: usize, directions: usize) -> (f64, f64) {
+    let (h, f, t, n) = (shape.hidden as f64, shape.ffn as f64, tokens as f64, steps as f64);
+    // Per row: q/k/v, attention output, FFN in and out.
+    let gemm_per_row = 2.0 * h * (3.0 * h + h + 2.0 * f);
+    let sequences = n * directions as f64;
+    let primal = layers as f64 * (n * t * gemm_per_row + n * 4.0 * t * t * h);
+    let derivatives = layers as f64 * (sequences * t * gemm_per_row + sequences * 8.0 * t * t * h);
+    (primal, derivatives)
+}
+
 /// Counts the pass through `layers` encoder layers (the attributed one and those above it) for
 /// `steps` steps and all `tokens` token directions.
 pub fn attribution_flops(shape: LayerShape, layers: usize, tokens: usize, steps: usize) -> AttributionFlops {
     let (h, f, t, n) = (shape.hidden as f64, shape.ffn as f64, tokens as f64, steps as f64);
-    let layers_f = layers as f64;
-    // Per row: q/k/v, attention output, FFN in and out.
-    let gemm_per_row = 2.0 * h * (3.0 * h + h + 2.0 * f);
+    let (primal, plain_tangents) = plain_pass(shape, layers, tokens, steps, tokens);
     let (primal_rows, tangent_seqs) = (n * t, n * t);
     let tangent_rows = tangent_seqs * t;
-
-    // Primal, per layer: the GEMMs and QKᵀ, PV (2·T²·d each per head).
-    let primal = layers_f * (primal_rows * gemm_per_row + n * 4.0 * t * t * h);
     // The last layer's reduction needs x̂W once per primal row.
     let primal = if layers > 0 { primal + 2.0 * primal_rows * h * f } else { primal };
-
-    // Plain tangents, per layer: every tangent row through the GEMMs, and Ṡ = Q̇Kᵀ + QK̇ᵀ,
-    // Ȯ = ṖV + PV̇ (8·T²·d per head and tangent sequence).
-    let plain_layer = tangent_rows * gemm_per_row + tangent_seqs * 8.0 * t * t * h;
-    let plain_tangents = layers_f * plain_layer;
-
     if layers == 0 {
         return AttributionFlops { primal, tangents: 0.0, plain_tangents };
     }
@@ -80,12 +84,8 @@ pub fn reverse_attribution_flops(
     mean_pooling: bool,
 ) -> AttributionFlops {
     let (h, f, t, n, d) = (shape.hidden as f64, shape.ffn as f64, tokens as f64, steps as f64, dims as f64);
-    let layers_f = layers as f64;
-    let gemm_per_row = 2.0 * h * (3.0 * h + h + 2.0 * f);
-    let (primal_rows, cotangent_seqs) = (n * t, n * d);
-    let cotangent_rows = cotangent_seqs * t;
-    let primal = layers_f * (primal_rows * gemm_per_row + n * 4.0 * t * t * h);
-    let plain_tangents = layers_f * (cotangent_rows * gemm_per_row + cotangent_seqs * 8.0 * t * t * h);
+    let (primal, plain_tangents) = plain_pass(shape, layers, tokens, steps, dims);
+    let (primal_rows, cotangent_rows) = (n * t, n * d * t);
     if layers == 0 {
         return AttributionFlops { primal, tangents: 0.0, plain_tangents };
     }

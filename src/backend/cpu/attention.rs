@@ -150,24 +150,44 @@ pub fn attention(
 /// `Ȯ` `[steps, tangents, T, width]` for the tangents `dqkv` at the primal `qkv`, reading each
 /// step's probabilities `probs` (`[steps, heads, T, T]`).
 pub fn attention_jvp(qkv: &[f32], probs: &[f32], dqkv: &[f32], batch: Batch, heads: Heads) -> Vec<f32> {
-    let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
-    check_len("attention_jvp qkv", qkv.len(), batch.primal_rows() * 3 * w);
-    check_len("attention_jvp dqkv", dqkv.len(), batch.tangent_rows() * 3 * w);
-    check_len("attention_jvp probabilities", probs.len(), batch.steps * heads.count * t * t);
-    let scale = 1.0 / (d as f64).sqrt();
-    let mut dctx = vec![0.0f32; batch.tangent_rows() * w];
-    if dctx.is_empty() || t == 0 {
-        return dctx;
+    check_len("attention_jvp dqkv", dqkv.len(), batch.tangent_rows() * 3 * heads.width());
+    each_sequence(qkv, probs, dqkv, heads.width(), batch, heads, [sequence_jvp_by_rows, sequence_jvp_by_gemm])
+}
+
+/// One sequence's JVP or VJP: `(qkv, probs, input, output, tokens, heads, 1/√d)`.
+type SequenceKernel = fn(&[f32], &[f32], &[f32], &mut [f32], usize, Heads, f64);
+
+/// Runs `kernels` (by rows below `GEMM_TOKENS` tokens, as GEMMs from there) on every tangent
+/// or cotangent sequence of `input` (rows of `3·width` for tangents, `width` for cotangents),
+/// one thread per sequence, each at its step's primal `qkv` and `probs`. The output rows are
+/// the other width.
+fn each_sequence(
+    qkv: &[f32],
+    probs: &[f32],
+    input: &[f32],
+    output_width: usize,
+    batch: Batch,
+    heads: Heads,
+    kernels: [SequenceKernel; 2],
+) -> Vec<f32> {
+    let (t, w) = (batch.tokens, heads.width());
+    check_len("attention qkv", qkv.len(), batch.primal_rows() * 3 * w);
+    check_len("attention probabilities", probs.len(), batch.steps * heads.count * t * t);
+    let scale = 1.0 / (heads.dim as f64).sqrt();
+    let mut output = vec![0.0f32; batch.tangent_rows() * output_width];
+    if output.is_empty() || t == 0 {
+        return output;
     }
-    dctx.par_chunks_mut(t * w).enumerate().for_each(|(seq, out_seq)| {
+    let input_width = input.len() / batch.tangent_rows();
+    let kernel = if t >= GEMM_TOKENS { kernels[1] } else { kernels[0] };
+    output.par_chunks_mut(t * output_width).enumerate().for_each(|(seq, out_seq)| {
         let s = seq / batch.tangents;
         let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
-        let dqkv_seq = &dqkv[seq * t * 3 * w..(seq + 1) * t * 3 * w];
+        let input_seq = &input[seq * t * input_width..(seq + 1) * t * input_width];
         let probs_seq = &probs[s * heads.count * t * t..(s + 1) * heads.count * t * t];
-        let sequence_jvp = if t >= GEMM_TOKENS { sequence_jvp_by_gemm } else { sequence_jvp_by_rows };
-        sequence_jvp(qkv_seq, probs_seq, dqkv_seq, out_seq, t, heads, scale);
+        kernel(qkv_seq, probs_seq, input_seq, out_seq, t, heads, scale);
     });
-    dctx
+    output
 }
 
 /// The dense JVP of one tangent sequence, head by head and row by row:
@@ -321,24 +341,8 @@ pub fn attention_token_jvp(
 /// thread per cotangent sequence; row by row for short sequences, as GEMMs from
 /// `GEMM_TOKENS` tokens on, as the JVP.
 pub fn attention_vjp(qkv: &[f32], probs: &[f32], dctx: &[f32], batch: Batch, heads: Heads) -> Vec<f32> {
-    let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
-    check_len("attention_vjp qkv", qkv.len(), batch.primal_rows() * 3 * w);
-    check_len("attention_vjp context cotangents", dctx.len(), batch.tangent_rows() * w);
-    check_len("attention_vjp probabilities", probs.len(), batch.steps * heads.count * t * t);
-    let scale = 1.0 / (d as f64).sqrt();
-    let mut dqkv = vec![0.0f32; batch.tangent_rows() * 3 * w];
-    if dqkv.is_empty() || t == 0 {
-        return dqkv;
-    }
-    dqkv.par_chunks_mut(t * 3 * w).enumerate().for_each(|(seq, out_seq)| {
-        let s = seq / batch.tangents;
-        let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
-        let dctx_seq = &dctx[seq * t * w..(seq + 1) * t * w];
-        let probs_seq = &probs[s * heads.count * t * t..(s + 1) * heads.count * t * t];
-        let sequence_vjp = if t >= GEMM_TOKENS { sequence_vjp_by_gemm } else { sequence_vjp_by_rows };
-        sequence_vjp(qkv_seq, probs_seq, dctx_seq, out_seq, t, heads, scale);
-    });
-    dqkv
+    check_len("attention_vjp context cotangents", dctx.len(), batch.tangent_rows() * heads.width());
+    each_sequence(qkv, probs, dctx, 3 * heads.width(), batch, heads, [sequence_vjp_by_rows, sequence_vjp_by_gemm])
 }
 
 /// The VJP of one cotangent sequence, head by head and row by row: `P̄_i`, `S̄_i`, then row
