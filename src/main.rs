@@ -1,4 +1,4 @@
-//! The `simattr` command line: embed, similarity, explain.
+//! The `simattr` command line: embed, similarity, explain, convergence.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use simattr::attribution::{explain_pair, feature_pairs, Mode, Quadrature, Similarity, TextOptions};
+use simattr::attribution::{convergence, explain_pair, feature_pairs, Mode, Quadrature, Rule, Similarity, TextOptions};
 use simattr::backend::cpu::CpuBackend;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Precision};
@@ -79,9 +79,13 @@ enum Command {
         /// Layer whose input is attributed (0 = embedding output).
         #[arg(long, default_value_t = 0)]
         layer: usize,
-        /// Quadrature steps (right Riemann rule, as xsbert; at most 100000).
+        /// Model evaluations per text, for every rule (at most 100000; gauss-legendre 1000).
         #[arg(long, default_value_t = 50)]
         steps: usize,
+        /// Quadrature rule: riemann-right (as xsbert), trapezoid (N − 1 intervals) or
+        /// gauss-legendre.
+        #[arg(long, default_value = "riemann-right", value_name = "RULE")]
+        rule: String,
         /// cos or dot.
         #[arg(long, default_value = "cos")]
         similarity: String,
@@ -111,6 +115,56 @@ enum Command {
         a: String,
         b: String,
     },
+    /// How fast each quadrature rule converges on A and B: the completeness error and each
+    /// text's identity error against the number of steps, and how long each took.
+    Convergence {
+        #[command(flatten)]
+        model: ModelArg,
+        /// Layer whose input is attributed (0 = embedding output).
+        #[arg(long, default_value_t = 0)]
+        layer: usize,
+        /// Comma-separated rules.
+        #[arg(long, default_value = "riemann-right,trapezoid,gauss-legendre", value_name = "RULES")]
+        rules: String,
+        /// Comma-separated step counts (model evaluations per text).
+        #[arg(long, default_value = "5,10,20,50,100", value_name = "N,…")]
+        steps: String,
+        /// cos or dot.
+        #[arg(long, default_value = "cos")]
+        similarity: String,
+        /// forward, reverse or auto, as for explain.
+        #[arg(long, default_value = "auto", value_name = "forward|reverse|auto")]
+        mode: String,
+        /// Also write the table as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        a: String,
+        b: String,
+    },
+}
+
+/// `--rules` and `--steps` of `convergence`: comma-separated, none empty or repeated.
+fn parse_list<T: std::str::FromStr + PartialEq>(flag: &str, list: &str) -> anyhow::Result<Vec<T>> {
+    let mut items = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let value = item.parse::<T>().map_err(|_| anyhow::anyhow!("{flag}: `{item}` is not valid in `{list}`"))?;
+        if items.contains(&value) {
+            anyhow::bail!("{flag}: `{item}` is listed twice");
+        }
+        items.push(value);
+    }
+    Ok(items)
+}
+
+/// A progress bar on stderr for long work.
+fn progress_bar(message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(message);
+    bar
 }
 
 fn main() -> ExitCode {
@@ -209,6 +263,7 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             model,
             layer,
             steps,
+            rule,
             similarity,
             json: json_path,
             png,
@@ -221,7 +276,7 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
         } => {
             let similarity: Similarity = similarity.parse()?;
             let mut mode: Mode = mode.parse()?;
-            let quadrature = Quadrature::riemann_right(steps)?;
+            let quadrature = Quadrature::new(rule.parse::<Rule>()?, steps)?;
             for path in json_path.iter().chain(png.iter()).chain(jacobians.iter()).chain(feature_pairs_path.iter()) {
                 files::check_writable(path)?;
             }
@@ -251,12 +306,7 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
                 }
             }
             let options = TextOptions { mode, keep_jacobian, ..TextOptions::new(layer, quadrature) };
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% ({elapsed}, eta {eta})")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.set_message("integrating");
+            let bar = progress_bar("integrating");
             let explanation = explain_pair(&encoder, &model.tokenizer, &a, &b, &options, similarity, &bar);
             bar.finish_and_clear();
             let explanation = explanation?;
@@ -273,10 +323,11 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             if let Some(path) = &png {
                 let p = &explanation.pair;
                 let title = format!(
-                    "{} {} layer {} steps {}: score {:.4}, sum A {:.4}",
+                    "{} {} layer {} {} steps {}: score {:.4}, sum A {:.4}",
                     model.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
                     p.similarity.name(),
                     layer,
+                    quadrature.name(),
                     steps,
                     p.score,
                     p.attribution_sum
@@ -310,6 +361,29 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
                 eprintln!("wrote {}", path.display());
             }
             leave_to_exit((encoder, model, explanation));
+        }
+        Command::Convergence { model, layer, rules, steps, similarity, mode, json: json_path, a, b } => {
+            let similarity: Similarity = similarity.parse()?;
+            let mode: Mode = mode.parse()?;
+            let rules: Vec<Rule> = parse_list("--rules", &rules)?;
+            let steps: Vec<usize> = parse_list("--steps", &steps)?;
+            if let Some(path) = &json_path {
+                files::check_writable(path)?;
+            }
+            let model = load_model(&model)?;
+            let encoder = Encoder::new(backend, &model)?;
+            let options = TextOptions { mode, ..TextOptions::new(layer, Quadrature::riemann_right(1)?) };
+            let bar = progress_bar("converging");
+            let rows = convergence(&encoder, &model.tokenizer, &a, &b, &rules, &steps, &options, similarity, &bar);
+            bar.finish_and_clear();
+            let rows = rows?;
+            print!("{}", summary::convergence_table(&rows));
+            if let Some(path) = &json_path {
+                let doc = json::ConvergenceJson::new(&model, &backend.name(), &a, &b, layer, similarity, mode, &rows);
+                files::write_atomic(path, &json::to_pretty_bytes(&doc))?;
+                eprintln!("wrote {}", path.display());
+            }
+            leave_to_exit((encoder, model));
         }
     }
     Ok(())

@@ -172,6 +172,20 @@ fn bad_arguments_are_named() {
     assert_mentions(&fails(&["explain", "--model", m, "", "someone plays"]), &["empty"]);
     assert_mentions(&fails(&["explain", "--model", m, "a man", "   "]), &["empty"]);
     assert_mentions(&fails(&["embed", "--model", m, ""]), &["empty"]);
+    assert_mentions(&explain_with(&model, &["--rule", "simpson"]), &["--rule", "simpson"]);
+    assert_mentions(
+        &fails(&["explain", "--model", m, "--rule", "trapezoid", "--steps", "1", "a", "b"]),
+        &["--steps", "trapezoid"],
+    );
+    let too_many = ["explain", "--model", m, "--rule", "gauss-legendre", "--steps", "1001", "a", "b"];
+    assert_mentions(&fails(&too_many), &["--steps", "1000", "gauss-legendre"]);
+    let convergence =
+        |rules: &str, steps: &str| fails(&["convergence", "--model", m, "--rules", rules, "--steps", steps, "a", "b"]);
+    assert_mentions(&convergence("riemann-right,simpson", "5"), &["--rules", "simpson"]);
+    assert_mentions(&convergence("trapezoid", "5,five"), &["--steps", "five"]);
+    assert_mentions(&convergence("trapezoid", "5,5"), &["--steps", "twice"]);
+    // Every setting is checked before the first explanation: trapezoid at 1 step fails at once.
+    assert_mentions(&convergence("riemann-right,trapezoid", "1,5"), &["--steps", "trapezoid"]);
 }
 
 #[test]
@@ -249,7 +263,10 @@ fn backend_flags_are_checked() {
     );
     assert_mentions(&explain_with(&model, &["--precision", "f8"]), &["--precision", "f8"]);
     assert_mentions(&explain_with(&model, &["--primal", "f16"]), &["--primal", "f16", "f64, f32"]);
-    assert_mentions(&explain_with(&model, &["--mode", "sideways"]), &["--mode", "sideways", "forward or reverse"]);
+    assert_mentions(
+        &explain_with(&model, &["--mode", "sideways"]),
+        &["--mode", "sideways", "forward, reverse or auto"],
+    );
     assert_mentions(&explain_with(&model, &["--backend", "cpu-ref", "--primal", "f64"]), &["--primal", "cpu-ref"]);
     assert_mentions(&explain_with(&model, &["--threads", "0"]), &["--threads"]);
     assert_mentions(&explain_with(&model, &["--max-memory", "lots"]), &["--max-memory", "lots"]);

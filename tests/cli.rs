@@ -116,10 +116,8 @@ fn reverse_mode_is_named_and_matches_pytorch() {
         (&"reverse".into(), &"reverse".into(), &"reverse".into())
     );
     let doc = explain_golden_case_with(&[], 5);
-    assert_eq!(
-        (&doc["mode"], &doc["text_a"]["mode"], &doc["text_b"]["mode"]),
-        (&"auto".into(), &"forward".into(), &"forward".into())
-    );
+    assert_eq!((&doc["mode"], &doc["mode_requested"]), (&"forward".into(), &"auto".into()));
+    assert_eq!((&doc["text_a"]["mode"], &doc["text_b"]["mode"]), (&"forward".into(), &"forward".into()));
 }
 
 /// `--mode auto` decides per text: on tiny-mpnet (D = 32, three layers from layer 0) a
@@ -142,6 +140,7 @@ fn auto_mode_takes_reverse_for_a_text_longer_than_d() {
     let tokens = auto["tokens_a"].as_array().unwrap().len();
     assert!(tokens > 40, "the long text has {tokens} tokens, not more than D = 32 by enough");
     assert_eq!((&auto["text_a"]["mode"], &auto["text_b"]["mode"]), (&"reverse".into(), &"forward".into()));
+    assert_eq!((&auto["mode"], &auto["mode_requested"]), (&"mixed".into(), &"auto".into()));
     let (got, want) = (matrix(&auto["attributions"]).concat(), matrix(&forward["attributions"]).concat());
     assert!(max_abs_diff(&got, &want) <= 1e-5 * max_abs(&want), "auto differs from forward mode");
 }
@@ -343,4 +342,39 @@ fn explain_names_architecture_and_pooling() {
         let err = max_abs_diff(&got, &want) / max_abs(&want);
         assert!(err <= 1e-5, "{fixture}: max |ΔA| / max|A| = {err:.2e}");
     }
+}
+
+/// `convergence` on the tiny model: one row per rule and step count, in the order asked; each
+/// row's errors are those `explain` reports at that rule and step count; Gauss–Legendre's error
+/// is below right Riemann's at the same cost.
+#[test]
+fn convergence_reports_what_explain_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, json_path) = (tiny_model_dir(), dir.path().join("convergence.json"));
+    let (m, j) = (model.to_str().unwrap(), json_path.to_str().unwrap());
+    let (a, b) = ("A man is playing a guitar.", "Someone plays an instrument.");
+    let args = ["convergence", "--model", m, "--layer", "2", "--rules", "riemann-right,gauss-legendre"];
+    let out = simattr(&[&args[..], &["--steps", "4,16", "--json", j, a, b]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("gauss-legendre") && stdout.contains("completeness error"), "{stdout}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let rows = doc["rows"].as_array().unwrap();
+    let settings: Vec<(&str, u64)> =
+        rows.iter().map(|r| (r["rule"].as_str().unwrap(), r["steps"].as_u64().unwrap())).collect();
+    assert_eq!(settings, [("riemann-right", 4), ("riemann-right", 16), ("gauss-legendre", 4), ("gauss-legendre", 16)]);
+    for (row, rule, steps) in [(&rows[3], "gauss-legendre", "16"), (&rows[0], "riemann-right", "4")] {
+        let explain_json = dir.path().join(format!("{rule}.json"));
+        let args = ["explain", "--model", m, "--layer", "2", "--rule", rule, "--steps", steps];
+        let out = simattr(&[&args[..], &["--json", explain_json.to_str().unwrap(), a, b]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let e: Value = serde_json::from_str(&std::fs::read_to_string(&explain_json).unwrap()).unwrap();
+        assert_eq!(e["quadrature"], rule);
+        let (got, want) = (row["completeness_error"].as_f64().unwrap(), e["completeness_error"].as_f64().unwrap());
+        assert!((got - want).abs() <= 1e-12 * want.abs().max(1e-300), "{rule} {steps}: {got} vs explain's {want}");
+        let identity = e["text_a"]["relative_identity_error"].as_f64().unwrap();
+        assert!((row["relative_identity_error_a"].as_f64().unwrap() - identity).abs() <= 1e-12 * identity);
+    }
+    let error = |row: &Value| row["completeness_error"].as_f64().unwrap();
+    assert!(error(&rows[3]) < error(&rows[1]) && error(&rows[2]) < error(&rows[0]), "{rows:?}");
 }

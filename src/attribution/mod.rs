@@ -1,12 +1,14 @@
 //! Integrated-Jacobian attributions (Moeller, Nikolaev, Padó 2023/2024): per-text projections
 //! `P` (forward or reverse mode), combined per pair into `A = P_aᵀ P_b`.
 
+pub mod convergence;
 pub mod pair;
 pub mod quadrature;
 pub mod text;
 
+pub use convergence::{convergence, ConvergenceRow};
 pub use pair::{feature_pairs, PairAttribution, ReferenceTerms, Similarity};
-pub use quadrature::Quadrature;
+pub use quadrature::{Quadrature, Rule};
 pub use text::{attribute_text, reference_ids, Jacobian, Mode, TextAttribution, TextOptions};
 
 use crate::backend::Backend;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::attribution::{Explanation, TextAttribution};
+use crate::attribution::{ConvergenceRow, Explanation, Mode, Similarity, TextAttribution};
 use crate::model::SentenceModel;
 
 #[derive(Serialize)]
@@ -55,8 +55,11 @@ pub struct ExplainJson {
     pub layer: usize,
     pub steps: usize,
     pub quadrature: &'static str,
-    /// The `--mode` asked for: forward, reverse or auto.
+    /// How `P` was computed: forward (token tangents) or reverse (output cotangents) mode, or
+    /// `mixed` when `--mode auto` chose differently for the two texts (see `text_a.mode`).
     pub mode: &'static str,
+    /// The `--mode` asked for: forward, reverse or auto.
+    pub mode_requested: &'static str,
     pub similarity: &'static str,
     pub text_a: TextReportJson,
     pub text_b: TextReportJson,
@@ -97,7 +100,8 @@ impl ExplainJson {
             layer: e.layer,
             steps: e.quadrature.steps(),
             quadrature: e.quadrature.name(),
-            mode: e.mode.name(),
+            mode: if e.a.mode == e.b.mode { e.a.mode.name() } else { "mixed" },
+            mode_requested: e.mode.name(),
             similarity: p.similarity.name(),
             text_a: text_report(text_a, &e.a),
             text_b: text_report(text_b, &e.b),
@@ -120,6 +124,73 @@ pub struct EmbedJson {
     /// One vector per input text, in order.
     pub embeddings: Vec<Vec<f64>>,
     pub texts: Vec<EmbeddingEntryJson>,
+}
+
+/// What `convergence --json` writes: the settings and one row per rule and step count.
+#[derive(Serialize)]
+pub struct ConvergenceJson {
+    pub model: String,
+    pub architecture: &'static str,
+    pub backend: String,
+    pub text_a: String,
+    pub text_b: String,
+    pub layer: usize,
+    pub similarity: &'static str,
+    pub mode: &'static str,
+    pub rows: Vec<ConvergenceRowJson>,
+}
+
+#[derive(Serialize)]
+pub struct ConvergenceRowJson {
+    pub rule: &'static str,
+    pub steps: usize,
+    pub completeness_error: f64,
+    pub relative_completeness_error: f64,
+    pub relative_identity_error_a: f64,
+    pub relative_identity_error_b: f64,
+    pub attribution_sum: f64,
+    pub attributable: f64,
+    pub seconds: f64,
+}
+
+impl ConvergenceJson {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        model: &SentenceModel,
+        backend: &str,
+        text_a: &str,
+        text_b: &str,
+        layer: usize,
+        similarity: Similarity,
+        mode: Mode,
+        rows: &[ConvergenceRow],
+    ) -> Self {
+        let rows = rows
+            .iter()
+            .map(|r| ConvergenceRowJson {
+                rule: r.rule.name(),
+                steps: r.steps,
+                completeness_error: r.completeness_error,
+                relative_completeness_error: r.relative_completeness_error,
+                relative_identity_error_a: r.relative_identity_errors[0],
+                relative_identity_error_b: r.relative_identity_errors[1],
+                attribution_sum: r.attribution_sum,
+                attributable: r.attributable,
+                seconds: r.seconds,
+            })
+            .collect();
+        ConvergenceJson {
+            model: model.path.display().to_string(),
+            architecture: model.config.architecture.name(),
+            backend: backend.to_string(),
+            text_a: text_a.to_string(),
+            text_b: text_b.to_string(),
+            layer,
+            similarity: similarity.name(),
+            mode: mode.name(),
+            rows,
+        }
+    }
 }
 
 pub fn to_pretty_bytes<T: Serialize>(value: &T) -> Vec<u8> {

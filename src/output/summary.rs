@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::attribution::Explanation;
+use crate::attribution::{ConvergenceRow, Explanation};
 
 pub fn explanation_summary(e: &Explanation, top: usize) -> String {
     let p = &e.pair;
@@ -40,5 +40,29 @@ pub fn explanation_summary(e: &Explanation, top: usize) -> String {
         e.b.identity_error(),
         100.0 * e.b.relative_identity_error()
     );
+    s
+}
+
+/// The table `convergence` prints: one line per rule and step count.
+pub fn convergence_table(rows: &[ConvergenceRow]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<15} {:>6}  {:>18}  {:>10}  {:>14}  {:>14}  {:>9}",
+        "rule", "steps", "completeness error", "(relative)", "identity a rel", "identity b rel", "seconds"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<15} {:>6}  {:>18.3e}  {:>10.2e}  {:>14.2e}  {:>14.2e}  {:>9.3}",
+            r.rule.name(),
+            r.steps,
+            r.completeness_error,
+            r.relative_completeness_error,
+            r.relative_identity_errors[0],
+            r.relative_identity_errors[1],
+            r.seconds
+        );
+    }
     s
 }
