@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use simattr::attribution::{convergence, explain_pair, feature_pairs, Mode, Quadrature, Rule, Similarity, TextOptions};
+use simattr::attribution::{
+    convergence, explain_pair, feature_pairs, Method, Mode, Quadrature, Rule, Similarity, TextOptions,
+};
 use simattr::backend::cpu::CpuBackend;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Precision};
@@ -86,6 +88,10 @@ enum Command {
         /// gauss-legendre.
         #[arg(long, default_value = "riemann-right", value_name = "RULE")]
         rule: String,
+        /// integrated-jacobians (the method), or decomposition: xsbert's baseline, the output
+        /// token states' dot products over T_a·T_b (mean pooling; no layer, steps or mode).
+        #[arg(long, default_value = "integrated-jacobians", value_name = "METHOD")]
+        method: String,
         /// cos or dot.
         #[arg(long, default_value = "cos")]
         similarity: String,
@@ -264,6 +270,7 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             layer,
             steps,
             rule,
+            method,
             similarity,
             json: json_path,
             png,
@@ -277,12 +284,16 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             let similarity: Similarity = similarity.parse()?;
             let mut mode: Mode = mode.parse()?;
             let quadrature = Quadrature::new(rule.parse::<Rule>()?, steps)?;
+            let method: Method = method.parse()?;
             for path in json_path.iter().chain(png.iter()).chain(jacobians.iter()).chain(feature_pairs_path.iter()) {
                 files::check_writable(path)?;
             }
             let model = load_model(&model)?;
             let encoder = Encoder::new(backend, &model)?;
             let keep_jacobian = jacobians.is_some() || feature_pairs_path.is_some();
+            if keep_jacobian && method == Method::Decomposition {
+                anyhow::bail!("--jacobians/--feature-pairs: the decomposition baseline takes no Jacobian");
+            }
             if keep_jacobian {
                 let (h, ta, tb) =
                     (encoder.hidden(), model.tokenizer.encode(&a)?.ids.len(), model.tokenizer.encode(&b)?.ids.len());
@@ -305,7 +316,7 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
                     mode = Mode::Reverse;
                 }
             }
-            let options = TextOptions { mode, keep_jacobian, ..TextOptions::new(layer, quadrature) };
+            let options = TextOptions { mode, method, keep_jacobian, ..TextOptions::new(layer, quadrature) };
             let bar = progress_bar("integrating");
             let explanation = explain_pair(&encoder, &model.tokenizer, &a, &b, &options, similarity, &bar);
             bar.finish_and_clear();
@@ -322,13 +333,14 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             }
             if let Some(path) = &png {
                 let p = &explanation.pair;
+                let name = model.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                let setting = match method {
+                    Method::IntegratedJacobians => format!("layer {layer} {} steps {steps}", quadrature.name()),
+                    Method::Decomposition => "decomposition".to_string(),
+                };
                 let title = format!(
-                    "{} {} layer {} {} steps {}: score {:.4}, sum A {:.4}",
-                    model.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                    "{name} {} {setting}: score {:.4}, sum A {:.4}",
                     p.similarity.name(),
-                    layer,
-                    quadrature.name(),
-                    steps,
                     p.score,
                     p.attribution_sum
                 );

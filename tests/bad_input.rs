@@ -173,6 +173,14 @@ fn bad_arguments_are_named() {
     assert_mentions(&fails(&["explain", "--model", m, "a man", "   "]), &["empty"]);
     assert_mentions(&fails(&["embed", "--model", m, ""]), &["empty"]);
     assert_mentions(&explain_with(&model, &["--rule", "simpson"]), &["--rule", "simpson"]);
+    assert_mentions(&explain_with(&model, &["--method", "shap"]), &["--method", "shap"]);
+    let cls = common::fixture_dir("tiny-bert-cls");
+    assert_mentions(&explain_with(&cls, &["--method", "decomposition"]), &["--method", "mean", "cls"]);
+    let dir = tempfile::tempdir().unwrap();
+    let jacobians = dir.path().join("j.safetensors");
+    let stderr = explain_with(&model, &["--method", "decomposition", "--jacobians", jacobians.to_str().unwrap()]);
+    assert_mentions(&stderr, &["--jacobians", "decomposition"]);
+    assert!(!jacobians.exists(), "nothing is written");
     assert_mentions(
         &fails(&["explain", "--model", m, "--rule", "trapezoid", "--steps", "1", "a", "b"]),
         &["--steps", "trapezoid"],

@@ -2,6 +2,7 @@
 //! `P` (forward or reverse mode), combined per pair into `A = P_aᵀ P_b`.
 
 pub mod convergence;
+pub mod decomposition;
 pub mod pair;
 pub mod quadrature;
 pub mod text;
@@ -9,7 +10,7 @@ pub mod text;
 pub use convergence::{convergence, ConvergenceRow};
 pub use pair::{feature_pairs, PairAttribution, ReferenceTerms, Similarity};
 pub use quadrature::{Quadrature, Rule};
-pub use text::{attribute_text, reference_ids, Jacobian, Mode, TextAttribution, TextOptions};
+pub use text::{attribute_text, reference_ids, Jacobian, Method, Mode, TextAttribution, TextOptions};
 
 use crate::backend::Backend;
 use crate::error::Result;
@@ -47,6 +48,7 @@ pub struct Explanation {
     pub layer: usize,
     pub quadrature: Quadrature,
     pub mode: Mode,
+    pub method: Method,
 }
 
 /// Explains why `text_a` and `text_b` are similar: both `P`s, then `A`.
@@ -62,8 +64,19 @@ pub fn explain_pair<B: Backend>(
     // Both texts are checked before either is integrated, so bad input fails at once.
     encoder.check_layer(options.layer)?;
     let (tokens_a, tokens_b) = (tokenizer.encode(text_a)?, tokenizer.encode(text_b)?);
-    let a = attribute_text(encoder, tokenizer, tokens_a, options, progress)?;
-    let b = attribute_text(encoder, tokenizer, tokens_b, options, progress)?;
+    let attribute = |tokens| match options.method {
+        Method::IntegratedJacobians => attribute_text(encoder, tokenizer, tokens, options, progress),
+        Method::Decomposition => decomposition::decompose_text(encoder, tokenizer, tokens),
+    };
+    let (a, b) = (attribute(tokens_a)?, attribute(tokens_b)?);
     let pair = PairAttribution::combine(&a, &b, similarity);
-    Ok(Explanation { a, b, pair, layer: options.layer, quadrature: options.quadrature, mode: options.mode })
+    Ok(Explanation {
+        a,
+        b,
+        pair,
+        layer: options.layer,
+        quadrature: options.quadrature,
+        mode: options.mode,
+        method: options.method,
+    })
 }

@@ -45,6 +45,36 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// What `A` is made from: the integrated Jacobians (the method), or xsbert's decomposition of
+/// the mean-pooled dot product into token pairs (the baseline, `decomposition.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    IntegratedJacobians,
+    Decomposition,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::IntegratedJacobians => "integrated-jacobians",
+            Method::Decomposition => "decomposition",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "integrated-jacobians" => Ok(Method::IntegratedJacobians),
+            "decomposition" => Ok(Method::Decomposition),
+            other => {
+                Err(Error::argument("--method", format!("`{other}` (expected integrated-jacobians or decomposition)")))
+            }
+        }
+    }
+}
+
 /// How one text is attributed.
 #[derive(Debug, Clone, Copy)]
 pub struct TextOptions {
@@ -55,6 +85,9 @@ pub struct TextOptions {
     /// the backend's memory budget allows; tests use it to force many small passes.
     pub max_rows_per_pass: Option<usize>,
     pub mode: Mode,
+    /// Integrated Jacobians, or the decomposition baseline (which ignores the layer, the
+    /// quadrature and the mode).
+    pub method: Method,
     /// Also keep the integrated Jacobian `J = Σ_k w_k ∂e(h_r + α_k Δ)/∂h` (`[D, T, H]`) and `Δ`
     /// on the host. Reverse mode yields `J` row by row; forward mode cannot, so this needs
     /// `mode` reverse.
@@ -63,7 +96,14 @@ pub struct TextOptions {
 
 impl TextOptions {
     pub fn new(layer: usize, quadrature: Quadrature) -> Self {
-        TextOptions { layer, quadrature, max_rows_per_pass: None, mode: Mode::Forward, keep_jacobian: false }
+        TextOptions {
+            layer,
+            quadrature,
+            max_rows_per_pass: None,
+            mode: Mode::Forward,
+            method: Method::IntegratedJacobians,
+            keep_jacobian: false,
+        }
     }
 }
 
@@ -106,8 +146,9 @@ pub struct TextAttribution {
     pub embedding: Vec<f64>,
     /// `e(r)` of the reference input.
     pub reference_embedding: Vec<f64>,
-    /// The mode that computed `P` (forward or reverse; `Auto` resolved for this text).
-    pub mode: Mode,
+    /// The mode that computed `P` (forward or reverse; `Auto` resolved for this text); `None`
+    /// for the decomposition baseline, which takes no derivative.
+    pub mode: Option<Mode>,
     /// With `TextOptions::keep_jacobian`: the integrated Jacobian `J`, `[D, T, H]` row-major
     /// (`P[d, i] = Σ_h J[d, i, h] Δ[i, h]`), and `Δ = h(x) − h(r)`, `[T, H]`.
     pub jacobian: Option<Jacobian>,
@@ -285,7 +326,16 @@ pub fn attribute_text<B: Backend>(
         Some(values) => Some(Jacobian { values, delta: b.download(&delta)?, width: h }),
         None => None,
     };
-    Ok(TextAttribution { tokenized, reference_ids, dim: h, projection, embedding, reference_embedding, mode, jacobian })
+    Ok(TextAttribution {
+        tokenized,
+        reference_ids,
+        dim: h,
+        projection,
+        embedding,
+        reference_embedding,
+        mode: Some(mode),
+        jacobian,
+    })
 }
 
 /// `jacobian[first_dim + c, i, h] += weights[k] · cotangents[k, c, i, h]` (`jacobian` is

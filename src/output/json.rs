@@ -29,7 +29,7 @@ pub struct TextReportJson {
     /// Token count before truncation to `max_seq_length`, if the text was cut.
     pub truncated_from: Option<usize>,
     /// How this text's `P` was computed: forward (token tangents) or reverse (output
-    /// cotangents) mode, `--mode auto` resolved.
+    /// cotangents) mode, `--mode auto` resolved; `none` for the decomposition.
     pub mode: &'static str,
 }
 
@@ -60,6 +60,9 @@ pub struct ExplainJson {
     pub mode: &'static str,
     /// The `--mode` asked for: forward, reverse or auto.
     pub mode_requested: &'static str,
+    /// `integrated-jacobians`, or `decomposition` (the baseline: no derivative, so `mode` is
+    /// `none` and the layer, steps and quadrature are not used).
+    pub method: &'static str,
     pub similarity: &'static str,
     pub text_a: TextReportJson,
     pub text_b: TextReportJson,
@@ -73,7 +76,7 @@ fn text_report(text: &str, t: &TextAttribution) -> TextReportJson {
         identity_error: t.identity_error(),
         relative_identity_error: t.relative_identity_error(),
         truncated_from: t.tokenized.truncated_from,
-        mode: t.mode.name(),
+        mode: t.mode.map_or("none", Mode::name),
     }
 }
 
@@ -100,7 +103,12 @@ impl ExplainJson {
             layer: e.layer,
             steps: e.quadrature.steps(),
             quadrature: e.quadrature.name(),
-            mode: if e.a.mode == e.b.mode { e.a.mode.name() } else { "mixed" },
+            mode: match (e.a.mode, e.b.mode) {
+                (Some(a), Some(b)) if a == b => a.name(),
+                (Some(_), Some(_)) => "mixed",
+                _ => "none",
+            },
+            method: e.method.name(),
             mode_requested: e.mode.name(),
             similarity: p.similarity.name(),
             text_a: text_report(text_a, &e.a),

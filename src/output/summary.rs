@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::attribution::{ConvergenceRow, Explanation};
+use crate::attribution::{ConvergenceRow, Explanation, Method};
 
 pub fn explanation_summary(e: &Explanation, top: usize) -> String {
     let p = &e.pair;
@@ -10,14 +10,19 @@ pub fn explanation_summary(e: &Explanation, top: usize) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "tokens a ({}): {}", ta.len(), ta.join(" "));
     let _ = writeln!(s, "tokens b ({}): {}", tb.len(), tb.join(" "));
-    let _ = writeln!(
-        s,
-        "layer {}, {} steps ({}), similarity {}",
-        e.layer,
-        e.quadrature.steps(),
-        e.quadrature.name(),
-        p.similarity.name()
-    );
+    let _ = match e.method {
+        Method::IntegratedJacobians => writeln!(
+            s,
+            "layer {}, {} steps ({}), similarity {}",
+            e.layer,
+            e.quadrature.steps(),
+            e.quadrature.name(),
+            p.similarity.name()
+        ),
+        Method::Decomposition => {
+            writeln!(s, "decomposition (output token states, the baseline), similarity {}", p.similarity.name())
+        }
+    };
     let _ = writeln!(s, "\nstrongest token pairs:");
     for (i, j, v) in p.strongest_pairs(top) {
         let _ = writeln!(s, "  {:>+10.5}  {:>16} ↔ {}", v, ta[i], tb[j]);

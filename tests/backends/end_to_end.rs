@@ -2,8 +2,9 @@
 //! PyTorch goldens, completeness and its rate of convergence, and results that do not depend
 //! on threads or on how the work is split.
 
-use simattr::attribution::{attribute_text, explain_pair, Mode, Quadrature, Rule, Similarity, TextOptions};
+use simattr::attribution::{attribute_text, explain_pair, Method, Mode, Quadrature, Rule, Similarity, TextOptions};
 use simattr::backend::{Backend, BackendSettings};
+use simattr::embed::embed_text;
 use simattr::model::SentenceModel;
 use simattr::net::pooling::pool_jvp;
 use simattr::net::Encoder;
@@ -118,6 +119,47 @@ pub fn better_rules_converge_faster<B: Backend>(b: &B) {
                 "{label}: trapezoid 5 → 20 steps: {trapezoid_5:e} → {trapezoid_20:e}"
             );
         }
+    }
+}
+
+/// The decomposition baseline (xsbert's `explain_by_decomposition`) has no reference terms and
+/// adds up to the score exactly; entry `ij` is the output token states' dot product over
+/// `T_a·T_b`, scaled by `1/(|e(a)||e(b)|)` for cos, and the texts' embeddings are the model's.
+pub fn decomposition_adds_up_to_the_score<B: Backend>(b: &B) {
+    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+    let encoder = Encoder::new(b, &model).unwrap();
+    let (a, text_b) = ("A man is playing a guitar.", "Someone plays an instrument.");
+    let options =
+        TextOptions { method: Method::Decomposition, ..TextOptions::new(0, Quadrature::riemann_right(1).unwrap()) };
+    let states = |text: &str| {
+        let ids = model.tokenizer.encode(text).unwrap().ids;
+        let x = encoder.states_at(&ids, 1, 0).unwrap();
+        b.download(&encoder.forward_layers(x, 0, encoder.num_layers(), 1, ids.len()).unwrap()).unwrap()
+    };
+    let (ya, yb, h) = (states(a), states(text_b), encoder.hidden());
+    let (ta, tb) = (ya.len() / h, yb.len() / h);
+    for similarity in [Similarity::Dot, Similarity::Cos] {
+        let e = explain_pair(&encoder, &model.tokenizer, a, text_b, &options, similarity, &()).unwrap();
+        let r = e.pair.reference_terms;
+        assert_eq!([r.reference_a_b, r.a_reference_b, r.reference_a_reference_b], [0.0; 3]);
+        let (sum, score) = (e.pair.attribution_sum, e.pair.score);
+        assert!(
+            (sum - score).abs() <= 1e-12 * score.abs(),
+            "{}: Σ A = {sum} but the score is {score}",
+            similarity.name()
+        );
+        assert_eq!(e.a.mode, None, "no derivative was taken");
+        let scale = score / (0..h).map(|d| e.a.embedding[d] * e.b.embedding[d]).sum::<f64>();
+        for i in 0..ta {
+            for j in 0..tb {
+                let dot: f64 = (0..h).map(|d| ya[i * h + d] * yb[j * h + d]).sum();
+                let want = dot / (ta * tb) as f64 * scale;
+                let got = e.pair.matrix[i * tb + j];
+                assert!((got - want).abs() <= 1e-12 * want.abs().max(1e-9), "A[{i}, {j}] = {got}, expected {want}");
+            }
+        }
+        let embedding = embed_text(&encoder, &model, a, false).unwrap().vector;
+        assert!(max_abs_diff(&embedding, &e.a.embedding) <= 1e-6 * max_abs(&embedding));
     }
 }
 

@@ -1,0 +1,49 @@
+//! The baseline the papers compare against, xsbert's `explain_by_decomposition`: with mean
+//! pooling `e(a)·e(b) = Σ_ij y_a[i]·y_b[j] / (T_a T_b)` for the output token states `y`, so
+//! `A_ij = y_a[i]·y_b[j] / (T_a T_b)` (scaled by `1/(|e(a)||e(b)|)` for cos, as every `A` here)
+//! adds up to the score exactly, at the cost of one forward pass per text. It says how the
+//! output tokens' vectors align, not how the input tokens caused them.
+//!
+//! It is written as a `P`: column `i` of `P = Yᵀ / T` is token `i`'s share of the mean, the
+//! reference embedding is zero, and `A = P_aᵀ P_b` as for the integrated Jacobians.
+
+use crate::attribution::text::{reference_ids, TextAttribution};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::model::{Pooling, TextTokenizer, Tokenized};
+use crate::net::Encoder;
+
+/// `P = Yᵀ / T` of one text, with `e(x)` its column sum and a zero reference embedding.
+pub fn decompose_text<B: Backend>(
+    encoder: &Encoder<'_, B>,
+    tokenizer: &TextTokenizer,
+    tokenized: Tokenized,
+) -> Result<TextAttribution> {
+    if encoder.pooling != Pooling::Mean {
+        return Err(Error::argument(
+            "--method",
+            format!("decomposition splits a mean over the tokens; this model pools by {}", encoder.pooling.name()),
+        ));
+    }
+    let (t, h) = (tokenized.ids.len(), encoder.hidden());
+    let states = encoder.states_at(&tokenized.ids, 1, 0)?;
+    let output = encoder.backend.download(&encoder.forward_layers(states, 0, encoder.num_layers(), 1, t)?)?;
+    let mut projection = vec![0.0; h * t];
+    let mut embedding = vec![0.0; h];
+    for (i, row) in output.chunks_exact(h).enumerate() {
+        for (d, &value) in row.iter().enumerate() {
+            projection[d * t + i] = value / t as f64;
+            embedding[d] += value / t as f64;
+        }
+    }
+    Ok(TextAttribution {
+        reference_ids: reference_ids(tokenizer, t),
+        tokenized,
+        dim: h,
+        projection,
+        embedding,
+        reference_embedding: vec![0.0; h],
+        mode: None,
+        jacobian: None,
+    })
+}
