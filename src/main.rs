@@ -92,7 +92,7 @@ enum Command {
         /// token states' dot products over T_a·T_b (mean pooling; no layer, steps or mode).
         #[arg(long, default_value = "integrated-jacobians", value_name = "METHOD")]
         method: String,
-        /// cos or dot.
+        /// cos (as xsbert: A scaled by 1/(|e(a)||e(b)|)), dot, or cos-exact (through the normalization).
         #[arg(long, default_value = "cos")]
         similarity: String,
         /// Write the explanation as JSON to FILE.
@@ -135,7 +135,7 @@ enum Command {
         /// Comma-separated step counts (model evaluations per text).
         #[arg(long, default_value = "5,10,20,50,100", value_name = "N,…")]
         steps: String,
-        /// cos or dot.
+        /// cos (as xsbert: A scaled by 1/(|e(a)||e(b)|)), dot, or cos-exact (through the normalization).
         #[arg(long, default_value = "cos")]
         similarity: String,
         /// forward, reverse or auto, as for explain.

@@ -7,6 +7,7 @@
 //! It is written as a `P`: column `i` of `P = Yᵀ / T` is token `i`'s share of the mean, the
 //! reference embedding is zero, and `A = P_aᵀ P_b` as for the integrated Jacobians.
 
+use crate::attribution::normalization;
 use crate::attribution::text::{reference_ids, TextAttribution};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -18,6 +19,7 @@ pub fn decompose_text<B: Backend>(
     encoder: &Encoder<'_, B>,
     tokenizer: &TextTokenizer,
     tokenized: Tokenized,
+    normalized: bool,
 ) -> Result<TextAttribution> {
     if encoder.pooling != Pooling::Mean {
         return Err(Error::argument(
@@ -35,6 +37,12 @@ pub fn decompose_text<B: Backend>(
             projection[d * t + i] = value / t as f64;
             embedding[d] += value / t as f64;
         }
+    }
+    if normalized {
+        // Cos-exact: the same A as cos, with P and e scaled by 1/|e|.
+        let norm = embedding.iter().map(|x| x * x).sum::<f64>().sqrt();
+        normalization::normalized(&embedding, "the text's embedding")?;
+        projection.iter_mut().chain(embedding.iter_mut()).for_each(|x| *x /= norm);
     }
     Ok(TextAttribution {
         reference_ids: reference_ids(tokenizer, t),

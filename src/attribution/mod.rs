@@ -3,6 +3,7 @@
 
 pub mod convergence;
 pub mod decomposition;
+pub mod normalization;
 pub mod pair;
 pub mod quadrature;
 pub mod text;
@@ -64,9 +65,10 @@ pub fn explain_pair<B: Backend>(
     // Both texts are checked before either is integrated, so bad input fails at once.
     encoder.check_layer(options.layer)?;
     let (tokens_a, tokens_b) = (tokenizer.encode(text_a)?, tokenizer.encode(text_b)?);
+    let options = &TextOptions { normalized: similarity.normalizes(), ..*options };
     let attribute = |tokens| match options.method {
         Method::IntegratedJacobians => attribute_text(encoder, tokenizer, tokens, options, progress),
-        Method::Decomposition => decomposition::decompose_text(encoder, tokenizer, tokens),
+        Method::Decomposition => decomposition::decompose_text(encoder, tokenizer, tokens, options.normalized),
     };
     let (a, b) = (attribute(tokens_a)?, attribute(tokens_b)?);
     let pair = PairAttribution::combine(&a, &b, similarity);

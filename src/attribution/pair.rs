@@ -6,10 +6,16 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Similarity {
-    /// `e(a)·e(b) / (|e(a)||e(b)|)`; `A` is divided by `|e(a)||e(b)|` as in xsbert.
+    /// `e(a)·e(b) / (|e(a)||e(b)|)`; `A` is divided by `|e(a)||e(b)|` as in xsbert, so its
+    /// completeness holds for the dot product scaled at the endpoints, not for the cosine.
     Cos,
     /// `e(a)·e(b)`.
     Dot,
+    /// `n(a)·n(b)` with `n = e/|e|`: each text's `P` is taken of `n` itself, differentiating
+    /// through the normalization along the path (`TextOptions::normalized`), so `Σ A` converges
+    /// to `cos − n(r_a)·n(b) − n(a)·n(r_b) + n(r_a)·n(r_b)` exactly. The texts' embeddings are
+    /// then stored normalized.
+    CosExact,
 }
 
 impl Similarity {
@@ -17,14 +23,21 @@ impl Similarity {
         match self {
             Similarity::Cos => "cos",
             Similarity::Dot => "dot",
+            Similarity::CosExact => "cos-exact",
         }
+    }
+
+    /// Whether the texts' `P` (and embeddings) are of the normalized embedding.
+    pub fn normalizes(self) -> bool {
+        self == Similarity::CosExact
     }
 
     /// The factor `A` and the reference terms are multiplied by.
     fn scale(self, a: &[f64], b: &[f64]) -> f64 {
         match self {
             Similarity::Cos => 1.0 / (norm(a) * norm(b)),
-            Similarity::Dot => 1.0,
+            // Cos-exact's embeddings are already normalized.
+            Similarity::Dot | Similarity::CosExact => 1.0,
         }
     }
 
@@ -39,7 +52,8 @@ impl std::str::FromStr for Similarity {
         match s {
             "cos" => Ok(Similarity::Cos),
             "dot" => Ok(Similarity::Dot),
-            other => Err(Error::argument("--similarity", format!("`{other}` (expected cos or dot)"))),
+            "cos-exact" => Ok(Similarity::CosExact),
+            other => Err(Error::argument("--similarity", format!("`{other}` (expected cos, dot or cos-exact)"))),
         }
     }
 }

@@ -3,12 +3,13 @@
 //! reverse mode (one cotangent per output dimension, each giving a row). Independent of the
 //! other text, so it can be cached and reused across pairs.
 
+use crate::attribution::normalization;
 use crate::attribution::quadrature::Quadrature;
 use crate::attribution::Progress;
-use crate::backend::{Backend, Batch};
+use crate::backend::{Backend, Batch, Role};
 use crate::error::{Error, Result};
 use crate::model::{TextTokenizer, Tokenized};
-use crate::net::encoder::{InputCotangents, InputForm};
+use crate::net::encoder::{InputCotangents, InputForm, PooledSeeds};
 use crate::net::layer::SplitCotangents;
 use crate::net::Encoder;
 
@@ -85,6 +86,9 @@ pub struct TextOptions {
     /// the backend's memory budget allows; tests use it to force many small passes.
     pub max_rows_per_pass: Option<usize>,
     pub mode: Mode,
+    /// Attribute the normalized embedding `n = e/|e|` (cos-exact) instead of `e`: the pooled
+    /// tangents (or cotangents) are mapped through the normalization's Jacobian at each node.
+    pub normalized: bool,
     /// Integrated Jacobians, or the decomposition baseline (which ignores the layer, the
     /// quadrature and the mode).
     pub method: Method,
@@ -101,6 +105,7 @@ impl TextOptions {
             quadrature,
             max_rows_per_pass: None,
             mode: Mode::Forward,
+            normalized: false,
             method: Method::IntegratedJacobians,
             keep_jacobian: false,
         }
@@ -267,7 +272,11 @@ pub fn attribute_text<B: Backend>(
     let ends = encoder.forward_layers(both_states, layer, encoder.num_layers(), 2, t)?;
     let pooled_ends = b.download(&encoder.pool(&ends, 2, t)?)?;
     drop(ends);
-    let (embedding, reference_embedding) = (pooled_ends[..h].to_vec(), pooled_ends[h..].to_vec());
+    let (mut embedding, mut reference_embedding) = (pooled_ends[..h].to_vec(), pooled_ends[h..].to_vec());
+    if options.normalized {
+        embedding = normalization::normalized(&embedding, "the text's embedding")?;
+        reference_embedding = normalization::normalized(&reference_embedding, "its reference input's")?;
+    }
 
     progress.add_work((steps * directions * (encoder.num_layers() - layer)) as u64);
     // `P` stays on the device as `[T, D]` (row i = column i of P) until every pass is in.
@@ -280,6 +289,18 @@ pub fn attribute_text<B: Backend>(
         let alphas: Vec<f64> = nodes.iter().map(|n| n.alpha).collect();
         let weights: Vec<f64> = nodes.iter().map(|n| n.weight).collect();
         let primals = b.interpolate(&reference_states, &delta, &alphas)?;
+        // Cos-exact: each node's pooled embedding, where the normalization is differentiated.
+        let node_embeddings = match options.normalized {
+            true => {
+                let x = b.interpolate(&reference_states, &delta, &alphas)?;
+                let pooled = encoder.pooled_from(x, layer, nodes.len(), t)?;
+                for e in pooled.chunks_exact(h) {
+                    normalization::normalized(e, "the embedding at a node of the path")?;
+                }
+                Some(pooled)
+            }
+            false => None,
+        };
         for first in (0..directions).step_by(plan.directions_per_pass) {
             let range = first..(first + plan.directions_per_pass).min(directions);
             let count = range.len();
@@ -287,7 +308,11 @@ pub fn attribute_text<B: Backend>(
             let after_layer = || progress.advance((nodes.len() * count) as u64);
             if !reverse {
                 // The pooled tangent of direction i is column i of ∂e·Δ.
-                let pooled = encoder.pooled_token_jvp(&primals, &delta, range, layer, batch, &after_layer)?;
+                let mut pooled = encoder.pooled_token_jvp(&primals, &delta, range, layer, batch, &after_layer)?;
+                if let Some(nodes) = &node_embeddings {
+                    let mapped = normalization::tangents(&b.download(&pooled)?, nodes, count, h);
+                    pooled = b.upload(&mapped, Role::Activations { len: mapped.len() })?;
+                }
                 // Already pooled: one "token" per tangent sequence.
                 let pooled_batch = Batch { tokens: 1, ..batch };
                 b.pool_accumulate(&mut projection_rows, &pooled, pooled_batch, h, &weights, first)?;
@@ -296,7 +321,18 @@ pub fn attribute_text<B: Backend>(
             // Cotangent d of every step is e_d at the pooled output; pulled back to layer L it
             // is row d of the Jacobian, and its product with Δ token by token is row d of P.
             let form = if jacobian.is_some() { InputForm::Full } else { InputForm::Split };
-            match encoder.pooled_vjp(&primals, range, layer, batch, form, &after_layer)? {
+            let dense_seeds = match &node_embeddings {
+                Some(nodes) => {
+                    let seeds = normalization::seeds(nodes, range.clone(), h);
+                    Some(b.upload(&seeds, Role::Activations { len: seeds.len() })?)
+                }
+                None => None,
+            };
+            let seeds = match &dense_seeds {
+                Some(seeds) => PooledSeeds::Dense(seeds),
+                None => PooledSeeds::Units(range),
+            };
+            match encoder.pooled_vjp(&primals, seeds, layer, batch, form, &after_layer)? {
                 InputCotangents::Full(cotangents) => {
                     b.cotangent_accumulate(&mut projection_rows, &cotangents, &delta, batch, h, &weights, first)?;
                     if let Some(jacobian) = jacobian.as_mut() {

@@ -26,6 +26,14 @@ pub enum InputForm {
     Split,
 }
 
+/// The cotangents reverse mode starts from at the pooled output, `[steps, cotangents, D]`.
+pub enum PooledSeeds<'a, T> {
+    /// Cotangent `c` of every step is the unit vector `e_{dims.start + c}`.
+    Units(Range<usize>),
+    /// Any cotangents.
+    Dense(&'a T),
+}
+
 /// The attributed layer's input cotangents, `[steps, dims, tokens, …]`, in the form asked for.
 pub enum InputCotangents<T> {
     Full(T),
@@ -268,15 +276,16 @@ impl<'b, B: Backend> Encoder<'b, B> {
     }
 
     /// The reverse attribution pass: runs layers `from..` forward on the primals `x`
-    /// (`[steps, tokens, hidden]`), keeping what each layer's VJP reads, then takes the unit
-    /// cotangents `e_d` of the pooled output, `d ∈ dims` at every step, back through pooling
-    /// and the layers to the input of layer `from`: `[steps, dims, tokens, hidden]`, cotangent
-    /// `d`'s rows being row `d` of the Jacobian at its step's primal (`InputForm::Full`), or
-    /// those rows as two terms (`InputForm::Split`).
+    /// (`[steps, tokens, hidden]`), keeping what each layer's VJP reads, then takes the
+    /// cotangents `seeds` of the pooled output (unit vectors `e_d`, `d ∈ dims`, at every step, or
+    /// any) back through pooling and the layers to the input of layer `from`:
+    /// `[steps, cotangents, tokens, hidden]`, a unit cotangent's rows being row `d` of the
+    /// Jacobian at its step's primal (`InputForm::Full`), or those rows as two terms
+    /// (`InputForm::Split`).
     pub fn pooled_vjp(
         &self,
         x: &B::Tensor,
-        dims: Range<usize>,
+        seeds: PooledSeeds<'_, B::Tensor>,
         from: usize,
         batch: Batch,
         input: InputForm,
@@ -296,23 +305,22 @@ impl<'b, B: Backend> Encoder<'b, B> {
             states = Some(y);
         }
         let output = states.ok_or_else(|| Error::Internal("a reverse pass through no layers".into()))?;
-        // Mean pooling's unit cotangents enter the last layer in structured form; the other
-        // poolings put theirs on the output rows first.
-        let mut cotangents = match self.pooling {
-            Pooling::Mean => None,
-            pooling => {
-                let seeds = b.upload(
-                    &unit_rows(batch.steps, dims.clone(), h),
-                    Role::Activations { len: batch.tangent_seqs() * h },
-                )?;
-                Some(pool_vjp(b, pooling, &output, &seeds, batch, h)?)
+        // Mean pooling's unit cotangents enter the last layer in structured form; any other
+        // seeds, or poolings, are put on the output rows first.
+        let (units, mut cotangents) = match (seeds, self.pooling) {
+            (PooledSeeds::Units(dims), Pooling::Mean) => (dims, None),
+            (PooledSeeds::Units(dims), pooling) => {
+                let len = batch.tangent_seqs() * h;
+                let seeds = b.upload(&unit_rows(batch.steps, dims, h), Role::Activations { len })?;
+                (0..0, Some(pool_vjp(b, pooling, &output, &seeds, batch, h)?))
             }
+            (PooledSeeds::Dense(seeds), pooling) => (0..0, Some(pool_vjp(b, pooling, &output, seeds, batch, h)?)),
         };
         drop(output);
         for (index, (params, tape)) in layers.iter().zip(&tapes).enumerate().rev() {
             let entering = match cotangents.as_ref() {
                 Some(dense) => CotangentsIn::Dense(dense),
-                None => CotangentsIn::PooledMeanUnits(dims.clone()),
+                None => CotangentsIn::PooledMeanUnits(units.clone()),
             };
             if index == 0 && input == InputForm::Split {
                 let split = layer_vjp_split(b, params, shape, tape, entering, batch)?;
@@ -324,6 +332,13 @@ impl<'b, B: Backend> Encoder<'b, B> {
         }
         let full = cotangents.ok_or_else(|| Error::Internal("a reverse pass through no layers".into()))?;
         Ok(InputCotangents::Full(full))
+    }
+
+    /// The pooled embeddings `[seqs, D]` of states `x` at the input of layer `from`
+    /// (`[seqs, tokens, hidden]`), through the rest of the stack.
+    pub fn pooled_from(&self, x: B::Tensor, from: usize, seqs: usize, tokens: usize) -> Result<Vec<f64>> {
+        let output = self.forward_layers(x, from, self.num_layers(), seqs, tokens)?;
+        self.backend.download(&self.pool(&output, seqs, tokens)?)
     }
 
     /// `Δ Wqkvᵀ` of layer `layer` for `tokens` rows of `delta`: what the split cotangents'

@@ -2,7 +2,9 @@
 //! PyTorch goldens, completeness and its rate of convergence, and results that do not depend
 //! on threads or on how the work is split.
 
-use simattr::attribution::{attribute_text, explain_pair, Method, Mode, Quadrature, Rule, Similarity, TextOptions};
+use simattr::attribution::{
+    attribute_text, explain_pair, reference_ids, Method, Mode, Quadrature, Rule, Similarity, TextOptions,
+};
 use simattr::backend::{Backend, BackendSettings};
 use simattr::embed::embed_text;
 use simattr::model::SentenceModel;
@@ -160,6 +162,51 @@ pub fn decomposition_adds_up_to_the_score<B: Backend>(b: &B) {
         }
         let embedding = embed_text(&encoder, &model, a, false).unwrap().vector;
         assert!(max_abs_diff(&embedding, &e.a.embedding) <= 1e-6 * max_abs(&embedding));
+    }
+}
+
+/// `--similarity cos-exact` differentiates through the normalization, so `Σ A` converges to
+/// `cos − n(r_a)·n(b) − n(a)·n(r_b) + n(r_a)·n(r_b)` (with the model's own embeddings of the
+/// texts and of their reference inputs) as the quadrature error vanishes, in forward and in
+/// reverse mode alike; the score is the cosine.
+pub fn cos_exact_adds_up_as_the_quadrature_converges<B: Backend>(b: &B) {
+    let model = SentenceModel::load(&tiny_model_dir()).unwrap();
+    let encoder = Encoder::new(b, &model).unwrap();
+    let (a, text_b) = ("A man is playing a guitar.", "Someone plays an instrument.");
+    let unit = |text: &str, reference: bool| {
+        let ids = model.tokenizer.encode(text).unwrap().ids;
+        let ids = if reference { reference_ids(&model.tokenizer, ids.len()) } else { ids };
+        let e = encoder.embed(&ids, 1).unwrap();
+        let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+        e.iter().map(|x| x / norm).collect::<Vec<f64>>()
+    };
+    let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(x, y)| x * y).sum::<f64>();
+    let (na, nb, nra, nrb) = (unit(a, false), unit(text_b, false), unit(a, true), unit(text_b, true));
+    let attributable = dot(&na, &nb) - dot(&nra, &nb) - dot(&na, &nrb) + dot(&nra, &nrb);
+    for layer in [0, 2] {
+        let run = |mode: Mode, steps: usize| {
+            let options =
+                TextOptions { mode, ..TextOptions::new(layer, Quadrature::new(Rule::GaussLegendre, steps).unwrap()) };
+            explain_pair(&encoder, &model.tokenizer, a, text_b, &options, Similarity::CosExact, &()).unwrap()
+        };
+        let (coarse, fine) = (run(Mode::Forward, 4), run(Mode::Forward, 20));
+        let label = format!("{} layer {layer}", b.name());
+        assert!((fine.pair.score - dot(&na, &nb)).abs() < 1e-6, "{label}: the score is the cosine");
+        assert!(
+            (fine.pair.attributable() - attributable).abs() < 1e-6,
+            "{label}: {} vs {attributable}",
+            fine.pair.attributable()
+        );
+        let (err_coarse, err_fine) = (coarse.pair.completeness_error(), fine.pair.completeness_error());
+        eprintln!("{label}: cos-exact completeness error {err_coarse:.2e} at 4 steps, {err_fine:.2e} at 20");
+        assert!(err_fine < 1e-5 * attributable.abs(), "{label}: Σ A misses by {err_fine:e} at 20 steps");
+        assert!(err_fine < err_coarse / 10.0, "{label}: {err_coarse:e} → {err_fine:e}");
+        // Reverse mode takes the normalization's Jacobian into its seeds: the same P.
+        let reverse = run(Mode::Reverse, 4);
+        for (f, r) in [(&coarse.a, &reverse.a), (&coarse.b, &reverse.b)] {
+            let err = max_abs_diff(&f.projection, &r.projection) / max_abs(&f.projection);
+            assert!(err <= 1e-5, "{label}: reverse differs from forward by {err:e} of max|P|");
+        }
     }
 }
 
