@@ -162,6 +162,22 @@ fn unsupported_modules_are_named() {
     assert_mentions(&explain_with(dir.path(), &[]), &["modules.json", "sentence_transformers.models.Dense"]);
 }
 
+/// An exact model is recognised by simattr's marker module; with max pooling (where the
+/// shift is not a constant of the pooled vector) it is refused, naming the marker.
+#[test]
+fn exact_models_with_max_pooling_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::fixture_dir("tiny-mpnet-max");
+    let modules = serde_json::json!([
+        {"idx": 0, "name": "0", "path": base, "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "shifted_reference", "path": "", "type": "simattr.ShiftedReference"},
+        {"idx": 2, "name": "1", "path": base.join("1_Pooling"), "type": "sentence_transformers.models.Pooling"},
+    ]);
+    std::fs::write(dir.path().join("modules.json"), modules.to_string()).unwrap();
+    let stderr = explain_with(dir.path(), &[]);
+    assert_mentions(&stderr, &["simattr.ShiftedReference", "max pooling", "modules.json"]);
+}
+
 #[test]
 fn bad_arguments_are_named() {
     let model = tiny_model_dir();

@@ -28,8 +28,7 @@ pub fn decompose_text<B: Backend>(
         ));
     }
     let (t, h) = (tokenized.ids.len(), encoder.hidden());
-    let states = encoder.states_at(&tokenized.ids, 1, 0)?;
-    let output = encoder.backend.download(&encoder.forward_layers(states, 0, encoder.num_layers(), 1, t)?)?;
+    let output = encoder.output_states(&tokenized.ids)?;
     let mut projection = vec![0.0; h * t];
     let mut embedding = vec![0.0; h];
     for (i, row) in output.chunks_exact(h).enumerate() {

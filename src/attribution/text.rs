@@ -204,14 +204,7 @@ impl TextAttribution {
 /// The reference input for ids `x`: same length, the tokenizer's own framing tokens at both
 /// ends and padding in between (`[CLS] [PAD] … [PAD] [SEP]` for BERT).
 pub fn reference_ids(tokenizer: &TextTokenizer, len: usize) -> Vec<u32> {
-    let mut ids = vec![tokenizer.pad_id; len];
-    if let Some(first) = ids.first_mut() {
-        *first = tokenizer.open_id;
-    }
-    if len > 1 {
-        ids[len - 1] = tokenizer.close_id;
-    }
-    ids
+    tokenizer.reference_framing().ids(len)
 }
 
 /// `P` of one tokenized text (`tokenizer` supplies the reference input's special ids).
@@ -273,6 +266,12 @@ pub fn attribute_text<B: Backend>(
     let pooled_ends = b.download(&encoder.pool(&ends, 2, t)?)?;
     drop(ends);
     let (mut embedding, mut reference_embedding) = (pooled_ends[..h].to_vec(), pooled_ends[h..].to_vec());
+    if encoder.shifts_reference() {
+        // An exact model subtracts its reference's output states before pooling: e(x) − e(r),
+        // and e(r) = 0. The Jacobian, and so P, is the plain model's.
+        embedding.iter_mut().zip(&reference_embedding).for_each(|(e, r)| *e -= r);
+        reference_embedding.fill(0.0);
+    }
     if options.normalized {
         embedding = normalization::normalized(&embedding, "the text's embedding")?;
         reference_embedding = normalization::normalized(&reference_embedding, "its reference input's")?;

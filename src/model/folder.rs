@@ -33,6 +33,13 @@ impl Pooling {
     }
 }
 
+/// The `modules.json` type that marks an exact model, listed between the Transformer and the
+/// Pooling module: `{"idx": 1, "name": "shifted_reference", "path": "", "type":
+/// "simattr.ShiftedReference"}`. Like xsbert's `ShiftingReferenceTransformer`, the model then
+/// subtracts the output token states of the reference input of the same length (the
+/// tokenizer's framing tokens around padding) from the text's before pooling.
+pub const SHIFTED_REFERENCE_MODULE: &str = "simattr.ShiftedReference";
+
 /// A loaded sentence-transformers model, weights on the host.
 pub struct SentenceModel {
     pub path: PathBuf,
@@ -40,6 +47,9 @@ pub struct SentenceModel {
     pub pooling: Pooling,
     /// Whether `modules.json` lists a `Normalize` module (applied by `encode`, not attributed).
     pub normalize: bool,
+    /// An exact model (`SHIFTED_REFERENCE_MODULE` listed): the output token states of the
+    /// reference input of the same length are subtracted before pooling, so `e(r) = 0`.
+    pub shifted_reference: bool,
     pub max_seq_length: usize,
     pub tokenizer: TextTokenizer,
     pub params: EncoderParams<HostTensor>,
@@ -94,18 +104,30 @@ impl SentenceModel {
             message: "no sentence_transformers.models.Pooling module is listed".into(),
         })?;
         let normalize = module("models.Normalize").is_some();
+        let shifted_reference = modules.iter().any(|m| m.kind == SHIFTED_REFERENCE_MODULE);
         for m in &modules {
-            let known = ["models.Transformer", "models.Pooling", "models.Normalize"];
+            let known = ["models.Transformer", "models.Pooling", "models.Normalize", SHIFTED_REFERENCE_MODULE];
             if !known.iter().any(|k| m.kind.ends_with(k)) {
                 return Err(Error::Unsupported {
                     path: dir.join("modules.json"),
-                    message: format!("module `{}` (supported: Transformer, Pooling, Normalize)", m.kind),
+                    message: format!(
+                        "module `{}` (supported: Transformer, Pooling, Normalize, {SHIFTED_REFERENCE_MODULE})",
+                        m.kind
+                    ),
                 });
             }
         }
 
         let encoder_dir = dir.join(&transformer.path);
         let pooling = read_pooling(&require(&dir.join(&pooling_module.path), "config.json")?)?;
+        if shifted_reference && pooling == Pooling::Max {
+            // The max of shifted states is not the shifted max: the shift is only known to be
+            // a constant offset of the pooled vector for mean and CLS pooling.
+            return Err(Error::Unsupported {
+                path: dir.join("modules.json"),
+                message: format!("{SHIFTED_REFERENCE_MODULE} with max pooling (an exact model pools by mean or CLS)"),
+            });
+        }
         let config = read_encoder_config(&require(&encoder_dir, "config.json")?)?;
         let sbert_path = require(&encoder_dir, "sentence_bert_config.json")?;
         let sbert: SentenceBertConfig = read_json(&sbert_path, "sentence_bert_config.json")?;
@@ -123,7 +145,16 @@ impl SentenceModel {
             (tokenizer, params)
         });
         let (tokenizer, params) = (tokenizer?, params?);
-        Ok(SentenceModel { path: dir.to_path_buf(), config, pooling, normalize, max_seq_length, tokenizer, params })
+        Ok(SentenceModel {
+            path: dir.to_path_buf(),
+            config,
+            pooling,
+            normalize,
+            shifted_reference,
+            max_seq_length,
+            tokenizer,
+            params,
+        })
     }
 }
 

@@ -9,5 +9,5 @@ pub mod weights;
 
 pub use arch::{Architecture, PositionIds};
 pub use config::EncoderConfig;
-pub use folder::{Pooling, SentenceModel};
-pub use tokenizer::{TextTokenizer, Tokenized};
+pub use folder::{Pooling, SentenceModel, SHIFTED_REFERENCE_MODULE};
+pub use tokenizer::{ReferenceFraming, TextTokenizer, Tokenized};

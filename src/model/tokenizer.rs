@@ -19,6 +19,29 @@ pub struct TextTokenizer {
     vocab_size: usize,
 }
 
+/// The special ids of a reference input: the tokenizer's own framing tokens around padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReferenceFraming {
+    pub open_id: u32,
+    pub pad_id: u32,
+    pub close_id: u32,
+}
+
+impl ReferenceFraming {
+    /// The reference input of `len` tokens: `[open] [pad]… [close]` (`[CLS] [PAD]… [SEP]` for
+    /// BERT, `<s> <pad>… </s>` for MPNet and RoBERTa, as xsbert hard-codes them).
+    pub fn ids(&self, len: usize) -> Vec<u32> {
+        let mut ids = vec![self.pad_id; len];
+        if let Some(first) = ids.first_mut() {
+            *first = self.open_id;
+        }
+        if len > 1 {
+            ids[len - 1] = self.close_id;
+        }
+        ids
+    }
+}
+
 /// One tokenized text.
 #[derive(Debug, Clone)]
 pub struct Tokenized {
@@ -29,6 +52,10 @@ pub struct Tokenized {
 }
 
 impl TextTokenizer {
+    pub fn reference_framing(&self) -> ReferenceFraming {
+        ReferenceFraming { open_id: self.open_id, pad_id: self.pad_id, close_id: self.close_id }
+    }
+
     pub fn load(path: &Path, max_len: usize, config: &EncoderConfig) -> Result<Self> {
         let err = |message: String| Error::Tokenizer { path: path.to_path_buf(), message };
         let mut inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;

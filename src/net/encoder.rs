@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::attribution::Mode;
 use crate::backend::{unit_rows, Backend, Batch, Heads, Role, ScoreMods};
 use crate::error::{Error, Result};
-use crate::model::{EncoderConfig, Pooling, PositionIds, SentenceModel};
+use crate::model::{EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel};
 use crate::net::flops::{attribution_flops, reverse_attribution_flops, reverse_is_cheaper, AttributionFlops};
 use crate::net::layer::{
     last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_forward_taped, layer_jvp, layer_vjp,
@@ -46,6 +46,8 @@ pub struct Encoder<'b, B: Backend> {
     pub pooling: Pooling,
     params: EncoderParams<B::Tensor>,
     positions: PositionIds,
+    /// An exact model's reference framing: its output states are subtracted before pooling.
+    shifted_reference: Option<ReferenceFraming>,
     /// The score bias of the last sequence length asked for (MPNet's relative position bias
     /// is one `[heads, T, T]` table per length, shared by every layer and sequence).
     score_bias: Mutex<Option<(usize, Arc<B::Tensor>)>>,
@@ -57,7 +59,16 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let params = model.params.try_map(|t, role| backend.upload(t.data(), role))?;
         let config = model.config.clone();
         let positions = config.position_ids();
-        Ok(Encoder { backend, config, pooling: model.pooling, params, positions, score_bias: Mutex::new(None) })
+        let shifted_reference = model.shifted_reference.then(|| model.tokenizer.reference_framing());
+        Ok(Encoder {
+            backend,
+            config,
+            pooling: model.pooling,
+            params,
+            positions,
+            shifted_reference,
+            score_bias: Mutex::new(None),
+        })
     }
 
     /// What attention adds to the scores of sequences of `tokens` tokens: MPNet's relative
@@ -359,7 +370,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// end through the GEMMs and norms, and only attention sees them as `[seqs, longest]`,
     /// gathered into that layout with the padding masked out of the keys (padded query rows
     /// are computed and dropped). Each result is that of the text alone.
-    pub fn embed_packed(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f64>>> {
+    fn pooled_packed(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f64>>> {
         let (seqs, h, b) = (texts.len(), self.hidden(), self.backend);
         let tokens = texts.iter().map(|ids| ids.len()).max().unwrap_or(0);
         if seqs == 0 || tokens == 0 || texts.iter().any(|ids| ids.is_empty()) {
@@ -401,10 +412,51 @@ impl<'b, B: Backend> Encoder<'b, B> {
         Ok(pooled.collect())
     }
 
-    /// Pooled sentence embeddings (unnormalized), one row per sequence.
+    /// `pooled_packed`, with an exact model's reference embeddings subtracted: one reference
+    /// per distinct length, packed the same way.
+    pub fn embed_packed(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f64>>> {
+        let mut pooled = self.pooled_packed(texts)?;
+        if let Some(framing) = self.shifted_reference {
+            let mut lengths: Vec<usize> = texts.iter().map(|ids| ids.len()).collect();
+            lengths.sort_unstable();
+            lengths.dedup();
+            let references: Vec<Vec<u32>> = lengths.iter().map(|&len| framing.ids(len)).collect();
+            let references = self.pooled_packed(&references.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
+            for (vector, text) in pooled.iter_mut().zip(texts) {
+                let reference = &references[lengths.binary_search(&text.len()).unwrap_or_default()];
+                vector.iter_mut().zip(reference).for_each(|(v, r)| *v -= r);
+            }
+        }
+        Ok(pooled)
+    }
+
+    /// Pooled sentence embeddings (unnormalized), one row per sequence; an exact model's with
+    /// its reference's subtracted.
     pub fn embed(&self, ids: &[u32], seqs: usize) -> Result<Vec<f64>> {
         let tokens = ids.len() / seqs.max(1);
         let states = self.states_at(ids, seqs, self.num_layers())?;
-        self.backend.download(&self.pool(&states, seqs, tokens)?)
+        let mut pooled = self.backend.download(&self.pool(&states, seqs, tokens)?)?;
+        if let Some(framing) = self.shifted_reference {
+            let states = self.states_at(&framing.ids(tokens), 1, self.num_layers())?;
+            let reference = self.backend.download(&self.pool(&states, 1, tokens)?)?;
+            pooled.iter_mut().enumerate().for_each(|(n, v)| *v -= reference[n % reference.len()]);
+        }
+        Ok(pooled)
+    }
+
+    /// Whether this is an exact model (its reference's output states subtracted before pooling).
+    pub fn shifts_reference(&self) -> bool {
+        self.shifted_reference.is_some()
+    }
+
+    /// The output token states `[tokens, hidden]` of one sequence as the pooling sees them: an
+    /// exact model's minus its reference's.
+    pub fn output_states(&self, ids: &[u32]) -> Result<Vec<f64>> {
+        let mut states = self.backend.download(&self.states_at(ids, 1, self.num_layers())?)?;
+        if let Some(framing) = self.shifted_reference {
+            let reference = self.backend.download(&self.states_at(&framing.ids(ids.len()), 1, self.num_layers())?)?;
+            states.iter_mut().zip(&reference).for_each(|(s, r)| *s -= r);
+        }
+        Ok(states)
     }
 }

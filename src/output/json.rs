@@ -40,6 +40,8 @@ pub struct ExplainJson {
     pub architecture: &'static str,
     /// How token states became the sentence vector: mean, cls or max.
     pub pooling: &'static str,
+    /// An exact model: its reference's output states are subtracted before pooling.
+    pub shifted_reference: bool,
     /// The backend and storage precision that computed it ("cpu f32", "cpu-reference f64").
     pub backend: String,
     pub tokens_a: Vec<String>,
@@ -87,6 +89,7 @@ impl ExplainJson {
             model: model.path.display().to_string(),
             architecture: model.config.architecture.name(),
             pooling: model.pooling.name(),
+            shifted_reference: model.shifted_reference,
             backend: backend.to_string(),
             tokens_a: e.a.tokenized.tokens.clone(),
             tokens_b: e.b.tokenized.tokens.clone(),

@@ -6,7 +6,7 @@ use simattr::attribution::{
     attribute_text, explain_pair, reference_ids, Method, Mode, Quadrature, Rule, Similarity, TextOptions,
 };
 use simattr::backend::{Backend, BackendSettings};
-use simattr::embed::embed_text;
+use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::SentenceModel;
 use simattr::net::pooling::pool_jvp;
 use simattr::net::Encoder;
@@ -208,6 +208,55 @@ pub fn cos_exact_adds_up_as_the_quadrature_converges<B: Backend>(b: &B) {
             assert!(err <= 1e-5, "{label}: reverse differs from forward by {err:e} of max|P|");
         }
     }
+}
+
+/// An exact model (`tiny-mpnet-exact`: tiny-mpnet's weights with simattr's shifted-reference
+/// marker) embeds as xsbert's ShiftingReferenceTransformer does in PyTorch (one text at a time
+/// and packed); its reference terms are 0 and `Σ A` converges to the score itself; its `P` is
+/// the plain model's (the shift is a constant); cos-exact on it is a clear error.
+pub fn exact_model_adds_up_to_the_score<B: Backend>(b: &B) {
+    let (exact, plain) = (
+        SentenceModel::load(&fixture_dir("tiny-mpnet-exact")).unwrap(),
+        SentenceModel::load(&fixture_dir("tiny-mpnet")).unwrap(),
+    );
+    let (encoder, plain_encoder) = (Encoder::new(b, &exact).unwrap(), Encoder::new(b, &plain).unwrap());
+    let golden = golden("tiny-mpnet-exact.json");
+    let texts: Vec<String> =
+        golden["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let tokenized: Vec<_> = texts.iter().map(|t| exact.tokenizer.encode(t).unwrap()).collect();
+    let packed = embed_tokenized(&encoder, &exact, &tokenized, true).unwrap();
+    for (n, text) in texts.iter().enumerate() {
+        let want = crate::common::f64s(&golden["embeddings"][n]);
+        let one = embed_text(&encoder, &exact, text, true).unwrap().vector;
+        for (what, got) in [("alone", &one), ("packed", &packed[n])] {
+            let err = max_abs_diff(got, &want) / max_abs(&want);
+            assert!(err <= 1e-5, "{text:?} {what}: exact embedding differs from PyTorch's by {err:e}");
+        }
+    }
+    let (a, text_b) = (texts[0].as_str(), texts[1].as_str());
+    for layer in [0, 2] {
+        for similarity in [Similarity::Dot, Similarity::Cos] {
+            let options = TextOptions::new(layer, Quadrature::new(Rule::GaussLegendre, 40).unwrap());
+            let e = explain_pair(&encoder, &exact.tokenizer, a, text_b, &options, similarity, &()).unwrap();
+            let label = format!("{} layer {layer} {}", b.name(), similarity.name());
+            let r = e.pair.reference_terms;
+            assert_eq!([r.reference_a_b, r.a_reference_b, r.reference_a_reference_b], [0.0; 3], "{label}");
+            assert_eq!(e.pair.attributable(), e.pair.score, "{label}");
+            let err = e.pair.completeness_error() / e.pair.score.abs();
+            assert!(
+                err < 1e-5,
+                "{label}: Σ A = {} misses the score {} by {err:e}",
+                e.pair.attribution_sum,
+                e.pair.score
+            );
+            let p = explain_pair(&plain_encoder, &plain.tokenizer, a, text_b, &options, similarity, &()).unwrap();
+            let err = max_abs_diff(&e.a.projection, &p.a.projection) / max_abs(&p.a.projection);
+            assert!(err <= 1e-6, "{label}: the exact model's P differs from the plain model's by {err:e}");
+        }
+    }
+    let options = TextOptions::new(2, Quadrature::riemann_right(2).unwrap());
+    let err = explain_pair(&encoder, &exact.tokenizer, a, text_b, &options, Similarity::CosExact, &()).unwrap_err();
+    assert!(err.to_string().contains("cos-exact"), "{err}");
 }
 
 /// The bound stated in the README: `P` from any thread count and any split of the work into

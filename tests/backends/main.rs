@@ -144,6 +144,7 @@ macro_rules! backend_suite {
             #[test] fn better_rules_converge_faster() { crate::end_to_end::better_rules_converge_faster(&default()) }
             #[test] fn decomposition_adds_up_to_the_score() { crate::end_to_end::decomposition_adds_up_to_the_score(&default()) }
             #[test] fn cos_exact_adds_up_as_the_quadrature_converges() { crate::end_to_end::cos_exact_adds_up_as_the_quadrature_converges(&default()) }
+            #[test] fn exact_model_adds_up_to_the_score() { crate::end_to_end::exact_model_adds_up_to_the_score(&default()) }
             #[test] fn passes_and_threads_do_not_change_results() { crate::end_to_end::passes_and_threads(backend) }
 
             // ---- tier 2: the real model -----------------------------------------------------

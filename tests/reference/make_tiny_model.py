@@ -11,6 +11,8 @@ Presets (``--preset``, default tiny-bert; ``--preset all`` writes every one):
     tiny-roberta       RobertaModel, byte-level BPE, mean pooling, max_seq_length 32  (seed 3456)
     tiny-xlm-roberta   XLMRobertaModel, SentencePiece-style Unigram (Metaspace), mean pooling,
                        max_seq_length 32                                              (seed 4567)
+    tiny-mpnet-exact   an exact (shifted-reference) model over tiny-mpnet's folder: modules.json
+                       only, with simattr's marker module; writes golden/tiny-mpnet-exact.json
 
 Every network has 3 layers, hidden 32, 4 heads, ffn 64. A folder has the same layout as the real
 model folders (all-MiniLM-L6-v2, all-mpnet-base-v2, all-distilroberta-v1, multilingual-e5):
@@ -649,9 +651,43 @@ def check_folder(out, max_seq_length):
     return hf
 
 
+EXACT_TEXTS = ["A man is playing a guitar.", "Someone plays an instrument.", "hi",
+               "The children played in the park at 7 o'clock!"]
+
+
+def write_exact(out, base):
+    """An exact (shifted-reference) model over the weights of `base`: a modules.json whose
+    Transformer and Pooling modules point into ../<base>, with simattr's marker module between
+    them. Beside it, golden/<name>.json: its embeddings computed as xsbert's
+    ShiftingReferenceTransformer does (the token states of the reference input of the same
+    length, <s> <pad>... </s>, subtracted before mean pooling), with sentence-transformers."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    os.makedirs(out, exist_ok=True)
+    rel = os.path.join("..", base)
+    write_json(os.path.join(out, "modules.json"), [
+        {"idx": 0, "name": "0", "path": rel, "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "shifted_reference", "path": "", "type": "simattr.ShiftedReference"},
+        {"idx": 2, "name": "1", "path": os.path.join(rel, "1_Pooling"), "type": "sentence_transformers.models.Pooling"},
+    ])
+    st = SentenceTransformer(os.path.join(FIXTURES, base), device="cpu").double()
+    tok = st.tokenizer
+    embeddings = []
+    for text in EXACT_TEXTS:
+        ids = st.tokenize([text])["input_ids"][0].tolist()
+        ref = [tok.bos_token_id] + [tok.pad_token_id] * (len(ids) - 2) + [tok.eos_token_id]
+        with torch.no_grad():
+            states = st[0].auto_model(input_ids=torch.tensor([ids, ref])).last_hidden_state
+        embeddings.append((states[0] - states[1]).mean(0).tolist())
+    golden = {"generator": "tests/reference/make_tiny_model.py write_exact", "model": os.path.basename(out),
+              "base": base, "texts": EXACT_TEXTS, "embeddings": embeddings}
+    write_json(os.path.join(FIXTURES, "golden", os.path.basename(out) + ".json"), golden)
+    print(f"wrote {out} (exact model over {base}) and its golden embeddings")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default=None, choices=sorted(PRESETS) + ["all"],
+    ap.add_argument("--preset", default=None, choices=sorted(PRESETS) + ["tiny-mpnet-exact", "all"],
                     help="which fixture to write (default tiny-bert); 'all' writes every preset")
     ap.add_argument("--arch", choices=sorted(WRITERS), help="custom: architecture (needs --out)")
     ap.add_argument("--pooling", choices=sorted(POOLING_KEYS), help="custom: pooling mode")
@@ -661,6 +697,10 @@ def main():
     ap.add_argument("--no-check", action="store_true", help="skip the loader checks after writing")
     args = ap.parse_args()
 
+    if args.preset == "tiny-mpnet-exact" or args.preset == "all":
+        write_exact(os.path.join(FIXTURES, "tiny-mpnet-exact"), "tiny-mpnet")
+        if args.preset != "all":
+            return
     if args.preset == "all":
         assert args.out is None and args.seed is None and args.arch is None, "--preset all takes no other option"
         jobs = [(name, os.path.join(FIXTURES, name), *PRESETS[name]) for name in PRESETS]
