@@ -227,22 +227,94 @@ pub fn attribute_text<B: Backend>(
     if options.keep_jacobian && !reverse {
         return Err(Error::Internal("the integrated Jacobian is kept in reverse mode only".into()));
     }
+    let directions = if reverse { h } else { t };
+    let plan = plan_passes(encoder, options, t, directions, reverse)?;
+    let ends = Endpoints::of(encoder, &tokenized.ids, &reference_ids, options)?;
 
-    // Passes sized by the backend's memory budget (and the caller's optional cap). Each primal
-    // row takes `primal_rows` tangent rows' worth of memory: its state, and in reverse mode
-    // the tape of every layer it goes through.
+    progress.add_work((steps * directions * (encoder.num_layers() - layer)) as u64);
+    let mut sums = Accumulator {
+        encoder,
+        delta: &ends.delta,
+        layer,
+        tokens: t,
+        // `P` stays on the device as `[T, D]` (row i = column i of P) until every pass is in.
+        projection_rows: b.zeros(t * h)?,
+        jacobian: options.keep_jacobian.then(|| vec![0.0f64; h * t * h]),
+        qkv_delta: None,
+    };
+    for first_step in (0..steps).step_by(plan.steps_per_pass) {
+        let nodes = options.quadrature.nodes(first_step..(first_step + plan.steps_per_pass).min(steps));
+        let alphas: Vec<f64> = nodes.iter().map(|n| n.alpha).collect();
+        let weights: Vec<f64> = nodes.iter().map(|n| n.weight).collect();
+        let primals = b.interpolate(&ends.reference_states, &ends.delta, &alphas)?;
+        // Cos-exact: each node's pooled embedding, where the normalization is differentiated.
+        let node_embeddings = match options.normalized {
+            true => Some(ends.node_embeddings(encoder, &alphas, layer)?),
+            false => None,
+        };
+        for first in (0..directions).step_by(plan.directions_per_pass) {
+            let range = first..(first + plan.directions_per_pass).min(directions);
+            let count = range.len();
+            let batch = Batch { steps: nodes.len(), tangents: count, tokens: t };
+            let after_layer = || progress.advance((nodes.len() * count) as u64);
+            let pass = Pass {
+                primals: &primals,
+                range,
+                batch,
+                weights: &weights,
+                node_embeddings: node_embeddings.as_deref(),
+            };
+            match reverse {
+                false => sums.forward(pass, &after_layer)?,
+                true => sums.reverse(pass, &after_layer)?,
+            }
+        }
+    }
+    let rows = b.download(&sums.projection_rows)?;
+    let mut projection = vec![0.0; h * t];
+    for (i, row) in rows.chunks_exact(h).enumerate() {
+        for (d, value) in row.iter().enumerate() {
+            projection[d * t + i] = *value;
+        }
+    }
+    let jacobian = match sums.jacobian {
+        Some(values) => Some(Jacobian { values, delta: b.download(&ends.delta)?, width: h }),
+        None => None,
+    };
+    Ok(TextAttribution {
+        tokenized,
+        reference_ids,
+        dim: h,
+        projection,
+        embedding: ends.embedding,
+        reference_embedding: ends.reference_embedding,
+        mode: Some(mode),
+        jacobian,
+    })
+}
+
+/// Passes sized by the backend's memory budget (and the caller's optional cap). Each primal row
+/// takes `primal_rows` tangent rows' worth of memory: its state, and in reverse mode the tape
+/// of every layer it goes through.
+fn plan_passes<B: Backend>(
+    encoder: &Encoder<'_, B>,
+    options: &TextOptions,
+    t: usize,
+    directions: usize,
+    reverse: bool,
+) -> Result<PassPlan> {
+    let b = encoder.backend;
     let row_budget =
         b.rows_that_fit(encoder.tangent_row_scalars()).min(options.max_rows_per_pass.unwrap_or(usize::MAX));
     let primal_width = b.primal_precision().bytes().div_ceil(b.precision().bytes());
     let primal_rows = match reverse {
         false => primal_width,
         true => {
-            let tape = (encoder.num_layers() - layer) * encoder.tape_row_scalars(t) * primal_width;
+            let tape = (encoder.num_layers() - options.layer) * encoder.tape_row_scalars(t) * primal_width;
             primal_width + tape.div_ceil(encoder.tangent_row_scalars())
         }
     };
-    let directions = if reverse { h } else { t };
-    let plan = PassPlan::new(row_budget, t, directions, steps, primal_rows).ok_or_else(|| {
+    PassPlan::new(row_budget, t, directions, options.quadrature.steps(), primal_rows).ok_or_else(|| {
         let needed = (1 + primal_rows) * t * encoder.tangent_row_scalars() * b.precision().bytes();
         Error::argument(
             "--max-memory",
@@ -251,126 +323,146 @@ pub fn attribute_text<B: Backend>(
                 b.memory_budget()
             ),
         )
-    })?;
-
-    // The input and its reference (same length) go through the layers as one batch of two:
-    // rows 0..t are the input's, t..2t the reference's.
-    let both_ids = [tokenized.ids.as_slice(), reference_ids.as_slice()].concat();
-    let both_states = encoder.states_at(&both_ids, 2, layer)?;
-    let rows_of = |seq: usize| (seq * t..(seq + 1) * t).map(|r| r as u32).collect::<Vec<_>>();
-    let input_states = b.gather_rows(&both_states, h, &rows_of(0))?;
-    let reference_states = b.gather_rows(&both_states, h, &rows_of(1))?;
-    let delta = b.sub(&input_states, &reference_states)?;
-    drop(input_states);
-    let ends = encoder.forward_layers(both_states, layer, encoder.num_layers(), 2, t)?;
-    let pooled_ends = b.download(&encoder.pool(&ends, 2, t)?)?;
-    drop(ends);
-    let (mut embedding, mut reference_embedding) = (pooled_ends[..h].to_vec(), pooled_ends[h..].to_vec());
-    if encoder.shifts_reference() {
-        // An exact model subtracts its reference's output states before pooling: e(x) − e(r),
-        // and e(r) = 0. The Jacobian, and so P, is the plain model's.
-        embedding.iter_mut().zip(&reference_embedding).for_each(|(e, r)| *e -= r);
-        reference_embedding.fill(0.0);
-    }
-    if options.normalized {
-        embedding = normalization::normalized(&embedding, "the text's embedding")?;
-        reference_embedding = normalization::normalized(&reference_embedding, "its reference input's")?;
-    }
-
-    progress.add_work((steps * directions * (encoder.num_layers() - layer)) as u64);
-    // `P` stays on the device as `[T, D]` (row i = column i of P) until every pass is in.
-    let mut projection_rows = b.zeros(t * h)?;
-    let mut jacobian = options.keep_jacobian.then(|| vec![0.0f64; h * t * h]);
-    // Reverse mode's `Δ Wqkvᵀ`, made on first use.
-    let mut qkv_delta = None;
-    for first_step in (0..steps).step_by(plan.steps_per_pass) {
-        let nodes = options.quadrature.nodes(first_step..(first_step + plan.steps_per_pass).min(steps));
-        let alphas: Vec<f64> = nodes.iter().map(|n| n.alpha).collect();
-        let weights: Vec<f64> = nodes.iter().map(|n| n.weight).collect();
-        let primals = b.interpolate(&reference_states, &delta, &alphas)?;
-        // Cos-exact: each node's pooled embedding, where the normalization is differentiated.
-        let node_embeddings = match options.normalized {
-            true => {
-                let x = b.interpolate(&reference_states, &delta, &alphas)?;
-                let pooled = encoder.pooled_from(x, layer, nodes.len(), t)?;
-                for e in pooled.chunks_exact(h) {
-                    normalization::normalized(e, "the embedding at a node of the path")?;
-                }
-                Some(pooled)
-            }
-            false => None,
-        };
-        for first in (0..directions).step_by(plan.directions_per_pass) {
-            let range = first..(first + plan.directions_per_pass).min(directions);
-            let count = range.len();
-            let batch = Batch { steps: nodes.len(), tangents: count, tokens: t };
-            let after_layer = || progress.advance((nodes.len() * count) as u64);
-            if !reverse {
-                // The pooled tangent of direction i is column i of ∂e·Δ.
-                let mut pooled = encoder.pooled_token_jvp(&primals, &delta, range, layer, batch, &after_layer)?;
-                if let Some(nodes) = &node_embeddings {
-                    let mapped = normalization::tangents(&b.download(&pooled)?, nodes, count, h);
-                    pooled = b.upload(&mapped, Role::Activations { len: mapped.len() })?;
-                }
-                // Already pooled: one "token" per tangent sequence.
-                let pooled_batch = Batch { tokens: 1, ..batch };
-                b.pool_accumulate(&mut projection_rows, &pooled, pooled_batch, h, &weights, first)?;
-                continue;
-            }
-            // Cotangent d of every step is e_d at the pooled output; pulled back to layer L it
-            // is row d of the Jacobian, and its product with Δ token by token is row d of P.
-            let form = if jacobian.is_some() { InputForm::Full } else { InputForm::Split };
-            let dense_seeds = match &node_embeddings {
-                Some(nodes) => {
-                    let seeds = normalization::seeds(nodes, range.clone(), h);
-                    Some(b.upload(&seeds, Role::Activations { len: seeds.len() })?)
-                }
-                None => None,
-            };
-            let seeds = match &dense_seeds {
-                Some(seeds) => PooledSeeds::Dense(seeds),
-                None => PooledSeeds::Units(range),
-            };
-            match encoder.pooled_vjp(&primals, seeds, layer, batch, form, &after_layer)? {
-                InputCotangents::Full(cotangents) => {
-                    b.cotangent_accumulate(&mut projection_rows, &cotangents, &delta, batch, h, &weights, first)?;
-                    if let Some(jacobian) = jacobian.as_mut() {
-                        accumulate_jacobian(jacobian, &b.download(&cotangents)?, batch, h, &weights, first);
-                    }
-                }
-                InputCotangents::Split(SplitCotangents { residual, qkv }) => {
-                    // x̄ · Δ = s̄ · Δ + q̄k̄v̄ · (Δ Wqkvᵀ).
-                    let qkv_delta = match &qkv_delta {
-                        Some(projected) => projected,
-                        None => qkv_delta.insert(encoder.qkv_projection(&delta, layer, t)?),
-                    };
-                    b.cotangent_accumulate(&mut projection_rows, &residual, &delta, batch, h, &weights, first)?;
-                    b.cotangent_accumulate(&mut projection_rows, &qkv, qkv_delta, batch, 3 * h, &weights, first)?;
-                }
-            }
-        }
-    }
-    let rows = b.download(&projection_rows)?;
-    let mut projection = vec![0.0; h * t];
-    for (i, row) in rows.chunks_exact(h).enumerate() {
-        for (d, value) in row.iter().enumerate() {
-            projection[d * t + i] = *value;
-        }
-    }
-    let jacobian = match jacobian {
-        Some(values) => Some(Jacobian { values, delta: b.download(&delta)?, width: h }),
-        None => None,
-    };
-    Ok(TextAttribution {
-        tokenized,
-        reference_ids,
-        dim: h,
-        projection,
-        embedding,
-        reference_embedding,
-        mode: Some(mode),
-        jacobian,
     })
+}
+
+/// The path's ends at the attributed layer, and the embeddings whose difference `P` splits.
+struct Endpoints<T> {
+    reference_states: T,
+    /// `Δ = h(x) − h(r)`, `[T, H]`.
+    delta: T,
+    embedding: Vec<f64>,
+    reference_embedding: Vec<f64>,
+    tokens: usize,
+}
+
+impl<T> Endpoints<T> {
+    fn of<B: Backend<Tensor = T>>(
+        encoder: &Encoder<'_, B>,
+        ids: &[u32],
+        reference_ids: &[u32],
+        options: &TextOptions,
+    ) -> Result<Self> {
+        let (b, t, h, layer) = (encoder.backend, ids.len(), encoder.hidden(), options.layer);
+        // The input and its reference (same length) go through the layers as one batch of two:
+        // rows 0..t are the input's, t..2t the reference's.
+        let both_ids = [ids, reference_ids].concat();
+        let both_states = encoder.states_at(&both_ids, 2, layer)?;
+        let rows_of = |seq: usize| (seq * t..(seq + 1) * t).map(|r| r as u32).collect::<Vec<_>>();
+        let input_states = b.gather_rows(&both_states, h, &rows_of(0))?;
+        let reference_states = b.gather_rows(&both_states, h, &rows_of(1))?;
+        let delta = b.sub(&input_states, &reference_states)?;
+        drop(input_states);
+        let ends = encoder.forward_layers(both_states, layer, encoder.num_layers(), 2, t)?;
+        let pooled_ends = b.download(&encoder.pool(&ends, 2, t)?)?;
+        drop(ends);
+        let (mut embedding, mut reference_embedding) = (pooled_ends[..h].to_vec(), pooled_ends[h..].to_vec());
+        if encoder.shifts_reference() {
+            // An exact model subtracts its reference's output states before pooling:
+            // e(x) − e(r), and e(r) = 0. The Jacobian, and so P, is the plain model's.
+            embedding.iter_mut().zip(&reference_embedding).for_each(|(e, r)| *e -= r);
+            reference_embedding.fill(0.0);
+        }
+        if options.normalized {
+            embedding = normalization::normalized(&embedding, "the text's embedding")?;
+            reference_embedding = normalization::normalized(&reference_embedding, "its reference input's")?;
+        }
+        Ok(Endpoints { reference_states, delta, embedding, reference_embedding, tokens: t })
+    }
+
+    /// The pooled embedding `[steps, D]` at each node `h_r + α_k Δ` (cos-exact differentiates
+    /// the normalization there); zero at a node is an error.
+    fn node_embeddings<B: Backend<Tensor = T>>(
+        &self,
+        encoder: &Encoder<'_, B>,
+        alphas: &[f64],
+        layer: usize,
+    ) -> Result<Vec<f64>> {
+        let x = encoder.backend.interpolate(&self.reference_states, &self.delta, alphas)?;
+        let pooled = encoder.pooled_from(x, layer, alphas.len(), self.tokens)?;
+        for e in pooled.chunks_exact(encoder.hidden()) {
+            normalization::normalized(e, "the embedding at a node of the path")?;
+        }
+        Ok(pooled)
+    }
+}
+
+/// One pass: `batch.steps` nodes' primals and `range` of the directions.
+struct Pass<'a, T> {
+    primals: &'a T,
+    range: std::ops::Range<usize>,
+    batch: Batch,
+    weights: &'a [f64],
+    /// Cos-exact: the nodes' pooled embeddings.
+    node_embeddings: Option<&'a [f64]>,
+}
+
+/// What the passes add up: `P` (as `[T, D]` rows on the device) and, when kept, `J`.
+struct Accumulator<'e, 'a, B: Backend> {
+    encoder: &'e Encoder<'a, B>,
+    delta: &'e B::Tensor,
+    layer: usize,
+    tokens: usize,
+    projection_rows: B::Tensor,
+    jacobian: Option<Vec<f64>>,
+    /// Reverse mode's `Δ Wqkvᵀ`, made on first use.
+    qkv_delta: Option<B::Tensor>,
+}
+
+impl<B: Backend> Accumulator<'_, '_, B> {
+    /// Forward mode: the pooled tangent of direction i is column i of `∂e·Δ` (of `∂n·Δ` for
+    /// cos-exact).
+    fn forward(&mut self, pass: Pass<'_, B::Tensor>, after_layer: &dyn Fn()) -> Result<()> {
+        let (b, h, first) = (self.encoder.backend, self.encoder.hidden(), pass.range.start);
+        let count = pass.range.len();
+        let mut pooled =
+            self.encoder.pooled_token_jvp(pass.primals, self.delta, pass.range, self.layer, pass.batch, after_layer)?;
+        if let Some(nodes) = pass.node_embeddings {
+            let mapped = normalization::tangents(&b.download(&pooled)?, nodes, count, h);
+            pooled = b.upload(&mapped, Role::Activations { len: mapped.len() })?;
+        }
+        // Already pooled: one "token" per tangent sequence.
+        let pooled_batch = Batch { tokens: 1, ..pass.batch };
+        b.pool_accumulate(&mut self.projection_rows, &pooled, pooled_batch, h, pass.weights, first)
+    }
+
+    /// Reverse mode: cotangent d of every step is e_d at the pooled output (`N_k e_d` for
+    /// cos-exact); pulled back to layer L it is row d of the Jacobian, and its product with Δ
+    /// token by token is row d of P.
+    fn reverse(&mut self, pass: Pass<'_, B::Tensor>, after_layer: &dyn Fn()) -> Result<()> {
+        let (b, h, first, batch, weights) =
+            (self.encoder.backend, self.encoder.hidden(), pass.range.start, pass.batch, pass.weights);
+        let form = if self.jacobian.is_some() { InputForm::Full } else { InputForm::Split };
+        let dense_seeds = match pass.node_embeddings {
+            Some(nodes) => {
+                let seeds = normalization::seeds(nodes, pass.range.clone(), h);
+                Some(b.upload(&seeds, Role::Activations { len: seeds.len() })?)
+            }
+            None => None,
+        };
+        let seeds = match &dense_seeds {
+            Some(seeds) => PooledSeeds::Dense(seeds),
+            None => PooledSeeds::Units(pass.range),
+        };
+        match self.encoder.pooled_vjp(pass.primals, seeds, self.layer, batch, form, after_layer)? {
+            InputCotangents::Full(cotangents) => {
+                b.cotangent_accumulate(&mut self.projection_rows, &cotangents, self.delta, batch, h, weights, first)?;
+                if let Some(jacobian) = self.jacobian.as_mut() {
+                    accumulate_jacobian(jacobian, &b.download(&cotangents)?, batch, h, weights, first);
+                }
+            }
+            InputCotangents::Split(SplitCotangents { residual, qkv }) => {
+                // x̄ · Δ = s̄ · Δ + q̄k̄v̄ · (Δ Wqkvᵀ).
+                let qkv_delta = match &self.qkv_delta {
+                    Some(projected) => projected,
+                    None => self.qkv_delta.insert(self.encoder.qkv_projection(self.delta, self.layer, self.tokens)?),
+                };
+                b.cotangent_accumulate(&mut self.projection_rows, &residual, self.delta, batch, h, weights, first)?;
+                b.cotangent_accumulate(&mut self.projection_rows, &qkv, qkv_delta, batch, 3 * h, weights, first)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `jacobian[first_dim + c, i, h] += weights[k] · cotangents[k, c, i, h]` (`jacobian` is
