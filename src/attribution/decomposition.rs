@@ -39,8 +39,7 @@ pub fn decompose_text<B: Backend>(
     }
     if normalized {
         // Cos-exact: the same A as cos, with P and e scaled by 1/|e|.
-        let norm = embedding.iter().map(|x| x * x).sum::<f64>().sqrt();
-        normalization::normalized(&embedding, "the text's embedding")?;
+        let norm = normalization::nonzero_norm(&embedding, "the text's embedding")?;
         projection.iter_mut().chain(embedding.iter_mut()).for_each(|x| *x /= norm);
     }
     Ok(TextAttribution {

@@ -9,9 +9,15 @@ use crate::error::{Error, Result};
 
 /// `v / |v|`, or the error cos-exact gives where the embedding is zero (`what` names it).
 pub fn normalized(v: &[f64], what: &str) -> Result<Vec<f64>> {
+    let norm = nonzero_norm(v, what)?;
+    Ok(v.iter().map(|x| x / norm).collect())
+}
+
+/// `|v|`, or the error cos-exact gives where the embedding is zero (`what` names it).
+pub fn nonzero_norm(v: &[f64], what: &str) -> Result<f64> {
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     if norm > 0.0 && norm.is_finite() {
-        return Ok(v.iter().map(|x| x / norm).collect());
+        return Ok(norm);
     }
     Err(Error::argument(
         "--similarity",

@@ -381,7 +381,7 @@ impl<T> Endpoints<T> {
         let x = encoder.backend.interpolate(&self.reference_states, &self.delta, alphas)?;
         let pooled = encoder.pooled_from(x, layer, alphas.len(), self.tokens)?;
         for e in pooled.chunks_exact(encoder.hidden()) {
-            normalization::normalized(e, "the embedding at a node of the path")?;
+            normalization::nonzero_norm(e, "the embedding at a node of the path")?;
         }
         Ok(pooled)
     }

@@ -9,7 +9,7 @@ use crate::attribution::Mode;
 use crate::backend::{unit_rows, Backend, Batch, Heads, Role, ScoreMods};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel};
-use crate::net::flops::{attribution_flops, reverse_attribution_flops, reverse_is_cheaper, AttributionFlops};
+use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops};
 use crate::net::layer::{
     last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_forward_taped, layer_jvp, layer_vjp,
     layer_vjp_split, CotangentsIn, LayerShape, SplitCotangents, TangentsIn,
@@ -32,6 +32,13 @@ pub enum PooledSeeds<'a, T> {
     Units(Range<usize>),
     /// Any cotangents.
     Dense(&'a T),
+}
+
+/// The cotangents above the layer `pooled_vjp` is at: the pooled output's unit cotangents
+/// still in structured form, or dense rows.
+enum Above<T> {
+    PooledMeanUnits(Range<usize>),
+    Dense(T),
 }
 
 /// The attributed layer's input cotangents, `[steps, dims, tokens, …]`, in the form asked for.
@@ -118,12 +125,6 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// Scalars one primal row keeps per layer for reverse mode (`LayerTape`) at `tokens` tokens.
     pub fn tape_row_scalars(&self, tokens: usize) -> usize {
         self.shape().tape_row_scalars(tokens)
-    }
-
-    /// Reverse mode's flops for the same text (`D` cotangents per step).
-    pub fn reverse_attribution_flops(&self, layer: usize, tokens: usize, steps: usize) -> AttributionFlops {
-        let layers = self.num_layers().saturating_sub(layer);
-        reverse_attribution_flops(self.shape(), layers, tokens, steps, self.hidden(), self.pooling == Pooling::Mean)
     }
 
     /// `--mode auto`: the mode whose pass does fewer flops for this text, counted as each runs
@@ -318,31 +319,33 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let output = states.ok_or_else(|| Error::Internal("a reverse pass through no layers".into()))?;
         // Mean pooling's unit cotangents enter the last layer in structured form; any other
         // seeds, or poolings, are put on the output rows first.
-        let (units, mut cotangents) = match (seeds, self.pooling) {
-            (PooledSeeds::Units(dims), Pooling::Mean) => (dims, None),
+        let mut above = match (seeds, self.pooling) {
+            (PooledSeeds::Units(dims), Pooling::Mean) => Above::PooledMeanUnits(dims),
             (PooledSeeds::Units(dims), pooling) => {
                 let len = batch.tangent_seqs() * h;
                 let seeds = b.upload(&unit_rows(batch.steps, dims, h), Role::Activations { len })?;
-                (0..0, Some(pool_vjp(b, pooling, &output, &seeds, batch, h)?))
+                Above::Dense(pool_vjp(b, pooling, &output, &seeds, batch, h)?)
             }
-            (PooledSeeds::Dense(seeds), pooling) => (0..0, Some(pool_vjp(b, pooling, &output, seeds, batch, h)?)),
+            (PooledSeeds::Dense(seeds), pooling) => Above::Dense(pool_vjp(b, pooling, &output, seeds, batch, h)?),
         };
         drop(output);
         for (index, (params, tape)) in layers.iter().zip(&tapes).enumerate().rev() {
-            let entering = match cotangents.as_ref() {
-                Some(dense) => CotangentsIn::Dense(dense),
-                None => CotangentsIn::PooledMeanUnits(units.clone()),
+            let entering = match &above {
+                Above::Dense(dense) => CotangentsIn::Dense(dense),
+                Above::PooledMeanUnits(dims) => CotangentsIn::PooledMeanUnits(dims.clone()),
             };
             if index == 0 && input == InputForm::Split {
                 let split = layer_vjp_split(b, params, shape, tape, entering, batch)?;
                 after_layer();
                 return Ok(InputCotangents::Split(split));
             }
-            cotangents = Some(layer_vjp(b, params, shape, tape, entering, batch)?);
+            above = Above::Dense(layer_vjp(b, params, shape, tape, entering, batch)?);
             after_layer();
         }
-        let full = cotangents.ok_or_else(|| Error::Internal("a reverse pass through no layers".into()))?;
-        Ok(InputCotangents::Full(full))
+        match above {
+            Above::Dense(full) => Ok(InputCotangents::Full(full)),
+            Above::PooledMeanUnits(_) => Err(Error::Internal("a reverse pass through no layers".into())),
+        }
     }
 
     /// The pooled embeddings `[seqs, D]` of states `x` at the input of layer `from`
