@@ -81,11 +81,13 @@ enum Command {
         /// Layer whose input is attributed (0 = embedding output).
         #[arg(long, default_value_t = 0)]
         layer: usize,
-        /// Model evaluations per text, for every rule (at most 100000; gauss-legendre 1000).
+        /// Model evaluations per text, for every rule (at most 100000; the gauss-legendre rules
+        /// 1000).
         #[arg(long, default_value_t = 50)]
         steps: usize,
-        /// Quadrature rule: riemann-right (as xsbert), trapezoid (N − 1 intervals) or
-        /// gauss-legendre.
+        /// Quadrature rule: riemann-right (as xsbert), trapezoid (N − 1 intervals),
+        /// gauss-legendre, or gauss-legendre-adaptive (Gauss–Legendre panels fitted to each
+        /// text's path, narrow where it is sharp, from cheap one-tangent probes made first).
         #[arg(long, default_value = "riemann-right", value_name = "RULE")]
         rule: String,
         /// integrated-jacobians (the method), or decomposition: xsbert's baseline, the output
@@ -130,7 +132,11 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         layer: usize,
         /// Comma-separated rules.
-        #[arg(long, default_value = "riemann-right,trapezoid,gauss-legendre", value_name = "RULES")]
+        #[arg(
+            long,
+            default_value = "riemann-right,trapezoid,gauss-legendre,gauss-legendre-adaptive",
+            value_name = "RULES"
+        )]
         rules: String,
         /// Comma-separated step counts (model evaluations per text).
         #[arg(long, default_value = "5,10,20,50,100", value_name = "N,…")]

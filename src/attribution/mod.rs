@@ -1,6 +1,7 @@
 //! Integrated-Jacobian attributions (Moeller, Nikolaev, Padó 2023/2024): per-text projections
 //! `P` (forward or reverse mode), combined per pair into `A = P_aᵀ P_b`.
 
+pub mod adaptive;
 pub mod convergence;
 pub mod decomposition;
 pub mod normalization;

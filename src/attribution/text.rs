@@ -231,6 +231,8 @@ pub fn attribute_text<B: Backend>(
     let plan = plan_passes(encoder, options, t, directions, reverse)?;
     let ends = Endpoints::of(encoder, &tokenized.ids, &reference_ids, options)?;
 
+    let nodes = options.quadrature.nodes(&mut |alphas: &[f64]| ends.path_probe(encoder, alphas, options))?;
+
     progress.add_work((steps * directions * (encoder.num_layers() - layer)) as u64);
     let mut sums = Accumulator {
         encoder,
@@ -242,8 +244,7 @@ pub fn attribute_text<B: Backend>(
         jacobian: options.keep_jacobian.then(|| vec![0.0f64; h * t * h]),
         qkv_delta: None,
     };
-    for first_step in (0..steps).step_by(plan.steps_per_pass) {
-        let nodes = options.quadrature.nodes(first_step..(first_step + plan.steps_per_pass).min(steps));
+    for nodes in nodes.chunks(plan.steps_per_pass) {
         let alphas: Vec<f64> = nodes.iter().map(|n| n.alpha).collect();
         let weights: Vec<f64> = nodes.iter().map(|n| n.weight).collect();
         let primals = b.interpolate(&ends.reference_states, &ends.delta, &alphas)?;
@@ -368,6 +369,38 @@ impl<T> Endpoints<T> {
             reference_embedding = normalization::normalized(&reference_embedding, "its reference input's")?;
         }
         Ok(Endpoints { reference_states, delta, embedding, reference_embedding, tokens: t })
+    }
+
+    /// The attributed embedding (`e`, or `n = e/|e|` for cos-exact) at each of `alphas` along
+    /// the path and its derivative along it, `[alphas, D]` each: what the adaptive rule probes.
+    /// In chunks that fit the memory budget (a primal and a tangent sequence per α).
+    fn path_probe<B: Backend<Tensor = T>>(
+        &self,
+        encoder: &Encoder<'_, B>,
+        alphas: &[f64],
+        options: &TextOptions,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (b, h, t) = (encoder.backend, encoder.hidden(), self.tokens);
+        let row_budget =
+            b.rows_that_fit(encoder.tangent_row_scalars()).min(options.max_rows_per_pass.unwrap_or(usize::MAX));
+        let per_chunk = (row_budget / (3 * t)).max(1);
+        let (mut values, mut slopes) = (Vec::with_capacity(alphas.len() * h), Vec::with_capacity(alphas.len() * h));
+        for chunk in alphas.chunks(per_chunk) {
+            let (e, de) = encoder.pooled_path_jvp(&self.reference_states, &self.delta, chunk, options.layer, t)?;
+            match options.normalized {
+                false => {
+                    values.extend(e);
+                    slopes.extend(de);
+                }
+                true => {
+                    for (e, de) in e.chunks_exact(h).zip(de.chunks_exact(h)) {
+                        values.extend(normalization::normalized(e, "the embedding at a point of the path")?);
+                        slopes.extend(normalization::apply_jacobian(e, de));
+                    }
+                }
+            }
+        }
+        Ok((values, slopes))
     }
 
     /// The pooled embedding `[steps, D]` at each node `h_r + α_k Δ` (cos-exact differentiates

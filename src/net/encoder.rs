@@ -355,6 +355,28 @@ impl<'b, B: Backend> Encoder<'b, B> {
         self.backend.download(&self.pool(&output, seqs, tokens)?)
     }
 
+    /// The path `h_r + α Δ` probed at `alphas`, through layers `from..` and pooling: the pooled
+    /// embeddings `e(α)` and their derivatives along the path `de/dα = ∂e/∂h · Δ`, each
+    /// `[alphas, D]`. One tangent per node (the whole `Δ`) where an attribution step takes one
+    /// per token: what the adaptive quadrature rule probes the path with.
+    pub fn pooled_path_jvp(
+        &self,
+        origin: &B::Tensor,
+        delta: &B::Tensor,
+        alphas: &[f64],
+        from: usize,
+        tokens: usize,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (b, h) = (self.backend, self.hidden());
+        let x = b.interpolate(origin, delta, alphas)?;
+        // All of `Δ` as the one tangent of every node: one "token" `tokens · hidden` wide.
+        let dx = b.token_tangents(delta, alphas.len(), 1, tokens * h, 0..1)?;
+        let batch = Batch { steps: alphas.len(), tangents: 1, tokens };
+        let (y, dy) = self.jvp_layers(&x, &dx, from, batch, &|| {})?;
+        let slopes = pool_jvp(b, self.pooling, &y, &dy, batch, h)?;
+        Ok((b.download(&self.pool(&y, alphas.len(), tokens)?)?, b.download(&slopes)?))
+    }
+
     /// `Δ Wqkvᵀ` of layer `layer` for `tokens` rows of `delta`: what the split cotangents'
     /// `q̄k̄v̄` are contracted with (`SplitCotangents`).
     pub fn qkv_projection(&self, delta: &B::Tensor, layer: usize, tokens: usize) -> Result<B::Tensor> {
