@@ -51,5 +51,6 @@ pub fn decompose_text<B: Backend>(
         reference_embedding: vec![0.0; h],
         mode: None,
         jacobian: None,
+        nodes: Vec::new(),
     })
 }

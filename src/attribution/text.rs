@@ -4,7 +4,7 @@
 //! other text, so it can be cached and reused across pairs.
 
 use crate::attribution::normalization;
-use crate::attribution::quadrature::Quadrature;
+use crate::attribution::quadrature::{Node, Quadrature};
 use crate::attribution::Progress;
 use crate::backend::{Backend, Batch, Role};
 use crate::error::{Error, Result};
@@ -157,6 +157,9 @@ pub struct TextAttribution {
     /// With `TextOptions::keep_jacobian`: the integrated Jacobian `J`, `[D, T, H]` row-major
     /// (`P[d, i] = Σ_h J[d, i, h] Δ[i, h]`), and `Δ = h(x) − h(r)`, `[T, H]`.
     pub jacobian: Option<Jacobian>,
+    /// The quadrature nodes this text's path was integrated with (the adaptive rule's are its
+    /// own); empty for the decomposition.
+    pub nodes: Vec<Node>,
 }
 
 /// The integrated Jacobian of one text at the attributed layer, and the `Δ` it multiplies.
@@ -244,9 +247,9 @@ pub fn attribute_text<B: Backend>(
         jacobian: options.keep_jacobian.then(|| vec![0.0f64; h * t * h]),
         qkv_delta: None,
     };
-    for nodes in nodes.chunks(plan.steps_per_pass) {
-        let alphas: Vec<f64> = nodes.iter().map(|n| n.alpha).collect();
-        let weights: Vec<f64> = nodes.iter().map(|n| n.weight).collect();
+    for pass_nodes in nodes.chunks(plan.steps_per_pass) {
+        let alphas: Vec<f64> = pass_nodes.iter().map(|n| n.alpha).collect();
+        let weights: Vec<f64> = pass_nodes.iter().map(|n| n.weight).collect();
         let primals = b.interpolate(&ends.reference_states, &ends.delta, &alphas)?;
         // Cos-exact: each node's pooled embedding, where the normalization is differentiated.
         let node_embeddings = match options.normalized {
@@ -256,8 +259,8 @@ pub fn attribute_text<B: Backend>(
         for first in (0..directions).step_by(plan.directions_per_pass) {
             let range = first..(first + plan.directions_per_pass).min(directions);
             let count = range.len();
-            let batch = Batch { steps: nodes.len(), tangents: count, tokens: t };
-            let after_layer = || progress.advance((nodes.len() * count) as u64);
+            let batch = Batch { steps: pass_nodes.len(), tangents: count, tokens: t };
+            let after_layer = || progress.advance((pass_nodes.len() * count) as u64);
             let pass = Pass {
                 primals: &primals,
                 range,
@@ -291,6 +294,7 @@ pub fn attribute_text<B: Backend>(
         reference_embedding: ends.reference_embedding,
         mode: Some(mode),
         jacobian,
+        nodes,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::attribution::{ConvergenceRow, Explanation, Mode, Similarity, TextAttribution};
+use crate::attribution::{ConvergenceRow, Explanation, Mode, Rule, Similarity, TextAttribution};
 use crate::model::SentenceModel;
 
 #[derive(Serialize)]
@@ -31,6 +31,15 @@ pub struct TextReportJson {
     /// How this text's `P` was computed: forward (token tangents) or reverse (output
     /// cotangents) mode, `--mode auto` resolved; `none` for the decomposition.
     pub mode: &'static str,
+    /// `gauss-legendre-adaptive`: where on the path (α) this text's steps went and with what
+    /// weights, fitted to its path; `null` for the fixed rules, whose nodes are the rule's.
+    pub quadrature_nodes: Option<Vec<NodeJson>>,
+}
+
+#[derive(Serialize)]
+pub struct NodeJson {
+    pub alpha: f64,
+    pub weight: f64,
 }
 
 #[derive(Serialize)]
@@ -70,7 +79,7 @@ pub struct ExplainJson {
     pub text_b: TextReportJson,
 }
 
-fn text_report(text: &str, t: &TextAttribution) -> TextReportJson {
+fn text_report(text: &str, t: &TextAttribution, rule: Rule) -> TextReportJson {
     TextReportJson {
         text: text.to_string(),
         ids: t.tokenized.ids.clone(),
@@ -79,6 +88,8 @@ fn text_report(text: &str, t: &TextAttribution) -> TextReportJson {
         relative_identity_error: t.relative_identity_error(),
         truncated_from: t.tokenized.truncated_from,
         mode: t.mode.map_or("none", Mode::name),
+        quadrature_nodes: (rule == Rule::GaussLegendreAdaptive && !t.nodes.is_empty())
+            .then(|| t.nodes.iter().map(|n| NodeJson { alpha: n.alpha, weight: n.weight }).collect()),
     }
 }
 
@@ -114,8 +125,8 @@ impl ExplainJson {
             method: e.method.name(),
             mode_requested: e.mode.name(),
             similarity: p.similarity.name(),
-            text_a: text_report(text_a, &e.a),
-            text_b: text_report(text_b, &e.b),
+            text_a: text_report(text_a, &e.a, e.quadrature.rule()),
+            text_b: text_report(text_b, &e.b, e.quadrature.rule()),
         }
     }
 }

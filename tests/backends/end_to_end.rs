@@ -5,6 +5,7 @@
 use simattr::attribution::{
     attribute_text, explain_pair, reference_ids, Method, Mode, Quadrature, Rule, Similarity, TextOptions,
 };
+use simattr::backend::reference::CpuReference;
 use simattr::backend::{Backend, BackendSettings};
 use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::SentenceModel;
@@ -92,9 +93,9 @@ pub fn completeness_converges<B: Backend>(b: &B) {
     }
 }
 
-/// The better rules pay off on the tiny model: Gauss–Legendre at 20 steps has a smaller
-/// completeness error than right Riemann at 100, at the embedding output and in the last layer,
-/// and the trapezoid's error shrinks about as 1/N² (5 → 20 steps: at least 8×).
+/// The better rules pay off on the tiny model: Gauss–Legendre, plain and adaptive, at 20 steps
+/// has a smaller completeness error than right Riemann at 100, at the embedding output and in
+/// the last layer, and the trapezoid's error shrinks about as 1/N² (5 → 20 steps: at least 8×).
 pub fn better_rules_converge_faster<B: Backend>(b: &B) {
     let model = SentenceModel::load(&tiny_model_dir()).unwrap();
     let encoder = Encoder::new(b, &model).unwrap();
@@ -109,12 +110,16 @@ pub fn better_rules_converge_faster<B: Backend>(b: &B) {
                     .completeness_error()
             };
             let label = format!("{} layer {layer} {}", b.name(), similarity.name());
-            let (gauss_20, riemann_100) = (error(Rule::GaussLegendre, 20), error(Rule::RiemannRight, 100));
-            eprintln!("{label}: gauss-legendre 20 {gauss_20:.2e}, riemann-right 100 {riemann_100:.2e}");
-            assert!(
-                gauss_20 < riemann_100,
-                "{label}: gauss-legendre at 20 steps {gauss_20:e} ≥ riemann-right at 100 {riemann_100:e}"
-            );
+            let riemann_100 = error(Rule::RiemannRight, 100);
+            for rule in [Rule::GaussLegendre, Rule::GaussLegendreAdaptive] {
+                let gauss_20 = error(rule, 20);
+                eprintln!("{label}: {} 20 {gauss_20:.2e}, riemann-right 100 {riemann_100:.2e}", rule.name());
+                assert!(
+                    gauss_20 < riemann_100,
+                    "{label}: {} at 20 steps {gauss_20:e} ≥ riemann-right at 100 {riemann_100:e}",
+                    rule.name()
+                );
+            }
             let (trapezoid_5, trapezoid_20) = (error(Rule::Trapezoid, 5), error(Rule::Trapezoid, 20));
             assert!(
                 trapezoid_5 > 8.0 * trapezoid_20,
@@ -340,4 +345,69 @@ pub fn packed_embeddings_equal_single<B: Backend>(b: &B, fixture: &str) {
         let err = max_abs_diff(got, &want) / max_abs(&want);
         assert!(err <= 1e-6, "{fixture}: {text:?}: packed vs alone {err:.2e}");
     }
+}
+
+/// What the adaptive rule probes is the path the attribution integrates: at any α, the probe's
+/// embedding is the model's at `h_r + α Δ` (the input's at 1, the reference's at 0), and its
+/// derivative along the path is the sum of forward mode's token tangents there (what `Σ_i P_di`
+/// integrates) and a central difference of the float64 reference's embeddings.
+pub fn path_probe_is_the_derivative_along_the_path<B: Backend>(b: &B, fixture: &str) {
+    let model = SentenceModel::load(&fixture_dir(fixture)).unwrap();
+    let encoder = Encoder::new(b, &model).unwrap();
+    let oracle = CpuReference::<f64>::new();
+    let oracle_encoder = Encoder::new(&oracle, &model).unwrap();
+    let ids = model.tokenizer.encode("A man is playing a guitar.").unwrap().ids;
+    let reference_ids = simattr::attribution::reference_ids(&model.tokenizer, ids.len());
+    let (t, h) = (ids.len(), encoder.hidden());
+    let alphas = [0.0, 0.3, 1.0];
+    for layer in 0..encoder.num_layers() {
+        let label = format!("{} {fixture} layer {layer}", b.name());
+        let (reference, delta) = path_ends(&encoder, &ids, &reference_ids, layer);
+        let (values, slopes) = encoder.pooled_path_jvp(&reference, &delta, &alphas, layer, t).unwrap();
+        let embed = |ids: &[u32]| encoder.pooled_from(encoder.states_at(ids, 1, layer).unwrap(), layer, 1, t).unwrap();
+        let (at_input, at_reference) = (embed(&ids), embed(&reference_ids));
+        assert!(max_abs_diff(&values[..h], &at_reference) <= 1e-6 * max_abs(&at_reference), "{label}: e(0)");
+        assert!(max_abs_diff(&values[2 * h..], &at_input) <= 1e-6 * max_abs(&at_input), "{label}: e(1)");
+
+        let primals = b.interpolate(&reference, &delta, &alphas).unwrap();
+        let batch = simattr::backend::Batch { steps: alphas.len(), tangents: t, tokens: t };
+        let token_tangents =
+            b.download(&encoder.pooled_token_jvp(&primals, &delta, 0..t, layer, batch, &|| ()).unwrap()).unwrap();
+        let summed: Vec<f64> = (0..alphas.len())
+            .flat_map(|k| {
+                let rows = &token_tangents[k * t * h..(k + 1) * t * h];
+                (0..h).map(move |d| (0..t).map(|i| rows[i * h + d]).sum::<f64>())
+            })
+            .collect();
+        let err = max_abs_diff(&slopes, &summed) / max_abs(&summed);
+        assert!(err <= 1e-5, "{label}: e' against Σ of the token tangents: {err:.2e}");
+
+        let (oracle_reference, oracle_delta) = path_ends(&oracle_encoder, &ids, &reference_ids, layer);
+        let step = 1e-5;
+        let shifted: Vec<f64> = alphas.iter().flat_map(|&a| [a - step, a + step]).collect();
+        let x = oracle.interpolate(&oracle_reference, &oracle_delta, &shifted).unwrap();
+        let pooled = oracle_encoder.pooled_from(x, layer, shifted.len(), t).unwrap();
+        let central: Vec<f64> = (0..alphas.len())
+            .flat_map(|k| {
+                let (below, above) = (&pooled[2 * k * h..][..h], &pooled[(2 * k + 1) * h..][..h]);
+                below.iter().zip(above).map(|(lo, hi)| (hi - lo) / (2.0 * step)).collect::<Vec<_>>()
+            })
+            .collect();
+        let err = max_abs_diff(&slopes, &central) / max_abs(&central);
+        let tolerance = if b.precision() == simattr::backend::Precision::F64 { 1e-8 } else { 1e-5 };
+        assert!(err <= tolerance, "{label}: e' against float64 central differences: {err:.2e}");
+    }
+}
+
+/// The states `h_r` and `Δ = h(x) − h(r)` at `layer`'s input.
+fn path_ends<B: Backend>(
+    encoder: &Encoder<'_, B>,
+    ids: &[u32],
+    reference_ids: &[u32],
+    layer: usize,
+) -> (B::Tensor, B::Tensor) {
+    let input = encoder.states_at(ids, 1, layer).unwrap();
+    let reference = encoder.states_at(reference_ids, 1, layer).unwrap();
+    let delta = encoder.backend.sub(&input, &reference).unwrap();
+    (reference, delta)
 }

@@ -44,6 +44,9 @@ macro_rules! fixture_tests {
             #[test] fn packed_embeddings_equal_single() {
                 crate::end_to_end::packed_embeddings_equal_single(&default(), $fixture)
             }
+            #[test] fn path_probe_is_the_derivative_along_the_path() {
+                crate::end_to_end::path_probe_is_the_derivative_along_the_path(&default(), $fixture)
+            }
         }
     )*};
 }
