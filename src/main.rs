@@ -11,6 +11,7 @@ use simattr::attribution::{
 };
 use simattr::backend::cpu::CpuBackend;
 use simattr::backend::reference::CpuReference;
+use simattr::backend::wgpu::{describe_adapters, WgpuBackend};
 use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Precision};
 use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::{cache, SentenceModel, Tokenized};
@@ -20,10 +21,14 @@ use simattr::output::{files, heatmap, json, summary, tensors};
 #[derive(Parser)]
 #[command(name = "simattr", version, about = "Explain why a sentence encoder finds two texts similar")]
 struct Cli {
-    /// Which backend runs the network: `cpu` (fast, multi-threaded) or `cpu-ref` (the plain
-    /// reference every other backend is tested against).
-    #[arg(long, global = true, default_value = "cpu", value_name = "cpu|cpu-ref")]
+    /// Which backend runs the network: `cpu` (fast, multi-threaded), `cpu-ref` (the plain
+    /// reference every other backend is tested against) or `wgpu` (WGSL shaders on a GPU).
+    #[arg(long, global = true, default_value = "cpu", value_name = "cpu|cpu-ref|wgpu")]
     backend: String,
+    /// The adapter `--backend wgpu` runs on, by its number in `simattr devices` [default: the
+    /// system's default adapter].
+    #[arg(long, global = true, value_name = "N")]
+    device: Option<usize>,
     /// Storage precision: f32 (every backend, the default) or f64 (cpu-ref only; matches a
     /// float64 PyTorch run to ~1e-15).
     #[arg(long, global = true, value_name = "f32|f64")]
@@ -54,6 +59,8 @@ struct ModelArg {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The GPU adapters `--backend wgpu` can run on, numbered for `--device`.
+    Devices,
     /// Sentence embeddings, as sentence-transformers' `encode` returns them.
     Embed {
         #[command(flatten)]
@@ -202,7 +209,18 @@ fn warn_truncated(label: &str, tokenized: &Tokenized, max_len: usize) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Devices = cli.command {
+        let adapters = describe_adapters();
+        if adapters.is_empty() {
+            println!("no GPU adapter (wgpu found none: install a Vulkan, Metal or DX12 driver)");
+        }
+        adapters.iter().for_each(|line| println!("{line}"));
+        return Ok(());
+    }
     let kind: BackendKind = cli.backend.parse()?;
+    if cli.device.is_some() && kind != BackendKind::Wgpu {
+        anyhow::bail!("invalid argument --device: it chooses the adapter of --backend wgpu, not {}", kind.name());
+    }
     let precision = kind.check_precision(cli.precision.as_deref().map(str::parse::<Precision>).transpose()?)?;
     let max_memory = cli.max_memory.as_deref().map(parse_memory).transpose()?;
     let mut settings = BackendSettings::new(cli.threads, max_memory)?;
@@ -221,6 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         (BackendKind::CpuReference, Precision::F64) => {
             run_on(&CpuReference::<f64>::with_settings(settings), cli.command)
         }
+        (BackendKind::Wgpu, Precision::F32) => run_on(&WgpuBackend::new(settings, cli.device)?, cli.command),
         (kind, precision) => anyhow::bail!("backend {} has no {} implementation", kind.name(), precision.name()),
     }
 }
@@ -380,6 +399,8 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             }
             leave_to_exit((encoder, model, explanation));
         }
+        // Listed in `run`, before any backend opens.
+        Command::Devices => {}
         Command::Convergence { model, layer, rules, steps, similarity, mode, json: json_path, a, b } => {
             let similarity: Similarity = similarity.parse()?;
             let mode: Mode = mode.parse()?;

@@ -5,21 +5,11 @@ mod common;
 
 use std::process::Command;
 
-use common::{f64s, golden, matrix, max_abs, max_abs_diff, strings, tiny_model_dir};
+use common::{f64s, golden, golden_case, matrix, max_abs, max_abs_diff, strings, tiny_model_dir};
 use serde_json::Value;
 
 fn simattr(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_simattr")).args(args).output().expect("run simattr")
-}
-
-fn golden_case(layer: u64, steps: u64, similarity: &str) -> Value {
-    golden("tiny-bert.json")["attributions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["layer"] == layer && c["steps"] == steps && c["similarity"] == similarity)
-        .expect("golden case")
-        .clone()
 }
 
 #[test]

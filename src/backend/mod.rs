@@ -18,6 +18,7 @@
 pub mod cpu;
 pub mod reference;
 mod settings;
+pub mod wgpu;
 
 use std::ops::Range;
 
@@ -157,10 +158,21 @@ pub trait Backend: Sync {
     /// Bytes this backend's tensors may occupy at once (`--max-memory`).
     fn memory_budget(&self) -> usize;
 
-    /// How many rows of `scalars_per_row` stored scalars fit into the memory budget; the
-    /// attribution code sizes its passes with this instead of a constant.
+    /// The most values one tensor may hold, where the backend has such a limit (a GPU
+    /// adapter's largest binding).
+    fn max_tensor_values(&self) -> Option<usize> {
+        None
+    }
+
+    /// How many rows of `scalars_per_row` stored scalars fit into the memory budget (and, all
+    /// in one tensor, into `max_tensor_values`); the attribution code sizes its passes with
+    /// this instead of a constant.
     fn rows_that_fit(&self, scalars_per_row: usize) -> usize {
-        self.memory_budget() / (scalars_per_row.max(1) * self.precision().bytes())
+        let by_budget = self.memory_budget() / (scalars_per_row.max(1) * self.precision().bytes());
+        match self.max_tensor_values() {
+            Some(values) => by_budget.min(values / scalars_per_row.max(1)),
+            None => by_budget,
+        }
     }
 
     /// Moves host data to the device, stored as `role` says (a backend may re-lay-out weights

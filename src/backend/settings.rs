@@ -10,6 +10,8 @@ pub enum BackendKind {
     Cpu,
     /// The CPU reference: plain loops, f64 sums, the oracle of every test.
     CpuReference,
+    /// WGSL shaders through wgpu, on the adapter `--device` names.
+    Wgpu,
 }
 
 impl BackendKind {
@@ -17,6 +19,7 @@ impl BackendKind {
         match self {
             BackendKind::Cpu => "cpu",
             BackendKind::CpuReference => "cpu-ref",
+            BackendKind::Wgpu => "wgpu",
         }
     }
 
@@ -25,6 +28,7 @@ impl BackendKind {
         match self {
             BackendKind::Cpu => &[Precision::F32],
             BackendKind::CpuReference => &[Precision::F32, Precision::F64],
+            BackendKind::Wgpu => &[Precision::F32],
         }
     }
 
@@ -52,7 +56,7 @@ impl BackendKind {
     pub fn primal_precisions(self) -> &'static [Precision] {
         match self {
             BackendKind::Cpu => &[Precision::F64, Precision::F32],
-            BackendKind::CpuReference => &[],
+            BackendKind::CpuReference | BackendKind::Wgpu => &[],
         }
     }
 
@@ -82,7 +86,8 @@ impl std::str::FromStr for BackendKind {
         match s {
             "cpu" => Ok(BackendKind::Cpu),
             "cpu-ref" | "cpu-reference" => Ok(BackendKind::CpuReference),
-            other => Err(Error::argument("--backend", format!("`{other}` (available: cpu, cpu-ref)"))),
+            "wgpu" => Ok(BackendKind::Wgpu),
+            other => Err(Error::argument("--backend", format!("`{other}` (available: cpu, cpu-ref, wgpu)"))),
         }
     }
 }

@@ -73,6 +73,20 @@ macro_rules! mpnet_tests {
     };
 }
 
+/// Tier 2 through more layers, on the CPU backends (lavapipe would take minutes per case).
+macro_rules! minilm_deep_tests {
+    () => {
+        #[test]
+        fn minilm_attributions_match_pytorch_at_layer_0() {
+            crate::real_model::attributions_at(&default(), 0)
+        }
+        #[test]
+        fn minilm_attributions_match_pytorch_at_layer_3() {
+            crate::real_model::attributions_at(&default(), 3)
+        }
+    };
+}
+
 /// Tier 2 in reverse mode, on a backend fast enough for it: MiniLM's layer-5 goldens (10 steps:
 /// 384 cotangents per step through one layer).
 macro_rules! reverse_real_tests {
@@ -152,8 +166,6 @@ macro_rules! backend_suite {
 
             // ---- tier 2: the real model -----------------------------------------------------
             #[test] fn minilm_embeddings_match_pytorch() { crate::real_model::embeddings(&default()) }
-            #[test] fn minilm_attributions_match_pytorch_at_layer_0() { crate::real_model::attributions_at(&default(), 0) }
-            #[test] fn minilm_attributions_match_pytorch_at_layer_3() { crate::real_model::attributions_at(&default(), 3) }
             #[test] fn minilm_attributions_match_pytorch_at_layer_5() { crate::real_model::attributions_at(&default(), 5) }
             $($extra!();)*
         }
@@ -161,15 +173,20 @@ macro_rules! backend_suite {
 }
 
 backend_suite! {
-    cpu_reference_f32 => |settings| simattr::backend::reference::CpuReference::<f32>::with_settings(settings);
+    cpu_reference_f32 => |settings| simattr::backend::reference::CpuReference::<f32>::with_settings(settings), minilm_deep_tests;
     // The reference's plain loops would take minutes per MPNet case; the f64 oracle checks one
     // MPNet pair itself (oracle.rs).
     // The default: f32 tangents, f64 primal states.
-    cpu_f32 => |settings| simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend"), mpnet_tests, reverse_real_tests;
+    cpu_f32 => |settings| simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend"), minilm_deep_tests, mpnet_tests, reverse_real_tests;
     // `--primal f32`: everything in f32. Not held to the MPNet layer-6 goldens, whose sharp
     // integrand amplifies f32 primal rounding to 3e-4 of max|A| (README "Accuracy").
     cpu_f32_primal_f32 => |settings| {
         let settings = settings.with_primal(simattr::backend::Precision::F32);
         simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend")
+    }, minilm_deep_tests;
+    // WGSL on the default adapter: Mesa's lavapipe in CI (the test command installs it). No
+    // adapter is a failure, never a skip.
+    wgpu_f32 => |settings| {
+        simattr::backend::wgpu::WgpuBackend::new(settings, None).expect("a wgpu adapter (the test command installs Mesa's lavapipe)")
     };
 }

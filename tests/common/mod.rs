@@ -23,6 +23,17 @@ pub fn fixture_dir(name: &str) -> PathBuf {
     repo().join("tests/fixtures").join(name)
 }
 
+/// The tiny model's (tiny-bert's) golden attribution case at these settings.
+pub fn golden_case(layer: u64, steps: u64, similarity: &str) -> Value {
+    golden("tiny-bert.json")["attributions"]
+        .as_array()
+        .expect("attributions")
+        .iter()
+        .find(|c| c["layer"] == layer && c["steps"] == steps && c["similarity"] == similarity)
+        .expect("golden case")
+        .clone()
+}
+
 pub fn golden(name: &str) -> Value {
     let path = repo().join("tests/fixtures/golden").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

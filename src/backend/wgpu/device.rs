@@ -1,0 +1,375 @@
+//! The device side of the wgpu backend: the adapter and device, the shaders compiled once per
+//! process, pipelines cached by entry point, a pool of storage buffers, and the one way every op
+//! runs: a uniform of shape parameters, storage bindings, a dispatch.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+
+/// The shader files, embedded in the binary, by family.
+const SHADERS: [(&str, &str); 6] = [
+    ("elementwise", include_str!("../../../shaders/elementwise.wgsl")),
+    ("gelu", include_str!("../../../shaders/gelu.wgsl")),
+    ("matmul", include_str!("../../../shaders/matmul.wgsl")),
+    ("layer_norm", include_str!("../../../shaders/layer_norm.wgsl")),
+    ("attention", include_str!("../../../shaders/attention.wgsl")),
+    ("pooling", include_str!("../../../shaders/pooling.wgsl")),
+];
+
+/// Workgroups along one grid dimension, at most (WebGPU's guaranteed limit).
+const MAX_GROUPS: u32 = 65_535;
+
+/// The adapters this machine offers, in the order `--device` counts them.
+pub fn adapters() -> Vec<wgpu::Adapter> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+/// One line per adapter: index, name, kind, API.
+pub fn describe_adapters() -> Vec<String> {
+    adapters()
+        .iter()
+        .enumerate()
+        .map(|(i, adapter)| {
+            let info = adapter.get_info();
+            format!("{i}: {} ({:?}, {:?})", info.name, info.device_type, info.backend)
+        })
+        .collect()
+}
+
+/// Storage buffers kept for reuse, by size class (powers of two), so that ops do not allocate.
+pub struct BufferPool {
+    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    /// Bytes held in `free`, and the most it may hold.
+    held: Mutex<u64>,
+    cap: u64,
+}
+
+impl BufferPool {
+    fn size_class(bytes: u64) -> u64 {
+        bytes.max(256).next_power_of_two()
+    }
+
+    fn give_back(&self, buffer: wgpu::Buffer) {
+        let size = buffer.size();
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if *held + size > self.cap {
+            return;
+        }
+        *held += size;
+        self.free.lock().unwrap_or_else(PoisonError::into_inner).entry(size).or_default().push(buffer);
+    }
+
+    fn take(&self, class: u64) -> Option<wgpu::Buffer> {
+        let buffer = self.free.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&class)?.pop()?;
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) -= class;
+        Some(buffer)
+    }
+}
+
+/// A storage buffer of `len` f32 values on the device; back to the pool when dropped.
+pub struct DeviceBuffer {
+    buffer: Option<wgpu::Buffer>,
+    pub len: usize,
+    pool: Arc<BufferPool>,
+}
+
+impl DeviceBuffer {
+    pub fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("a device buffer is present until dropped")
+    }
+
+    /// The `len` values as a binding (at least 4 bytes: WebGPU binds nothing smaller).
+    fn binding(&self) -> wgpu::BindingResource<'_> {
+        let bytes = (self.len.max(1) * 4) as u64;
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.raw(),
+            offset: 0,
+            size: NonZeroU64::new(bytes),
+        })
+    }
+}
+
+impl Drop for DeviceBuffer {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.take() {
+            self.pool.give_back(buffer);
+        }
+    }
+}
+
+/// The device, its queue and what ops share.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+    pool: Arc<BufferPool>,
+    /// The first validation or out-of-memory error the device reported, checked at every sync.
+    error: Arc<Mutex<Option<String>>>,
+    /// Lower limits than the adapter's, in values (tests): one binding, and the tables kept on
+    /// the device.
+    binding_cap: usize,
+    table_cap: usize,
+}
+
+impl Gpu {
+    /// Adapter `index` (as `describe_adapters` lists them; the default adapter when `None`),
+    /// with the shaders compiled.
+    pub fn open(index: Option<usize>, pool_cap: u64) -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = match index {
+            None => {
+                pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default())).map_err(|e| {
+                    Error::argument(
+                        "--backend",
+                        format!(
+                            "wgpu found no GPU adapter ({e}); install a Vulkan, Metal or DX12 driver (on Debian: \
+                             apt-get install mesa-vulkan-drivers libvulkan1 gives the CPU one, lavapipe)"
+                        ),
+                    )
+                })?
+            }
+            Some(i) => {
+                let mut all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+                if i >= all.len() {
+                    let listed = describe_adapters();
+                    return Err(Error::argument(
+                        "--device",
+                        format!("{i} is not an adapter here; there are {}: {}", listed.len(), listed.join("; ")),
+                    ));
+                }
+                all.swap_remove(i)
+            }
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("simattr"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .map_err(|e| Error::argument("--backend", format!("wgpu could not open {}: {e}", info.name)))?;
+        let error = Arc::new(Mutex::new(None::<String>));
+        let sink = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(PoisonError::into_inner);
+            slot.get_or_insert_with(|| e.to_string());
+        }));
+        let modules = SHADERS
+            .iter()
+            .map(|&(name, source)| {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                });
+                (name, module)
+            })
+            .collect();
+        let pool = Arc::new(BufferPool { free: Mutex::new(HashMap::new()), held: Mutex::new(0), cap: pool_cap });
+        let pipelines = Mutex::new(HashMap::new());
+        let gpu = Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            modules,
+            pipelines,
+            pool,
+            error,
+            binding_cap: usize::MAX,
+            table_cap: usize::MAX,
+        };
+        gpu.check()?;
+        Ok(gpu)
+    }
+
+    /// The device's first reported error, if any, as ours.
+    pub fn check(&self) -> Result<()> {
+        match self.error.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            None => Ok(()),
+            Some(message) => Err(Error::Internal(format!("wgpu on {}: {message}", self.info.name))),
+        }
+    }
+
+    /// The largest tensor one binding takes, in f32 values.
+    pub fn max_binding_values(&self) -> usize {
+        let adapter =
+            (self.limits.max_storage_buffer_binding_size as usize).min(self.limits.max_buffer_size as usize) / 4;
+        adapter.min(self.binding_cap)
+    }
+
+    /// Binds at most `binding` values per tensor from now on, as a smaller adapter would, and
+    /// keeps tables of more than `table` values on the host.
+    pub fn cap(&mut self, binding: usize, table: usize) {
+        (self.binding_cap, self.table_cap) = (binding, table);
+    }
+
+    /// The largest embedding table kept on the device; larger ones are gathered on the host.
+    pub fn max_table_values(&self) -> usize {
+        self.max_binding_values().min(self.table_cap)
+    }
+
+    /// An uninitialised buffer of `len` f32 values, from the pool when one is free.
+    pub fn buffer(&self, len: usize) -> Result<DeviceBuffer> {
+        if len > self.max_binding_values() {
+            return Err(Error::Internal(format!(
+                "a tensor of {len} values exceeds the {} values one binding of {} takes",
+                self.max_binding_values(),
+                self.info.name
+            )));
+        }
+        let class = BufferPool::size_class((len.max(1) * 4) as u64);
+        let buffer = self.pool.take(class).unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: class,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        Ok(DeviceBuffer { buffer: Some(buffer), len, pool: self.pool.clone() })
+    }
+
+    pub fn upload(&self, data: &[f32]) -> Result<DeviceBuffer> {
+        let buffer = self.buffer(data.len())?;
+        if !data.is_empty() {
+            self.queue.write_buffer(buffer.raw(), 0, bytemuck::cast_slice(data));
+        }
+        Ok(buffer)
+    }
+
+    pub fn upload_u32(&self, data: &[u32]) -> Result<DeviceBuffer> {
+        let buffer = self.buffer(data.len())?;
+        if !data.is_empty() {
+            self.queue.write_buffer(buffer.raw(), 0, bytemuck::cast_slice(data));
+        }
+        Ok(buffer)
+    }
+
+    /// `len` zeros.
+    pub fn zeros(&self, len: usize) -> Result<DeviceBuffer> {
+        let buffer = self.buffer(len)?;
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        encoder.clear_buffer(buffer.raw(), 0, None);
+        self.queue.submit([encoder.finish()]);
+        Ok(buffer)
+    }
+
+    /// The buffer's values, after every op submitted before.
+    pub fn download(&self, buffer: &DeviceBuffer) -> Result<Vec<f32>> {
+        if buffer.len == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = (buffer.len * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("download"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        encoder.copy_buffer_to_buffer(buffer.raw(), 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |result| {
+            let _ = sender.send(result);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Internal(format!("wgpu on {}: {e}", self.info.name)))?;
+        self.check()?;
+        receiver
+            .recv()
+            .map_err(|_| Error::Internal("wgpu dropped a download".into()))?
+            .map_err(|e| Error::Internal(format!("wgpu could not read a buffer back: {e}")))?;
+        let values = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Internal(format!("wgpu could not map a buffer: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(values)
+    }
+
+    fn pipeline(&self, shader: &'static str, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut pipelines = self.pipelines.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pipeline) = pipelines.get(&(shader, entry)) {
+            return Ok(pipeline.clone());
+        }
+        let module = self.modules.get(shader).ok_or_else(|| Error::Internal(format!("no shader family `{shader}`")))?;
+        let pipeline = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        }));
+        self.check()?;
+        pipelines.insert((shader, entry), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Runs `shader`'s entry point `entry` on `groups` workgroups (x, y), with `params` as its
+    /// uniform (binding 0) and `bindings` (binding number, buffer) as its storage.
+    pub fn dispatch(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        params: &[u32],
+        bindings: &[(u32, &DeviceBuffer)],
+        groups: (u32, u32),
+    ) -> Result<()> {
+        if groups.0 == 0 || groups.1 == 0 {
+            return Ok(());
+        }
+        let pipeline = self.pipeline(shader, entry)?;
+        // Uniform structs are padded to 16 bytes.
+        let mut words = params.to_vec();
+        words.resize(params.len().div_ceil(4).max(1) * 4, 0);
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        entries.extend(
+            bindings.iter().map(|&(binding, buffer)| wgpu::BindGroupEntry { binding, resource: buffer.binding() }),
+        );
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(entry) });
+        {
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, 1);
+        }
+        self.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+}
+
+/// A grid of `⌈invocations / per_group⌉` workgroups, folded into two dimensions.
+pub fn grid(invocations: usize, per_group: usize) -> (u32, u32) {
+    let groups = invocations.div_ceil(per_group) as u64;
+    if groups == 0 {
+        return (0, 0);
+    }
+    let x = groups.min(MAX_GROUPS as u64);
+    (x as u32, groups.div_ceil(x) as u32)
+}

@@ -1,0 +1,592 @@
+//! The wgpu backend: every op a hand-written WGSL shader (`shaders/`, one file per op family),
+//! run through wgpu on whatever adapter the machine has (Vulkan, Metal, DX12; in CI Mesa's
+//! lavapipe, a Vulkan driver on the CPU). Tensors stay on the device across layers and ops;
+//! only `download` reads one back. Storage is f32, as the checkpoints are.
+//!
+//! The block ops keep the trait's plain defaults built from the small ops; fusing them is left
+//! for when a real GPU can show what it gains.
+
+mod device;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+pub use device::describe_adapters;
+use device::{grid, DeviceBuffer, Gpu};
+
+use super::{check_upload, AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ScoreMods};
+use crate::error::{Error, Result};
+use crate::params::{Linear, Norm, Role};
+
+/// A tensor of the wgpu backend: on the device, or, for an embedding table larger than one
+/// binding allows (XLM-RoBERTa's 250k × 768 is 768 MB; lavapipe binds 128 MiB), kept on the
+/// host and gathered there.
+pub enum WgpuTensor {
+    Device(DeviceBuffer),
+    Host(Arc<Vec<f32>>),
+}
+
+impl WgpuTensor {
+    fn device(&self) -> Result<&DeviceBuffer> {
+        match self {
+            WgpuTensor::Device(buffer) => Ok(buffer),
+            WgpuTensor::Host(_) => Err(Error::Internal("a host-side table was used by a device op".into())),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            WgpuTensor::Device(buffer) => buffer.len,
+            WgpuTensor::Host(values) => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Attention's JVP or VJP as two kernels: one writes `Ṗ` or `S̄` per (sequence, head, query)
+/// into a scratch buffer, the other reads it for each output element (`out_width` per row).
+struct AttentionPair {
+    scores: &'static str,
+    outputs: &'static str,
+    out_width: usize,
+}
+
+pub struct WgpuBackend {
+    gpu: Gpu,
+    max_memory: usize,
+}
+
+impl WgpuBackend {
+    /// The adapter `device` (`--device`; the default adapter when `None`).
+    pub fn new(settings: BackendSettings, device: Option<usize>) -> Result<Self> {
+        let gpu = Gpu::open(device, (settings.max_memory / 2) as u64)?;
+        Ok(WgpuBackend { gpu, max_memory: settings.max_memory })
+    }
+
+    /// As `new`, on an adapter that binds at most `binding` f32 values per tensor, and with
+    /// embedding tables of more than `table` values kept on the host: tests drive the chunking
+    /// under the limits and the host-side tables with it on any adapter.
+    pub fn with_caps(settings: BackendSettings, device: Option<usize>, binding: usize, table: usize) -> Result<Self> {
+        let mut backend = WgpuBackend::new(settings, device)?;
+        backend.gpu.cap(binding, table);
+        Ok(backend)
+    }
+
+    /// The adapter's name, as the driver reports it.
+    pub fn adapter_name(&self) -> &str {
+        &self.gpu.info.name
+    }
+
+    fn output(&self, len: usize) -> Result<DeviceBuffer> {
+        self.gpu.buffer(len)
+    }
+
+    fn check_len(&self, what: &str, len: usize, expected: usize) -> Result<()> {
+        if len == expected {
+            return Ok(());
+        }
+        Err(Error::Internal(format!("wgpu: {what} has length {len}, expected {expected}")))
+    }
+
+    /// An elementwise-family op writing `len` values.
+    fn elementwise(
+        &self,
+        entry: &'static str,
+        params: [u32; 5],
+        inputs: &[(u32, &DeviceBuffer)],
+        len: usize,
+    ) -> Result<WgpuTensor> {
+        let out = self.output(len)?;
+        let mut bindings = inputs.to_vec();
+        bindings.push((5, &out));
+        self.gpu.dispatch("elementwise", entry, &params, &bindings, grid(len, 256))?;
+        Ok(WgpuTensor::Device(out))
+    }
+
+    fn gemm(
+        &self,
+        x: &WgpuTensor,
+        rows: usize,
+        layer: &Linear<WgpuTensor>,
+        transposed: bool,
+        with_bias: bool,
+    ) -> Result<WgpuTensor> {
+        let (inner, cols) = if transposed { (layer.in_dim, layer.out_dim) } else { (layer.out_dim, layer.in_dim) };
+        self.check_len("GEMM input", x.len(), rows * inner)?;
+        let out = self.output(rows * cols)?;
+        let params = [rows as u32, cols as u32, inner as u32, transposed as u32, with_bias as u32];
+        let bindings = [(1, x.device()?), (2, layer.weight.device()?), (3, layer.bias.device()?), (4, &out)];
+        self.gpu.dispatch(
+            "matmul",
+            "matmul",
+            &params,
+            &bindings,
+            (cols.div_ceil(64) as u32, rows.div_ceil(64) as u32),
+        )?;
+        Ok(WgpuTensor::Device(out))
+    }
+
+    fn pooling(
+        &self,
+        entry: &'static str,
+        params: [u32; 7],
+        inputs: &[(u32, &DeviceBuffer)],
+        out: &DeviceBuffer,
+        invocations: usize,
+    ) -> Result<()> {
+        let mut bindings = inputs.to_vec();
+        bindings.push((5, out));
+        self.gpu.dispatch("pooling", entry, &params, &bindings, grid(invocations, 64))
+    }
+
+    /// Tangent sequences per attention scratch chunk: `[chunk, heads, tokens, tokens]` within
+    /// one binding and an eighth of the memory budget.
+    fn attention_chunk(&self, heads: Heads, tokens: usize, seqs: usize) -> usize {
+        let per_seq = heads.count * tokens * tokens;
+        let most = self.gpu.max_binding_values().min(self.max_memory / 32);
+        (most / per_seq.max(1)).clamp(1, seqs.max(1))
+    }
+
+    fn attention_params(&self, seqs: usize, tokens: usize, heads: Heads, tangents: usize, first: usize) -> Vec<u32> {
+        let scale = 1.0f32 / (heads.dim as f32).sqrt();
+        vec![
+            seqs as u32,
+            tokens as u32,
+            heads.count as u32,
+            heads.dim as u32,
+            tangents as u32,
+            first as u32,
+            0,
+            0,
+            scale.to_bits(),
+        ]
+    }
+
+    /// The pair of kernels of attention's JVP or VJP, chunk by chunk of tangent sequences.
+    fn attention_pair(
+        &self,
+        pair: AttentionPair,
+        qkv: &WgpuTensor,
+        saved: &AttentionSaved<WgpuTensor>,
+        tangents: &WgpuTensor,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<WgpuTensor> {
+        let (t, out_width) = (batch.tokens, pair.out_width);
+        let out = self.output(batch.tangent_rows() * out_width)?;
+        let seqs = batch.tangent_seqs();
+        let chunk = self.attention_chunk(heads, t, seqs);
+        let scratch = self.output(chunk * heads.count * t * t)?;
+        let (qkv, tangents, probs) = (qkv.device()?, tangents.device()?, saved.probs.device()?);
+        for first in (0..seqs).step_by(chunk) {
+            let count = chunk.min(seqs - first);
+            let params = self.attention_params(count, t, heads, batch.tangents, first);
+            let scores = [(1, qkv), (2, tangents), (5, probs), (7, &scratch)];
+            self.gpu.dispatch("attention", pair.scores, &params, &scores, grid(count * heads.count * t, 64))?;
+            let outputs = [(1, qkv), (2, tangents), (5, probs), (6, &scratch), (7, &out)];
+            self.gpu.dispatch("attention", pair.outputs, &params, &outputs, grid(count * t * out_width, 64))?;
+        }
+        Ok(WgpuTensor::Device(out))
+    }
+}
+
+impl Backend for WgpuBackend {
+    type Tensor = WgpuTensor;
+
+    fn name(&self) -> String {
+        format!("wgpu f32 ({})", self.gpu.info.name)
+    }
+
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+
+    fn memory_budget(&self) -> usize {
+        self.max_memory
+    }
+
+    /// No tensor of a pass may exceed what the adapter binds.
+    fn max_tensor_values(&self) -> Option<usize> {
+        Some(self.gpu.max_binding_values())
+    }
+
+    fn upload(&self, data: &[f32], role: Role) -> Result<WgpuTensor> {
+        check_upload(data, role)?;
+        if matches!(role, Role::Table { .. }) && data.len() > self.gpu.max_table_values() {
+            return Ok(WgpuTensor::Host(Arc::new(data.to_vec())));
+        }
+        Ok(WgpuTensor::Device(self.gpu.upload(data)?))
+    }
+
+    fn download(&self, x: &WgpuTensor) -> Result<Vec<f64>> {
+        let values = match x {
+            WgpuTensor::Device(buffer) => self.gpu.download(buffer)?,
+            WgpuTensor::Host(values) => values.to_vec(),
+        };
+        Ok(values.into_iter().map(f64::from).collect())
+    }
+
+    fn zeros(&self, len: usize) -> Result<WgpuTensor> {
+        Ok(WgpuTensor::Device(self.gpu.zeros(len)?))
+    }
+
+    fn gather_rows(&self, table: &WgpuTensor, width: usize, ids: &[u32]) -> Result<WgpuTensor> {
+        let rows = table.len() / width.max(1);
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= rows) {
+            return Err(Error::Internal(format!("wgpu: gather_rows id {bad} is outside the {rows} rows")));
+        }
+        if let WgpuTensor::Host(values) = table {
+            let gathered: Vec<f32> =
+                ids.iter().flat_map(|&id| values[id as usize * width..][..width].iter().copied()).collect();
+            return Ok(WgpuTensor::Device(self.gpu.upload(&gathered)?));
+        }
+        let ids_buffer = self.gpu.upload_u32(ids)?;
+        let params = [(ids.len() * width) as u32, width as u32, ids.len() as u32, 0, 0];
+        self.elementwise("gather_rows", params, &[(1, table.device()?), (3, &ids_buffer)], ids.len() * width)
+    }
+
+    fn add(&self, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
+        self.check_len("add operand", b.len(), a.len())?;
+        self.elementwise("add", [a.len() as u32, 1, 0, 0, 0], &[(1, a.device()?), (2, b.device()?)], a.len())
+    }
+
+    fn sub(&self, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
+        self.check_len("sub operand", b.len(), a.len())?;
+        self.elementwise("sub", [a.len() as u32, 1, 0, 0, 0], &[(1, a.device()?), (2, b.device()?)], a.len())
+    }
+
+    fn add_bias(&self, x: &WgpuTensor, rows: usize, bias: &WgpuTensor) -> Result<WgpuTensor> {
+        self.check_len("add_bias input", x.len(), rows * bias.len())?;
+        let params = [x.len() as u32, bias.len() as u32, 0, 0, 0];
+        self.elementwise("add_bias", params, &[(1, x.device()?), (2, bias.device()?)], x.len())
+    }
+
+    fn interpolate(&self, origin: &WgpuTensor, delta: &WgpuTensor, alphas: &[f64]) -> Result<WgpuTensor> {
+        self.check_len("interpolation delta", delta.len(), origin.len())?;
+        let alpha_values: Vec<f32> = alphas.iter().map(|&a| a as f32).collect();
+        let alphas_buffer = self.gpu.upload(&alpha_values)?;
+        let len = alphas.len() * origin.len();
+        let params = [len as u32, origin.len() as u32, alphas.len() as u32, 0, 0];
+        let inputs = [(1, origin.device()?), (2, delta.device()?), (4, &alphas_buffer)];
+        self.elementwise("interpolate", params, &inputs, len)
+    }
+
+    fn token_tangents(
+        &self,
+        delta: &WgpuTensor,
+        steps: usize,
+        tokens: usize,
+        width: usize,
+        directions: Range<usize>,
+    ) -> Result<WgpuTensor> {
+        self.check_len("tangent delta", delta.len(), tokens * width)?;
+        if directions.end > tokens {
+            return Err(Error::Internal(format!("wgpu: tangent directions {directions:?} beyond {tokens} tokens")));
+        }
+        let len = steps * directions.len() * tokens * width;
+        let params = [len as u32, width as u32, directions.len() as u32, directions.start as u32, tokens as u32];
+        self.elementwise("token_tangents", params, &[(1, delta.device()?)], len)
+    }
+
+    fn linear(&self, x: &WgpuTensor, rows: usize, layer: &Linear<WgpuTensor>) -> Result<WgpuTensor> {
+        self.gemm(x, rows, layer, true, true)
+    }
+
+    fn matmul(&self, x: &WgpuTensor, rows: usize, layer: &Linear<WgpuTensor>) -> Result<WgpuTensor> {
+        self.gemm(x, rows, layer, true, false)
+    }
+
+    fn matmul_vjp(&self, dy: &WgpuTensor, rows: usize, layer: &Linear<WgpuTensor>) -> Result<WgpuTensor> {
+        self.gemm(dy, rows, layer, false, false)
+    }
+
+    fn layer_norm(
+        &self,
+        x: &WgpuTensor,
+        rows: usize,
+        width: usize,
+        norm: &Norm<WgpuTensor>,
+        eps: f64,
+    ) -> Result<(WgpuTensor, NormSaved<WgpuTensor>)> {
+        self.check_len("layer_norm input", x.len(), rows * width)?;
+        let (y, normalized, inv_std) = (self.output(rows * width)?, self.output(rows * width)?, self.output(rows)?);
+        let params = [rows as u32, width as u32, 1, 1, (eps as f32).to_bits()];
+        let bindings = [
+            (1, x.device()?),
+            (2, norm.gamma.device()?),
+            (3, norm.beta.device()?),
+            (6, &y),
+            (7, &normalized),
+            (8, &inv_std),
+        ];
+        self.gpu.dispatch("layer_norm", "forward", &params, &bindings, grid(rows, 1))?;
+        let saved = NormSaved { normalized: WgpuTensor::Device(normalized), inv_std: WgpuTensor::Device(inv_std) };
+        Ok((WgpuTensor::Device(y), saved))
+    }
+
+    fn layer_norm_jvp(
+        &self,
+        saved: &NormSaved<WgpuTensor>,
+        norm: &Norm<WgpuTensor>,
+        dx: &WgpuTensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<WgpuTensor> {
+        self.norm_derivative(false, saved, norm, dx, batch, width)
+    }
+
+    fn layer_norm_vjp(
+        &self,
+        saved: &NormSaved<WgpuTensor>,
+        norm: &Norm<WgpuTensor>,
+        dy: &WgpuTensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<WgpuTensor> {
+        self.norm_derivative(true, saved, norm, dy, batch, width)
+    }
+
+    fn gelu(&self, x: &WgpuTensor) -> Result<WgpuTensor> {
+        let out = self.output(x.len())?;
+        let params = [x.len() as u32, 1, 1, 1];
+        self.gpu.dispatch("gelu", "gelu", &params, &[(1, x.device()?), (3, &out)], grid(x.len(), 256))?;
+        Ok(WgpuTensor::Device(out))
+    }
+
+    fn gelu_jvp(&self, x: &WgpuTensor, dx: &WgpuTensor, batch: Batch, width: usize) -> Result<WgpuTensor> {
+        self.check_len("gelu primal", x.len(), batch.primal_rows() * width)?;
+        self.check_len("gelu tangents", dx.len(), batch.tangent_rows() * width)?;
+        let out = self.output(dx.len())?;
+        let params = [dx.len() as u32, width as u32, batch.tangents as u32, batch.tokens as u32];
+        let bindings = [(1, x.device()?), (2, dx.device()?), (3, &out)];
+        self.gpu.dispatch("gelu", "gelu_jvp", &params, &bindings, grid(dx.len(), 256))?;
+        Ok(WgpuTensor::Device(out))
+    }
+
+    fn attention(
+        &self,
+        qkv: &WgpuTensor,
+        seqs: usize,
+        tokens: usize,
+        heads: Heads,
+        scores: ScoreMods<'_, WgpuTensor>,
+    ) -> Result<(WgpuTensor, AttentionSaved<WgpuTensor>)> {
+        let (t, w) = (tokens, heads.width());
+        self.check_len("qkv", qkv.len(), seqs * t * 3 * w)?;
+        if let Some(bias) = scores.bias {
+            self.check_len("score bias", bias.len(), heads.count * t * t)?;
+        }
+        if let Some(mask) = scores.key_mask {
+            self.check_len("key mask", mask.len(), seqs * t)?;
+        }
+        let probs = self.output(seqs * heads.count * t * t)?;
+        let mut params = self.attention_params(seqs, t, heads, 1, 0);
+        // Absent bias or mask: a one-value stand-in keeps the bindings the shader declares.
+        let stand_in = self.gpu.zeros(1)?;
+        params[6] = scores.bias.is_some() as u32;
+        params[7] = scores.key_mask.is_some() as u32;
+        let bias = match scores.bias {
+            Some(bias) => bias.device()?,
+            None => &stand_in,
+        };
+        let mask = match scores.key_mask {
+            Some(mask) => mask.device()?,
+            None => &stand_in,
+        };
+        let qkv = qkv.device()?;
+        let bindings = [(1, qkv), (3, bias), (4, mask), (7, &probs)];
+        self.gpu.dispatch("attention", "softmax", &params, &bindings, grid(seqs * heads.count * t, 64))?;
+        let context = self.output(seqs * t * w)?;
+        let bindings = [(1, qkv), (5, &probs), (7, &context)];
+        self.gpu.dispatch("attention", "context", &params, &bindings, grid(seqs * t * w, 64))?;
+        Ok((WgpuTensor::Device(context), AttentionSaved { probs: WgpuTensor::Device(probs) }))
+    }
+
+    fn attention_jvp(
+        &self,
+        qkv: &WgpuTensor,
+        saved: &AttentionSaved<WgpuTensor>,
+        dqkv: &WgpuTensor,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<WgpuTensor> {
+        let (t, w) = (batch.tokens, heads.width());
+        self.check_len("qkv", qkv.len(), batch.primal_rows() * 3 * w)?;
+        self.check_len("dqkv", dqkv.len(), batch.tangent_rows() * 3 * w)?;
+        self.check_len("saved probabilities", saved.probs.len(), batch.steps * heads.count * t * t)?;
+        let pair = AttentionPair { scores: "jvp_scores", outputs: "jvp_context", out_width: w };
+        self.attention_pair(pair, qkv, saved, dqkv, batch, heads)
+    }
+
+    fn attention_vjp(
+        &self,
+        qkv: &WgpuTensor,
+        saved: &AttentionSaved<WgpuTensor>,
+        dctx: &WgpuTensor,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<WgpuTensor> {
+        let (t, w) = (batch.tokens, heads.width());
+        self.check_len("qkv", qkv.len(), batch.primal_rows() * 3 * w)?;
+        self.check_len("context cotangents", dctx.len(), batch.tangent_rows() * w)?;
+        self.check_len("saved probabilities", saved.probs.len(), batch.steps * heads.count * t * t)?;
+        let pair = AttentionPair { scores: "vjp_scores", outputs: "vjp_inputs", out_width: 3 * w };
+        self.attention_pair(pair, qkv, saved, dctx, batch, heads)
+    }
+
+    fn mean_pool(&self, x: &WgpuTensor, seqs: usize, tokens: usize, width: usize) -> Result<WgpuTensor> {
+        self.pool_tokens("mean_pool", x, seqs, tokens, width)
+    }
+
+    fn max_pool(&self, x: &WgpuTensor, seqs: usize, tokens: usize, width: usize) -> Result<WgpuTensor> {
+        self.pool_tokens("max_pool", x, seqs, tokens, width)
+    }
+
+    fn max_pool_jvp(&self, x: &WgpuTensor, dx: &WgpuTensor, batch: Batch, width: usize) -> Result<WgpuTensor> {
+        self.check_len("max_pool_jvp primal", x.len(), batch.primal_rows() * width)?;
+        self.check_len("max_pool_jvp tangents", dx.len(), batch.tangent_rows() * width)?;
+        let len = batch.tangent_seqs() * width;
+        let out = self.output(len)?;
+        let params = [len as u32, width as u32, batch.tokens as u32, batch.tangents as u32, 0, 0, 0];
+        self.pooling("max_pool_jvp", params, &[(1, x.device()?), (2, dx.device()?)], &out, len)?;
+        Ok(WgpuTensor::Device(out))
+    }
+
+    fn mean_pool_vjp(&self, dy: &WgpuTensor, seqs: usize, tokens: usize, width: usize) -> Result<WgpuTensor> {
+        self.check_len("mean_pool cotangents", dy.len(), seqs * width)?;
+        let len = seqs * tokens * width;
+        let out = self.output(len)?;
+        let params = [len as u32, width as u32, tokens as u32, 1, 0, 0, 0];
+        self.pooling("mean_pool_vjp", params, &[(2, dy.device()?)], &out, len)?;
+        Ok(WgpuTensor::Device(out))
+    }
+
+    fn max_pool_vjp(&self, x: &WgpuTensor, dy: &WgpuTensor, batch: Batch, width: usize) -> Result<WgpuTensor> {
+        self.check_len("max_pool_vjp primal", x.len(), batch.primal_rows() * width)?;
+        self.check_len("max_pool_vjp cotangents", dy.len(), batch.tangent_seqs() * width)?;
+        let len = batch.tangent_rows() * width;
+        let out = self.output(len)?;
+        let params = [len as u32, width as u32, batch.tokens as u32, batch.tangents as u32, 0, 0, 0];
+        self.pooling("max_pool_vjp", params, &[(1, x.device()?), (2, dy.device()?)], &out, len)?;
+        Ok(WgpuTensor::Device(out))
+    }
+
+    fn pool_accumulate(
+        &self,
+        projection: &mut WgpuTensor,
+        d_states: &WgpuTensor,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_direction: usize,
+    ) -> Result<()> {
+        self.check_len("pooled tangents", d_states.len(), batch.tangent_rows() * width)?;
+        self.check_len("step weights", weights.len(), batch.steps)?;
+        if (first_direction + batch.tangents) * width > projection.len() {
+            return Err(Error::Internal("wgpu: pool_accumulate beyond the projection's rows".into()));
+        }
+        let weights_buffer = self.gpu.upload(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
+        let len = batch.tangents * width;
+        let params = [
+            len as u32,
+            width as u32,
+            batch.tokens as u32,
+            batch.tangents as u32,
+            batch.steps as u32,
+            first_direction as u32,
+            0,
+        ];
+        let inputs = [(2, d_states.device()?), (4, &weights_buffer)];
+        self.pooling("pool_accumulate", params, &inputs, projection.device()?, len)
+    }
+
+    fn scatter_rows(&self, x: &WgpuTensor, width: usize, ids: &[u32], rows: usize) -> Result<WgpuTensor> {
+        self.check_len("scatter_rows input", x.len(), ids.len() * width)?;
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= rows) {
+            return Err(Error::Internal(format!("wgpu: scatter_rows id {bad} is outside the {rows} rows")));
+        }
+        let ids_buffer = self.gpu.upload_u32(ids)?;
+        let params = [(rows * width) as u32, width as u32, ids.len() as u32, 0, 0];
+        self.elementwise("scatter_rows", params, &[(1, x.device()?), (3, &ids_buffer)], rows * width)
+    }
+
+    fn cotangent_accumulate(
+        &self,
+        projection: &mut WgpuTensor,
+        d_states: &WgpuTensor,
+        delta: &WgpuTensor,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_dim: usize,
+    ) -> Result<()> {
+        let t = batch.tokens;
+        self.check_len("cotangents", d_states.len(), batch.tangent_rows() * width)?;
+        self.check_len("delta", delta.len(), t * width)?;
+        self.check_len("step weights", weights.len(), batch.steps)?;
+        let columns = projection.len() / t.max(1);
+        if first_dim + batch.tangents > columns {
+            return Err(Error::Internal("wgpu: cotangent_accumulate beyond the projection's columns".into()));
+        }
+        let weights_buffer = self.gpu.upload(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
+        let len = t * batch.tangents;
+        let params = [
+            len as u32,
+            width as u32,
+            t as u32,
+            batch.tangents as u32,
+            batch.steps as u32,
+            first_dim as u32,
+            columns as u32,
+        ];
+        let inputs = [(2, d_states.device()?), (3, delta.device()?), (4, &weights_buffer)];
+        self.pooling("cotangent_accumulate", params, &inputs, projection.device()?, len)
+    }
+}
+
+impl WgpuBackend {
+    /// Mean or max over tokens, `[seqs, tokens, width]` → `[seqs, width]`.
+    fn pool_tokens(
+        &self,
+        entry: &'static str,
+        x: &WgpuTensor,
+        seqs: usize,
+        tokens: usize,
+        width: usize,
+    ) -> Result<WgpuTensor> {
+        self.check_len("pooling input", x.len(), seqs * tokens * width)?;
+        let out = self.output(seqs * width)?;
+        let params = [(seqs * width) as u32, width as u32, tokens as u32, 1, 0, 0, 0];
+        self.pooling(entry, params, &[(1, x.device()?)], &out, seqs * width)?;
+        Ok(WgpuTensor::Device(out))
+    }
+
+    /// LayerNorm's JVP, or with `transpose` its VJP.
+    fn norm_derivative(
+        &self,
+        transpose: bool,
+        saved: &NormSaved<WgpuTensor>,
+        norm: &Norm<WgpuTensor>,
+        d: &WgpuTensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<WgpuTensor> {
+        self.check_len("layer_norm tangents", d.len(), batch.tangent_rows() * width)?;
+        self.check_len("layer_norm saved", saved.normalized.len(), batch.primal_rows() * width)?;
+        let rows = batch.tangent_rows();
+        let out = self.output(rows * width)?;
+        let params = [rows as u32, width as u32, batch.tangents as u32, batch.tokens as u32, 0, transpose as u32];
+        let bindings = [
+            (1, d.device()?),
+            (2, norm.gamma.device()?),
+            (4, saved.normalized.device()?),
+            (5, saved.inv_std.device()?),
+            (6, &out),
+        ];
+        self.gpu.dispatch("layer_norm", "derivative", &params, &bindings, grid(rows, 1))?;
+        Ok(WgpuTensor::Device(out))
+    }
+}
