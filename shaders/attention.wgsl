@@ -14,6 +14,9 @@
 // Workgroup: 64 invocations along x, one per (sequence, head, query) for the softmax and
 // scores kernels and one per output element for the others; two-dimensional grid.
 
+// `real` is the storage type of the tensors, f32 or f16 (a one-line prelude chosen by
+// --precision); arithmetic and workgroup memory are f32 throughout.
+
 struct Params {
     seqs: u32,        // sequences in this dispatch (primal seqs, or tangent seqs of the chunk)
     tokens: u32,
@@ -30,13 +33,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read> tangents: array<f32>;   // q̇k̇v̇ (jvp) or Ō (vjp)
-@group(0) @binding(3) var<storage, read> score_bias: array<f32>;
-@group(0) @binding(4) var<storage, read> key_mask: array<f32>;
-@group(0) @binding(5) var<storage, read> probs: array<f32>;
-@group(0) @binding(6) var<storage, read> scratch: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> qkv: array<real>;
+@group(0) @binding(2) var<storage, read> tangents: array<real>;   // q̇k̇v̇ (jvp) or Ō (vjp)
+@group(0) @binding(3) var<storage, read> score_bias: array<real>;
+@group(0) @binding(4) var<storage, read> key_mask: array<real>;
+@group(0) @binding(5) var<storage, read> probs: array<real>;
+@group(0) @binding(6) var<storage, read> scratch: array<real>;
+@group(0) @binding(7) var<storage, read_write> out: array<real>;
 
 fn invocation(group: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
     return (group.y * groups.x + group.x) * 64u + local;
@@ -79,7 +82,7 @@ fn at_qkv(row: u32, part: u32, h: u32, c: u32) -> u32 {
 }
 
 fn probability(step: u32, h: u32, i: u32, j: u32) -> f32 {
-    return probs[((step * params.heads + h) * params.tokens + i) * params.tokens + j];
+    return f32(probs[((step * params.heads + h) * params.tokens + i) * params.tokens + j]);
 }
 
 // out[base + j] ← P_ij (out[base + j] − Σ_l P_il out[base + l]): the softmax's derivative
@@ -87,17 +90,33 @@ fn probability(step: u32, h: u32, i: u32, j: u32) -> f32 {
 fn through_softmax(step: u32, h: u32, i: u32, base: u32) {
     var mean = 0.0;
     for (var j = 0u; j < params.tokens; j++) {
-        mean += probability(step, h, i, j) * out[base + j];
+        mean += probability(step, h, i, j) * f32(out[base + j]);
     }
     for (var j = 0u; j < params.tokens; j++) {
-        out[base + j] = probability(step, h, i, j) * (out[base + j] - mean);
+        out[base + j] = real(probability(step, h, i, j) * (f32(out[base + j]) - mean));
     }
 }
 
 fn attends(s: u32, j: u32) -> bool {
-    return params.has_mask == 0u || key_mask[s * params.tokens + j] != 0.0;
+    return params.has_mask == 0u || f32(key_mask[s * params.tokens + j]) != 0.0;
 }
 
+// q_i · k_j / √d + bias[h, i, j] for sequence s, head h.
+fn score(s: u32, h: u32, i: u32, j: u32) -> f32 {
+    let t = params.tokens;
+    var dot = 0.0;
+    for (var c = 0u; c < params.head_dim; c++) {
+        dot += f32(qkv[at_qkv(s * t + i, 0u, h, c)]) * f32(qkv[at_qkv(s * t + j, 1u, h, c)]);
+    }
+    var value = dot * params.scale;
+    if (params.has_bias == 1u) {
+        value += f32(score_bias[(h * t + i) * t + j]);
+    }
+    return value;
+}
+
+// The scores are computed twice (for the maximum, then for the exponentials) rather than
+// stored, so that f16 storage rounds only the probabilities, never a score before its exp.
 @compute @workgroup_size(64)
 fn softmax(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
            @builtin(local_invocation_index) local: u32) {
@@ -115,35 +134,23 @@ fn softmax(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) gro
     var attended = false;
     for (var j = 0u; j < t; j++) {
         if (attends(s, j)) {
-            var score = 0.0;
-            for (var c = 0u; c < params.head_dim; c++) {
-                score += qkv[at_qkv(s * t + i, 0u, h, c)] * qkv[at_qkv(s * t + j, 1u, h, c)];
-            }
-            score *= params.scale;
-            if (params.has_bias == 1u) {
-                score += score_bias[(h * t + i) * t + j];
-            }
-            out[base + j] = score;
-            largest = max(largest, score);
+            largest = max(largest, score(s, h, i, j));
             attended = true;
         }
     }
     var total = 0.0;
     for (var j = 0u; j < t; j++) {
-        var e = 0.0;
         if (attends(s, j)) {
-            e = exp(out[base + j] - largest);
+            total += exp(score(s, h, i, j) - largest);
         }
-        out[base + j] = e;
-        total += e;
     }
     for (var j = 0u; j < t; j++) {
         // A sequence whose keys are all masked attends to nothing.
         var p = 0.0;
-        if (attended && total > 0.0) {
-            p = out[base + j] / total;
+        if (attended && total > 0.0 && attends(s, j)) {
+            p = exp(score(s, h, i, j) - largest) / total;
         }
-        out[base + j] = p;
+        out[base + j] = real(p);
     }
 }
 
@@ -160,9 +167,9 @@ fn context(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) gro
     let s = e.seq;
     var acc = 0.0;
     for (var j = 0u; j < t; j++) {
-        acc += probability(s, e.h, e.i, j) * qkv[at_qkv(s * t + j, 2u, e.h, e.c)];
+        acc += probability(s, e.h, e.i, j) * f32(qkv[at_qkv(s * t + j, 2u, e.h, e.c)]);
     }
-    out[n] = acc;
+    out[n] = real(acc);
 }
 
 @compute @workgroup_size(64)
@@ -183,10 +190,10 @@ fn jvp_scores(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) 
     for (var j = 0u; j < t; j++) {
         var ds = 0.0;
         for (var c = 0u; c < params.head_dim; c++) {
-            ds += tangents[at_qkv(seq * t + i, 0u, h, c)] * qkv[at_qkv(s * t + j, 1u, h, c)]
-                + qkv[at_qkv(s * t + i, 0u, h, c)] * tangents[at_qkv(seq * t + j, 1u, h, c)];
+            ds += f32(tangents[at_qkv(seq * t + i, 0u, h, c)]) * f32(qkv[at_qkv(s * t + j, 1u, h, c)])
+                + f32(qkv[at_qkv(s * t + i, 0u, h, c)]) * f32(tangents[at_qkv(seq * t + j, 1u, h, c)]);
         }
-        out[base + j] = ds * params.scale;
+        out[base + j] = real(ds * params.scale);
     }
     through_softmax(s, h, i, base);
 }
@@ -211,10 +218,10 @@ fn jvp_context(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups)
     let base = ((chunk_seq * params.heads + h) * t + i) * t;
     var acc = 0.0;
     for (var j = 0u; j < t; j++) {
-        acc += scratch[base + j] * qkv[at_qkv(s * t + j, 2u, h, c)]
-            + probability(s, h, i, j) * tangents[at_qkv(seq * t + j, 2u, h, c)];
+        acc += f32(scratch[base + j]) * f32(qkv[at_qkv(s * t + j, 2u, h, c)])
+            + probability(s, h, i, j) * f32(tangents[at_qkv(seq * t + j, 2u, h, c)]);
     }
-    out[(seq * t + i) * w + feature] = acc;
+    out[(seq * t + i) * w + feature] = real(acc);
 }
 
 @compute @workgroup_size(64)
@@ -236,9 +243,9 @@ fn vjp_scores(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) 
     for (var j = 0u; j < t; j++) {
         var dp = 0.0;
         for (var c = 0u; c < params.head_dim; c++) {
-            dp += tangents[(seq * t + i) * w + h * params.head_dim + c] * qkv[at_qkv(s * t + j, 2u, h, c)];
+            dp += f32(tangents[(seq * t + i) * w + h * params.head_dim + c]) * f32(qkv[at_qkv(s * t + j, 2u, h, c)]);
         }
-        out[base + j] = dp;
+        out[base + j] = real(dp);
     }
     through_softmax(s, h, i, base);
 }
@@ -264,18 +271,18 @@ fn vjp_inputs(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) 
     var acc = 0.0;
     if (part == 0u) {
         for (var j = 0u; j < t; j++) {
-            acc += scratch[base + a * t + j] * qkv[at_qkv(s * t + j, 1u, h, c)];
+            acc += f32(scratch[base + a * t + j]) * f32(qkv[at_qkv(s * t + j, 1u, h, c)]);
         }
         acc *= params.scale;
     } else if (part == 1u) {
         for (var i = 0u; i < t; i++) {
-            acc += scratch[base + i * t + a] * qkv[at_qkv(s * t + i, 0u, h, c)];
+            acc += f32(scratch[base + i * t + a]) * f32(qkv[at_qkv(s * t + i, 0u, h, c)]);
         }
         acc *= params.scale;
     } else {
         for (var i = 0u; i < t; i++) {
-            acc += probability(s, h, i, a) * tangents[(seq * t + i) * w + h * params.head_dim + c];
+            acc += probability(s, h, i, a) * f32(tangents[(seq * t + i) * w + h * params.head_dim + c]);
         }
     }
-    out[(seq * t + a) * 3u * w + column] = acc;
+    out[(seq * t + a) * 3u * w + column] = real(acc);
 }

@@ -9,6 +9,9 @@
 // Workgroup: 256 invocations along x, one per output element. The grid is two-dimensional
 // (at most 65535 groups along x) so that outputs beyond 16M elements still get one each.
 
+// `real` is the storage type of the tensors, f32 or f16 (a one-line prelude chosen by
+// --precision); arithmetic and workgroup memory are f32 throughout.
+
 struct Params {
     len: u32,      // output elements
     width: u32,    // row width
@@ -21,11 +24,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<real>;
+@group(0) @binding(2) var<storage, read> b: array<real>;
 @group(0) @binding(3) var<storage, read> ids: array<u32>;
 @group(0) @binding(4) var<storage, read> alphas: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<real>;
 
 fn element(group: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
     return (group.y * groups.x + group.x) * 256u + local;
@@ -36,7 +39,7 @@ fn add(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups:
        @builtin(local_invocation_index) local: u32) {
     let n = element(group, groups, local);
     if (n < params.len) {
-        out[n] = a[n] + b[n];
+        out[n] = real(f32(a[n]) + f32(b[n]));
     }
 }
 
@@ -45,7 +48,7 @@ fn sub(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups:
        @builtin(local_invocation_index) local: u32) {
     let n = element(group, groups, local);
     if (n < params.len) {
-        out[n] = a[n] - b[n];
+        out[n] = real(f32(a[n]) - f32(b[n]));
     }
 }
 
@@ -54,7 +57,7 @@ fn add_bias(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) gr
             @builtin(local_invocation_index) local: u32) {
     let n = element(group, groups, local);
     if (n < params.len) {
-        out[n] = a[n] + b[n % params.width];
+        out[n] = real(f32(a[n]) + f32(b[n % params.width]));
     }
 }
 
@@ -64,7 +67,7 @@ fn interpolate(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups)
     let n = element(group, groups, local);
     if (n < params.len) {
         let inner = n % params.width;   // width = the origin's length here
-        out[n] = a[inner] + alphas[n / params.width] * b[inner];
+        out[n] = real(f32(a[inner]) + alphas[n / params.width] * f32(b[inner]));
     }
 }
 
@@ -78,9 +81,9 @@ fn token_tangents(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgrou
         let m = (n / (params.width * params.tokens)) % params.count;
         var value = 0.0;
         if (i == params.first + m) {
-            value = a[i * params.width + c];
+            value = f32(a[i * params.width + c]);
         }
-        out[n] = value;
+        out[n] = real(value);
     }
 }
 
@@ -90,7 +93,7 @@ fn gather_rows(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups)
     let n = element(group, groups, local);
     if (n < params.len) {
         let c = n % params.width;
-        out[n] = a[ids[n / params.width] * params.width + c];
+        out[n] = real(f32(a[ids[n / params.width] * params.width + c]));
     }
 }
 
@@ -104,9 +107,9 @@ fn scatter_rows(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups
         var sum = 0.0;
         for (var r = 0u; r < params.count; r++) {
             if (ids[r] == row) {
-                sum += a[r * params.width + c];
+                sum += f32(a[r * params.width + c]);
             }
         }
-        out[n] = sum;
+        out[n] = real(sum);
     }
 }

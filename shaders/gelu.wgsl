@@ -5,6 +5,9 @@
 // for the tangents and [steps, tokens] for the primal.
 // Workgroup: 256 invocations along x, one per output element; two-dimensional grid.
 
+// `real` is the storage type of the tensors, f32 or f16 (a one-line prelude chosen by
+// --precision); arithmetic and workgroup memory are f32 throughout.
+
 struct Params {
     len: u32,
     width: u32,
@@ -13,9 +16,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dx: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<real>;
+@group(0) @binding(2) var<storage, read> dx: array<real>;
+@group(0) @binding(3) var<storage, read_write> out: array<real>;
 
 // erf to about 1e-7 absolute, as WGSL has none: the Maclaurin series below |z| = 0.5
 // (truncation below 3e-8) and 1 − erfc above it.
@@ -49,8 +52,8 @@ fn gelu(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups
         @builtin(local_invocation_index) local: u32) {
     let n = element(group, groups, local);
     if (n < params.len) {
-        let v = x[n];
-        out[n] = v * cdf(v);
+        let v = f32(x[n]);
+        out[n] = real(v * cdf(v));
     }
 }
 
@@ -63,8 +66,8 @@ fn gelu_jvp(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) gr
         let row = n / params.width;
         let step = row / (params.tangents * params.tokens);
         let primal_row = step * params.tokens + row % params.tokens;
-        let v = x[primal_row * params.width + c];
+        let v = f32(x[primal_row * params.width + c]);
         let pdf = exp(-0.5 * v * v) * 0.3989422804014327;
-        out[n] = (cdf(v) + v * pdf) * dx[n];
+        out[n] = real((cdf(v) + v * pdf) * f32(dx[n]));
     }
 }

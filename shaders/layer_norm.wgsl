@@ -9,6 +9,9 @@
 // Workgroup: 64 invocations per row (each strides over the row's columns) and tree reductions
 // in workgroup memory. Grid: one workgroup per row, two-dimensional beyond 65535 rows.
 
+// `real` is the storage type of the tensors, f32 or f16 (a one-line prelude chosen by
+// --precision); arithmetic and workgroup memory are f32 throughout.
+
 struct Params {
     rows: u32,
     width: u32,
@@ -21,14 +24,14 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;          // forward: x; jvp: ẋ; vjp: ȳ
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read> normalized_in: array<f32>;
-@group(0) @binding(5) var<storage, read> inv_std_in: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
-@group(0) @binding(7) var<storage, read_write> normalized: array<f32>;
-@group(0) @binding(8) var<storage, read_write> inv_std: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<real>;          // forward: x; jvp: ẋ; vjp: ȳ
+@group(0) @binding(2) var<storage, read> gamma: array<real>;
+@group(0) @binding(3) var<storage, read> beta: array<real>;
+@group(0) @binding(4) var<storage, read> normalized_in: array<real>;
+@group(0) @binding(5) var<storage, read> inv_std_in: array<real>;
+@group(0) @binding(6) var<storage, read_write> out: array<real>;
+@group(0) @binding(7) var<storage, read_write> normalized: array<real>;
+@group(0) @binding(8) var<storage, read_write> inv_std: array<real>;
 
 const LANES: u32 = 64u;
 var<workgroup> sums: array<f32, 64>;
@@ -68,25 +71,25 @@ fn forward(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) gro
     let base = row * params.width;
     var total = 0.0;
     for (var c = lane; c < params.width; c += LANES) {
-        total += x[base + c];
+        total += f32(x[base + c]);
     }
     reduce(lane, total, 0.0);
     let mean = sums[0] / f32(params.width);
     workgroupBarrier();
     var squares = 0.0;
     for (var c = lane; c < params.width; c += LANES) {
-        let centred = x[base + c] - mean;
+        let centred = f32(x[base + c]) - mean;
         squares += centred * centred;
     }
     reduce(lane, squares, 0.0);
     let rstd = 1.0 / sqrt(sums[0] / f32(params.width) + params.eps);
     for (var c = lane; c < params.width; c += LANES) {
-        let xhat = (x[base + c] - mean) * rstd;
-        normalized[base + c] = xhat;
-        out[base + c] = gamma[c] * xhat + beta[c];
+        let xhat = (f32(x[base + c]) - mean) * rstd;
+        normalized[base + c] = real(xhat);
+        out[base + c] = real(f32(gamma[c]) * xhat + f32(beta[c]));
     }
     if (lane == 0u) {
-        inv_std[row] = rstd;
+        inv_std[row] = real(rstd);
     }
 }
 
@@ -104,26 +107,26 @@ fn derivative(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) 
     var sum_g = 0.0;
     var sum_xg = 0.0;
     for (var c = lane; c < params.width; c += LANES) {
-        let g = into_g(c, x[base + c]);
+        let g = into_g(c, f32(x[base + c]));
         sum_g += g;
-        sum_xg += normalized_in[p + c] * g;
+        sum_xg += f32(normalized_in[p + c]) * g;
     }
     reduce(lane, sum_g, sum_xg);
     let mean_g = sums[0] / f32(params.width);
     let mean_xg = sums2[0] / f32(params.width);
-    let rstd = inv_std_in[primal_row(row)];
+    let rstd = f32(inv_std_in[primal_row(row)]);
     for (var c = lane; c < params.width; c += LANES) {
-        var scale = gamma[c];
+        var scale = f32(gamma[c]);
         if (params.transpose == 1u) {
             scale = 1.0;
         }
-        out[base + c] = scale * rstd * (into_g(c, x[base + c]) - mean_g - normalized_in[p + c] * mean_xg);
+        out[base + c] = real(scale * rstd * (into_g(c, f32(x[base + c])) - mean_g - f32(normalized_in[p + c]) * mean_xg));
     }
 }
 
 fn into_g(c: u32, value: f32) -> f32 {
     if (params.transpose == 1u) {
-        return gamma[c] * value;
+        return f32(gamma[c]) * value;
     }
     return value;
 }

@@ -12,6 +12,9 @@
 // Workgroup: 64 invocations along x, one per output element (the accumulations: one per
 // element of P they touch, each adding its steps in order); two-dimensional grid.
 
+// `real` is the storage type of the tensors, f32 or f16 (a one-line prelude chosen by
+// --precision); arithmetic and workgroup memory are f32 throughout.
+
 struct Params {
     len: u32,         // outputs of this dispatch
     width: u32,
@@ -24,11 +27,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;        // primal states
-@group(0) @binding(2) var<storage, read> dx: array<f32>;       // tangents or cotangents
-@group(0) @binding(3) var<storage, read> delta: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<real>;        // primal states
+@group(0) @binding(2) var<storage, read> dx: array<real>;       // tangents or cotangents
+@group(0) @binding(3) var<storage, read> delta: array<real>;
 @group(0) @binding(4) var<storage, read> weights: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<real>;
 
 fn element(group: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
     return (group.y * groups.x + group.x) * 64u + local;
@@ -39,7 +42,7 @@ fn arg_max(step: u32, c: u32) -> u32 {
     var best = 0u;
     var largest = -3.4e38;
     for (var i = 0u; i < params.tokens; i++) {
-        let v = x[(step * params.tokens + i) * params.width + c];
+        let v = f32(x[(step * params.tokens + i) * params.width + c]);
         if (v > largest) {
             largest = v;
             best = i;
@@ -57,9 +60,9 @@ fn mean_pool(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) g
         let s = n / params.width;
         var sum = 0.0;
         for (var i = 0u; i < params.tokens; i++) {
-            sum += x[(s * params.tokens + i) * params.width + c];
+            sum += f32(x[(s * params.tokens + i) * params.width + c]);
         }
-        out[n] = sum / f32(params.tokens);
+        out[n] = real(sum / f32(params.tokens));
     }
 }
 
@@ -70,7 +73,7 @@ fn max_pool(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) gr
     if (n < params.len) {
         let c = n % params.width;
         let s = n / params.width;
-        out[n] = x[(s * params.tokens + arg_max(s, c)) * params.width + c];
+        out[n] = real(f32(x[(s * params.tokens + arg_max(s, c)) * params.width + c]));
     }
 }
 
@@ -81,7 +84,7 @@ fn max_pool_jvp(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups
     if (n < params.len) {
         let c = n % params.width;
         let q = n / params.width;
-        out[n] = dx[(q * params.tokens + arg_max(q / params.tangents, c)) * params.width + c];
+        out[n] = real(f32(dx[(q * params.tokens + arg_max(q / params.tangents, c)) * params.width + c]));
     }
 }
 
@@ -92,7 +95,7 @@ fn mean_pool_vjp(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroup
     if (n < params.len) {
         let c = n % params.width;
         let s = n / (params.width * params.tokens);
-        out[n] = dx[s * params.width + c] / f32(params.tokens);
+        out[n] = real(f32(dx[s * params.width + c]) / f32(params.tokens));
     }
 }
 
@@ -106,9 +109,9 @@ fn max_pool_vjp(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups
         let q = n / (params.width * params.tokens);
         var value = 0.0;
         if (i == arg_max(q / params.tangents, c)) {
-            value = dx[q * params.width + c];
+            value = f32(dx[q * params.width + c]);
         }
-        out[n] = value;
+        out[n] = real(value);
     }
 }
 
@@ -121,16 +124,16 @@ fn pool_accumulate(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgro
         let c = n % params.width;
         let m = n / params.width;
         let slot = (params.first + m) * params.width + c;
-        var value = out[slot];
+        var value = f32(out[slot]);
         for (var k = 0u; k < params.steps; k++) {
             let seq = k * params.tangents + m;
             var sum = 0.0;
             for (var i = 0u; i < params.tokens; i++) {
-                sum += dx[(seq * params.tokens + i) * params.width + c];
+                sum += f32(dx[(seq * params.tokens + i) * params.width + c]);
             }
             value += weights[k] * sum / f32(params.tokens);
         }
-        out[slot] = value;
+        out[slot] = real(value);
     }
 }
 
@@ -143,15 +146,15 @@ fn cotangent_accumulate(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_wo
         let m = n % params.tangents;
         let i = n / params.tangents;
         let slot = i * params.columns + params.first + m;
-        var value = out[slot];
+        var value = f32(out[slot]);
         for (var k = 0u; k < params.steps; k++) {
             let row = ((k * params.tangents + m) * params.tokens + i) * params.width;
             var contracted = 0.0;
             for (var h = 0u; h < params.width; h++) {
-                contracted += dx[row + h] * delta[i * params.width + h];
+                contracted += f32(dx[row + h]) * f32(delta[i * params.width + h]);
             }
             value += weights[k] * contracted;
         }
-        out[slot] = value;
+        out[slot] = real(value);
     }
 }

@@ -29,9 +29,10 @@ struct Cli {
     /// system's default adapter].
     #[arg(long, global = true, value_name = "N")]
     device: Option<usize>,
-    /// Storage precision: f32 (every backend, the default) or f64 (cpu-ref only; matches a
-    /// float64 PyTorch run to ~1e-15).
-    #[arg(long, global = true, value_name = "f32|f64")]
+    /// Storage precision: f32 (every backend, the default), f64 (cpu-ref only; matches a
+    /// float64 PyTorch run to ~1e-15) or f16 (wgpu, where the adapter offers 16-bit shader
+    /// floats; arithmetic stays f32).
+    #[arg(long, global = true, value_name = "f32|f64|f16")]
     precision: Option<String>,
     /// Precision of the primal states on `cpu`: f64 (explain's default; accurate where the
     /// integrand is sharp, e.g. MPNet layer 6) or f32 (embed's default; explain ~1.25× faster).
@@ -239,7 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         (BackendKind::CpuReference, Precision::F64) => {
             run_on(&CpuReference::<f64>::with_settings(settings), cli.command)
         }
-        (BackendKind::Wgpu, Precision::F32) => run_on(&WgpuBackend::new(settings, cli.device)?, cli.command),
+        (BackendKind::Wgpu, precision) => run_on(&WgpuBackend::new(settings, cli.device, precision)?, cli.command),
         (kind, precision) => anyhow::bail!("backend {} has no {} implementation", kind.name(), precision.name()),
     }
 }

@@ -28,7 +28,7 @@ impl BackendKind {
         match self {
             BackendKind::Cpu => &[Precision::F32],
             BackendKind::CpuReference => &[Precision::F32, Precision::F64],
-            BackendKind::Wgpu => &[Precision::F32],
+            BackendKind::Wgpu => &[Precision::F32, Precision::F16],
         }
     }
 

@@ -187,6 +187,6 @@ backend_suite! {
     // WGSL on the default adapter: Mesa's lavapipe in CI (the test command installs it). No
     // adapter is a failure, never a skip.
     wgpu_f32 => |settings| {
-        simattr::backend::wgpu::WgpuBackend::new(settings, None).expect("a wgpu adapter (the test command installs Mesa's lavapipe)")
+        simattr::backend::wgpu::WgpuBackend::new(settings, None, simattr::backend::Precision::F32).expect("a wgpu adapter (the test command installs Mesa's lavapipe)")
     };
 }

@@ -71,10 +71,12 @@ impl BufferPool {
     }
 }
 
-/// A storage buffer of `len` f32 values on the device; back to the pool when dropped.
+/// A storage buffer of `len` values of `value_bytes` each (a tensor's f32 or f16; f32 or u32
+/// for step weights, alphas, ids) on the device; back to the pool when dropped.
 pub struct DeviceBuffer {
     buffer: Option<wgpu::Buffer>,
     pub len: usize,
+    value_bytes: usize,
     pool: Arc<BufferPool>,
 }
 
@@ -83,9 +85,15 @@ impl DeviceBuffer {
         self.buffer.as_ref().expect("a device buffer is present until dropped")
     }
 
-    /// The `len` values as a binding (at least 4 bytes: WebGPU binds nothing smaller).
+    /// Bytes of the `len` values, rounded up to whole 4-byte words (WebGPU binds nothing
+    /// smaller).
+    fn bytes(&self) -> u64 {
+        (self.len.max(1) * self.value_bytes).next_multiple_of(4) as u64
+    }
+
+    /// The `len` values as a binding.
     fn binding(&self) -> wgpu::BindingResource<'_> {
-        let bytes = (self.len.max(1) * 4) as u64;
+        let bytes = self.bytes();
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.raw(),
             offset: 0,
@@ -117,12 +125,14 @@ pub struct Gpu {
     /// the device.
     binding_cap: usize,
     table_cap: usize,
+    /// Bytes of one tensor value: 4 (f32) or 2 (f16).
+    value_bytes: usize,
 }
 
 impl Gpu {
     /// Adapter `index` (as `describe_adapters` lists them; the default adapter when `None`),
-    /// with the shaders compiled.
-    pub fn open(index: Option<usize>, pool_cap: u64) -> Result<Self> {
+    /// with the shaders compiled for tensors of f16 (`half`) or f32.
+    pub fn open(index: Option<usize>, pool_cap: u64, half: bool) -> Result<Self> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = match index {
             None => {
@@ -150,9 +160,18 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
+        if half && !adapter.features().contains(wgpu::Features::SHADER_F16) {
+            return Err(Error::argument(
+                "--precision",
+                format!(
+                    "f16 needs an adapter with 16-bit shader floats (SHADER_F16); {} does not offer them: use f32",
+                    info.name
+                ),
+            ));
+        }
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("simattr"),
-            required_features: wgpu::Features::empty(),
+            required_features: if half { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() },
             required_limits: limits.clone(),
             ..Default::default()
         };
@@ -164,12 +183,14 @@ impl Gpu {
             let mut slot = sink.lock().unwrap_or_else(PoisonError::into_inner);
             slot.get_or_insert_with(|| e.to_string());
         }));
+        // The one line that differs between the precisions: what the shaders' `real` is.
+        let prelude = if half { "enable f16;\nalias real = f16;\n" } else { "alias real = f32;\n" };
         let modules = SHADERS
             .iter()
             .map(|&(name, source)| {
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                    source: wgpu::ShaderSource::Wgsl(format!("{prelude}{source}").into()),
                 });
                 (name, module)
             })
@@ -187,6 +208,7 @@ impl Gpu {
             error,
             binding_cap: usize::MAX,
             table_cap: usize::MAX,
+            value_bytes: if half { 2 } else { 4 },
         };
         gpu.check()?;
         Ok(gpu)
@@ -200,10 +222,10 @@ impl Gpu {
         }
     }
 
-    /// The largest tensor one binding takes, in f32 values.
+    /// The largest tensor one binding takes, in values.
     pub fn max_binding_values(&self) -> usize {
-        let adapter =
-            (self.limits.max_storage_buffer_binding_size as usize).min(self.limits.max_buffer_size as usize) / 4;
+        let bytes = (self.limits.max_storage_buffer_binding_size as usize).min(self.limits.max_buffer_size as usize);
+        let adapter = bytes / self.value_bytes;
         adapter.min(self.binding_cap)
     }
 
@@ -218,16 +240,20 @@ impl Gpu {
         self.max_binding_values().min(self.table_cap)
     }
 
-    /// An uninitialised buffer of `len` f32 values, from the pool when one is free.
-    pub fn buffer(&self, len: usize) -> Result<DeviceBuffer> {
-        if len > self.max_binding_values() {
+    /// An uninitialised tensor of `len` values, from the pool when one is free.
+    pub fn tensor(&self, len: usize) -> Result<DeviceBuffer> {
+        self.buffer(len, self.value_bytes)
+    }
+
+    fn buffer(&self, len: usize, value_bytes: usize) -> Result<DeviceBuffer> {
+        if len * value_bytes > self.max_binding_values() * self.value_bytes {
             return Err(Error::Internal(format!(
                 "a tensor of {len} values exceeds the {} values one binding of {} takes",
                 self.max_binding_values(),
                 self.info.name
             )));
         }
-        let class = BufferPool::size_class((len.max(1) * 4) as u64);
+        let class = BufferPool::size_class((len.max(1) * value_bytes).next_multiple_of(4) as u64);
         let buffer = self.pool.take(class).unwrap_or_else(|| {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
@@ -236,32 +262,57 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         });
-        Ok(DeviceBuffer { buffer: Some(buffer), len, pool: self.pool.clone() })
+        Ok(DeviceBuffer { buffer: Some(buffer), len, value_bytes, pool: self.pool.clone() })
     }
 
-    pub fn upload(&self, data: &[f32]) -> Result<DeviceBuffer> {
-        let buffer = self.buffer(data.len())?;
-        if !data.is_empty() {
-            self.queue.write_buffer(buffer.raw(), 0, bytemuck::cast_slice(data));
-        }
+    /// A tensor of `data`, stored in the tensors' precision.
+    pub fn upload_tensor(&self, data: &[f32]) -> Result<DeviceBuffer> {
+        let buffer = self.tensor(data.len())?;
+        let bytes: Vec<u8> = match self.value_bytes {
+            2 => data.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
+            _ => bytemuck::cast_slice(data).to_vec(),
+        };
+        self.write(&buffer, bytes);
+        Ok(buffer)
+    }
+
+    /// f32 values that stay f32 (step weights, alphas).
+    pub fn upload_f32(&self, data: &[f32]) -> Result<DeviceBuffer> {
+        let buffer = self.buffer(data.len(), 4)?;
+        self.write(&buffer, bytemuck::cast_slice(data).to_vec());
         Ok(buffer)
     }
 
     pub fn upload_u32(&self, data: &[u32]) -> Result<DeviceBuffer> {
-        let buffer = self.buffer(data.len())?;
-        if !data.is_empty() {
-            self.queue.write_buffer(buffer.raw(), 0, bytemuck::cast_slice(data));
-        }
+        let buffer = self.buffer(data.len(), 4)?;
+        self.write(&buffer, bytemuck::cast_slice(data).to_vec());
         Ok(buffer)
     }
 
-    /// `len` zeros.
+    /// `bytes` into the start of `buffer`, padded to whole words.
+    fn write(&self, buffer: &DeviceBuffer, mut bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        self.queue.write_buffer(buffer.raw(), 0, &bytes);
+    }
+
+    /// A tensor of `len` zeros.
     pub fn zeros(&self, len: usize) -> Result<DeviceBuffer> {
-        let buffer = self.buffer(len)?;
+        let buffer = self.tensor(len)?;
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
         encoder.clear_buffer(buffer.raw(), 0, None);
         self.queue.submit([encoder.finish()]);
         Ok(buffer)
+    }
+
+    /// Waits for every submitted op; reports the device's first error.
+    pub fn synchronize(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Internal(format!("wgpu on {}: {e}", self.info.name)))?;
+        self.check()
     }
 
     /// The buffer's values, after every op submitted before.
@@ -269,7 +320,7 @@ impl Gpu {
         if buffer.len == 0 {
             return Ok(Vec::new());
         }
-        let bytes = (buffer.len * 4) as u64;
+        let bytes = buffer.bytes();
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("download"),
             size: bytes,
@@ -295,7 +346,14 @@ impl Gpu {
             let view = staging
                 .get_mapped_range(..)
                 .map_err(|e| Error::Internal(format!("wgpu could not map a buffer: {e}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            match buffer.value_bytes {
+                2 => view
+                    .chunks_exact(2)
+                    .take(buffer.len)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                _ => bytemuck::cast_slice::<u8, f32>(&view)[..buffer.len].to_vec(),
+            }
         };
         staging.unmap();
         Ok(values)

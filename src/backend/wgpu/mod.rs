@@ -57,22 +57,37 @@ struct AttentionPair {
 pub struct WgpuBackend {
     gpu: Gpu,
     max_memory: usize,
+    precision: Precision,
 }
 
 impl WgpuBackend {
-    /// The adapter `device` (`--device`; the default adapter when `None`).
-    pub fn new(settings: BackendSettings, device: Option<usize>) -> Result<Self> {
-        let gpu = Gpu::open(device, (settings.max_memory / 2) as u64)?;
-        Ok(WgpuBackend { gpu, max_memory: settings.max_memory })
+    /// The adapter `device` (`--device`; the default adapter when `None`), with tensors
+    /// stored in `precision`: f32, or f16 where the adapter offers 16-bit shader floats
+    /// (arithmetic stays f32).
+    pub fn new(settings: BackendSettings, device: Option<usize>, precision: Precision) -> Result<Self> {
+        let half = match precision {
+            Precision::F32 => false,
+            Precision::F16 => true,
+            other => {
+                return Err(Error::argument("--precision", format!("wgpu stores f32 or f16, not {}", other.name())))
+            }
+        };
+        let gpu = Gpu::open(device, (settings.max_memory / 2) as u64, half)?;
+        Ok(WgpuBackend { gpu, max_memory: settings.max_memory, precision })
     }
 
     /// As `new`, on an adapter that binds at most `binding` f32 values per tensor, and with
     /// embedding tables of more than `table` values kept on the host: tests drive the chunking
     /// under the limits and the host-side tables with it on any adapter.
     pub fn with_caps(settings: BackendSettings, device: Option<usize>, binding: usize, table: usize) -> Result<Self> {
-        let mut backend = WgpuBackend::new(settings, device)?;
+        let mut backend = WgpuBackend::new(settings, device, Precision::F32)?;
         backend.gpu.cap(binding, table);
         Ok(backend)
+    }
+
+    /// Waits until every op submitted so far has run (benches time the shaders with it).
+    pub fn synchronize(&self) -> Result<()> {
+        self.gpu.synchronize()
     }
 
     /// The adapter's name, as the driver reports it.
@@ -81,7 +96,7 @@ impl WgpuBackend {
     }
 
     fn output(&self, len: usize) -> Result<DeviceBuffer> {
-        self.gpu.buffer(len)
+        self.gpu.tensor(len)
     }
 
     fn check_len(&self, what: &str, len: usize, expected: usize) -> Result<()> {
@@ -197,11 +212,11 @@ impl Backend for WgpuBackend {
     type Tensor = WgpuTensor;
 
     fn name(&self) -> String {
-        format!("wgpu f32 ({})", self.gpu.info.name)
+        format!("wgpu {} ({})", self.precision.name(), self.gpu.info.name)
     }
 
     fn precision(&self) -> Precision {
-        Precision::F32
+        self.precision
     }
 
     fn memory_budget(&self) -> usize {
@@ -218,7 +233,7 @@ impl Backend for WgpuBackend {
         if matches!(role, Role::Table { .. }) && data.len() > self.gpu.max_table_values() {
             return Ok(WgpuTensor::Host(Arc::new(data.to_vec())));
         }
-        Ok(WgpuTensor::Device(self.gpu.upload(data)?))
+        Ok(WgpuTensor::Device(self.gpu.upload_tensor(data)?))
     }
 
     fn download(&self, x: &WgpuTensor) -> Result<Vec<f64>> {
@@ -241,7 +256,7 @@ impl Backend for WgpuBackend {
         if let WgpuTensor::Host(values) = table {
             let gathered: Vec<f32> =
                 ids.iter().flat_map(|&id| values[id as usize * width..][..width].iter().copied()).collect();
-            return Ok(WgpuTensor::Device(self.gpu.upload(&gathered)?));
+            return Ok(WgpuTensor::Device(self.gpu.upload_tensor(&gathered)?));
         }
         let ids_buffer = self.gpu.upload_u32(ids)?;
         let params = [(ids.len() * width) as u32, width as u32, ids.len() as u32, 0, 0];
@@ -267,7 +282,7 @@ impl Backend for WgpuBackend {
     fn interpolate(&self, origin: &WgpuTensor, delta: &WgpuTensor, alphas: &[f64]) -> Result<WgpuTensor> {
         self.check_len("interpolation delta", delta.len(), origin.len())?;
         let alpha_values: Vec<f32> = alphas.iter().map(|&a| a as f32).collect();
-        let alphas_buffer = self.gpu.upload(&alpha_values)?;
+        let alphas_buffer = self.gpu.upload_f32(&alpha_values)?;
         let len = alphas.len() * origin.len();
         let params = [len as u32, origin.len() as u32, alphas.len() as u32, 0, 0];
         let inputs = [(1, origin.device()?), (2, delta.device()?), (4, &alphas_buffer)];
@@ -488,7 +503,7 @@ impl Backend for WgpuBackend {
         if (first_direction + batch.tangents) * width > projection.len() {
             return Err(Error::Internal("wgpu: pool_accumulate beyond the projection's rows".into()));
         }
-        let weights_buffer = self.gpu.upload(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
+        let weights_buffer = self.gpu.upload_f32(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
         let len = batch.tangents * width;
         let params = [
             len as u32,
@@ -531,7 +546,7 @@ impl Backend for WgpuBackend {
         if first_dim + batch.tangents > columns {
             return Err(Error::Internal("wgpu: cotangent_accumulate beyond the projection's columns".into()));
         }
-        let weights_buffer = self.gpu.upload(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
+        let weights_buffer = self.gpu.upload_f32(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
         let len = t * batch.tangents;
         let params = [
             len as u32,
