@@ -72,6 +72,11 @@ fn element_of(n: u32) -> Element {
     return Element(n / (w * params.tokens), (n / w) % params.tokens, feature, feature / params.head_dim, feature % params.head_dim);
 }
 
+// Start of the scratch row of query i, head h, of the chunk's sequence `chunk_seq`.
+fn scratch_row(chunk_seq: u32, h: u32, i: u32) -> u32 {
+    return ((chunk_seq * params.heads + h) * params.tokens + i) * params.tokens;
+}
+
 fn width() -> u32 {
     return params.heads * params.head_dim;
 }
@@ -183,10 +188,9 @@ fn jvp_scores(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) 
     let q = query_of(n);
     let i = q.i;
     let h = q.h;
-    let chunk_seq = q.seq;
-    let seq = params.first_seq + chunk_seq;
+    let seq = params.first_seq + q.seq;
     let s = seq / params.tangents;
-    let base = ((chunk_seq * params.heads + h) * t + i) * t;
+    let base = scratch_row(q.seq, h, i);
     for (var j = 0u; j < t; j++) {
         var ds = 0.0;
         for (var c = 0u; c < params.head_dim; c++) {
@@ -212,10 +216,9 @@ fn jvp_context(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups)
     let c = e.c;
     let i = e.i;
     let feature = e.feature;
-    let chunk_seq = e.seq;
-    let seq = params.first_seq + chunk_seq;
+    let seq = params.first_seq + e.seq;
     let s = seq / params.tangents;
-    let base = ((chunk_seq * params.heads + h) * t + i) * t;
+    let base = scratch_row(e.seq, h, i);
     var acc = 0.0;
     for (var j = 0u; j < t; j++) {
         acc += f32(scratch[base + j]) * f32(qkv[at_qkv(s * t + j, 2u, h, c)])
@@ -236,10 +239,9 @@ fn vjp_scores(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) 
     let q = query_of(n);
     let i = q.i;
     let h = q.h;
-    let chunk_seq = q.seq;
-    let seq = params.first_seq + chunk_seq;
+    let seq = params.first_seq + q.seq;
     let s = seq / params.tangents;
-    let base = ((chunk_seq * params.heads + h) * t + i) * t;
+    let base = scratch_row(q.seq, h, i);
     for (var j = 0u; j < t; j++) {
         var dp = 0.0;
         for (var c = 0u; c < params.head_dim; c++) {
@@ -267,7 +269,7 @@ fn vjp_inputs(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) 
     let chunk_seq = n / (3u * w * t);
     let seq = params.first_seq + chunk_seq;
     let s = seq / params.tangents;
-    let base = (chunk_seq * params.heads + h) * t * t;
+    let base = scratch_row(chunk_seq, h, 0u);
     var acc = 0.0;
     if (part == 0u) {
         for (var j = 0u; j < t; j++) {

@@ -309,8 +309,7 @@ fn plan_passes<B: Backend>(
     reverse: bool,
 ) -> Result<PassPlan> {
     let b = encoder.backend;
-    let row_budget =
-        b.rows_that_fit(encoder.tangent_row_scalars()).min(options.max_rows_per_pass.unwrap_or(usize::MAX));
+    let row_budget = row_budget(encoder, options);
     let primal_width = b.primal_precision().bytes().div_ceil(b.precision().bytes());
     let primal_rows = match reverse {
         false => primal_width,
@@ -333,6 +332,13 @@ fn plan_passes<B: Backend>(
             ),
         )
     })
+}
+
+/// Rows (primal and tangent) a pass may hold: what the backend's memory budget allows, within
+/// the caller's optional cap.
+fn row_budget<B: Backend>(encoder: &Encoder<'_, B>, options: &TextOptions) -> usize {
+    let fit = encoder.backend.rows_that_fit(encoder.tangent_row_scalars());
+    fit.min(options.max_rows_per_pass.unwrap_or(usize::MAX))
 }
 
 /// The path's ends at the attributed layer, and the embeddings whose difference `P` splits.
@@ -388,10 +394,8 @@ impl<T> Endpoints<T> {
         alphas: &[f64],
         options: &TextOptions,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
-        let (b, h, t) = (encoder.backend, encoder.hidden(), self.tokens);
-        let row_budget =
-            b.rows_that_fit(encoder.tangent_row_scalars()).min(options.max_rows_per_pass.unwrap_or(usize::MAX));
-        let per_chunk = (row_budget / (3 * t)).max(1);
+        let (h, t) = (encoder.hidden(), self.tokens);
+        let per_chunk = (row_budget(encoder, options) / (3 * t)).max(1);
         let (mut values, mut slopes) = (Vec::with_capacity(alphas.len() * h), Vec::with_capacity(alphas.len() * h));
         for chunk in alphas.chunks(per_chunk) {
             let (e, de) = encoder.pooled_path_jvp(&self.reference_states, &self.delta, chunk, options.layer, t)?;
