@@ -3,6 +3,9 @@
 //   gelu_jvp  out[r, c] = (Φ(x) + x φ(x)) · dx[r, c],  x = primal[p(r), c]
 // where p(r) is the primal row that tangent row r shares: rows are [steps, tangents, tokens]
 // for the tangents and [steps, tokens] for the primal.
+// With params.with_bias = 1 the argument is x + bias[c] (the block op `bias_gelu`: the FFN's
+// first bias added as it is read, so the pre-activation is never written out); without it
+// `bias` is a one-value stand-in that is not read.
 // Workgroup: 256 invocations along x, one per output element; two-dimensional grid.
 
 // `real` is the storage type of the tensors, f32 or f16 (a one-line prelude chosen by
@@ -13,12 +16,22 @@ struct Params {
     width: u32,
     tangents: u32,
     tokens: u32,
+    with_bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<real>;
 @group(0) @binding(2) var<storage, read> dx: array<real>;
 @group(0) @binding(3) var<storage, read_write> out: array<real>;
+@group(0) @binding(4) var<storage, read> bias: array<real>;   // [width]
+
+// The argument of element n of the primal: x[n], plus bias[n mod width] when fused.
+fn argument(n: u32) -> f32 {
+    if (params.with_bias == 1u) {
+        return f32(x[n]) + f32(bias[n % params.width]);
+    }
+    return f32(x[n]);
+}
 
 // erf to about 1e-7 absolute, as WGSL has none: the Maclaurin series below |z| = 0.5
 // (truncation below 3e-8) and 1 − erfc above it.
@@ -52,7 +65,7 @@ fn gelu(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups
         @builtin(local_invocation_index) local: u32) {
     let n = element(group, groups, local);
     if (n < params.len) {
-        let v = f32(x[n]);
+        let v = argument(n);
         out[n] = real(v * cdf(v));
     }
 }
@@ -66,7 +79,7 @@ fn gelu_jvp(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) gr
         let row = n / params.width;
         let step = row / (params.tangents * params.tokens);
         let primal_row = step * params.tokens + row % params.tokens;
-        let v = f32(x[primal_row * params.width + c]);
+        let v = argument(primal_row * params.width + c);
         let pdf = exp(-0.5 * v * v) * 0.3989422804014327;
         out[n] = real((cdf(v) + v * pdf) * f32(dx[n]));
     }

@@ -3,6 +3,10 @@
 //   forward  x̂ = (x − μ)/σ, y = γ ⊙ x̂ + β, σ = √(var + eps); saves x̂ and 1/σ per row
 //   jvp      ẏ = γ ⊙ (ẋ − mean ẋ − x̂ · mean(x̂ ⊙ ẋ)) / σ
 //   vjp      x̄ = (g − mean g − x̂ · mean(x̂ ⊙ g)) / σ,  g = γ ⊙ ȳ
+// Fused (params.fused = 1, the CPU backends' block ops): the forward normalizes
+// x + bias + residual (`bias_residual_norm`), the JVP differentiates along ẋ + ṙ and the VJP
+// takes ȳ + r̄ (`residual_norm_vjp`), so the sums are never written out; unfused, `bias` and
+// `residual` are one-value stand-ins that are not read.
 // Tangent and cotangent rows are [steps, tangents, tokens], each at the primal row
 // (step, token) of [steps, tokens], whose x̂ and 1/σ the forward pass saved.
 // Layout: rows of `width` f32, row-major; γ, β: [width]; inv_std: [rows].
@@ -19,8 +23,8 @@ struct Params {
     tokens: u32,
     eps: f32,
     transpose: u32,   // derivative: 0 JVP, 1 VJP
-    _pad1: u32,
-    _pad2: u32,
+    fused: u32,       // 1: add bias (forward) and residual (both) to x as it is read
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -32,6 +36,8 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> out: array<real>;
 @group(0) @binding(7) var<storage, read_write> normalized: array<real>;
 @group(0) @binding(8) var<storage, read_write> inv_std: array<real>;
+@group(0) @binding(9) var<storage, read> bias: array<real>;        // forward: [width]
+@group(0) @binding(10) var<storage, read> residual: array<real>;   // forward: r; derivative: ṙ or r̄
 
 const LANES: u32 = 64u;
 var<workgroup> sums: array<f32, 64>;
@@ -60,6 +66,22 @@ fn reduce(lane: u32, a: f32, b: f32) {
     }
 }
 
+// Element c of the forward pass's input row at `base`: x, or x + bias + residual fused.
+fn forward_input(base: u32, c: u32) -> f32 {
+    if (params.fused == 1u) {
+        return f32(x[base + c]) + f32(bias[c]) + f32(residual[base + c]);
+    }
+    return f32(x[base + c]);
+}
+
+// Element c of the derivative's incoming tangent or cotangent row: x, or x + residual fused.
+fn derivative_input(base: u32, c: u32) -> f32 {
+    if (params.fused == 1u) {
+        return f32(x[base + c]) + f32(residual[base + c]);
+    }
+    return f32(x[base + c]);
+}
+
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
            @builtin(local_invocation_index) lane: u32) {
@@ -71,20 +93,20 @@ fn forward(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) gro
     let base = row * params.width;
     var total = 0.0;
     for (var c = lane; c < params.width; c += LANES) {
-        total += f32(x[base + c]);
+        total += forward_input(base, c);
     }
     reduce(lane, total, 0.0);
     let mean = sums[0] / f32(params.width);
     workgroupBarrier();
     var squares = 0.0;
     for (var c = lane; c < params.width; c += LANES) {
-        let centred = f32(x[base + c]) - mean;
+        let centred = forward_input(base, c) - mean;
         squares += centred * centred;
     }
     reduce(lane, squares, 0.0);
     let rstd = 1.0 / sqrt(sums[0] / f32(params.width) + params.eps);
     for (var c = lane; c < params.width; c += LANES) {
-        let xhat = (f32(x[base + c]) - mean) * rstd;
+        let xhat = (forward_input(base, c) - mean) * rstd;
         normalized[base + c] = real(xhat);
         out[base + c] = real(f32(gamma[c]) * xhat + f32(beta[c]));
     }
@@ -107,7 +129,7 @@ fn derivative(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) 
     var sum_g = 0.0;
     var sum_xg = 0.0;
     for (var c = lane; c < params.width; c += LANES) {
-        let g = into_g(c, f32(x[base + c]));
+        let g = into_g(c, derivative_input(base, c));
         sum_g += g;
         sum_xg += f32(normalized_in[p + c]) * g;
     }
@@ -120,7 +142,7 @@ fn derivative(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) 
         if (params.transpose == 1u) {
             scale = 1.0;
         }
-        out[base + c] = real(scale * rstd * (into_g(c, f32(x[base + c])) - mean_g - f32(normalized_in[p + c]) * mean_xg));
+        out[base + c] = real(scale * rstd * (into_g(c, derivative_input(base, c)) - mean_g - f32(normalized_in[p + c]) * mean_xg));
     }
 }
 

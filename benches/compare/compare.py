@@ -7,6 +7,9 @@
   (d) with --with-primal-f32: `simattr explain --primal f32`, everything in f32 as in (a) and (b)
   (e) with --with-reverse: `simattr explain --mode reverse`, simattr's reverse mode, the same
       work as (a) (one cotangent per output dimension) with simattr's structure
+  (f) with --with-wgpu: `simattr explain --backend wgpu`, the WGSL shaders on the default
+      adapter (--wgpu-device N for another; on a machine without a GPU, Mesa's lavapipe)
+  (g) with --with-wgpu-f16: `simattr explain --backend wgpu --precision f16`
 
 and `simattr embed` (whole process) vs sentence-transformers `encode` for a batch of 32
 sentences. Timings are medians over --runs, the implementations alternating run by run.
@@ -44,6 +47,11 @@ ap.add_argument("--with-primal-f32", action="store_true",
                 help="also time (d), `simattr explain --primal f32` (f32 primal states, as (a) and (b) have)")
 ap.add_argument("--with-reverse", action="store_true",
                 help="also time (e), `simattr explain --mode reverse`, against (a)")
+ap.add_argument("--with-wgpu", action="store_true",
+                help="also time (f), `simattr explain --backend wgpu` (f32 storage)")
+ap.add_argument("--with-wgpu-f16", action="store_true",
+                help="also time (g), `simattr explain --backend wgpu --precision f16` (needs SHADER_F16)")
+ap.add_argument("--wgpu-device", type=int, help="the adapter of (f) and (g), by its number in `simattr devices`")
 ap.add_argument("--reverse-runs", type=int,
                 help="timed runs of (a) (default --runs): the first R of the --runs alternations include it")
 ap.add_argument("--reverse-chunk", type=int, default=64,
@@ -128,6 +136,20 @@ SENTENCES = [  # 32 varied sentences of 6-20 words for the embedding throughput 
     "A sudden power outage left the whole city in darkness for hours.",
     "The orchestra rehearsed the symphony three times before the concert.",
 ]
+
+
+# The simattr implementations: explain's arguments beyond --layer/--steps, by key.
+SIMATTR_VARIANTS = {"c": [], "d": ["--primal", "f32"], "e": ["--mode", "reverse"],
+                    "f": ["--backend", "wgpu"], "g": ["--backend", "wgpu", "--precision", "f16"]}
+for key in "fg":
+    if args.wgpu_device is not None:
+        SIMATTR_VARIANTS[key] += ["--device", str(args.wgpu_device)]
+
+
+def embed_variant(key):
+    """The `simattr embed` arguments matching implementation `key` (embed has no --mode)."""
+    variant = SIMATTR_VARIANTS[key]
+    return [] if key in "de" else variant
 
 
 def log(msg):
@@ -474,19 +496,23 @@ def main():
         impls["d"] = "(d) simattr explain --primal f32"
     if args.with_reverse:
         impls["e"] = "(e) simattr explain --mode reverse"
+    if args.with_wgpu:
+        impls["f"] = "(f) simattr explain --backend wgpu"
+    if args.with_wgpu_f16:
+        impls["g"] = "(g) simattr explain --backend wgpu --precision f16"
     results = {"machine": info, "settings": dict(vars(args)), "family": family, "layer_steps": settings,
                "attn_implementation": tm.attn, "explain": [], "embed": None}
 
     with tempfile.TemporaryDirectory() as tmp:
+        def simattr_run(key):
+            variant = SIMATTR_VARIANTS[key]
+            return lambda a, b, L, n: np.array(simattr("explain", *variant, "--layer", str(L), "--steps", str(n),
+                                                       a, b, tmp=tmp)["attributions"])
+
         run = {
             "a": lambda a, b, L, n: tm.explain(a, b, L, n, reverse=True),
             "b": lambda a, b, L, n: tm.explain(a, b, L, n, reverse=False),
-            "c": lambda a, b, L, n: np.array(simattr("explain", "--layer", str(L), "--steps", str(n),
-                                                     a, b, tmp=tmp)["attributions"]),
-            "d": lambda a, b, L, n: np.array(simattr("explain", "--primal", "f32", "--layer", str(L),
-                                                     "--steps", str(n), a, b, tmp=tmp)["attributions"]),
-            "e": lambda a, b, L, n: np.array(simattr("explain", "--mode", "reverse", "--layer", str(L),
-                                                     "--steps", str(n), a, b, tmp=tmp)["attributions"]),
+            **{key: simattr_run(key) for key in SIMATTR_VARIANTS},
         }
         # Warm-up (allocator, thread pools, page cache for simattr's model load) with few steps:
         # a full-size warm-up of (a) alone would cost minutes and warms nothing more.
@@ -502,11 +528,12 @@ def main():
                             continue
                         t, out = timed(lambda: run[key](a, b, L, steps))
                         times[key].append(t)
-                        if key in ("c", "d", "e"):
-                            # simattr's pass ≈ explain − embed of the same two texts: the embed
-                            # process has the same start, model load, tokenization and plain forward.
+                        if key in SIMATTR_VARIANTS:
+                            # simattr's pass ≈ explain − embed of the same two texts on the same
+                            # backend: the embed process has the same start, model load (and
+                            # adapter start), tokenization and plain forward.
                             A[key] = out
-                            t_fixed, _ = timed(lambda: simattr("embed", a, b, tmp=tmp))
+                            t_fixed, _ = timed(lambda: simattr("embed", *embed_variant(key), a, b, tmp=tmp))
                             passes[key].append(max(t - t_fixed, 1e-9))
                         else:
                             A[key], p = out
@@ -515,16 +542,18 @@ def main():
                             f"(pass {passes[key][-1]:.3f} s)")
                 ref = A["a" if "a" in A else "b"]
                 pairs_compared = (("a", "b"), ("a", "c"), ("b", "c"), ("a", "d"), ("b", "d"), ("c", "d"),
-                                  ("a", "e"), ("c", "e"))
+                                  ("a", "e"), ("c", "e"), ("b", "f"), ("c", "f"), ("b", "g"), ("c", "g"),
+                                  ("f", "g"))
                 errs = {f"{x}-{y}": rel(A[x], A[y], ref) for x, y in pairs_compared if x in A and y in A}
                 for name, e in errs.items():
-                    if e > 1e-4 and any(k in name for k in "cde"):
+                    if e > (1e-2 if "g" in name else 1e-4) and any(k in name for k in "cdefg"):
                         log(f"WARNING: max|ΔA|/max|A| {name} = {e:.1e} > 1e-4 (f32 should agree to ~1e-6)")
                 flops = {k: 0.0 for k in ("a", "b", "c")}
                 for t_len in ref.shape:
                     for k, v in pass_flops(tm.hidden, tm.inter, num_layers - L, t_len, steps, tm.hidden).items():
                         flops[k] += v
-                flops["d"] = flops["c"]  # the same arithmetic, its primal part in f32
+                for key in "dfg":  # the same arithmetic as (c): in f32, on the GPU, in f16 storage
+                    flops[key] = flops["c"]
                 flops["e"] = sum(reverse_pass_flops(tm.hidden, tm.inter, num_layers - L, t_len, steps,
                                                     tm.hidden, tm.pooling == "mean") for t_len in ref.shape)
                 rates = {k: flops[k] / statistics.median(passes[k]) / 1e9 for k in impls}

@@ -3,8 +3,9 @@
 //! lavapipe, a Vulkan driver on the CPU). Tensors stay on the device across layers and ops;
 //! only `download` reads one back. Storage is f32, as the checkpoints are.
 //!
-//! The block ops keep the trait's plain defaults built from the small ops; fusing them is left
-//! for when a real GPU can show what it gains.
+//! The block ops are fused as on the CPU backends: the FFN bias is added inside GELU and the
+//! post-LN sums (`z + bias + residual`, and the two branches' tangents or cotangents) inside
+//! the LayerNorm kernels, so those sums are never written to device memory.
 
 mod device;
 
@@ -14,7 +15,9 @@ use std::sync::Arc;
 pub use device::describe_adapters;
 use device::{grid, DeviceBuffer, Gpu};
 
-use super::{check_upload, AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ScoreMods};
+use super::{
+    check_upload, AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ResidualNorm, ScoreMods,
+};
 use crate::error::{Error, Result};
 use crate::params::{Linear, Norm, Role};
 
@@ -58,6 +61,9 @@ pub struct WgpuBackend {
     gpu: Gpu,
     max_memory: usize,
     precision: Precision,
+    /// One zero, bound where a shader declares an input that this call leaves unused (an
+    /// absent score bias or key mask, the unfused forms of the fused kernels).
+    stand_in: DeviceBuffer,
 }
 
 impl WgpuBackend {
@@ -73,7 +79,8 @@ impl WgpuBackend {
             }
         };
         let gpu = Gpu::open(device, (settings.max_memory / 2) as u64, half)?;
-        Ok(WgpuBackend { gpu, max_memory: settings.max_memory, precision })
+        let stand_in = gpu.zeros(1)?;
+        Ok(WgpuBackend { gpu, max_memory: settings.max_memory, precision, stand_in })
     }
 
     /// As `new`, on an adapter that binds at most `binding` f32 values per tensor, and with
@@ -326,20 +333,7 @@ impl Backend for WgpuBackend {
         norm: &Norm<WgpuTensor>,
         eps: f64,
     ) -> Result<(WgpuTensor, NormSaved<WgpuTensor>)> {
-        self.check_len("layer_norm input", x.len(), rows * width)?;
-        let (y, normalized, inv_std) = (self.output(rows * width)?, self.output(rows * width)?, self.output(rows)?);
-        let params = [rows as u32, width as u32, 1, 1, (eps as f32).to_bits()];
-        let bindings = [
-            (1, x.device()?),
-            (2, norm.gamma.device()?),
-            (3, norm.beta.device()?),
-            (6, &y),
-            (7, &normalized),
-            (8, &inv_std),
-        ];
-        self.gpu.dispatch("layer_norm", "forward", &params, &bindings, grid(rows, 1))?;
-        let saved = NormSaved { normalized: WgpuTensor::Device(normalized), inv_std: WgpuTensor::Device(inv_std) };
-        Ok((WgpuTensor::Device(y), saved))
+        self.norm_forward(x, None, rows, ResidualNorm { norm, width, eps })
     }
 
     fn layer_norm_jvp(
@@ -350,7 +344,7 @@ impl Backend for WgpuBackend {
         batch: Batch,
         width: usize,
     ) -> Result<WgpuTensor> {
-        self.norm_derivative(false, saved, norm, dx, batch, width)
+        self.norm_derivative(false, saved, norm, dx, None, batch, width)
     }
 
     fn layer_norm_vjp(
@@ -361,24 +355,15 @@ impl Backend for WgpuBackend {
         batch: Batch,
         width: usize,
     ) -> Result<WgpuTensor> {
-        self.norm_derivative(true, saved, norm, dy, batch, width)
+        self.norm_derivative(true, saved, norm, dy, None, batch, width)
     }
 
     fn gelu(&self, x: &WgpuTensor) -> Result<WgpuTensor> {
-        let out = self.output(x.len())?;
-        let params = [x.len() as u32, 1, 1, 1];
-        self.gpu.dispatch("gelu", "gelu", &params, &[(1, x.device()?), (3, &out)], grid(x.len(), 256))?;
-        Ok(WgpuTensor::Device(out))
+        self.gelu_with_bias(x, x.len(), None)
     }
 
     fn gelu_jvp(&self, x: &WgpuTensor, dx: &WgpuTensor, batch: Batch, width: usize) -> Result<WgpuTensor> {
-        self.check_len("gelu primal", x.len(), batch.primal_rows() * width)?;
-        self.check_len("gelu tangents", dx.len(), batch.tangent_rows() * width)?;
-        let out = self.output(dx.len())?;
-        let params = [dx.len() as u32, width as u32, batch.tangents as u32, batch.tokens as u32];
-        let bindings = [(1, x.device()?), (2, dx.device()?), (3, &out)];
-        self.gpu.dispatch("gelu", "gelu_jvp", &params, &bindings, grid(dx.len(), 256))?;
-        Ok(WgpuTensor::Device(out))
+        self.gelu_derivative(x, None, dx, batch, width)
     }
 
     fn attention(
@@ -399,17 +384,16 @@ impl Backend for WgpuBackend {
         }
         let probs = self.output(seqs * heads.count * t * t)?;
         let mut params = self.attention_params(seqs, t, heads, 1, 0);
-        // Absent bias or mask: a one-value stand-in keeps the bindings the shader declares.
-        let stand_in = self.gpu.zeros(1)?;
+        let stand_in = &self.stand_in;
         params[6] = scores.bias.is_some() as u32;
         params[7] = scores.key_mask.is_some() as u32;
         let bias = match scores.bias {
             Some(bias) => bias.device()?,
-            None => &stand_in,
+            None => stand_in,
         };
         let mask = match scores.key_mask {
             Some(mask) => mask.device()?,
-            None => &stand_in,
+            None => stand_in,
         };
         let qkv = qkv.device()?;
         let bindings = [(1, qkv), (3, bias), (4, mask), (7, &probs)];
@@ -560,9 +544,137 @@ impl Backend for WgpuBackend {
         let inputs = [(2, d_states.device()?), (3, delta.device()?), (4, &weights_buffer)];
         self.pooling("cotangent_accumulate", params, &inputs, projection.device()?, len)
     }
+
+    // ---- block ops, fused ------------------------------------------------------------------
+
+    fn bias_residual_norm(
+        &self,
+        z: &WgpuTensor,
+        bias: &WgpuTensor,
+        residual: &WgpuTensor,
+        rows: usize,
+        ln: ResidualNorm<'_, WgpuTensor>,
+    ) -> Result<WgpuTensor> {
+        Ok(self.norm_forward(z, Some((bias, residual)), rows, ln)?.0)
+    }
+
+    fn bias_residual_norm_jvp(
+        &self,
+        z: &WgpuTensor,
+        bias: &WgpuTensor,
+        residual: &WgpuTensor,
+        dz: &WgpuTensor,
+        d_residual: &WgpuTensor,
+        batch: Batch,
+        ln: ResidualNorm<'_, WgpuTensor>,
+    ) -> Result<(WgpuTensor, WgpuTensor)> {
+        let (y, saved) = self.norm_forward(z, Some((bias, residual)), batch.primal_rows(), ln)?;
+        let dy = self.norm_derivative(false, &saved, ln.norm, dz, Some(d_residual), batch, ln.width)?;
+        Ok((y, dy))
+    }
+
+    fn residual_norm_vjp(
+        &self,
+        saved: &NormSaved<WgpuTensor>,
+        norm: &Norm<WgpuTensor>,
+        dy: &WgpuTensor,
+        d_residual: &WgpuTensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<WgpuTensor> {
+        self.norm_derivative(true, saved, norm, dy, Some(d_residual), batch, width)
+    }
+
+    fn bias_gelu(&self, z: &WgpuTensor, rows: usize, bias: &WgpuTensor) -> Result<WgpuTensor> {
+        self.check_len("bias_gelu input", z.len(), rows * bias.len())?;
+        self.gelu_with_bias(z, bias.len(), Some(bias))
+    }
+
+    fn bias_gelu_jvp(
+        &self,
+        z: &WgpuTensor,
+        bias: &WgpuTensor,
+        dz: &WgpuTensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<(WgpuTensor, WgpuTensor)> {
+        self.check_len("bias_gelu bias", bias.len(), width)?;
+        let dy = self.gelu_derivative(z, Some(bias), dz, batch, width)?;
+        Ok((self.gelu_with_bias(z, width, Some(bias))?, dy))
+    }
 }
 
 impl WgpuBackend {
+    /// `gelu(x)`, or `gelu(x + bias)` with the bias added per column of `width`.
+    fn gelu_with_bias(&self, x: &WgpuTensor, width: usize, bias: Option<&WgpuTensor>) -> Result<WgpuTensor> {
+        let out = self.output(x.len())?;
+        let params = [x.len() as u32, width.max(1) as u32, 1, 1, bias.is_some() as u32];
+        let bias = match bias {
+            Some(bias) => bias.device()?,
+            None => &self.stand_in,
+        };
+        let bindings = [(1, x.device()?), (3, &out), (4, bias)];
+        self.gpu.dispatch("gelu", "gelu", &params, &bindings, grid(x.len(), 256))?;
+        Ok(WgpuTensor::Device(out))
+    }
+
+    /// GELU's JVP at the primal `x` (plus `bias` when given) along `dx`.
+    fn gelu_derivative(
+        &self,
+        x: &WgpuTensor,
+        bias: Option<&WgpuTensor>,
+        dx: &WgpuTensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<WgpuTensor> {
+        self.check_len("gelu primal", x.len(), batch.primal_rows() * width)?;
+        self.check_len("gelu tangents", dx.len(), batch.tangent_rows() * width)?;
+        let out = self.output(dx.len())?;
+        let params = [dx.len() as u32, width as u32, batch.tangents as u32, batch.tokens as u32, bias.is_some() as u32];
+        let bias = match bias {
+            Some(bias) => bias.device()?,
+            None => &self.stand_in,
+        };
+        let bindings = [(1, x.device()?), (2, dx.device()?), (3, &out), (4, bias)];
+        self.gpu.dispatch("gelu", "gelu_jvp", &params, &bindings, grid(dx.len(), 256))?;
+        Ok(WgpuTensor::Device(out))
+    }
+
+    /// LayerNorm over `rows` rows of `x`, or with `sums = (bias, residual)` over
+    /// `x + bias + residual`; returns the output and what its derivatives read.
+    fn norm_forward(
+        &self,
+        x: &WgpuTensor,
+        sums: Option<(&WgpuTensor, &WgpuTensor)>,
+        rows: usize,
+        ln: ResidualNorm<'_, WgpuTensor>,
+    ) -> Result<(WgpuTensor, NormSaved<WgpuTensor>)> {
+        let width = ln.width;
+        self.check_len("layer_norm input", x.len(), rows * width)?;
+        let (bias, residual) = match sums {
+            Some((bias, residual)) => {
+                self.check_len("layer_norm bias", bias.len(), width)?;
+                self.check_len("layer_norm residual", residual.len(), rows * width)?;
+                (bias.device()?, residual.device()?)
+            }
+            None => (&self.stand_in, &self.stand_in),
+        };
+        let (y, normalized, inv_std) = (self.output(rows * width)?, self.output(rows * width)?, self.output(rows)?);
+        let params = [rows as u32, width as u32, 1, 1, (ln.eps as f32).to_bits(), 0, sums.is_some() as u32];
+        let bindings = [
+            (1, x.device()?),
+            (2, ln.norm.gamma.device()?),
+            (3, ln.norm.beta.device()?),
+            (6, &y),
+            (7, &normalized),
+            (8, &inv_std),
+            (9, bias),
+            (10, residual),
+        ];
+        self.gpu.dispatch("layer_norm", "forward", &params, &bindings, grid(rows, 1))?;
+        let saved = NormSaved { normalized: WgpuTensor::Device(normalized), inv_std: WgpuTensor::Device(inv_std) };
+        Ok((WgpuTensor::Device(y), saved))
+    }
     /// Mean or max over tokens, `[seqs, tokens, width]` → `[seqs, width]`.
     fn pool_tokens(
         &self,
@@ -579,27 +691,40 @@ impl WgpuBackend {
         Ok(WgpuTensor::Device(out))
     }
 
-    /// LayerNorm's JVP, or with `transpose` its VJP.
+    /// LayerNorm's JVP, or with `transpose` its VJP, along `d`, or with `residual` along
+    /// `d + residual` (the tangents or cotangents of two branches, summed as they are read).
+    #[allow(clippy::too_many_arguments)]
     fn norm_derivative(
         &self,
         transpose: bool,
         saved: &NormSaved<WgpuTensor>,
         norm: &Norm<WgpuTensor>,
         d: &WgpuTensor,
+        residual: Option<&WgpuTensor>,
         batch: Batch,
         width: usize,
     ) -> Result<WgpuTensor> {
         self.check_len("layer_norm tangents", d.len(), batch.tangent_rows() * width)?;
+        if let Some(residual) = residual {
+            self.check_len("layer_norm residual tangents", residual.len(), d.len())?;
+        }
         self.check_len("layer_norm saved", saved.normalized.len(), batch.primal_rows() * width)?;
         let rows = batch.tangent_rows();
         let out = self.output(rows * width)?;
-        let params = [rows as u32, width as u32, batch.tangents as u32, batch.tokens as u32, 0, transpose as u32];
+        let fused = residual.is_some() as u32;
+        let params =
+            [rows as u32, width as u32, batch.tangents as u32, batch.tokens as u32, 0, transpose as u32, fused];
+        let residual = match residual {
+            Some(residual) => residual.device()?,
+            None => &self.stand_in,
+        };
         let bindings = [
             (1, d.device()?),
             (2, norm.gamma.device()?),
             (4, saved.normalized.device()?),
             (5, saved.inv_std.device()?),
             (6, &out),
+            (10, residual),
         ];
         self.gpu.dispatch("layer_norm", "derivative", &params, &bindings, grid(rows, 1))?;
         Ok(WgpuTensor::Device(out))
