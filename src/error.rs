@@ -43,6 +43,10 @@ pub enum Error {
     #[error("invalid argument {argument}: {message}")]
     Argument { argument: &'static str, message: String },
 
+    /// A tool the CUDA code needs (NVRTC, ptxas, the f16 headers) is missing or failed.
+    #[error("CUDA toolkit: {0}")]
+    Toolkit(String),
+
     #[error("cannot render the heatmap: {0}")]
     Heatmap(String),
 

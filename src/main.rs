@@ -10,6 +10,7 @@ use simattr::attribution::{
     convergence, explain_pair, feature_pairs, Method, Mode, Quadrature, Rule, Similarity, TextOptions,
 };
 use simattr::backend::cpu::CpuBackend;
+use simattr::backend::cuda::CudaEmuBackend;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::wgpu::{describe_adapters, WgpuBackend};
 use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Precision};
@@ -22,17 +23,18 @@ use simattr::output::{files, heatmap, json, summary, tensors};
 #[command(name = "simattr", version, about = "Explain why a sentence encoder finds two texts similar")]
 struct Cli {
     /// Which backend runs the network: `cpu` (fast, multi-threaded), `cpu-ref` (the plain
-    /// reference every other backend is tested against) or `wgpu` (WGSL shaders on a GPU).
-    #[arg(long, global = true, default_value = "cpu", value_name = "cpu|cpu-ref|wgpu")]
+    /// reference every other backend is tested against), `wgpu` (WGSL shaders on a GPU) or
+    /// `cuda-emu` (the CUDA kernels on the CPU execution harness: slow, for checking kernels).
+    #[arg(long, global = true, default_value = "cpu", value_name = "cpu|cpu-ref|wgpu|cuda-emu")]
     backend: String,
     /// The adapter `--backend wgpu` runs on, by its number in `simattr devices` [default: the
     /// system's default adapter].
     #[arg(long, global = true, value_name = "N")]
     device: Option<usize>,
     /// Storage precision: f32 (every backend, the default), f64 (cpu-ref only; matches a
-    /// float64 PyTorch run to ~1e-15) or f16 (wgpu, where the adapter offers 16-bit shader
-    /// floats; arithmetic stays f32).
-    #[arg(long, global = true, value_name = "f32|f64|f16")]
+    /// float64 PyTorch run to ~1e-15), f16 (wgpu, where the adapter offers 16-bit shader
+    /// floats, and cuda-emu) or bf16 (cuda-emu); with f16 and bf16 arithmetic stays f32.
+    #[arg(long, global = true, value_name = "f32|f64|f16|bf16")]
     precision: Option<String>,
     /// Precision of the primal states on `cpu`: f64 (explain's default; accurate where the
     /// integrand is sharp, e.g. MPNet layer 6) or f32 (embed's default; explain ~1.25× faster).
@@ -241,6 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             run_on(&CpuReference::<f64>::with_settings(settings), cli.command)
         }
         (BackendKind::Wgpu, precision) => run_on(&WgpuBackend::new(settings, cli.device, precision)?, cli.command),
+        (BackendKind::CudaEmu, precision) => run_on(&CudaEmuBackend::emulated(settings, precision)?, cli.command),
         (kind, precision) => anyhow::bail!("backend {} has no {} implementation", kind.name(), precision.name()),
     }
 }

@@ -4,18 +4,12 @@
 
 mod common;
 
-use std::process::Command;
-
-use serde_json::Value;
 use simattr::backend::wgpu::WgpuBackend;
 use simattr::backend::{Backend, BackendSettings, Precision};
 
+use common::device_cli::{self, simattr};
 use common::golden_check::{check_attributions, check_embeddings};
-use common::{fixture_dir, golden, golden_case, matrix, max_abs, max_abs_diff, tiny_model_dir};
-
-fn simattr(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_simattr")).args(args).output().expect("run simattr")
-}
+use common::{fixture_dir, golden, tiny_model_dir};
 
 /// An adapter that binds at most 32768 values per tensor (128 KiB, where lavapipe binds
 /// 128 MiB) and keeps tables of more than 16384 values on the host: the passes are cut to fit
@@ -67,66 +61,15 @@ fn devices_are_listed_and_chosen_by_number() {
 /// mode) and says which backend made it.
 #[test]
 fn explain_on_wgpu_gives_the_golden_matrix() {
-    let dir = tempfile::tempdir().unwrap();
-    let case = golden_case(2, 20, "cos");
-    let model = tiny_model_dir();
-    for mode in ["forward", "reverse"] {
-        let json_path = dir.path().join(format!("{mode}.json"));
-        let args = [
-            "--backend",
-            "wgpu",
-            "explain",
-            "--model",
-            model.to_str().unwrap(),
-            "--layer",
-            "2",
-            "--steps",
-            "20",
-            "--mode",
-            mode,
-            "--json",
-            json_path.to_str().unwrap(),
-        ];
-        let (a, b) = (case["text_a"].as_str().unwrap(), case["text_b"].as_str().unwrap());
-        let out = simattr(&[&args[..], &[a, b]].concat());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-        assert!(doc["backend"].as_str().unwrap().starts_with("wgpu f32"), "{}", doc["backend"]);
-        assert_eq!(doc["mode"], mode);
-        let (got, want) = (matrix(&doc["attributions"]).concat(), matrix(&case["attributions"]).concat());
-        let err = max_abs_diff(&got, &want) / max_abs(&want);
-        assert!(err <= 1e-5, "{mode}: max |ΔA| / max|A| = {err:.2e}");
-    }
+    device_cli::explain_gives_the_golden_matrix("wgpu");
 }
 
 /// `--precision f16` (lavapipe offers 16-bit shader floats) stores every tensor in f16 and
 /// computes in f32: the tiny fixtures' golden embeddings and attributions hold to 1e-2 of their
-/// largest value, and the matrix really is rounded (it differs from f32's by more than f32's own
-/// error, 1e-5).
+/// largest value, and the matrix really is rounded.
 #[test]
 fn f16_storage_stays_close_to_the_goldens() {
     let backend = WgpuBackend::new(BackendSettings::default(), None, Precision::F16).expect("an adapter with f16");
     assert_eq!(backend.precision(), Precision::F16);
-    for fixture in ["tiny-bert", "tiny-mpnet"] {
-        let golden = golden(&format!("{fixture}.json"));
-        check_embeddings(&backend, &fixture_dir(fixture), &golden, 5e-2);
-        let checked = check_attributions(&backend, &fixture_dir(fixture), &golden, 1e-2, |c| c["steps"] == 20);
-        assert!(checked >= 12, "{fixture}: only {checked} golden cases");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model_dir();
-    let explain = |precision: &str| -> Vec<f64> {
-        let json_path = dir.path().join(format!("{precision}.json"));
-        let args = ["--backend", "wgpu", "--precision", precision, "explain", "--model", model.to_str().unwrap()];
-        let out = simattr(
-            &[&args[..], &["--json", json_path.to_str().unwrap(), "A man is playing a guitar.", "Hi."]].concat(),
-        );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-        assert!(doc["backend"].as_str().unwrap().starts_with(&format!("wgpu {precision}")), "{}", doc["backend"]);
-        matrix(&doc["attributions"]).concat()
-    };
-    let (half, single) = (explain("f16"), explain("f32"));
-    let err = max_abs_diff(&half, &single) / max_abs(&single);
-    assert!(err > 1e-5 && err < 1e-2, "f16 against f32: {err:.2e} of max|A|");
+    device_cli::half_storage_stays_close(&backend, "wgpu", 5e-2, 1e-2);
 }

@@ -16,6 +16,8 @@
 //!   what it fuses, and the shared test suite checks both against the reference.
 
 pub mod cpu;
+pub mod cuda;
+pub mod gpu;
 pub mod reference;
 mod settings;
 pub mod wgpu;

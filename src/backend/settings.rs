@@ -12,6 +12,8 @@ pub enum BackendKind {
     CpuReference,
     /// WGSL shaders through wgpu, on the adapter `--device` names.
     Wgpu,
+    /// The CUDA kernels on the CPU execution harness (tests, and checking kernels without a GPU).
+    CudaEmu,
 }
 
 impl BackendKind {
@@ -20,6 +22,7 @@ impl BackendKind {
             BackendKind::Cpu => "cpu",
             BackendKind::CpuReference => "cpu-ref",
             BackendKind::Wgpu => "wgpu",
+            BackendKind::CudaEmu => "cuda-emu",
         }
     }
 
@@ -29,6 +32,7 @@ impl BackendKind {
             BackendKind::Cpu => &[Precision::F32],
             BackendKind::CpuReference => &[Precision::F32, Precision::F64],
             BackendKind::Wgpu => &[Precision::F32, Precision::F16],
+            BackendKind::CudaEmu => &[Precision::F32, Precision::F16, Precision::Bf16],
         }
     }
 
@@ -56,7 +60,7 @@ impl BackendKind {
     pub fn primal_precisions(self) -> &'static [Precision] {
         match self {
             BackendKind::Cpu => &[Precision::F64, Precision::F32],
-            BackendKind::CpuReference | BackendKind::Wgpu => &[],
+            BackendKind::CpuReference | BackendKind::Wgpu | BackendKind::CudaEmu => &[],
         }
     }
 
@@ -87,7 +91,8 @@ impl std::str::FromStr for BackendKind {
             "cpu" => Ok(BackendKind::Cpu),
             "cpu-ref" | "cpu-reference" => Ok(BackendKind::CpuReference),
             "wgpu" => Ok(BackendKind::Wgpu),
-            other => Err(Error::argument("--backend", format!("`{other}` (available: cpu, cpu-ref, wgpu)"))),
+            "cuda-emu" => Ok(BackendKind::CudaEmu),
+            other => Err(Error::argument("--backend", format!("`{other}` (available: cpu, cpu-ref, wgpu, cuda-emu)"))),
         }
     }
 }

@@ -189,4 +189,8 @@ backend_suite! {
     wgpu_f32 => |settings| {
         simattr::backend::wgpu::WgpuBackend::new(settings, None, simattr::backend::Precision::F32).expect("a wgpu adapter (the test command installs Mesa's lavapipe)")
     };
+    // The CUDA kernels, run as C++ on the CPU execution harness (kernels/emu).
+    cuda_emu_f32 => |settings| {
+        simattr::backend::cuda::CudaEmuBackend::emulated(settings, simattr::backend::Precision::F32).expect("the CUDA harness")
+    };
 }

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use wgpu::util::DeviceExt;
 
+use crate::backend::gpu::{Device, DeviceBuffer};
+use crate::backend::Precision;
 use crate::error::{Error, Result};
 
 /// The shader files, embedded in the binary, by family.
@@ -19,9 +21,6 @@ const SHADERS: [(&str, &str); 6] = [
     ("attention", include_str!("../../../shaders/attention.wgsl")),
     ("pooling", include_str!("../../../shaders/pooling.wgsl")),
 ];
-
-/// Workgroups along one grid dimension, at most (WebGPU's guaranteed limit).
-const MAX_GROUPS: u32 = 65_535;
 
 /// The adapters this machine offers, in the order `--device` counts them.
 pub fn adapters() -> Vec<wgpu::Adapter> {
@@ -73,14 +72,14 @@ impl BufferPool {
 
 /// A storage buffer of `len` values of `value_bytes` each (a tensor's f32 or f16; f32 or u32
 /// for step weights, alphas, ids) on the device; back to the pool when dropped.
-pub struct DeviceBuffer {
+pub struct WgpuBuffer {
     buffer: Option<wgpu::Buffer>,
     pub len: usize,
     value_bytes: usize,
     pool: Arc<BufferPool>,
 }
 
-impl DeviceBuffer {
+impl WgpuBuffer {
     pub fn raw(&self) -> &wgpu::Buffer {
         self.buffer.as_ref().expect("a device buffer is present until dropped")
     }
@@ -102,7 +101,13 @@ impl DeviceBuffer {
     }
 }
 
-impl Drop for DeviceBuffer {
+impl DeviceBuffer for WgpuBuffer {
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for WgpuBuffer {
     fn drop(&mut self) {
         if let Some(buffer) = self.buffer.take() {
             self.pool.give_back(buffer);
@@ -222,30 +227,13 @@ impl Gpu {
         }
     }
 
-    /// The largest tensor one binding takes, in values.
-    pub fn max_binding_values(&self) -> usize {
-        let bytes = (self.limits.max_storage_buffer_binding_size as usize).min(self.limits.max_buffer_size as usize);
-        let adapter = bytes / self.value_bytes;
-        adapter.min(self.binding_cap)
-    }
-
     /// Binds at most `binding` values per tensor from now on, as a smaller adapter would, and
     /// keeps tables of more than `table` values on the host.
     pub fn cap(&mut self, binding: usize, table: usize) {
         (self.binding_cap, self.table_cap) = (binding, table);
     }
 
-    /// The largest embedding table kept on the device; larger ones are gathered on the host.
-    pub fn max_table_values(&self) -> usize {
-        self.max_binding_values().min(self.table_cap)
-    }
-
-    /// An uninitialised tensor of `len` values, from the pool when one is free.
-    pub fn tensor(&self, len: usize) -> Result<DeviceBuffer> {
-        self.buffer(len, self.value_bytes)
-    }
-
-    fn buffer(&self, len: usize, value_bytes: usize) -> Result<DeviceBuffer> {
+    fn buffer(&self, len: usize, value_bytes: usize) -> Result<WgpuBuffer> {
         if len * value_bytes > self.max_binding_values() * self.value_bytes {
             return Err(Error::Internal(format!(
                 "a tensor of {len} values exceeds the {} values one binding of {} takes",
@@ -262,11 +250,64 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         });
-        Ok(DeviceBuffer { buffer: Some(buffer), len, value_bytes, pool: self.pool.clone() })
+        Ok(WgpuBuffer { buffer: Some(buffer), len, value_bytes, pool: self.pool.clone() })
+    }
+
+    /// `bytes` into the start of `buffer`, padded to whole words.
+    fn write(&self, buffer: &WgpuBuffer, mut bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        self.queue.write_buffer(buffer.raw(), 0, &bytes);
+    }
+
+    fn pipeline(&self, shader: &'static str, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut pipelines = self.pipelines.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pipeline) = pipelines.get(&(shader, entry)) {
+            return Ok(pipeline.clone());
+        }
+        let module = self.modules.get(shader).ok_or_else(|| Error::Internal(format!("no shader family `{shader}`")))?;
+        let pipeline = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        }));
+        self.check()?;
+        pipelines.insert((shader, entry), pipeline.clone());
+        Ok(pipeline)
+    }
+}
+
+impl Device for Gpu {
+    type Buffer = WgpuBuffer;
+
+    fn describe(&self, precision: Precision) -> String {
+        format!("wgpu {} ({})", precision.name(), self.info.name)
+    }
+
+    /// The largest tensor one binding takes, in values.
+    fn max_binding_values(&self) -> usize {
+        let bytes = (self.limits.max_storage_buffer_binding_size as usize).min(self.limits.max_buffer_size as usize);
+        let adapter = bytes / self.value_bytes;
+        adapter.min(self.binding_cap)
+    }
+
+    /// The largest embedding table kept on the device; larger ones are gathered on the host.
+    fn max_table_values(&self) -> usize {
+        self.max_binding_values().min(self.table_cap)
+    }
+
+    /// An uninitialised tensor of `len` values, from the pool when one is free.
+    fn tensor(&self, len: usize) -> Result<WgpuBuffer> {
+        self.buffer(len, self.value_bytes)
     }
 
     /// A tensor of `data`, stored in the tensors' precision.
-    pub fn upload_tensor(&self, data: &[f32]) -> Result<DeviceBuffer> {
+    fn upload_tensor(&self, data: &[f32]) -> Result<WgpuBuffer> {
         let buffer = self.tensor(data.len())?;
         let bytes: Vec<u8> = match self.value_bytes {
             2 => data.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
@@ -277,29 +318,20 @@ impl Gpu {
     }
 
     /// f32 values that stay f32 (step weights, alphas).
-    pub fn upload_f32(&self, data: &[f32]) -> Result<DeviceBuffer> {
+    fn upload_f32(&self, data: &[f32]) -> Result<WgpuBuffer> {
         let buffer = self.buffer(data.len(), 4)?;
         self.write(&buffer, bytemuck::cast_slice(data).to_vec());
         Ok(buffer)
     }
 
-    pub fn upload_u32(&self, data: &[u32]) -> Result<DeviceBuffer> {
+    fn upload_u32(&self, data: &[u32]) -> Result<WgpuBuffer> {
         let buffer = self.buffer(data.len(), 4)?;
         self.write(&buffer, bytemuck::cast_slice(data).to_vec());
         Ok(buffer)
-    }
-
-    /// `bytes` into the start of `buffer`, padded to whole words.
-    fn write(&self, buffer: &DeviceBuffer, mut bytes: Vec<u8>) {
-        if bytes.is_empty() {
-            return;
-        }
-        bytes.resize(bytes.len().next_multiple_of(4), 0);
-        self.queue.write_buffer(buffer.raw(), 0, &bytes);
     }
 
     /// A tensor of `len` zeros.
-    pub fn zeros(&self, len: usize) -> Result<DeviceBuffer> {
+    fn zeros(&self, len: usize) -> Result<WgpuBuffer> {
         let buffer = self.tensor(len)?;
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
         encoder.clear_buffer(buffer.raw(), 0, None);
@@ -308,7 +340,7 @@ impl Gpu {
     }
 
     /// Waits for every submitted op; reports the device's first error.
-    pub fn synchronize(&self) -> Result<()> {
+    fn synchronize(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Internal(format!("wgpu on {}: {e}", self.info.name)))?;
@@ -316,7 +348,7 @@ impl Gpu {
     }
 
     /// The buffer's values, after every op submitted before.
-    pub fn download(&self, buffer: &DeviceBuffer) -> Result<Vec<f32>> {
+    fn download(&self, buffer: &WgpuBuffer) -> Result<Vec<f32>> {
         if buffer.len == 0 {
             return Ok(Vec::new());
         }
@@ -359,33 +391,14 @@ impl Gpu {
         Ok(values)
     }
 
-    fn pipeline(&self, shader: &'static str, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
-        let mut pipelines = self.pipelines.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(pipeline) = pipelines.get(&(shader, entry)) {
-            return Ok(pipeline.clone());
-        }
-        let module = self.modules.get(shader).ok_or_else(|| Error::Internal(format!("no shader family `{shader}`")))?;
-        let pipeline = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        }));
-        self.check()?;
-        pipelines.insert((shader, entry), pipeline.clone());
-        Ok(pipeline)
-    }
-
     /// Runs `shader`'s entry point `entry` on `groups` workgroups (x, y), with `params` as its
     /// uniform (binding 0) and `bindings` (binding number, buffer) as its storage.
-    pub fn dispatch(
+    fn dispatch(
         &self,
         shader: &'static str,
         entry: &'static str,
         params: &[u32],
-        bindings: &[(u32, &DeviceBuffer)],
+        bindings: &[(u32, &WgpuBuffer)],
         groups: (u32, u32),
     ) -> Result<()> {
         if groups.0 == 0 || groups.1 == 0 {
@@ -420,14 +433,4 @@ impl Gpu {
         self.queue.submit([encoder.finish()]);
         Ok(())
     }
-}
-
-/// A grid of `⌈invocations / per_group⌉` workgroups, folded into two dimensions.
-pub fn grid(invocations: usize, per_group: usize) -> (u32, u32) {
-    let groups = invocations.div_ceil(per_group) as u64;
-    if groups == 0 {
-        return (0, 0);
-    }
-    let x = groups.min(MAX_GROUPS as u64);
-    (x as u32, groups.div_ceil(x) as u32)
 }

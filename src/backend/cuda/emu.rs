@@ -1,0 +1,210 @@
+//! The launch layer on the CPU execution harness: device memory is host memory, a launch
+//! calls the harness (`kernels/emu/runtime.cpp`) with the kernel's arguments laid out as
+//! `cuLaunchKernel` takes them (one pointer per parameter: the parameter struct, then each
+//! buffer's address), and returns when the grid has run.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::ptr::NonNull;
+
+use super::{block_shape, value_bytes};
+use crate::backend::gpu::{Device, DeviceBuffer};
+use crate::backend::Precision;
+use crate::error::{Error, Result};
+
+extern "C" {
+    fn simattr_emu_launch(
+        module: *const c_char,
+        kernel: *const c_char,
+        grid: *const u32,
+        block: *const u32,
+        args: *const *const c_void,
+        arg_count: usize,
+    ) -> c_int;
+}
+
+/// Words of the parameter struct handed to every kernel: the largest family `Params` (12
+/// words, attention's) fits, and a kernel reads only its own struct's size.
+const PARAM_WORDS: usize = 16;
+
+/// The most values one tensor may hold: the kernels index with 32-bit unsigned integers.
+const MAX_VALUES: usize = u32::MAX as usize;
+
+/// Device memory of the harness: a zeroed host allocation of `len` values.
+pub struct EmuBuffer {
+    data: NonNull<u8>,
+    layout: Layout,
+    len: usize,
+    value_bytes: usize,
+}
+
+// The harness reads and writes the allocation only during a launch, which the host code
+// orders; nothing else aliases it.
+unsafe impl Send for EmuBuffer {}
+unsafe impl Sync for EmuBuffer {}
+
+impl EmuBuffer {
+    fn new(len: usize, value_bytes: usize) -> Result<Self> {
+        let bytes = (len.max(1) * value_bytes).next_multiple_of(16);
+        let layout = Layout::from_size_align(bytes, 16)
+            .map_err(|_| Error::Internal(format!("cuda-emu: no layout for {len} values")))?;
+        // SAFETY: the layout has a non-zero size.
+        let data = NonNull::new(unsafe { alloc_zeroed(layout) })
+            .ok_or_else(|| Error::Internal(format!("cuda-emu: out of memory for {bytes} bytes")))?;
+        Ok(EmuBuffer { data, layout, len, value_bytes })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `data` holds `layout.size()` initialised bytes for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len * self.value_bytes) }
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        debug_assert!(bytes.len() <= self.layout.size());
+        // SAFETY: within the allocation; no launch runs while the host writes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data.as_ptr(), bytes.len()) }
+    }
+
+    /// The buffer's address, as a kernel argument.
+    fn address(&self) -> u64 {
+        self.data.as_ptr() as u64
+    }
+}
+
+impl DeviceBuffer for EmuBuffer {
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for EmuBuffer {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.data.as_ptr(), self.layout) }
+    }
+}
+
+/// The harness as a device, storing tensors in one precision (a module per family and
+/// precision: `layer_norm_f16`).
+pub struct Emu {
+    precision: Precision,
+    value_bytes: usize,
+}
+
+impl Emu {
+    pub fn new(precision: Precision) -> Result<Self> {
+        Ok(Emu { precision, value_bytes: value_bytes(precision)? })
+    }
+}
+
+impl Device for Emu {
+    type Buffer = EmuBuffer;
+
+    fn describe(&self, precision: Precision) -> String {
+        format!("cuda-emu {} (CUDA kernels on the CPU harness)", precision.name())
+    }
+
+    fn tensor(&self, len: usize) -> Result<EmuBuffer> {
+        EmuBuffer::new(len, self.value_bytes)
+    }
+
+    fn zeros(&self, len: usize) -> Result<EmuBuffer> {
+        EmuBuffer::new(len, self.value_bytes)
+    }
+
+    fn upload_tensor(&self, data: &[f32]) -> Result<EmuBuffer> {
+        let buffer = self.tensor(data.len())?;
+        let bytes: Vec<u8> = match self.precision {
+            Precision::F16 => data.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
+            Precision::Bf16 => data.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
+            _ => bytemuck::cast_slice(data).to_vec(),
+        };
+        buffer.write(&bytes);
+        Ok(buffer)
+    }
+
+    fn upload_f32(&self, data: &[f32]) -> Result<EmuBuffer> {
+        let buffer = EmuBuffer::new(data.len(), 4)?;
+        buffer.write(bytemuck::cast_slice(data));
+        Ok(buffer)
+    }
+
+    fn upload_u32(&self, data: &[u32]) -> Result<EmuBuffer> {
+        let buffer = EmuBuffer::new(data.len(), 4)?;
+        buffer.write(bytemuck::cast_slice(data));
+        Ok(buffer)
+    }
+
+    fn download(&self, buffer: &EmuBuffer) -> Result<Vec<f32>> {
+        let bytes = buffer.bytes();
+        Ok(match (buffer.value_bytes, self.precision) {
+            (2, Precision::Bf16) => {
+                bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
+            (2, _) => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            _ => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        })
+    }
+
+    fn dispatch(
+        &self,
+        family: &'static str,
+        entry: &'static str,
+        params: &[u32],
+        bindings: &[(u32, &EmuBuffer)],
+        groups: (u32, u32),
+    ) -> Result<()> {
+        if groups.0 == 0 || groups.1 == 0 {
+            return Ok(());
+        }
+        if params.len() > PARAM_WORDS {
+            return Err(Error::Internal(format!("cuda-emu: {family}.{entry} has {} parameter words", params.len())));
+        }
+        let mut words = [0u32; PARAM_WORDS];
+        words[..params.len()].copy_from_slice(params);
+        // A kernel takes its buffers in binding order.
+        let mut ordered = bindings.to_vec();
+        ordered.sort_by_key(|&(binding, _)| binding);
+        let addresses: Vec<u64> = ordered.iter().map(|(_, buffer)| buffer.address()).collect();
+        let mut args: Vec<*const c_void> = vec![words.as_ptr().cast()];
+        args.extend(addresses.iter().map(|address| (address as *const u64).cast::<c_void>()));
+        let module = CString::new(format!("{family}_{}", self.precision.name()))
+            .map_err(|_| Error::Internal("a module name has no NUL".into()))?;
+        let kernel = CString::new(entry).map_err(|_| Error::Internal("a kernel name has no NUL".into()))?;
+        let grid = [groups.0, groups.1, 1];
+        let block = block_shape(family)?;
+        // SAFETY: every pointer lives until the call returns; the harness runs the grid to its
+        // end before returning, and the kernels stay within the buffers' lengths.
+        let status = unsafe {
+            simattr_emu_launch(
+                module.as_ptr(),
+                kernel.as_ptr(),
+                grid.as_ptr(),
+                block.as_ptr(),
+                args.as_ptr(),
+                args.len(),
+            )
+        };
+        match status {
+            0 => Ok(()),
+            1 => Err(Error::Internal(format!("cuda-emu: no kernel module `{}`", module.to_string_lossy()))),
+            2 => Err(Error::Internal(format!("cuda-emu: `{family}.cu` has no kernel `{entry}`"))),
+            _ => Err(Error::Internal(format!(
+                "cuda-emu: `{family}.cu`'s `{entry}` does not take a parameter struct and {} buffers",
+                ordered.len()
+            ))),
+        }
+    }
+
+    fn max_binding_values(&self) -> usize {
+        MAX_VALUES
+    }
+
+    fn max_table_values(&self) -> usize {
+        MAX_VALUES
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,777 @@
+//! The host side of the backends that run hand-written device code: the WGSL shaders on wgpu
+//! (`shaders/`, `super::wgpu`) and the CUDA kernels (`kernels/`, `super::cuda`), which mirror
+//! each other file for file and entry point for entry point, with the same parameter structs
+//! and buffers. This module is that host code, written once over the `Device` seam: which op
+//! launches which entry point with which shape parameters, buffers and grid, how passes are
+//! sized and attention's scratch is chunked, where tables too large for one binding live.
+//! Tensors stay on the device across layers and ops; only `download` reads one back.
+//!
+//! The block ops are fused as on the CPU backends: the FFN bias is added inside GELU and the
+//! post-LN sums (`z + bias + residual`, and the two branches' tangents or cotangents) inside
+//! the LayerNorm kernels, so those sums are never written to device memory.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::{
+    check_upload, AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ResidualNorm, ScoreMods,
+};
+use crate::error::{Error, Result};
+use crate::params::{Linear, Norm, Role};
+
+/// Workgroups (blocks) along one grid dimension, at most (WebGPU's guaranteed limit; CUDA's
+/// along y).
+const MAX_GROUPS: u32 = 65_535;
+
+/// A grid of `⌈invocations / per_group⌉` workgroups, folded into two dimensions.
+pub fn grid(invocations: usize, per_group: usize) -> (u32, u32) {
+    let groups = invocations.div_ceil(per_group) as u64;
+    if groups == 0 {
+        return (0, 0);
+    }
+    let x = groups.min(MAX_GROUPS as u64);
+    (x as u32, groups.div_ceil(x) as u32)
+}
+
+/// A buffer on a device: `len` values.
+pub trait DeviceBuffer: Send + Sync {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the host code needs of a device: buffers in the tensors' precision (or f32 and u32
+/// for step weights, alphas and ids), and one way to run device code: an entry point of an op
+/// family (`elementwise`, `matmul`, `layer_norm`, `gelu`, `attention`, `pooling`) with its
+/// shape parameters (the family's `Params` struct as u32 words) and its buffers (binding
+/// number, buffer; a CUDA kernel takes them in this order) on a grid of `groups` workgroups.
+pub trait Device: Send + Sync + Sized {
+    type Buffer: DeviceBuffer;
+    /// What the backend reports as its name: "wgpu f16 (llvmpipe …)", "cuda-emu f32 (…)".
+    fn describe(&self, precision: Precision) -> String;
+    /// An uninitialised tensor of `len` values.
+    fn tensor(&self, len: usize) -> Result<Self::Buffer>;
+    fn zeros(&self, len: usize) -> Result<Self::Buffer>;
+    /// A tensor of `data`, stored in the tensors' precision.
+    fn upload_tensor(&self, data: &[f32]) -> Result<Self::Buffer>;
+    /// f32 values that stay f32 (step weights, alphas).
+    fn upload_f32(&self, data: &[f32]) -> Result<Self::Buffer>;
+    fn upload_u32(&self, data: &[u32]) -> Result<Self::Buffer>;
+    /// A tensor's values, after every op submitted before.
+    fn download(&self, buffer: &Self::Buffer) -> Result<Vec<f32>>;
+    fn dispatch(
+        &self,
+        family: &'static str,
+        entry: &'static str,
+        params: &[u32],
+        bindings: &[(u32, &Self::Buffer)],
+        groups: (u32, u32),
+    ) -> Result<()>;
+    /// The most values one tensor may hold (one binding's worth on wgpu).
+    fn max_binding_values(&self) -> usize;
+    /// The largest embedding table kept on the device; larger ones are gathered on the host.
+    fn max_table_values(&self) -> usize;
+    /// Waits until every op submitted so far has run; reports the device's first error.
+    fn synchronize(&self) -> Result<()>;
+}
+
+/// A tensor of a device backend: on the device, or, for an embedding table larger than one
+/// binding allows (XLM-RoBERTa's 250k × 768 is 768 MB; lavapipe binds 128 MiB), kept on the
+/// host and gathered there.
+pub enum GpuTensor<B> {
+    Device(B),
+    Host(Arc<Vec<f32>>),
+}
+
+impl<B: DeviceBuffer> GpuTensor<B> {
+    fn device(&self) -> Result<&B> {
+        match self {
+            GpuTensor::Device(buffer) => Ok(buffer),
+            GpuTensor::Host(_) => Err(Error::Internal("a host-side table was used by a device op".into())),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            GpuTensor::Device(buffer) => buffer.len(),
+            GpuTensor::Host(values) => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Attention's JVP or VJP as two kernels: one writes `Ṗ` or `S̄` per (sequence, head, query)
+/// into a scratch buffer, the other reads it for each output element (`out_width` per row).
+struct AttentionPair {
+    scores: &'static str,
+    outputs: &'static str,
+    out_width: usize,
+}
+
+/// The tensor of the backend on device `D`.
+type Tensor<D> = GpuTensor<<D as Device>::Buffer>;
+
+/// A backend whose ops run as device code on `D`: WGSL shaders on wgpu, CUDA kernels on the
+/// CPU harness (or, later, a GPU).
+pub struct GpuBackend<D: Device> {
+    device: D,
+    max_memory: usize,
+    precision: Precision,
+    /// One zero, bound where an entry point declares an input that this call leaves unused (an
+    /// absent score bias or key mask, the unfused forms of the fused kernels).
+    stand_in: D::Buffer,
+}
+
+impl<D: Device> GpuBackend<D> {
+    /// The backend on an opened device whose tensors are stored in `precision`.
+    pub fn on(device: D, settings: BackendSettings, precision: Precision) -> Result<Self> {
+        let stand_in = device.zeros(1)?;
+        Ok(GpuBackend { device, max_memory: settings.max_memory, precision, stand_in })
+    }
+
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    /// Waits until every op submitted so far has run (benches time the device code with it).
+    pub fn synchronize(&self) -> Result<()> {
+        self.device.synchronize()
+    }
+
+    fn output(&self, len: usize) -> Result<D::Buffer> {
+        self.device.tensor(len)
+    }
+
+    fn check_len(&self, what: &str, len: usize, expected: usize) -> Result<()> {
+        if len == expected {
+            return Ok(());
+        }
+        Err(Error::Internal(format!("{what} has length {len}, expected {expected}")))
+    }
+
+    /// An elementwise-family op writing `len` values.
+    fn elementwise(
+        &self,
+        entry: &'static str,
+        params: [u32; 5],
+        inputs: &[(u32, &D::Buffer)],
+        len: usize,
+    ) -> Result<Tensor<D>> {
+        let out = self.output(len)?;
+        let mut bindings = inputs.to_vec();
+        bindings.push((5, &out));
+        self.device.dispatch("elementwise", entry, &params, &bindings, grid(len, 256))?;
+        Ok(GpuTensor::Device(out))
+    }
+
+    fn gemm(
+        &self,
+        x: &Tensor<D>,
+        rows: usize,
+        layer: &Linear<Tensor<D>>,
+        transposed: bool,
+        with_bias: bool,
+    ) -> Result<Tensor<D>> {
+        let (inner, cols) = if transposed { (layer.in_dim, layer.out_dim) } else { (layer.out_dim, layer.in_dim) };
+        self.check_len("GEMM input", x.len(), rows * inner)?;
+        let out = self.output(rows * cols)?;
+        let params = [rows as u32, cols as u32, inner as u32, transposed as u32, with_bias as u32];
+        let bindings = [(1, x.device()?), (2, layer.weight.device()?), (3, layer.bias.device()?), (4, &out)];
+        self.device.dispatch(
+            "matmul",
+            "matmul",
+            &params,
+            &bindings,
+            (cols.div_ceil(64) as u32, rows.div_ceil(64) as u32),
+        )?;
+        Ok(GpuTensor::Device(out))
+    }
+
+    fn pooling(
+        &self,
+        entry: &'static str,
+        params: [u32; 7],
+        inputs: &[(u32, &D::Buffer)],
+        out: &D::Buffer,
+        invocations: usize,
+    ) -> Result<()> {
+        let mut bindings = inputs.to_vec();
+        bindings.push((5, out));
+        self.device.dispatch("pooling", entry, &params, &bindings, grid(invocations, 64))
+    }
+
+    /// Tangent sequences per attention scratch chunk: `[chunk, heads, tokens, tokens]` within
+    /// one binding and an eighth of the memory budget.
+    fn attention_chunk(&self, heads: Heads, tokens: usize, seqs: usize) -> usize {
+        let per_seq = heads.count * tokens * tokens;
+        let most = self.device.max_binding_values().min(self.max_memory / 32);
+        (most / per_seq.max(1)).clamp(1, seqs.max(1))
+    }
+
+    fn attention_params(&self, seqs: usize, tokens: usize, heads: Heads, tangents: usize, first: usize) -> Vec<u32> {
+        let scale = 1.0f32 / (heads.dim as f32).sqrt();
+        vec![
+            seqs as u32,
+            tokens as u32,
+            heads.count as u32,
+            heads.dim as u32,
+            tangents as u32,
+            first as u32,
+            0,
+            0,
+            scale.to_bits(),
+        ]
+    }
+
+    /// The pair of kernels of attention's JVP or VJP, chunk by chunk of tangent sequences.
+    fn attention_pair(
+        &self,
+        pair: AttentionPair,
+        qkv: &Tensor<D>,
+        saved: &AttentionSaved<Tensor<D>>,
+        tangents: &Tensor<D>,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<Tensor<D>> {
+        let (t, out_width) = (batch.tokens, pair.out_width);
+        let out = self.output(batch.tangent_rows() * out_width)?;
+        let seqs = batch.tangent_seqs();
+        let chunk = self.attention_chunk(heads, t, seqs);
+        let scratch = self.output(chunk * heads.count * t * t)?;
+        let (qkv, tangents, probs) = (qkv.device()?, tangents.device()?, saved.probs.device()?);
+        for first in (0..seqs).step_by(chunk) {
+            let count = chunk.min(seqs - first);
+            let params = self.attention_params(count, t, heads, batch.tangents, first);
+            let scores = [(1, qkv), (2, tangents), (5, probs), (7, &scratch)];
+            self.device.dispatch("attention", pair.scores, &params, &scores, grid(count * heads.count * t, 64))?;
+            let outputs = [(1, qkv), (2, tangents), (5, probs), (6, &scratch), (7, &out)];
+            self.device.dispatch("attention", pair.outputs, &params, &outputs, grid(count * t * out_width, 64))?;
+        }
+        Ok(GpuTensor::Device(out))
+    }
+}
+
+impl<D: Device> Backend for GpuBackend<D> {
+    type Tensor = Tensor<D>;
+
+    fn name(&self) -> String {
+        self.device.describe(self.precision)
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn memory_budget(&self) -> usize {
+        self.max_memory
+    }
+
+    /// No tensor of a pass may exceed what the adapter binds.
+    fn max_tensor_values(&self) -> Option<usize> {
+        Some(self.device.max_binding_values())
+    }
+
+    fn upload(&self, data: &[f32], role: Role) -> Result<Tensor<D>> {
+        check_upload(data, role)?;
+        if matches!(role, Role::Table { .. }) && data.len() > self.device.max_table_values() {
+            return Ok(GpuTensor::Host(Arc::new(data.to_vec())));
+        }
+        Ok(GpuTensor::Device(self.device.upload_tensor(data)?))
+    }
+
+    fn download(&self, x: &Tensor<D>) -> Result<Vec<f64>> {
+        let values = match x {
+            GpuTensor::Device(buffer) => self.device.download(buffer)?,
+            GpuTensor::Host(values) => values.to_vec(),
+        };
+        Ok(values.into_iter().map(f64::from).collect())
+    }
+
+    fn zeros(&self, len: usize) -> Result<Tensor<D>> {
+        Ok(GpuTensor::Device(self.device.zeros(len)?))
+    }
+
+    fn gather_rows(&self, table: &Tensor<D>, width: usize, ids: &[u32]) -> Result<Tensor<D>> {
+        let rows = table.len() / width.max(1);
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= rows) {
+            return Err(Error::Internal(format!("gather_rows id {bad} is outside the {rows} rows")));
+        }
+        if let GpuTensor::Host(values) = table {
+            let gathered: Vec<f32> =
+                ids.iter().flat_map(|&id| values[id as usize * width..][..width].iter().copied()).collect();
+            return Ok(GpuTensor::Device(self.device.upload_tensor(&gathered)?));
+        }
+        let ids_buffer = self.device.upload_u32(ids)?;
+        let params = [(ids.len() * width) as u32, width as u32, ids.len() as u32, 0, 0];
+        self.elementwise("gather_rows", params, &[(1, table.device()?), (3, &ids_buffer)], ids.len() * width)
+    }
+
+    fn add(&self, a: &Tensor<D>, b: &Tensor<D>) -> Result<Tensor<D>> {
+        self.check_len("add operand", b.len(), a.len())?;
+        self.elementwise("add", [a.len() as u32, 1, 0, 0, 0], &[(1, a.device()?), (2, b.device()?)], a.len())
+    }
+
+    fn sub(&self, a: &Tensor<D>, b: &Tensor<D>) -> Result<Tensor<D>> {
+        self.check_len("sub operand", b.len(), a.len())?;
+        self.elementwise("sub", [a.len() as u32, 1, 0, 0, 0], &[(1, a.device()?), (2, b.device()?)], a.len())
+    }
+
+    fn add_bias(&self, x: &Tensor<D>, rows: usize, bias: &Tensor<D>) -> Result<Tensor<D>> {
+        self.check_len("add_bias input", x.len(), rows * bias.len())?;
+        let params = [x.len() as u32, bias.len() as u32, 0, 0, 0];
+        self.elementwise("add_bias", params, &[(1, x.device()?), (2, bias.device()?)], x.len())
+    }
+
+    fn interpolate(&self, origin: &Tensor<D>, delta: &Tensor<D>, alphas: &[f64]) -> Result<Tensor<D>> {
+        self.check_len("interpolation delta", delta.len(), origin.len())?;
+        let alpha_values: Vec<f32> = alphas.iter().map(|&a| a as f32).collect();
+        let alphas_buffer = self.device.upload_f32(&alpha_values)?;
+        let len = alphas.len() * origin.len();
+        let params = [len as u32, origin.len() as u32, alphas.len() as u32, 0, 0];
+        let inputs = [(1, origin.device()?), (2, delta.device()?), (4, &alphas_buffer)];
+        self.elementwise("interpolate", params, &inputs, len)
+    }
+
+    fn token_tangents(
+        &self,
+        delta: &Tensor<D>,
+        steps: usize,
+        tokens: usize,
+        width: usize,
+        directions: Range<usize>,
+    ) -> Result<Tensor<D>> {
+        self.check_len("tangent delta", delta.len(), tokens * width)?;
+        if directions.end > tokens {
+            return Err(Error::Internal(format!("tangent directions {directions:?} beyond {tokens} tokens")));
+        }
+        let len = steps * directions.len() * tokens * width;
+        let params = [len as u32, width as u32, directions.len() as u32, directions.start as u32, tokens as u32];
+        self.elementwise("token_tangents", params, &[(1, delta.device()?)], len)
+    }
+
+    fn linear(&self, x: &Tensor<D>, rows: usize, layer: &Linear<Tensor<D>>) -> Result<Tensor<D>> {
+        self.gemm(x, rows, layer, true, true)
+    }
+
+    fn matmul(&self, x: &Tensor<D>, rows: usize, layer: &Linear<Tensor<D>>) -> Result<Tensor<D>> {
+        self.gemm(x, rows, layer, true, false)
+    }
+
+    fn matmul_vjp(&self, dy: &Tensor<D>, rows: usize, layer: &Linear<Tensor<D>>) -> Result<Tensor<D>> {
+        self.gemm(dy, rows, layer, false, false)
+    }
+
+    fn layer_norm(
+        &self,
+        x: &Tensor<D>,
+        rows: usize,
+        width: usize,
+        norm: &Norm<Tensor<D>>,
+        eps: f64,
+    ) -> Result<(Tensor<D>, NormSaved<Tensor<D>>)> {
+        self.norm_forward(x, None, rows, ResidualNorm { norm, width, eps })
+    }
+
+    fn layer_norm_jvp(
+        &self,
+        saved: &NormSaved<Tensor<D>>,
+        norm: &Norm<Tensor<D>>,
+        dx: &Tensor<D>,
+        batch: Batch,
+        width: usize,
+    ) -> Result<Tensor<D>> {
+        self.norm_derivative(false, saved, norm, dx, None, batch, width)
+    }
+
+    fn layer_norm_vjp(
+        &self,
+        saved: &NormSaved<Tensor<D>>,
+        norm: &Norm<Tensor<D>>,
+        dy: &Tensor<D>,
+        batch: Batch,
+        width: usize,
+    ) -> Result<Tensor<D>> {
+        self.norm_derivative(true, saved, norm, dy, None, batch, width)
+    }
+
+    fn gelu(&self, x: &Tensor<D>) -> Result<Tensor<D>> {
+        self.gelu_with_bias(x, x.len(), None)
+    }
+
+    fn gelu_jvp(&self, x: &Tensor<D>, dx: &Tensor<D>, batch: Batch, width: usize) -> Result<Tensor<D>> {
+        self.gelu_derivative(x, None, dx, batch, width)
+    }
+
+    fn attention(
+        &self,
+        qkv: &Tensor<D>,
+        seqs: usize,
+        tokens: usize,
+        heads: Heads,
+        scores: ScoreMods<'_, Tensor<D>>,
+    ) -> Result<(Tensor<D>, AttentionSaved<Tensor<D>>)> {
+        let (t, w) = (tokens, heads.width());
+        self.check_len("qkv", qkv.len(), seqs * t * 3 * w)?;
+        if let Some(bias) = scores.bias {
+            self.check_len("score bias", bias.len(), heads.count * t * t)?;
+        }
+        if let Some(mask) = scores.key_mask {
+            self.check_len("key mask", mask.len(), seqs * t)?;
+        }
+        let probs = self.output(seqs * heads.count * t * t)?;
+        let mut params = self.attention_params(seqs, t, heads, 1, 0);
+        let stand_in = &self.stand_in;
+        params[6] = scores.bias.is_some() as u32;
+        params[7] = scores.key_mask.is_some() as u32;
+        let bias = match scores.bias {
+            Some(bias) => bias.device()?,
+            None => stand_in,
+        };
+        let mask = match scores.key_mask {
+            Some(mask) => mask.device()?,
+            None => stand_in,
+        };
+        let qkv = qkv.device()?;
+        let bindings = [(1, qkv), (3, bias), (4, mask), (7, &probs)];
+        self.device.dispatch("attention", "softmax", &params, &bindings, grid(seqs * heads.count * t, 64))?;
+        let context = self.output(seqs * t * w)?;
+        let bindings = [(1, qkv), (5, &probs), (7, &context)];
+        self.device.dispatch("attention", "context", &params, &bindings, grid(seqs * t * w, 64))?;
+        Ok((GpuTensor::Device(context), AttentionSaved { probs: GpuTensor::Device(probs) }))
+    }
+
+    fn attention_jvp(
+        &self,
+        qkv: &Tensor<D>,
+        saved: &AttentionSaved<Tensor<D>>,
+        dqkv: &Tensor<D>,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<Tensor<D>> {
+        let (t, w) = (batch.tokens, heads.width());
+        self.check_len("qkv", qkv.len(), batch.primal_rows() * 3 * w)?;
+        self.check_len("dqkv", dqkv.len(), batch.tangent_rows() * 3 * w)?;
+        self.check_len("saved probabilities", saved.probs.len(), batch.steps * heads.count * t * t)?;
+        let pair = AttentionPair { scores: "jvp_scores", outputs: "jvp_context", out_width: w };
+        self.attention_pair(pair, qkv, saved, dqkv, batch, heads)
+    }
+
+    fn attention_vjp(
+        &self,
+        qkv: &Tensor<D>,
+        saved: &AttentionSaved<Tensor<D>>,
+        dctx: &Tensor<D>,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<Tensor<D>> {
+        let (t, w) = (batch.tokens, heads.width());
+        self.check_len("qkv", qkv.len(), batch.primal_rows() * 3 * w)?;
+        self.check_len("context cotangents", dctx.len(), batch.tangent_rows() * w)?;
+        self.check_len("saved probabilities", saved.probs.len(), batch.steps * heads.count * t * t)?;
+        let pair = AttentionPair { scores: "vjp_scores", outputs: "vjp_inputs", out_width: 3 * w };
+        self.attention_pair(pair, qkv, saved, dctx, batch, heads)
+    }
+
+    fn mean_pool(&self, x: &Tensor<D>, seqs: usize, tokens: usize, width: usize) -> Result<Tensor<D>> {
+        self.pool_tokens("mean_pool", x, seqs, tokens, width)
+    }
+
+    fn max_pool(&self, x: &Tensor<D>, seqs: usize, tokens: usize, width: usize) -> Result<Tensor<D>> {
+        self.pool_tokens("max_pool", x, seqs, tokens, width)
+    }
+
+    fn max_pool_jvp(&self, x: &Tensor<D>, dx: &Tensor<D>, batch: Batch, width: usize) -> Result<Tensor<D>> {
+        self.check_len("max_pool_jvp primal", x.len(), batch.primal_rows() * width)?;
+        self.check_len("max_pool_jvp tangents", dx.len(), batch.tangent_rows() * width)?;
+        let len = batch.tangent_seqs() * width;
+        let out = self.output(len)?;
+        let params = [len as u32, width as u32, batch.tokens as u32, batch.tangents as u32, 0, 0, 0];
+        self.pooling("max_pool_jvp", params, &[(1, x.device()?), (2, dx.device()?)], &out, len)?;
+        Ok(GpuTensor::Device(out))
+    }
+
+    fn mean_pool_vjp(&self, dy: &Tensor<D>, seqs: usize, tokens: usize, width: usize) -> Result<Tensor<D>> {
+        self.check_len("mean_pool cotangents", dy.len(), seqs * width)?;
+        let len = seqs * tokens * width;
+        let out = self.output(len)?;
+        let params = [len as u32, width as u32, tokens as u32, 1, 0, 0, 0];
+        self.pooling("mean_pool_vjp", params, &[(2, dy.device()?)], &out, len)?;
+        Ok(GpuTensor::Device(out))
+    }
+
+    fn max_pool_vjp(&self, x: &Tensor<D>, dy: &Tensor<D>, batch: Batch, width: usize) -> Result<Tensor<D>> {
+        self.check_len("max_pool_vjp primal", x.len(), batch.primal_rows() * width)?;
+        self.check_len("max_pool_vjp cotangents", dy.len(), batch.tangent_seqs() * width)?;
+        let len = batch.tangent_rows() * width;
+        let out = self.output(len)?;
+        let params = [len as u32, width as u32, batch.tokens as u32, batch.tangents as u32, 0, 0, 0];
+        self.pooling("max_pool_vjp", params, &[(1, x.device()?), (2, dy.device()?)], &out, len)?;
+        Ok(GpuTensor::Device(out))
+    }
+
+    fn pool_accumulate(
+        &self,
+        projection: &mut Tensor<D>,
+        d_states: &Tensor<D>,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_direction: usize,
+    ) -> Result<()> {
+        self.check_len("pooled tangents", d_states.len(), batch.tangent_rows() * width)?;
+        self.check_len("step weights", weights.len(), batch.steps)?;
+        if (first_direction + batch.tangents) * width > projection.len() {
+            return Err(Error::Internal("pool_accumulate beyond the projection's rows".into()));
+        }
+        let weights_buffer = self.device.upload_f32(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
+        let len = batch.tangents * width;
+        let params = [
+            len as u32,
+            width as u32,
+            batch.tokens as u32,
+            batch.tangents as u32,
+            batch.steps as u32,
+            first_direction as u32,
+            0,
+        ];
+        let inputs = [(2, d_states.device()?), (4, &weights_buffer)];
+        self.pooling("pool_accumulate", params, &inputs, projection.device()?, len)
+    }
+
+    fn scatter_rows(&self, x: &Tensor<D>, width: usize, ids: &[u32], rows: usize) -> Result<Tensor<D>> {
+        self.check_len("scatter_rows input", x.len(), ids.len() * width)?;
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= rows) {
+            return Err(Error::Internal(format!("scatter_rows id {bad} is outside the {rows} rows")));
+        }
+        let ids_buffer = self.device.upload_u32(ids)?;
+        let params = [(rows * width) as u32, width as u32, ids.len() as u32, 0, 0];
+        self.elementwise("scatter_rows", params, &[(1, x.device()?), (3, &ids_buffer)], rows * width)
+    }
+
+    fn cotangent_accumulate(
+        &self,
+        projection: &mut Tensor<D>,
+        d_states: &Tensor<D>,
+        delta: &Tensor<D>,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_dim: usize,
+    ) -> Result<()> {
+        let t = batch.tokens;
+        self.check_len("cotangents", d_states.len(), batch.tangent_rows() * width)?;
+        self.check_len("delta", delta.len(), t * width)?;
+        self.check_len("step weights", weights.len(), batch.steps)?;
+        let columns = projection.len() / t.max(1);
+        if first_dim + batch.tangents > columns {
+            return Err(Error::Internal("cotangent_accumulate beyond the projection's columns".into()));
+        }
+        let weights_buffer = self.device.upload_f32(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
+        let len = t * batch.tangents;
+        let params = [
+            len as u32,
+            width as u32,
+            t as u32,
+            batch.tangents as u32,
+            batch.steps as u32,
+            first_dim as u32,
+            columns as u32,
+        ];
+        let inputs = [(2, d_states.device()?), (3, delta.device()?), (4, &weights_buffer)];
+        self.pooling("cotangent_accumulate", params, &inputs, projection.device()?, len)
+    }
+
+    // ---- block ops, fused ------------------------------------------------------------------
+
+    fn bias_residual_norm(
+        &self,
+        z: &Tensor<D>,
+        bias: &Tensor<D>,
+        residual: &Tensor<D>,
+        rows: usize,
+        ln: ResidualNorm<'_, Tensor<D>>,
+    ) -> Result<Tensor<D>> {
+        Ok(self.norm_forward(z, Some((bias, residual)), rows, ln)?.0)
+    }
+
+    fn bias_residual_norm_jvp(
+        &self,
+        z: &Tensor<D>,
+        bias: &Tensor<D>,
+        residual: &Tensor<D>,
+        dz: &Tensor<D>,
+        d_residual: &Tensor<D>,
+        batch: Batch,
+        ln: ResidualNorm<'_, Tensor<D>>,
+    ) -> Result<(Tensor<D>, Tensor<D>)> {
+        let (y, saved) = self.norm_forward(z, Some((bias, residual)), batch.primal_rows(), ln)?;
+        let dy = self.norm_derivative(false, &saved, ln.norm, dz, Some(d_residual), batch, ln.width)?;
+        Ok((y, dy))
+    }
+
+    fn residual_norm_vjp(
+        &self,
+        saved: &NormSaved<Tensor<D>>,
+        norm: &Norm<Tensor<D>>,
+        dy: &Tensor<D>,
+        d_residual: &Tensor<D>,
+        batch: Batch,
+        width: usize,
+    ) -> Result<Tensor<D>> {
+        self.norm_derivative(true, saved, norm, dy, Some(d_residual), batch, width)
+    }
+
+    fn bias_gelu(&self, z: &Tensor<D>, rows: usize, bias: &Tensor<D>) -> Result<Tensor<D>> {
+        self.check_len("bias_gelu input", z.len(), rows * bias.len())?;
+        self.gelu_with_bias(z, bias.len(), Some(bias))
+    }
+
+    fn bias_gelu_jvp(
+        &self,
+        z: &Tensor<D>,
+        bias: &Tensor<D>,
+        dz: &Tensor<D>,
+        batch: Batch,
+        width: usize,
+    ) -> Result<(Tensor<D>, Tensor<D>)> {
+        self.check_len("bias_gelu bias", bias.len(), width)?;
+        let dy = self.gelu_derivative(z, Some(bias), dz, batch, width)?;
+        Ok((self.gelu_with_bias(z, width, Some(bias))?, dy))
+    }
+}
+
+impl<D: Device> GpuBackend<D> {
+    /// `gelu(x)`, or `gelu(x + bias)` with the bias added per column of `width`.
+    fn gelu_with_bias(&self, x: &Tensor<D>, width: usize, bias: Option<&Tensor<D>>) -> Result<Tensor<D>> {
+        let out = self.output(x.len())?;
+        let params = [x.len() as u32, width.max(1) as u32, 1, 1, bias.is_some() as u32];
+        let bias = match bias {
+            Some(bias) => bias.device()?,
+            None => &self.stand_in,
+        };
+        let bindings = [(1, x.device()?), (3, &out), (4, bias)];
+        self.device.dispatch("gelu", "gelu", &params, &bindings, grid(x.len(), 256))?;
+        Ok(GpuTensor::Device(out))
+    }
+
+    /// GELU's JVP at the primal `x` (plus `bias` when given) along `dx`.
+    fn gelu_derivative(
+        &self,
+        x: &Tensor<D>,
+        bias: Option<&Tensor<D>>,
+        dx: &Tensor<D>,
+        batch: Batch,
+        width: usize,
+    ) -> Result<Tensor<D>> {
+        self.check_len("gelu primal", x.len(), batch.primal_rows() * width)?;
+        self.check_len("gelu tangents", dx.len(), batch.tangent_rows() * width)?;
+        let out = self.output(dx.len())?;
+        let params = [dx.len() as u32, width as u32, batch.tangents as u32, batch.tokens as u32, bias.is_some() as u32];
+        let bias = match bias {
+            Some(bias) => bias.device()?,
+            None => &self.stand_in,
+        };
+        let bindings = [(1, x.device()?), (2, dx.device()?), (3, &out), (4, bias)];
+        self.device.dispatch("gelu", "gelu_jvp", &params, &bindings, grid(dx.len(), 256))?;
+        Ok(GpuTensor::Device(out))
+    }
+
+    /// LayerNorm over `rows` rows of `x`, or with `sums = (bias, residual)` over
+    /// `x + bias + residual`; returns the output and what its derivatives read.
+    fn norm_forward(
+        &self,
+        x: &Tensor<D>,
+        sums: Option<(&Tensor<D>, &Tensor<D>)>,
+        rows: usize,
+        ln: ResidualNorm<'_, Tensor<D>>,
+    ) -> Result<(Tensor<D>, NormSaved<Tensor<D>>)> {
+        let width = ln.width;
+        self.check_len("layer_norm input", x.len(), rows * width)?;
+        let (bias, residual) = match sums {
+            Some((bias, residual)) => {
+                self.check_len("layer_norm bias", bias.len(), width)?;
+                self.check_len("layer_norm residual", residual.len(), rows * width)?;
+                (bias.device()?, residual.device()?)
+            }
+            None => (&self.stand_in, &self.stand_in),
+        };
+        let (y, normalized, inv_std) = (self.output(rows * width)?, self.output(rows * width)?, self.output(rows)?);
+        let params = [rows as u32, width as u32, 1, 1, (ln.eps as f32).to_bits(), 0, sums.is_some() as u32];
+        let bindings = [
+            (1, x.device()?),
+            (2, ln.norm.gamma.device()?),
+            (3, ln.norm.beta.device()?),
+            (6, &y),
+            (7, &normalized),
+            (8, &inv_std),
+            (9, bias),
+            (10, residual),
+        ];
+        self.device.dispatch("layer_norm", "forward", &params, &bindings, grid(rows, 1))?;
+        let saved = NormSaved { normalized: GpuTensor::Device(normalized), inv_std: GpuTensor::Device(inv_std) };
+        Ok((GpuTensor::Device(y), saved))
+    }
+    /// Mean or max over tokens, `[seqs, tokens, width]` → `[seqs, width]`.
+    fn pool_tokens(
+        &self,
+        entry: &'static str,
+        x: &Tensor<D>,
+        seqs: usize,
+        tokens: usize,
+        width: usize,
+    ) -> Result<Tensor<D>> {
+        self.check_len("pooling input", x.len(), seqs * tokens * width)?;
+        let out = self.output(seqs * width)?;
+        let params = [(seqs * width) as u32, width as u32, tokens as u32, 1, 0, 0, 0];
+        self.pooling(entry, params, &[(1, x.device()?)], &out, seqs * width)?;
+        Ok(GpuTensor::Device(out))
+    }
+
+    /// LayerNorm's JVP, or with `transpose` its VJP, along `d`, or with `residual` along
+    /// `d + residual` (the tangents or cotangents of two branches, summed as they are read).
+    #[allow(clippy::too_many_arguments)]
+    fn norm_derivative(
+        &self,
+        transpose: bool,
+        saved: &NormSaved<Tensor<D>>,
+        norm: &Norm<Tensor<D>>,
+        d: &Tensor<D>,
+        residual: Option<&Tensor<D>>,
+        batch: Batch,
+        width: usize,
+    ) -> Result<Tensor<D>> {
+        self.check_len("layer_norm tangents", d.len(), batch.tangent_rows() * width)?;
+        if let Some(residual) = residual {
+            self.check_len("layer_norm residual tangents", residual.len(), d.len())?;
+        }
+        self.check_len("layer_norm saved", saved.normalized.len(), batch.primal_rows() * width)?;
+        let rows = batch.tangent_rows();
+        let out = self.output(rows * width)?;
+        let fused = residual.is_some() as u32;
+        let params =
+            [rows as u32, width as u32, batch.tangents as u32, batch.tokens as u32, 0, transpose as u32, fused];
+        let residual = match residual {
+            Some(residual) => residual.device()?,
+            None => &self.stand_in,
+        };
+        let bindings = [
+            (1, d.device()?),
+            (2, norm.gamma.device()?),
+            (4, saved.normalized.device()?),
+            (5, saved.inv_std.device()?),
+            (6, &out),
+            (10, residual),
+        ];
+        self.device.dispatch("layer_norm", "derivative", &params, &bindings, grid(rows, 1))?;
+        Ok(GpuTensor::Device(out))
+    }
+}
