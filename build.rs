@@ -36,7 +36,9 @@ fn main() {
     build
         .cpp(true)
         .std("c++20")
-        .opt_level(2)
+        .opt_level(3)
+        .flag_if_supported("-ftls-model=initial-exec")
+        .flag_if_supported("-fno-math-errno")
         .include(kernels)
         .include(kernels.join("emu"))
         .file(kernels.join("emu/runtime.cpp"))

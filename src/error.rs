@@ -43,9 +43,10 @@ pub enum Error {
     #[error("invalid argument {argument}: {message}")]
     Argument { argument: &'static str, message: String },
 
-    /// A tool the CUDA code needs (NVRTC, ptxas, the f16 headers) is missing or failed.
-    #[error("CUDA toolkit: {0}")]
-    Toolkit(String),
+    /// CUDA is missing or failed: the driver, a GPU, or a tool the kernels need (NVRTC,
+    /// ptxas, the f16 headers).
+    #[error("CUDA: {0}")]
+    Cuda(String),
 
     #[error("cannot render the heatmap: {0}")]
     Heatmap(String),

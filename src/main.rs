@@ -10,7 +10,7 @@ use simattr::attribution::{
     convergence, explain_pair, feature_pairs, Method, Mode, Quadrature, Rule, Similarity, TextOptions,
 };
 use simattr::backend::cpu::CpuBackend;
-use simattr::backend::cuda::CudaEmuBackend;
+use simattr::backend::cuda::{CudaBackend, CudaEmuBackend};
 use simattr::backend::reference::CpuReference;
 use simattr::backend::wgpu::{describe_adapters, WgpuBackend};
 use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Precision};
@@ -23,17 +23,19 @@ use simattr::output::{files, heatmap, json, summary, tensors};
 #[command(name = "simattr", version, about = "Explain why a sentence encoder finds two texts similar")]
 struct Cli {
     /// Which backend runs the network: `cpu` (fast, multi-threaded), `cpu-ref` (the plain
-    /// reference every other backend is tested against), `wgpu` (WGSL shaders on a GPU) or
-    /// `cuda-emu` (the CUDA kernels on the CPU execution harness: slow, for checking kernels).
-    #[arg(long, global = true, default_value = "cpu", value_name = "cpu|cpu-ref|wgpu|cuda-emu")]
+    /// reference every other backend is tested against), `wgpu` (WGSL shaders on a GPU),
+    /// `cuda` (CUDA kernels on an NVIDIA GPU) or `cuda-emu` (the same kernels on the CPU
+    /// execution harness: slow, for checking kernels).
+    #[arg(long, global = true, default_value = "cpu", value_name = "cpu|cpu-ref|wgpu|cuda|cuda-emu")]
     backend: String,
-    /// The adapter `--backend wgpu` runs on, by its number in `simattr devices` [default: the
-    /// system's default adapter].
+    /// The GPU: for `--backend wgpu` the adapter by its number in `simattr devices`, for
+    /// `--backend cuda` the CUDA device number [default: the system's default adapter; CUDA
+    /// device 0].
     #[arg(long, global = true, value_name = "N")]
     device: Option<usize>,
     /// Storage precision: f32 (every backend, the default), f64 (cpu-ref only; matches a
     /// float64 PyTorch run to ~1e-15), f16 (wgpu, where the adapter offers 16-bit shader
-    /// floats, and cuda-emu) or bf16 (cuda-emu); with f16 and bf16 arithmetic stays f32.
+    /// floats, cuda and cuda-emu) or bf16 (cuda, cuda-emu); with f16 and bf16 arithmetic stays f32.
     #[arg(long, global = true, value_name = "f32|f64|f16|bf16")]
     precision: Option<String>,
     /// Precision of the primal states on `cpu`: f64 (explain's default; accurate where the
@@ -221,8 +223,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let kind: BackendKind = cli.backend.parse()?;
-    if cli.device.is_some() && kind != BackendKind::Wgpu {
-        anyhow::bail!("invalid argument --device: it chooses the adapter of --backend wgpu, not {}", kind.name());
+    if cli.device.is_some() && !matches!(kind, BackendKind::Wgpu | BackendKind::Cuda) {
+        anyhow::bail!("invalid argument --device: it chooses the GPU of --backend wgpu or cuda, not {}", kind.name());
     }
     let precision = kind.check_precision(cli.precision.as_deref().map(str::parse::<Precision>).transpose()?)?;
     let max_memory = cli.max_memory.as_deref().map(parse_memory).transpose()?;
@@ -243,6 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             run_on(&CpuReference::<f64>::with_settings(settings), cli.command)
         }
         (BackendKind::Wgpu, precision) => run_on(&WgpuBackend::new(settings, cli.device, precision)?, cli.command),
+        (BackendKind::Cuda, precision) => run_on(&CudaBackend::open(settings, cli.device, precision)?, cli.command),
         (BackendKind::CudaEmu, precision) => run_on(&CudaEmuBackend::emulated(settings, precision)?, cli.command),
         (kind, precision) => anyhow::bail!("backend {} has no {} implementation", kind.name(), precision.name()),
     }

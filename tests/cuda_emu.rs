@@ -9,11 +9,37 @@ use simattr::backend::cuda::CudaEmuBackend;
 use simattr::backend::{Backend, BackendSettings, Precision};
 
 use common::device_cli::{self, simattr};
-use common::tiny_model_dir;
+use common::{golden, matrix, max_abs, max_abs_diff, minilm_dir, tiny_model_dir};
 
 #[test]
 fn explain_on_cuda_emu_gives_the_golden_matrix() {
     device_cli::explain_gives_the_golden_matrix("cuda-emu");
+}
+
+/// The real model from the command line: `explain --backend cuda-emu` on all-MiniLM-L6-v2
+/// writes the PyTorch golden matrix of a pair at layer 5 and 10 steps within 1e-5 of max|A|.
+#[test]
+fn explain_on_cuda_emu_gives_the_minilm_golden() {
+    let golden = golden("all-MiniLM-L6-v2.json");
+    let case = golden["attributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["layer"] == 5 && c["similarity"] == "cos")
+        .expect("a MiniLM golden case at layer 5")
+        .clone();
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("minilm.json");
+    let (steps, model) = (case["steps"].to_string(), minilm_dir());
+    let args = ["--backend", "cuda-emu", "explain", "--model", model.to_str().unwrap(), "--layer", "5"];
+    let tail = ["--steps", &steps, "--json", json_path.to_str().unwrap()];
+    let texts = [case["text_a"].as_str().unwrap(), case["text_b"].as_str().unwrap()];
+    let out = simattr(&[&args[..], &tail, &texts].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let (got, want) = (matrix(&doc["attributions"]).concat(), matrix(&case["attributions"]).concat());
+    let err = max_abs_diff(&got, &want) / max_abs(&want);
+    assert!(err <= 1e-5, "max |ΔA| / max|A| = {err:.2e}");
 }
 
 /// f16 storage (the harness's own f16 type, rounded to nearest even as the device's

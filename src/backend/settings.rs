@@ -12,6 +12,8 @@ pub enum BackendKind {
     CpuReference,
     /// WGSL shaders through wgpu, on the adapter `--device` names.
     Wgpu,
+    /// The CUDA kernels on an NVIDIA GPU, the one `--device` names.
+    Cuda,
     /// The CUDA kernels on the CPU execution harness (tests, and checking kernels without a GPU).
     CudaEmu,
 }
@@ -22,6 +24,7 @@ impl BackendKind {
             BackendKind::Cpu => "cpu",
             BackendKind::CpuReference => "cpu-ref",
             BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
             BackendKind::CudaEmu => "cuda-emu",
         }
     }
@@ -32,7 +35,7 @@ impl BackendKind {
             BackendKind::Cpu => &[Precision::F32],
             BackendKind::CpuReference => &[Precision::F32, Precision::F64],
             BackendKind::Wgpu => &[Precision::F32, Precision::F16],
-            BackendKind::CudaEmu => &[Precision::F32, Precision::F16, Precision::Bf16],
+            BackendKind::Cuda | BackendKind::CudaEmu => &[Precision::F32, Precision::F16, Precision::Bf16],
         }
     }
 
@@ -60,7 +63,7 @@ impl BackendKind {
     pub fn primal_precisions(self) -> &'static [Precision] {
         match self {
             BackendKind::Cpu => &[Precision::F64, Precision::F32],
-            BackendKind::CpuReference | BackendKind::Wgpu | BackendKind::CudaEmu => &[],
+            BackendKind::CpuReference | BackendKind::Wgpu | BackendKind::Cuda | BackendKind::CudaEmu => &[],
         }
     }
 
@@ -91,8 +94,11 @@ impl std::str::FromStr for BackendKind {
             "cpu" => Ok(BackendKind::Cpu),
             "cpu-ref" | "cpu-reference" => Ok(BackendKind::CpuReference),
             "wgpu" => Ok(BackendKind::Wgpu),
+            "cuda" => Ok(BackendKind::Cuda),
             "cuda-emu" => Ok(BackendKind::CudaEmu),
-            other => Err(Error::argument("--backend", format!("`{other}` (available: cpu, cpu-ref, wgpu, cuda-emu)"))),
+            other => {
+                Err(Error::argument("--backend", format!("`{other}` (available: cpu, cpu-ref, wgpu, cuda, cuda-emu)")))
+            }
         }
     }
 }

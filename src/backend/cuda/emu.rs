@@ -7,7 +7,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::ptr::NonNull;
 
-use super::{block_shape, value_bytes};
+use super::{block_shape, decode, encode, ordered_addresses, param_words, value_bytes, MAX_VALUES};
 use crate::backend::gpu::{Device, DeviceBuffer};
 use crate::backend::Precision;
 use crate::error::{Error, Result};
@@ -22,13 +22,6 @@ extern "C" {
         arg_count: usize,
     ) -> c_int;
 }
-
-/// Words of the parameter struct handed to every kernel: the largest family `Params` (12
-/// words, attention's) fits, and a kernel reads only its own struct's size.
-const PARAM_WORDS: usize = 16;
-
-/// The most values one tensor may hold: the kernels index with 32-bit unsigned integers.
-const MAX_VALUES: usize = u32::MAX as usize;
 
 /// Device memory of the harness: a zeroed host allocation of `len` values.
 pub struct EmuBuffer {
@@ -114,11 +107,7 @@ impl Device for Emu {
 
     fn upload_tensor(&self, data: &[f32]) -> Result<EmuBuffer> {
         let buffer = self.tensor(data.len())?;
-        let bytes: Vec<u8> = match self.precision {
-            Precision::F16 => data.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
-            Precision::Bf16 => data.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
-            _ => bytemuck::cast_slice(data).to_vec(),
-        };
+        let bytes = encode(data, self.precision);
         buffer.write(&bytes);
         Ok(buffer)
     }
@@ -137,13 +126,7 @@ impl Device for Emu {
 
     fn download(&self, buffer: &EmuBuffer) -> Result<Vec<f32>> {
         let bytes = buffer.bytes();
-        Ok(match (buffer.value_bytes, self.precision) {
-            (2, Precision::Bf16) => {
-                bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-            }
-            (2, _) => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            _ => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        })
+        Ok(decode(bytes, buffer.value_bytes, self.precision))
     }
 
     fn dispatch(
@@ -157,15 +140,8 @@ impl Device for Emu {
         if groups.0 == 0 || groups.1 == 0 {
             return Ok(());
         }
-        if params.len() > PARAM_WORDS {
-            return Err(Error::Internal(format!("cuda-emu: {family}.{entry} has {} parameter words", params.len())));
-        }
-        let mut words = [0u32; PARAM_WORDS];
-        words[..params.len()].copy_from_slice(params);
-        // A kernel takes its buffers in binding order.
-        let mut ordered = bindings.to_vec();
-        ordered.sort_by_key(|&(binding, _)| binding);
-        let addresses: Vec<u64> = ordered.iter().map(|(_, buffer)| buffer.address()).collect();
+        let words = param_words(family, entry, params)?;
+        let addresses = ordered_addresses(bindings, EmuBuffer::address);
         let mut args: Vec<*const c_void> = vec![words.as_ptr().cast()];
         args.extend(addresses.iter().map(|address| (address as *const u64).cast::<c_void>()));
         let module = CString::new(format!("{family}_{}", self.precision.name()))
@@ -191,7 +167,7 @@ impl Device for Emu {
             2 => Err(Error::Internal(format!("cuda-emu: `{family}.cu` has no kernel `{entry}`"))),
             _ => Err(Error::Internal(format!(
                 "cuda-emu: `{family}.cu`'s `{entry}` does not take a parameter struct and {} buffers",
-                ordered.len()
+                addresses.len()
             ))),
         }
     }

@@ -54,12 +54,12 @@ pub fn compile(family: &str, arch: u32, precision: Precision) -> Result<String> 
     let compile_options =
         cudarc::nvrtc::CompileOptions { options, name: Some(format!("{family}.cu")), ..Default::default() };
     let ptx = cudarc::nvrtc::compile_ptx_with_opts(source(family)?, compile_options).map_err(|e| match e {
-        cudarc::nvrtc::CompileError::CompileError { log, .. } => Error::Toolkit(format!(
+        cudarc::nvrtc::CompileError::CompileError { log, .. } => Error::Cuda(format!(
             "NVRTC could not compile {family}.cu for sm_{arch} ({}):\n{}",
             precision.name(),
             log.to_string_lossy()
         )),
-        other => Error::Toolkit(format!("NVRTC failed on {family}.cu for sm_{arch}: {other}")),
+        other => Error::Cuda(format!("NVRTC failed on {family}.cu for sm_{arch}: {other}")),
     })?;
     Ok(ptx.to_src())
 }

@@ -25,7 +25,7 @@ fn tool(parts: &[&str], what: &str) -> Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
-    Err(Error::Toolkit(format!("{what} is not at {}: run {FETCH} (it installs it from PyPI)", path.display())))
+    Err(Error::Cuda(format!("{what} is not at {}: run {FETCH} (it installs it from PyPI)", path.display())))
 }
 
 /// The include folder with `cuda_fp16.h` and `cuda_bf16.h` (NVRTC does not carry them).
@@ -61,5 +61,5 @@ pub fn load_nvrtc() -> Result<()> {
             })
         })
         .clone()
-        .map_err(Error::Toolkit)
+        .map_err(Error::Cuda)
 }
