@@ -77,25 +77,12 @@ fn assemble(ptx: &str, arch: u32) -> Vec<Resources> {
     kernels
 }
 
-/// The kernels a family's source declares (`KERNEL name(`), as build.rs registers them.
-fn declared(family: &str) -> Vec<String> {
-    let source = nvrtc::source(family).unwrap();
-    let mut names: Vec<String> = source
-        .lines()
-        .filter_map(|line| line.strip_prefix("KERNEL "))
-        .filter_map(|rest| rest.split('(').next())
-        .map(|name| name.trim().to_string())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn every_kernel_compiles_for_every_architecture_within_its_limits() {
     let mut report = Vec::new();
     for family in FAMILIES {
         let (max_registers, max_shared) = limits(family);
-        let want = declared(family);
+        let want = nvrtc::kernel_names(family).unwrap();
         assert!(!want.is_empty(), "{family}.cu declares no kernel");
         for arch in nvrtc::ARCHITECTURES {
             for precision in PRECISIONS {

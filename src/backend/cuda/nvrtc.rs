@@ -35,12 +35,25 @@ pub fn source(family: &str) -> Result<String> {
 
 /// The define that selects the storage precision in common.cuh, if any.
 fn storage_define(precision: Precision) -> Result<Option<&'static str>> {
-    match precision {
-        Precision::F32 => Ok(None),
-        Precision::F16 => Ok(Some("-DSIMATTR_STORAGE_F16")),
-        Precision::Bf16 => Ok(Some("-DSIMATTR_STORAGE_BF16")),
-        Precision::F64 => Err(Error::argument("--precision", "the CUDA kernels store f32, f16 or bf16, not f64")),
-    }
+    super::value_bytes(precision)?;
+    Ok(match precision {
+        Precision::F16 => Some("-DSIMATTR_STORAGE_F16"),
+        Precision::Bf16 => Some("-DSIMATTR_STORAGE_BF16"),
+        _ => None,
+    })
+}
+
+/// The kernels a family declares (every line `KERNEL name(`), sorted: what build.rs registers
+/// for the harness (it parses the files the same way) and what the PTX must hold.
+pub fn kernel_names(family: &str) -> Result<Vec<String>> {
+    let mut names: Vec<String> = source(family)?
+        .lines()
+        .filter_map(|line| line.strip_prefix("KERNEL "))
+        .filter_map(|rest| rest.split('(').next())
+        .map(|name| name.trim().to_string())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// PTX of `family`'s kernels for `sm_{arch}`, storing `precision`.
