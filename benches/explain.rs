@@ -7,7 +7,8 @@
 //! for both texts (`simattr::net::flops`), so criterion prints the achieved GFLOP/s. Before
 //! criterion's samples, each layer prints the flops done and those the plain path would need,
 //! a median of 3 runs, and the achieved GFLOP/s as a share of the f32 GEMM ceiling measured at
-//! the start. For `embed` an element is one sentence.
+//! the start. For `embed` an element is one sentence, packed (the texts' rows end to end, as
+//! `embed` and `batch --query` run them) and one sentence per pass.
 //! The model is loaded once, outside the timing; the whole-process figures (model loading
 //! included) come from `benches/compare/`.
 
@@ -18,8 +19,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, Criterion, Throughput};
 use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
 use simattr::backend::cpu::CpuBackend;
-use simattr::backend::BackendSettings;
-use simattr::embed::embed_tokenized;
+use simattr::backend::{BackendSettings, Precision};
+use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::{cache, SentenceModel};
 use simattr::net::Encoder;
 
@@ -140,6 +141,8 @@ fn bench_real_models(c: &mut Criterion) {
         return;
     }
     let Ok(model) = SentenceModel::load(&cache::model_dir(MINILM.model)) else { return };
+    // As the CLI embeds: f32 primal states (no Jacobian needs the f64 ones).
+    let backend = CpuBackend::new(BackendSettings::default().with_primal(Precision::F32)).unwrap();
     let encoder = Encoder::new(&backend, &model).unwrap();
     let mut group = c.benchmark_group("embed all-MiniLM-L6-v2");
     group.sample_size(20).measurement_time(Duration::from_secs(5));
@@ -148,6 +151,12 @@ fn bench_real_models(c: &mut Criterion) {
         bench.iter(|| {
             let tokenized: Vec<_> = SENTENCES.iter().map(|t| model.tokenizer.encode(t).unwrap()).collect();
             embed_tokenized(&encoder, &model, &tokenized, true).unwrap()
+        })
+    });
+    // The same sentences one pass each: what packing (`Encoder::embed_packed`) saves.
+    group.bench_function("32 sentences one at a time (sentences/s)", |bench| {
+        bench.iter(|| {
+            SENTENCES.iter().map(|t| embed_text(&encoder, &model, t, true).unwrap().vector).collect::<Vec<_>>()
         })
     });
     group.finish();

@@ -5,11 +5,13 @@
 //! `params` (the ground floor: the parameter tree and tensor roles) → `model` (load a
 //! sentence-transformers folder) → `backend` (who runs the ops: the op trait, the CPU
 //! reference, the fast CPU backend) → `net` (the network description: forward and JVP over
-//! ops) → `attribution` (P per text, A per pair) → `output` (JSON, heatmap, summary). The
+//! ops) → `attribution` (P per text, A per pair) → `batch` (many pairs, each text's P once)
+//! → `output` (JSON, heatmap, summary). The
 //! binary in `main.rs` is the CLI.
 
 pub mod attribution;
 pub mod backend;
+pub mod batch;
 pub mod embed;
 pub mod error;
 pub mod model;

@@ -17,7 +17,10 @@ use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Prec
 use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::{cache, SentenceModel, Tokenized};
 use simattr::net::Encoder;
+use simattr::output::provenance::{AttributionSettings, Provenance};
 use simattr::output::{files, heatmap, json, summary, tensors};
+
+mod cli;
 
 #[derive(Parser)]
 #[command(name = "simattr", version, about = "Explain why a sentence encoder finds two texts similar")]
@@ -54,7 +57,7 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
-struct ModelArg {
+pub(crate) struct ModelArg {
     /// sentence-transformers model folder, or the name of a model in the cache
     /// (all-MiniLM-L6-v2, all-mpnet-base-v2: fetch with `scripts/fetch_model.sh NAME`; cache at
     /// $SIMATTR_CACHE or ~/.cache/simattr) [default: all-MiniLM-L6-v2]
@@ -90,25 +93,8 @@ enum Command {
     Explain {
         #[command(flatten)]
         model: ModelArg,
-        /// Layer whose input is attributed (0 = embedding output).
-        #[arg(long, default_value_t = 0)]
-        layer: usize,
-        /// Model evaluations per text, for every rule (at most 100000; the gauss-legendre rules
-        /// 1000).
-        #[arg(long, default_value_t = 50)]
-        steps: usize,
-        /// Quadrature rule: riemann-right (as xsbert), trapezoid (N − 1 intervals),
-        /// gauss-legendre, or gauss-legendre-adaptive (Gauss–Legendre panels fitted to each
-        /// text's path, narrow where it is sharp, from cheap one-tangent probes made first).
-        #[arg(long, default_value = "riemann-right", value_name = "RULE")]
-        rule: String,
-        /// integrated-jacobians (the method), or decomposition: xsbert's baseline, the output
-        /// token states' dot products over T_a·T_b (mean pooling; no layer, steps or mode).
-        #[arg(long, default_value = "integrated-jacobians", value_name = "METHOD")]
-        method: String,
-        /// cos (as xsbert: A scaled by 1/(|e(a)||e(b)|)), dot, or cos-exact (through the normalization).
-        #[arg(long, default_value = "cos")]
-        similarity: String,
+        #[command(flatten)]
+        attribution: cli::AttributionArgs,
         /// Write the explanation as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
@@ -118,11 +104,6 @@ enum Command {
         /// How many strongest token pairs to print.
         #[arg(long, default_value_t = 10)]
         top: usize,
-        /// forward (one tangent per token; the cheaper while tokens < embedding dimensions),
-        /// reverse (one cotangent per embedding dimension, xsbert's way), or auto (per text, the
-        /// one with less arithmetic).
-        #[arg(long, default_value = "auto", value_name = "forward|reverse|auto")]
-        mode: String,
         /// Write the integrated Jacobians J_a, J_b ([D, T, H]) and Δ_a, Δ_b ([T, H]) as
         /// safetensors to FILE (runs in reverse mode).
         #[arg(long, value_name = "FILE")]
@@ -135,6 +116,10 @@ enum Command {
         a: String,
         b: String,
     },
+    /// Many pairs from a JSONL, CSV or TSV file (fields `a`, `b`, optional `id`), or a query
+    /// against documents (`--query`, `--docs`): one JSON record per pair, each text's
+    /// attribution computed once.
+    Batch(cli::batch::BatchArgs),
     /// How fast each quadrature rule converges on A and B: the completeness error and each
     /// text's identity error against the number of steps, and how long each took.
     Convergence {
@@ -180,21 +165,10 @@ fn parse_list<T: std::str::FromStr + PartialEq>(flag: &str, list: &str) -> anyho
     Ok(items)
 }
 
-/// A progress bar on stderr for long work.
-fn progress_bar(message: &'static str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% ({elapsed}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(message);
-    bar
-}
-
 fn main() -> ExitCode {
     simattr::backend::cpu::keep_freed_memory_for_reuse();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -202,7 +176,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_model(arg: &ModelArg) -> anyhow::Result<SentenceModel> {
+pub(crate) fn load_model(arg: &ModelArg) -> anyhow::Result<SentenceModel> {
     let dir = cache::resolve_model(arg.model.as_deref()).map_err(anyhow::Error::msg)?;
     Ok(SentenceModel::load(&dir)?)
 }
@@ -213,14 +187,14 @@ fn warn_truncated(label: &str, tokenized: &Tokenized, max_len: usize) {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Devices = cli.command {
         let adapters = describe_adapters();
         if adapters.is_empty() {
             println!("no GPU adapter (wgpu found none: install a Vulkan, Metal or DX12 driver)");
         }
         adapters.iter().for_each(|line| println!("{line}"));
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let kind: BackendKind = cli.backend.parse()?;
     if cli.device.is_some() && !matches!(kind, BackendKind::Wgpu | BackendKind::Cuda) {
@@ -251,7 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
+fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Embed { model, raw, json: json_path, texts } => {
             if let Some(path) = &json_path {
@@ -264,6 +238,7 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
                 normalized: !raw && model.normalize,
                 embeddings: Vec::new(),
                 texts: Vec::new(),
+                provenance: Provenance::new(&model, backend),
             };
             let mut tokenized = Vec::with_capacity(texts.len());
             for (n, text) in texts.iter().enumerate() {
@@ -271,6 +246,7 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
                 warn_truncated(&format!("text {}", n + 1), &t, model.max_seq_length);
                 tokenized.push(t);
             }
+            out.provenance.truncated = tokenized.iter().any(|t| t.truncated_from.is_some());
             let vectors = embed_tokenized(&encoder, &model, &tokenized, !raw)?;
             for ((text, t), vector) in texts.iter().zip(tokenized).zip(vectors) {
                 let shown: Vec<String> = vector.iter().map(|v| format!("{v:.6}")).collect();
@@ -299,24 +275,18 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
         }
         Command::Explain {
             model,
-            layer,
-            steps,
-            rule,
-            method,
-            similarity,
+            attribution,
             json: json_path,
             png,
             top,
-            mode,
             jacobians,
             feature_pairs: feature_pairs_path,
             a,
             b,
         } => {
-            let similarity: Similarity = similarity.parse()?;
-            let mut mode: Mode = mode.parse()?;
-            let quadrature = Quadrature::new(rule.parse::<Rule>()?, steps)?;
-            let method: Method = method.parse()?;
+            let cli::Attribution { options, similarity, word_merge } = attribution.parse()?;
+            let (layer, steps, quadrature, method, mut mode) =
+                (options.layer, options.quadrature.steps(), options.quadrature, options.method, options.mode);
             for path in json_path.iter().chain(png.iter()).chain(jacobians.iter()).chain(feature_pairs_path.iter()) {
                 files::check_writable(path)?;
             }
@@ -348,19 +318,24 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
                     mode = Mode::Reverse;
                 }
             }
-            let options = TextOptions { mode, method, keep_jacobian, ..TextOptions::new(layer, quadrature) };
-            let bar = progress_bar("integrating");
+            let options = TextOptions { mode, keep_jacobian, ..options };
+            let bar = cli::progress_bar("integrating");
             let explanation = explain_pair(&encoder, &model.tokenizer, &a, &b, &options, similarity, &bar);
             bar.finish_and_clear();
             let explanation = explanation?;
             warn_truncated("text A", &explanation.a.tokenized, model.max_seq_length);
             warn_truncated("text B", &explanation.b.tokenized, model.max_seq_length);
             print!("{}", summary::explanation_summary(&explanation, top));
+            if let Some(merge) = word_merge {
+                print!("{}", summary::word_pairs_summary(&json::WordsJson::new(&a, &b, &explanation, merge), top));
+            }
             // Everything is rendered before anything is written, and written as a group: a
             // failure leaves neither file behind.
             let mut outputs: Vec<(PathBuf, Vec<u8>)> = Vec::new();
             if let Some(path) = &json_path {
-                let doc = json::ExplainJson::new(&model, &backend.name(), &a, &b, &explanation);
+                let provenance = Provenance::new(&model, backend)
+                    .with_attribution(AttributionSettings::new(&options, similarity, word_merge));
+                let doc = json::ExplainJson::new(&model, &provenance, &a, &b, &explanation, word_merge);
                 outputs.push((path.clone(), json::to_pretty_bytes(&doc)));
             }
             if let Some(path) = &png {
@@ -419,24 +394,29 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<()> {
             let model = load_model(&model)?;
             let encoder = Encoder::new(backend, &model)?;
             let options = TextOptions { mode, ..TextOptions::new(layer, Quadrature::riemann_right(1)?) };
-            let bar = progress_bar("converging");
+            let bar = cli::progress_bar("converging");
             let rows = convergence(&encoder, &model.tokenizer, &a, &b, &rules, &steps, &options, similarity, &bar);
             bar.finish_and_clear();
             let rows = rows?;
             print!("{}", summary::convergence_table(&rows));
             if let Some(path) = &json_path {
-                let doc = json::ConvergenceJson::new(&model, &backend.name(), &a, &b, layer, similarity, mode, &rows);
+                let truncated = [&a, &b]
+                    .iter()
+                    .any(|text| model.tokenizer.encode(text).map(|t| t.truncated_from.is_some()).unwrap_or(false));
+                let provenance = Provenance::new(&model, backend).with_truncated(truncated);
+                let doc = json::ConvergenceJson::new(&model, &provenance, &a, &b, layer, similarity, mode, &rows);
                 files::write_atomic(path, &json::to_pretty_bytes(&doc))?;
                 eprintln!("wrote {}", path.display());
             }
             leave_to_exit((encoder, model));
         }
+        Command::Batch(args) => return cli::batch::run(backend, args),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The process ends right after: handing hundreds of MB of weights and activations back to the
 /// allocator piece by piece would only delay the exit (~0.1 s for MPNet), so the OS takes them.
-fn leave_to_exit<T>(big: T) {
+pub(crate) fn leave_to_exit<T>(big: T) {
     std::mem::forget(big);
 }

@@ -399,3 +399,86 @@ fn adaptive_rule_reports_its_nodes_per_text() {
     let error = |doc: &Value| doc["completeness_error"].as_f64().unwrap();
     assert!(error(&adaptive) < error(&riemann), "{} vs {}", error(&adaptive), error(&riemann));
 }
+
+#[test]
+fn explain_json_carries_words_and_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("pair.json");
+    let model = tiny_model_dir();
+    let (a, b) = ("Guitars, unbelievably loud.", "A quiet piano");
+    let run = |merge: &str| -> Value {
+        let out = simattr(&[
+            "explain",
+            "--model",
+            model.to_str().unwrap(),
+            "--layer",
+            "1",
+            "--steps",
+            "7",
+            "--rule",
+            "trapezoid",
+            "--words",
+            "--word-merge",
+            merge,
+            "--json",
+            json_path.to_str().unwrap(),
+            a,
+            b,
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("strongest word pairs"));
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap()
+    };
+    let doc = run("sum");
+    // The words are the text's, whatever the sub-word split (the tiny vocabulary splits a lot).
+    assert_eq!(strings(&doc["words_a"]), ["[CLS]", "Guitars", ",", "unbelievably", "loud", ".", "[SEP]"]);
+    assert_eq!(strings(&doc["words_b"]), ["[CLS]", "A", "quiet", "piano", "[SEP]"]);
+    assert!(strings(&doc["tokens_a"]).len() > 7, "the fixture should split words into pieces");
+    // Summing keeps completeness: the word matrix adds up to the token matrix.
+    let words = matrix(&doc["word_attributions"]);
+    let total: f64 = words.iter().flatten().sum();
+    assert!((total - doc["attribution_sum"].as_f64().unwrap()).abs() < 1e-12);
+    // The mean divides each block by its token pairs.
+    let mean = matrix(&run("mean")["word_attributions"]);
+    let sizes = |tokens: &Value, words: usize| -> Vec<f64> {
+        // Tokens per word: a word of the fixture text ends where the next begins; count the
+        // pieces by the ## marks (BERT WordPiece).
+        let mut sizes = vec![0.0; words];
+        let mut word = 0;
+        for (n, token) in strings(tokens).iter().enumerate() {
+            if n > 0 && !token.starts_with("##") {
+                word += 1;
+            }
+            sizes[word.min(words - 1)] += 1.0;
+        }
+        sizes
+    };
+    let (sizes_a, sizes_b) = (sizes(&doc["tokens_a"], words.len()), sizes(&doc["tokens_b"], words[0].len()));
+    for (i, row) in words.iter().enumerate() {
+        for (j, &sum) in row.iter().enumerate() {
+            assert!((mean[i][j] - sum / (sizes_a[i] * sizes_b[j])).abs() < 1e-15, "word pair {i}, {j}");
+        }
+    }
+    // Provenance: the settings asked for and the weights' own sha256.
+    let provenance = &doc["provenance"];
+    let sha = Command::new("sha256sum").arg(model.join("model.safetensors")).output().expect("sha256sum");
+    let sha = String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap().to_string();
+    assert_eq!(provenance["weights_sha256"], sha);
+    assert_eq!(provenance["simattr_version"], env!("CARGO_PKG_VERSION"));
+    let expected = [
+        ("layer", Value::from(1)),
+        ("steps", 7.into()),
+        ("rule", "trapezoid".into()),
+        ("similarity", "cos".into()),
+        ("mode", "auto".into()),
+        ("method", "integrated-jacobians".into()),
+        ("word_merge", "sum".into()),
+        ("precision", "f32".into()),
+        ("exact_model", false.into()),
+        ("truncated", false.into()),
+        ("architecture", "bert".into()),
+    ];
+    for (field, value) in expected {
+        assert_eq!(provenance[field], value, "provenance.{field}");
+    }
+}

@@ -8,15 +8,17 @@ pub mod normalization;
 pub mod pair;
 pub mod quadrature;
 pub mod text;
+pub mod words;
 
 pub use convergence::{convergence, ConvergenceRow};
 pub use pair::{feature_pairs, PairAttribution, ReferenceTerms, Similarity};
 pub use quadrature::{Quadrature, Rule};
 pub use text::{attribute_text, reference_ids, Jacobian, Method, Mode, TextAttribution, TextOptions};
+pub use words::{merge_matrix, words_of, WordMerge, Words};
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::model::TextTokenizer;
+use crate::model::{TextTokenizer, Tokenized};
 use crate::net::Encoder;
 
 /// Receives progress in work units (one unit: one token direction, or in reverse mode one
@@ -66,20 +68,40 @@ pub fn explain_pair<B: Backend>(
     // Both texts are checked before either is integrated, so bad input fails at once.
     encoder.check_layer(options.layer)?;
     let (tokens_a, tokens_b) = (tokenizer.encode(text_a)?, tokenizer.encode(text_b)?);
-    let options = &TextOptions { normalized: similarity.normalizes(), ..*options };
-    let attribute = |tokens| match options.method {
-        Method::IntegratedJacobians => attribute_text(encoder, tokenizer, tokens, options, progress),
-        Method::Decomposition => decomposition::decompose_text(encoder, tokenizer, tokens, options.normalized),
-    };
-    let (a, b) = (attribute(tokens_a)?, attribute(tokens_b)?);
-    let pair = PairAttribution::combine(&a, &b, similarity);
-    Ok(Explanation {
-        a,
-        b,
-        pair,
-        layer: options.layer,
-        quadrature: options.quadrature,
-        mode: options.mode,
-        method: options.method,
-    })
+    let options = &options.for_similarity(similarity);
+    let a = attribute(encoder, tokenizer, tokens_a, options, progress)?;
+    let b = attribute(encoder, tokenizer, tokens_b, options, progress)?;
+    Ok(Explanation::combine(a, b, options, similarity))
+}
+
+/// One text's `P` by the method `options` names (`options` already set for the similarity,
+/// `TextOptions::for_similarity`): what `explain_pair` does for each text, and what a batch
+/// computes once per distinct text.
+pub fn attribute<B: Backend>(
+    encoder: &Encoder<'_, B>,
+    tokenizer: &TextTokenizer,
+    tokenized: Tokenized,
+    options: &TextOptions,
+    progress: &dyn Progress,
+) -> Result<TextAttribution> {
+    match options.method {
+        Method::IntegratedJacobians => attribute_text(encoder, tokenizer, tokenized, options, progress),
+        Method::Decomposition => decomposition::decompose_text(encoder, tokenizer, tokenized, options.normalized),
+    }
+}
+
+impl Explanation {
+    /// The pair's `A` from both texts' `P`.
+    pub fn combine(a: TextAttribution, b: TextAttribution, options: &TextOptions, similarity: Similarity) -> Self {
+        let pair = PairAttribution::combine(&a, &b, similarity);
+        Explanation {
+            a,
+            b,
+            pair,
+            layer: options.layer,
+            quadrature: options.quadrature,
+            mode: options.mode,
+            method: options.method,
+        }
+    }
 }

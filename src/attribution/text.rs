@@ -110,6 +110,11 @@ impl TextOptions {
             keep_jacobian: false,
         }
     }
+
+    /// These options as `similarity` needs them: cos-exact attributes the normalized embedding.
+    pub fn for_similarity(&self, similarity: crate::attribution::Similarity) -> Self {
+        TextOptions { normalized: similarity.normalizes(), ..*self }
+    }
 }
 
 /// How the `steps × directions` of one text are split into passes that fit in memory: several

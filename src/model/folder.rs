@@ -53,6 +53,9 @@ pub struct SentenceModel {
     pub max_seq_length: usize,
     pub tokenizer: TextTokenizer,
     pub params: EncoderParams<HostTensor>,
+    /// sha256 of `model.safetensors` (lowercase hex): which weights, whatever the folder is
+    /// called. Recorded in every JSON output and part of the attribution cache's key.
+    pub weights_sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -137,14 +140,15 @@ impl SentenceModel {
         }
         let (tokenizer_path, weights_path) =
             (require(&encoder_dir, "tokenizer.json")?, require(&encoder_dir, "model.safetensors")?);
-        // The tokenizer parses while the weights are read: two independent files.
-        let (tokenizer, params) = std::thread::scope(|scope| {
+        // The tokenizer parses and the weights are hashed while the weights are read.
+        let (tokenizer, params, weights_sha256) = std::thread::scope(|scope| {
             let tokenizer = scope.spawn(|| TextTokenizer::load(&tokenizer_path, max_seq_length, &config));
+            let hash = scope.spawn(|| file_sha256(&weights_path));
             let params = load_encoder_params(&weights_path, &config);
             let tokenizer = tokenizer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (tokenizer, params)
+            (tokenizer, params, hash.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
         });
-        let (tokenizer, params) = (tokenizer?, params?);
+        let (tokenizer, params, weights_sha256) = (tokenizer?, params?, weights_sha256?);
         Ok(SentenceModel {
             path: dir.to_path_buf(),
             config,
@@ -154,8 +158,32 @@ impl SentenceModel {
             max_seq_length,
             tokenizer,
             params,
+            weights_sha256,
         })
     }
+}
+
+/// sha256 of a file's bytes, lowercase hex (≈ 1.5 GB/s with the CPU's SHA extensions).
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer).map_err(io)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn read_pooling(path: &Path) -> Result<Pooling> {

@@ -49,6 +49,15 @@ pub struct Tokenized {
     pub tokens: Vec<String>,
     /// The length before truncation, when the text was cut to `max_seq_length`.
     pub truncated_from: Option<usize>,
+    /// The tokenizer's word index of each token (`Encoding::get_word_ids`); `None` for special
+    /// tokens. Which tokens form a word is the pre-tokenizer's call (BERT's splits off
+    /// punctuation, XLM-R's splits at whitespace only), so words are taken from it rather than
+    /// guessed from `##`, `Ġ` or `▁` marks.
+    pub words: Vec<Option<u32>>,
+    /// Byte offsets of each token in the text (`Encoding::get_offsets`); (0, 0) for special
+    /// tokens. They point into the original text, before lowercasing or accent stripping, so a
+    /// word's label is what the user wrote.
+    pub offsets: Vec<(usize, usize)>,
 }
 
 impl TextTokenizer {
@@ -123,6 +132,19 @@ impl TextTokenizer {
             .zip(encoding.get_tokens())
             .map(|(&id, piece)| self.inner.id_to_token(id).unwrap_or_else(|| piece.clone()))
             .collect();
-        Ok(Tokenized { ids, tokens, truncated_from })
+        // `Tokenizer::encode` reports byte offsets (`encode_char_offsets` would give chars).
+        // Special tokens are marked by the post-processor's mask rather than by a missing word
+        // id, which a processor is free to fill in.
+        let special = encoding.get_special_tokens_mask();
+        let is_special = |i: usize| special.get(i).is_some_and(|&m| m == 1);
+        let words =
+            encoding.get_word_ids().iter().enumerate().map(|(i, &w)| if is_special(i) { None } else { w }).collect();
+        let offsets = encoding
+            .get_offsets()
+            .iter()
+            .enumerate()
+            .map(|(i, &span)| if is_special(i) { (0, 0) } else { span })
+            .collect();
+        Ok(Tokenized { ids, tokens, truncated_from, words, offsets })
     }
 }

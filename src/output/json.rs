@@ -2,8 +2,10 @@
 
 use serde::Serialize;
 
+use crate::attribution::words::{merge_matrix, words_of, WordMerge};
 use crate::attribution::{ConvergenceRow, Explanation, Mode, Rule, Similarity, TextAttribution};
 use crate::model::SentenceModel;
+use crate::output::provenance::Provenance;
 
 #[derive(Serialize)]
 pub struct ReferenceTermsJson {
@@ -77,6 +79,36 @@ pub struct ExplainJson {
     pub similarity: &'static str,
     pub text_a: TextReportJson,
     pub text_b: TextReportJson,
+    /// `--words`: the sub-word tokens merged into the tokenizer's words.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub words: Option<WordsJson>,
+    pub provenance: Provenance,
+}
+
+/// The word-level view: each text's words (special tokens are words of their own) and the
+/// word-by-word matrix, row i = word i of a, column j = word j of b.
+#[derive(Serialize)]
+pub struct WordsJson {
+    pub words_a: Vec<String>,
+    pub words_b: Vec<String>,
+    pub word_attributions: Vec<Vec<f64>>,
+    /// sum (the word pair's token pairs added up, so completeness still holds) or mean.
+    pub word_merge: &'static str,
+}
+
+impl WordsJson {
+    pub fn new(text_a: &str, text_b: &str, e: &Explanation, merge: WordMerge) -> Self {
+        let (a, b) = (words_of(&e.a.tokenized, text_a), words_of(&e.b.tokenized, text_b));
+        let p = &e.pair;
+        let merged = merge_matrix(&p.matrix, p.rows, p.cols, &a, &b, merge);
+        let columns = b.labels.len().max(1);
+        WordsJson {
+            word_attributions: merged.chunks(columns).map(<[f64]>::to_vec).collect(),
+            words_a: a.labels,
+            words_b: b.labels,
+            word_merge: merge.name(),
+        }
+    }
 }
 
 fn text_report(text: &str, t: &TextAttribution, rule: Rule) -> TextReportJson {
@@ -94,14 +126,24 @@ fn text_report(text: &str, t: &TextAttribution, rule: Rule) -> TextReportJson {
 }
 
 impl ExplainJson {
-    pub fn new(model: &SentenceModel, backend: &str, text_a: &str, text_b: &str, e: &Explanation) -> Self {
+    /// `provenance` is the run's, with the attribution settings; whether either text was
+    /// truncated is filled in here.
+    pub fn new(
+        model: &SentenceModel,
+        provenance: &Provenance,
+        text_a: &str,
+        text_b: &str,
+        e: &Explanation,
+        word_merge: Option<WordMerge>,
+    ) -> Self {
         let p = &e.pair;
+        let truncated = e.a.tokenized.truncated_from.is_some() || e.b.tokenized.truncated_from.is_some();
         ExplainJson {
             model: model.path.display().to_string(),
             architecture: model.config.architecture.name(),
             pooling: model.pooling.name(),
             shifted_reference: model.shifted_reference,
-            backend: backend.to_string(),
+            backend: provenance.backend.clone(),
             tokens_a: e.a.tokenized.tokens.clone(),
             tokens_b: e.b.tokenized.tokens.clone(),
             attributions: (0..p.rows).map(|i| p.row(i).to_vec()).collect(),
@@ -127,6 +169,8 @@ impl ExplainJson {
             similarity: p.similarity.name(),
             text_a: text_report(text_a, &e.a, e.quadrature.rule()),
             text_b: text_report(text_b, &e.b, e.quadrature.rule()),
+            words: word_merge.map(|merge| WordsJson::new(text_a, text_b, e, merge)),
+            provenance: provenance.clone().with_truncated(truncated),
         }
     }
 }
@@ -146,6 +190,7 @@ pub struct EmbedJson {
     /// One vector per input text, in order.
     pub embeddings: Vec<Vec<f64>>,
     pub texts: Vec<EmbeddingEntryJson>,
+    pub provenance: Provenance,
 }
 
 /// What `convergence --json` writes: the settings and one row per rule and step count.
@@ -160,6 +205,8 @@ pub struct ConvergenceJson {
     pub similarity: &'static str,
     pub mode: &'static str,
     pub rows: Vec<ConvergenceRowJson>,
+    /// The run's model and engine (its rules and steps are the rows').
+    pub provenance: Provenance,
 }
 
 #[derive(Serialize)]
@@ -179,7 +226,7 @@ impl ConvergenceJson {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         model: &SentenceModel,
-        backend: &str,
+        provenance: &Provenance,
         text_a: &str,
         text_b: &str,
         layer: usize,
@@ -204,13 +251,14 @@ impl ConvergenceJson {
         ConvergenceJson {
             model: model.path.display().to_string(),
             architecture: model.config.architecture.name(),
-            backend: backend.to_string(),
+            backend: provenance.backend.clone(),
             text_a: text_a.to_string(),
             text_b: text_b.to_string(),
             layer,
             similarity: similarity.name(),
             mode: mode.name(),
             rows,
+            provenance: provenance.clone(),
         }
     }
 }

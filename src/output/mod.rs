@@ -4,5 +4,6 @@
 pub mod files;
 pub mod heatmap;
 pub mod json;
+pub mod provenance;
 pub mod summary;
 pub mod tensors;

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::attribution::{ConvergenceRow, Explanation, Method};
+use crate::output::json::WordsJson;
 
 pub fn explanation_summary(e: &Explanation, top: usize) -> String {
     let p = &e.pair;
@@ -45,6 +46,22 @@ pub fn explanation_summary(e: &Explanation, top: usize) -> String {
         e.b.identity_error(),
         100.0 * e.b.relative_identity_error()
     );
+    s
+}
+
+/// `explain --words`: the strongest word pairs, after the token summary.
+pub fn word_pairs_summary(words: &WordsJson, top: usize) -> String {
+    let mut pairs: Vec<(usize, usize, f64)> = words
+        .word_attributions
+        .iter()
+        .enumerate()
+        .flat_map(|(i, row)| row.iter().enumerate().map(move |(j, &v)| (i, j, v)))
+        .collect();
+    pairs.sort_by(|x, y| y.2.abs().total_cmp(&x.2.abs()));
+    let mut s = format!("\nstrongest word pairs ({} of token pairs):\n", words.word_merge);
+    for (i, j, v) in pairs.into_iter().take(top) {
+        let _ = writeln!(s, "  {:>+10.5}  {:>16} ↔ {}", v, words.words_a[i], words.words_b[j]);
+    }
     s
 }
 

@@ -37,7 +37,8 @@ pub fn feature_pairs_safetensors(e: &Explanation, values: &[f64], settings: &[(&
     serialize(vec![("feature_pairs".to_string(), shape, f64_bytes(values))], e, settings)
 }
 
-fn f64_bytes(values: &[f64]) -> Vec<u8> {
+/// f64 values as little-endian bytes, the layout of a safetensors F64 tensor.
+pub(crate) fn f64_bytes(values: &[f64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 

@@ -1,0 +1,173 @@
+//! Many pairs: `simattr batch`. Pairs come in from JSONL, CSV or TSV (`input`), each distinct
+//! text's `P` is computed once and reused (`cache`), and one JSON record per pair goes out,
+//! appended whole (`writer`). For "why did this match", a query is ranked against documents
+//! and its top matches explained (`rank_documents`).
+
+pub mod cache;
+pub mod input;
+pub mod writer;
+
+use serde::Serialize;
+
+use crate::attribution::words::WordMerge;
+use crate::attribution::{attribute, reference_ids, Explanation, Similarity, TextOptions};
+use crate::backend::Backend;
+use crate::embed::embed_tokenized;
+use crate::error::{Error, Result};
+use crate::model::{SentenceModel, Tokenized};
+use crate::net::Encoder;
+use crate::output::json::ExplainJson;
+use crate::output::provenance::{AttributionSettings, Provenance};
+
+pub use cache::{CacheKey, CacheStats, TextCache};
+pub use input::{read_items, Format, Item};
+pub use writer::{Existing, RecordWriter};
+
+/// One explained pair: the `explain` JSON with the pair's id and input line (and, for a
+/// ranked document, its rank).
+#[derive(Serialize)]
+pub struct PairRecord {
+    pub id: String,
+    pub line: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
+    #[serde(flatten)]
+    pub explanation: ExplainJson,
+}
+
+/// A pair that could not be explained, and why.
+#[derive(Serialize)]
+pub struct ErrorRecord {
+    pub id: String,
+    pub line: usize,
+    pub error: String,
+}
+
+/// Explains pairs with one encoder, computing each distinct text's `P` once.
+pub struct PairExplainer<'e, 'a, B: Backend> {
+    encoder: &'e Encoder<'a, B>,
+    model: &'a SentenceModel,
+    options: TextOptions,
+    similarity: Similarity,
+    word_merge: Option<WordMerge>,
+    /// Cut texts over `max_seq_length` (as `explain` does) instead of refusing them.
+    truncate: bool,
+    provenance: Provenance,
+    pub cache: TextCache,
+}
+
+impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
+    /// `cache_dir`: the on-disk cache (`--cache`); `memory_budget`: bytes of `P` kept in
+    /// memory for the run.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        encoder: &'e Encoder<'a, B>,
+        model: &'a SentenceModel,
+        options: &TextOptions,
+        similarity: Similarity,
+        word_merge: Option<WordMerge>,
+        truncate: bool,
+        cache_dir: Option<&std::path::Path>,
+        memory_budget: usize,
+    ) -> Result<Self> {
+        encoder.check_layer(options.layer)?;
+        if options.keep_jacobian {
+            return Err(Error::Internal("a batch keeps no Jacobians".into()));
+        }
+        let options = options.for_similarity(similarity);
+        let provenance = Provenance::new(model, encoder.backend)
+            .with_attribution(AttributionSettings::new(&options, similarity, word_merge));
+        let cache = TextCache::new(CacheKey::new(&provenance, &options), cache_dir, memory_budget)?;
+        Ok(PairExplainer { encoder, model, options, similarity, word_merge, truncate, provenance, cache })
+    }
+
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    pub fn model(&self) -> &'a SentenceModel {
+        self.model
+    }
+
+    pub fn similarity(&self) -> Similarity {
+        self.similarity
+    }
+
+    /// The tokens of `text`; a text over `max_seq_length` is an error unless truncating.
+    pub fn tokenize(&self, text: &str, label: &str) -> Result<Tokenized> {
+        let tokenized = self.model.tokenizer.encode(text).map_err(|e| with_label(e, label))?;
+        match tokenized.truncated_from {
+            Some(from) if !self.truncate => Err(Error::argument(
+                "TEXT",
+                format!(
+                    "{label} has {from} tokens, over the model's max_seq_length {} (pass --truncate to cut it as explain does)",
+                    self.model.max_seq_length
+                ),
+            )),
+            _ => Ok(tokenized),
+        }
+    }
+
+    /// `P` of one tokenized text, from the cache when it has been seen.
+    fn text(&mut self, tokenized: Tokenized) -> Result<crate::attribution::TextAttribution> {
+        let (encoder, tokenizer, options) = (self.encoder, &self.model.tokenizer, &self.options);
+        let reference = reference_ids(tokenizer, tokenized.ids.len());
+        self.cache.get_or_compute(tokenized, &reference, |t| attribute(encoder, tokenizer, t, options, &()))
+    }
+
+    /// The explanation of `a` and `b`, exactly what `explain` gives for them.
+    pub fn explain(&mut self, a: &str, b: &str) -> Result<Explanation> {
+        let (tokens_a, tokens_b) = (self.tokenize(a, "text a")?, self.tokenize(b, "text b")?);
+        let text_a = self.text(tokens_a)?;
+        let text_b = self.text(tokens_b)?;
+        Ok(Explanation::combine(text_a, text_b, &self.options, self.similarity))
+    }
+
+    /// The record of an explained pair.
+    pub fn record(&self, id: &str, line: usize, rank: Option<usize>, a: &str, b: &str, e: &Explanation) -> PairRecord {
+        PairRecord {
+            id: id.to_string(),
+            line,
+            rank,
+            explanation: ExplainJson::new(self.model, &self.provenance, a, b, e, self.word_merge),
+        }
+    }
+}
+
+fn with_label(error: Error, label: &str) -> Error {
+    match error {
+        Error::Argument { argument, message } => Error::Argument { argument, message: format!("{label}: {message}") },
+        other => other,
+    }
+}
+
+/// A document's place in the ranking.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ranked {
+    /// Index into the documents given.
+    pub document: usize,
+    pub score: f64,
+}
+
+/// The documents by decreasing similarity to the query (the score `explain` reports:
+/// `similarity` of the pooled embeddings), from packed embeddings of all of them. Ties keep
+/// the documents' order.
+pub fn rank_documents<B: Backend>(
+    encoder: &Encoder<'_, B>,
+    model: &SentenceModel,
+    query: &Tokenized,
+    documents: &[Tokenized],
+    similarity: Similarity,
+) -> Result<Vec<Ranked>> {
+    let texts: Vec<Tokenized> = std::iter::once(query.clone()).chain(documents.iter().cloned()).collect();
+    // Unnormalized, as `P` attributes them; cos and cos-exact divide by the norms anyway.
+    let vectors = embed_tokenized(encoder, model, &texts, false)?;
+    let score = |v: &[f64]| match similarity {
+        Similarity::CosExact => Similarity::Cos.score(&vectors[0], v),
+        other => other.score(&vectors[0], v),
+    };
+    let mut ranked: Vec<Ranked> =
+        vectors[1..].iter().enumerate().map(|(document, v)| Ranked { document, score: score(v) }).collect();
+    ranked.sort_by(|x, y| y.score.total_cmp(&x.score));
+    Ok(ranked)
+}
