@@ -9,14 +9,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if command -v dpkg >/dev/null && ! dpkg -s mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1; then
-  echo "scripts/test.sh: installing Mesa's Vulkan drivers (lavapipe) for the WGSL tests" >&2
+# Mesa's Vulkan drivers (lavapipe) for the WGSL tests, a CJK font for the heatmap's label test,
+# headless Chromium for the HTML report's browser test.
+packages="mesa-vulkan-drivers libvulkan1 fonts-wqy-microhei chromium"
+# shellcheck disable=SC2086
+if command -v dpkg >/dev/null && ! dpkg -s $packages >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing $packages" >&2
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
     sudo="sudo"
   fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages >/dev/null
 fi
 
 if [ "$(uname)" = Linux ]; then

@@ -101,6 +101,13 @@ enum Command {
         /// Write a heatmap PNG to FILE.
         #[arg(long, value_name = "FILE")]
         png: Option<PathBuf>,
+        /// Write the heatmap as SVG to FILE (vector: the PNG's layout and colours, labels as text).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// Write an interactive HTML report to FILE: one self-contained page (nothing fetched)
+        /// with the heatmap, the tokens, the strongest pairs, the scores and a word view.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// How many strongest token pairs to print.
         #[arg(long, default_value_t = 10)]
         top: usize,
@@ -278,6 +285,8 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<ExitCode>
             attribution,
             json: json_path,
             png,
+            svg,
+            html: html_path,
             top,
             jacobians,
             feature_pairs: feature_pairs_path,
@@ -287,7 +296,10 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<ExitCode>
             let cli::Attribution { options, similarity, word_merge } = attribution.parse()?;
             let (layer, steps, quadrature, method, mut mode) =
                 (options.layer, options.quadrature.steps(), options.quadrature, options.method, options.mode);
-            for path in json_path.iter().chain(png.iter()).chain(jacobians.iter()).chain(feature_pairs_path.iter()) {
+            for path in [&json_path, &png, &svg, &jacobians, &feature_pairs_path].into_iter().flatten() {
+                files::check_writable(path)?;
+            }
+            if let Some(path) = &html_path {
                 files::check_writable(path)?;
             }
             let model = load_model(&model)?;
@@ -338,7 +350,7 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<ExitCode>
                 let doc = json::ExplainJson::new(&model, &provenance, &a, &b, &explanation, word_merge);
                 outputs.push((path.clone(), json::to_pretty_bytes(&doc)));
             }
-            if let Some(path) = &png {
+            if png.is_some() || svg.is_some() {
                 let p = &explanation.pair;
                 let name = model.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
                 let setting = match method {
@@ -351,14 +363,25 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<ExitCode>
                     p.score,
                     p.attribution_sum
                 );
-                let bytes = heatmap::heatmap_png(
-                    &explanation.a.tokenized.tokens,
-                    &explanation.b.tokenized.tokens,
-                    &p.matrix,
-                    &title,
-                )
-                .map_err(simattr::Error::from)?;
-                outputs.push((path.clone(), bytes));
+                let (ta, tb) = (&explanation.a.tokenized.tokens, &explanation.b.tokenized.tokens);
+                if let Some(path) = &png {
+                    let bytes = heatmap::heatmap_png(ta, tb, &p.matrix, &title).map_err(simattr::Error::from)?;
+                    outputs.push((path.clone(), bytes));
+                }
+                if let Some(path) = &svg {
+                    let bytes = heatmap::heatmap_svg(ta, tb, &p.matrix, &title).map_err(simattr::Error::from)?;
+                    outputs.push((path.clone(), bytes));
+                }
+            }
+            if let Some(path) = &html_path {
+                // The report always carries the word view (--words' merge, or sum); --json
+                // gets words only with --words.
+                let merge = word_merge.unwrap_or(simattr::attribution::WordMerge::Sum);
+                let attribution = AttributionSettings::new(&options, similarity, Some(merge));
+                let provenance = Provenance::new(&model, backend).with_attribution(attribution);
+                let doc = json::ExplainJson::new(&model, &provenance, &a, &b, &explanation, Some(merge));
+                let title = simattr::output::html::pair_title(&a, &b);
+                outputs.push((path.clone(), simattr::output::html::explain_page(&doc, &title)));
             }
             let settings = [
                 ("model", model.path.display().to_string()),

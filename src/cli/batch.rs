@@ -7,7 +7,7 @@ use std::time::Instant;
 use simattr::backend::{parse_memory, Backend};
 use simattr::batch::{rank_documents, read_items, ErrorRecord, Existing, Format, Item, PairExplainer, RecordWriter};
 use simattr::net::Encoder;
-use simattr::output::files;
+use simattr::output::{files, html};
 
 use super::{pairs_bar, Attribution, AttributionArgs};
 use crate::{leave_to_exit, load_model, ModelArg};
@@ -34,6 +34,11 @@ pub struct BatchArgs {
     /// cut off) and explain only the pairs whose ids are not there. The settings must match.
     #[arg(long)]
     resume: bool,
+    /// Also write an HTML report into DIR: index.html listing every record of --out (those of
+    /// a resumed run too), each explained one linked to its interactive page pair-N.html (N:
+    /// the record's place in --out).
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
     /// Keep each text's attribution in DIR across runs (one safetensors file per text, keyed by
     /// the weights' hash and every setting that changes it).
     #[arg(long, value_name = "DIR")]
@@ -79,6 +84,9 @@ pub fn run<B: Backend>(backend: &B, args: BatchArgs) -> anyhow::Result<ExitCode>
     if !args.out.exists() {
         files::check_writable(&args.out)?;
     }
+    if let Some(dir) = &args.html {
+        html::prepare_dir(dir)?;
+    }
     let model = load_model(&args.model)?;
     let encoder = Encoder::new(backend, &model)?;
     let mut explainer = PairExplainer::new(
@@ -118,6 +126,11 @@ pub fn run<B: Backend>(backend: &B, args: BatchArgs) -> anyhow::Result<ExitCode>
             n => format!(" ({n} unreadable cache files recomputed)"),
         }
     );
+    if let Some(dir) = &args.html {
+        // From the file, read back whole: a resumed run's index covers the old records too.
+        let report = html::write_batch_report(&args.out, dir)?;
+        eprintln!("wrote {} ({} records, {} pages)", dir.join("index.html").display(), report.records, report.pages);
+    }
     drop(explainer);
     leave_to_exit((encoder, model));
     Ok(match tally.errors {

@@ -1,8 +1,9 @@
-//! What leaves the engine: JSON files, heatmap pictures, the terminal summary, the Jacobians
-//! as safetensors.
+//! What leaves the engine: JSON files, heatmap pictures, the HTML report, the terminal summary,
+//! the Jacobians as safetensors.
 
 pub mod files;
 pub mod heatmap;
+pub mod html;
 pub mod json;
 pub mod provenance;
 pub mod summary;
