@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use simattr::attribution::words::WordMerge;
 use simattr::attribution::{
     convergence, explain_pair, feature_pairs, Method, Mode, Quadrature, Rule, Similarity, TextOptions,
 };
@@ -344,11 +345,14 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<ExitCode>
             // Everything is rendered before anything is written, and written as a group: a
             // failure leaves neither file behind.
             let mut outputs: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-            if let Some(path) = &json_path {
+            // The explain JSON, with the word view merged by `merge` (none: no word view).
+            let explain_json = |merge: Option<WordMerge>| {
                 let provenance = Provenance::new(&model, backend)
-                    .with_attribution(AttributionSettings::new(&options, similarity, word_merge));
-                let doc = json::ExplainJson::new(&model, &provenance, &a, &b, &explanation, word_merge);
-                outputs.push((path.clone(), json::to_pretty_bytes(&doc)));
+                    .with_attribution(AttributionSettings::new(&options, similarity, merge));
+                json::ExplainJson::new(&model, &provenance, &a, &b, &explanation, merge)
+            };
+            if let Some(path) = &json_path {
+                outputs.push((path.clone(), json::to_pretty_bytes(&explain_json(word_merge))));
             }
             if png.is_some() || svg.is_some() {
                 let p = &explanation.pair;
@@ -376,10 +380,7 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<ExitCode>
             if let Some(path) = &html_path {
                 // The report always carries the word view (--words' merge, or sum); --json
                 // gets words only with --words.
-                let merge = word_merge.unwrap_or(simattr::attribution::WordMerge::Sum);
-                let attribution = AttributionSettings::new(&options, similarity, Some(merge));
-                let provenance = Provenance::new(&model, backend).with_attribution(attribution);
-                let doc = json::ExplainJson::new(&model, &provenance, &a, &b, &explanation, Some(merge));
+                let doc = explain_json(Some(word_merge.unwrap_or(WordMerge::Sum)));
                 let title = simattr::output::html::pair_title(&a, &b);
                 outputs.push((path.clone(), simattr::output::html::explain_page(&doc, &title)));
             }

@@ -24,11 +24,6 @@ const STEPS: &str = "5";
 /// How long one Chromium run may take before the test gives up on it.
 const BROWSER_LIMIT: Duration = Duration::from_secs(90);
 
-const RED_ARM: [[u8; 3]; 6] =
-    [[255, 255, 255], [253, 219, 199], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31]];
-const BLUE_ARM: [[u8; 3]; 6] =
-    [[255, 255, 255], [209, 229, 240], [146, 197, 222], [67, 147, 195], [33, 102, 172], [5, 48, 97]];
-
 fn simattr(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_simattr")).args(args).output().expect("run simattr")
 }
@@ -210,25 +205,9 @@ fn dom_number(value: &Value) -> f64 {
     value.as_str().expect("a data-value string").parse().unwrap()
 }
 
-/// The page's colour of `v`, as src/output/heatmap.rs maps it.
+/// The page's colour of `v`: the heatmap's own colour scale, which the page's script mirrors.
 fn colour(v: f64, max_abs: f64) -> String {
-    let rgb = if !v.is_finite() {
-        [160, 160, 160]
-    } else if max_abs <= 0.0 {
-        [255, 255, 255]
-    } else {
-        let t = (v / max_abs).clamp(-1.0, 1.0);
-        let arm = if t < 0.0 { &BLUE_ARM } else { &RED_ARM };
-        let pos = t.abs() * (arm.len() - 1) as f64;
-        let i = (pos.floor() as usize).min(arm.len() - 2);
-        let f = pos - i as f64;
-        let mut out = [0u8; 3];
-        for (c, o) in out.iter_mut().enumerate() {
-            let (a, b) = (f64::from(arm[i][c]), f64::from(arm[i + 1][c]));
-            *o = (a + (b - a) * f).round().clamp(0.0, 255.0) as u8;
-        }
-        out
-    };
+    let rgb = simattr::output::heatmap::colour(v, max_abs);
     format!("rgb({}, {}, {})", rgb[0], rgb[1], rgb[2])
 }
 

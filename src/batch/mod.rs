@@ -118,6 +118,11 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
     /// The explanation of `a` and `b`, exactly what `explain` gives for them.
     pub fn explain(&mut self, a: &str, b: &str) -> Result<Explanation> {
         let (tokens_a, tokens_b) = (self.tokenize(a, "text a")?, self.tokenize(b, "text b")?);
+        self.explain_tokens(tokens_a, tokens_b)
+    }
+
+    /// `explain` for texts already through `tokenize` (the query and the ranked documents).
+    pub fn explain_tokens(&mut self, tokens_a: Tokenized, tokens_b: Tokenized) -> Result<Explanation> {
         let text_a = self.text(tokens_a)?;
         let text_b = self.text(tokens_b)?;
         Ok(Explanation::combine(text_a, text_b, &self.options, self.similarity))

@@ -219,12 +219,13 @@ fn explain_top_documents<B: Backend>(
     let mut tally = Tally::default();
     let query_tokens = explainer.tokenize(query, "--query")?;
     // Documents that cannot be read or tokenized are error records and are not ranked.
-    let mut documents = Vec::new();
+    let (mut documents, mut tokens) = (Vec::new(), Vec::new());
     for item in items {
         let failure = match item {
             Item::Row { line, id, fields } => match explainer.tokenize(&fields[0], "the document") {
-                Ok(tokens) => {
-                    documents.push((item, tokens));
+                Ok(document_tokens) => {
+                    documents.push(item);
+                    tokens.push(document_tokens);
                     continue;
                 }
                 Err(error) => (id, *line, format!("line {line}: {error}")),
@@ -236,20 +237,19 @@ fn explain_top_documents<B: Backend>(
             false => write_error(writer, &mut tally, failure.0, failure.1, failure.2)?,
         }
     }
-    let tokens: Vec<_> = documents.iter().map(|(_, t)| t.clone()).collect();
     let ranking = rank_documents(encoder, explainer.model(), &query_tokens, &tokens, explainer.similarity())?;
     let best: Vec<_> = ranking.into_iter().take(top).collect();
     for (rank, ranked) in best.iter().enumerate() {
-        let Item::Row { id, fields, .. } = documents[ranked.document].0 else { continue };
+        let Item::Row { id, fields, .. } = documents[ranked.document] else { continue };
         println!("{:>3}  {:.4}  {id}  {}", rank + 1, ranked.score, snippet(&fields[0], 70));
     }
     let todo: Vec<_> =
-        best.iter().enumerate().filter(|(_, r)| !existing.ids.contains(documents[r.document].0.id())).collect();
+        best.iter().enumerate().filter(|(_, r)| !existing.ids.contains(documents[r.document].id())).collect();
     tally.skipped += best.len() - todo.len();
     let bar = pairs_bar(todo.len());
     for (rank, ranked) in todo {
-        let Item::Row { line, id, fields } = documents[ranked.document].0 else { continue };
-        match explainer.explain(query, &fields[0]) {
+        let Item::Row { line, id, fields } = documents[ranked.document] else { continue };
+        match explainer.explain_tokens(query_tokens.clone(), tokens[ranked.document].clone()) {
             Ok(e) => {
                 writer.append(&explainer.record(id, *line, Some(rank + 1), query, &fields[0], &e))?;
                 tally.explained += 1;

@@ -11,7 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::output::files;
+use crate::output::markup::escape;
+use crate::output::{files, heatmap};
 
 const PAGE: &str = include_str!("report/report.html");
 const CSS: &str = include_str!("report/report.css");
@@ -19,22 +20,6 @@ const JS: &str = include_str!("report/report.js");
 
 /// How many characters of a text titles and the index show.
 const SHORT_TEXT: usize = 60;
-
-/// `text` for HTML element content or a quoted attribute value.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// `value` as JSON that can stand inside a `<script>` element: `<`, `>` and `&` occur only
 /// inside JSON strings, where their `\u` escapes mean the same to `JSON.parse`, so no text can
@@ -83,12 +68,20 @@ fn fill(template: &str, parts: &[(&str, &str)]) -> String {
 
 fn page<T: Serialize + ?Sized>(record: &T, title: &str, nav: &str) -> Vec<u8> {
     let (title, data) = (escape(title), script_json(record));
+    // The page colours cells with the heatmap's own scale, handed to the script as data.
+    let scale = serde_json::json!({
+        "red_arm": heatmap::RED_ARM,
+        "blue_arm": heatmap::BLUE_ARM,
+        "non_finite": heatmap::NON_FINITE,
+        "white": heatmap::WHITE,
+    });
+    let js = format!("const SIMATTR_SCALE = {scale};\n{JS}");
     let parts = [
         ("version", env!("CARGO_PKG_VERSION")),
         ("title", title.as_str()),
         ("nav", nav),
         ("css", CSS),
-        ("js", JS),
+        ("js", js.as_str()),
         ("data", data.as_str()),
     ];
     fill(PAGE, &parts).into_bytes()
@@ -261,8 +254,8 @@ pub struct BatchReport {
 }
 
 /// Reads every record of the batch file `records` (a resumed run's old ones too) and writes
-/// `dir/pair-N.html` for the Nth record when it was explained, then `dir/index.html` listing
-/// them all; each file whole or not at all.
+/// `dir/pair-N.html` for the Nth record when it was explained (unless that very page is there
+/// already), then `dir/index.html` listing them all; each file whole or not at all.
 pub fn write_batch_report(records: &Path, dir: &Path) -> Result<BatchReport> {
     let read_error = |source| Error::Io { path: records.to_path_buf(), source };
     let reader = std::io::BufReader::new(std::fs::File::open(records).map_err(read_error)?);
@@ -281,7 +274,12 @@ pub fn write_batch_report(records: &Path, dir: &Path) -> Result<BatchReport> {
         })?;
         let entry = IndexEntry::of_record(entries.len() + 1, &record);
         if let Outcome::Explained { .. } = entry.outcome {
-            files::write_atomic(&dir.join(page_name(entry.n)), &record_page(&record, entry.n))?;
+            // A resumed run finds its earlier pages already there: only new or changed ones are
+            // written (each write is synced to disk).
+            let (path, page) = (dir.join(page_name(entry.n)), record_page(&record, entry.n));
+            if std::fs::read(&path).ok().as_deref() != Some(page.as_slice()) {
+                files::write_atomic(&path, &page)?;
+            }
             pages += 1;
             if about.is_empty() {
                 about = settings_line(&record);

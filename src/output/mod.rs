@@ -5,6 +5,7 @@ pub mod files;
 pub mod heatmap;
 pub mod html;
 pub mod json;
+pub mod markup;
 pub mod provenance;
 pub mod summary;
 pub mod tensors;

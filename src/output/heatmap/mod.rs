@@ -17,7 +17,6 @@ pub use layout::{
     colour, fmt_g, label, Anchor, Layout, Rect, Rgb, Text, BLUE_ARM, CELL, MAX_SIDE, NON_FINITE, RED_ARM,
     TRUNCATION_MARK, WHITE,
 };
-pub use svg::escape as xml_escape;
 
 #[derive(Debug)]
 pub enum HeatmapError {

@@ -7,23 +7,7 @@ use std::fmt::Write;
 
 use super::fonts::EM_PX;
 use super::layout::{clean, fmt_g, Anchor, Layout, Rect, Rgb, Text, FRAME, TEXT, WHITE};
-
-/// `s` safe inside an XML attribute or element (the caller has already removed the characters
-/// XML cannot hold at all).
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::output::markup::escape;
 
 fn hex(c: Rgb) -> String {
     format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])

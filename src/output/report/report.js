@@ -6,12 +6,10 @@
 (function () {
   "use strict";
 
-  // ColorBrewer RdBu anchors walked outward from zero, as src/output/heatmap.rs draws them: the
-  // centre is pure white, so exact zeros vanish into the background.
-  const RED_ARM = [[255, 255, 255], [253, 219, 199], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31]];
-  const BLUE_ARM = [[255, 255, 255], [209, 229, 240], [146, 197, 222], [67, 147, 195], [33, 102, 172], [5, 48, 97]];
-  const NON_FINITE = [160, 160, 160];
-  const WHITE = [255, 255, 255];
+  // The heatmap's colour scale (src/output/heatmap/layout.rs), which html.rs defines before
+  // this script as SIMATTR_SCALE: ColorBrewer RdBu anchors walked outward from zero, the centre
+  // pure white so that exact zeros vanish into the background.
+  const { red_arm: RED_ARM, blue_arm: BLUE_ARM, non_finite: NON_FINITE, white: WHITE } = SIMATTR_SCALE;
   const TOP = 10;
 
   const errors = [];
