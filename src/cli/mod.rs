@@ -4,7 +4,8 @@
 pub mod batch;
 
 use simattr::attribution::words::WordMerge;
-use simattr::attribution::{Method, Mode, Quadrature, Rule, Similarity, TextOptions};
+use simattr::attribution::{Similarity, TextOptions};
+use simattr::session::SessionOptions;
 
 /// Everything that decides how a pair is attributed, the same for `explain` and `batch`.
 #[derive(clap::Args)]
@@ -52,14 +53,19 @@ pub struct Attribution {
 
 impl AttributionArgs {
     pub fn parse(&self) -> anyhow::Result<Attribution> {
-        let quadrature = Quadrature::new(self.rule.parse::<Rule>()?, self.steps)?;
-        let options = TextOptions {
-            mode: self.mode.parse::<Mode>()?,
-            method: self.method.parse::<Method>()?,
-            ..TextOptions::new(self.layer, quadrature)
-        };
-        let word_merge = self.word_merge.parse::<WordMerge>()?;
-        Ok(Attribution { options, similarity: self.similarity.parse()?, word_merge: self.words.then_some(word_merge) })
+        // --word-merge is checked even without --words.
+        let merge = self.word_merge.as_str();
+        let parsed = SessionOptions::parse(
+            self.layer,
+            self.steps,
+            &self.rule,
+            &self.method,
+            &self.similarity,
+            &self.mode,
+            Some(merge),
+        )?;
+        let word_merge = parsed.word_merge.filter(|_| self.words);
+        Ok(Attribution { options: parsed.options, similarity: parsed.similarity, word_merge })
     }
 }
 

@@ -4,12 +4,20 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 
+/// A temporary name no other writer uses at the same time: not another thread of this process
+/// (the counter), nor a process with the same pid on another machine sharing the folder (the
+/// clock's nanoseconds), e.g. the actors of a cluster writing one shared text cache.
 fn temporary_beside(path: &Path) -> PathBuf {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.simattr-{}.tmp", std::process::id()))
+    let write = WRITES.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    path.with_file_name(format!(".{name}.simattr-{}-{write}-{nanos}.tmp", std::process::id()))
 }
 
 fn write_error(path: &Path, source: std::io::Error) -> Error {

@@ -1,0 +1,198 @@
+//! A long-lived explainer: a model loaded on a backend chosen at run time, with its attribution
+//! settings and its per-text cache, held for as long as its owner likes. The CLI borrows a
+//! backend and a model for one command; a caller that keeps them across many calls (the Python
+//! package, later a service) holds a `Session` and calls the same code `explain` and `batch`
+//! run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::attribution::words::WordMerge;
+use crate::attribution::{Explanation, Method, Mode, Progress, Quadrature, Rule, Similarity, TextOptions};
+use crate::backend::{Backend, BackendChoice, UseBackend};
+use crate::batch::{rank_documents, CacheStats, Item, Outcome, PairExplainer, Ranked};
+use crate::embed::embed_tokenized;
+use crate::error::{Error, Result};
+use crate::model::{SentenceModel, Tokenized};
+use crate::net::Encoder;
+use crate::output::json::ExplainJson;
+use crate::output::provenance::Provenance;
+
+/// How a session attributes pairs: the options of `explain` and `batch`.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub options: TextOptions,
+    pub similarity: Similarity,
+    /// The word view (`--words`, `--word-merge`); `None`: tokens only.
+    pub word_merge: Option<WordMerge>,
+    /// Cut texts over `max_seq_length` (as `explain` does) instead of refusing them (as
+    /// `batch` does unless `--truncate`).
+    pub truncate: bool,
+    /// The on-disk text cache (`batch --cache`).
+    pub cache_dir: Option<PathBuf>,
+    /// Bytes of texts' `P` kept in memory (`batch --cache-memory`).
+    pub cache_memory: usize,
+}
+
+impl SessionOptions {
+    /// The attribution options from their command-line spellings (`--rule riemann-right`,
+    /// `--method`, `--similarity`, `--mode`, `--word-merge`; `word_merge` `None`: no word
+    /// view), with the cache off and `truncate` false.
+    pub fn parse(
+        layer: usize,
+        steps: usize,
+        rule: &str,
+        method: &str,
+        similarity: &str,
+        mode: &str,
+        word_merge: Option<&str>,
+    ) -> Result<Self> {
+        let quadrature = Quadrature::new(rule.parse::<Rule>()?, steps)?;
+        let options = TextOptions {
+            mode: mode.parse::<Mode>()?,
+            method: method.parse::<Method>()?,
+            ..TextOptions::new(layer, quadrature)
+        };
+        Ok(SessionOptions {
+            options,
+            similarity: similarity.parse()?,
+            word_merge: word_merge.map(str::parse::<WordMerge>).transpose()?,
+            truncate: false,
+            cache_dir: None,
+            cache_memory: DEFAULT_CACHE_MEMORY,
+        })
+    }
+}
+
+/// Memory for texts' `P` unless told otherwise (`batch --cache-memory`).
+pub const DEFAULT_CACHE_MEMORY: usize = 1 << 30;
+
+/// One explained pair: the engine's result and its `explain --json` document.
+pub struct ExplainedPair {
+    pub explanation: Explanation,
+    pub json: ExplainJson,
+}
+
+/// What a session offers, whatever backend it runs on.
+pub trait Session: Send {
+    fn model(&self) -> &SentenceModel;
+    /// The model, the backend and the attribution settings (`truncated` false).
+    fn provenance(&self) -> &Provenance;
+    /// The tokens of `text`; over `max_seq_length` an error unless the session truncates.
+    fn tokenize(&self, text: &str, label: &str) -> Result<Tokenized>;
+    /// Explains `a` and `b` exactly as `simattr explain` does, each text's `P` from the cache
+    /// when the session has seen it.
+    fn explain(&mut self, a: &str, b: &str, progress: &dyn Progress) -> Result<ExplainedPair>;
+    /// The record `simattr batch` writes for `item`.
+    fn explain_item(&mut self, item: &Item) -> Outcome;
+    /// Sentence embeddings, packed as `simattr embed` computes them; `normalize`: apply the
+    /// folder's `Normalize` module if it lists one.
+    fn embed(&self, texts: &[String], normalize: bool) -> Result<Vec<Vec<f64>>>;
+    /// The documents by decreasing score against the query (the score `explain` reports).
+    fn rank(&self, query: &str, documents: &[String]) -> Result<Vec<Ranked>>;
+    fn cache_stats(&self) -> CacheStats;
+}
+
+/// Loads the model in `model_dir` on the backend `choice` names.
+pub fn open_session(model_dir: &Path, choice: &BackendChoice, options: SessionOptions) -> Result<Box<dyn Session>> {
+    if options.options.keep_jacobian {
+        return Err(Error::Internal("a session keeps no Jacobians".into()));
+    }
+    let model = SentenceModel::load(model_dir)?;
+    choice.open(Opener { model, options })?
+}
+
+struct Opener {
+    model: SentenceModel,
+    options: SessionOptions,
+}
+
+impl UseBackend for Opener {
+    type Output = Result<Box<dyn Session>>;
+    fn with<B: Backend + Send + 'static>(self, backend: B) -> Self::Output {
+        Ok(Box::new(Loaded::new(backend, self.model, &self.options)?))
+    }
+}
+
+/// A session on backend `B`. The explainer borrows the encoder and the model, and the encoder
+/// borrows the backend; all three live in `Arc`s owned by this struct, which never hands the
+/// borrows out beyond `&self`.
+struct Loaded<B: Backend + Send + 'static> {
+    // Fields drop in order: the borrowers first, then what they borrow.
+    explainer: PairExplainer<'static, 'static, B>,
+    encoder: Arc<Encoder<'static, B>>,
+    model: Arc<SentenceModel>,
+    _backend: Arc<B>,
+}
+
+impl<B: Backend + Send + 'static> Loaded<B> {
+    fn new(backend: B, model: SentenceModel, options: &SessionOptions) -> Result<Self> {
+        let backend = Arc::new(backend);
+        let model = Arc::new(model);
+        // SAFETY: each reference points into an `Arc` that this struct keeps and drops after
+        // every field holding the reference (field order above), and nothing is ever borrowed
+        // mutably through them: they are valid for as long as they are used.
+        let backend_ref: &'static B = unsafe { &*Arc::as_ptr(&backend) };
+        let model_ref: &'static SentenceModel = unsafe { &*Arc::as_ptr(&model) };
+        let encoder = Arc::new(Encoder::new(backend_ref, model_ref)?);
+        // SAFETY: as above.
+        let encoder_ref: &'static Encoder<'static, B> = unsafe { &*Arc::as_ptr(&encoder) };
+        let explainer = PairExplainer::new(
+            encoder_ref,
+            model_ref,
+            &options.options,
+            options.similarity,
+            options.word_merge,
+            options.truncate,
+            options.cache_dir.as_deref(),
+            options.cache_memory,
+        )?;
+        Ok(Loaded { explainer, encoder, model, _backend: backend })
+    }
+}
+
+impl<B: Backend + Send + 'static> Session for Loaded<B> {
+    fn model(&self) -> &SentenceModel {
+        &self.model
+    }
+
+    fn provenance(&self) -> &Provenance {
+        self.explainer.provenance()
+    }
+
+    fn tokenize(&self, text: &str, label: &str) -> Result<Tokenized> {
+        self.explainer.tokenize(text, label)
+    }
+
+    fn explain(&mut self, a: &str, b: &str, progress: &dyn Progress) -> Result<ExplainedPair> {
+        let explanation = self.explainer.explain_with(a, b, progress)?;
+        let json = self.explainer.explain_json(a, b, &explanation);
+        Ok(ExplainedPair { explanation, json })
+    }
+
+    fn explain_item(&mut self, item: &Item) -> Outcome {
+        self.explainer.explain_item(item)
+    }
+
+    fn embed(&self, texts: &[String], normalize: bool) -> Result<Vec<Vec<f64>>> {
+        let tokenized = self.tokenize_all(texts, "text")?;
+        embed_tokenized(&self.encoder, &self.model, &tokenized, normalize)
+    }
+
+    fn rank(&self, query: &str, documents: &[String]) -> Result<Vec<Ranked>> {
+        let query = self.tokenize(query, "the query")?;
+        let documents = self.tokenize_all(documents, "document")?;
+        rank_documents(&self.encoder, &self.model, &query, &documents, self.explainer.similarity())
+    }
+
+    fn cache_stats(&self) -> CacheStats {
+        self.explainer.cache.stats
+    }
+}
+
+impl<B: Backend + Send + 'static> Loaded<B> {
+    /// Every text tokenized; an error names the first bad one by its place (from 0).
+    fn tokenize_all(&self, texts: &[String], what: &str) -> Result<Vec<Tokenized>> {
+        texts.iter().enumerate().map(|(n, text)| self.tokenize(text, &format!("{what} {n}"))).collect()
+    }
+}
