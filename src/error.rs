@@ -51,6 +51,10 @@ pub enum Error {
     #[error("cannot render the heatmap: {0}")]
     Heatmap(String),
 
+    /// The caller asked the work to stop (`Progress::interrupted`).
+    #[error("interrupted")]
+    Interrupted,
+
     /// A broken invariant inside the engine (a bug, not bad input).
     #[error("internal error (please report): {0}")]
     Internal(String),

@@ -151,7 +151,7 @@ fn encoder_stack_jvp_matches_finite_differences() {
             let states = backend.download(&encoder.states_at(&ids, 1, layer).unwrap()).unwrap();
             let direction = rng.vec(t * h);
             let batch = Batch { steps: 1, tangents: 1, tokens: t };
-            let (out, d_out) = encoder.jvp_layers(&states, &direction, layer, batch, &|| ()).unwrap();
+            let (out, d_out) = encoder.jvp_layers(&states, &direction, layer, batch, &|| Ok(())).unwrap();
             let jvp = pool_jvp(&backend, encoder.pooling, &out, &d_out, batch, h).unwrap();
             let pooled_end = |x: &[f64]| {
                 let out = encoder.forward_layers(x.to_vec(), layer, encoder.num_layers(), 1, t).unwrap();

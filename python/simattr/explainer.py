@@ -133,8 +133,11 @@ class Explainer:
     def explain_batch(self, pairs: Iterable[Pair]) -> list[Explanation]:
         """Explains many pairs, each distinct text's attribution computed once.
 
-        ``pairs``: ``(a, b)`` tuples or mappings with ``"a"`` and ``"b"`` (a pandas DataFrame's
-        ``.to_dict("records")``, say). A pair that fails raises, naming its place."""
+        ``pairs``: ``(a, b)`` tuples, mappings with ``"a"`` and ``"b"``, or a pandas
+        DataFrame with columns ``a`` and ``b``. A pair that fails raises, naming its place."""
+        if hasattr(pairs, "columns") and hasattr(pairs, "to_dict"):
+            # A DataFrame iterates over its column names; its rows are what is meant.
+            pairs = pairs.to_dict("records")
         items = [_as_pair(pair, n) for n, pair in enumerate(pairs)]
         explanations = []
         with progress_bar(len(items), "explaining", self.progress and len(items) > 1) as bar:

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyValueError};
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
 
 use simattr::attribution::Progress;
@@ -170,7 +170,8 @@ impl Session {
 
     /// `(json, attributions)`: the JSON text `simattr explain --json` writes for the pair, and
     /// the attribution matrix `[len(tokens_a), len(tokens_b)]` (float64). `progress(done,
-    /// total)` is called now and then while the texts are integrated.
+    /// total)` is called now and then while the texts are integrated; Ctrl-C stops the work
+    /// within a layer and raises KeyboardInterrupt.
     #[pyo3(signature = (a, b, progress=None))]
     fn explain<'py>(
         &self,
@@ -180,7 +181,7 @@ impl Session {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<(String, Bound<'py, PyArray2<f64>>)> {
         let reporter = CallbackProgress::new(progress);
-        let explained = py.detach(|| self.engine().explain(a, b, &reporter)).map_err(to_py)?;
+        let explained = py.detach(|| self.engine().explain(a, b, &reporter)).map_err(|e| reporter.error(e))?;
         reporter.finish();
         let text = String::from_utf8(simattr::output::json::to_pretty_bytes(&explained.json))
             .map_err(|e| SimattrError::new_err(format!("the explain JSON is not UTF-8: {e}")))?;
@@ -256,53 +257,84 @@ impl Session {
     }
 }
 
-/// The engine's progress, passed to a Python callable `(done, total)` at most ten times a
-/// second (each call takes the GIL back).
+/// The engine's progress, passed to a Python callable `(done, total)`, and Python's signals
+/// (Ctrl-C), both looked at no more than ten times a second (each look takes the GIL back).
 struct CallbackProgress {
     callback: Option<Py<PyAny>>,
     total: AtomicU64,
     done: AtomicU64,
-    last_call: Mutex<Option<Instant>>,
+    last_look: Mutex<Option<Instant>>,
+    /// What a signal handler raised (KeyboardInterrupt): the engine stops at its next layer and
+    /// the call raises it.
+    interruption: Mutex<Option<PyErr>>,
 }
 
-const CALL_INTERVAL: Duration = Duration::from_millis(100);
+const LOOK_INTERVAL: Duration = Duration::from_millis(100);
 
 impl CallbackProgress {
     fn new(callback: Option<Py<PyAny>>) -> Self {
-        CallbackProgress { callback, total: AtomicU64::new(0), done: AtomicU64::new(0), last_call: Mutex::new(None) }
+        CallbackProgress {
+            callback,
+            total: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            last_look: Mutex::new(None),
+            interruption: Mutex::new(None),
+        }
     }
 
-    fn report(&self, force: bool) {
-        let Some(callback) = &self.callback else { return };
-        let mut last = self.last_call.lock().unwrap_or_else(PoisonError::into_inner);
-        if !force && last.is_some_and(|at| at.elapsed() < CALL_INTERVAL) {
+    fn look(&self, force: bool) {
+        let mut last = self.last_look.lock().unwrap_or_else(PoisonError::into_inner);
+        if !force && last.is_some_and(|at| at.elapsed() < LOOK_INTERVAL) {
             return;
         }
         *last = Some(Instant::now());
         let (done, total) = (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed));
-        // A failing callback (a closed notebook widget) must not fail the explanation.
         Python::attach(|py| {
-            if let Err(error) = callback.call1(py, (done, total)) {
-                error.write_unraisable(py, None);
+            if let Err(raised) = py.check_signals() {
+                self.interruption.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(raised);
+            }
+            if let Some(callback) = &self.callback {
+                // A failing callback (a closed notebook widget) must not fail the explanation.
+                if let Err(error) = callback.call1(py, (done, total)) {
+                    error.write_unraisable(py, None);
+                }
             }
         });
     }
 
-    /// The last call, with everything done.
+    /// The last report, with everything done.
     fn finish(&self) {
-        self.report(true);
+        self.look(true);
+    }
+
+    /// The engine's error as a Python exception: an interruption raises what the signal
+    /// handler raised.
+    fn error(&self, error: simattr::Error) -> PyErr {
+        match error {
+            simattr::Error::Interrupted => self
+                .interruption
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .unwrap_or_else(|| PyKeyboardInterrupt::new_err("interrupted")),
+            other => to_py(other),
+        }
     }
 }
 
 impl Progress for CallbackProgress {
     fn add_work(&self, units: u64) {
         self.total.fetch_add(units, Ordering::Relaxed);
-        self.report(false);
+        self.look(false);
     }
 
     fn advance(&self, units: u64) {
         self.done.fetch_add(units, Ordering::Relaxed);
-        self.report(false);
+        self.look(false);
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interruption.lock().unwrap_or_else(PoisonError::into_inner).is_some()
     }
 }
 

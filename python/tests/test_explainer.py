@@ -3,6 +3,7 @@ bad input; the GIL released while the engine works."""
 
 from __future__ import annotations
 
+import _thread
 import json
 import subprocess
 import threading
@@ -62,6 +63,10 @@ def test_explain_batch_and_ranking_equal_single_explanations(explainer):
     batch = explainer.explain_batch(pairs)
     singles = [explainer.explain(*PAIR), explainer.explain(PAIR[1], PAIR[0]), explainer.explain(PAIR[0], "a bird")]
     assert [e.to_json() for e in batch] == [e.to_json() for e in singles]
+    import pandas
+
+    frame = pandas.DataFrame({"a": [PAIR[0], PAIR[1]], "b": [PAIR[1], PAIR[0]], "label": [1, 0]})
+    assert [e.to_json() for e in explainer.explain_batch(frame)] == [e.to_json() for e in singles[:2]]
 
     documents = ["a bird", "the dog ran in the park", "a cat on a mat", "trees"]
     ranking = explainer.rank(PAIR[0], documents)
@@ -187,3 +192,28 @@ def test_batch_records_equal_the_cli_batch(repo, simattr_cli, tiny_bert, tmp_pat
     records = session.batch_records(_native.read_pairs(str(pairs)))
     assert records == out.read_text().splitlines()
     assert [json.loads(r).get("error") is not None for r in records] == [False, False, True, True]
+
+
+def test_ctrl_c_stops_a_long_explanation_and_the_session_still_works(tiny_bert):
+    explainer = simattr.Explainer(str(tiny_bert), steps=400, threads=1, progress=False)
+    texts = (" ".join(["cat"] * 20), " ".join(["dog"] * 20))
+    started = time.perf_counter()
+    whole = explainer.explain(*texts)
+    uninterrupted = time.perf_counter() - started
+    assert uninterrupted > 1.0, f"the explanation took {uninterrupted:.2f} s, too quick to interrupt"
+
+    other = (" ".join(["bird"] * 20), " ".join(["fish"] * 20))
+    timer = threading.Timer(0.2, _thread.interrupt_main)
+    started = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        explainer.explain(*other)
+    interrupted = time.perf_counter() - started
+    timer.join()
+    # Without the engine looking at the signals, KeyboardInterrupt would come only after the
+    # whole explanation.
+    assert interrupted < uninterrupted / 2, f"stopped after {interrupted:.2f} s of {uninterrupted:.2f} s"
+    # Nothing half-done was kept: the session explains the interrupted pair in full afterwards.
+    assert explainer.explain(*texts).to_json() == whole.to_json()
+    fresh = simattr.Explainer(str(tiny_bert), steps=400, threads=1, progress=False).explain(*other)
+    assert explainer.explain(*other).to_json() == fresh.to_json()

@@ -27,6 +27,11 @@ use crate::net::Encoder;
 pub trait Progress {
     fn add_work(&self, units: u64);
     fn advance(&self, units: u64);
+    /// Whoever watches wants the work stopped (Ctrl-C in Python): the integration ends at the
+    /// next layer with `Error::Interrupted`.
+    fn interrupted(&self) -> bool {
+        false
+    }
 }
 
 impl Progress for () {

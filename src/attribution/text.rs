@@ -265,7 +265,13 @@ pub fn attribute_text<B: Backend>(
             let range = first..(first + plan.directions_per_pass).min(directions);
             let count = range.len();
             let batch = Batch { steps: pass_nodes.len(), tangents: count, tokens: t };
-            let after_layer = || progress.advance((pass_nodes.len() * count) as u64);
+            let after_layer = || {
+                progress.advance((pass_nodes.len() * count) as u64);
+                match progress.interrupted() {
+                    true => Err(Error::Interrupted),
+                    false => Ok(()),
+                }
+            };
             let pass = Pass {
                 primals: &primals,
                 range,
@@ -462,7 +468,7 @@ struct Accumulator<'e, 'a, B: Backend> {
 impl<B: Backend> Accumulator<'_, '_, B> {
     /// Forward mode: the pooled tangent of direction i is column i of `∂e·Δ` (of `∂n·Δ` for
     /// cos-exact).
-    fn forward(&mut self, pass: Pass<'_, B::Tensor>, after_layer: &dyn Fn()) -> Result<()> {
+    fn forward(&mut self, pass: Pass<'_, B::Tensor>, after_layer: &dyn Fn() -> Result<()>) -> Result<()> {
         let (b, h, first) = (self.encoder.backend, self.encoder.hidden(), pass.range.start);
         let count = pass.range.len();
         let mut pooled =
@@ -479,7 +485,7 @@ impl<B: Backend> Accumulator<'_, '_, B> {
     /// Reverse mode: cotangent d of every step is e_d at the pooled output (`N_k e_d` for
     /// cos-exact); pulled back to layer L it is row d of the Jacobian, and its product with Δ
     /// token by token is row d of P.
-    fn reverse(&mut self, pass: Pass<'_, B::Tensor>, after_layer: &dyn Fn()) -> Result<()> {
+    fn reverse(&mut self, pass: Pass<'_, B::Tensor>, after_layer: &dyn Fn() -> Result<()>) -> Result<()> {
         let (b, h, first, batch, weights) =
             (self.encoder.backend, self.encoder.hidden(), pass.range.start, pass.batch, pass.weights);
         let form = if self.jacobian.is_some() { InputForm::Full } else { InputForm::Split };

@@ -219,7 +219,8 @@ impl<'b, B: Backend> Encoder<'b, B> {
     }
 
     /// Runs layers `from..` (at least one) on primals and any tangents `dx` together; returns
-    /// the final `(states, tangents)`. `after_layer` is called as each layer finishes. The plain
+    /// the final `(states, tangents)`. `after_layer` is called as each layer finishes; its error
+    /// (the caller was interrupted) ends the pass. The plain
     /// path: every tangent row through every GEMM.
     pub fn jvp_layers(
         &self,
@@ -227,17 +228,17 @@ impl<'b, B: Backend> Encoder<'b, B> {
         dx: &B::Tensor,
         from: usize,
         batch: Batch,
-        after_layer: &dyn Fn(),
+        after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<(B::Tensor, B::Tensor)> {
         self.check_layer(from)?;
         let bias = self.score_bias(batch.tokens)?;
         let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
         let (first, rest) = (&self.params.layers[from], &self.params.layers[from + 1..]);
         let (mut x, mut dx) = layer_jvp(self.backend, first, self.shape(), x, TangentsIn::Dense(dx), batch, scores)?;
-        after_layer();
+        after_layer()?;
         for params in rest {
             (x, dx) = layer_jvp(self.backend, params, self.shape(), &x, TangentsIn::Dense(&dx), batch, scores)?;
-            after_layer();
+            after_layer()?;
         }
         Ok((x, dx))
     }
@@ -255,7 +256,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         directions: Range<usize>,
         from: usize,
         batch: Batch,
-        after_layer: &dyn Fn(),
+        after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<B::Tensor> {
         self.check_layer(from)?;
         let (b, shape, h) = (self.backend, self.shape(), self.hidden());
@@ -268,17 +269,17 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let full_layers = if mean_tail { self.num_layers() - 1 } else { self.num_layers() };
         let pooled_tail = |x: &B::Tensor, dx: TangentsIn<'_, B::Tensor>| -> Result<B::Tensor> {
             let pooled = last_layer_pooled_jvp(b, &layers[full_layers], shape, x, dx, batch, scores)?;
-            after_layer();
+            after_layer()?;
             Ok(pooled)
         };
         if from == full_layers {
             return pooled_tail(x, first_in);
         }
         let (mut x, mut dx) = layer_jvp(b, &layers[from], shape, x, first_in, batch, scores)?;
-        after_layer();
+        after_layer()?;
         for params in &layers[from + 1..full_layers] {
             (x, dx) = layer_jvp(b, params, shape, &x, TangentsIn::Dense(&dx), batch, scores)?;
-            after_layer();
+            after_layer()?;
         }
         if mean_tail {
             pooled_tail(&x, TangentsIn::Dense(&dx))
@@ -301,7 +302,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         from: usize,
         batch: Batch,
         input: InputForm,
-        after_layer: &dyn Fn(),
+        after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<InputCotangents<B::Tensor>> {
         self.check_layer(from)?;
         let (b, shape, h) = (self.backend, self.shape(), self.hidden());
@@ -336,11 +337,11 @@ impl<'b, B: Backend> Encoder<'b, B> {
             };
             if index == 0 && input == InputForm::Split {
                 let split = layer_vjp_split(b, params, shape, tape, entering, batch)?;
-                after_layer();
+                after_layer()?;
                 return Ok(InputCotangents::Split(split));
             }
             above = Above::Dense(layer_vjp(b, params, shape, tape, entering, batch)?);
-            after_layer();
+            after_layer()?;
         }
         match above {
             Above::Dense(full) => Ok(InputCotangents::Full(full)),
@@ -372,7 +373,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         // All of `Δ` as the one tangent of every node: one "token" `tokens · hidden` wide.
         let dx = b.token_tangents(delta, alphas.len(), 1, tokens * h, 0..1)?;
         let batch = Batch { steps: alphas.len(), tangents: 1, tokens };
-        let (y, dy) = self.jvp_layers(&x, &dx, from, batch, &|| {})?;
+        let (y, dy) = self.jvp_layers(&x, &dx, from, batch, &|| Ok(()))?;
         let slopes = pool_jvp(b, self.pooling, &y, &dy, batch, h)?;
         Ok((b.download(&self.pool(&y, alphas.len(), tokens)?)?, b.download(&slopes)?))
     }

@@ -319,9 +319,9 @@ pub fn structured_pass_equals_plain_path<B: Backend>(b: &B, fixture: &str) {
         for directions in [0..t, 1..3] {
             let batch = simattr::backend::Batch { steps: 2, tangents: directions.len(), tokens: t };
             let structured =
-                encoder.pooled_token_jvp(&primals, &delta, directions.clone(), layer, batch, &|| ()).unwrap();
+                encoder.pooled_token_jvp(&primals, &delta, directions.clone(), layer, batch, &|| Ok(())).unwrap();
             let dense = b.token_tangents(&delta, 2, t, h, directions.clone()).unwrap();
-            let (states, d_states) = encoder.jvp_layers(&primals, &dense, layer, batch, &|| ()).unwrap();
+            let (states, d_states) = encoder.jvp_layers(&primals, &dense, layer, batch, &|| Ok(())).unwrap();
             let plain = pool_jvp(b, encoder.pooling, &states, &d_states, batch, h).unwrap();
             let (got, want) = (b.download(&structured).unwrap(), b.download(&plain).unwrap());
             let err = max_abs_diff(&got, &want) / max_abs(&want);
@@ -372,7 +372,7 @@ pub fn path_probe_is_the_derivative_along_the_path<B: Backend>(b: &B, fixture: &
         let primals = b.interpolate(&reference, &delta, &alphas).unwrap();
         let batch = simattr::backend::Batch { steps: alphas.len(), tangents: t, tokens: t };
         let token_tangents =
-            b.download(&encoder.pooled_token_jvp(&primals, &delta, 0..t, layer, batch, &|| ()).unwrap()).unwrap();
+            b.download(&encoder.pooled_token_jvp(&primals, &delta, 0..t, layer, batch, &|| Ok(())).unwrap()).unwrap();
         let summed: Vec<f64> = (0..alphas.len())
             .flat_map(|k| {
                 let rows = &token_tangents[k * t * h..(k + 1) * t * h];
