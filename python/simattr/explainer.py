@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any, Iterable, Mapping, Sequence, Tuple, Union
 
 import numpy as np
@@ -128,7 +129,7 @@ class Explainer:
         _check_text(b, "b")
         with progress_bar(None, "integrating", self.progress) as bar:
             text, matrix = self._session.explain(a, b, bar.callback)
-        return Explanation(text, matrix)
+        return _warn_if_truncated(Explanation(text, matrix))
 
     def explain_batch(self, pairs: Iterable[Pair]) -> list[Explanation]:
         """Explains many pairs, each distinct text's attribution computed once.
@@ -146,7 +147,7 @@ class Explainer:
                     text, matrix = self._session.explain(a, b)
                 except Exception as error:
                     raise type(error)(f"pair {n}: {error}") from error
-                explanations.append(Explanation(text, matrix))
+                explanations.append(_warn_if_truncated(Explanation(text, matrix)))
                 bar.update(1)
         return explanations
 
@@ -168,7 +169,7 @@ class Explainer:
         with progress_bar(len(best), "explaining", self.progress and len(best) > 1) as bar:
             for rank, (document, _score) in enumerate(best, start=1):
                 text, matrix = self._session.explain(query, documents[document])
-                explanations.append(Explanation(text, matrix, rank=rank, document=document))
+                explanations.append(_warn_if_truncated(Explanation(text, matrix, rank=rank, document=document)))
                 bar.update(1)
         return explanations
 
@@ -197,6 +198,18 @@ class Explainer:
             f"Explainer(model={self.model_path!r}, backend={p['backend']!r}, layer={p.get('layer')}, "
             f"steps={p.get('steps')}, rule={p.get('rule')!r}, similarity={p.get('similarity')!r})"
         )
+
+
+def _warn_if_truncated(explanation: Explanation) -> Explanation:
+    """As ``simattr explain`` warns on stderr: a text cut at ``max_seq_length`` is explained
+    only up to the cut (``truncate=False`` refuses such texts instead)."""
+    document = explanation.to_dict()
+    for name in ("a", "b"):
+        cut_from = document[f"text_{name}"].get("truncated_from")
+        if cut_from is not None:
+            limit = document["provenance"]["max_seq_length"]
+            warnings.warn(f"text {name} has {cut_from} tokens; truncated to max_seq_length {limit}", stacklevel=3)
+    return explanation
 
 
 def _check_text(text: Any, name: str) -> str:

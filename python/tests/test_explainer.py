@@ -41,6 +41,10 @@ CASES = [
     ("tiny-xlm-roberta", dict(steps=10, backend="cpu-ref", precision="f64"),
      ["--steps", "10", "--backend", "cpu-ref", "--precision", "f64", "--words"]),
     ("tiny-mpnet-exact", dict(method="decomposition"), ["--method", "decomposition", "--words"]),
+    # The device backends from inside Python: the CUDA kernels on the CPU harness (whose
+    # thread-locals the module builds for a library loaded at run time) and WGSL on lavapipe.
+    ("tiny-bert", dict(steps=5, backend="cuda-emu"), ["--steps", "5", "--backend", "cuda-emu", "--words"]),
+    ("tiny-roberta", dict(steps=5, backend="wgpu"), ["--steps", "5", "--backend", "wgpu", "--words"]),
 ]
 
 
@@ -128,7 +132,11 @@ def test_bad_input_raises_clear_exceptions(tiny_bert, explainer, tmp_path):
         explainer.explain_batch([PAIR, ("only one",)])
     with pytest.raises(ValueError, match="top_k"):
         explainer.rank_and_explain("q", ["d"], top_k=-1)
-    # Too long without truncation: the engine's message names the text and the limit.
+    # Too long: cut with a warning by default, refused without truncation (the engine's message
+    # names the text and the limit).
+    with pytest.warns(UserWarning, match="text a has 42 tokens; truncated to max_seq_length 24"):
+        cut = explainer.explain(" ".join(["word"] * 40), "short")
+    assert len(cut.tokens_a) == 24
     strict = simattr.Explainer(str(tiny_bert), steps=3, truncate=False, progress=False)
     with pytest.raises(ValueError, match="over the model's max_seq_length 24"):
         strict.explain(" ".join(["word"] * 40), "short")
