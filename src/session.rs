@@ -12,7 +12,7 @@ use crate::attribution::{Explanation, Method, Mode, Progress, Quadrature, Rule, 
 use crate::backend::{Backend, BackendChoice, UseBackend};
 use crate::batch::{rank_documents, CacheStats, Item, Outcome, PairExplainer, Ranked};
 use crate::embed::embed_tokenized;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{SentenceModel, Tokenized};
 use crate::net::Encoder;
 use crate::output::json::ExplainJson;
@@ -95,9 +95,6 @@ pub trait Session: Send {
 
 /// Loads the model in `model_dir` on the backend `choice` names.
 pub fn open_session(model_dir: &Path, choice: &BackendChoice, options: SessionOptions) -> Result<Box<dyn Session>> {
-    if options.options.keep_jacobian {
-        return Err(Error::Internal("a session keeps no Jacobians".into()));
-    }
     let model = SentenceModel::load(model_dir)?;
     choice.open(Opener { model, options })?
 }

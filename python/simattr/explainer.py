@@ -203,11 +203,9 @@ class Explainer:
 def _warn_if_truncated(explanation: Explanation) -> Explanation:
     """As ``simattr explain`` warns on stderr: a text cut at ``max_seq_length`` is explained
     only up to the cut (``truncate=False`` refuses such texts instead)."""
-    document = explanation.to_dict()
-    for name in ("a", "b"):
-        cut_from = document[f"text_{name}"].get("truncated_from")
+    for name, cut_from in zip(("a", "b"), explanation.truncated_from):
         if cut_from is not None:
-            limit = document["provenance"]["max_seq_length"]
+            limit = explanation.provenance["max_seq_length"]
             warnings.warn(f"text {name} has {cut_from} tokens; truncated to max_seq_length {limit}", stacklevel=3)
     return explanation
 

@@ -150,6 +150,12 @@ class Explanation:
         """Text b as given (whole, even where it was truncated)."""
         return str(self._data["text_b"]["text"])
 
+    @property
+    def truncated_from(self) -> Tuple[Optional[int], Optional[int]]:
+        """For texts a and b, the token count before the cut at ``max_seq_length``, or None
+        for a text that was not cut."""
+        return (self._data["text_a"]["truncated_from"], self._data["text_b"]["truncated_from"])
+
     # --- The score and the completeness bookkeeping. ---
 
     @property

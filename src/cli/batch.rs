@@ -5,9 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use simattr::backend::{parse_memory, Backend};
-use simattr::batch::{
-    rank_documents, read_items, ErrorRecord, Existing, Format, Item, Outcome, PairExplainer, RecordWriter,
-};
+use simattr::batch::{rank_documents, read_items, Existing, Format, Item, Outcome, PairExplainer, RecordWriter};
 use simattr::net::Encoder;
 use simattr::output::{files, html};
 
@@ -196,7 +194,7 @@ fn write_error(
     error: String,
 ) -> anyhow::Result<()> {
     tally.errors += 1;
-    writer.append(&ErrorRecord { id: id.to_string(), line, error })?;
+    writer.append_line(Outcome::failed(id, line, error).to_line()?)?;
     Ok(())
 }
 
