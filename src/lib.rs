@@ -20,5 +20,6 @@ pub mod net;
 pub mod output;
 pub mod params;
 pub mod session;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -125,6 +125,10 @@ enum Command {
     /// against documents (`--query`, `--docs`): one JSON record per pair, each text's
     /// attribution computed once.
     Batch(cli::batch::BatchArgs),
+    /// Fine-tune a sentence-transformers model into an exact model: the output token states of
+    /// the same-length reference input are subtracted before pooling (e(r) = 0), so its
+    /// attributions add up to the score itself. Runs on the CPU.
+    Train(cli::train::TrainArgs),
     /// How fast each quadrature rule converges on A and B: the completeness error and each
     /// text's identity error against the number of steps, and how long each took.
     Convergence {
@@ -200,6 +204,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         adapters.iter().for_each(|line| println!("{line}"));
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Train(args) = cli.command {
+        if cli.backend != "cpu" || cli.precision.is_some() || cli.primal.is_some() || cli.device.is_some() {
+            anyhow::bail!("train runs on the cpu backend in f32 (weight gradients are not on the GPU backends yet); leave out --backend, --precision, --primal and --device");
+        }
+        return cli::train::run(args, cli.threads);
     }
     let kind: BackendKind = cli.backend.parse()?;
     let precision = cli.precision.as_deref().map(str::parse::<Precision>).transpose()?;
@@ -426,6 +436,7 @@ fn run_on<B: Backend>(backend: &B, command: Command) -> anyhow::Result<ExitCode>
             leave_to_exit((encoder, model));
         }
         Command::Batch(args) => return cli::batch::run(backend, args),
+        Command::Train(_) => unreachable!("train runs before a backend is opened"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -212,3 +212,193 @@ impl EncoderParams<HostTensor> {
         })
     }
 }
+
+impl HostTensor {
+    /// The values, writable: a tensor read in place from a file map is copied into memory
+    /// first (training updates every parameter).
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        if let Values::Mapped { .. } = self.values {
+            self.values = Values::Owned(self.data().to_vec());
+        }
+        match &mut self.values {
+            Values::Owned(data) => data,
+            Values::Mapped { .. } => unreachable!("copied into memory above"),
+        }
+    }
+}
+
+/// `W` or `b` of a dense layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinearPart {
+    Weight,
+    Bias,
+}
+
+/// `γ` or `β` of a LayerNorm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NormPart {
+    Gamma,
+    Beta,
+}
+
+/// One tensor of an encoder layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LayerSlot {
+    Qkv(LinearPart),
+    AttentionOut(LinearPart),
+    AttentionNorm(NormPart),
+    FfnIn(LinearPart),
+    FfnOut(LinearPart),
+    FfnNorm(NormPart),
+}
+
+impl LayerSlot {
+    pub const ALL: [LayerSlot; 12] = [
+        LayerSlot::Qkv(LinearPart::Weight),
+        LayerSlot::Qkv(LinearPart::Bias),
+        LayerSlot::AttentionOut(LinearPart::Weight),
+        LayerSlot::AttentionOut(LinearPart::Bias),
+        LayerSlot::AttentionNorm(NormPart::Gamma),
+        LayerSlot::AttentionNorm(NormPart::Beta),
+        LayerSlot::FfnIn(LinearPart::Weight),
+        LayerSlot::FfnIn(LinearPart::Bias),
+        LayerSlot::FfnOut(LinearPart::Weight),
+        LayerSlot::FfnOut(LinearPart::Bias),
+        LayerSlot::FfnNorm(NormPart::Gamma),
+        LayerSlot::FfnNorm(NormPart::Beta),
+    ];
+}
+
+/// One trainable tensor of the encoder: where a gradient goes, and what an optimiser updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    WordEmbeddings,
+    PositionEmbeddings,
+    TokenTypeEmbeddings,
+    EmbeddingNorm(NormPart),
+    Layer(usize, LayerSlot),
+    /// MPNet's relative position bias table.
+    RelativeBias,
+}
+
+impl Slot {
+    /// Whether AdamW decays this tensor: sentence-transformers' `fit` exempts every parameter
+    /// whose name contains "bias" or "LayerNorm", which leaves the dense weights and the
+    /// embedding tables (MPNet's `relative_attention_bias` is exempt by its name).
+    pub fn decays(self) -> bool {
+        match self {
+            Slot::WordEmbeddings | Slot::PositionEmbeddings | Slot::TokenTypeEmbeddings => true,
+            Slot::Layer(_, LayerSlot::Qkv(part) | LayerSlot::AttentionOut(part)) => part == LinearPart::Weight,
+            Slot::Layer(_, LayerSlot::FfnIn(part) | LayerSlot::FfnOut(part)) => part == LinearPart::Weight,
+            Slot::EmbeddingNorm(_) | Slot::Layer(..) | Slot::RelativeBias => false,
+        }
+    }
+}
+
+impl<T> Linear<T> {
+    fn part(&self, part: LinearPart) -> &T {
+        match part {
+            LinearPart::Weight => &self.weight,
+            LinearPart::Bias => &self.bias,
+        }
+    }
+    fn part_mut(&mut self, part: LinearPart) -> &mut T {
+        match part {
+            LinearPart::Weight => &mut self.weight,
+            LinearPart::Bias => &mut self.bias,
+        }
+    }
+}
+
+impl<T> Norm<T> {
+    fn part(&self, part: NormPart) -> &T {
+        match part {
+            NormPart::Gamma => &self.gamma,
+            NormPart::Beta => &self.beta,
+        }
+    }
+    fn part_mut(&mut self, part: NormPart) -> &mut T {
+        match part {
+            NormPart::Gamma => &mut self.gamma,
+            NormPart::Beta => &mut self.beta,
+        }
+    }
+}
+
+impl<T> LayerParams<T> {
+    pub fn slot(&self, slot: LayerSlot) -> &T {
+        match slot {
+            LayerSlot::Qkv(p) => self.qkv.part(p),
+            LayerSlot::AttentionOut(p) => self.attention_out.part(p),
+            LayerSlot::AttentionNorm(p) => self.attention_norm.part(p),
+            LayerSlot::FfnIn(p) => self.ffn_in.part(p),
+            LayerSlot::FfnOut(p) => self.ffn_out.part(p),
+            LayerSlot::FfnNorm(p) => self.ffn_norm.part(p),
+        }
+    }
+    pub fn slot_mut(&mut self, slot: LayerSlot) -> &mut T {
+        match slot {
+            LayerSlot::Qkv(p) => self.qkv.part_mut(p),
+            LayerSlot::AttentionOut(p) => self.attention_out.part_mut(p),
+            LayerSlot::AttentionNorm(p) => self.attention_norm.part_mut(p),
+            LayerSlot::FfnIn(p) => self.ffn_in.part_mut(p),
+            LayerSlot::FfnOut(p) => self.ffn_out.part_mut(p),
+            LayerSlot::FfnNorm(p) => self.ffn_norm.part_mut(p),
+        }
+    }
+}
+
+impl<T> EncoderParams<T> {
+    /// The tensor in `slot` as this tree holds it (`None` for MPNet's relative bias table,
+    /// which stays a host tensor in every tree).
+    pub fn uploaded_mut(&mut self, slot: Slot) -> Option<&mut T> {
+        let e = &mut self.embeddings;
+        match slot {
+            Slot::WordEmbeddings => Some(&mut e.word),
+            Slot::PositionEmbeddings => Some(&mut e.position),
+            Slot::TokenTypeEmbeddings => e.token_type.as_mut(),
+            Slot::EmbeddingNorm(p) => Some(e.norm.part_mut(p)),
+            Slot::Layer(l, s) => self.layers.get_mut(l).map(|layer| layer.slot_mut(s)),
+            Slot::RelativeBias => None,
+        }
+    }
+}
+
+impl EncoderParams<HostTensor> {
+    /// Every trainable tensor, in a fixed order (embeddings, layers bottom up, the relative
+    /// bias): the order of gradients, optimiser state and checkpoints.
+    pub fn slots(&self) -> Vec<Slot> {
+        let mut slots = vec![Slot::WordEmbeddings, Slot::PositionEmbeddings];
+        if self.embeddings.token_type.is_some() {
+            slots.push(Slot::TokenTypeEmbeddings);
+        }
+        slots.extend([Slot::EmbeddingNorm(NormPart::Gamma), Slot::EmbeddingNorm(NormPart::Beta)]);
+        for l in 0..self.layers.len() {
+            slots.extend(LayerSlot::ALL.map(|s| Slot::Layer(l, s)));
+        }
+        if self.relative_attention_bias.is_some() {
+            slots.push(Slot::RelativeBias);
+        }
+        slots
+    }
+
+    /// The tensor in `slot`, if this encoder has one there.
+    pub fn get(&self, slot: Slot) -> Option<&HostTensor> {
+        let e = &self.embeddings;
+        match slot {
+            Slot::WordEmbeddings => Some(&e.word),
+            Slot::PositionEmbeddings => Some(&e.position),
+            Slot::TokenTypeEmbeddings => e.token_type.as_ref(),
+            Slot::EmbeddingNorm(p) => Some(e.norm.part(p)),
+            Slot::Layer(l, s) => self.layers.get(l).map(|layer| layer.slot(s)),
+            Slot::RelativeBias => self.relative_attention_bias.as_ref(),
+        }
+    }
+
+    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut HostTensor> {
+        match slot {
+            Slot::RelativeBias => self.relative_attention_bias.as_mut(),
+            _ => self.uploaded_mut(slot),
+        }
+    }
+}

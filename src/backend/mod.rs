@@ -18,6 +18,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod gpu;
+mod gradients;
 mod open;
 pub mod reference;
 mod settings;
@@ -25,6 +26,7 @@ pub mod wgpu;
 
 use std::ops::Range;
 
+pub use gradients::WeightGradients;
 pub use open::{BackendChoice, UseBackend};
 pub use settings::{parse_memory, BackendKind, BackendSettings, Precision};
 

@@ -3,6 +3,8 @@
 //! is tested against, so it favours obviousness over speed; the only concession is splitting
 //! independent rows across threads.
 
+mod gradients;
+
 use std::marker::PhantomData;
 use std::ops::Range;
 

@@ -2,6 +2,7 @@
 //! `explain` and `batch`, and the progress bars.
 
 pub mod batch;
+pub mod train;
 
 use simattr::attribution::words::WordMerge;
 use simattr::attribution::{Similarity, TextOptions};

@@ -50,6 +50,9 @@ pub struct SentenceModel {
     /// An exact model (`SHIFTED_REFERENCE_MODULE` listed): the output token states of the
     /// reference input of the same length are subtracted before pooling, so `e(r) = 0`.
     pub shifted_reference: bool,
+    /// The Transformer module's folder (config, tokenizer, weights) and the Pooling module's.
+    pub encoder_dir: PathBuf,
+    pub pooling_dir: PathBuf,
     pub max_seq_length: usize,
     pub tokenizer: TextTokenizer,
     pub params: EncoderParams<HostTensor>,
@@ -155,6 +158,8 @@ impl SentenceModel {
             pooling,
             normalize,
             shifted_reference,
+            pooling_dir: dir.join(&pooling_module.path),
+            encoder_dir,
             max_seq_length,
             tokenizer,
             params,

@@ -14,8 +14,10 @@ use crate::net::layer::{
     last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_forward_taped, layer_jvp, layer_vjp,
     layer_vjp_split, CotangentsIn, LayerShape, SplitCotangents, TangentsIn,
 };
+use crate::net::packing::Packing;
 use crate::net::pooling::{pool, pool_host, pool_jvp, pool_vjp};
-use crate::params::EncoderParams;
+use crate::net::relative_bias;
+use crate::params::{EncoderParams, HostTensor};
 
 /// The form reverse mode leaves the attributed layer's input cotangents in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +65,21 @@ pub struct Encoder<'b, B: Backend> {
 impl<'b, B: Backend> Encoder<'b, B> {
     /// Uploads the model's weights to `backend`, each told its role.
     pub fn new(backend: &'b B, model: &SentenceModel) -> Result<Self> {
-        let params = model.params.try_map(|t, role| backend.upload(t.data(), role))?;
+        Self::with_params(backend, model, &model.params, model.shifted_reference)
+    }
+
+    /// `new` with other weights of the same shapes (a training run's current ones), shifting
+    /// the reference or not.
+    pub fn with_params(
+        backend: &'b B,
+        model: &SentenceModel,
+        params: &EncoderParams<HostTensor>,
+        shifted_reference: bool,
+    ) -> Result<Self> {
+        let params = params.try_map(|t, role| backend.upload(t.data(), role))?;
         let config = model.config.clone();
         let positions = config.position_ids();
-        let shifted_reference = model.shifted_reference.then(|| model.tokenizer.reference_framing());
+        let shifted_reference = shifted_reference.then(|| model.tokenizer.reference_framing());
         Ok(Encoder {
             backend,
             config,
@@ -90,15 +103,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
             return Ok(Some(bias.clone()));
         }
         let heads = self.config.num_heads;
-        let mut bias = vec![0.0f32; heads * tokens * tokens];
-        for i in 0..tokens {
-            for j in 0..tokens {
-                let row = &table.data()[buckets.bucket(j as i64 - i as i64) * heads..][..heads];
-                for (h, &value) in row.iter().enumerate() {
-                    bias[(h * tokens + i) * tokens + j] = value;
-                }
-            }
-        }
+        let bias = relative_bias::score_bias(buckets, table.data(), heads, tokens);
         let bias = Arc::new(self.backend.upload(&bias, Role::ScoreBias { heads, tokens })?);
         *cached = Some((tokens, bias.clone()));
         Ok(Some(bias))
@@ -397,44 +402,29 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// gathered into that layout with the padding masked out of the keys (padded query rows
     /// are computed and dropped). Each result is that of the text alone.
     fn pooled_packed(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f64>>> {
-        let (seqs, h, b) = (texts.len(), self.hidden(), self.backend);
-        let tokens = texts.iter().map(|ids| ids.len()).max().unwrap_or(0);
-        if seqs == 0 || tokens == 0 || texts.iter().any(|ids| ids.is_empty()) {
-            return Err(Error::argument("texts", "every text needs at least one token"));
-        }
-        self.check_tokens(tokens)?;
-        let starts: Vec<usize> =
-            texts.iter().scan(0, |start, ids| Some(std::mem::replace(start, *start + ids.len()))).collect();
+        let (h, b) = (self.hidden(), self.backend);
+        let packing = Packing::new(b, &texts.iter().map(|ids| ids.len()).collect::<Vec<_>>())?;
+        self.check_tokens(packing.tokens)?;
         let ids: Vec<u32> = texts.concat();
         let positions: Vec<u32> = texts.iter().flat_map(|ids| self.positions.for_ids(ids)).collect();
-        // Row of the packed rows that each padded slot reads (a pad repeats its text's last
-        // row; it is masked as a key and dropped as a query), and the padded slot of each row.
-        let mut padded_rows = Vec::with_capacity(seqs * tokens);
-        let mut mask = vec![0.0f32; seqs * tokens];
-        let mut packed_rows = Vec::with_capacity(ids.len());
-        for (s, (text, &start)) in texts.iter().zip(&starts).enumerate() {
-            padded_rows.extend((0..tokens).map(|t| (start + t.min(text.len() - 1)) as u32));
-            mask[s * tokens..][..text.len()].fill(1.0);
-            packed_rows.extend((0..text.len()).map(|t| (s * tokens + t) as u32));
-        }
-        let key_mask = b.upload(&mask, Role::KeyMask { seqs, tokens })?;
         // Padding sits after each text, so a text's relative positions are those it has alone.
-        let bias = self.score_bias(tokens)?;
-        let scores = ScoreMods { bias: bias.as_deref(), key_mask: Some(&key_mask) };
+        let bias = self.score_bias(packing.tokens)?;
+        let scores = packing.scores(bias.as_deref());
         let attend = |qkv: &B::Tensor| -> Result<B::Tensor> {
-            let padded = b.gather_rows(qkv, 3 * h, &padded_rows)?;
-            let (ctx, _) = b.attention(&padded, seqs, tokens, self.shape().heads, scores)?;
-            b.gather_rows(&ctx, h, &packed_rows)
+            let padded = packing.to_padded(b, qkv, 3 * h)?;
+            let (ctx, _) = b.attention(&padded, packing.seqs, packing.tokens, self.shape().heads, scores)?;
+            packing.to_packed(b, &ctx, h)
         };
         let mut x = self.embed_rows(&ids, &positions)?;
         for params in &self.params.layers {
             x = layer_forward_rows(b, params, self.shape(), &x, ids.len(), attend)?;
         }
         let states = b.download(&x)?;
-        let pooled = texts
+        let pooled = packing
+            .lengths
             .iter()
-            .zip(&starts)
-            .map(|(text, &start)| pool_host(self.pooling, &states[start * h..(start + text.len()) * h], h));
+            .zip(&packing.starts)
+            .map(|(&len, &start)| pool_host(self.pooling, &states[start * h..(start + len) * h], h));
         Ok(pooled.collect())
     }
 

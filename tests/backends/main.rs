@@ -4,11 +4,16 @@
 //!   `CpuReference<f64>` on random shapes; the tiny fixtures (BERT, MPNet, RoBERTa,
 //!   XLM-RoBERTa; mean, CLS and max pooling) end to end against the PyTorch goldens;
 //!   completeness and its convergence rate; independence of threads and passes.
+//! - Tier 1, weight gradients (`weight_grads`): the `WeightGradients` ops training adds (the
+//!   dense layer's and LayerNorm's weight gradients, `mul`, attention with dropout and its VJP)
+//!   against `CpuReference<f64>`, with their adjoint identities; on the CPU backends, the ones
+//!   that implement `WeightGradients`.
 //! - Tier 2 (`real_model`): the real all-MiniLM-L6-v2 goldens (CPU backends, in CI), and the
 //!   real all-mpnet-base-v2 goldens on the backends fast enough for its 768-wide layers.
 //! - `oracle`: `CpuReference<f64>` itself against the float64 goldens, at 1e-10.
 //!
-//! A backend joins the suite with one line in the `backend_suite!` list at the bottom.
+//! A backend joins the suite with one line in the `backend_suite!` list at the bottom, and the
+//! weight gradients by implementing `WeightGradients` and adding one line to `gradient_suite!`.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -18,6 +23,7 @@ mod ops;
 mod oracle;
 mod real_model;
 mod vjp;
+mod weight_grads;
 
 /// Per-op tolerance: relative max-norm error against `CpuReference<f64>` (design.md §3).
 pub const F32_OP_TOLERANCE: f64 = 1e-5;
@@ -192,5 +198,37 @@ backend_suite! {
     // The CUDA kernels, run as C++ on the CPU execution harness (kernels/emu).
     cuda_emu_f32 => |settings| {
         simattr::backend::cuda::CudaEmuBackend::emulated(settings, simattr::backend::Precision::F32).expect("the CUDA harness")
+    };
+}
+
+/// The weight-gradient tests of every backend that implements `WeightGradients`, in a module
+/// of their own beside `backend_suite!`'s (`weight_gradients::cpu_f32::…`).
+macro_rules! gradient_suite {
+    ($($name:ident => $make:expr;)*) => {
+        mod weight_gradients {$(
+            mod $name {
+                use simattr::backend::{BackendSettings, WeightGradients};
+
+                fn default() -> impl WeightGradients {
+                    let make: fn(BackendSettings) -> _ = $make;
+                    make(BackendSettings::default())
+                }
+
+                #[test] fn linear_weight_grad() { crate::weight_grads::linear_weight_grad(&default()) }
+                #[test] fn layer_norm_weight_grad() { crate::weight_grads::layer_norm_weight_grad(&default()) }
+                #[test] fn mul() { crate::weight_grads::mul(&default()) }
+                #[test] fn attention_dropout() { crate::weight_grads::attention_dropout(&default()) }
+                #[test] fn attention_dropout_vjp() { crate::weight_grads::attention_dropout_vjp(&default()) }
+            }
+        )*}
+    };
+}
+
+gradient_suite! {
+    cpu_reference_f32 => |settings| simattr::backend::reference::CpuReference::<f32>::with_settings(settings);
+    cpu_f32 => |settings| simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend");
+    cpu_f32_primal_f32 => |settings| {
+        let settings = settings.with_primal(simattr::backend::Precision::F32);
+        simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend")
     };
 }

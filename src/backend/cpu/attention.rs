@@ -25,7 +25,7 @@ use crate::backend::{Batch, Heads, ScoreMods};
 
 /// `y += a · x`.
 #[inline]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+pub(super) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, &x) in y.iter_mut().zip(x) {
         *y += a * x;
     }
@@ -34,7 +34,7 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 /// `a · b` over eight fixed lanes, which the compiler keeps in SIMD registers (a plain running
 /// sum would have to stay scalar to keep its order).
 #[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
@@ -49,7 +49,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Head `h`'s `d` features of part `part` (0 = q, 1 = k, 2 = v) in every row of a sequence's
 /// `[T, 3·width]` block; `row(j)` is token `j`'s slice.
 #[derive(Clone, Copy)]
-struct Part<'a> {
+pub(super) struct Part<'a> {
     rows: &'a [f32],
     offset: usize,
     dim: usize,
@@ -57,13 +57,13 @@ struct Part<'a> {
 }
 
 impl<'a> Part<'a> {
-    fn new(rows: &'a [f32], part: usize, h: usize, heads: Heads) -> Self {
+    pub(super) fn new(rows: &'a [f32], part: usize, h: usize, heads: Heads) -> Self {
         let w = heads.width();
         Part { rows, offset: part * w + h * heads.dim, dim: heads.dim, stride: 3 * w }
     }
 
     #[inline]
-    fn row(&self, j: usize) -> &'a [f32] {
+    pub(super) fn row(&self, j: usize) -> &'a [f32] {
         &self.rows[j * self.stride + self.offset..][..self.dim]
     }
 }

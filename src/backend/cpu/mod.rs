@@ -12,6 +12,7 @@ mod elementwise;
 mod gelu;
 mod gemm;
 mod gemm_mixed;
+mod gradients;
 mod norm;
 mod pool;
 mod pooled_norm;

@@ -1,0 +1,149 @@
+//! The reference's weight gradients: plain loops, every sum in f64.
+
+use super::{check_len, dot, for_each_row, head_slice, CpuReference, Part, Scalar};
+use crate::backend::{AttentionSaved, Backend, Heads, NormSaved, ScoreMods, WeightGradients};
+use crate::error::Result;
+
+impl<S: Scalar> WeightGradients for CpuReference<S> {
+    fn upload_f64(&self, data: &[f64]) -> Result<Vec<S>> {
+        Ok(data.iter().map(|&v| S::of(v)).collect())
+    }
+
+    fn linear_weight_grad(
+        &self,
+        x: &Vec<S>,
+        dy: &Vec<S>,
+        rows: usize,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> Result<(Vec<S>, Vec<S>)> {
+        check_len("linear_weight_grad input", x.len(), rows * in_dim);
+        check_len("linear_weight_grad cotangents", dy.len(), rows * out_dim);
+        let mut dw = vec![S::default(); out_dim * in_dim];
+        for_each_row(&mut dw, in_dim, self.threads, |o, out| {
+            for (i, slot) in out.iter_mut().enumerate() {
+                *slot = S::of((0..rows).map(|r| dy[r * out_dim + o].get() * x[r * in_dim + i].get()).sum());
+            }
+        });
+        let db = (0..out_dim).map(|o| S::of((0..rows).map(|r| dy[r * out_dim + o].get()).sum())).collect();
+        Ok((dw, db))
+    }
+
+    fn layer_norm_weight_grad(
+        &self,
+        saved: &NormSaved<Vec<S>>,
+        dy: &Vec<S>,
+        rows: usize,
+        width: usize,
+    ) -> Result<(Vec<S>, Vec<S>)> {
+        check_len("layer_norm_weight_grad cotangents", dy.len(), rows * width);
+        check_len("layer_norm_weight_grad saved", saved.normalized.len(), rows * width);
+        let column_sum = |f: &dyn Fn(usize) -> f64| S::of((0..rows).map(f).sum());
+        let d_gamma = (0..width)
+            .map(|c| column_sum(&|r| dy[r * width + c].get() * saved.normalized[r * width + c].get()))
+            .collect();
+        let d_beta = (0..width).map(|c| column_sum(&|r| dy[r * width + c].get())).collect();
+        Ok((d_gamma, d_beta))
+    }
+
+    fn mul(&self, a: &Vec<S>, b: &Vec<S>) -> Result<Vec<S>> {
+        check_len("mul", b.len(), a.len());
+        Ok(a.iter().zip(b).map(|(x, y)| S::of(x.get() * y.get())).collect())
+    }
+
+    fn attention_dropout(
+        &self,
+        qkv: &Vec<S>,
+        seqs: usize,
+        tokens: usize,
+        heads: Heads,
+        scores: ScoreMods<'_, Vec<S>>,
+        keep: Option<&Vec<S>>,
+    ) -> Result<(Vec<S>, AttentionSaved<Vec<S>>)> {
+        let (ctx, saved) = self.attention(qkv, seqs, tokens, heads, scores)?;
+        let Some(keep) = keep else { return Ok((ctx, saved)) };
+        let (t, w, d) = (tokens, heads.width(), heads.dim);
+        check_len("attention dropout mask", keep.len(), saved.probs.len());
+        let kept = |s: usize, h: usize, i: usize, j: usize| {
+            let at = ((s * heads.count + h) * t + i) * t + j;
+            saved.probs[at].get() * keep[at].get()
+        };
+        let mut out = vec![S::default(); seqs * t * w];
+        for_each_row(&mut out, t * w, self.threads, |s, o_seq| {
+            for h in 0..heads.count {
+                for i in 0..t {
+                    for c in 0..d {
+                        let acc: f64 = (0..t)
+                            .map(|j| kept(s, h, i, j) * head_slice(qkv, Part::Value, s * t + j, h, heads)[c].get())
+                            .sum();
+                        o_seq[i * w + h * d + c] = S::of(acc);
+                    }
+                }
+            }
+        });
+        Ok((out, saved))
+    }
+
+    fn attention_dropout_vjp(
+        &self,
+        qkv: &Vec<S>,
+        saved: &AttentionSaved<Vec<S>>,
+        keep: Option<&Vec<S>>,
+        dctx: &Vec<S>,
+        seqs: usize,
+        tokens: usize,
+        heads: Heads,
+    ) -> Result<(Vec<S>, Vec<S>)> {
+        let (t, w, d) = (tokens, heads.width(), heads.dim);
+        check_len("qkv", qkv.len(), seqs * t * 3 * w);
+        check_len("context cotangents", dctx.len(), seqs * t * w);
+        check_len("saved probabilities", saved.probs.len(), seqs * heads.count * t * t);
+        if let Some(keep) = keep {
+            check_len("attention dropout mask", keep.len(), saved.probs.len());
+        }
+        let scale = 1.0 / (d as f64).sqrt();
+        // S̄ of every sequence, `[seqs, heads, T, T]`, summed over the sequences at the end.
+        let mut d_scores = vec![0.0f64; seqs * heads.count * t * t];
+        for s in 0..seqs {
+            for h in 0..heads.count {
+                let at = |i: usize, j: usize| ((s * heads.count + h) * t + i) * t + j;
+                let p = |i: usize, j: usize| saved.probs[at(i, j)].get();
+                let mask = |i: usize, j: usize| keep.map_or(1.0, |k| k[at(i, j)].get());
+                let d_out = |i: usize| &dctx[(s * t + i) * w + h * d..][..d];
+                for i in 0..t {
+                    let dp: Vec<f64> = (0..t)
+                        .map(|j| dot(d_out(i), head_slice(qkv, Part::Value, s * t + j, h, heads)) * mask(i, j))
+                        .collect();
+                    let mean: f64 = (0..t).map(|j| p(i, j) * dp[j]).sum();
+                    for j in 0..t {
+                        d_scores[at(i, j)] = p(i, j) * (dp[j] - mean);
+                    }
+                }
+            }
+        }
+        let mut dqkv = vec![S::default(); seqs * t * 3 * w];
+        for_each_row(&mut dqkv, t * 3 * w, self.threads, |s, out| {
+            for h in 0..heads.count {
+                let at = |i: usize, j: usize| ((s * heads.count + h) * t + i) * t + j;
+                let part = |part: Part, j: usize| head_slice(qkv, part, s * t + j, h, heads);
+                let kept = |i: usize, j: usize| saved.probs[at(i, j)].get() * keep.map_or(1.0, |k| k[at(i, j)].get());
+                for a in 0..t {
+                    let row = &mut out[a * 3 * w..(a + 1) * 3 * w];
+                    for c in 0..d {
+                        let dq: f64 = (0..t).map(|j| d_scores[at(a, j)] * part(Part::Key, j)[c].get()).sum();
+                        let dk: f64 = (0..t).map(|i| d_scores[at(i, a)] * part(Part::Query, i)[c].get()).sum();
+                        let dv: f64 = (0..t).map(|i| kept(i, a) * dctx[(s * t + i) * w + h * d + c].get()).sum();
+                        row[h * d + c] = S::of(dq * scale);
+                        row[w + h * d + c] = S::of(dk * scale);
+                        row[2 * w + h * d + c] = S::of(dv);
+                    }
+                }
+            }
+        });
+        let mut bias_grad = vec![0.0f64; heads.count * t * t];
+        for chunk in d_scores.chunks_exact(heads.count * t * t) {
+            bias_grad.iter_mut().zip(chunk).for_each(|(g, v)| *g += v);
+        }
+        Ok((dqkv, bias_grad.into_iter().map(S::of).collect()))
+    }
+}

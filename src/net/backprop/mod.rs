@@ -1,0 +1,238 @@
+//! Training's pass through the encoder: forward over a packed batch of texts with dropout,
+//! keeping a tape, then backward from the cotangents of each text's pooled vector to the
+//! gradient of every parameter. The same network as `net::encoder` (embeddings, the post-LN
+//! layers, pooling), written for one cotangent per text and for weight gradients; the ops come
+//! from `Backend` and `WeightGradients`.
+
+mod grads;
+mod layer;
+
+pub use grads::Gradients;
+pub use layer::LayerMasks;
+
+use std::collections::BTreeMap;
+
+use self::layer::{layer_backward, layer_forward, rows_batch, LayerTape};
+use crate::backend::{Heads, NormSaved, Role, WeightGradients};
+use crate::error::{Error, Result};
+use crate::model::{EncoderConfig, Pooling, PositionIds};
+use crate::net::layer::LayerShape;
+use crate::net::packing::Packing;
+use crate::net::relative_bias;
+use crate::params::{EncoderParams, HostTensor, NormPart, Slot};
+
+/// Where dropout masks come from: `mask(len)` gives `len` values, `1/(1 − p)` where kept and
+/// 0 where dropped (the training loop draws them from its seeded generator).
+pub trait MaskSource {
+    fn mask(&mut self, len: usize) -> Vec<f32>;
+}
+
+/// The encoder's shape and conventions, for training passes over any weights.
+pub struct TrainingNet<'b, B: WeightGradients> {
+    pub backend: &'b B,
+    config: EncoderConfig,
+    pooling: Pooling,
+    positions: PositionIds,
+}
+
+/// What one forward pass leaves for the backward pass.
+pub struct ForwardPass<T> {
+    packing: Packing<T>,
+    ids: Vec<u32>,
+    positions: Vec<u32>,
+    embedding_norm: NormSaved<T>,
+    embedding_mask: Option<T>,
+    layers: Vec<LayerTape<T>>,
+    /// The output token states, `[rows, hidden]`, on the host.
+    states: Vec<f64>,
+}
+
+impl<T> ForwardPass<T> {
+    /// Each text's output token states, `[tokens, hidden]`.
+    pub fn states(&self, text: usize, hidden: usize) -> &[f64] {
+        let (start, len) = (self.packing.starts[text], self.packing.lengths[text]);
+        &self.states[start * hidden..(start + len) * hidden]
+    }
+}
+
+impl<'b, B: WeightGradients> TrainingNet<'b, B> {
+    pub fn new(backend: &'b B, config: &EncoderConfig, pooling: Pooling) -> Result<Self> {
+        if pooling == Pooling::Max {
+            return Err(Error::argument("model", "training supports mean and CLS pooling, not max"));
+        }
+        Ok(TrainingNet { backend, config: config.clone(), pooling, positions: config.position_ids() })
+    }
+
+    fn shape(&self) -> LayerShape {
+        LayerShape {
+            hidden: self.config.hidden_size,
+            ffn: self.config.intermediate_size,
+            heads: Heads { count: self.config.num_heads, dim: self.config.head_dim() },
+            eps: self.config.layer_norm_eps,
+        }
+    }
+
+    /// The score bias of the padded layout (MPNet's relative position bias), if any.
+    fn score_bias(&self, params: &EncoderParams<B::Tensor>, tokens: usize) -> Result<Option<B::Tensor>> {
+        let (Some(buckets), Some(table)) = (self.config.relative_buckets, &params.relative_attention_bias) else {
+            return Ok(None);
+        };
+        let heads = self.config.num_heads;
+        let bias = relative_bias::score_bias(buckets, table.data(), heads, tokens);
+        Ok(Some(self.backend.upload(&bias, Role::ScoreBias { heads, tokens })?))
+    }
+
+    /// Forward over `texts` (token ids, any lengths) with dropout masks from `dropout`.
+    pub fn forward(
+        &self,
+        params: &EncoderParams<B::Tensor>,
+        texts: &[&[u32]],
+        mut dropout: Option<&mut dyn MaskSource>,
+    ) -> Result<ForwardPass<B::Tensor>> {
+        let (b, h, shape) = (self.backend, self.config.hidden_size, self.shape());
+        let packing = Packing::new(b, &texts.iter().map(|t| t.len()).collect::<Vec<_>>())?;
+        if packing.tokens > self.config.max_tokens() {
+            return Err(Error::argument(
+                "texts",
+                format!("a text has {} tokens, the model takes at most {}", packing.tokens, self.config.max_tokens()),
+            ));
+        }
+        let (rows, seqs, tokens) = (packing.rows(), packing.seqs, packing.tokens);
+        let ids: Vec<u32> = texts.concat();
+        let positions: Vec<u32> = texts.iter().flat_map(|t| self.positions.for_ids(t)).collect();
+        let mut upload_mask = |len: usize| -> Result<Option<B::Tensor>> {
+            match dropout.as_deref_mut() {
+                Some(source) => Ok(Some(b.upload(&source.mask(len), Role::Activations { len })?)),
+                None => Ok(None),
+            }
+        };
+
+        let e = &params.embeddings;
+        let mut x = b.add(&b.gather_rows(&e.word, h, &ids)?, &b.gather_rows(&e.position, h, &positions)?)?;
+        if let Some(types) = &e.token_type {
+            x = b.add(&x, &b.gather_rows(types, h, &vec![0; rows])?)?;
+        }
+        let (mut x, embedding_norm) = b.layer_norm(&x, rows, h, &e.norm, self.config.layer_norm_eps)?;
+        let embedding_mask = upload_mask(rows * h)?;
+        if let Some(mask) = &embedding_mask {
+            x = b.mul(&x, mask)?;
+        }
+
+        let bias = self.score_bias(params, tokens)?;
+        let mut layers = Vec::with_capacity(params.layers.len());
+        for layer_params in &params.layers {
+            let masks = match upload_mask(seqs * shape.heads.count * tokens * tokens)? {
+                Some(probs) => Some(LayerMasks {
+                    probs,
+                    attention_out: upload_mask(rows * h)?.expect("dropout is on"),
+                    ffn_out: upload_mask(rows * h)?.expect("dropout is on"),
+                }),
+                None => None,
+            };
+            let (y, tape) = layer_forward(b, layer_params, shape, &packing, packing.scores(bias.as_ref()), x, masks)?;
+            layers.push(tape);
+            x = y;
+        }
+        let states = b.download(&x)?;
+        Ok(ForwardPass { packing, ids, positions, embedding_norm, embedding_mask, layers, states })
+    }
+
+    /// Each text's pooled vector (mean or CLS of its output states).
+    pub fn pooled(&self, pass: &ForwardPass<B::Tensor>) -> Vec<Vec<f64>> {
+        let h = self.config.hidden_size;
+        (0..pass.packing.seqs).map(|s| crate::net::pooling::pool_host(self.pooling, pass.states(s, h), h)).collect()
+    }
+
+    /// Backward from `d_pooled` (one cotangent `[hidden]` per text of the pass) to the
+    /// parameters: adds every gradient into `grads`. `relative_table` is where MPNet's table's
+    /// gradient goes (the table itself stays on the host).
+    pub fn backward(
+        &self,
+        params: &EncoderParams<B::Tensor>,
+        pass: &ForwardPass<B::Tensor>,
+        d_pooled: &[Vec<f64>],
+        grads: &mut Gradients,
+    ) -> Result<()> {
+        let (b, h, shape) = (self.backend, self.config.hidden_size, self.shape());
+        let packing = &pass.packing;
+        let rows = packing.rows();
+        if d_pooled.len() != packing.seqs {
+            return Err(Error::Internal(format!("{} pooled cotangents for {} texts", d_pooled.len(), packing.seqs)));
+        }
+        // Pooling's VJP on the host: mean spreads each text's cotangent over its rows, CLS puts
+        // it on the first.
+        let mut d_states = vec![0.0f64; rows * h];
+        for (s, d) in d_pooled.iter().enumerate() {
+            let (start, len) = (packing.starts[s], packing.lengths[s]);
+            let targets = match self.pooling {
+                Pooling::Cls => start..start + 1,
+                _ => start..start + len,
+            };
+            let share = if self.pooling == Pooling::Cls { 1.0 } else { 1.0 / len as f64 };
+            for r in targets {
+                d_states[r * h..(r + 1) * h].iter_mut().zip(d).for_each(|(o, v)| *o = v * share);
+            }
+        }
+        let mut dy = b.upload_f64(&d_states)?;
+
+        let mut bias_grad = vec![0.0f64; shape.heads.count * packing.tokens * packing.tokens];
+        for (l, (layer_params, tape)) in params.layers.iter().zip(&pass.layers).enumerate().rev() {
+            let (dx, layer_grads) = layer_backward(b, layer_params, shape, packing, tape, &dy)?;
+            for (slot, grad) in layer_grads.weights {
+                grads.add(Slot::Layer(l, slot), &b.download(&grad)?)?;
+            }
+            if params.relative_attention_bias.is_some() {
+                let g = b.download(&layer_grads.score_bias)?;
+                bias_grad.iter_mut().zip(&g).for_each(|(a, v)| *a += v);
+            }
+            dy = dx;
+        }
+        if let (Some(buckets), true) = (self.config.relative_buckets, params.relative_attention_bias.is_some()) {
+            let mut table = vec![0.0f64; buckets.buckets * shape.heads.count];
+            relative_bias::table_grad(buckets, &bias_grad, shape.heads.count, packing.tokens, &mut table);
+            grads.add(Slot::RelativeBias, &table)?;
+        }
+
+        // Embeddings: dropout, LayerNorm, then the three lookups' adjoints (a scatter into the
+        // rows the batch used).
+        let dropped = pass.embedding_mask.as_ref().map(|m| b.mul(&dy, m)).transpose()?;
+        let dy = dropped.as_ref().unwrap_or(&dy);
+        let (d_gamma, d_beta) = b.layer_norm_weight_grad(&pass.embedding_norm, dy, rows, h)?;
+        grads.add(Slot::EmbeddingNorm(NormPart::Gamma), &b.download(&d_gamma)?)?;
+        grads.add(Slot::EmbeddingNorm(NormPart::Beta), &b.download(&d_beta)?)?;
+        let d_sum = b.layer_norm_vjp(&pass.embedding_norm, &params.embeddings.norm, dy, rows_batch(rows), h)?;
+        let mut lookups =
+            vec![(Slot::WordEmbeddings, pass.ids.as_slice()), (Slot::PositionEmbeddings, &pass.positions)];
+        let type_ids = vec![0u32; rows];
+        if params.embeddings.token_type.is_some() {
+            lookups.push((Slot::TokenTypeEmbeddings, &type_ids));
+        }
+        // `transformers` builds the word table (and, where positions count after the padding,
+        // the position table) with `padding_idx`: the pad row receives no gradient and keeps
+        // its value, which the all-pad reference input relies on too.
+        let frozen_row = |slot: Slot| match (slot, self.positions) {
+            (Slot::WordEmbeddings, _) => Some(self.config.pad_token_id),
+            (Slot::PositionEmbeddings, PositionIds::AfterPadding { pad_id }) => Some(pad_id),
+            _ => None,
+        };
+        for (slot, ids) in lookups {
+            // Compact row numbers: the scatter's output is the rows used, not the whole table.
+            let used: BTreeMap<u32, u32> = ids.iter().map(|&id| (id, 0)).collect();
+            let used: BTreeMap<u32, u32> = used.keys().enumerate().map(|(n, &id)| (id, n as u32)).collect();
+            let compact: Vec<u32> = ids.iter().map(|id| used[id]).collect();
+            let table_rows = b.download(&b.scatter_rows(&d_sum, h, &compact, used.len())?)?;
+            for (&id, &n) in used.iter().filter(|(&id, _)| Some(id) != frozen_row(slot)) {
+                grads.add_row(slot, id as usize, h, &table_rows[n as usize * h..(n as usize + 1) * h])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Uploads host weights to `backend` for one step.
+pub fn upload_params<B: WeightGradients>(
+    backend: &B,
+    params: &EncoderParams<HostTensor>,
+) -> Result<EncoderParams<B::Tensor>> {
+    params.try_map(|t, role| backend.upload(t.data(), role))
+}

@@ -1,0 +1,53 @@
+//! The shifted reference of an exact model, for a batch: every text's embedding is its pooled
+//! output minus that of the reference input of its length (`[open] [pad]… [close]`), so that
+//! `e(r) = 0`. The references run in the same packed pass as the texts, one per distinct
+//! length; the gradient reaches a reference through every text of its length.
+
+use crate::model::ReferenceFraming;
+
+pub struct ShiftedBatch {
+    /// The texts, then one reference per distinct length.
+    pub sequences: Vec<Vec<u32>>,
+    texts: usize,
+    /// The sequence of each text's reference.
+    reference_of: Vec<usize>,
+}
+
+impl ShiftedBatch {
+    pub fn new(texts: &[&[u32]], framing: ReferenceFraming) -> Self {
+        let mut sequences: Vec<Vec<u32>> = texts.iter().map(|t| t.to_vec()).collect();
+        let mut reference_of = Vec::with_capacity(texts.len());
+        let mut by_length = std::collections::BTreeMap::new();
+        for text in texts {
+            let at = *by_length.entry(text.len()).or_insert_with(|| {
+                sequences.push(framing.ids(text.len()));
+                sequences.len() - 1
+            });
+            reference_of.push(at);
+        }
+        ShiftedBatch { sequences, texts: texts.len(), reference_of }
+    }
+
+    pub fn sequence_ids(&self) -> Vec<&[u32]> {
+        self.sequences.iter().map(Vec::as_slice).collect()
+    }
+
+    /// Each text's embedding from every sequence's pooled vector.
+    pub fn embeddings(&self, pooled: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        (0..self.texts)
+            .map(|t| pooled[t].iter().zip(&pooled[self.reference_of[t]]).map(|(x, r)| x - r).collect())
+            .collect()
+    }
+
+    /// The pooled vectors' cotangents from the texts' embedding cotangents: a text's own, and
+    /// minus the sum over its length's texts for a reference.
+    pub fn pooled_cotangents(&self, d_embeddings: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let width = d_embeddings.first().map_or(0, Vec::len);
+        let mut out = vec![vec![0.0; width]; self.sequences.len()];
+        for (t, d) in d_embeddings.iter().enumerate() {
+            out[t].iter_mut().zip(d).for_each(|(o, g)| *o += g);
+            out[self.reference_of[t]].iter_mut().zip(d).for_each(|(o, g)| *o -= g);
+        }
+        out
+    }
+}

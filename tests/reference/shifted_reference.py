@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Exact (shifted-reference) sentence-transformers models in PyTorch, for simattr's tests.
+
+An exact folder's modules.json lists the Transformer (idx 0), then simattr's marker module
+
+    {"idx": 1, "name": "shifted_reference", "path": "", "type": "simattr.ShiftedReference"}
+
+then Pooling (and Normalize if the model normalizes). Module paths are relative to the folder:
+"../tiny-mpnet" and "../tiny-mpnet/1_Pooling" in tests/fixtures/tiny-mpnet-exact, "" and
+"1_Pooling" in a folder written by simattr's trainer.
+
+ShiftedReference subtracts, per text of T real tokens, the output token states of that text's
+reference input r = [open] [pad]*(T-2) [close] (the tokenizer's own cls/pad/sep ids, attention mask
+all ones), computed by running the same transformer on r alone (batch of 1, no padding), from the
+text's token_embeddings at its T real (masked-in) positions, before Pooling. So u(x) =
+pool(F(x) - F(r)) and u(r) = 0. Gradients flow through both F(x) and F(r).
+
+sentence-transformers cannot import the type "simattr.ShiftedReference" itself; load_exact_model
+builds the SentenceTransformer from the listed modules by hand.
+
+CLI: python tests/reference/shifted_reference.py FOLDER --texts-json IN.json --out OUT.json
+  IN.json: a list of texts, or an object with a "texts" list (e.g. golden/tiny-mpnet-exact.json);
+  OUT.json: {"embeddings": [[float64...], ...]} from one padded batch of all texts (float64, eval).
+  --compare GOLDEN.json additionally compares with GOLDEN's "embeddings" (max abs difference).
+"""
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+from sentence_transformers import SentenceTransformer  # noqa: E402
+from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer  # noqa: E402
+
+MARKER_TYPE = "simattr.ShiftedReference"
+
+
+class ShiftedReference(torch.nn.Module):
+    """token_embeddings[i, real tokens] -= F(reference of the same length) (see module doc).
+
+    Holds the Transformer module without registering it as a submodule, so that its parameters
+    are owned (and saved, trained, moved) once, by the Transformer module itself."""
+
+    def __init__(self, transformer):
+        super().__init__()
+        self._transformer = [transformer]  # a list: not registered as a child module
+        tok = transformer.tokenizer
+        self.open_id, self.pad_id, self.close_id = tok.cls_token_id, tok.pad_token_id, tok.sep_token_id
+        assert None not in (self.open_id, self.pad_id, self.close_id), (self.open_id, self.pad_id, self.close_id)
+
+    @property
+    def transformer(self):
+        return self._transformer[0]
+
+    def reference_ids(self, n):
+        assert n >= 2, n
+        return [self.open_id] + [self.pad_id] * (n - 2) + [self.close_id]
+
+    def reference_states(self, n, device, with_token_types):
+        """F(r) for the reference of length n, alone: n x H."""
+        model = getattr(self.transformer, "auto_model", None) or self.transformer.model
+        ids = torch.tensor([self.reference_ids(n)], dtype=torch.long, device=device)
+        kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        if with_token_types:
+            kwargs["token_type_ids"] = torch.zeros_like(ids)
+        return model(**kwargs, return_dict=True).last_hidden_state[0]
+
+    def forward(self, features):
+        tok = features["token_embeddings"]  # B x Tmax x H
+        mask = features["attention_mask"]  # B x Tmax
+        ids = features.get("input_ids")
+        with_tt = "token_type_ids" in features
+        refs = {}
+        rows = []
+        for i in range(tok.shape[0]):
+            real = mask[i].nonzero().flatten()
+            start, n = int(real[0]), int(real.numel())
+            assert int(real[-1]) == start + n - 1, "attention mask of a text is not contiguous"
+            if ids is not None:
+                assert int(ids[i, start]) == self.open_id and int(ids[i, start + n - 1]) == self.close_id, (
+                    "text not framed by the tokenizer's open/close ids", ids[i].tolist())
+            if n not in refs:
+                refs[n] = self.reference_states(n, tok.device, with_tt).to(tok.dtype)
+            rows.append(torch.cat([tok[i, :start], tok[i, start:start + n] - refs[n], tok[i, start + n:]], 0))
+        features["token_embeddings"] = torch.stack(rows, 0)
+        return features
+
+    def extra_repr(self):
+        return f"reference [{self.open_id}, {self.pad_id}..., {self.close_id}]"
+
+
+def load_exact_model(folder, device="cpu"):
+    """SentenceTransformer [Transformer, ShiftedReference, Pooling (, Normalize)] from an exact folder."""
+    with open(os.path.join(folder, "modules.json"), encoding="utf-8") as f:
+        entries = sorted(json.load(f), key=lambda e: e["idx"])
+    kinds = [e["type"].rsplit(".", 1)[-1] for e in entries]
+    assert kinds[:3] == ["Transformer", "ShiftedReference", "Pooling"] and kinds[3:] in ([], ["Normalize"]), kinds
+    assert entries[1]["type"] == MARKER_TYPE, entries[1]
+    path = [os.path.normpath(os.path.join(folder, e["path"])) for e in entries]
+    transformer = Transformer.load(path[0], model_kwargs={"attn_implementation": "eager"})
+    modules = [transformer, ShiftedReference(transformer), Pooling.load(path[2])]
+    if kinds[3:] == ["Normalize"]:
+        modules.append(Normalize())
+    return SentenceTransformer(modules=modules, device=device)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder")
+    ap.add_argument("--texts-json", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--compare", default=None, help="a JSON with 'embeddings' to compare with (prints max abs diff)")
+    args = ap.parse_args()
+    with open(args.texts_json, encoding="utf-8") as f:
+        data = json.load(f)
+    texts = data["texts"] if isinstance(data, dict) else data
+    assert isinstance(texts, list) and all(isinstance(t, str) for t in texts), texts
+
+    st = load_exact_model(args.folder).to(torch.float64).eval()
+    with torch.no_grad():
+        emb = st.encode(texts, batch_size=len(texts), convert_to_numpy=True)  # one padded batch
+    assert str(emb.dtype) == "float64", emb.dtype
+    out = {"embeddings": [[float(v) for v in row] for row in emb]}
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {args.out}: {len(texts)} embeddings of dim {emb.shape[1]}")
+    if args.compare:
+        with open(args.compare, encoding="utf-8") as f:
+            gold = torch.tensor(json.load(f)["embeddings"], dtype=torch.float64)
+        diff = (torch.tensor(emb) - gold).abs().max().item()
+        print(f"max |embeddings - {args.compare}| = {diff:.3e} (max |golden| {gold.abs().max().item():.3e})")
+        return 0 if diff < 1e-10 else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

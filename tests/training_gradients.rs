@@ -1,0 +1,169 @@
+//! Training's gradients (issue 16) against math: central finite differences of the loss in
+//! f64 on the reference backend, for every trainable tensor of every architecture's tiny
+//! fixture, with the shifted reference and both objectives; and the fast CPU backend against
+//! the f64 reference. (tests/training_golden.rs checks them against PyTorch autograd.)
+
+mod common;
+
+use common::{fixture_dir, Rng};
+use simattr::backend::cpu::CpuBackend;
+use simattr::backend::reference::CpuReference;
+use simattr::backend::{BackendSettings, Precision};
+use simattr::model::{Architecture, SentenceModel};
+use simattr::net::backprop::{upload_params, TrainingNet};
+use simattr::params::{EncoderParams, HostTensor, LayerSlot, NormPart, Slot};
+use simattr::train::objective::Objective;
+use simattr::train::step::{loss_and_gradients, loss_on, PairIds};
+
+const TEXTS: [(&str, &str, f64); 4] = [
+    ("a cat sat on the mat", "the dog ran home", 0.3),
+    ("hello world", "hello there world", 0.8),
+    ("the quick brown fox", "a fast fox jumps", 0.6),
+    ("rain", "it is raining again today", 0.4),
+];
+
+pub fn pairs(model: &SentenceModel, labels: impl Fn(f64) -> f64) -> Vec<PairIds> {
+    let ids = |t: &str| model.tokenizer.encode(t).expect("tokenize").ids;
+    TEXTS.iter().map(|&(a, b, y)| PairIds { a: ids(a), b: ids(b), label: labels(y) }).collect()
+}
+
+/// `⟨∇L, u⟩` against `(L(θ + εu) − L(θ − εu)) / 2ε` with a random `u` on one tensor.
+fn check_slot(model: &SentenceModel, slot: Slot, objective: Objective, label_scale: f64, seed: u64) {
+    let b = CpuReference::<f64>::new();
+    let net = TrainingNet::new(&b, &model.config, model.pooling).unwrap();
+    let framing = model.tokenizer.reference_framing();
+    let pairs = pairs(model, |y| y * label_scale);
+    let grads = loss_and_gradients(&net, &model.params, framing, &pairs, objective, None).unwrap().grads;
+    let grad = grads.get(slot).unwrap();
+    let mut rng = Rng::new(seed);
+    let mut u = rng.vec(grad.len());
+    // The pad rows PyTorch's `padding_idx` keeps fixed get no gradient, so the direction
+    // leaves them alone (and their gradient must be zero).
+    let width = model.config.hidden_size;
+    let frozen = match slot {
+        Slot::WordEmbeddings => Some(model.config.pad_token_id as usize),
+        Slot::PositionEmbeddings if model.config.architecture != Architecture::Bert => {
+            Some(model.config.pad_token_id as usize)
+        }
+        _ => None,
+    };
+    if let Some(row) = frozen {
+        assert!(grad[row * width..(row + 1) * width].iter().all(|&g| g == 0.0), "{slot:?}: the pad row has a gradient");
+        u[row * width..(row + 1) * width].fill(0.0);
+    }
+    let exact: f64 = grad.iter().zip(&u).map(|(g, d)| g * d).sum();
+
+    let loss_at = |sign: f64, eps: f64| -> (f64, Vec<f64>) {
+        if slot == Slot::RelativeBias {
+            // The table stays on the host in f32: step it there and use the step it really took.
+            let mut params: EncoderParams<HostTensor> = model.params.clone();
+            let table = params.get_mut(slot).unwrap().data_mut();
+            let before: Vec<f64> = table.iter().map(|&x| x as f64).collect();
+            table.iter_mut().zip(&u).for_each(|(x, d)| *x = (*x as f64 + sign * eps * d) as f32);
+            let taken = table.iter().zip(&before).map(|(&x, b)| x as f64 - b).collect();
+            let device = upload_params(&b, &params).unwrap();
+            (loss_on(&net, &device, framing, &pairs, objective).unwrap(), taken)
+        } else {
+            let mut device = upload_params(&b, &model.params).unwrap();
+            let values = device.uploaded_mut(slot).unwrap();
+            values.iter_mut().zip(&u).for_each(|(x, d)| *x += sign * eps * d);
+            (loss_on(&net, &device, framing, &pairs, objective).unwrap(), u.iter().map(|d| sign * eps * d).collect())
+        }
+    };
+    let eps = if slot == Slot::RelativeBias { 1e-3 } else { 1e-5 };
+    let ((plus, step_plus), (minus, step_minus)) = (loss_at(1.0, eps), loss_at(-1.0, eps));
+    let along: f64 = grad.iter().zip(step_plus.iter().zip(&step_minus)).map(|(g, (p, m))| g * (p - m)).sum();
+    let fd = plus - minus;
+    let tolerance = if slot == Slot::RelativeBias { 1e-5 } else { 1e-7 };
+    if shift_cancels(model, slot) {
+        // The same constant reaches a text's states and its reference's: the shift removes it.
+        assert!(exact.abs() < 1e-12 && fd.abs() < 1e-14, "{slot:?}: ⟨∇L, u⟩ = {exact:e}, finite differences {fd:e}");
+        return;
+    }
+    assert!(exact.abs() > 1e-8, "{slot:?}: the derivative is trivially zero");
+    assert!(
+        (fd - along).abs() <= tolerance * along.abs(),
+        "{slot:?} ({}): ⟨∇L, Δθ⟩ = {along:e}, L(θ+) − L(θ−) = {fd:e}",
+        objective.name()
+    );
+}
+
+/// The last LayerNorm's `β` adds the same vector to every output state, so with the shifted
+/// reference (and mean or CLS pooling) it cancels from every embedding: its gradient is zero.
+fn shift_cancels(model: &SentenceModel, slot: Slot) -> bool {
+    let last = model.config.num_layers - 1;
+    slot == Slot::Layer(last, LayerSlot::FfnNorm(NormPart::Beta))
+}
+
+fn check_model(name: &str) {
+    let model = SentenceModel::load(&fixture_dir(name)).unwrap();
+    for (n, slot) in model.params.slots().into_iter().enumerate() {
+        check_slot(&model, slot, Objective::Cos, 1.0, 100 + n as u64);
+    }
+    // The dot objective's labels in dot units.
+    for slot in [Slot::WordEmbeddings, Slot::EmbeddingNorm(NormPart::Gamma)] {
+        check_slot(&model, slot, Objective::Dot, 2.0, 7);
+    }
+}
+
+#[test]
+fn bert_gradients_match_finite_differences() {
+    check_model("tiny-bert");
+}
+
+#[test]
+fn bert_cls_gradients_match_finite_differences() {
+    check_model("tiny-bert-cls");
+}
+
+#[test]
+fn mpnet_gradients_match_finite_differences() {
+    check_model("tiny-mpnet");
+}
+
+#[test]
+fn roberta_gradients_match_finite_differences() {
+    check_model("tiny-roberta");
+}
+
+#[test]
+fn xlm_roberta_gradients_match_finite_differences() {
+    check_model("tiny-xlm-roberta");
+}
+
+/// The fast backend (f32, f32 primal) against the f64 reference, every tensor.
+fn fast_matches_reference(name: &str) {
+    let model = SentenceModel::load(&fixture_dir(name)).unwrap();
+    let framing = model.tokenizer.reference_framing();
+    let pairs = pairs(&model, |y| y);
+    let reference = CpuReference::<f64>::new();
+    let settings = BackendSettings { threads: 2, primal: Some(Precision::F32), ..BackendSettings::default() };
+    let fast = CpuBackend::new(settings).unwrap();
+    let run = |b: &dyn Fn() -> simattr::Result<simattr::train::step::StepResult>| b().unwrap();
+    let expected = run(&|| {
+        let net = TrainingNet::new(&reference, &model.config, model.pooling)?;
+        loss_and_gradients(&net, &model.params, framing, &pairs, Objective::Cos, None)
+    });
+    let got = run(&|| {
+        let net = TrainingNet::new(&fast, &model.config, model.pooling)?;
+        loss_and_gradients(&net, &model.params, framing, &pairs, Objective::Cos, None)
+    });
+    assert!((expected.loss - got.loss).abs() <= 1e-6 * expected.loss.abs());
+    let overall = expected.grads.iter().flat_map(|(_, g)| g).fold(0.0f64, |m, v| m.max(v.abs()));
+    for (slot, want) in expected.grads.iter() {
+        let have = got.grads.get(slot).unwrap();
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let err = want.iter().zip(have).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        // Relative to the tensor's own largest gradient, or for a tensor whose gradient is
+        // (near) zero, to the largest of all.
+        let bound = 1e-4 * scale.max(1e-3 * overall);
+        assert!(err <= bound, "{name} {slot:?}: max error {err:e}, max |g| {scale:e} (of all {overall:e})");
+    }
+}
+
+#[test]
+fn fast_backend_gradients_match_the_reference() {
+    for name in ["tiny-bert", "tiny-bert-cls", "tiny-mpnet", "tiny-roberta", "tiny-xlm-roberta"] {
+        fast_matches_reference(name);
+    }
+}
