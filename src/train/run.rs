@@ -84,7 +84,9 @@ struct Dropout {
 
 impl MaskSource for Dropout {
     fn mask(&mut self, len: usize) -> Vec<f32> {
-        (0..len).map(|_| if self.rng.next_f64() < self.rate { 0.0 } else { self.scale }).collect()
+        // Dropped when a uniform 64-bit draw falls below rate · 2⁶⁴.
+        let threshold = (self.rate * 2f64.powi(64)) as u64;
+        (0..len).map(|_| if self.rng.next_u64() < threshold { 0.0 } else { self.scale }).collect()
     }
 }
 
@@ -263,6 +265,11 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
     }
 
     let net = TrainingNet::new(&backend, &model.config, model.pooling)?;
+    // The optimiser's element-wise update runs on --threads workers too.
+    let update_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(backend.threads())
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the optimiser's threads: {e}")))?;
     let framing = model.tokenizer.reference_framing();
     let evaluate = |params: &EncoderParams<HostTensor>, epoch: u64| -> Result<serde_json::Value> {
         let exact = Encoder::with_params(&backend, &model, params, true)?;
@@ -342,7 +349,8 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
             if !step.loss.is_finite() {
                 return Err(diverged(format!("the loss is {}", step.loss)));
             }
-            optimiser.update(&mut params, &mut step.grads).map_err(|e| diverged(e.to_string()))?;
+            let updated = update_pool.install(|| optimiser.update(&mut params, &mut step.grads));
+            updated.map_err(|e| diverged(e.to_string()))?;
             pairs_done += pairs.len();
             loss_sum += step.loss * pairs.len() as f64;
             observer.batch_done(step.loss, pairs_done as f64 / started.elapsed().as_secs_f64().max(1e-9));

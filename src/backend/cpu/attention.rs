@@ -131,14 +131,20 @@ pub fn attention(
             for (h, p_head) in probs_seq.chunks_exact_mut(t * t).enumerate() {
                 let [q, k, v] = [0, 1, 2].map(|part| Part::new(qkv_seq, part, h, heads));
                 for (i, p_row) in p_head.chunks_exact_mut(t).enumerate() {
+                    // A masked key's score is never read (its probability is 0), so padding
+                    // costs no products.
                     for (j, s) in p_row.iter_mut().enumerate() {
-                        *s = dot(q.row(i), k.row(j));
+                        if mask.is_none_or(|m| m[j] != 0.0) {
+                            *s = dot(q.row(i), k.row(j));
+                        }
                     }
                     let bias = scores.bias.map(|b| &b[(h * t + i) * t..(h * t + i + 1) * t]);
                     softmax_row(p_row, scale, bias, mask, &mut buf);
                     let out = &mut ctx_seq[i * w + h * d..i * w + (h + 1) * d];
                     for (j, &p) in p_row.iter().enumerate() {
-                        axpy(out, p, v.row(j));
+                        if p != 0.0 {
+                            axpy(out, p, v.row(j));
+                        }
                     }
                 }
             }

@@ -104,7 +104,10 @@ impl WeightGradients for CpuBackend {
                     for i in 0..t {
                         let out = &mut o_seq[i * w + h * heads.dim..][..heads.dim];
                         for j in 0..t {
-                            axpy(out, probs[at + i * t + j] * keep[at + i * t + j], v.row(j));
+                            let kept = probs[at + i * t + j] * keep[at + i * t + j];
+                            if kept != 0.0 {
+                                axpy(out, kept, v.row(j));
+                            }
                         }
                     }
                 }
@@ -148,14 +151,23 @@ impl WeightGradients for CpuBackend {
                     let cols = |part: usize| part * w + h * d..part * w + (h + 1) * d;
                     for i in 0..t {
                         let d_out = &dctx[(s * t + i) * w + h * d..][..d];
+                        // A padded query row has no cotangent, and a key of probability 0 (masked)
+                        // gets nothing from any row: both contribute exact zeros, so they are skipped.
+                        if d_out.iter().all(|&g| g == 0.0) {
+                            continue;
+                        }
                         let p_row = &probs[at + i * t..at + (i + 1) * t];
                         let keep_row = keep.map(|k| &k[at + i * t..at + (i + 1) * t]);
                         for (j, dp) in dp.iter_mut().enumerate() {
-                            *dp = dot(d_out, v.row(j)) * keep_row.map_or(1.0, |k| k[j]);
+                            *dp = if p_row[j] == 0.0 {
+                                0.0
+                            } else {
+                                dot(d_out, v.row(j)) * keep_row.map_or(1.0, |k| k[j])
+                            };
                         }
                         let mean: f64 = p_row.iter().zip(&dp).map(|(&p, &g)| p as f64 * g as f64).sum();
                         let ds_row = &mut ds_seq[h * t * t + i * t..h * t * t + (i + 1) * t];
-                        for j in 0..t {
+                        for j in (0..t).filter(|&j| p_row[j] != 0.0) {
                             ds_row[j] = (p_row[j] as f64 * (dp[j] as f64 - mean)) as f32;
                             let kept = p_row[j] * keep_row.map_or(1.0, |k| k[j]);
                             axpy(&mut out[i * 3 * w..][cols(0)], ds_row[j] * scale, k.row(j));
