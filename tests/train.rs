@@ -44,9 +44,11 @@ fn pairs_file(dir: &Path) -> PathBuf {
 fn train(model: &str, pairs: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let model = fixture_dir(model);
     let mut args = vec!["train", "--model", model.to_str().unwrap(), "--pairs", pairs.to_str().unwrap()];
-    args.extend(["--out", out.to_str().unwrap(), "--batch-size", "4", "--threads", "2"]);
-    if !extra.contains(&"--lr") {
-        args.extend(["--lr", "5e-3"]);
+    args.extend(["--out", out.to_str().unwrap(), "--threads", "2"]);
+    for (option, default) in [("--lr", "5e-3"), ("--batch-size", "4")] {
+        if !extra.contains(&option) {
+            args.extend([option, default]);
+        }
     }
     args.extend(extra);
     Command::new(env!("CARGO_BIN_EXE_simattr")).args(&args).output().expect("run simattr train")
@@ -148,6 +150,27 @@ fn a_diverging_run_stops_with_a_clear_error() {
     assert!(log.contains("training diverged at epoch 1") && log.contains("lower --lr"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
     assert!(!out.exists(), "nothing half-written");
+}
+
+/// Epoch 1 is one update at learning rate 0 (the warm-up's first), epoch 2 one at 1e30/3: its
+/// loss is still finite, but the weights it leaves give NaN scores. The run stops there, before
+/// epoch 2's checkpoint, and names epoch 1's as the one kept.
+#[test]
+fn divergence_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exact");
+    let extra = ["--lr", "1e30", "--warmup", "1", "--max-grad-norm", "0", "--batch-size", "32", "--epochs", "3"];
+    let run = train("tiny-bert", &pairs_file(dir.path()), &out, &extra);
+    assert!(!run.status.success());
+    let log = stderr(&run);
+    assert!(log.contains("training diverged at epoch 2") && log.contains("kept in"), "{log}");
+    let checkpoints = dir.path().join("exact.checkpoints");
+    assert_eq!(std::fs::read_to_string(checkpoints.join("latest")).unwrap(), "checkpoint-epoch-1");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(checkpoints.join("checkpoint-epoch-1/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["epochs_done"], 1);
+    assert!(!out.exists());
 }
 
 #[test]

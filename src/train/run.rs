@@ -271,9 +271,14 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the optimiser's threads: {e}")))?;
     let framing = model.tokenizer.reference_framing();
-    let evaluate = |params: &EncoderParams<HostTensor>, epoch: u64| -> Result<serde_json::Value> {
+    // The epoch's figures, or `None` when the weights no longer give finite scores (a run can
+    // diverge in its last update of an epoch with a finite loss).
+    let evaluate = |params: &EncoderParams<HostTensor>, epoch: u64| -> Result<Option<serde_json::Value>> {
         let exact = Encoder::with_params(&backend, &model, params, true)?;
         let dev_scores = scores(&exact, &data.dev, o.objective)?;
+        if dev_scores.iter().any(|s| !s.is_finite()) {
+            return Ok(None);
+        }
         let mut explained = Vec::new();
         let options = TextOptions::new(model.config.num_layers - 1, Quadrature::new(Rule::GaussLegendre, 16)?);
         for pair in dev_pairs.iter().take(o.explain_pairs) {
@@ -286,12 +291,12 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
                 "reference_terms": [r.reference_a_b, r.a_reference_b, r.reference_a_reference_b],
             }));
         }
-        Ok(json!({
+        Ok(Some(json!({
             "epoch": epoch,
             "dev_spearman": spearman(&dev_scores, &dev_targets),
             "dev_spearman_with_given_model": spearman(&dev_scores, &original_dev),
             "explained_dev_pairs": explained,
-        }))
+        })))
     };
 
     let mut record = json!({
@@ -317,7 +322,10 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
         "dev_spearman_given_model": spearman(&original_dev, &dev_targets),
     });
     if state.epochs_done == 0 && state.history.is_empty() {
-        let before = evaluate(&params, 0)?;
+        let before = evaluate(&params, 0)?.ok_or_else(|| Error::Unsupported {
+            path: model.path.clone(),
+            message: "the model gives non-finite scores before any training".into(),
+        })?;
         observer.epoch_done(&before);
         state.history.push(before);
     }
@@ -356,7 +364,14 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
             observer.batch_done(step.loss, pairs_done as f64 / started.elapsed().as_secs_f64().max(1e-9));
         }
         let seconds = started.elapsed().as_secs_f64();
-        let mut summary = evaluate(&params, epoch + 1)?;
+        let Some(mut summary) = evaluate(&params, epoch + 1)? else {
+            return Err(Error::Diverged {
+                epoch: epoch + 1,
+                step: optimiser.steps_taken,
+                what: "after it the dev pairs' scores are not finite".into(),
+                checkpoint: (state.epochs_done > 0).then(|| o.checkpoint_dir.clone()),
+            });
+        };
         summary["train_loss"] = json!(loss_sum / pairs_done.max(1) as f64);
         summary["seconds"] = json!(seconds);
         summary["pairs_per_second"] = json!(pairs_done as f64 / seconds.max(1e-9));
