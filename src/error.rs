@@ -51,7 +51,7 @@ pub enum Error {
     #[error("cannot render the heatmap: {0}")]
     Heatmap(String),
 
-    /// Training produced a non-finite loss or gradient.
+    /// Training produced a non-finite loss or gradient, or weights whose scores are not finite.
     #[error("training diverged at epoch {epoch}, update {step}: {what}; {}", match checkpoint {
         Some(dir) => format!("the last good checkpoint is kept in {} (resume with --resume, perhaps with a lower --lr)", dir.display()),
         None => "no epoch had finished, so there is no checkpoint (try a lower --lr)".to_string(),

@@ -148,6 +148,70 @@ impl<S: Scalar> CpuReference<S> {
         check_len("elementwise operand", b.len(), a.len());
         a.iter().zip(b).map(|(x, y)| S::of(f(x.get(), y.get()))).collect()
     }
+
+    /// `attention`, its context formed with the probabilities times `keep` (a dropout mask laid
+    /// out as the probabilities, training's) where given; the probabilities kept are `P`.
+    fn attention_masked(
+        &self,
+        qkv: &[S],
+        seqs: usize,
+        tokens: usize,
+        heads: Heads,
+        scores: ScoreMods<'_, Vec<S>>,
+        keep: Option<&[S]>,
+    ) -> (Vec<S>, AttentionSaved<Vec<S>>) {
+        let (t, w, d) = (tokens, heads.width(), heads.dim);
+        check_len("qkv", qkv.len(), seqs * t * 3 * w);
+        if let Some(bias) = scores.bias {
+            check_len("score bias", bias.len(), heads.count * t * t);
+        }
+        if let Some(mask) = scores.key_mask {
+            check_len("key mask", mask.len(), seqs * t);
+        }
+        if let Some(keep) = keep {
+            check_len("attention dropout mask", keep.len(), seqs * heads.count * t * t);
+        }
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut probs = vec![S::default(); seqs * heads.count * t * t];
+        // One "row" per sequence: its probabilities for every head.
+        for_each_row(&mut probs, heads.count * t * t, self.threads, |s, p_seq| {
+            let attends = |j: usize| scores.key_mask.is_none_or(|m| m[s * t + j].get() != 0.0);
+            for h in 0..heads.count {
+                for i in 0..t {
+                    let qi = head_slice(qkv, Part::Query, s * t + i, h, heads);
+                    let score = |j: usize| {
+                        let bias = scores.bias.map_or(0.0, |b| b[(h * t + i) * t + j].get());
+                        dot(qi, head_slice(qkv, Part::Key, s * t + j, h, heads)) * scale + bias
+                    };
+                    let scored: Vec<Option<f64>> = (0..t).map(|j| attends(j).then(|| score(j))).collect();
+                    let max = scored.iter().flatten().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let exps: Vec<f64> = scored.iter().map(|x| x.map_or(0.0, |x| (x - max).exp())).collect();
+                    let total: f64 = exps.iter().sum();
+                    for j in 0..t {
+                        // A sequence whose keys are all masked attends to nothing.
+                        p_seq[(h * t + i) * t + j] = S::of(if total > 0.0 { exps[j] / total } else { 0.0 });
+                    }
+                }
+            }
+        });
+        let mut out = vec![S::default(); seqs * t * w];
+        for_each_row(&mut out, t * w, self.threads, |s, o_seq| {
+            for h in 0..heads.count {
+                for i in 0..t {
+                    for c in 0..d {
+                        let mut acc = 0.0;
+                        for j in 0..t {
+                            let at = ((s * heads.count + h) * t + i) * t + j;
+                            let p = probs[at].get() * keep.map_or(1.0, |k| k[at].get());
+                            acc += p * head_slice(qkv, Part::Value, s * t + j, h, heads)[c].get();
+                        }
+                        o_seq[i * w + h * d + c] = S::of(acc);
+                    }
+                }
+            }
+        });
+        (out, AttentionSaved { probs })
+    }
 }
 
 impl<S: Scalar> Backend for CpuReference<S> {
@@ -358,53 +422,7 @@ impl<S: Scalar> Backend for CpuReference<S> {
         heads: Heads,
         scores: ScoreMods<'_, Vec<S>>,
     ) -> Result<(Vec<S>, AttentionSaved<Vec<S>>)> {
-        let (t, w, d) = (tokens, heads.width(), heads.dim);
-        check_len("qkv", qkv.len(), seqs * t * 3 * w);
-        if let Some(bias) = scores.bias {
-            check_len("score bias", bias.len(), heads.count * t * t);
-        }
-        if let Some(mask) = scores.key_mask {
-            check_len("key mask", mask.len(), seqs * t);
-        }
-        let scale = 1.0 / (d as f64).sqrt();
-        let mut probs = vec![S::default(); seqs * heads.count * t * t];
-        // One "row" per sequence: its probabilities for every head.
-        for_each_row(&mut probs, heads.count * t * t, self.threads, |s, p_seq| {
-            let attends = |j: usize| scores.key_mask.is_none_or(|m| m[s * t + j].get() != 0.0);
-            for h in 0..heads.count {
-                for i in 0..t {
-                    let qi = head_slice(qkv, Part::Query, s * t + i, h, heads);
-                    let score = |j: usize| {
-                        let bias = scores.bias.map_or(0.0, |b| b[(h * t + i) * t + j].get());
-                        dot(qi, head_slice(qkv, Part::Key, s * t + j, h, heads)) * scale + bias
-                    };
-                    let scored: Vec<Option<f64>> = (0..t).map(|j| attends(j).then(|| score(j))).collect();
-                    let max = scored.iter().flatten().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let exps: Vec<f64> = scored.iter().map(|x| x.map_or(0.0, |x| (x - max).exp())).collect();
-                    let total: f64 = exps.iter().sum();
-                    for j in 0..t {
-                        // A sequence whose keys are all masked attends to nothing.
-                        p_seq[(h * t + i) * t + j] = S::of(if total > 0.0 { exps[j] / total } else { 0.0 });
-                    }
-                }
-            }
-        });
-        let mut out = vec![S::default(); seqs * t * w];
-        for_each_row(&mut out, t * w, self.threads, |s, o_seq| {
-            for h in 0..heads.count {
-                for i in 0..t {
-                    for c in 0..d {
-                        let mut acc = 0.0;
-                        for j in 0..t {
-                            let p = probs[((s * heads.count + h) * t + i) * t + j].get();
-                            acc += p * head_slice(qkv, Part::Value, s * t + j, h, heads)[c].get();
-                        }
-                        o_seq[i * w + h * d + c] = S::of(acc);
-                    }
-                }
-            }
-        });
-        Ok((out, AttentionSaved { probs }))
+        Ok(self.attention_masked(qkv, seqs, tokens, heads, scores, None))
     }
 
     fn attention_jvp(

@@ -6,18 +6,24 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::attribution::Mode;
-use crate::backend::{unit_rows, Backend, Batch, Heads, Role, ScoreMods};
+use crate::backend::{unit_rows, Backend, Batch, Role, ScoreMods};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel};
 use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops};
 use crate::net::layer::{
-    last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_forward_taped, layer_jvp, layer_vjp,
+    embed_rows, last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_forward_taped, layer_jvp, layer_vjp,
     layer_vjp_split, CotangentsIn, LayerShape, SplitCotangents, TangentsIn,
 };
 use crate::net::packing::Packing;
 use crate::net::pooling::{pool, pool_host, pool_jvp, pool_vjp};
 use crate::net::relative_bias;
+use crate::net::shift::ShiftedBatch;
 use crate::params::{EncoderParams, HostTensor};
+
+/// Uploads host weights to `backend`, each told its role.
+pub fn upload_params<B: Backend>(backend: &B, params: &EncoderParams<HostTensor>) -> Result<EncoderParams<B::Tensor>> {
+    params.try_map(|t, role| backend.upload(t.data(), role))
+}
 
 /// The form reverse mode leaves the attributed layer's input cotangents in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +82,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         params: &EncoderParams<HostTensor>,
         shifted_reference: bool,
     ) -> Result<Self> {
-        let params = params.try_map(|t, role| backend.upload(t.data(), role))?;
+        let params = upload_params(backend, params)?;
         let config = model.config.clone();
         let positions = config.position_ids();
         let shifted_reference = shifted_reference.then(|| model.tokenizer.reference_framing());
@@ -149,12 +155,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
     }
 
     pub fn shape(&self) -> LayerShape {
-        LayerShape {
-            hidden: self.config.hidden_size,
-            ffn: self.config.intermediate_size,
-            heads: Heads { count: self.config.num_heads, dim: self.config.head_dim() },
-            eps: self.config.layer_norm_eps,
-        }
+        LayerShape::of(&self.config)
     }
 
     /// Embedding output (after its LayerNorm) for `seqs` equal-length id sequences laid end
@@ -186,14 +187,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
 
     /// Embedding output (after its LayerNorm) of token rows with the given position ids.
     fn embed_rows(&self, ids: &[u32], positions: &[u32]) -> Result<B::Tensor> {
-        let (b, h, e) = (self.backend, self.hidden(), &self.params.embeddings);
-        let mut x = b.add(&b.gather_rows(&e.word, h, ids)?, &b.gather_rows(&e.position, h, positions)?)?;
-        if let Some(types) = &e.token_type {
-            // Single-text inputs: token type 0 everywhere.
-            x = b.add(&x, &b.gather_rows(types, h, &vec![0; ids.len()])?)?;
-        }
-        let (y, _) = b.layer_norm(&x, ids.len(), h, &e.norm, self.config.layer_norm_eps)?;
-        Ok(y)
+        Ok(embed_rows(self.backend, &self.params.embeddings, self.shape(), ids, positions)?.0)
     }
 
     /// Runs layers `from..to` forward on `[seqs, tokens, hidden]`.
@@ -429,21 +423,15 @@ impl<'b, B: Backend> Encoder<'b, B> {
     }
 
     /// `pooled_packed`, with an exact model's reference embeddings subtracted: one reference
-    /// per distinct length, packed the same way.
+    /// per distinct length, packed into the same pass (`ShiftedBatch`).
     pub fn embed_packed(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f64>>> {
-        let mut pooled = self.pooled_packed(texts)?;
-        if let Some(framing) = self.shifted_reference {
-            let mut lengths: Vec<usize> = texts.iter().map(|ids| ids.len()).collect();
-            lengths.sort_unstable();
-            lengths.dedup();
-            let references: Vec<Vec<u32>> = lengths.iter().map(|&len| framing.ids(len)).collect();
-            let references = self.pooled_packed(&references.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
-            for (vector, text) in pooled.iter_mut().zip(texts) {
-                let reference = &references[lengths.binary_search(&text.len()).unwrap_or_default()];
-                vector.iter_mut().zip(reference).for_each(|(v, r)| *v -= r);
+        match self.shifted_reference {
+            None => self.pooled_packed(texts),
+            Some(framing) => {
+                let shifted = ShiftedBatch::new(texts, framing);
+                Ok(shifted.embeddings(&self.pooled_packed(&shifted.sequence_ids())?))
             }
         }
-        Ok(pooled)
     }
 
     /// Pooled sentence embeddings (unnormalized), one row per sequence; an exact model's with

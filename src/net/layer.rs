@@ -19,7 +19,8 @@ use std::ops::Range;
 
 use crate::backend::{AttentionSaved, Backend, Batch, Heads, NormSaved, ResidualNorm, ScoreMods};
 use crate::error::Result;
-use crate::params::{LayerParams, Norm};
+use crate::model::EncoderConfig;
+use crate::params::{EmbeddingParams, LayerParams, Norm};
 
 /// Shape facts one layer needs.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +32,16 @@ pub struct LayerShape {
 }
 
 impl LayerShape {
+    /// The shape of every layer of the encoder `config` describes.
+    pub fn of(config: &EncoderConfig) -> Self {
+        LayerShape {
+            hidden: config.hidden_size,
+            ffn: config.intermediate_size,
+            heads: Heads { count: config.num_heads, dim: config.head_dim() },
+            eps: config.layer_norm_eps,
+        }
+    }
+
     /// Scalars alive per tangent row at the peak of `layer_jvp` (the FFN block holds the
     /// layer's input tangent, `ḣ1`, the pre-activation and activation tangents, and the
     /// output being formed), an upper bound the attribution sizes its passes with.
@@ -48,6 +59,24 @@ impl LayerShape {
     fn residual_norm<'a, T>(&self, norm: &'a Norm<T>) -> ResidualNorm<'a, T> {
         ResidualNorm { norm, width: self.hidden, eps: self.eps }
     }
+}
+
+/// The embedding output for rows of token ids and their position ids: the word, position and
+/// (where the family has one) token-type rows summed, then LayerNorm; with what the norm's
+/// VJP needs. Every text is single-segment, so its token type is 0 everywhere.
+pub fn embed_rows<B: Backend>(
+    backend: &B,
+    params: &EmbeddingParams<B::Tensor>,
+    shape: LayerShape,
+    ids: &[u32],
+    positions: &[u32],
+) -> Result<(B::Tensor, NormSaved<B::Tensor>)> {
+    let (b, h) = (backend, shape.hidden);
+    let mut x = b.add(&b.gather_rows(&params.word, h, ids)?, &b.gather_rows(&params.position, h, positions)?)?;
+    if let Some(types) = &params.token_type {
+        x = b.add(&x, &b.gather_rows(types, h, &vec![0; ids.len()])?)?;
+    }
+    b.layer_norm(&x, ids.len(), h, &params.norm, shape.eps)
 }
 
 /// Forward pass over `seqs` sequences of `tokens` rows: `[seqs, tokens, hidden]` → same.

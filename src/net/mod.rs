@@ -8,5 +8,6 @@ pub mod layer;
 pub mod packing;
 pub mod pooling;
 pub mod relative_bias;
+pub mod shift;
 
 pub use encoder::Encoder;

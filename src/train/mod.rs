@@ -7,7 +7,6 @@ pub mod rng;
 
 pub mod adamw;
 pub mod checkpoint;
-pub mod exact;
 pub mod export;
 pub mod objective;
 pub mod run;

@@ -167,12 +167,6 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
         return Err(Error::argument("--out", format!("{} exists (pass --force to replace it)", o.out.display())));
     }
     let model = SentenceModel::load(&o.model_dir)?;
-    if model.pooling == crate::model::Pooling::Max {
-        return Err(Error::Unsupported {
-            path: model.path.clone(),
-            message: "an exact model pools by mean or CLS; this model pools by max".into(),
-        });
-    }
     let wanted = if o.distill { ScoresWanted::Ignored } else { ScoresWanted::Required };
     let pairs = read_labelled_pairs(&o.pairs, o.score_scale, wanted)?;
     let (train_pairs, dev_pairs) = match &o.dev {
@@ -192,19 +186,19 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
     let settings =
         BackendSettings { threads: o.threads.max(1), primal: Some(Precision::F32), ..BackendSettings::default() };
     let backend = CpuBackend::new(settings)?;
+    let net = TrainingNet::new(&backend, &model.config, model.pooling)?;
     let mut data = Prepared { train: train_ids, dev: dev_ids, truncated };
     // The model as given (unshifted, unless it is an exact model already): the distillation
     // targets, and the dev scores to compare with.
     let original = Encoder::new(&backend, &model)?;
+    let original_dev = scores(&original, &data.dev, o.objective)?;
     if o.distill {
         observer.note("distillation: the targets are the given model's own scores");
-        for set in [&mut data.train, &mut data.dev] {
-            let targets = scores(&original, set, o.objective)?;
-            set.iter_mut().zip(targets).for_each(|(p, t)| p.label = t);
-        }
+        let train_targets = scores(&original, &data.train, o.objective)?;
+        data.train.iter_mut().zip(train_targets).for_each(|(p, t)| p.label = t);
+        data.dev.iter_mut().zip(&original_dev).for_each(|(p, &t)| p.label = t);
     }
     let dev_targets: Vec<f64> = data.dev.iter().map(|p| p.label).collect();
-    let original_dev = scores(&original, &data.dev, o.objective)?;
     drop(original);
 
     let batches_per_epoch = data.train.len().div_ceil(o.batch_size) as u64;
@@ -264,7 +258,6 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
         }
     }
 
-    let net = TrainingNet::new(&backend, &model.config, model.pooling)?;
     // The optimiser's element-wise update runs on --threads workers too.
     let update_pool = rayon::ThreadPoolBuilder::new()
         .num_threads(backend.threads())

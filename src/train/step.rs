@@ -1,12 +1,13 @@
 //! One training step's numbers: the loss of a batch of pairs on an exact model and its
 //! gradient with respect to every parameter.
 
-use super::exact::ShiftedBatch;
 use super::objective::Objective;
 use crate::backend::WeightGradients;
 use crate::error::Result;
 use crate::model::ReferenceFraming;
-use crate::net::backprop::{upload_params, ForwardPass, Gradients, MaskSource, TrainingNet};
+use crate::net::backprop::{ForwardPass, Gradients, MaskSource, TrainingNet};
+use crate::net::encoder::upload_params;
+use crate::net::shift::ShiftedBatch;
 use crate::params::{EncoderParams, HostTensor};
 
 /// A labelled pair as token ids.

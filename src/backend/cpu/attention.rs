@@ -102,12 +102,15 @@ fn softmax_row(row: &mut [f32], scale: f64, bias: Option<&[f32]>, mask: Option<&
 }
 
 /// The context `[seqs, T, width]` and probabilities `[seqs, heads, T, T]` of `seqs` sequences.
+/// With `keep` (a dropout mask laid out as the probabilities, training's) the context is
+/// `(P ⊙ keep) V`; the probabilities returned are `P`.
 pub fn attention(
     qkv: &[f32],
     seqs: usize,
     tokens: usize,
     heads: Heads,
     scores: ScoreMods<'_, CpuTensor>,
+    keep: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
     let (t, w, d) = (tokens, heads.width(), heads.dim);
     check_len("attention qkv", qkv.len(), seqs * t * 3 * w);
@@ -116,6 +119,9 @@ pub fn attention(
     }
     if let Some(mask) = scores.key_mask {
         check_len("attention key mask", mask.len(), seqs * t);
+    }
+    if let Some(keep) = keep {
+        check_len("attention dropout mask", keep.len(), seqs * heads.count * t * t);
     }
     let scale = 1.0 / (d as f64).sqrt();
     let mut ctx = vec![0.0f32; seqs * t * w];
@@ -141,7 +147,9 @@ pub fn attention(
                     let bias = scores.bias.map(|b| &b[(h * t + i) * t..(h * t + i + 1) * t]);
                     softmax_row(p_row, scale, bias, mask, &mut buf);
                     let out = &mut ctx_seq[i * w + h * d..i * w + (h + 1) * d];
+                    let keep_row = keep.map(|k| &k[((s * heads.count + h) * t + i) * t..][..t]);
                     for (j, &p) in p_row.iter().enumerate() {
+                        let p = keep_row.map_or(p, |k| p * k[j]);
                         if p != 0.0 {
                             axpy(out, p, v.row(j));
                         }

@@ -9,7 +9,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::attention::{axpy, dot, Part};
+use super::attention::{self, axpy, dot, Part};
 use super::tensor::CpuTensor;
 use super::{check_len, elementwise, CpuBackend};
 use crate::backend::{AttentionSaved, Backend, Heads, NormSaved, ScoreMods, WeightGradients};
@@ -87,33 +87,13 @@ impl WeightGradients for CpuBackend {
         scores: ScoreMods<'_, CpuTensor>,
         keep: Option<&CpuTensor>,
     ) -> Result<(CpuTensor, AttentionSaved<CpuTensor>)> {
-        let (ctx, saved) = self.attention(qkv, seqs, tokens, heads, scores)?;
-        let Some(keep) = keep else { return Ok((ctx, saved)) };
-        let (t, w) = (tokens, heads.width());
-        check_len("attention dropout mask", keep.len(), saved.probs.len());
-        let qkv = qkv.to_f32();
-        let probs: &[f32] = &saved.probs;
-        let keep: &[f32] = keep;
-        let mut out = vec![0.0f32; seqs * t * w];
+        let Some(keep) = keep else { return self.attention(qkv, seqs, tokens, heads, scores) };
+        // One pass in f32 (an f64 primal too: training keeps its primal in f32), the mask applied
+        // as the context is formed.
         self.run(|| {
-            out.par_chunks_mut((t * w).max(1)).enumerate().for_each(|(s, o_seq)| {
-                let qkv_seq = &qkv[s * t * 3 * w..(s + 1) * t * 3 * w];
-                for h in 0..heads.count {
-                    let v = Part::new(qkv_seq, 2, h, heads);
-                    let at = (s * heads.count + h) * t * t;
-                    for i in 0..t {
-                        let out = &mut o_seq[i * w + h * heads.dim..][..heads.dim];
-                        for j in 0..t {
-                            let kept = probs[at + i * t + j] * keep[at + i * t + j];
-                            if kept != 0.0 {
-                                axpy(out, kept, v.row(j));
-                            }
-                        }
-                    }
-                }
-            })
-        })?;
-        Ok((CpuTensor::F32(out), saved))
+            let (ctx, probs) = attention::attention(&qkv.to_f32(), seqs, tokens, heads, scores, Some(keep));
+            (CpuTensor::F32(ctx), AttentionSaved { probs: CpuTensor::F32(probs) })
+        })
     }
 
     fn attention_dropout_vjp(

@@ -578,7 +578,7 @@ impl CpuBackend {
                 (CpuTensor::F64(ctx), probs.iter().map(|&p| p as f32).collect())
             }
             None => {
-                let (ctx, probs) = attention::attention(qkv, seqs, tokens, heads, scores);
+                let (ctx, probs) = attention::attention(qkv, seqs, tokens, heads, scores, None);
                 (CpuTensor::F32(ctx), probs)
             }
         }

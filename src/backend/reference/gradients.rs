@@ -1,7 +1,7 @@
 //! The reference's weight gradients: plain loops, every sum in f64.
 
 use super::{check_len, dot, for_each_row, head_slice, CpuReference, Part, Scalar};
-use crate::backend::{AttentionSaved, Backend, Heads, NormSaved, ScoreMods, WeightGradients};
+use crate::backend::{AttentionSaved, Heads, NormSaved, ScoreMods, WeightGradients};
 use crate::error::Result;
 
 impl<S: Scalar> WeightGradients for CpuReference<S> {
@@ -60,28 +60,7 @@ impl<S: Scalar> WeightGradients for CpuReference<S> {
         scores: ScoreMods<'_, Vec<S>>,
         keep: Option<&Vec<S>>,
     ) -> Result<(Vec<S>, AttentionSaved<Vec<S>>)> {
-        let (ctx, saved) = self.attention(qkv, seqs, tokens, heads, scores)?;
-        let Some(keep) = keep else { return Ok((ctx, saved)) };
-        let (t, w, d) = (tokens, heads.width(), heads.dim);
-        check_len("attention dropout mask", keep.len(), saved.probs.len());
-        let kept = |s: usize, h: usize, i: usize, j: usize| {
-            let at = ((s * heads.count + h) * t + i) * t + j;
-            saved.probs[at].get() * keep[at].get()
-        };
-        let mut out = vec![S::default(); seqs * t * w];
-        for_each_row(&mut out, t * w, self.threads, |s, o_seq| {
-            for h in 0..heads.count {
-                for i in 0..t {
-                    for c in 0..d {
-                        let acc: f64 = (0..t)
-                            .map(|j| kept(s, h, i, j) * head_slice(qkv, Part::Value, s * t + j, h, heads)[c].get())
-                            .sum();
-                        o_seq[i * w + h * d + c] = S::of(acc);
-                    }
-                }
-            }
-        });
-        Ok((out, saved))
+        Ok(self.attention_masked(qkv, seqs, tokens, heads, scores, keep.map(Vec::as_slice)))
     }
 
     fn attention_dropout_vjp(

@@ -13,13 +13,13 @@ pub use layer::LayerMasks;
 use std::collections::BTreeMap;
 
 use self::layer::{layer_backward, layer_forward, rows_batch, LayerTape};
-use crate::backend::{Heads, NormSaved, Role, WeightGradients};
+use crate::backend::{NormSaved, Role, WeightGradients};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds};
-use crate::net::layer::LayerShape;
+use crate::net::layer::{embed_rows, LayerShape};
 use crate::net::packing::Packing;
 use crate::net::relative_bias;
-use crate::params::{EncoderParams, HostTensor, NormPart, Slot};
+use crate::params::{EncoderParams, NormPart, Slot};
 
 /// Where dropout masks come from: `mask(len)` gives `len` values, `1/(1 − p)` where kept and
 /// 0 where dropped (the training loop draws them from its seeded generator).
@@ -58,18 +58,14 @@ impl<T> ForwardPass<T> {
 impl<'b, B: WeightGradients> TrainingNet<'b, B> {
     pub fn new(backend: &'b B, config: &EncoderConfig, pooling: Pooling) -> Result<Self> {
         if pooling == Pooling::Max {
-            return Err(Error::argument("model", "training supports mean and CLS pooling, not max"));
+            // The max of shifted states is not the shifted max (see `SentenceModel::load`).
+            return Err(Error::argument("--model", "an exact model pools by mean or CLS; this model pools by max"));
         }
         Ok(TrainingNet { backend, config: config.clone(), pooling, positions: config.position_ids() })
     }
 
     fn shape(&self) -> LayerShape {
-        LayerShape {
-            hidden: self.config.hidden_size,
-            ffn: self.config.intermediate_size,
-            heads: Heads { count: self.config.num_heads, dim: self.config.head_dim() },
-            eps: self.config.layer_norm_eps,
-        }
+        LayerShape::of(&self.config)
     }
 
     /// The score bias of the padded layout (MPNet's relative position bias), if any.
@@ -107,12 +103,7 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
             }
         };
 
-        let e = &params.embeddings;
-        let mut x = b.add(&b.gather_rows(&e.word, h, &ids)?, &b.gather_rows(&e.position, h, &positions)?)?;
-        if let Some(types) = &e.token_type {
-            x = b.add(&x, &b.gather_rows(types, h, &vec![0; rows])?)?;
-        }
-        let (mut x, embedding_norm) = b.layer_norm(&x, rows, h, &e.norm, self.config.layer_norm_eps)?;
+        let (mut x, embedding_norm) = embed_rows(b, &params.embeddings, shape, &ids, &positions)?;
         let embedding_mask = upload_mask(rows * h)?;
         if let Some(mask) = &embedding_mask {
             x = b.mul(&x, mask)?;
@@ -227,12 +218,4 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         }
         Ok(())
     }
-}
-
-/// Uploads host weights to `backend` for one step.
-pub fn upload_params<B: WeightGradients>(
-    backend: &B,
-    params: &EncoderParams<HostTensor>,
-) -> Result<EncoderParams<B::Tensor>> {
-    params.try_map(|t, role| backend.upload(t.data(), role))
 }

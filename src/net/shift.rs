@@ -1,4 +1,4 @@
-//! The shifted reference of an exact model, for a batch: every text's embedding is its pooled
+//! The shifted reference of an exact model, for a batch of texts (embedding and training): every text's embedding is its pooled
 //! output minus that of the reference input of its length (`[open] [pad]… [close]`), so that
 //! `e(r) = 0`. The references run in the same packed pass as the texts, one per distinct
 //! length; the gradient reaches a reference through every text of its length.
