@@ -101,10 +101,8 @@ fn main() {
         r#"};
 }  // namespace
 
-// Runs kernel `kernel` of module `module` (family_precision). Returns 0, or 1 for an unknown
-// module, 2 for an unknown kernel, 3 when `arg_count` is not the kernel's parameter count.
-extern "C" int simattr_emu_launch(const char* module, const char* kernel, const unsigned grid[3],
-                                  const unsigned block[3], void* const* args, std::size_t arg_count) {
+// The registry entry of kernel `kernel` in module `module` (family_precision), or null.
+static const simattr_emu::Entry* find(const char* module, const char* kernel) {
     for (const Module& m : modules) {
         if (std::strcmp(m.name, module) != 0) {
             continue;
@@ -113,16 +111,32 @@ extern "C" int simattr_emu_launch(const char* module, const char* kernel, const 
         const simattr_emu::Entry* entries = m.entries(&count);
         for (std::size_t i = 0; i < count; i++) {
             if (std::strcmp(entries[i].name, kernel) == 0) {
-                if (entries[i].parameters != arg_count) {
-                    return 3;
-                }
-                simattr_emu::launch(entries[i].invoke, args, grid, block);
-                return 0;
+                return &entries[i];
             }
         }
-        return 2;
     }
-    return 1;
+    return nullptr;
+}
+
+// The number of parameters kernel `kernel` of module `module` takes, or -1 if there is none.
+extern "C" long simattr_emu_parameters(const char* module, const char* kernel) {
+    const simattr_emu::Entry* entry = find(module, kernel);
+    return entry ? static_cast<long>(entry->parameters) : -1;
+}
+
+// Runs kernel `kernel` of module `module`. Returns 0, or 1 when there is no such kernel, 3
+// when `arg_count` is not the kernel's parameter count.
+extern "C" int simattr_emu_launch(const char* module, const char* kernel, const unsigned grid[3],
+                                  const unsigned block[3], void* const* args, std::size_t arg_count) {
+    const simattr_emu::Entry* entry = find(module, kernel);
+    if (!entry) {
+        return 1;
+    }
+    if (entry->parameters != arg_count) {
+        return 3;
+    }
+    simattr_emu::launch(entry->invoke, args, grid, block);
+    return 0;
 }
 "#,
     );

@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};
@@ -106,18 +106,10 @@ fn bench_explain(c: &mut Criterion, case: &ExplainCase, backend: &CpuBackend, ce
         group.throughput(Throughput::Elements(done as u64));
         let options = TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap());
         let explain = || explain_pair(&encoder, &model.tokenizer, a, b, &options, Similarity::Cos, &()).unwrap();
-        let mut times: Vec<f64> = (0..3)
-            .map(|_| {
-                let start = Instant::now();
-                explain();
-                start.elapsed().as_secs_f64()
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        let achieved = done / times[1] / 1e9;
+        let median = common::median_seconds(3, explain);
+        let achieved = done / median / 1e9;
         eprintln!(
-            "{label}: median of 3 {:.3} s, {achieved:.0} GFLOP/s achieved = {:.0}% of the GEMM ceiling",
-            times[1],
+            "{label}: median of 3 {median:.3} s, {achieved:.0} GFLOP/s achieved = {:.0}% of the GEMM ceiling",
             100.0 * achieved / ceiling
         );
         group.bench_function(format!("layer {layer}, {steps} steps"), |bench| bench.iter(explain));

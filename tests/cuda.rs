@@ -58,3 +58,18 @@ fn cuda_device_choice_is_checked() {
         assert!(stderr.contains("no CUDA driver"), "{stderr}");
     }
 }
+
+/// `simattr devices` lists the CUDA GPUs under a heading of their own (numbered for `--backend
+/// cuda --device`), or says why there are none; either way it succeeds.
+#[test]
+fn devices_lists_the_cuda_gpus_or_says_why_there_are_none() {
+    let out = simattr(&["devices"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    let cuda = listed.split("cuda (--backend cuda --device N):\n").nth(1).unwrap_or_else(|| panic!("{listed}"));
+    if driver_present() {
+        assert!(!cuda.trim().is_empty(), "{listed}");
+    } else {
+        assert!(cuda.starts_with("no CUDA driver here") && cuda.contains("cuda-emu"), "{listed}");
+    }
+}

@@ -86,7 +86,7 @@ fn every_kernel_compiles_for_every_architecture_within_its_limits() {
         assert!(!want.is_empty(), "{family}.cu declares no kernel");
         for arch in nvrtc::ARCHITECTURES {
             for precision in PRECISIONS {
-                let ptx = nvrtc::compile(family, arch, precision).unwrap_or_else(|e| panic!("{e}"));
+                let ptx = nvrtc::compile_ptx(family, arch, precision).unwrap_or_else(|e| panic!("{e}"));
                 let kernels = assemble(&ptx, arch);
                 let mut got: Vec<String> = kernels.iter().map(|k| k.kernel.clone()).collect();
                 got.sort();
@@ -117,4 +117,47 @@ fn the_family_sources_inline_the_common_header() {
         assert!(source.contains("typedef float real;"), "{family}: the storage types are missing");
     }
     assert!(nvrtc::source("nonsense").is_err());
+}
+
+/// What a GPU loads: a cubin (ELF) per family, architecture and precision, holding every
+/// kernel and the symbol that names its storage precision.
+#[test]
+fn every_family_compiles_to_a_cubin_naming_its_kernels_and_storage() {
+    for family in FAMILIES {
+        let kernels = nvrtc::kernel_names(family).unwrap();
+        for arch in nvrtc::ARCHITECTURES {
+            for precision in PRECISIONS {
+                let at = format!("{family}.cu sm_{arch} {}", precision.name());
+                let cubin = nvrtc::compile(family, nvrtc::Target::Cubin(arch), precision)
+                    .unwrap_or_else(|e| panic!("{at}: {e}"));
+                assert_eq!(&cubin[..4], b"\x7fELF", "{at}: not a cubin");
+                let holds =
+                    |name: &str| cubin.windows(name.len() + 2).any(|w| w == [b"\0", name.as_bytes(), b"\0"].concat());
+                for kernel in &kernels {
+                    assert!(holds(kernel), "{at}: no kernel `{kernel}`");
+                }
+                for other in PRECISIONS {
+                    let symbol = nvrtc::storage_symbol(other).unwrap();
+                    assert_eq!(holds(symbol), other == precision, "{at}: storage symbol {symbol}");
+                }
+            }
+        }
+    }
+}
+
+/// A device this NVRTC knows gets its own cubin; a newer one PTX for the newest architecture
+/// below it (its driver compiles that); one older than all of them a clear error.
+#[test]
+fn a_device_gets_a_cubin_when_nvrtc_knows_its_architecture_else_ptx() {
+    let known = nvrtc::supported_architectures().unwrap();
+    for arch in nvrtc::ARCHITECTURES {
+        assert!(known.contains(&arch), "NVRTC does not compile for sm_{arch}: {known:?}");
+        assert_eq!(nvrtc::Target::for_device(arch).unwrap(), nvrtc::Target::Cubin(arch));
+    }
+    let newest = *known.last().unwrap();
+    assert_eq!(nvrtc::Target::for_device(newest + 7).unwrap(), nvrtc::Target::Ptx(newest));
+    let ptx = nvrtc::compile("gelu", nvrtc::Target::Ptx(newest), Precision::F32).unwrap();
+    assert!(ptx.starts_with(b"//") && ptx.ends_with(b"\0"), "PTX for the driver is NUL-terminated text");
+    let error = nvrtc::Target::for_device(known[0] - 1).unwrap_err().to_string();
+    assert!(error.contains(&format!("sm_{}", known[0] - 1)) && error.contains("older"), "{error}");
 }

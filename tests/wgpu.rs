@@ -37,8 +37,10 @@ fn devices_are_listed_and_chosen_by_number() {
     let out = simattr(&["devices"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
-    let count =
-        listed.lines().filter(|line| line.split(':').next().is_some_and(|n| n.parse::<usize>().is_ok())).count();
+    // wgpu's section comes first; the CUDA devices, numbered apart, follow under their own heading.
+    let wgpu = listed.split("cuda (--backend cuda --device N):").next().unwrap();
+    assert!(wgpu.starts_with("wgpu (--backend wgpu --device N):"), "{listed}");
+    let count = wgpu.lines().filter(|line| line.split(':').next().is_some_and(|n| n.parse::<usize>().is_ok())).count();
     assert!(count >= 1, "no adapter listed: {listed}");
 
     let model = tiny_model_dir();

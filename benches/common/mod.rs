@@ -1,5 +1,22 @@
 //! Helpers shared by the benches.
 
+#[allow(dead_code)] // benches/device.rs only
+pub mod wide_model;
+
+/// The median wall time of `runs` calls of `work`, in seconds.
+#[allow(dead_code)] // not every bench times whole calls
+pub fn median_seconds<R>(runs: usize, mut work: impl FnMut() -> R) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            std::hint::black_box(work());
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
 /// Deterministic values in `[-scale, scale)` (xorshift), so benches need no files or crates.
 pub fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;

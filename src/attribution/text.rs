@@ -332,14 +332,16 @@ fn plan_passes<B: Backend>(
     PassPlan::new(row_budget, t, directions, options.quadrature.steps(), primal_rows).ok_or_else(|| {
         let needed = (1 + primal_rows) * t * encoder.tangent_row_scalars() * b.precision().bytes();
         let tensor_limit = match b.max_tensor_values() {
-            Some(values) => format!(", in tensors of at most {values} values (the device's largest binding)"),
-            None => String::new(),
+            Some(values) if values.saturating_mul(b.precision().bytes()) < b.memory_budget() => {
+                format!(", in tensors of at most {values} values (the device's largest binding)")
+            }
+            _ => String::new(),
         };
         Error::argument(
             "--max-memory",
             format!(
-                "the budget of {} bytes{tensor_limit} is too small: one direction of one step of this {t}-token text needs {needed} bytes",
-                b.memory_budget()
+                "the budget of {}{tensor_limit} is too small: one direction of one step of this {t}-token text needs {needed} bytes",
+                b.describe_memory_budget()
             ),
         )
     })

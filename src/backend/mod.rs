@@ -164,6 +164,12 @@ pub trait Backend: Sync {
     /// Bytes this backend's tensors may occupy at once (`--max-memory`).
     fn memory_budget(&self) -> usize;
 
+    /// The memory budget in words, for an error that says it is too small: its size, and
+    /// where it comes from when that is not `--max-memory` alone.
+    fn describe_memory_budget(&self) -> String {
+        format!("{} bytes", self.memory_budget())
+    }
+
     /// The most values one tensor may hold, where the backend has such a limit (a GPU
     /// adapter's largest binding).
     fn max_tensor_values(&self) -> Option<usize> {

@@ -104,7 +104,7 @@ impl std::str::FromStr for BackendKind {
 }
 
 /// Storage precision of a backend's tensors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Precision {
     F64,
     F32,

@@ -199,6 +199,14 @@ backend_suite! {
     cuda_emu_f32 => |settings| {
         simattr::backend::cuda::CudaEmuBackend::emulated(settings, simattr::backend::Precision::F32).expect("the CUDA harness")
     };
+    // `--backend cuda` itself: cudarc, NVRTC's cubins, device memory and launches, on the GPU
+    // where the machine has one, else on the emulated driver (kernels/emu/driver), which runs
+    // the kernels on the harness. Without either it fails, never skips.
+    cuda_f32 => |settings| {
+        crate::common::emulated_driver::open_in_process();
+        simattr::backend::cuda::CudaBackend::open(settings, None, simattr::backend::Precision::F32)
+            .expect("a CUDA device (the test command builds the emulated driver)")
+    };
 }
 
 /// The weight-gradient tests of every backend that implements `WeightGradients`, in a module

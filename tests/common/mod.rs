@@ -7,6 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 pub mod device_cli;
+pub mod emulated_driver;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,7 +1,9 @@
 //! The launch layer on a real GPU, through cudarc's thin driver-API wrappers: device memory
-//! from the stream-ordered allocator, every copy and launch on the context's default stream
+//! from the stream-ordered allocator (plain `cuMemAlloc` on a device without memory pools),
+//! every copy and launch on the context's default stream
 //! (so they run in the order the host code issues them), and each family's kernels compiled
-//! by NVRTC for the device's own architecture at first use, once per process.
+//! by NVRTC for the device's own architecture at first use, once per process (a cubin, so
+//! that any CUDA 12 or 13 driver loads it; see `nvrtc.rs`), and loaded once per opened device.
 //!
 //! cudarc loads libcuda and libnvrtc at run time, so this builds without CUDA installed; it
 //! panics on a missing library, so `Cuda::open` checks for both first and turns their absence
@@ -28,6 +30,8 @@ pub struct CudaBuffer {
     len: usize,
     value_bytes: usize,
     context: sys::CUcontext,
+    /// From the stream-ordered allocator (else `cuMemAlloc`).
+    pooled: bool,
 }
 
 // Device pointers and the context handle are plain handles; the driver API is thread-safe.
@@ -49,12 +53,48 @@ impl DeviceBuffer for CudaBuffer {
 impl Drop for CudaBuffer {
     fn drop(&mut self) {
         // SAFETY: allocated by `Cuda::buffer` in this context; the default stream orders the
-        // free after every launch that reads the buffer.
+        // free after every launch that reads the buffer (`cuMemFree` waits for them).
         unsafe {
             let _ = result::ctx::set_current(self.context);
-            let _ = result::free_async(self.pointer, std::ptr::null_mut());
+            let _ = match self.pooled {
+                true => result::free_async(self.pointer, std::ptr::null_mut()),
+                false => result::free_sync(self.pointer),
+            };
         }
     }
+}
+
+/// Initialises the driver and counts its GPUs. cudarc panics where the driver library is
+/// missing, so its absence is checked first and reported as what it is.
+fn device_count() -> Result<usize> {
+    // SAFETY: only probes whether the library can be opened.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(Error::Cuda(
+            "no CUDA driver here (libcuda.so was not found): --backend cuda needs an NVIDIA GPU and its \
+             driver; --backend cuda-emu runs the same kernels on the CPU, --backend wgpu runs on other GPUs"
+                .into(),
+        ));
+    }
+    result::init().map_err(|e| driver_error("the CUDA driver did not initialise (is there a GPU?)", e))?;
+    Ok(result::device::get_count().map_err(|e| driver_error("counting CUDA devices", e))? as usize)
+}
+
+/// The GPUs `--backend cuda --device N` can run on, one line each: number, name, compute
+/// capability, memory.
+pub fn describe_devices() -> Result<Vec<String>> {
+    (0..device_count()?)
+        .map(|ordinal| {
+            let device = result::device::get(ordinal as i32).map_err(|e| driver_error("opening a device", e))?;
+            let name = result::device::get_name(device).map_err(|e| driver_error("naming a device", e))?;
+            let capability = |attribute| unsafe { result::device::get_attribute(device, attribute) };
+            let major = capability(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+            let minor = capability(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+            let (major, minor) = (major.map_err(|e| driver_error("a compute capability", e))?, minor.unwrap_or(0));
+            // SAFETY: a valid device handle.
+            let memory = unsafe { result::device::total_mem(device) }.map_err(|e| driver_error("device memory", e))?;
+            Ok(format!("{ordinal}: {name} (sm_{major}{minor}, {:.1} GiB)", memory as f64 / (1u64 << 30) as f64))
+        })
+        .collect()
 }
 
 /// One GPU: its primary context, the kernels compiled for it, the storage precision.
@@ -63,10 +103,13 @@ pub struct Cuda {
     name: String,
     /// The compute capability as NVRTC names it: 80 for sm_80.
     arch: u32,
-    /// Bytes free on the device when it was opened.
-    free_memory: usize,
+    /// What the kernels are compiled to for it.
+    target: nvrtc::Target,
     precision: Precision,
     value_bytes: usize,
+    /// Whether the device has memory pools, and so the stream-ordered allocator (not every
+    /// platform does: some virtualised GPUs, older drivers on Windows).
+    pools: bool,
     /// Each family's module and the functions looked up in it, by (family, kernel).
     modules: Mutex<HashMap<&'static str, sys::CUmodule>>,
     functions: Mutex<HashMap<(&'static str, &'static str), sys::CUfunction>>,
@@ -75,20 +118,26 @@ pub struct Cuda {
 unsafe impl Send for Cuda {}
 unsafe impl Sync for Cuda {}
 
+impl Drop for Cuda {
+    fn drop(&mut self) {
+        let modules = self.modules.get_mut().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the modules were loaded by this device and are unloaded once, after every
+        // launch that could still use them has run.
+        unsafe {
+            let _ = result::ctx::set_current(self.context);
+            let _ = result::ctx::synchronize();
+            for (_, module) in modules.drain() {
+                let _ = result::module::unload(module);
+            }
+        }
+    }
+}
+
 impl Cuda {
     /// GPU `ordinal` (`--device`; the first when `None`), storing tensors in `precision`.
     pub fn open(ordinal: Option<usize>, precision: Precision) -> Result<Self> {
         let value_bytes = value_bytes(precision)?;
-        // SAFETY: only probes whether the library can be opened.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
-            return Err(Error::Cuda(
-                "no CUDA driver here (libcuda.so was not found): --backend cuda needs an NVIDIA GPU and its \
-                 driver; --backend cuda-emu runs the same kernels on the CPU, --backend wgpu runs on other GPUs"
-                    .into(),
-            ));
-        }
-        result::init().map_err(|e| driver_error("the CUDA driver did not initialise (is there a GPU?)", e))?;
-        let count = result::device::get_count().map_err(|e| driver_error("counting CUDA devices", e))? as usize;
+        let count = device_count()?;
         if count == 0 {
             return Err(Error::Cuda("the CUDA driver finds no GPU on this machine".into()));
         }
@@ -107,22 +156,27 @@ impl Cuda {
             .map_err(|e| driver_error("the compute capability", e))?;
         let minor = capability(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
             .map_err(|e| driver_error("the compute capability", e))?;
-        let (free_memory, _) = result::mem_get_info().map_err(|e| driver_error("free device memory", e))?;
+        let arch = (major * 10 + minor) as u32;
+        let target = nvrtc::Target::for_device(arch)?;
+        let pools =
+            capability(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED).is_ok_and(|v| v != 0);
         Ok(Cuda {
             context,
             name,
-            arch: (major * 10 + minor) as u32,
-            free_memory,
+            arch,
+            target,
             precision,
             value_bytes,
+            pools,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Bytes free on the device when it was opened.
-    pub fn free_memory(&self) -> usize {
-        self.free_memory
+    /// Device memory (free, total) in bytes.
+    fn memory(&self) -> Result<(usize, usize)> {
+        self.current()?;
+        result::mem_get_info().map_err(|e| driver_error("asking for free device memory", e))
     }
 
     fn current(&self) -> Result<()> {
@@ -133,10 +187,26 @@ impl Cuda {
     fn buffer(&self, len: usize, value_bytes: usize) -> Result<CudaBuffer> {
         self.current()?;
         let bytes = (len.max(1) * value_bytes).next_multiple_of(16);
-        // SAFETY: a plain allocation on the default stream.
-        let pointer = unsafe { result::malloc_async(std::ptr::null_mut(), bytes) }
-            .map_err(|e| driver_error(&format!("allocating {bytes} bytes on {}", self.name), e))?;
-        Ok(CudaBuffer { pointer, len, value_bytes, context: self.context })
+        // SAFETY: a plain allocation (on the default stream where it is stream-ordered).
+        let allocated = match self.pools {
+            true => unsafe { result::malloc_async(std::ptr::null_mut(), bytes) },
+            false => unsafe { result::malloc_sync(bytes) },
+        };
+        let pointer = allocated.map_err(|e| {
+            if e.0 != sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+                return driver_error(&format!("allocating {bytes} bytes on {}", self.name), e);
+            }
+            let free = match self.memory() {
+                Ok((free, total)) => format!(" ({free} of {total} bytes free)"),
+                Err(_) => String::new(),
+            };
+            Error::Cuda(format!(
+                "out of memory on {}: {bytes} more bytes do not fit{free}. The model's weights and one pass must \
+                 fit: a smaller --max-memory makes the passes smaller, --precision f16 or bf16 halves both",
+                self.name
+            ))
+        })?;
+        Ok(CudaBuffer { pointer, len, value_bytes, context: self.context, pooled: self.pools })
     }
 
     fn write(&self, buffer: &CudaBuffer, bytes: &[u8]) -> Result<()> {
@@ -157,11 +227,15 @@ impl Cuda {
         let module = match modules.get(family) {
             Some(&module) => module,
             None => {
-                let ptx = nvrtc::compile(family, self.arch, self.precision)?;
-                let image = CString::new(ptx).map_err(|_| Error::Internal("PTX holds a NUL".into()))?;
-                // SAFETY: a NUL-terminated PTX image; the module stays loaded for the process.
-                let module = unsafe { result::module::load_data(image.as_ptr().cast()) }
-                    .map_err(|e| driver_error(&format!("loading {family}.cu's PTX for sm_{}", self.arch), e))?;
+                let image = nvrtc::compile_once(family, self.target, self.precision)?;
+                // SAFETY: a cubin or NUL-terminated PTX, as NVRTC wrote it; the driver copies
+                // what it needs, and the module stays loaded for the process.
+                let module = unsafe { result::module::load_data(image.as_ptr().cast()) }.map_err(|e| {
+                    driver_error(
+                        &format!("loading {family}.cu ({}) on {} (sm_{})", self.target, self.name, self.arch),
+                        e,
+                    )
+                })?;
                 modules.insert(family, module);
                 module
             }
@@ -179,7 +253,10 @@ impl Device for Cuda {
     type Buffer = CudaBuffer;
 
     fn describe(&self, precision: Precision) -> String {
-        format!("cuda {} ({}, sm_{})", precision.name(), self.name, self.arch)
+        match self.target {
+            nvrtc::Target::Cubin(_) => format!("cuda {} ({}, sm_{})", precision.name(), self.name, self.arch),
+            target => format!("cuda {} ({}, sm_{} through {target})", precision.name(), self.name, self.arch),
+        }
     }
 
     fn tensor(&self, len: usize) -> Result<CudaBuffer> {
@@ -266,5 +343,9 @@ impl Device for Cuda {
     fn synchronize(&self) -> Result<()> {
         self.current()?;
         result::ctx::synchronize().map_err(|e| driver_error(&format!("a kernel on {} failed", self.name), e))
+    }
+
+    fn free_memory(&self) -> Option<usize> {
+        self.memory().ok().map(|(free, _)| free)
     }
 }

@@ -4,7 +4,7 @@
 //! buffer's address), and returns when the grid has run.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_long, c_void, CString};
 use std::ptr::NonNull;
 
 use super::{block_shape, decode, encode, ordered_addresses, param_words, value_bytes, MAX_VALUES};
@@ -21,6 +21,54 @@ extern "C" {
         args: *const *const c_void,
         arg_count: usize,
     ) -> c_int;
+    fn simattr_emu_parameters(module: *const c_char, kernel: *const c_char) -> c_long;
+}
+
+fn c_name(name: &str) -> Result<CString> {
+    CString::new(name).map_err(|_| Error::Internal(format!("cuda-emu: the name `{name}` holds a NUL")))
+}
+
+/// How many parameters kernel `kernel` of harness module `module` (`layer_norm_f16`: the
+/// family and its storage precision) takes, or `None` when the harness has no such kernel.
+pub fn parameter_count(module: &str, kernel: &str) -> Option<usize> {
+    let (module, kernel) = (c_name(module).ok()?, c_name(kernel).ok()?);
+    // SAFETY: two NUL-terminated strings, read during the call.
+    let count = unsafe { simattr_emu_parameters(module.as_ptr(), kernel.as_ptr()) };
+    usize::try_from(count).ok()
+}
+
+/// Runs kernel `kernel` of harness module `module` over `grid` blocks of `block` threads, its
+/// arguments as `cuLaunchKernel` takes them (one pointer per parameter), and returns when the
+/// grid has run.
+///
+/// # Safety
+/// `args` must point at values of the kernel's parameter types, and every buffer a kernel
+/// reaches through them must hold what the kernel reads and writes.
+pub unsafe fn launch(
+    module: &str,
+    kernel: &str,
+    grid: [u32; 3],
+    block: [u32; 3],
+    args: &[*const c_void],
+) -> Result<()> {
+    let (module_name, kernel_name) = (c_name(module)?, c_name(kernel)?);
+    let status = simattr_emu_launch(
+        module_name.as_ptr(),
+        kernel_name.as_ptr(),
+        grid.as_ptr(),
+        block.as_ptr(),
+        args.as_ptr(),
+        args.len(),
+    );
+    match status {
+        0 => Ok(()),
+        1 => Err(Error::Internal(format!("cuda-emu: module `{module}` has no kernel `{kernel}`"))),
+        _ => Err(Error::Internal(format!(
+            "cuda-emu: `{module}`'s `{kernel}` does not take {} parameters (a parameter struct and {} buffers)",
+            args.len(),
+            args.len().saturating_sub(1)
+        ))),
+    }
 }
 
 /// Device memory of the harness: a zeroed host allocation of `len` values.
@@ -144,32 +192,11 @@ impl Device for Emu {
         let addresses = ordered_addresses(bindings, EmuBuffer::address);
         let mut args: Vec<*const c_void> = vec![words.as_ptr().cast()];
         args.extend(addresses.iter().map(|address| (address as *const u64).cast::<c_void>()));
-        let module = CString::new(format!("{family}_{}", self.precision.name()))
-            .map_err(|_| Error::Internal("a module name has no NUL".into()))?;
-        let kernel = CString::new(entry).map_err(|_| Error::Internal("a kernel name has no NUL".into()))?;
-        let grid = [groups.0, groups.1, 1];
+        let module = format!("{family}_{}", self.precision.name());
         let block = block_shape(family)?;
         // SAFETY: every pointer lives until the call returns; the harness runs the grid to its
         // end before returning, and the kernels stay within the buffers' lengths.
-        let status = unsafe {
-            simattr_emu_launch(
-                module.as_ptr(),
-                kernel.as_ptr(),
-                grid.as_ptr(),
-                block.as_ptr(),
-                args.as_ptr(),
-                args.len(),
-            )
-        };
-        match status {
-            0 => Ok(()),
-            1 => Err(Error::Internal(format!("cuda-emu: no kernel module `{}`", module.to_string_lossy()))),
-            2 => Err(Error::Internal(format!("cuda-emu: `{family}.cu` has no kernel `{entry}`"))),
-            _ => Err(Error::Internal(format!(
-                "cuda-emu: `{family}.cu`'s `{entry}` does not take a parameter struct and {} buffers",
-                addresses.len()
-            ))),
-        }
+        unsafe { launch(&module, entry, [groups.0, groups.1, 1], block, &args) }
     }
 
     fn max_binding_values(&self) -> usize {

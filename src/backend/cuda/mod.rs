@@ -10,11 +10,11 @@
 //!   device's architecture at first use (`nvrtc.rs`).
 
 mod driver;
-mod emu;
+pub mod emu;
 pub mod nvrtc;
 pub mod toolkit;
 
-pub use driver::{Cuda, CudaBuffer};
+pub use driver::{describe_devices, Cuda, CudaBuffer};
 pub use emu::{Emu, EmuBuffer};
 
 use super::gpu::{GpuBackend, GpuTensor};
@@ -102,10 +102,9 @@ impl GpuBackend<Emu> {
 
 impl GpuBackend<Cuda> {
     /// GPU `device` (`--device`; the first when `None`), storing tensors in `precision`, with
-    /// its passes sized to the smaller of `--max-memory` and 80% of the device's free memory.
-    pub fn open(mut settings: BackendSettings, device: Option<usize>, precision: Precision) -> Result<Self> {
-        let cuda = Cuda::open(device, precision)?;
-        settings.max_memory = settings.max_memory.min(cuda.free_memory() / 5 * 4);
-        GpuBackend::on(cuda, settings, precision)
+    /// its passes sized to the smaller of `--max-memory` and 80% of the device's free memory
+    /// when each is planned.
+    pub fn open(settings: BackendSettings, device: Option<usize>, precision: Precision) -> Result<Self> {
+        GpuBackend::on(Cuda::open(device, precision)?, settings, precision)
     }
 }

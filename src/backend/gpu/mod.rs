@@ -75,6 +75,11 @@ pub trait Device: Send + Sync + Sized {
     fn max_table_values(&self) -> usize;
     /// Waits until every op submitted so far has run; reports the device's first error.
     fn synchronize(&self) -> Result<()>;
+    /// Bytes of device memory free right now, where the device can tell (a CUDA GPU; wgpu
+    /// cannot ask, and the harness's memory is the host's).
+    fn free_memory(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A tensor of a device backend: on the device, or, for an embedding table larger than one
@@ -209,11 +214,21 @@ impl<D: Device> GpuBackend<D> {
         self.device.dispatch("pooling", entry, &params, &bindings, grid(invocations, 64))
     }
 
+    /// Bytes a pass may take: `--max-memory`, and on a device that tells its free memory no
+    /// more than 80% of it, asked when the pass is planned (so the weights and whatever else
+    /// is resident, ours or another process's, are already counted).
+    fn budget(&self) -> usize {
+        match self.device.free_memory() {
+            Some(free) => self.max_memory.min(free / 5 * 4),
+            None => self.max_memory,
+        }
+    }
+
     /// Tangent sequences per attention scratch chunk: `[chunk, heads, tokens, tokens]` within
     /// one binding and an eighth of the memory budget.
     fn attention_chunk(&self, heads: Heads, tokens: usize, seqs: usize) -> usize {
         let per_seq = heads.count * tokens * tokens;
-        let most = self.device.max_binding_values().min(self.max_memory / 32);
+        let most = self.device.max_binding_values().min(self.budget() / 32);
         (most / per_seq.max(1)).clamp(1, seqs.max(1))
     }
 
@@ -272,7 +287,20 @@ impl<D: Device> Backend for GpuBackend<D> {
     }
 
     fn memory_budget(&self) -> usize {
-        self.max_memory
+        self.budget()
+    }
+
+    fn describe_memory_budget(&self) -> String {
+        let budget = self.budget();
+        match self.device.free_memory() {
+            Some(free) if budget < self.max_memory => {
+                format!(
+                    "{budget} bytes (80% of the {free} bytes free on the device; --max-memory is {})",
+                    self.max_memory
+                )
+            }
+            _ => format!("{budget} bytes"),
+        }
     }
 
     /// No tensor of a pass may exceed what the adapter binds.
