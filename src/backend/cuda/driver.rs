@@ -79,6 +79,21 @@ fn device_count() -> Result<usize> {
     Ok(result::device::get_count().map_err(|e| driver_error("counting CUDA devices", e))? as usize)
 }
 
+/// A device's compute capability as NVRTC names it: 80 for sm_80.
+fn compute_capability(device: sys::CUdevice) -> Result<u32> {
+    use sys::CUdevice_attribute::{
+        CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+    };
+    let attribute = |attribute| {
+        // SAFETY: a valid device handle.
+        unsafe { result::device::get_attribute(device, attribute) }
+            .map_err(|e| driver_error("the compute capability", e))
+    };
+    let major = attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+    let minor = attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+    Ok((major * 10 + minor) as u32)
+}
+
 /// The GPUs `--backend cuda --device N` can run on, one line each: number, name, compute
 /// capability, memory.
 pub fn describe_devices() -> Result<Vec<String>> {
@@ -86,13 +101,10 @@ pub fn describe_devices() -> Result<Vec<String>> {
         .map(|ordinal| {
             let device = result::device::get(ordinal as i32).map_err(|e| driver_error("opening a device", e))?;
             let name = result::device::get_name(device).map_err(|e| driver_error("naming a device", e))?;
-            let capability = |attribute| unsafe { result::device::get_attribute(device, attribute) };
-            let major = capability(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
-            let minor = capability(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
-            let (major, minor) = (major.map_err(|e| driver_error("a compute capability", e))?, minor.unwrap_or(0));
+            let arch = compute_capability(device)?;
             // SAFETY: a valid device handle.
             let memory = unsafe { result::device::total_mem(device) }.map_err(|e| driver_error("device memory", e))?;
-            Ok(format!("{ordinal}: {name} (sm_{major}{minor}, {:.1} GiB)", memory as f64 / (1u64 << 30) as f64))
+            Ok(format!("{ordinal}: {name} (sm_{arch}, {:.1} GiB)", memory as f64 / (1u64 << 30) as f64))
         })
         .collect()
 }
@@ -151,15 +163,13 @@ impl Cuda {
         // SAFETY: `device` is a valid handle; the primary context lives as long as the process.
         let context = unsafe { result::primary_ctx::retain(device) }.map_err(|e| driver_error("a context", e))?;
         unsafe { result::ctx::set_current(context) }.map_err(|e| driver_error("making the context current", e))?;
-        let capability = |attribute| unsafe { result::device::get_attribute(device, attribute) };
-        let major = capability(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
-            .map_err(|e| driver_error("the compute capability", e))?;
-        let minor = capability(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
-            .map_err(|e| driver_error("the compute capability", e))?;
-        let arch = (major * 10 + minor) as u32;
+        let arch = compute_capability(device)?;
         let target = nvrtc::Target::for_device(arch)?;
-        let pools =
-            capability(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED).is_ok_and(|v| v != 0);
+        // SAFETY: a valid device handle.
+        let pools = unsafe {
+            result::device::get_attribute(device, sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED)
+        }
+        .is_ok_and(|v| v != 0);
         Ok(Cuda {
             context,
             name,
