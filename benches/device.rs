@@ -153,16 +153,22 @@ fn bench_device(c: &mut Criterion) {
             eprintln!("benches/device: {e}");
             return;
         }
-        // The 16-bit storage precisions against f32, on the same backend, at each setting.
-        for precision in [Precision::F16, Precision::Bf16] {
-            let Some(half) = choice(precision) else { continue };
-            for (layer, steps) in settings(case) {
-                let matrix = |choice: &BackendChoice| {
-                    let options = TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap());
-                    choice.open(Matrix { model: &model, pair: case.pair, options }).unwrap()
-                };
-                let (single, rounded) = (matrix(&f32_choice), matrix(&half));
-                let largest = single.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        // The 16-bit storage precisions against f32, on the same backend, at each setting: the
+        // f32 matrix once per setting, each precision the backend offers against it.
+        let halves: Vec<(Precision, BackendChoice)> =
+            [Precision::F16, Precision::Bf16].into_iter().filter_map(|p| Some((p, choice(p)?))).collect();
+        if halves.is_empty() {
+            continue;
+        }
+        for (layer, steps) in settings(case) {
+            let matrix = |choice: &BackendChoice| {
+                let options = TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap());
+                choice.open(Matrix { model: &model, pair: case.pair, options }).unwrap()
+            };
+            let single = matrix(&f32_choice);
+            let largest = single.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            for (precision, half) in &halves {
+                let rounded = matrix(half);
                 let error = single.iter().zip(&rounded).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / largest;
                 eprintln!(
                     "{} shape, {} storage, layer {layer}, {steps} steps: max|ΔA| / max|A| against f32 = {error:.2e}",
