@@ -78,7 +78,11 @@ pub fn write(fixture: &Path, shape: Shape, out: &Path) {
             .collect()
     };
     let mut written: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (seed, (name, view)) in tensors.tensors().into_iter().enumerate() {
+    // By name: the seeds, and so the weights, are the same in every run (safetensors lists
+    // the tensors in hash order).
+    let mut listed = tensors.tensors();
+    listed.sort_by(|(a, _), (b, _)| a.cmp(b));
+    for (seed, (name, view)) in listed.into_iter().enumerate() {
         let layer_names: Vec<String> = match name.split_once("layer.0.") {
             Some((before, after)) => (0..shape.layers).map(|i| format!("{before}layer.{i}.{after}")).collect(),
             None if name.contains("layer.") => continue,
