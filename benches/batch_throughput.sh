@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Throughput of `simattr batch` (the README's "Many pairs" figures): pairs/s on a real model,
+# Throughput of `simattr batch` (docs/performance.md's "Many pairs" figures): pairs/s on a real model,
 # default settings (layer 0, 50 riemann-right steps, cos, --mode auto), three ways:
 #   distinct  every pair two texts never seen before: each pair integrates two texts
 #   reuse     10 pairs per distinct text, over the same texts: each text integrated once,

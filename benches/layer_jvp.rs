@@ -1,7 +1,7 @@
 //! Benchmarks of both CPU backends side by side: one MiniLM-shaped layer's batched JVP
 //! (random weights, no files needed) and a whole explanation on the tiny fixture. The
 //! reference is the oracle, not the fast path; its numbers are the baseline. The per-op
-//! benches at the shapes of design.md §3 are in `ops.rs`, the real-model ones in `explain.rs`.
+//! benches at the shapes of docs/design.md §3 are in `ops.rs`, the real-model ones in `explain.rs`.
 
 mod common;
 

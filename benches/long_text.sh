@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long-text runs of the README's performance section, on the fast backend with the default
+# The long-text runs of docs/performance.md ("Memory and long texts"), on the fast backend with the default
 # --max-memory; each prints the wall time and peak RSS (GNU time). Needs a release build and
 # the model in the cache (scripts/fetch_model.sh NAME).
 #   benches/long_text.sh minilm [extra simattr options…]  a 300-word text (256 tokens after

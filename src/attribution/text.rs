@@ -15,7 +15,7 @@ use crate::net::Encoder;
 
 /// Which derivative computes `P`: forward mode pushes `T` token tangents per step through the
 /// layers, reverse mode pulls `D` output cotangents per step back through them (xsbert's way);
-/// forward is the cheaper while `T` is well below `D`, which sentences are (design.md §1).
+/// forward is the cheaper while `T` is well below `D`, which sentences are (docs/design.md §1).
 /// `Auto` picks, per text, the one that does less arithmetic (`Encoder::cheaper_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -16,12 +16,15 @@
 //!   what it fuses, and the shared test suite checks both against the reference.
 
 pub mod cpu;
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod cuda;
+#[cfg(any(feature = "wgpu", feature = "cuda", feature = "cuda-emu"))]
 pub mod gpu;
 mod gradients;
 mod open;
 pub mod reference;
 mod settings;
+#[cfg(feature = "wgpu")]
 pub mod wgpu;
 
 use std::ops::Range;
@@ -454,7 +457,7 @@ pub trait Backend: Sync {
     /// for `y = LN(x Wᵀ + b + residual)` (`layer` is `W`, `b`) and tangents
     /// `ż = ẋ Wᵀ + d_residual`, returns `mean_t ẏ` of every tangent sequence,
     /// `[steps · tangents, width]`. This default is the plain path (both GEMMs, the norm's JVP,
-    /// mean pooling); a fast backend reduces the rows before the tangent GEMM (design.md §3).
+    /// mean pooling); a fast backend reduces the rows before the tangent GEMM (docs/design.md §3).
     #[allow(clippy::too_many_arguments)]
     fn pooled_linear_residual_norm_jvp(
         &self,
@@ -479,7 +482,7 @@ pub trait Backend: Sync {
     /// `z = a Wᵀ + …` beneath the norm (`layer`), `[steps, dims, tokens, in]`. This default is
     /// the plain path (seeds, pooling's VJP, the norm's VJP, the GEMM); a fast backend uses that
     /// `z̄` has rank-one structure per token, so `ā` needs no GEMM over the cotangent rows
-    /// (design.md §3).
+    /// (docs/design.md §3).
     fn mean_pooled_norm_linear_vjp(
         &self,
         saved: &NormSaved<Self::Tensor>,

@@ -3,8 +3,12 @@
 //! concrete backend and hands it to generic code (the CLI's commands, an owned `Session`).
 
 use super::cpu::CpuBackend;
-use super::cuda::{CudaBackend, CudaEmuBackend};
+#[cfg(feature = "cuda")]
+use super::cuda::CudaBackend;
+#[cfg(feature = "cuda-emu")]
+use super::cuda::CudaEmuBackend;
 use super::reference::CpuReference;
+#[cfg(feature = "wgpu")]
 use super::wgpu::WgpuBackend;
 use super::{Backend, BackendKind, BackendSettings, Precision};
 use crate::error::{Error, Result};
@@ -27,9 +31,10 @@ impl BackendChoice {
         kind: BackendKind,
         device: Option<usize>,
         precision: Option<Precision>,
-        primal: Option<&str>,
+        primal: Option<Precision>,
         settings: BackendSettings,
     ) -> Result<Self> {
+        kind.check_built()?;
         if device.is_some() && !matches!(kind, BackendKind::Wgpu | BackendKind::Cuda) {
             return Err(Error::argument(
                 "--device",
@@ -46,19 +51,26 @@ impl BackendChoice {
 
     /// Opens the backend and gives it to `user`.
     pub fn open<U: UseBackend>(&self, user: U) -> Result<U::Output> {
-        let (settings, device, precision) = (self.settings, self.device, self.precision);
+        let (settings, precision) = (self.settings, self.precision);
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        let device = self.device;
         Ok(match (self.kind, precision) {
             (BackendKind::Cpu, Precision::F32) => user.with(CpuBackend::new(settings)?),
             (BackendKind::CpuReference, Precision::F32) => user.with(CpuReference::<f32>::with_settings(settings)),
             (BackendKind::CpuReference, Precision::F64) => user.with(CpuReference::<f64>::with_settings(settings)),
+            #[cfg(feature = "wgpu")]
             (BackendKind::Wgpu, precision) => user.with(WgpuBackend::new(settings, device, precision)?),
+            #[cfg(feature = "cuda")]
             (BackendKind::Cuda, precision) => user.with(CudaBackend::open(settings, device, precision)?),
+            #[cfg(feature = "cuda-emu")]
             (BackendKind::CudaEmu, precision) => user.with(CudaEmuBackend::emulated(settings, precision)?),
+            #[allow(unreachable_patterns)]
             (kind, precision) => {
+                kind.check_built()?;
                 return Err(Error::argument(
                     "--precision",
                     format!("backend {} has no {} implementation", kind.name(), precision.name()),
-                ))
+                ));
             }
         })
     }

@@ -1,20 +1,22 @@
-//! What every backend is configured with, and the flags that choose it (design.md §3,
+//! What every backend is configured with, and the flags that choose it (docs/design.md §3,
 //! "Flags every backend shares").
 
 use crate::error::{Error, Result};
 
-/// Which backend runs the ops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which backend runs the ops. Every kind parses whatever was built; opening one whose Cargo
+/// feature was left out is an error that says how to build it (`check_built`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
-    /// The fast CPU backend (GEMM library, fused passes, rayon threads).
+    /// The fast CPU backend (GEMM library, fused passes, rayon threads)
     Cpu,
-    /// The CPU reference: plain loops, f64 sums, the oracle of every test.
+    /// The CPU reference: plain loops, f64 sums, the oracle every backend is tested against
+    #[value(name = "cpu-ref", alias = "cpu-reference")]
     CpuReference,
-    /// WGSL shaders through wgpu, on the adapter `--device` names.
+    /// WGSL shaders through wgpu on a GPU (Vulkan, Metal, DX12), the adapter `--device` names
     Wgpu,
-    /// The CUDA kernels on an NVIDIA GPU, the one `--device` names.
+    /// The CUDA kernels on an NVIDIA GPU, the one `--device` names
     Cuda,
-    /// The CUDA kernels on the CPU execution harness (tests, and checking kernels without a GPU).
+    /// The CUDA kernels on the CPU execution harness (slow: for checking kernels without a GPU)
     CudaEmu,
 }
 
@@ -26,6 +28,41 @@ impl BackendKind {
             BackendKind::Wgpu => "wgpu",
             BackendKind::Cuda => "cuda",
             BackendKind::CudaEmu => "cuda-emu",
+        }
+    }
+
+    /// The Cargo feature that builds this backend (`None`: always built).
+    pub fn feature(self) -> Option<&'static str> {
+        match self {
+            BackendKind::Cpu | BackendKind::CpuReference => None,
+            BackendKind::Wgpu => Some("wgpu"),
+            BackendKind::Cuda => Some("cuda"),
+            BackendKind::CudaEmu => Some("cuda-emu"),
+        }
+    }
+
+    /// Whether this binary was built with the backend.
+    pub fn is_built(self) -> bool {
+        match self {
+            BackendKind::Cpu | BackendKind::CpuReference => true,
+            BackendKind::Wgpu => cfg!(feature = "wgpu"),
+            BackendKind::Cuda => cfg!(feature = "cuda"),
+            BackendKind::CudaEmu => cfg!(feature = "cuda-emu"),
+        }
+    }
+
+    /// An error naming the feature to build with, when this binary lacks the backend.
+    pub fn check_built(self) -> Result<()> {
+        match self.feature() {
+            Some(feature) if !self.is_built() => Err(Error::argument(
+                "--backend",
+                format!(
+                    "{} is not in this build of simattr: build with `cargo build --release --features {feature}`{}",
+                    self.name(),
+                    if feature == "cuda-emu" { "" } else { " (on by default; left out by --no-default-features)" }
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -67,13 +104,12 @@ impl BackendKind {
         }
     }
 
-    /// The `--primal` value (`f64`, `f32`) checked against what this backend offers.
-    pub fn check_primal(self, primal: Option<&str>) -> Result<Option<Precision>> {
-        let Some(text) = primal else { return Ok(None) };
+    /// The `--primal` precision checked against what this backend offers.
+    pub fn check_primal(self, primal: Option<Precision>) -> Result<Option<Precision>> {
+        let Some(wanted) = primal else { return Ok(None) };
         let offered = self.primal_precisions();
         let names: Vec<&str> = offered.iter().map(|p| p.name()).collect();
-        let parsed = offered.iter().copied().find(|p| p.name() == text);
-        match parsed {
+        match offered.iter().copied().find(|&p| p == wanted) {
             Some(p) => Ok(Some(p)),
             None if offered.is_empty() => Err(Error::argument(
                 "--primal",
@@ -81,7 +117,7 @@ impl BackendKind {
             )),
             None => Err(Error::argument(
                 "--primal",
-                format!("`{text}`: backend {} offers {}", self.name(), names.join(", ")),
+                format!("`{}`: backend {} offers {}", wanted.name(), self.name(), names.join(", ")),
             )),
         }
     }
@@ -104,7 +140,7 @@ impl std::str::FromStr for BackendKind {
 }
 
 /// Storage precision of a backend's tensors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Precision {
     F64,
     F32,
@@ -247,11 +283,11 @@ mod tests {
     #[test]
     fn primal_precision_is_checked_per_backend() {
         assert_eq!(BackendKind::Cpu.check_primal(None).unwrap(), None);
-        assert_eq!(BackendKind::Cpu.check_primal(Some("f32")).unwrap(), Some(Precision::F32));
-        assert_eq!(BackendKind::Cpu.check_primal(Some("f64")).unwrap(), Some(Precision::F64));
-        let err = BackendKind::Cpu.check_primal(Some("bf16")).unwrap_err().to_string();
+        assert_eq!(BackendKind::Cpu.check_primal(Some(Precision::F32)).unwrap(), Some(Precision::F32));
+        assert_eq!(BackendKind::Cpu.check_primal(Some(Precision::F64)).unwrap(), Some(Precision::F64));
+        let err = BackendKind::Cpu.check_primal(Some(Precision::Bf16)).unwrap_err().to_string();
         assert!(err.contains("--primal") && err.contains("f64, f32"), "{err}");
-        let err = BackendKind::CpuReference.check_primal(Some("f64")).unwrap_err().to_string();
+        let err = BackendKind::CpuReference.check_primal(Some(Precision::F64)).unwrap_err().to_string();
         assert!(err.contains("--primal") && err.contains("cpu-ref"), "{err}");
     }
 

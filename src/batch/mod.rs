@@ -96,9 +96,6 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
         memory_budget: usize,
     ) -> Result<Self> {
         encoder.check_layer(options.layer)?;
-        if options.keep_jacobian {
-            return Err(Error::Internal("a batch keeps no Jacobians".into()));
-        }
         let options = options.for_similarity(similarity);
         let provenance = Provenance::new(model, encoder.backend)
             .with_attribution(AttributionSettings::new(&options, similarity, word_merge));
@@ -133,9 +130,18 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
         }
     }
 
-    /// `P` of one tokenized text, from the cache when it has been seen.
+    /// The width of the model's hidden states.
+    pub fn hidden(&self) -> usize {
+        self.encoder.hidden()
+    }
+
+    /// `P` of one tokenized text, from the cache when it has been seen. A text whose Jacobian
+    /// is kept (`explain --jacobians`) is computed afresh: the cache holds `P` only.
     fn text(&mut self, tokenized: Tokenized, progress: &dyn Progress) -> Result<TextAttribution> {
         let (encoder, tokenizer, options) = (self.encoder, &self.model.tokenizer, &self.options);
+        if options.keep_jacobian {
+            return attribute(encoder, tokenizer, tokenized, options, progress);
+        }
         let reference = reference_ids(tokenizer, tokenized.ids.len());
         self.cache.get_or_compute(tokenized, &reference, |t| attribute(encoder, tokenizer, t, options, progress))
     }
@@ -156,7 +162,8 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
         self.explain_tokens_with(tokens_a, tokens_b, &())
     }
 
-    fn explain_tokens_with(
+    /// `explain_tokens`, reporting the integration's steps to `progress`.
+    pub fn explain_tokens_with(
         &mut self,
         tokens_a: Tokenized,
         tokens_b: Tokenized,
@@ -190,6 +197,17 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
     /// The `explain --json` document of an explained pair.
     pub fn explain_json(&self, a: &str, b: &str, e: &Explanation) -> ExplainJson {
         ExplainJson::new(self.model, &self.provenance, a, b, e, self.word_merge)
+    }
+
+    /// The `explain --json` document with the word view merged by `merge`, whatever this
+    /// explainer's own word setting (the HTML report always has words).
+    pub fn explain_json_merged(&self, a: &str, b: &str, e: &Explanation, merge: WordMerge) -> ExplainJson {
+        let provenance = self.provenance.clone().with_attribution(AttributionSettings::new(
+            &self.options,
+            self.similarity,
+            Some(merge),
+        ));
+        ExplainJson::new(self.model, &provenance, a, b, e, Some(merge))
     }
 }
 

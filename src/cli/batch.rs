@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use simattr::backend::{parse_memory, Backend};
+use simattr::backend::Backend;
 use simattr::batch::{rank_documents, read_items, Existing, Format, Item, Outcome, PairExplainer, RecordWriter};
 use simattr::net::Encoder;
 use simattr::output::{files, html};
 
-use super::{pairs_bar, Attribution, AttributionArgs};
-use crate::{leave_to_exit, load_model, ModelArg};
+use super::{leave_to_exit, load_model, ModelArg};
+use super::{pairs_bar, AttributionArgs};
 
 /// The exit status of a run that finished but wrote error records.
 const EXIT_WITH_ERROR_RECORDS: u8 = 3;
@@ -44,8 +44,8 @@ pub struct BatchArgs {
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
     /// Memory for the texts' attributions kept during the run [default: 1G].
-    #[arg(long, value_name = "SIZE", default_value = "1G")]
-    cache_memory: String,
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = super::memory_size)]
+    cache_memory: usize,
     /// Cut texts over the model's max_seq_length, as explain does, instead of writing an error
     /// record for them.
     #[arg(long)]
@@ -71,8 +71,9 @@ struct Tally {
 }
 
 pub fn run<B: Backend>(backend: &B, args: BatchArgs) -> anyhow::Result<ExitCode> {
-    let Attribution { options, similarity, word_merge } = args.attribution.parse()?;
-    let cache_memory = parse_memory(&args.cache_memory).map_err(|e| rename_argument(e, "--cache-memory"))?;
+    let attribution = args.attribution.parse()?;
+    let (similarity, word_merge) = (attribution.similarity, attribution.word_merge);
+    let cache_memory = args.cache_memory;
     // Everything that can be checked is, before the model loads.
     let (path, fields, allow_lines) = match (&args.input, &args.docs) {
         (Some(input), None) => (input.as_path(), ["a", "b"].as_slice(), false),
@@ -92,7 +93,7 @@ pub fn run<B: Backend>(backend: &B, args: BatchArgs) -> anyhow::Result<ExitCode>
     let mut explainer = PairExplainer::new(
         &encoder,
         &model,
-        &options,
+        &attribution.options_for(&encoder),
         similarity,
         word_merge,
         args.truncate,
@@ -261,12 +262,5 @@ fn snippet(text: &str, width: usize) -> String {
     match flat.chars().count() > width {
         true => format!("{}…", flat.chars().take(width - 1).collect::<String>()),
         false => flat,
-    }
-}
-
-fn rename_argument(error: simattr::Error, argument: &'static str) -> simattr::Error {
-    match error {
-        simattr::Error::Argument { message, .. } => simattr::Error::Argument { argument, message },
-        other => other,
     }
 }

@@ -11,7 +11,7 @@ use simattr::train::run::{train, TrainObserver, TrainOptions};
 #[derive(clap::Args)]
 pub struct TrainArgs {
     #[command(flatten)]
-    model: crate::ModelArg,
+    model: super::ModelArg,
     /// Training pairs: JSONL (`a`, `b`, `score`), or CSV/TSV with a header naming the columns
     /// a, b, score. Without --distill every pair needs a score, in [0, 1] or in [0, 5] (see
     /// --score-scale).

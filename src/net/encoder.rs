@@ -140,7 +140,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
 
     /// `--mode auto`: the mode whose pass does fewer flops for this text, counted as each runs
     /// (`net::flops`). Forward mode's `T` token tangents against reverse mode's `D` output
-    /// cotangents per step: forward up to `T ≈ D`, reverse beyond (README, "Forward or reverse").
+    /// cotangents per step: forward up to `T ≈ D`, reverse beyond (docs/performance.md, "Forward or reverse: the crossover").
     pub fn cheaper_mode(&self, layer: usize, tokens: usize, steps: usize) -> Mode {
         let (layers, mean) = (self.num_layers().saturating_sub(layer), self.pooling == Pooling::Mean);
         match reverse_is_cheaper(self.shape(), layers, tokens, steps, self.hidden(), mean) {

@@ -1,7 +1,7 @@
 //! Arithmetic of one text's attribution pass, counted from the shapes: the GEMMs and the
 //! attention products, a multiply-add counting as two flops (elementwise passes, LayerNorm and
 //! GELU are left out: they are memory-bound and small). Counted twice: as simattr runs it, with
-//! the structure of design.md §3 exploited, and as the plain path a generic forward-mode
+//! the structure of docs/design.md §3 exploited, and as the plain path a generic forward-mode
 //! autodiff (torch.func) runs, so that benches can report both the achieved GFLOP/s and the
 //! arithmetic saved.
 

@@ -11,7 +11,7 @@
 //! (bias + residual + LayerNorm, bias + GELU), which a fast backend fuses into one pass.
 //!
 //! Where the attribution pass enters and leaves the stack, the JVP takes what a generic
-//! autodiff cannot see (design.md §3): token-direction tangents into the first layer
+//! autodiff cannot see (docs/design.md §3): token-direction tangents into the first layer
 //! (`TangentsIn::TokenDirections`), and only the pooled tangent out of the last
 //! (`last_layer_pooled_jvp`). Both are backend ops whose defaults are the plain path.
 

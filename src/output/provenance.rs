@@ -1,4 +1,4 @@
-//! Where a result came from (design.md §3): every JSON output carries it, so a file says which
+//! Where a result came from (docs/design.md §3): every JSON output carries it, so a file says which
 //! weights, engine and settings made it. The batch cache keys on the same facts.
 
 use serde::{Deserialize, Serialize};

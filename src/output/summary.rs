@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::attribution::{ConvergenceRow, Explanation, Method};
+use crate::attribution::{ConvergenceRow, Explanation, Method, PairAttribution};
 use crate::output::json::WordsJson;
 
 pub fn explanation_summary(e: &Explanation, top: usize) -> String {
@@ -37,6 +37,7 @@ pub fn explanation_summary(e: &Explanation, top: usize) -> String {
         r.reference_a_b, r.a_reference_b, r.reference_a_reference_b
     );
     let _ = writeln!(s, "attributable          {:+.6}  (score − ref_a·b − a·ref_b + ref_a·ref_b)", p.attributable());
+    let _ = writeln!(s, "in short              {}", reference_terms_note(p));
     let _ = writeln!(s, "completeness error    {:.3e}", p.completeness_error());
     let _ = writeln!(
         s,
@@ -47,6 +48,24 @@ pub fn explanation_summary(e: &Explanation, top: usize) -> String {
         100.0 * e.b.relative_identity_error()
     );
     s
+}
+
+/// One plain line on what the reference terms mean for this pair, and, where they are not 0,
+/// how to get attributions that add up to the score.
+pub fn reference_terms_note(p: &PairAttribution) -> String {
+    let (score, pairs) = (p.score, p.attributable());
+    let reference = score - pairs;
+    if reference.abs() <= 1e-12 * score.abs().max(1.0) {
+        return format!(
+            "the reference terms are 0, so the token pairs account for the whole score {score:+.4} \
+             (their sum differs from it by the completeness error only)"
+        );
+    }
+    format!(
+        "score {score:+.4} = token pairs {pairs:+.4} + reference terms {reference:+.4}, the texts' similarity \
+         to empty texts of their length, which no token pair carries; for pairs that add up to the \
+         score, explain with an exact model (`simattr train`, docs/method.md)"
+    )
 }
 
 /// `explain --words`: the strongest word pairs, after the token summary.

@@ -62,7 +62,7 @@ pub fn reverse_mode_equals_forward_mode<B: Backend>(b: &B, fixture: &str) {
 }
 
 /// The right Riemann rule is first order: 16× the steps must cut the completeness error by at
-/// least 10× (design.md §1), and at N = 80 each text's identity holds within 1%.
+/// least 10× (docs/design.md §1), and at N = 80 each text's identity holds within 1%.
 pub fn completeness_converges<B: Backend>(b: &B) {
     let model = SentenceModel::load(&tiny_model_dir()).unwrap();
     let encoder = Encoder::new(b, &model).unwrap();
@@ -264,7 +264,7 @@ pub fn exact_model_adds_up_to_the_score<B: Backend>(b: &B) {
     assert!(err.to_string().contains("cos-exact"), "{err}");
 }
 
-/// The bound stated in the README: `P` from any thread count and any split of the work into
+/// The bound stated in docs/correctness.md: `P` from any thread count and any split of the work into
 /// passes agrees with a one-thread, one-pass run within this fraction of max|P|.
 pub const SPLIT_BOUND: f64 = 1e-6;
 

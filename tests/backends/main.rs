@@ -1,4 +1,4 @@
-//! The one test suite every backend runs (design.md §3, "One test suite for every backend").
+//! The one test suite every backend runs (docs/design.md §3, "One test suite for every backend").
 //!
 //! - Tier 1 (`ops`, `vjp`, `end_to_end`): every op, forward, JVP and VJP, small and fused, against
 //!   `CpuReference<f64>` on random shapes; the tiny fixtures (BERT, MPNet, RoBERTa,
@@ -19,15 +19,19 @@
 mod common;
 
 mod end_to_end;
+mod jvp_finite_differences;
 mod ops;
 mod oracle;
+mod progress;
 mod real_model;
 mod vjp;
+mod vjp_finite_differences;
 mod weight_grads;
+mod weights_dtypes;
 
-/// Per-op tolerance: relative max-norm error against `CpuReference<f64>` (design.md §3).
+/// Per-op tolerance: relative max-norm error against `CpuReference<f64>` (docs/design.md §3).
 pub const F32_OP_TOLERANCE: f64 = 1e-5;
-/// End to end against the float64 goldens, as a fraction of max|A| (design.md §3).
+/// End to end against the float64 goldens, as a fraction of max|A| (docs/design.md §3).
 pub const F32_GOLDEN_TOLERANCE: f64 = 1e-5;
 
 /// The tier-1 end-to-end tests of one tiny fixture, as a module of the backend's suite.
@@ -115,7 +119,8 @@ macro_rules! reverse_real_tests {
 }
 
 macro_rules! backend_suite {
-    ($($name:ident => $make:expr $(, $extra:ident)*;)*) => {$(
+    ($($(#[$attr:meta])* $name:ident => $make:expr $(, $extra:ident)*;)*) => {$(
+        $(#[$attr])*
         mod $name {
             use simattr::backend::{Backend, BackendSettings};
 
@@ -185,23 +190,26 @@ backend_suite! {
     // The default: f32 tangents, f64 primal states.
     cpu_f32 => |settings| simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend"), minilm_deep_tests, mpnet_tests, reverse_real_tests;
     // `--primal f32`: everything in f32. Not held to the MPNet layer-6 goldens, whose sharp
-    // integrand amplifies f32 primal rounding to 3e-4 of max|A| (README "Accuracy").
+    // integrand amplifies f32 primal rounding to 3e-4 of max|A| (docs/correctness.md, "Real models and the f64 primal").
     cpu_f32_primal_f32 => |settings| {
         let settings = settings.with_primal(simattr::backend::Precision::F32);
         simattr::backend::cpu::CpuBackend::new(settings).expect("cpu backend")
     }, minilm_deep_tests;
     // WGSL on the default adapter: Mesa's lavapipe in CI (the test command installs it). No
     // adapter is a failure, never a skip.
+    #[cfg(feature = "wgpu")]
     wgpu_f32 => |settings| {
         simattr::backend::wgpu::WgpuBackend::new(settings, None, simattr::backend::Precision::F32).expect("a wgpu adapter (the test command installs Mesa's lavapipe)")
     };
     // The CUDA kernels, run as C++ on the CPU execution harness (kernels/emu).
+    #[cfg(feature = "cuda-emu")]
     cuda_emu_f32 => |settings| {
         simattr::backend::cuda::CudaEmuBackend::emulated(settings, simattr::backend::Precision::F32).expect("the CUDA harness")
     };
     // `--backend cuda` itself: cudarc, NVRTC's cubins, device memory and launches, on the GPU
     // where the machine has one, else on the emulated driver (kernels/emu/driver), which runs
     // the kernels on the harness. Without either it fails, never skips.
+    #[cfg(feature = "cuda")]
     cuda_f32 => |settings| {
         crate::common::emulated_driver::open_in_process();
         simattr::backend::cuda::CudaBackend::open(settings, None, simattr::backend::Precision::F32)

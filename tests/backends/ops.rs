@@ -10,7 +10,7 @@ use simattr::params::{LayerParams, Linear, Norm};
 use crate::common::{max_abs, max_abs_diff, Rng};
 use crate::F32_OP_TOLERANCE;
 
-/// Odd sizes around SIMD widths and tile edges, as design.md §3 asks.
+/// Odd sizes around SIMD widths and tile edges, as docs/design.md §3 asks.
 const SIZES: [usize; 5] = [1, 7, 63, 65, 129];
 
 fn oracle() -> CpuReference<f64> {

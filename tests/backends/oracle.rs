@@ -1,5 +1,5 @@
 //! The oracle itself: `CpuReference<f64>` against the float64 PyTorch goldens, every case,
-//! within 1e-10·max|A| (design.md §3). Everything else is measured against this backend.
+//! within 1e-10·max|A| (docs/design.md §3). Everything else is measured against this backend.
 
 use simattr::backend::reference::CpuReference;
 use simattr::model::arch::RelativeBuckets;
@@ -31,14 +31,15 @@ fn mpnet_first_pair_at(layer: u64) {
     assert!(checked >= 2, "only {checked} golden cases");
 }
 
-/// One pair at layer 11 keeps CI short (design.md §3, tier 2).
+/// One pair at layer 11 keeps CI short (docs/design.md §3, tier 2).
 #[test]
 fn mpnet_goldens_in_f64_one_pair_at_layer_11() {
     mpnet_first_pair_at(11);
 }
 
-/// The case where f32 is ill-conditioned (real_model.rs, `MPNET_LAYER_6_TOLERANCE`): in f64 the
-/// engine matches it, so what the f32 backends miss there is rounding, not a wrong derivative.
+/// The case where f32 is ill-conditioned (real_model.rs: the f32 backends match MPNet's
+/// layer-6 goldens only with the primal in f64): in f64 the engine matches it, so what the f32
+/// backends miss there is rounding, not a wrong derivative.
 #[test]
 fn mpnet_goldens_in_f64_one_pair_at_layer_6() {
     mpnet_first_pair_at(6);

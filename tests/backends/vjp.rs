@@ -1,6 +1,6 @@
 //! Tier 1, reverse mode: every op's VJP against `CpuReference<f64>`, and on the backend under
 //! test the dot-product identity `⟨JVP(u), v⟩ = ⟨u, VJP(v)⟩` for random tangents `u` and
-//! cotangents `v` (design.md §3), at the same primal.
+//! cotangents `v` (docs/design.md §3), at the same primal.
 
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{Backend, Batch, Heads, ResidualNorm, Role, ScoreMods};

@@ -7,6 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 pub mod device_cli;
+#[cfg(feature = "cuda")]
 pub mod emulated_driver;
 
 pub fn repo() -> PathBuf {

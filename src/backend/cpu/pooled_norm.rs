@@ -1,5 +1,5 @@
 //! The last layer's output block when only the token mean of its tangents is wanted
-//! (design.md §3, "Structure to exploit"): `y = LN(x Wᵀ + b + h)` with tangents
+//! (docs/design.md §3, "Structure to exploit"): `y = LN(x Wᵀ + b + h)` with tangents
 //! `ż_r = ẋ_r Wᵀ + ḣ_r`, pooled as `mean_t ẏ`.
 //!
 //! `ẏ_r = γ ⊙ (ż_r − mean(ż_r) − x̂_p mean(x̂_p ⊙ ż_r)) / σ_p`, where `x̂_p` and `σ_p` belong

@@ -5,7 +5,7 @@
 //! rounding of an f32 primal — GEMM sums over 768 or 3072 terms, one rounding per stored
 //! activation — is amplified into the attributions: 3e-4 of max|A| on all-mpnet-base-v2 at
 //! layer 6, against 2e-7 with f64 primal states and f32 tangents (measured on the reference
-//! with the tangents rounded to f32; README "Accuracy"). The primal is one row per token and
+//! with the tangents rounded to f32; docs/correctness.md, "Real models and the f64 primal"). The primal is one row per token and
 //! step against one per token, step and tangent direction, so keeping it in f64 costs little;
 //! the tangents, whose errors are not amplified, stay f32.
 //!

@@ -9,20 +9,29 @@
 //! - `driver`: cudarc on a real GPU (`--backend cuda`), the kernels compiled by NVRTC for the
 //!   device's architecture at first use (`nvrtc.rs`).
 
+#[cfg(feature = "cuda")]
 mod driver;
+#[cfg(feature = "cuda-emu")]
 pub mod emu;
+#[cfg(feature = "cuda")]
 pub mod nvrtc;
+#[cfg(feature = "cuda")]
 pub mod toolkit;
 
+#[cfg(feature = "cuda")]
 pub use driver::{describe_devices, Cuda, CudaBuffer};
+#[cfg(feature = "cuda-emu")]
 pub use emu::{Emu, EmuBuffer};
 
 use super::gpu::{GpuBackend, GpuTensor};
 use super::{BackendSettings, Precision};
 use crate::error::{Error, Result};
 
+#[cfg(feature = "cuda")]
 pub type CudaBackend = GpuBackend<Cuda>;
+#[cfg(feature = "cuda-emu")]
 pub type CudaEmuBackend = GpuBackend<Emu>;
+#[cfg(feature = "cuda-emu")]
 pub type CudaEmuTensor = GpuTensor<EmuBuffer>;
 
 /// The kernel families, as `kernels/` names their files.
@@ -92,6 +101,7 @@ fn decode(bytes: &[u8], value_bytes: usize, precision: Precision) -> Vec<f32> {
     }
 }
 
+#[cfg(feature = "cuda-emu")]
 impl GpuBackend<Emu> {
     /// The CUDA kernels on the CPU execution harness, storing tensors in `precision` (f32, f16
     /// or bf16; arithmetic stays f32).
@@ -100,6 +110,7 @@ impl GpuBackend<Emu> {
     }
 }
 
+#[cfg(feature = "cuda")]
 impl GpuBackend<Cuda> {
     /// GPU `device` (`--device`; the first when `None`), storing tensors in `precision`, with
     /// its passes sized to the smaller of `--max-memory` and 80% of the device's free memory

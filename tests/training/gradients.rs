@@ -3,7 +3,7 @@
 //! fixture, with the shifted reference and both objectives; and the fast CPU backend against
 //! the f64 reference. (tests/training_golden.rs checks them against PyTorch autograd.)
 
-mod common;
+use crate::common;
 
 use common::{fixture_dir, Rng};
 use simattr::backend::cpu::CpuBackend;

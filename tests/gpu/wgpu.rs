@@ -2,7 +2,7 @@
 //! the explain command end to end on it. The op-by-op and golden tests are the shared suite's
 //! (`tests/backends`, `wgpu_f32`).
 
-mod common;
+use crate::common;
 
 use simattr::backend::wgpu::WgpuBackend;
 use simattr::backend::{Backend, BackendSettings, Precision};

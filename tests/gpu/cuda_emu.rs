@@ -3,7 +3,7 @@
 //! golden tests are the shared suite's (`tests/backends`, `cuda_emu_f32`); compiling the same
 //! kernels for GPUs is `tests/cuda_kernels.rs`.
 
-mod common;
+use crate::common;
 
 use simattr::backend::cuda::CudaEmuBackend;
 use simattr::backend::{Backend, BackendSettings, Precision};

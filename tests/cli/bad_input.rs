@@ -1,7 +1,7 @@
 //! Every kind of bad input ends in a clear error that names the problem, a non-zero exit, no
 //! panic, and no half-written output file.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

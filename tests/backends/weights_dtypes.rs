@@ -1,7 +1,7 @@
 //! f16 and bf16 checkpoints load as the f32 values they round to, and give the embeddings of
 //! the rounded model.
 
-mod common;
+use crate::common;
 
 use common::{copy_model, max_abs_diff, tiny_model_dir};
 use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};

@@ -1,7 +1,7 @@
 //! The command line end to end on the tiny model: what it prints and the files it writes,
 //! checked against the PyTorch golden values.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! `simattr train` end to end on the tiny fixtures: the exact model it writes (e(r) = 0
 //! exactly, Σ A → score), resume after a kill, divergence, and bad input.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

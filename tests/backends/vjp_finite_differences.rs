@@ -2,7 +2,7 @@
 //! each op, a cotangent `v` of one direction and a random primal direction `u`,
 //! `⟨VJP(v), u⟩ = ⟨(f(x + εu) − f(x − εu)) / 2ε, v⟩`.
 
-mod common;
+use crate::common;
 
 use common::{direction, Rng};
 use simattr::backend::reference::CpuReference;

@@ -1,7 +1,7 @@
 //! Progress reporting: all work is announced and completed, with updates as layers finish.
 //! (Completeness and pass-splitting live in the shared backend suite, tests/backends/.)
 
-mod common;
+use crate::common;
 
 use common::tiny_model_dir;
 use simattr::attribution::{explain_pair, Quadrature, Similarity, TextOptions};

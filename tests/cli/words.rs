@@ -2,7 +2,7 @@
 //! pre-tokenizer made, labelled with the original text, and token matrices merged into word
 //! matrices that keep (Sum) or average (Mean) the token pairs' values.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

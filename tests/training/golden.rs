@@ -4,7 +4,7 @@
 //! linear decay, clipping, weight decay, same data order, no dropout) against PyTorch's
 //! trajectory. The goldens store gradients and weight changes as f32, hence the tolerances.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -8,7 +8,7 @@
 //! The shared suite runs the same backend on the same driver op by op (`tests/backends`,
 //! `cuda_f32`); this file is what only the command line shows.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

@@ -2,7 +2,7 @@
 //! (in memory and through the disk cache), a killed run resumes to the same file, bad lines
 //! become error records, and `--query` ranks documents by the score it explains.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -7,7 +7,7 @@
 //! and the batch index. Chromium must be installed (Debian: `apt-get install -y chromium`): a
 //! missing browser fails these tests, it does not skip them.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

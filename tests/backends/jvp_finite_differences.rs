@@ -1,7 +1,7 @@
 //! Forward-mode derivatives against central finite differences, in f64: each op's JVP, then
 //! the whole layer stack above a split point on every tiny fixture.
 
-mod common;
+use crate::common;
 
 use common::{direction, fixture_dir, max_abs, max_abs_diff, Rng, TINY_FIXTURES};
 use simattr::backend::reference::CpuReference;

@@ -5,7 +5,7 @@
 //! machine is, is decided by whether the driver library can be opened, as `--backend cuda`
 //! itself decides it.
 
-mod common;
+use crate::common;
 
 use simattr::backend::cuda::CudaBackend;
 use simattr::backend::{BackendSettings, Precision};
