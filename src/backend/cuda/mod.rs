@@ -23,7 +23,7 @@ pub use driver::{describe_devices, Cuda, CudaBuffer};
 #[cfg(feature = "cuda-emu")]
 pub use emu::{Emu, EmuBuffer};
 
-use super::gpu::{GpuBackend, GpuTensor};
+use super::gpu::GpuBackend;
 use super::{BackendSettings, Precision};
 use crate::error::{Error, Result};
 
@@ -32,7 +32,7 @@ pub type CudaBackend = GpuBackend<Cuda>;
 #[cfg(feature = "cuda-emu")]
 pub type CudaEmuBackend = GpuBackend<Emu>;
 #[cfg(feature = "cuda-emu")]
-pub type CudaEmuTensor = GpuTensor<EmuBuffer>;
+pub type CudaEmuTensor = super::gpu::GpuTensor<EmuBuffer>;
 
 /// The kernel families, as `kernels/` names their files.
 pub const FAMILIES: [&str; 6] = ["elementwise", "matmul", "layer_norm", "gelu", "attention", "pooling"];
