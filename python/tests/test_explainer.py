@@ -203,7 +203,8 @@ def test_batch_records_equal_the_cli_batch(repo, simattr_cli, tiny_bert, tmp_pat
 
 
 def test_ctrl_c_stops_a_long_explanation_and_the_session_still_works(tiny_bert):
-    explainer = simattr.Explainer(str(tiny_bert), steps=400, threads=1, progress=False)
+    # Layer 0: the whole depth to integrate through, slow enough to interrupt.
+    explainer = simattr.Explainer(str(tiny_bert), layer=0, steps=400, threads=1, progress=False)
     texts = (" ".join(["cat"] * 20), " ".join(["dog"] * 20))
     started = time.perf_counter()
     whole = explainer.explain(*texts)
@@ -223,5 +224,5 @@ def test_ctrl_c_stops_a_long_explanation_and_the_session_still_works(tiny_bert):
     assert interrupted < uninterrupted / 2, f"stopped after {interrupted:.2f} s of {uninterrupted:.2f} s"
     # Nothing half-done was kept: the session explains the interrupted pair in full afterwards.
     assert explainer.explain(*texts).to_json() == whole.to_json()
-    fresh = simattr.Explainer(str(tiny_bert), steps=400, threads=1, progress=False).explain(*other)
+    fresh = simattr.Explainer(str(tiny_bert), layer=0, steps=400, threads=1, progress=False).explain(*other)
     assert explainer.explain(*other).to_json() == fresh.to_json()
