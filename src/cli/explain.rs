@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use simattr::attribution::TextOptions;
 use simattr::backend::Backend;
 use simattr::batch::PairExplainer;
 use simattr::job::{self, Artefact};
@@ -68,14 +69,15 @@ pub fn run<B: Backend>(backend: &B, args: ExplainArgs) -> anyhow::Result<ExitCod
     let attribution = args.attribution.parse()?;
     let outputs = args.outputs();
     let wanted: Vec<Artefact> = outputs.iter().map(|(artefact, _)| *artefact).collect();
-    // Checked before the model loads; settled (the default layer) once it has.
-    job::job_options(&attribution.session.options, &wanted)?;
+    // Settled before the model loads (a bad combination fails at once); only the default
+    // layer waits for the model.
+    let (options, notice) = job::job_options(&attribution.session.options, &wanted)?;
     for (_, path) in &outputs {
         files::check_writable(path)?;
     }
     let model = load_model(&args.model)?;
     let encoder = Encoder::new(backend, &model)?;
-    let (options, notice) = job::job_options(&attribution.options_for(&encoder), &wanted)?;
+    let options = TextOptions { layer: attribution.options_for(&encoder).layer, ..options };
     let mut explainer =
         PairExplainer::new(&encoder, &model, &options, attribution.similarity, attribution.word_merge, true, None, 0)?;
     if let Some(notice) = notice {
