@@ -143,6 +143,62 @@ pub struct LayerParams<T> {
     pub ffn_norm: Norm<T>,
 }
 
+/// Which dense layer of a `LayerParams` a block description means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinearId {
+    Qkv,
+    AttentionOut,
+    FfnIn,
+    FfnOut,
+}
+
+/// Which LayerNorm of a `LayerParams` a block description means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NormId {
+    Attention,
+    Ffn,
+}
+
+impl LinearId {
+    /// The tensor `part` of this layer, as training's gradients name it.
+    pub fn slot(self, part: LinearPart) -> LayerSlot {
+        match self {
+            LinearId::Qkv => LayerSlot::Qkv(part),
+            LinearId::AttentionOut => LayerSlot::AttentionOut(part),
+            LinearId::FfnIn => LayerSlot::FfnIn(part),
+            LinearId::FfnOut => LayerSlot::FfnOut(part),
+        }
+    }
+}
+
+impl NormId {
+    /// The tensor `part` of this norm, as training's gradients name it.
+    pub fn slot(self, part: NormPart) -> LayerSlot {
+        match self {
+            NormId::Attention => LayerSlot::AttentionNorm(part),
+            NormId::Ffn => LayerSlot::FfnNorm(part),
+        }
+    }
+}
+
+impl<T> LayerParams<T> {
+    pub fn linear(&self, id: LinearId) -> &Linear<T> {
+        match id {
+            LinearId::Qkv => &self.qkv,
+            LinearId::AttentionOut => &self.attention_out,
+            LinearId::FfnIn => &self.ffn_in,
+            LinearId::FfnOut => &self.ffn_out,
+        }
+    }
+
+    pub fn norm(&self, id: NormId) -> &Norm<T> {
+        match id {
+            NormId::Attention => &self.attention_norm,
+            NormId::Ffn => &self.ffn_norm,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EncoderParams<T> {
     pub embeddings: EmbeddingParams<T>,

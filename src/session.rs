@@ -1,7 +1,7 @@
 //! A long-lived explainer: a model loaded on a backend chosen at run time, with its attribution
 //! settings and its per-text cache, held for as long as its owner likes. The CLI borrows a
 //! backend and a model for one command; a caller that keeps them across many calls (the Python
-//! package, later a service) holds a `Session` and calls the same code `explain` and `batch`
+//! package, the coming HTTP server) holds a `Session` and calls the same code `explain` and `batch`
 //! run.
 
 use std::path::{Path, PathBuf};

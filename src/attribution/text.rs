@@ -9,14 +9,14 @@ use crate::attribution::Progress;
 use crate::backend::{Backend, Batch, Role};
 use crate::error::{Error, Result};
 use crate::model::{TextTokenizer, Tokenized};
+use crate::net::block::SplitCotangents;
 use crate::net::encoder::{InputCotangents, InputForm, PooledSeeds};
-use crate::net::layer::SplitCotangents;
 use crate::net::Encoder;
 
 /// Which derivative computes `P`: forward mode pushes `T` token tangents per step through the
 /// layers, reverse mode pulls `D` output cotangents per step back through them (xsbert's way);
 /// forward is the cheaper while `T` is well below `D`, which sentences are (docs/design.md §1).
-/// `Auto` picks, per text, the one that does less arithmetic (`Encoder::cheaper_mode`).
+/// `Auto` picks, per text, the one that does less arithmetic (`Encoder::reverse_is_cheaper`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Forward,
@@ -228,7 +228,8 @@ pub fn attribute_text<B: Backend>(
     let (b, t, h, layer) = (encoder.backend, tokenized.ids.len(), encoder.hidden(), options.layer);
     let steps = options.quadrature.steps();
     let mode = match options.mode {
-        Mode::Auto => encoder.cheaper_mode(layer, t, steps),
+        Mode::Auto if encoder.reverse_is_cheaper(layer, t, steps) => Mode::Reverse,
+        Mode::Auto => Mode::Forward,
         chosen => chosen,
     };
     let reverse = mode == Mode::Reverse;

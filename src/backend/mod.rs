@@ -1,6 +1,6 @@
 //! The op set every backend implements. The network description (`crate::net`) is written
 //! against this trait only, so the same layer code runs on the CPU reference, the fast CPU
-//! backend, and later WGSL and CUDA.
+//! backend, WGSL and CUDA.
 //!
 //! Conventions shared by all ops:
 //! - Tensors are opaque device buffers, row-major; shapes travel as explicit arguments.
@@ -151,6 +151,15 @@ impl<T> Clone for ResidualNorm<'_, T> {
 }
 impl<T> Copy for ResidualNorm<'_, T> {}
 
+/// What a result's provenance says of the engine that made it: plain data, so that the outputs
+/// need no backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub name: String,
+    pub precision: Precision,
+    pub primal_precision: Precision,
+}
+
 pub trait Backend: Sync {
     type Tensor: Send + Sync;
 
@@ -163,6 +172,10 @@ pub trait Backend: Sync {
     /// primal wider than its tangents.
     fn primal_precision(&self) -> Precision {
         self.precision()
+    }
+    /// The engine as a result's provenance names it.
+    fn engine_info(&self) -> EngineInfo {
+        EngineInfo { name: self.name(), precision: self.precision(), primal_precision: self.primal_precision() }
     }
     /// Bytes this backend's tensors may occupy at once (`--max-memory`).
     fn memory_budget(&self) -> usize;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -200,15 +200,6 @@ fn unique_ids(items: Vec<Item>) -> Vec<Item> {
             }
         })
         .collect()
-}
-
-/// The input file, checked to exist before any work starts.
-pub fn require_file(path: &Path, what: &'static str) -> Result<PathBuf> {
-    if path.is_file() {
-        Ok(path.to_path_buf())
-    } else {
-        Err(Error::argument(what, format!("{} is not a file", path.display())))
-    }
 }
 
 #[cfg(test)]

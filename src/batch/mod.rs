@@ -97,7 +97,7 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
     ) -> Result<Self> {
         encoder.check_layer(options.layer)?;
         let options = options.for_similarity(similarity);
-        let provenance = Provenance::new(model, encoder.backend)
+        let provenance = Provenance::new(model, &encoder.backend.engine_info())
             .with_attribution(AttributionSettings::new(&options, similarity, word_merge));
         let cache = TextCache::new(CacheKey::new(&provenance, &options), cache_dir, memory_budget)?;
         Ok(PairExplainer { encoder, model, options, similarity, word_merge, truncate, provenance, cache })

@@ -63,7 +63,7 @@ pub fn run<B: Backend>(backend: &B, args: ConvergenceArgs) -> anyhow::Result<Exi
     if let Some(path) = &args.json {
         let truncated =
             [a, b].iter().any(|text| model.tokenizer.encode(text).map(|t| t.truncated_from.is_some()).unwrap_or(false));
-        let provenance = Provenance::new(&model, backend).with_truncated(truncated);
+        let provenance = Provenance::new(&model, &backend.engine_info()).with_truncated(truncated);
         let doc = json::ConvergenceJson::new(&model, &provenance, a, b, layer, similarity, mode, &rows);
         files::write_atomic(path, &json::to_pretty_bytes(&doc))?;
         eprintln!("wrote {}", path.display());

@@ -55,7 +55,7 @@ pub fn embed<B: Backend>(backend: &B, args: EmbedArgs) -> anyhow::Result<ExitCod
         normalized: !args.raw && model.normalize,
         embeddings: Vec::new(),
         texts: Vec::new(),
-        provenance: Provenance::new(&model, backend),
+        provenance: Provenance::new(&model, &backend.engine_info()),
     };
     let mut tokenized = Vec::with_capacity(args.texts.len());
     for (n, text) in args.texts.iter().enumerate() {

@@ -1,19 +1,18 @@
 //! The whole encoder on one backend: embeddings, the layer stack split at any layer, and
 //! pooling. Knows the architecture only through its configuration (position ids, token
-//! types, MPNet's relative position bias); everything else is the shared post-LN layer.
+//! types, MPNet's relative position bias) and the block its family describes (`net::families`).
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::attribution::Mode;
 use crate::backend::{unit_rows, Backend, Batch, Role, ScoreMods};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel};
+use crate::net::block::{Block, CotangentsIn, TangentsIn};
+pub use crate::net::block::{InputCotangents, InputForm};
+use crate::net::families::block_of;
 use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops};
-use crate::net::layer::{
-    embed_rows, last_layer_pooled_jvp, layer_forward, layer_forward_rows, layer_forward_taped, layer_jvp, layer_vjp,
-    layer_vjp_split, CotangentsIn, LayerShape, SplitCotangents, TangentsIn,
-};
+use crate::net::layer::{embed_rows, LayerShape};
 use crate::net::packing::Packing;
 use crate::net::pooling::{pool, pool_host, pool_jvp, pool_vjp};
 use crate::net::relative_bias;
@@ -23,15 +22,6 @@ use crate::params::{EncoderParams, HostTensor};
 /// Uploads host weights to `backend`, each told its role.
 pub fn upload_params<B: Backend>(backend: &B, params: &EncoderParams<HostTensor>) -> Result<EncoderParams<B::Tensor>> {
     params.try_map(|t, role| backend.upload(t.data(), role))
-}
-
-/// The form reverse mode leaves the attributed layer's input cotangents in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputForm {
-    /// `x̄` itself: the rows of the Jacobian.
-    Full,
-    /// `x̄` as its residual and projection terms, enough for `x̄ · Δ` without the last GEMM.
-    Split,
 }
 
 /// The cotangents reverse mode starts from at the pooled output, `[steps, cotangents, D]`.
@@ -49,16 +39,12 @@ enum Above<T> {
     Dense(T),
 }
 
-/// The attributed layer's input cotangents, `[steps, dims, tokens, …]`, in the form asked for.
-pub enum InputCotangents<T> {
-    Full(T),
-    Split(SplitCotangents<T>),
-}
-
 pub struct Encoder<'b, B: Backend> {
     pub backend: &'b B,
     pub config: EncoderConfig,
     pub pooling: Pooling,
+    /// The block every layer runs, described once for the family (`net::families`).
+    block: Block,
     params: EncoderParams<B::Tensor>,
     positions: PositionIds,
     /// An exact model's reference framing: its output states are subtracted before pooling.
@@ -84,12 +70,14 @@ impl<'b, B: Backend> Encoder<'b, B> {
     ) -> Result<Self> {
         let params = upload_params(backend, params)?;
         let config = model.config.clone();
+        let block = block_of(config.architecture);
         let positions = config.position_ids();
         let shifted_reference = shifted_reference.then(|| model.tokenizer.reference_framing());
         Ok(Encoder {
             backend,
             config,
             pooling: model.pooling,
+            block,
             params,
             positions,
             shifted_reference,
@@ -138,15 +126,14 @@ impl<'b, B: Backend> Encoder<'b, B> {
         self.shape().tape_row_scalars(tokens)
     }
 
-    /// `--mode auto`: the mode whose pass does fewer flops for this text, counted as each runs
-    /// (`net::flops`). Forward mode's `T` token tangents against reverse mode's `D` output
-    /// cotangents per step: forward up to `T ≈ D`, reverse beyond (docs/performance.md, "Forward or reverse: the crossover").
-    pub fn cheaper_mode(&self, layer: usize, tokens: usize, steps: usize) -> Mode {
+    /// Whether reverse mode does fewer flops than forward mode for a text of `tokens` tokens
+    /// attributed at `layer` with `steps` steps, counted as each pass runs (`net::flops`):
+    /// forward mode's `T` token tangents against reverse mode's `D` output cotangents per
+    /// step, forward up to `T ≈ D`, reverse beyond (docs/performance.md, "Forward or reverse:
+    /// the crossover").
+    pub fn reverse_is_cheaper(&self, layer: usize, tokens: usize, steps: usize) -> bool {
         let (layers, mean) = (self.num_layers().saturating_sub(layer), self.pooling == Pooling::Mean);
-        match reverse_is_cheaper(self.shape(), layers, tokens, steps, self.hidden(), mean) {
-            true => Mode::Reverse,
-            false => Mode::Forward,
-        }
+        reverse_is_cheaper(self.shape(), layers, tokens, steps, self.hidden(), mean)
     }
 
     /// Flops of attributing one text of `tokens` tokens at `layer` with `steps` steps.
@@ -156,6 +143,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
 
     pub fn shape(&self) -> LayerShape {
         LayerShape::of(&self.config)
+    }
+
+    fn geometry(&self) -> crate::net::block::Geometry {
+        self.shape().geometry()
     }
 
     /// Embedding output (after its LayerNorm) for `seqs` equal-length id sequences laid end
@@ -203,7 +194,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
         let mut x = x;
         for params in &self.params.layers[from..to] {
-            x = layer_forward(self.backend, params, self.shape(), &x, seqs, tokens, scores)?;
+            x = self.block.forward(self.backend, params, self.geometry(), &x, seqs, tokens, scores)?;
         }
         Ok(x)
     }
@@ -233,10 +224,11 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let bias = self.score_bias(batch.tokens)?;
         let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
         let (first, rest) = (&self.params.layers[from], &self.params.layers[from + 1..]);
-        let (mut x, mut dx) = layer_jvp(self.backend, first, self.shape(), x, TangentsIn::Dense(dx), batch, scores)?;
+        let (b, block, geometry) = (self.backend, &self.block, self.geometry());
+        let (mut x, mut dx) = block.jvp(b, first, geometry, x, TangentsIn::Dense(dx), batch, scores)?;
         after_layer()?;
         for params in rest {
-            (x, dx) = layer_jvp(self.backend, params, self.shape(), &x, TangentsIn::Dense(&dx), batch, scores)?;
+            (x, dx) = block.jvp(b, params, geometry, &x, TangentsIn::Dense(&dx), batch, scores)?;
             after_layer()?;
         }
         Ok((x, dx))
@@ -258,7 +250,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<B::Tensor> {
         self.check_layer(from)?;
-        let (b, shape, h) = (self.backend, self.shape(), self.hidden());
+        let (b, block, geometry, h) = (self.backend, &self.block, self.geometry(), self.hidden());
         let bias = self.score_bias(batch.tokens)?;
         let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
         let (layers, first_in) = (&self.params.layers, TangentsIn::TokenDirections { delta, directions });
@@ -267,17 +259,17 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let mean_tail = self.pooling == Pooling::Mean;
         let full_layers = if mean_tail { self.num_layers() - 1 } else { self.num_layers() };
         let pooled_tail = |x: &B::Tensor, dx: TangentsIn<'_, B::Tensor>| -> Result<B::Tensor> {
-            let pooled = last_layer_pooled_jvp(b, &layers[full_layers], shape, x, dx, batch, scores)?;
+            let pooled = block.pooled_jvp(b, &layers[full_layers], geometry, x, dx, batch, scores)?;
             after_layer()?;
             Ok(pooled)
         };
         if from == full_layers {
             return pooled_tail(x, first_in);
         }
-        let (mut x, mut dx) = layer_jvp(b, &layers[from], shape, x, first_in, batch, scores)?;
+        let (mut x, mut dx) = block.jvp(b, &layers[from], geometry, x, first_in, batch, scores)?;
         after_layer()?;
         for params in &layers[from + 1..full_layers] {
-            (x, dx) = layer_jvp(b, params, shape, &x, TangentsIn::Dense(&dx), batch, scores)?;
+            (x, dx) = block.jvp(b, params, geometry, &x, TangentsIn::Dense(&dx), batch, scores)?;
             after_layer()?;
         }
         if mean_tail {
@@ -304,7 +296,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<InputCotangents<B::Tensor>> {
         self.check_layer(from)?;
-        let (b, shape, h) = (self.backend, self.shape(), self.hidden());
+        let (b, block, geometry, h) = (self.backend, &self.block, self.geometry(), self.hidden());
         let bias = self.score_bias(batch.tokens)?;
         let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
         let layers = &self.params.layers[from..];
@@ -312,7 +304,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let mut states: Option<B::Tensor> = None;
         for params in layers {
             let input = states.as_ref().unwrap_or(x);
-            let (y, tape) = layer_forward_taped(b, params, shape, input, batch.steps, batch.tokens, scores)?;
+            let (y, tape) = block.forward_taped(b, params, geometry, input, batch.steps, batch.tokens, scores)?;
             tapes.push(tape);
             states = Some(y);
         }
@@ -334,13 +326,13 @@ impl<'b, B: Backend> Encoder<'b, B> {
                 Above::Dense(dense) => CotangentsIn::Dense(dense),
                 Above::PooledMeanUnits(dims) => CotangentsIn::PooledMeanUnits(dims.clone()),
             };
-            if index == 0 && input == InputForm::Split {
-                let split = layer_vjp_split(b, params, shape, tape, entering, batch)?;
-                after_layer()?;
-                return Ok(InputCotangents::Split(split));
-            }
-            above = Above::Dense(layer_vjp(b, params, shape, tape, entering, batch)?);
+            let form = if index == 0 { input } else { InputForm::Full };
+            let cotangents = block.vjp(b, params, geometry, tape, entering, batch, form)?;
             after_layer()?;
+            above = match cotangents {
+                InputCotangents::Full(full) => Above::Dense(full),
+                split @ InputCotangents::Split(_) => return Ok(split),
+            };
         }
         match above {
             Above::Dense(full) => Ok(InputCotangents::Full(full)),
@@ -381,7 +373,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// `q̄k̄v̄` are contracted with (`SplitCotangents`).
     pub fn qkv_projection(&self, delta: &B::Tensor, layer: usize, tokens: usize) -> Result<B::Tensor> {
         self.check_layer(layer)?;
-        self.backend.matmul(delta, tokens, &self.params.layers[layer].qkv)
+        let projection = self.block.input_projection().ok_or_else(|| {
+            Error::Internal(format!("block `{}` has no attention projection of its input", self.block.name()))
+        })?;
+        self.backend.matmul(delta, tokens, self.params.layers[layer].linear(projection))
     }
 
     /// Input of layer `layer` (the embedding output for 0) for `seqs` sequences.
@@ -411,7 +406,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         };
         let mut x = self.embed_rows(&ids, &positions)?;
         for params in &self.params.layers {
-            x = layer_forward_rows(b, params, self.shape(), &x, ids.len(), attend)?;
+            x = self.block.forward_rows(b, params, self.geometry(), &x, ids.len(), attend)?;
         }
         let states = b.download(&x)?;
         let pooled = packing

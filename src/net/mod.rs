@@ -1,8 +1,10 @@
-//! The network description: one encoder layer's forward and JVP over backend ops, and the
-//! encoder stack. Written once; every backend runs it.
+//! The network description: each family's block as data (`block`, `families`), the passes
+//! derived from it, and the encoder stack. Written once; every backend runs it.
 
 pub mod backprop;
+pub mod block;
 pub mod encoder;
+pub mod families;
 pub mod flops;
 pub mod layer;
 pub mod packing;

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::{Similarity, TextOptions, WordMerge};
-use crate::backend::Backend;
+use crate::backend::EngineInfo;
 use crate::model::SentenceModel;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,8 +65,9 @@ impl AttributionSettings {
 }
 
 impl Provenance {
-    /// The model and the engine; `truncated` false, no attribution settings.
-    pub fn new<B: Backend>(model: &SentenceModel, backend: &B) -> Self {
+    /// The model and the engine (`Backend::engine_info`); `truncated` false, no attribution
+    /// settings.
+    pub fn new(model: &SentenceModel, engine: &EngineInfo) -> Self {
         Provenance {
             simattr_version: env!("CARGO_PKG_VERSION").to_string(),
             model: model.path.display().to_string(),
@@ -74,9 +75,9 @@ impl Provenance {
             architecture: model.config.architecture.name().to_string(),
             pooling: model.pooling.name().to_string(),
             exact_model: model.shifted_reference,
-            backend: backend.name(),
-            precision: backend.precision().name().to_string(),
-            primal_precision: backend.primal_precision().name().to_string(),
+            backend: engine.name.clone(),
+            precision: engine.precision.name().to_string(),
+            primal_precision: engine.primal_precision.name().to_string(),
             max_seq_length: model.max_seq_length,
             truncated: false,
             attribution: None,

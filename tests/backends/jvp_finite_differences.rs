@@ -14,7 +14,7 @@ use simattr::params::Norm;
 type F64 = CpuReference<f64>;
 
 /// Central difference of `f` at `x` along `dx`.
-fn central_difference(f: impl Fn(&[f64]) -> Vec<f64>, x: &[f64], dx: &[f64], eps: f64) -> Vec<f64> {
+pub fn central_difference(f: impl Fn(&[f64]) -> Vec<f64>, x: &[f64], dx: &[f64], eps: f64) -> Vec<f64> {
     let shifted = |sign: f64| -> Vec<f64> { x.iter().zip(dx).map(|(a, d)| a + sign * eps * d).collect() };
     let (plus, minus) = (f(&shifted(1.0)), f(&shifted(-1.0)));
     plus.iter().zip(&minus).map(|(p, m)| (p - m) / (2.0 * eps)).collect()

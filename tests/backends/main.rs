@@ -1,5 +1,6 @@
 //! The one test suite every backend runs (docs/design.md §3, "One test suite for every backend").
 //!
+//! - Blocks (`blocks`): a block written only as a description (pre-LN) through every pass.
 //! - Tier 1 (`ops`, `vjp`, `end_to_end`): every op, forward, JVP and VJP, small and fused, against
 //!   `CpuReference<f64>` on random shapes; the tiny fixtures (BERT, MPNet, RoBERTa,
 //!   XLM-RoBERTa; mean, CLS and max pooling) end to end against the PyTorch goldens;
@@ -18,6 +19,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod blocks;
 mod end_to_end;
 mod jvp_finite_differences;
 mod ops;

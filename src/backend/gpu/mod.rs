@@ -122,7 +122,7 @@ struct AttentionPair {
 type Tensor<D> = GpuTensor<<D as Device>::Buffer>;
 
 /// A backend whose ops run as device code on `D`: WGSL shaders on wgpu, CUDA kernels on the
-/// CPU harness (or, later, a GPU).
+/// CPU harness or a GPU.
 pub struct GpuBackend<D: Device> {
     device: D,
     max_memory: usize,

@@ -1,21 +1,21 @@
 //! Training's pass through the encoder: forward over a packed batch of texts with dropout,
 //! keeping a tape, then backward from the cotangents of each text's pooled vector to the
-//! gradient of every parameter. The same network as `net::encoder` (embeddings, the post-LN
-//! layers, pooling), written for one cotangent per text and for weight gradients; the ops come
-//! from `Backend` and `WeightGradients`.
+//! gradient of every parameter. The same network as `net::encoder` (embeddings, the family's
+//! block, pooling); each block's passes are walked from its description
+//! (`Block::forward_training`, `Block::backward_training`). The ops come from `Backend` and
+//! `WeightGradients`.
 
 mod grads;
-mod layer;
 
 pub use grads::Gradients;
-pub use layer::LayerMasks;
 
 use std::collections::BTreeMap;
 
-use self::layer::{layer_backward, layer_forward, rows_batch, LayerTape};
 use crate::backend::{NormSaved, Role, WeightGradients};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds};
+use crate::net::block::{rows_batch, Block, TrainingTape};
+use crate::net::families::block_of;
 use crate::net::layer::{embed_rows, LayerShape};
 use crate::net::packing::Packing;
 use crate::net::relative_bias;
@@ -31,6 +31,8 @@ pub trait MaskSource {
 pub struct TrainingNet<'b, B: WeightGradients> {
     pub backend: &'b B,
     config: EncoderConfig,
+    /// The block every layer runs (`net::families`).
+    block: Block,
     pooling: Pooling,
     positions: PositionIds,
 }
@@ -42,7 +44,7 @@ pub struct ForwardPass<T> {
     positions: Vec<u32>,
     embedding_norm: NormSaved<T>,
     embedding_mask: Option<T>,
-    layers: Vec<LayerTape<T>>,
+    layers: Vec<TrainingTape<T>>,
     /// The output token states, `[rows, hidden]`, on the host.
     states: Vec<f64>,
 }
@@ -61,7 +63,8 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
             // The max of shifted states is not the shifted max (see `SentenceModel::load`).
             return Err(Error::argument("--model", "an exact model pools by mean or CLS; this model pools by max"));
         }
-        Ok(TrainingNet { backend, config: config.clone(), pooling, positions: config.position_ids() })
+        let block = block_of(config.architecture);
+        Ok(TrainingNet { backend, config: config.clone(), block, pooling, positions: config.position_ids() })
     }
 
     fn shape(&self) -> LayerShape {
@@ -93,7 +96,7 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
                 format!("a text has {} tokens, the model takes at most {}", packing.tokens, self.config.max_tokens()),
             ));
         }
-        let (rows, seqs, tokens) = (packing.rows(), packing.seqs, packing.tokens);
+        let (rows, tokens) = (packing.rows(), packing.tokens);
         let ids: Vec<u32> = texts.concat();
         let positions: Vec<u32> = texts.iter().flat_map(|t| self.positions.for_ids(t)).collect();
         let mut upload_mask = |len: usize| -> Result<Option<B::Tensor>> {
@@ -111,16 +114,15 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
 
         let bias = self.score_bias(params, tokens)?;
         let mut layers = Vec::with_capacity(params.layers.len());
+        let geometry = shape.geometry();
         for layer_params in &params.layers {
-            let masks = match upload_mask(seqs * shape.heads.count * tokens * tokens)? {
-                Some(probs) => Some(LayerMasks {
-                    probs,
-                    attention_out: upload_mask(rows * h)?.expect("dropout is on"),
-                    ffn_out: upload_mask(rows * h)?.expect("dropout is on"),
-                }),
-                None => None,
-            };
-            let (y, tape) = layer_forward(b, layer_params, shape, &packing, packing.scores(bias.as_ref()), x, masks)?;
+            // Attention's mask, then each dropout op's, in the block's order (the seeded
+            // draws depend on it).
+            let lengths = self.block.dropout_mask_lengths(layer_params, geometry, &packing);
+            let masks: Vec<Option<B::Tensor>> = lengths.into_iter().map(&mut upload_mask).collect::<Result<_>>()?;
+            let masks: Option<Vec<B::Tensor>> = masks.into_iter().collect();
+            let scores = packing.scores(bias.as_ref());
+            let (y, tape) = self.block.forward_training(b, layer_params, geometry, &packing, scores, x, masks)?;
             layers.push(tape);
             x = y;
         }
@@ -168,12 +170,13 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
 
         let mut bias_grad = vec![0.0f64; shape.heads.count * packing.tokens * packing.tokens];
         for (l, (layer_params, tape)) in params.layers.iter().zip(&pass.layers).enumerate().rev() {
-            let (dx, layer_grads) = layer_backward(b, layer_params, shape, packing, tape, &dy)?;
+            let (dx, layer_grads) =
+                self.block.backward_training(b, layer_params, shape.geometry(), packing, tape, &dy)?;
             for (slot, grad) in layer_grads.weights {
                 grads.add(Slot::Layer(l, slot), &b.download(&grad)?)?;
             }
-            if params.relative_attention_bias.is_some() {
-                let g = b.download(&layer_grads.score_bias)?;
+            if let (Some(score_bias), true) = (&layer_grads.score_bias, params.relative_attention_bias.is_some()) {
+                let g = b.download(score_bias)?;
                 bias_grad.iter_mut().zip(&g).for_each(|(a, v)| *a += v);
             }
             dy = dx;

@@ -1,0 +1,335 @@
+//! A transformer block as data: a short list of ops over named values, from which every pass
+//! the engine runs is derived by walking it (docs/design.md §3, "Blocks are descriptions").
+//!
+//! - `forward`, `forward_rows`: the primal pass (`forward.rs`);
+//! - `forward_taped` and `vjp`: reverse mode (`vjp.rs`);
+//! - `jvp` and `pooled_jvp`: forward mode, with dense tangents or token directions (`jvp.rs`);
+//! - `forward_training` and `backward_training`: training's passes over packed rows, with
+//!   dropout, to every weight's gradient (`train.rs`).
+//!
+//! Each op kind states its forward, JVP and VJP once, in those walks. What a generic autodiff
+//! cannot see enters as rewrites that apply wherever the description matches their pattern
+//! (`plan.rs`): a dense layer followed by a residual sum and a LayerNorm, or by GELU, runs as the
+//! backend's fused block op; tangents that are one token row each pass through a dense layer as
+//! `tokens` rows and enter attention in that form; a block ending in
+//! `LayerNorm(Linear(a) + residual)` under mean pooling reduces its rows before the last GEMM
+//! in forward mode, and starts reverse mode from rank-one cotangents.
+//!
+//! A family's block is written in `net/families/`, one file each.
+
+mod forward;
+mod jvp;
+mod plan;
+mod train;
+mod vjp;
+
+use std::cell::RefCell;
+
+pub use jvp::TangentsIn;
+pub use train::{rows_batch, BlockGrads, TrainingTape};
+pub use vjp::{BlockTape, CotangentsIn, InputCotangents, InputForm, SplitCotangents};
+
+use self::plan::{plan, Step};
+use crate::backend::{Backend, Heads};
+use crate::error::{Error, Result};
+use crate::params::{LayerParams, LinearId, NormId};
+
+/// A value inside a block: its input (`Value::INPUT`) or the output of one of its ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Value(usize);
+
+impl Value {
+    /// The block's input, `[rows, hidden]`.
+    pub const INPUT: Value = Value(0);
+
+    /// The value op `index` writes.
+    fn of_op(index: usize) -> Value {
+        Value(index + 1)
+    }
+
+    fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// One op of a block. Every op reads values written before it, so a block is already in the
+/// order it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `x Wᵀ + b`, the layer's dense weights `weights`.
+    Linear { x: Value, weights: LinearId },
+    /// Multi-head self-attention of `[q | k | v]` rows: `softmax(QKᵀ/√d + score mods) V`.
+    Attention { qkv: Value },
+    /// `a + b`, a residual sum.
+    Add { a: Value, b: Value },
+    /// LayerNorm over the value's width with the layer's `weights` (`γ`, `β`).
+    LayerNorm { x: Value, weights: NormId },
+    /// GELU (exact, erf), elementwise.
+    Gelu { x: Value },
+    /// Dropout where training applies it (the identity in every other pass, which never sees
+    /// it: `Block::new` takes it out of their ops).
+    Dropout { x: Value },
+}
+
+impl Op {
+    /// The values the op reads.
+    fn inputs(&self) -> Vec<Value> {
+        match *self {
+            Op::Linear { x, .. } | Op::LayerNorm { x, .. } | Op::Gelu { x } | Op::Dropout { x } => vec![x],
+            Op::Attention { qkv } => vec![qkv],
+            Op::Add { a, b } => vec![a, b],
+        }
+    }
+}
+
+/// A block: its ops, in order; the last op's value is the block's output.
+#[derive(Debug, Clone)]
+pub struct Block {
+    name: &'static str,
+    /// The ops as described, dropout included: what training walks (`train.rs`).
+    training_ops: Vec<Op>,
+    /// The ops without dropout: what every other pass walks.
+    ops: Vec<Op>,
+    /// The ops grouped into the steps the primal and forward-mode walks run (`plan.rs`).
+    steps: Vec<Step>,
+    /// For each value, the last step that reads it (values are dropped after it).
+    last_read: Vec<usize>,
+}
+
+impl Block {
+    /// Checks that every op reads only values written before it, and plans its steps.
+    pub fn new(name: &'static str, ops: Vec<Op>) -> Result<Block> {
+        if ops.is_empty() {
+            return Err(Error::Internal(format!("block `{name}` has no ops")));
+        }
+        for (index, op) in ops.iter().enumerate() {
+            if let Some(bad) = op.inputs().into_iter().find(|v| v.index() > index) {
+                return Err(Error::Internal(format!(
+                    "block `{name}`: op {index} ({op:?}) reads {bad:?}, not yet written"
+                )));
+            }
+        }
+        let training_ops = ops;
+        let ops = without_dropout(&training_ops);
+        if ops.is_empty() {
+            return Err(Error::Internal(format!("block `{name}` is only dropout")));
+        }
+        let steps = plan(&ops);
+        let mut last_read = vec![0; ops.len() + 1];
+        for (s, step) in steps.iter().enumerate() {
+            for v in step.reads(&ops) {
+                last_read[v.index()] = s;
+            }
+        }
+        Ok(Block { name, training_ops, ops, steps, last_read })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    fn output(&self) -> Value {
+        Value::of_op(self.ops.len() - 1)
+    }
+
+    /// How many ops read each value.
+    fn readers(&self) -> Vec<usize> {
+        let mut readers = vec![0; self.ops.len() + 1];
+        self.ops.iter().flat_map(Op::inputs).for_each(|v| readers[v.index()] += 1);
+        readers
+    }
+
+    /// The dense layer that projects the block's input straight into attention (`Δ Wᵀ` of it is
+    /// what reverse mode's split cotangents are contracted with), if the block has one.
+    pub fn input_projection(&self) -> Option<LinearId> {
+        self.ops.iter().enumerate().find_map(|(index, op)| match *op {
+            Op::Linear { x: Value::INPUT, weights } if self.feeds_attention(Value::of_op(index)) => Some(weights),
+            _ => None,
+        })
+    }
+
+    /// Whether `value` is read by attention and nothing else.
+    fn feeds_attention(&self, value: Value) -> bool {
+        let mut readers = self.ops.iter().filter(|op| op.inputs().contains(&value));
+        matches!(readers.next(), Some(Op::Attention { .. })) && readers.next().is_none()
+    }
+}
+
+/// The width of every value of `ops` with `params`.
+fn widths<T>(ops: &[Op], params: &LayerParams<T>, heads: Heads) -> Vec<usize> {
+    let mut widths = vec![params.hidden()];
+    for op in ops {
+        let width = match *op {
+            Op::Linear { weights, .. } => params.linear(weights).out_dim,
+            Op::Attention { .. } => heads.width(),
+            Op::Add { a, .. } => widths[a.index()],
+            Op::LayerNorm { x, .. } | Op::Gelu { x } | Op::Dropout { x } => widths[x.index()],
+        };
+        widths.push(width);
+    }
+    widths
+}
+
+/// `ops` with every dropout taken out: what reads a dropout's value reads its input instead.
+fn without_dropout(ops: &[Op]) -> Vec<Op> {
+    let mut renamed: Vec<Value> = vec![Value::INPUT];
+    let mut kept = Vec::new();
+    for op in ops {
+        let to = |v: Value| renamed[v.index()];
+        let op = match *op {
+            Op::Dropout { x } => {
+                renamed.push(to(x));
+                continue;
+            }
+            Op::Linear { x, weights } => Op::Linear { x: to(x), weights },
+            Op::Attention { qkv } => Op::Attention { qkv: to(qkv) },
+            Op::Add { a, b } => Op::Add { a: to(a), b: to(b) },
+            Op::LayerNorm { x, weights } => Op::LayerNorm { x: to(x), weights },
+            Op::Gelu { x } => Op::Gelu { x: to(x) },
+        };
+        kept.push(op);
+        renamed.push(Value::of_op(kept.len() - 1));
+    }
+    kept
+}
+
+/// Writes a block as nested calls, each returning the value its op writes:
+///
+/// ```text
+///   let b = BlockBuilder::new();
+///   let h = b.layer_norm(b.add(b.linear(x, …), x), …);
+/// ```
+#[derive(Default)]
+pub struct BlockBuilder {
+    ops: RefCell<Vec<Op>>,
+}
+
+impl BlockBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn push(&self, op: Op) -> Value {
+        let mut ops = self.ops.borrow_mut();
+        ops.push(op);
+        Value::of_op(ops.len() - 1)
+    }
+
+    pub fn linear(&self, x: Value, weights: LinearId) -> Value {
+        self.push(Op::Linear { x, weights })
+    }
+    pub fn attention(&self, qkv: Value) -> Value {
+        self.push(Op::Attention { qkv })
+    }
+    pub fn add(&self, a: Value, b: Value) -> Value {
+        self.push(Op::Add { a, b })
+    }
+    pub fn layer_norm(&self, x: Value, weights: NormId) -> Value {
+        self.push(Op::LayerNorm { x, weights })
+    }
+    pub fn gelu(&self, x: Value) -> Value {
+        self.push(Op::Gelu { x })
+    }
+    pub fn dropout(&self, x: Value) -> Value {
+        self.push(Op::Dropout { x })
+    }
+
+    /// The block whose output is the last value written.
+    pub fn finish(self, name: &'static str) -> Result<Block> {
+        Block::new(name, self.ops.into_inner())
+    }
+}
+
+/// A tensor a walk holds: one it was handed, or one it made.
+enum Held<'a, T> {
+    Borrowed(&'a T),
+    Owned(T),
+}
+
+impl<T> Held<'_, T> {
+    fn get(&self) -> &T {
+        match self {
+            Held::Borrowed(t) => t,
+            Held::Owned(t) => t,
+        }
+    }
+}
+
+/// The values of one walk, each held from the step that writes it to the last that reads it.
+struct Values<'a, T> {
+    slots: Vec<Option<Held<'a, T>>>,
+}
+
+impl<'a, T> Values<'a, T> {
+    /// The values of `ops` ops, the first being `input`.
+    fn new(ops: usize, input: Held<'a, T>) -> Self {
+        let mut slots: Vec<Option<Held<'a, T>>> = (0..=ops).map(|_| None).collect();
+        slots[0] = Some(input);
+        Values { slots }
+    }
+
+    fn get(&self, v: Value) -> Result<&T> {
+        match &self.slots[v.index()] {
+            Some(held) => Ok(held.get()),
+            None => {
+                Err(Error::Internal(format!("block value {v:?} read after it was dropped or before it was written")))
+            }
+        }
+    }
+
+    fn set(&mut self, v: Value, t: T) {
+        self.slots[v.index()] = Some(Held::Owned(t));
+    }
+
+    fn take(&mut self, v: Value) -> Result<T> {
+        match self.slots[v.index()].take() {
+            Some(Held::Owned(t)) => Ok(t),
+            Some(Held::Borrowed(_)) => Err(Error::Internal(format!("block value {v:?} is borrowed, not owned"))),
+            None => Err(Error::Internal(format!("block value {v:?} was never written"))),
+        }
+    }
+
+    /// Drops every value whose last reader is step `step`.
+    fn drop_after(&mut self, block: &Block, step: usize) {
+        for (v, slot) in self.slots.iter_mut().enumerate() {
+            if block.last_read[v] == step && v != block.output().index() {
+                *slot = None;
+            }
+        }
+    }
+}
+
+/// The error of a dropout op met outside training, whose ops are the only ones that keep it.
+fn outside_training() -> Error {
+    Error::Internal("a dropout op outside training".into())
+}
+
+/// The shape facts a walk needs besides the widths: attention's heads and LayerNorm's `ε`.
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry {
+    pub heads: Heads,
+    pub eps: f64,
+}
+
+/// What every walk starts from.
+struct Walk<'p, B: Backend> {
+    backend: &'p B,
+    params: &'p LayerParams<B::Tensor>,
+    geometry: Geometry,
+    widths: Vec<usize>,
+}
+
+impl<'p, B: Backend> Walk<'p, B> {
+    /// A walk over `ops` (a block's, or its training ops).
+    fn new(ops: &[Op], backend: &'p B, params: &'p LayerParams<B::Tensor>, geometry: Geometry) -> Self {
+        Walk { backend, params, geometry, widths: widths(ops, params, geometry.heads) }
+    }
+
+    fn width(&self, v: Value) -> usize {
+        self.widths[v.index()]
+    }
+}

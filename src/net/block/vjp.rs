@@ -1,0 +1,296 @@
+//! Reverse mode through a block: a forward pass that keeps what each op's VJP reads (the tape),
+//! then the cotangents of the block's output taken back op by op to those of its input, for a
+//! batch of cotangents that share each step's primal.
+//!
+//! A value read by several ops (a residual branch) receives one cotangent term from each; the
+//! terms are summed where they are read, inside the norm's VJP where a LayerNorm reads them
+//! (`residual_norm_vjp`). Two rewrites: under mean pooling, the unit cotangents of the pooled
+//! output enter a block ending in `LayerNorm(Linear(a) + residual)` in rank-one form
+//! (`mean_pooled_norm_linear_vjp`); and the input's cotangents can be left as two terms, the
+//! residual's and the attention projection's, without the projection's GEMM (`InputForm::Split`).
+
+use std::ops::Range;
+use std::rc::Rc;
+
+use super::{outside_training, Block, Geometry, Held, Op, Value, Values, Walk};
+use crate::backend::{unit_rows, AttentionSaved, Backend, Batch, NormSaved, Role, ScoreMods};
+use crate::error::{Error, Result};
+use crate::params::LayerParams;
+
+/// What the reverse pass of one block reads from its forward pass: the primal quantities its
+/// VJPs are taken at (one row per token and step, shared by every cotangent).
+pub struct BlockTape<T> {
+    /// Per value: kept where an op's VJP reads it (attention's `q|k|v`, GELU's input).
+    kept: Vec<Option<T>>,
+    /// Per op: what attention and LayerNorm keep of their forward pass.
+    saved: Vec<Saved<T>>,
+}
+
+enum Saved<T> {
+    Nothing,
+    Attention(AttentionSaved<T>),
+    Norm(NormSaved<T>),
+}
+
+impl<T> BlockTape<T> {
+    fn kept(&self, v: Value) -> Result<&T> {
+        self.kept[v.index()].as_ref().ok_or_else(|| Error::Internal(format!("block value {v:?} is not on the tape")))
+    }
+
+    fn norm(&self, op: usize) -> Result<&NormSaved<T>> {
+        match &self.saved[op] {
+            Saved::Norm(saved) => Ok(saved),
+            _ => Err(Error::Internal(format!("op {op} kept no LayerNorm statistics"))),
+        }
+    }
+
+    fn attention(&self, op: usize) -> Result<&AttentionSaved<T>> {
+        match &self.saved[op] {
+            Saved::Attention(saved) => Ok(saved),
+            _ => Err(Error::Internal(format!("op {op} kept no attention probabilities"))),
+        }
+    }
+}
+
+/// The cotangents entering a block's VJP from above.
+#[derive(Clone)]
+pub enum CotangentsIn<'a, T> {
+    /// Any cotangents of the output, `[steps, cotangents, tokens, hidden]`.
+    Dense(&'a T),
+    /// The last block under mean pooling: cotangent `c` of every step is the unit vector
+    /// `e_{dims.start + c}` of the pooled output, so every token's is `e_d / tokens`.
+    PooledMeanUnits(Range<usize>),
+}
+
+/// The form reverse mode leaves the block's input cotangents in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputForm {
+    /// `x̄` itself: the rows of the Jacobian.
+    Full,
+    /// `x̄` as its residual and projection terms, enough for `x̄ · Δ` without the last GEMM.
+    Split,
+}
+
+/// A block's input cotangents `x̄ = s̄ + q̄k̄v̄ Wqkv`, kept as its two terms: the residual's `s̄`
+/// (`[…, hidden]`) and the attention projection's `q̄k̄v̄` (`[…, 3·hidden]`). At the attributed
+/// layer only `x̄ · Δ` per token is needed, and `q̄k̄v̄ Wqkv · Δ = q̄k̄v̄ · (Δ Wqkvᵀ)`, whose
+/// `Δ Wqkvᵀ` is `tokens` rows: the layer's largest cotangent GEMM is not needed there.
+pub struct SplitCotangents<T> {
+    pub residual: T,
+    pub qkv: T,
+}
+
+/// The block's input cotangents, `[steps, cotangents, tokens, hidden]`, in the form asked for.
+pub enum InputCotangents<T> {
+    Full(T),
+    Split(SplitCotangents<T>),
+}
+
+/// One cotangent term of a value, shared where a sum hands the same term to both operands.
+pub(super) type Term<'a, T> = Rc<Held<'a, T>>;
+
+impl Block {
+    /// The forward pass as single ops, keeping what `vjp` reads.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_taped<B: Backend>(
+        &self,
+        backend: &B,
+        params: &LayerParams<B::Tensor>,
+        geometry: Geometry,
+        x: &B::Tensor,
+        seqs: usize,
+        tokens: usize,
+        scores: ScoreMods<'_, B::Tensor>,
+    ) -> Result<(B::Tensor, BlockTape<B::Tensor>)> {
+        let (b, rows) = (backend, seqs * tokens);
+        let walk = Walk::new(&self.ops, backend, params, geometry);
+        let keep: Vec<bool> = (0..=self.ops.len())
+            .map(|v| {
+                self.ops.iter().any(|op| matches!(*op, Op::Attention { qkv: x } | Op::Gelu { x } if x.index() == v))
+            })
+            .collect();
+        let last_read = self.last_read_by_op();
+        let mut values = Values::new(self.ops.len(), Held::Borrowed(x));
+        let mut saved = Vec::with_capacity(self.ops.len());
+        let unused_attend =
+            |_: &B::Tensor| -> Result<B::Tensor> { Err(Error::Internal("attention is taped apart".into())) };
+        for (index, op) in self.ops.iter().enumerate() {
+            let (y, kept) = match *op {
+                Op::Attention { qkv } => {
+                    let (ctx, probs) = b.attention(values.get(qkv)?, seqs, tokens, geometry.heads, scores)?;
+                    (ctx, Saved::Attention(probs))
+                }
+                Op::LayerNorm { x, weights } => {
+                    let norm = params.norm(weights);
+                    let (y, stats) = b.layer_norm(values.get(x)?, rows, walk.width(x), norm, geometry.eps)?;
+                    (y, Saved::Norm(stats))
+                }
+                _ => (walk.forward_op(*op, &values, rows, &unused_attend)?, Saved::Nothing),
+            };
+            saved.push(kept);
+            values.set(Value::of_op(index), y);
+            for v in 1..=index {
+                if last_read[v] == Some(index) && !keep[v] {
+                    values.slots[v] = None;
+                }
+            }
+        }
+        let output = values.take(self.output())?;
+        let kept = (0..=self.ops.len())
+            .map(|v| match keep[v] && v > 0 {
+                true => values.take(Value(v)).map(Some),
+                false => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok((output, BlockTape { kept, saved }))
+    }
+
+    /// For each value, the last op that reads it.
+    fn last_read_by_op(&self) -> Vec<Option<usize>> {
+        let mut last = vec![None; self.ops.len() + 1];
+        for (index, op) in self.ops.iter().enumerate() {
+            op.inputs().into_iter().for_each(|v| last[v.index()] = Some(index));
+        }
+        last
+    }
+
+    /// Reverse mode through the block: the cotangents `dy` of its output
+    /// (`[steps, cotangents, tokens, hidden]`) to those of its input, each cotangent at its
+    /// step's primal (`tape`), in the form `input` asks for.
+    #[allow(clippy::too_many_arguments)]
+    pub fn vjp<B: Backend>(
+        &self,
+        backend: &B,
+        params: &LayerParams<B::Tensor>,
+        geometry: Geometry,
+        tape: &BlockTape<B::Tensor>,
+        dy: CotangentsIn<'_, B::Tensor>,
+        batch: Batch,
+        input: InputForm,
+    ) -> Result<InputCotangents<B::Tensor>> {
+        let (b, trows) = (backend, batch.tangent_rows());
+        let walk = Walk::new(&self.ops, backend, params, geometry);
+        let mut terms: Vec<Vec<Term<'_, B::Tensor>>> = (0..=self.ops.len()).map(|_| Vec::new()).collect();
+        let mut done = vec![false; self.ops.len()];
+        let owned = |t: B::Tensor| Rc::new(Held::Owned(t));
+        match dy {
+            CotangentsIn::Dense(dy) => terms[self.output().index()].push(Rc::new(Held::Borrowed(dy))),
+            CotangentsIn::PooledMeanUnits(dims) => match self.pooled_norm_linear() {
+                Some(PooledTop { norm_op, linear_op, residual }) => {
+                    let Op::LayerNorm { weights, .. } = self.ops[norm_op] else { unreachable!("matched above") };
+                    let (a, layer) = walk.linear_of(&self.ops, linear_op);
+                    let (d_sum, d_in) =
+                        b.mean_pooled_norm_linear_vjp(tape.norm(norm_op)?, params.norm(weights), layer, dims, batch)?;
+                    terms[residual.index()].push(owned(d_sum));
+                    terms[a.index()].push(owned(d_in));
+                    for op in [norm_op, norm_op - 1, linear_op] {
+                        done[op] = true;
+                    }
+                }
+                None => {
+                    let width = params.hidden();
+                    let len = batch.tangent_seqs() * width;
+                    let seeds = b.upload(&unit_rows(batch.steps, dims, width), Role::Activations { len })?;
+                    let d_out = b.mean_pool_vjp(&seeds, batch.tangent_seqs(), batch.tokens, width)?;
+                    terms[self.output().index()].push(owned(d_out));
+                }
+            },
+        }
+        let split = match input {
+            InputForm::Split => Some(self.input_projection().ok_or_else(|| {
+                Error::Internal(format!("block `{}` has no attention projection of its input to split at", self.name))
+            })?),
+            InputForm::Full => None,
+        };
+        let mut projection = None;
+        for (index, op) in self.ops.iter().enumerate().rev() {
+            let out = std::mem::take(&mut terms[Value::of_op(index).index()]);
+            if done[index] || out.is_empty() {
+                continue;
+            }
+            match *op {
+                Op::Add { a, b: other } => {
+                    let sum = walk.sum(out)?;
+                    terms[a.index()].push(sum.clone());
+                    terms[other.index()].push(sum);
+                }
+                Op::LayerNorm { x, weights } => {
+                    let (stats, norm, width) = (tape.norm(index)?, params.norm(weights), walk.width(x));
+                    let dx = match out.as_slice() {
+                        [from_sum, other] => {
+                            b.residual_norm_vjp(stats, norm, other.get(), from_sum.get(), batch, width)?
+                        }
+                        _ => b.layer_norm_vjp(stats, norm, walk.sum(out)?.get(), batch, width)?,
+                    };
+                    terms[x.index()].push(owned(dx));
+                }
+                Op::Linear { x, weights } => {
+                    let dy = walk.sum(out)?;
+                    if x == Value::INPUT && split == Some(weights) {
+                        projection = Some(dy);
+                        continue;
+                    }
+                    terms[x.index()].push(owned(b.matmul_vjp(dy.get(), trows, params.linear(weights))?));
+                }
+                Op::Gelu { x } => {
+                    let dy = walk.sum(out)?;
+                    terms[x.index()].push(owned(b.gelu_vjp(tape.kept(x)?, dy.get(), batch, walk.width(x))?));
+                }
+                Op::Attention { qkv } => {
+                    let dctx = walk.sum(out)?;
+                    let heads = geometry.heads;
+                    let d_qkv = b.attention_vjp(tape.kept(qkv)?, tape.attention(index)?, dctx.get(), batch, heads)?;
+                    terms[qkv.index()].push(owned(d_qkv));
+                }
+                Op::Dropout { .. } => return Err(outside_training()),
+            }
+        }
+        let input_terms = std::mem::take(&mut terms[Value::INPUT.index()]);
+        let residual = into_owned(walk.sum(input_terms)?)?;
+        match projection {
+            Some(qkv) => Ok(InputCotangents::Split(SplitCotangents { residual, qkv: into_owned(qkv)? })),
+            None => Ok(InputCotangents::Full(residual)),
+        }
+    }
+
+    /// The top a pooled reverse pass can start from in rank-one form: the block ends in
+    /// `LayerNorm(Linear(a) + residual)`, the linear's output and the sum read by nothing else.
+    fn pooled_norm_linear(&self) -> Option<PooledTop> {
+        let norm_op = self.ops.len() - 1;
+        let readers = self.readers();
+        let Op::LayerNorm { x: sum, .. } = self.ops[norm_op] else { return None };
+        let Op::Add { a, b } = *self.ops.get(sum.index().checked_sub(1)?)? else { return None };
+        if sum.index() != norm_op || readers[sum.index()] != 1 || a == b {
+            return None;
+        }
+        [(a, b), (b, a)].into_iter().find_map(|(z, residual)| {
+            let linear_op = z.index().checked_sub(1)?;
+            let is_linear = matches!(self.ops[linear_op], Op::Linear { .. });
+            (is_linear && readers[z.index()] == 1).then_some(PooledTop { norm_op, linear_op, residual })
+        })
+    }
+}
+
+/// `LayerNorm(Linear(a) + residual)` at the end of a block: the ops and the residual.
+struct PooledTop {
+    norm_op: usize,
+    linear_op: usize,
+    residual: Value,
+}
+
+impl<B: Backend> Walk<'_, B> {
+    /// The sum of a value's cotangent terms (the one term itself where there is one).
+    pub(super) fn sum<'a>(&self, terms: Vec<Term<'a, B::Tensor>>) -> Result<Term<'a, B::Tensor>> {
+        let mut terms = terms.into_iter();
+        let first = terms.next().ok_or_else(|| Error::Internal("a cotangent with no terms".into()))?;
+        terms.try_fold(first, |sum, term| Ok(Rc::new(Held::Owned(self.backend.add(sum.get(), term.get())?))))
+    }
+}
+
+/// A term no other value shares any more, as the tensor it holds.
+pub(super) fn into_owned<T>(term: Term<'_, T>) -> Result<T> {
+    match Rc::try_unwrap(term) {
+        Ok(Held::Owned(t)) => Ok(t),
+        _ => Err(Error::Internal("a block's input cotangents are still shared or borrowed".into())),
+    }
+}

@@ -1,0 +1,254 @@
+//! A block structure is a description (`net::block`): a pre-LN variant of the encoder layer,
+//! built here from the tiny BERT fixture's weights with no layer function written for it, runs
+//! forward, JVP (dense and token directions), pooled JVP, taped forward and VJP on both CPU
+//! backends. Checked in f64 against central finite differences and the adjoint identity
+//! `⟨ȳ, J ẋ⟩ = ⟨Jᵀ ȳ, ẋ⟩`, and in f32 (`cpu`) against `CpuReference<f64>`. The post-LN block's
+//! passes are checked by the rest of the suite (the goldens, reverse = forward, the structured
+//! paths against the plain ones).
+//!
+//! ```text
+//!   h = x + Wo · attention(Wqkv · LN1(x))        y = h + W2 · gelu(W1 · LN2(h))
+//! ```
+
+use crate::common;
+use crate::jvp_finite_differences::central_difference;
+
+use common::{direction, fixture_dir, max_abs, max_abs_diff, Rng};
+use simattr::backend::cpu::CpuBackend;
+use simattr::backend::reference::CpuReference;
+use simattr::backend::{Backend, BackendSettings, Batch, Role, ScoreMods};
+use simattr::model::SentenceModel;
+use simattr::net::block::{Block, BlockBuilder, CotangentsIn, Geometry, InputCotangents, InputForm, TangentsIn, Value};
+use simattr::net::encoder::upload_params;
+use simattr::net::layer::LayerShape;
+use simattr::params::{LayerParams, LinearId, NormId};
+
+type F64 = CpuReference<f64>;
+
+fn pre_ln() -> Block {
+    let b = BlockBuilder::new();
+    let x = Value::INPUT;
+    let ctx = b.attention(b.linear(b.layer_norm(x, NormId::Attention), LinearId::Qkv));
+    let h = b.add(x, b.linear(ctx, LinearId::AttentionOut));
+    b.add(h, b.linear(b.gelu(b.linear(b.layer_norm(h, NormId::Ffn), LinearId::FfnIn)), LinearId::FfnOut));
+    b.finish("pre-LN test block").unwrap()
+}
+
+/// The tiny BERT fixture's first layer on `backend`, and its geometry.
+fn first_layer<B: Backend>(backend: &B) -> (LayerParams<B::Tensor>, Geometry, usize) {
+    let model = SentenceModel::load(&fixture_dir("tiny-bert")).unwrap();
+    let shape = LayerShape::of(&model.config);
+    let mut params = upload_params(backend, &model.params).unwrap();
+    (params.layers.swap_remove(0), shape.geometry(), shape.hidden)
+}
+
+const BATCH: Batch = Batch { steps: 2, tangents: 3, tokens: 5 };
+
+fn assert_close(what: &str, got: &[f64], want: &[f64], relative: f64) {
+    let err = max_abs_diff(got, want);
+    let scale = max_abs(want);
+    assert!(scale > 1e-6, "{what}: trivially zero");
+    assert!(err <= relative * scale, "{what}: differs by {err:e} (scale {scale:e})");
+}
+
+#[test]
+fn a_pre_ln_block_has_no_input_projection_to_split_at_and_the_post_ln_one_has() {
+    assert_eq!(pre_ln().input_projection(), None);
+    assert_eq!(simattr::net::families::post_ln::block().input_projection(), Some(LinearId::Qkv));
+}
+
+#[test]
+fn pre_ln_jvp_matches_finite_differences() {
+    let b = F64::new();
+    let (params, geometry, h) = first_layer(&b);
+    let block = pre_ln();
+    let mut rng = Rng::new(11);
+    let x = rng.vec(BATCH.primal_rows() * h);
+    let dx = rng.vec(BATCH.tangent_rows() * h);
+    let (y, dy) = block.jvp(&b, &params, geometry, &x, TangentsIn::Dense(&dx), BATCH, ScoreMods::none()).unwrap();
+    let forward = |x: &[f64]| {
+        block.forward(&b, &params, geometry, &x.to_vec(), BATCH.steps, BATCH.tokens, ScoreMods::none()).unwrap()
+    };
+    assert_eq!(y, forward(&x), "the JVP's primal is the forward pass");
+    for k in 0..BATCH.tangents {
+        let fd = central_difference(forward, &x, &direction(BATCH, h, &dx, k), 1e-5);
+        assert_close(&format!("pre-LN JVP, tangent {k}"), &direction(BATCH, h, &dy, k), &fd, 1e-7);
+    }
+}
+
+#[test]
+fn pre_ln_vjp_is_the_adjoint_of_its_jvp() {
+    let b = F64::new();
+    let (params, geometry, h) = first_layer(&b);
+    let block = pre_ln();
+    let mut rng = Rng::new(12);
+    let x = rng.vec(BATCH.primal_rows() * h);
+    let dx = rng.vec(BATCH.tangent_rows() * h);
+    let dy_bar = rng.vec(BATCH.tangent_rows() * h);
+    let (_, dy) = block.jvp(&b, &params, geometry, &x, TangentsIn::Dense(&dx), BATCH, ScoreMods::none()).unwrap();
+    let (y, tape) =
+        block.forward_taped(&b, &params, geometry, &x, BATCH.steps, BATCH.tokens, ScoreMods::none()).unwrap();
+    let forward = block.forward(&b, &params, geometry, &x, BATCH.steps, BATCH.tokens, ScoreMods::none()).unwrap();
+    assert_eq!(y, forward, "the taped forward pass is the forward pass");
+    let InputCotangents::Full(dx_bar) =
+        block.vjp(&b, &params, geometry, &tape, CotangentsIn::Dense(&dy_bar), BATCH, InputForm::Full).unwrap()
+    else {
+        panic!("a full VJP came back split");
+    };
+    // Pair (step, tangent) of the JVP with (step, cotangent) of the VJP.
+    let row = BATCH.tokens * h;
+    for pair in 0..BATCH.steps * BATCH.tangents {
+        let slice = |v: &[f64]| v[pair * row..(pair + 1) * row].to_vec();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+        let (left, right) = (dot(&slice(&dy_bar), &slice(&dy)), dot(&slice(&dx_bar), &slice(&dx)));
+        assert!(
+            (left - right).abs() <= 1e-10 * left.abs().max(right.abs()),
+            "pair {pair}: ⟨ȳ, Jẋ⟩ {left} ≠ ⟨Jᵀȳ, ẋ⟩ {right}"
+        );
+    }
+    let split = block.vjp(&b, &params, geometry, &tape, CotangentsIn::Dense(&dy_bar), BATCH, InputForm::Split);
+    let error = split.err().expect("a pre-LN block cannot split its input cotangents").to_string();
+    assert!(error.contains("no attention projection of its input"), "{error}");
+}
+
+#[test]
+fn pre_ln_token_directions_and_pooling_equal_the_plain_path() {
+    let b = F64::new();
+    let (params, geometry, h) = first_layer(&b);
+    let block = pre_ln();
+    let mut rng = Rng::new(13);
+    let batch = Batch { steps: 2, tangents: BATCH.tokens, tokens: BATCH.tokens };
+    let x = rng.vec(batch.primal_rows() * h);
+    let delta = rng.vec(batch.tokens * h);
+    let directions = TangentsIn::TokenDirections { delta: &delta, directions: 0..batch.tokens };
+    let dense = b.token_tangents(&delta, batch.steps, batch.tokens, h, 0..batch.tokens).unwrap();
+    let (_, structured) = block.jvp(&b, &params, geometry, &x, directions.clone(), batch, ScoreMods::none()).unwrap();
+    let (_, plain) = block.jvp(&b, &params, geometry, &x, TangentsIn::Dense(&dense), batch, ScoreMods::none()).unwrap();
+    assert_close("token directions", &structured, &plain, 1e-12);
+    let pooled = block.pooled_jvp(&b, &params, geometry, &x, directions, batch, ScoreMods::none()).unwrap();
+    let mean = b.mean_pool(&plain, batch.tangent_seqs(), batch.tokens, h).unwrap();
+    assert_close("pooled JVP", &pooled, &mean, 1e-12);
+
+    // Reverse mode from the pooled output's unit cotangents against the same seeds made dense.
+    let dims = 3..7;
+    let cot = Batch { tangents: dims.len(), ..batch };
+    let (_, tape) = block.forward_taped(&b, &params, geometry, &x, cot.steps, cot.tokens, ScoreMods::none()).unwrap();
+    let full = |dy: CotangentsIn<'_, Vec<f64>>| match block.vjp(&b, &params, geometry, &tape, dy, cot, InputForm::Full)
+    {
+        Ok(InputCotangents::Full(dx)) => dx,
+        _ => panic!("a full VJP"),
+    };
+    let seeds = simattr::backend::unit_rows(cot.steps, dims.clone(), h).iter().map(|&v| v as f64).collect::<Vec<_>>();
+    let dense_seeds = b.mean_pool_vjp(&seeds, cot.tangent_seqs(), cot.tokens, h).unwrap();
+    assert_close(
+        "pooled unit cotangents",
+        &full(CotangentsIn::PooledMeanUnits(dims)),
+        &full(CotangentsIn::Dense(&dense_seeds)),
+        1e-12,
+    );
+}
+
+/// Every pass of the pre-LN block on `backend`, downloaded: forward, JVP (dense and token
+/// directions), pooled JVP, VJP (dense and pooled unit cotangents).
+fn all_passes<B: Backend>(backend: &B) -> Vec<(&'static str, Vec<f64>)> {
+    let (params, geometry, h) = first_layer(backend);
+    let block = pre_ln();
+    let mut rng = Rng::new(14);
+    let up = |v: Vec<f32>| backend.upload(&v, Role::Activations { len: v.len() }).unwrap();
+    let x = up(rng.vec_f32(BATCH.primal_rows() * h, 1.0));
+    let dx = up(rng.vec_f32(BATCH.tangent_rows() * h, 1.0));
+    let delta = up(rng.vec_f32(BATCH.tokens * h, 1.0));
+    let dy_bar = up(rng.vec_f32(BATCH.tangent_rows() * h, 1.0));
+    let none = ScoreMods::none();
+    let down = |t: &B::Tensor| backend.download(t).unwrap();
+    let tokens = Batch { tangents: BATCH.tokens, ..BATCH };
+    let directions = || TangentsIn::TokenDirections { delta: &delta, directions: 0..BATCH.tokens };
+    let (y, dy) = block.jvp(backend, &params, geometry, &x, TangentsIn::Dense(&dx), BATCH, none).unwrap();
+    let (_, d_tokens) = block.jvp(backend, &params, geometry, &x, directions(), tokens, none).unwrap();
+    let pooled = block.pooled_jvp(backend, &params, geometry, &x, directions(), tokens, none).unwrap();
+    let (_, tape) = block.forward_taped(backend, &params, geometry, &x, BATCH.steps, BATCH.tokens, none).unwrap();
+    let vjp = |dy: CotangentsIn<'_, B::Tensor>, batch| match block.vjp(
+        backend,
+        &params,
+        geometry,
+        &tape,
+        dy,
+        batch,
+        InputForm::Full,
+    ) {
+        Ok(InputCotangents::Full(dx)) => down(&dx),
+        _ => panic!("a full VJP"),
+    };
+    let units = Batch { tangents: 4, ..BATCH };
+    vec![
+        ("forward", down(&y)),
+        ("JVP", down(&dy)),
+        ("JVP of token directions", down(&d_tokens)),
+        ("pooled JVP", down(&pooled)),
+        ("VJP", vjp(CotangentsIn::Dense(&dy_bar), BATCH)),
+        ("VJP of pooled unit cotangents", vjp(CotangentsIn::PooledMeanUnits(2..6), units)),
+    ]
+}
+
+#[test]
+fn pre_ln_on_the_cpu_backend_matches_the_reference() {
+    let want = all_passes(&F64::new());
+    let got = all_passes(&CpuBackend::new(BackendSettings::default()).unwrap());
+    for ((what, got), (_, want)) in got.iter().zip(&want) {
+        assert_close(&format!("cpu f32, pre-LN {what}"), got, want, crate::F32_OP_TOLERANCE);
+    }
+}
+
+/// Training's walk of the post-LN block with dropout on (a mask on attention's probabilities
+/// and on each sublayer's output), over two packed texts of different lengths: the input's
+/// cotangents and the FFN output weight's gradient against central finite differences of
+/// `⟨ȳ, y⟩` in f64, and the masks shown to matter.
+#[test]
+fn training_with_dropout_matches_finite_differences() {
+    use simattr::net::packing::Packing;
+    use simattr::params::{LayerSlot, LinearPart};
+
+    let b = F64::new();
+    let (params, geometry, h) = first_layer(&b);
+    let block = simattr::net::families::post_ln::block();
+    let packing = Packing::new(&b, &[4, 6]).unwrap();
+    let rows = packing.rows();
+    let mut rng = Rng::new(15);
+    let lengths = block.dropout_mask_lengths(&params, geometry, &packing);
+    assert_eq!(lengths.len(), 3, "attention's mask and two dropout ops");
+    let masks: Vec<Vec<f64>> =
+        lengths.iter().map(|&len| (0..len).map(|_| if rng.next() < -0.6 { 0.0 } else { 1.25 }).collect()).collect();
+    let x = rng.vec(rows * h);
+    let dy = rng.vec(rows * h);
+    let scores = packing.scores(None);
+    let output = |params: &LayerParams<Vec<f64>>, x: &[f64], masks: Option<Vec<Vec<f64>>>| {
+        block.forward_training(&b, params, geometry, &packing, scores, x.to_vec(), masks).unwrap()
+    };
+    let loss = |params: &LayerParams<Vec<f64>>, x: &[f64]| -> f64 {
+        output(params, x, Some(masks.clone())).0.iter().zip(&dy).map(|(y, d)| y * d).sum()
+    };
+    let (y, tape) = output(&params, &x, Some(masks.clone()));
+    let (y_plain, _) = output(&params, &x, None);
+    assert!(max_abs_diff(&y, &y_plain) > 1e-3, "the dropout masks change nothing");
+    let (dx, grads) = block.backward_training(&b, &params, geometry, &packing, &tape, &dy).unwrap();
+    assert!(grads.score_bias.is_some(), "the block's attention gives a score-bias gradient");
+
+    let eps = 1e-5;
+    let u = rng.vec(rows * h);
+    let shifted = |sign: f64| -> Vec<f64> { x.iter().zip(&u).map(|(a, d)| a + sign * eps * d).collect() };
+    let fd = (loss(&params, &shifted(1.0)) - loss(&params, &shifted(-1.0))) / (2.0 * eps);
+    let exact: f64 = dx.iter().zip(&u).map(|(g, d)| g * d).sum();
+    assert!((fd - exact).abs() <= 1e-7 * exact.abs(), "input cotangents: {exact:e} against finite differences {fd:e}");
+
+    let slot = LayerSlot::FfnOut(LinearPart::Weight);
+    let grad = &grads.weights.iter().find(|(s, _)| *s == slot).expect("the FFN output weight's gradient").1;
+    let w = rng.vec(grad.len());
+    let stepped = |sign: f64| {
+        let mut p = params.clone();
+        p.ffn_out.weight.iter_mut().zip(&w).for_each(|(v, d)| *v += sign * eps * d);
+        loss(&p, &x)
+    };
+    let fd = (stepped(1.0) - stepped(-1.0)) / (2.0 * eps);
+    let exact: f64 = grad.iter().zip(&w).map(|(g, d)| g * d).sum();
+    assert!((fd - exact).abs() <= 1e-7 * exact.abs(), "FFN output weight: {exact:e} against finite differences {fd:e}");
+}
