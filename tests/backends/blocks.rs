@@ -1,8 +1,9 @@
 //! A block structure is a description (`net::block`): a pre-LN variant of the encoder layer,
 //! built here from the tiny BERT fixture's weights with no layer function written for it, runs
 //! forward, JVP (dense and token directions), pooled JVP, taped forward and VJP on both CPU
-//! backends. Checked in f64 against central finite differences and the adjoint identity
-//! `⟨ȳ, J ẋ⟩ = ⟨Jᵀ ȳ, ẋ⟩`, and in f32 (`cpu`) against `CpuReference<f64>`. The post-LN block's
+//! backends, and training's walk with dropout to every weight's gradient. Checked in f64 against
+//! central finite differences and the adjoint identity `⟨ȳ, J ẋ⟩ = ⟨Jᵀ ȳ, ẋ⟩`, and in f32
+//! (`cpu`) against `CpuReference<f64>`. The post-LN block's
 //! passes are checked by the rest of the suite (the goldens, reverse = forward, the structured
 //! paths against the plain ones).
 //!
@@ -21,7 +22,8 @@ use simattr::model::SentenceModel;
 use simattr::net::block::{Block, BlockBuilder, CotangentsIn, Geometry, InputCotangents, InputForm, TangentsIn, Value};
 use simattr::net::encoder::upload_params;
 use simattr::net::layer::LayerShape;
-use simattr::params::{LayerParams, LinearId, NormId};
+use simattr::net::packing::Packing;
+use simattr::params::{LayerParams, LayerSlot, Linear, LinearId, LinearPart, Norm, NormId, NormPart};
 
 type F64 = CpuReference<f64>;
 
@@ -29,8 +31,9 @@ fn pre_ln() -> Block {
     let b = BlockBuilder::new();
     let x = Value::INPUT;
     let ctx = b.attention(b.linear(b.layer_norm(x, NormId::Attention), LinearId::Qkv));
-    let h = b.add(x, b.linear(ctx, LinearId::AttentionOut));
-    b.add(h, b.linear(b.gelu(b.linear(b.layer_norm(h, NormId::Ffn), LinearId::FfnIn)), LinearId::FfnOut));
+    let h = b.add(x, b.dropout(b.linear(ctx, LinearId::AttentionOut)));
+    let ffn = b.linear(b.gelu(b.linear(b.layer_norm(h, NormId::Ffn), LinearId::FfnIn)), LinearId::FfnOut);
+    b.add(h, b.dropout(ffn));
     b.finish("pre-LN test block").unwrap()
 }
 
@@ -199,23 +202,42 @@ fn pre_ln_on_the_cpu_backend_matches_the_reference() {
     }
 }
 
-/// Training's walk of the post-LN block with dropout on (a mask on attention's probabilities
-/// and on each sublayer's output), over two packed texts of different lengths: the input's
-/// cotangents and the FFN output weight's gradient against central finite differences of
-/// `⟨ȳ, y⟩` in f64, and the masks shown to matter.
-#[test]
-fn training_with_dropout_matches_finite_differences() {
-    use simattr::net::packing::Packing;
-    use simattr::params::{LayerSlot, LinearPart};
+/// The tensor `slot` names in one layer's parameters.
+fn tensor_mut(params: &mut LayerParams<Vec<f64>>, slot: LayerSlot) -> &mut Vec<f64> {
+    fn linear(layer: &mut Linear<Vec<f64>>, part: LinearPart) -> &mut Vec<f64> {
+        match part {
+            LinearPart::Weight => &mut layer.weight,
+            LinearPart::Bias => &mut layer.bias,
+        }
+    }
+    fn norm(norm: &mut Norm<Vec<f64>>, part: NormPart) -> &mut Vec<f64> {
+        match part {
+            NormPart::Gamma => &mut norm.gamma,
+            NormPart::Beta => &mut norm.beta,
+        }
+    }
+    match slot {
+        LayerSlot::Qkv(part) => linear(&mut params.qkv, part),
+        LayerSlot::AttentionOut(part) => linear(&mut params.attention_out, part),
+        LayerSlot::AttentionNorm(part) => norm(&mut params.attention_norm, part),
+        LayerSlot::FfnIn(part) => linear(&mut params.ffn_in, part),
+        LayerSlot::FfnOut(part) => linear(&mut params.ffn_out, part),
+        LayerSlot::FfnNorm(part) => norm(&mut params.ffn_norm, part),
+    }
+}
 
+/// Training's walk of `block` with dropout on (a mask on attention's probabilities and on each
+/// dropout op's value), over two packed texts of different lengths: the input's cotangents
+/// and every weight's gradient against central finite differences of `⟨ȳ, y⟩` in f64, and the
+/// masks shown to matter.
+fn check_training(block: &Block, dropout_ops: usize) {
     let b = F64::new();
     let (params, geometry, h) = first_layer(&b);
-    let block = simattr::net::families::post_ln::block();
     let packing = Packing::new(&b, &[4, 6]).unwrap();
     let rows = packing.rows();
     let mut rng = Rng::new(15);
     let lengths = block.dropout_mask_lengths(&params, geometry, &packing);
-    assert_eq!(lengths.len(), 3, "attention's mask and two dropout ops");
+    assert_eq!(lengths.len(), 1 + dropout_ops, "attention's mask and one per dropout op");
     let masks: Vec<Vec<f64>> =
         lengths.iter().map(|&len| (0..len).map(|_| if rng.next() < -0.6 { 0.0 } else { 1.25 }).collect()).collect();
     let x = rng.vec(rows * h);
@@ -229,26 +251,50 @@ fn training_with_dropout_matches_finite_differences() {
     };
     let (y, tape) = output(&params, &x, Some(masks.clone()));
     let (y_plain, _) = output(&params, &x, None);
-    assert!(max_abs_diff(&y, &y_plain) > 1e-3, "the dropout masks change nothing");
+    assert!(max_abs_diff(&y, &y_plain) > 1e-3, "{}: the dropout masks change nothing", block.name());
     let (dx, grads) = block.backward_training(&b, &params, geometry, &packing, &tape, &dy).unwrap();
     assert!(grads.score_bias.is_some(), "the block's attention gives a score-bias gradient");
 
     let eps = 1e-5;
-    let u = rng.vec(rows * h);
-    let shifted = |sign: f64| -> Vec<f64> { x.iter().zip(&u).map(|(a, d)| a + sign * eps * d).collect() };
-    let fd = (loss(&params, &shifted(1.0)) - loss(&params, &shifted(-1.0))) / (2.0 * eps);
-    let exact: f64 = dx.iter().zip(&u).map(|(g, d)| g * d).sum();
-    assert!((fd - exact).abs() <= 1e-7 * exact.abs(), "input cotangents: {exact:e} against finite differences {fd:e}");
-
-    let slot = LayerSlot::FfnOut(LinearPart::Weight);
-    let grad = &grads.weights.iter().find(|(s, _)| *s == slot).expect("the FFN output weight's gradient").1;
-    let w = rng.vec(grad.len());
-    let stepped = |sign: f64| {
-        let mut p = params.clone();
-        p.ffn_out.weight.iter_mut().zip(&w).for_each(|(v, d)| *v += sign * eps * d);
-        loss(&p, &x)
+    let along = |grad: &[f64], step: &dyn Fn(f64, &[f64]) -> f64, seed: u64| {
+        let u = Rng::new(seed).vec(grad.len());
+        let fd = (step(1.0, &u) - step(-1.0, &u)) / (2.0 * eps);
+        let exact: f64 = grad.iter().zip(&u).map(|(g, d)| g * d).sum();
+        (exact, fd)
     };
-    let fd = (stepped(1.0) - stepped(-1.0)) / (2.0 * eps);
-    let exact: f64 = grad.iter().zip(&w).map(|(g, d)| g * d).sum();
-    assert!((fd - exact).abs() <= 1e-7 * exact.abs(), "FFN output weight: {exact:e} against finite differences {fd:e}");
+    let shifted_input = |sign: f64, u: &[f64]| {
+        let x: Vec<f64> = x.iter().zip(u).map(|(a, d)| a + sign * eps * d).collect();
+        loss(&params, &x)
+    };
+    let (exact, fd) = along(&dx, &shifted_input, 16);
+    assert!(
+        (fd - exact).abs() <= 1e-7 * exact.abs(),
+        "{}: input cotangents {exact:e}, finite differences {fd:e}",
+        block.name()
+    );
+    assert_eq!(grads.weights.len(), 12, "a gradient for each weight and bias of the layer");
+    for (n, (slot, grad)) in grads.weights.iter().enumerate() {
+        let stepped = |sign: f64, u: &[f64]| {
+            let mut p = params.clone();
+            tensor_mut(&mut p, *slot).iter_mut().zip(u).for_each(|(v, d)| *v += sign * eps * d);
+            loss(&p, &x)
+        };
+        let (exact, fd) = along(grad, &stepped, 100 + n as u64);
+        assert!(exact.abs() > 1e-8, "{}: {slot:?}'s gradient is trivially zero", block.name());
+        assert!(
+            (fd - exact).abs() <= 1e-6 * exact.abs(),
+            "{}: {slot:?} {exact:e}, finite differences {fd:e}",
+            block.name()
+        );
+    }
+}
+
+#[test]
+fn post_ln_training_with_dropout_matches_finite_differences() {
+    check_training(&simattr::net::families::post_ln::block(), 2);
+}
+
+#[test]
+fn pre_ln_training_with_dropout_matches_finite_differences() {
+    check_training(&pre_ln(), 2);
 }
