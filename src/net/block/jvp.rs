@@ -12,7 +12,7 @@
 use std::ops::Range;
 
 use super::plan::Step;
-use super::{outside_training, Block, Geometry, Held, Op, Value, Values, Walk};
+use super::{drop_read_by, outside_training, Block, Geometry, Held, Op, Value, Values, Walk};
 use crate::backend::{Backend, Batch, ScoreMods};
 use crate::error::{Error, Result};
 use crate::params::LayerParams;
@@ -160,11 +160,7 @@ impl Block {
             state.values.set(out, y);
             state.tangents.slots[out.index()] = Some(dy);
             state.values.drop_after(self, index);
-            for (v, slot) in state.tangents.slots.iter_mut().enumerate() {
-                if self.last_read[v] == index && v != self.output().index() {
-                    *slot = None;
-                }
-            }
+            drop_read_by(&mut state.tangents.slots, self, index);
         }
         Ok(state)
     }

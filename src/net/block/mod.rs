@@ -128,19 +128,8 @@ impl Block {
         self.name
     }
 
-    pub fn ops(&self) -> &[Op] {
-        &self.ops
-    }
-
     fn output(&self) -> Value {
         Value::of_op(self.ops.len() - 1)
-    }
-
-    /// How many ops read each value.
-    fn readers(&self) -> Vec<usize> {
-        let mut readers = vec![0; self.ops.len() + 1];
-        self.ops.iter().flat_map(Op::inputs).for_each(|v| readers[v.index()] += 1);
-        readers
     }
 
     /// The dense layer that projects the block's input straight into attention (`Δ Wᵀ` of it is
@@ -295,8 +284,42 @@ impl<'a, T> Values<'a, T> {
 
     /// Drops every value whose last reader is step `step`.
     fn drop_after(&mut self, block: &Block, step: usize) {
+        drop_read_by(&mut self.slots, block, step);
+    }
+}
+
+/// Empties every slot (one per value) whose last reader is step `step` of `block`'s walk, the
+/// block's output aside.
+fn drop_read_by<S>(slots: &mut [Option<S>], block: &Block, step: usize) {
+    for (v, slot) in slots.iter_mut().enumerate() {
+        if block.last_read[v] == step && v != block.output().index() {
+            *slot = None;
+        }
+    }
+}
+
+/// How many ops of `ops` read each value.
+fn readers(ops: &[Op]) -> Vec<usize> {
+    let mut readers = vec![0; ops.len() + 1];
+    ops.iter().flat_map(Op::inputs).for_each(|v| readers[v.index()] += 1);
+    readers
+}
+
+/// For each value of `ops`, the last op that reads it.
+fn last_reader(ops: &[Op]) -> Vec<Option<usize>> {
+    let mut last = vec![None; ops.len() + 1];
+    for (index, op) in ops.iter().enumerate() {
+        op.inputs().into_iter().for_each(|v| last[v.index()] = Some(index));
+    }
+    last
+}
+
+impl<T> Values<'_, T> {
+    /// Empties every value's slot whose last reader (`last_reader`) is op `op`, except those
+    /// `keep` marks.
+    fn drop_read_by_op(&mut self, last_reader: &[Option<usize>], keep: &[bool], op: usize) {
         for (v, slot) in self.slots.iter_mut().enumerate() {
-            if block.last_read[v] == step && v != block.output().index() {
+            if last_reader[v] == Some(op) && !keep[v] {
                 *slot = None;
             }
         }

@@ -11,7 +11,7 @@
 //! neither: its sums and norms run as the small ops, which is correct and what a backend
 //! fuses next.
 
-use super::{Op, Value};
+use super::{readers, Op, Value};
 
 /// One step of a primal or forward-mode walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,7 @@ impl Step {
 
 /// The steps of `ops`.
 pub(super) fn plan(ops: &[Op]) -> Vec<Step> {
-    let mut readers = vec![0usize; ops.len() + 1];
-    ops.iter().flat_map(Op::inputs).for_each(|v| readers[v.index()] += 1);
+    let readers = readers(ops);
     let read_once = |op: usize| readers[Value::of_op(op).index()] == 1;
     let mut steps = Vec::new();
     let mut index = 0;

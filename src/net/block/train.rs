@@ -16,7 +16,7 @@
 use std::rc::Rc;
 
 use super::vjp::{into_owned, Term};
-use super::{Block, Geometry, Held, Op, Value, Values, Walk};
+use super::{last_reader, Block, Geometry, Held, Op, Value, Values, Walk};
 use crate::backend::{AttentionSaved, Batch, NormSaved, ScoreMods, WeightGradients};
 use crate::error::{Error, Result};
 use crate::net::packing::Packing;
@@ -108,10 +108,7 @@ impl Block {
         let keep: Vec<bool> = (0..=ops.len())
             .map(|v| ops.iter().any(|op| matches!(*op, Op::Linear { x, .. } | Op::Gelu { x } if x.index() == v)))
             .collect();
-        let mut last_read = vec![None; ops.len() + 1];
-        for (index, op) in ops.iter().enumerate() {
-            op.inputs().into_iter().for_each(|v| last_read[v.index()] = Some(index));
-        }
+        let last_read = last_reader(ops);
         let mut values = Values::new(ops.len(), Held::Owned(x));
         let (mut saved, mut op_masks) = (Vec::with_capacity(ops.len()), Vec::with_capacity(ops.len()));
         let unused_attend =
@@ -153,11 +150,7 @@ impl Block {
             saved.push(op_saved);
             op_masks.push(op_mask);
             values.set(Value::of_op(index), y);
-            for v in 0..=index {
-                if last_read[v] == Some(index) && !keep[v] {
-                    values.slots[v] = None;
-                }
-            }
+            values.drop_read_by_op(&last_read, &keep, index);
         }
         if masks.next().is_some() {
             return Err(Error::Internal("more dropout masks than the block takes".into()));

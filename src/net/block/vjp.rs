@@ -12,7 +12,7 @@
 use std::ops::Range;
 use std::rc::Rc;
 
-use super::{outside_training, Block, Geometry, Held, Op, Value, Values, Walk};
+use super::{last_reader, outside_training, readers, Block, Geometry, Held, Op, Value, Values, Walk};
 use crate::backend::{unit_rows, AttentionSaved, Backend, Batch, NormSaved, Role, ScoreMods};
 use crate::error::{Error, Result};
 use crate::params::LayerParams;
@@ -109,7 +109,7 @@ impl Block {
                 self.ops.iter().any(|op| matches!(*op, Op::Attention { qkv: x } | Op::Gelu { x } if x.index() == v))
             })
             .collect();
-        let last_read = self.last_read_by_op();
+        let last_read = last_reader(&self.ops);
         let mut values = Values::new(self.ops.len(), Held::Borrowed(x));
         let mut saved = Vec::with_capacity(self.ops.len());
         let unused_attend =
@@ -129,11 +129,7 @@ impl Block {
             };
             saved.push(kept);
             values.set(Value::of_op(index), y);
-            for v in 1..=index {
-                if last_read[v] == Some(index) && !keep[v] {
-                    values.slots[v] = None;
-                }
-            }
+            values.drop_read_by_op(&last_read, &keep, index);
         }
         let output = values.take(self.output())?;
         let kept = (0..=self.ops.len())
@@ -143,15 +139,6 @@ impl Block {
             })
             .collect::<Result<_>>()?;
         Ok((output, BlockTape { kept, saved }))
-    }
-
-    /// For each value, the last op that reads it.
-    fn last_read_by_op(&self) -> Vec<Option<usize>> {
-        let mut last = vec![None; self.ops.len() + 1];
-        for (index, op) in self.ops.iter().enumerate() {
-            op.inputs().into_iter().for_each(|v| last[v.index()] = Some(index));
-        }
-        last
     }
 
     /// Reverse mode through the block: the cotangents `dy` of its output
@@ -257,7 +244,7 @@ impl Block {
     /// `LayerNorm(Linear(a) + residual)`, the linear's output and the sum read by nothing else.
     fn pooled_norm_linear(&self) -> Option<PooledTop> {
         let norm_op = self.ops.len() - 1;
-        let readers = self.readers();
+        let readers = readers(&self.ops);
         let Op::LayerNorm { x: sum, .. } = self.ops[norm_op] else { return None };
         let Op::Add { a, b } = *self.ops.get(sum.index().checked_sub(1)?)? else { return None };
         if sum.index() != norm_op || readers[sum.index()] != 1 || a == b {
