@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::pseudo_random;
 use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
 use simattr::backend::cpu::{CpuBackend, CpuTensor};
-use simattr::backend::{Backend, BackendSettings, Batch, Heads, ResidualNorm, Role, ScoreMods};
+use simattr::backend::{BackendSettings, Batch, FusedOps, Heads, MathOps, ResidualNorm, Role, ScoreMods, Storage};
 use simattr::params::{Linear, Norm};
 
 const STEPS: usize = 50;

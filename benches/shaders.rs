@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use common::pseudo_random;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use simattr::backend::prelude::*;
 use simattr::backend::wgpu::{WgpuBackend, WgpuTensor};
-use simattr::backend::{Backend, BackendSettings, Batch, Heads, Precision, Role, ScoreMods};
+use simattr::backend::{BackendSettings, Batch, Heads, Precision, Role, ScoreMods};
 use simattr::params::{Linear, Norm};
 
 const HIDDEN: usize = 384;

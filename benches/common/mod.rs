@@ -35,7 +35,7 @@ pub fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 /// shape where it peaks here), into warm memory. GFLOP/s.
 #[allow(dead_code)] // not every bench reports it
 pub fn gemm_ceiling(backend: &simattr::backend::cpu::CpuBackend) -> f64 {
-    use simattr::backend::{Backend, Role};
+    use simattr::backend::{MathOps, Role, Storage};
     let (rows, n_in, n_out) = (7200, 384, 1536);
     let x = backend.upload(&pseudo_random(rows * n_in, 1, 1.0), Role::Activations { len: rows * n_in }).unwrap();
     let host = simattr::params::Linear {

@@ -491,7 +491,8 @@ impl<B: Backend> Accumulator<'_, '_, B> {
     fn reverse(&mut self, pass: Pass<'_, B::Tensor>, after_layer: &dyn Fn() -> Result<()>) -> Result<()> {
         let (b, h, first, batch, weights) =
             (self.encoder.backend, self.encoder.hidden(), pass.range.start, pass.batch, pass.weights);
-        let form = if self.jacobian.is_some() { InputForm::Full } else { InputForm::Split };
+        let split = self.jacobian.is_none() && self.encoder.splits_input_cotangents();
+        let form = if split { InputForm::Split } else { InputForm::Full };
         let dense_seeds = match pass.node_embeddings {
             Some(nodes) => {
                 let seeds = normalization::seeds(nodes, pass.range.clone(), h);

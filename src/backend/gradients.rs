@@ -7,18 +7,10 @@
 //! and the cotangents have the same shape, which is `Batch { steps: seqs, tangents: 1, … }`
 //! in `Backend`'s VJP ops.
 
-use super::{AttentionSaved, Backend, Heads, NormSaved, Role, ScoreMods};
+use super::{AttentionSaved, Backend, Heads, NormSaved, ScoreMods};
 use crate::error::Result;
 
 pub trait WeightGradients: Backend {
-    /// Host values computed in f64 (the loss's cotangents of the output states) as an
-    /// activation tensor, kept in f64 where the backend stores f64 (the reference's f64
-    /// finite-difference tests need every step in f64); by default rounded to f32 for `upload`.
-    fn upload_f64(&self, data: &[f64]) -> Result<Self::Tensor> {
-        let rounded: Vec<f32> = data.iter().map(|&v| v as f32).collect();
-        self.upload(&rounded, Role::Activations { len: data.len() })
-    }
-
     /// For `y = x Wᵀ + b` over `rows` rows (`x` is `[rows, in_dim]`, `dy` is `[rows, out_dim]`):
     /// `(W̄, b̄) = (dyᵀ x, Σ_r dy_r)`, `W̄` laid out `[out_dim, in_dim]` as PyTorch stores `W`.
     fn linear_weight_grad(
@@ -31,6 +23,7 @@ pub trait WeightGradients: Backend {
     ) -> Result<(Self::Tensor, Self::Tensor)>;
 
     /// For `y = γ ⊙ x̂ + β` over `rows` rows: `(γ̄, β̄) = (Σ_r ȳ_r ⊙ x̂_r, Σ_r ȳ_r)`, `[width]` each.
+    /// RMSNorm's `y = γ ⊙ x̂` has the same `γ̄` (its `x̂` is `x / rms`), and no `β`.
     fn layer_norm_weight_grad(
         &self,
         saved: &NormSaved<Self::Tensor>,

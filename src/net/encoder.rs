@@ -85,6 +85,20 @@ impl<'b, B: Backend> Encoder<'b, B> {
         })
     }
 
+    /// This encoder with every layer running `block` instead of its family's: how a new block
+    /// structure is tried on existing weights (the tests' pre-norm variants) before a family
+    /// describes it. The weights must have the shapes `block` reads; a walk reports any that
+    /// do not.
+    pub fn with_block(self, block: Block) -> Self {
+        Encoder { block, ..self }
+    }
+
+    /// Whether reverse mode may leave the attributed layer's input cotangents as two terms
+    /// (`InputForm::Split`): the block projects its input straight into attention.
+    pub fn splits_input_cotangents(&self) -> bool {
+        self.block.input_projection().is_some()
+    }
+
     /// What attention adds to the scores of sequences of `tokens` tokens: MPNet's relative
     /// position bias `bias[h, i, j] = table[bucket(j − i), h]`, made once per length; `None`
     /// for the other families.

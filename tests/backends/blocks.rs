@@ -1,29 +1,38 @@
-//! A block structure is a description (`net::block`): a pre-LN variant of the encoder layer,
-//! built here from the tiny BERT fixture's weights with no layer function written for it, runs
-//! forward, JVP (dense and token directions), pooled JVP, taped forward and VJP on both CPU
-//! backends, and training's walk with dropout to every weight's gradient. Checked in f64 against
-//! central finite differences and the adjoint identity `⟨ȳ, J ẋ⟩ = ⟨Jᵀ ȳ, ẋ⟩`, and in f32
-//! (`cpu`) against `CpuReference<f64>`. The post-LN block's
-//! passes are checked by the rest of the suite (the goldens, reverse = forward, the structured
-//! paths against the plain ones).
+//! A block structure is a description (`net::block`): two pre-norm variants of the encoder
+//! layer, built here from the tiny BERT fixture's weights with no layer function written for
+//! either, run forward, JVP (dense and token directions), pooled JVP, taped forward and VJP on
+//! both CPU backends, and training's walk with dropout to every weight's gradient. Checked in
+//! f64 against central finite differences and the adjoint identity `⟨ȳ, J ẋ⟩ = ⟨Jᵀ ȳ, ẋ⟩`, in
+//! f32 (`cpu`) against `CpuReference<f64>`, and, the RMSNorm variant, whole explanations for
+//! completeness and reverse = forward mode. The post-LN block's passes are checked by the rest
+//! of the suite (the goldens, reverse = forward, the structured paths against the plain ones).
 //!
 //! ```text
-//!   h = x + Wo · attention(Wqkv · LN1(x))        y = h + W2 · gelu(W1 · LN2(h))
+//!   pre-LN:            h = x + Wo · attention(Wqkv · LN1(x))    y = h + W2 · gelu(W1 · LN2(h))
+//!   pre-RMS, SwiGLU:   h = x + Wo · attention(Wqkv · RMS1(x))   y = h + W2 · swiglu(W1 · RMS2(h))
 //! ```
+//!
+//! The SwiGLU variant reads the fixture's `W1` (64 outputs) as `[gate | up]` rows, 32 each, and
+//! the first 32 columns of `W2`.
 
 use crate::common;
 use crate::jvp_finite_differences::central_difference;
 
 use common::{direction, fixture_dir, max_abs, max_abs_diff, Rng};
+use simattr::attribution::{explain_pair, Mode, Quadrature, Rule, Similarity, TextOptions};
 use simattr::backend::cpu::CpuBackend;
+use simattr::backend::prelude::*;
 use simattr::backend::reference::CpuReference;
-use simattr::backend::{Backend, BackendSettings, Batch, Role, ScoreMods};
+use simattr::backend::{Activation, BackendSettings, Batch, Role, ScoreMods};
 use simattr::model::SentenceModel;
 use simattr::net::block::{Block, BlockBuilder, CotangentsIn, Geometry, InputCotangents, InputForm, TangentsIn, Value};
 use simattr::net::encoder::upload_params;
 use simattr::net::layer::LayerShape;
 use simattr::net::packing::Packing;
-use simattr::params::{LayerParams, LayerSlot, Linear, LinearId, LinearPart, Norm, NormId, NormPart};
+use simattr::net::Encoder;
+use simattr::params::{
+    EncoderParams, HostTensor, LayerParams, LayerSlot, Linear, LinearId, LinearPart, Norm, NormId, NormPart,
+};
 
 type F64 = CpuReference<f64>;
 
@@ -37,9 +46,54 @@ fn pre_ln() -> Block {
     b.finish("pre-LN test block").unwrap()
 }
 
-/// The tiny BERT fixture's first layer on `backend`, and its geometry.
-fn first_layer<B: Backend>(backend: &B) -> (LayerParams<B::Tensor>, Geometry, usize) {
-    let model = SentenceModel::load(&fixture_dir("tiny-bert")).unwrap();
+fn pre_rms_swiglu() -> Block {
+    let b = BlockBuilder::new();
+    let x = Value::INPUT;
+    let ctx = b.attention(b.linear(b.rms_norm(x, NormId::Attention), LinearId::Qkv));
+    let h = b.add(x, b.dropout(b.linear(ctx, LinearId::AttentionOut)));
+    let gate_up = b.linear(b.rms_norm(h, NormId::Ffn), LinearId::FfnIn);
+    b.add(h, b.dropout(b.linear(b.gated(gate_up, Activation::Silu), LinearId::FfnOut)));
+    b.finish("pre-RMSNorm SwiGLU test block").unwrap()
+}
+
+/// A block structure under test, and how the fixture's weights are read for it.
+#[derive(Clone, Copy)]
+struct Variant {
+    block: fn() -> Block,
+    /// Whether the FFN is gated (`W2` then takes half of `W1`'s outputs).
+    gated: bool,
+    /// The weights it has gradients for: RMSNorm has no `β`.
+    weights: usize,
+}
+
+const PRE_LN: Variant = Variant { block: pre_ln, gated: false, weights: 12 };
+const PRE_RMS_SWIGLU: Variant = Variant { block: pre_rms_swiglu, gated: true, weights: 10 };
+const VARIANTS: [Variant; 2] = [PRE_LN, PRE_RMS_SWIGLU];
+
+/// The fixture's weights as a gated FFN reads them: `W1`'s 64 output rows as `[gate | up]`,
+/// and the first half of `W2`'s columns.
+fn gate_ffn(params: &mut EncoderParams<HostTensor>) {
+    for layer in &mut params.layers {
+        let out = &mut layer.ffn_out;
+        let half = out.in_dim / 2;
+        let data: Vec<f32> = out.weight.data().chunks(out.in_dim).flat_map(|row| row[..half].to_vec()).collect();
+        out.weight = HostTensor::new(vec![out.out_dim, half], data);
+        out.in_dim = half;
+    }
+}
+
+/// The tiny BERT fixture, its weights read as `variant` reads them.
+fn model_for(variant: Variant) -> SentenceModel {
+    let mut model = SentenceModel::load(&fixture_dir("tiny-bert")).unwrap();
+    if variant.gated {
+        gate_ffn(&mut model.params);
+    }
+    model
+}
+
+/// The fixture's first layer on `backend` as `variant` reads it, and its geometry.
+fn first_layer<B: Backend>(backend: &B, variant: Variant) -> (LayerParams<B::Tensor>, Geometry, usize) {
+    let model = model_for(variant);
     let shape = LayerShape::of(&model.config);
     let mut params = upload_params(backend, &model.params).unwrap();
     (params.layers.swap_remove(0), shape.geometry(), shape.hidden)
@@ -61,10 +115,14 @@ fn a_pre_ln_block_has_no_input_projection_to_split_at_and_the_post_ln_one_has() 
 }
 
 #[test]
-fn pre_ln_jvp_matches_finite_differences() {
+fn pre_norm_jvps_match_finite_differences() {
+    VARIANTS.into_iter().for_each(jvp_matches_finite_differences);
+}
+
+fn jvp_matches_finite_differences(variant: Variant) {
     let b = F64::new();
-    let (params, geometry, h) = first_layer(&b);
-    let block = pre_ln();
+    let (params, geometry, h) = first_layer(&b, variant);
+    let block = (variant.block)();
     let mut rng = Rng::new(11);
     let x = rng.vec(BATCH.primal_rows() * h);
     let dx = rng.vec(BATCH.tangent_rows() * h);
@@ -75,15 +133,19 @@ fn pre_ln_jvp_matches_finite_differences() {
     assert_eq!(y, forward(&x), "the JVP's primal is the forward pass");
     for k in 0..BATCH.tangents {
         let fd = central_difference(forward, &x, &direction(BATCH, h, &dx, k), 1e-5);
-        assert_close(&format!("pre-LN JVP, tangent {k}"), &direction(BATCH, h, &dy, k), &fd, 1e-7);
+        assert_close(&format!("{} JVP, tangent {k}", block.name()), &direction(BATCH, h, &dy, k), &fd, 1e-7);
     }
 }
 
 #[test]
-fn pre_ln_vjp_is_the_adjoint_of_its_jvp() {
+fn pre_norm_vjps_are_the_adjoints_of_their_jvps() {
+    VARIANTS.into_iter().for_each(vjp_is_the_adjoint_of_the_jvp);
+}
+
+fn vjp_is_the_adjoint_of_the_jvp(variant: Variant) {
     let b = F64::new();
-    let (params, geometry, h) = first_layer(&b);
-    let block = pre_ln();
+    let (params, geometry, h) = first_layer(&b, variant);
+    let block = (variant.block)();
     let mut rng = Rng::new(12);
     let x = rng.vec(BATCH.primal_rows() * h);
     let dx = rng.vec(BATCH.tangent_rows() * h);
@@ -106,19 +168,24 @@ fn pre_ln_vjp_is_the_adjoint_of_its_jvp() {
         let (left, right) = (dot(&slice(&dy_bar), &slice(&dy)), dot(&slice(&dx_bar), &slice(&dx)));
         assert!(
             (left - right).abs() <= 1e-10 * left.abs().max(right.abs()),
-            "pair {pair}: ⟨ȳ, Jẋ⟩ {left} ≠ ⟨Jᵀȳ, ẋ⟩ {right}"
+            "{}, pair {pair}: ⟨ȳ, Jẋ⟩ {left} ≠ ⟨Jᵀȳ, ẋ⟩ {right}",
+            block.name()
         );
     }
     let split = block.vjp(&b, &params, geometry, &tape, CotangentsIn::Dense(&dy_bar), BATCH, InputForm::Split);
-    let error = split.err().expect("a pre-LN block cannot split its input cotangents").to_string();
+    let error = split.err().expect("a pre-norm block cannot split its input cotangents").to_string();
     assert!(error.contains("no attention projection of its input"), "{error}");
 }
 
 #[test]
-fn pre_ln_token_directions_and_pooling_equal_the_plain_path() {
+fn pre_norm_token_directions_and_pooling_equal_the_plain_path() {
+    VARIANTS.into_iter().for_each(token_directions_and_pooling_equal_the_plain_path);
+}
+
+fn token_directions_and_pooling_equal_the_plain_path(variant: Variant) {
     let b = F64::new();
-    let (params, geometry, h) = first_layer(&b);
-    let block = pre_ln();
+    let (params, geometry, h) = first_layer(&b, variant);
+    let block = (variant.block)();
     let mut rng = Rng::new(13);
     let batch = Batch { steps: 2, tangents: BATCH.tokens, tokens: BATCH.tokens };
     let x = rng.vec(batch.primal_rows() * h);
@@ -151,11 +218,11 @@ fn pre_ln_token_directions_and_pooling_equal_the_plain_path() {
     );
 }
 
-/// Every pass of the pre-LN block on `backend`, downloaded: forward, JVP (dense and token
+/// Every pass of `variant`'s block on `backend`, downloaded: forward, JVP (dense and token
 /// directions), pooled JVP, VJP (dense and pooled unit cotangents).
-fn all_passes<B: Backend>(backend: &B) -> Vec<(&'static str, Vec<f64>)> {
-    let (params, geometry, h) = first_layer(backend);
-    let block = pre_ln();
+fn all_passes<B: Backend>(backend: &B, variant: Variant) -> Vec<(&'static str, Vec<f64>)> {
+    let (params, geometry, h) = first_layer(backend, variant);
+    let block = (variant.block)();
     let mut rng = Rng::new(14);
     let up = |v: Vec<f32>| backend.upload(&v, Role::Activations { len: v.len() }).unwrap();
     let x = up(rng.vec_f32(BATCH.primal_rows() * h, 1.0));
@@ -194,11 +261,14 @@ fn all_passes<B: Backend>(backend: &B) -> Vec<(&'static str, Vec<f64>)> {
 }
 
 #[test]
-fn pre_ln_on_the_cpu_backend_matches_the_reference() {
-    let want = all_passes(&F64::new());
-    let got = all_passes(&CpuBackend::new(BackendSettings::default()).unwrap());
-    for ((what, got), (_, want)) in got.iter().zip(&want) {
-        assert_close(&format!("cpu f32, pre-LN {what}"), got, want, crate::F32_OP_TOLERANCE);
+fn pre_norm_blocks_on_the_cpu_backend_match_the_reference() {
+    for variant in VARIANTS {
+        let want = all_passes(&F64::new(), variant);
+        let got = all_passes(&CpuBackend::new(BackendSettings::default()).unwrap(), variant);
+        for ((what, got), (_, want)) in got.iter().zip(&want) {
+            let name = (variant.block)().name();
+            assert_close(&format!("cpu f32, {name} {what}"), got, want, crate::F32_OP_TOLERANCE);
+        }
     }
 }
 
@@ -230,13 +300,13 @@ fn tensor_mut(params: &mut LayerParams<Vec<f64>>, slot: LayerSlot) -> &mut Vec<f
 /// dropout op's value), over two packed texts of different lengths: the input's cotangents
 /// and every weight's gradient against central finite differences of `⟨ȳ, y⟩` in f64, and the
 /// masks shown to matter.
-fn check_training(block: &Block, dropout_ops: usize) {
+fn check_training(block: &Block, variant: Variant, dropout_ops: usize) {
     let b = F64::new();
-    let (params, geometry, h) = first_layer(&b);
+    let (params, geometry, h) = first_layer(&b, variant);
     let packing = Packing::new(&b, &[4, 6]).unwrap();
     let rows = packing.rows();
     let mut rng = Rng::new(15);
-    let lengths = block.dropout_mask_lengths(&params, geometry, &packing);
+    let lengths = block.dropout_mask_lengths(&params, geometry, &packing).unwrap();
     assert_eq!(lengths.len(), 1 + dropout_ops, "attention's mask and one per dropout op");
     let masks: Vec<Vec<f64>> =
         lengths.iter().map(|&len| (0..len).map(|_| if rng.next() < -0.6 { 0.0 } else { 1.25 }).collect()).collect();
@@ -272,7 +342,7 @@ fn check_training(block: &Block, dropout_ops: usize) {
         "{}: input cotangents {exact:e}, finite differences {fd:e}",
         block.name()
     );
-    assert_eq!(grads.weights.len(), 12, "a gradient for each weight and bias of the layer");
+    assert_eq!(grads.weights.len(), variant.weights, "{}: a gradient for each weight and bias", block.name());
     for (n, (slot, grad)) in grads.weights.iter().enumerate() {
         let stepped = |sign: f64, u: &[f64]| {
             let mut p = params.clone();
@@ -291,10 +361,42 @@ fn check_training(block: &Block, dropout_ops: usize) {
 
 #[test]
 fn post_ln_training_with_dropout_matches_finite_differences() {
-    check_training(&simattr::net::families::post_ln::block(), 2);
+    check_training(&simattr::net::families::post_ln::block(), PRE_LN, 2);
 }
 
 #[test]
-fn pre_ln_training_with_dropout_matches_finite_differences() {
-    check_training(&pre_ln(), 2);
+fn pre_norm_training_with_dropout_matches_finite_differences() {
+    for variant in VARIANTS {
+        check_training(&(variant.block)(), variant, 2);
+    }
+}
+
+/// Whole explanations with every layer of the fixture running the RMSNorm/SwiGLU block, in
+/// f64: completeness (`Σ A` = the score minus its reference terms) holds to the quadrature's
+/// error, which Gauss–Legendre drives to rounding by 24 steps, and reverse mode (which, with
+/// no projection to split at, takes full cotangents) gives forward mode's `P`.
+#[test]
+fn pre_rms_swiglu_explanations_are_complete_and_reverse_equals_forward() {
+    let b = F64::new();
+    let model = model_for(PRE_RMS_SWIGLU);
+    let encoder = Encoder::new(&b, &model).unwrap().with_block(pre_rms_swiglu());
+    assert!(!encoder.splits_input_cotangents());
+    let post_ln = Encoder::new(&b, &model_for(PRE_LN)).unwrap();
+    let (a, text_b) = ("A man is playing a guitar.", "Someone plays an instrument.");
+    for layer in [0, 2] {
+        let explain = |encoder: &Encoder<'_, F64>, mode: Mode, rule: Rule, steps: usize| {
+            let options = TextOptions { mode, ..TextOptions::new(layer, Quadrature::new(rule, steps).unwrap()) };
+            explain_pair(encoder, &model.tokenizer, a, text_b, &options, Similarity::Dot, &()).unwrap()
+        };
+        let forward = explain(&encoder, Mode::Forward, Rule::GaussLegendre, 24);
+        let (score, error) = (forward.pair.score, forward.pair.completeness_error());
+        let coarse = explain(&encoder, Mode::Forward, Rule::RiemannRight, 4).pair.completeness_error();
+        eprintln!("layer {layer}: score {score:.6}, completeness error {error:.2e} (riemann-right 4: {coarse:.2e})");
+        assert!(error <= 1e-9 * score.abs(), "layer {layer}: completeness error {error:e} of score {score}");
+        assert!(coarse > 1e3 * error, "layer {layer}: a coarse rule is as complete ({coarse:e}): the check is empty");
+        let other = explain(&post_ln, Mode::Forward, Rule::GaussLegendre, 24).pair.score;
+        assert!((other - score).abs() > 1e-3 * score.abs(), "the variant block scores as the post-LN one does");
+        let reverse = explain(&encoder, Mode::Reverse, Rule::GaussLegendre, 24);
+        assert_close(&format!("layer {layer}: reverse mode's A"), &reverse.pair.matrix, &forward.pair.matrix, 1e-10);
+    }
 }

@@ -5,8 +5,9 @@
 use simattr::attribution::{
     attribute_text, explain_pair, reference_ids, Method, Mode, Quadrature, Rule, Similarity, TextOptions,
 };
+use simattr::backend::prelude::*;
 use simattr::backend::reference::CpuReference;
-use simattr::backend::{Backend, BackendSettings};
+use simattr::backend::BackendSettings;
 use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::SentenceModel;
 use simattr::net::pooling::pool_jvp;

@@ -4,8 +4,9 @@
 use crate::common;
 
 use common::{direction, fixture_dir, max_abs, max_abs_diff, Rng, TINY_FIXTURES};
+use simattr::backend::prelude::*;
 use simattr::backend::reference::CpuReference;
-use simattr::backend::{Backend, Batch, Heads, ResidualNorm, ScoreMods};
+use simattr::backend::{Batch, Heads, ResidualNorm, ScoreMods};
 use simattr::model::SentenceModel;
 use simattr::net::pooling::pool_jvp;
 use simattr::net::Encoder;

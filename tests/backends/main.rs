@@ -143,6 +143,9 @@ macro_rules! backend_suite {
             #[test] fn linear_and_matmul() { crate::ops::linear_and_matmul(&default()) }
             #[test] fn layer_norm_and_jvp() { crate::ops::layer_norm_and_jvp(&default()) }
             #[test] fn gelu_and_jvp() { crate::ops::gelu_and_jvp(&default()) }
+            #[test] fn rms_norm_and_jvp() { crate::ops::rms_norm_and_jvp(&default()) }
+            #[test] fn gated_and_jvp() { crate::ops::gated_and_jvp(&default()) }
+            #[test] fn bad_shapes_are_errors_not_panics() { crate::ops::bad_shapes_are_errors_not_panics(&default()) }
             #[test] fn attention_and_jvp() { crate::ops::attention_and_jvp(&default()) }
             #[test] fn attention_key_mask_drops_padding() { crate::ops::attention_key_mask_drops_padding(&default()) }
             #[test] fn pooling() { crate::ops::pooling(&default()) }
@@ -157,6 +160,8 @@ macro_rules! backend_suite {
             #[test] fn matmul_vjp() { crate::vjp::matmul_vjp(&default()) }
             #[test] fn layer_norm_vjp() { crate::vjp::layer_norm_vjp(&default()) }
             #[test] fn gelu_vjp() { crate::vjp::gelu_vjp(&default()) }
+            #[test] fn rms_norm_vjp() { crate::vjp::rms_norm_vjp(&default()) }
+            #[test] fn gated_vjp() { crate::vjp::gated_vjp(&default()) }
             #[test] fn attention_vjp() { crate::vjp::attention_vjp(&default()) }
             #[test] fn pooling_vjp() { crate::vjp::pooling_vjp(&default()) }
             #[test] fn mean_pooled_norm_linear_vjp() { crate::vjp::mean_pooled_norm_linear_vjp(&default()) }

@@ -2,8 +2,9 @@
 //! inputs of awkward and real sizes. The error is the relative max-norm
 //! `max|got − want| / max|want|`, bounded by `F32_OP_TOLERANCE`.
 
+use simattr::backend::prelude::*;
 use simattr::backend::reference::CpuReference;
-use simattr::backend::{Backend, BackendSettings, Batch, Heads, ResidualNorm, Role, ScoreMods};
+use simattr::backend::{Activation, BackendSettings, Batch, Heads, ResidualNorm, Role, ScoreMods};
 use simattr::net::layer::{last_layer_pooled_jvp, layer_forward, layer_jvp, LayerShape, TangentsIn};
 use simattr::params::{LayerParams, Linear, Norm};
 
@@ -169,6 +170,78 @@ pub fn gelu_and_jvp<B: Backend>(b: &B) {
             });
         }
     }
+}
+
+/// RMSNorm on the host path every backend has (`Backend::rms_norm`): no mean is taken, so
+/// the offset mean is kept in `x` as a model's residual stream has it.
+pub fn rms_norm_and_jvp<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(17));
+    for width in [7, 65, 384] {
+        for batch in batches(7) {
+            let x: Vec<f32> = rng.vec_f32(batch.primal_rows() * width, 2.0).iter().map(|v| v + 1.0).collect();
+            let dx = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+            let norm = random_norm(&mut rng, width);
+            let rows = batch.primal_rows();
+            compare!(format!("rms_norm width {width}, {batch:?}"), b, &o, |e| {
+                down(e, &e.rms_norm(&up(e, &x), rows, width, &norm_on(e, &norm, width), 1e-6).unwrap().0)
+            });
+            compare!(format!("rms_norm_jvp width {width}, {batch:?}"), b, &o, |e| {
+                let norm = norm_on(e, &norm, width);
+                let (_, saved) = e.rms_norm(&up(e, &x), rows, width, &norm, 1e-6).unwrap();
+                down(e, &e.rms_norm_jvp(&saved, &norm, &up(e, &dx), batch, width).unwrap())
+            });
+        }
+    }
+}
+
+/// The gated activations (`[gate | up]` rows → `act(gate) ⊙ up`) and their JVPs.
+pub fn gated_and_jvp<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(18));
+    for act in [Activation::Gelu, Activation::GeluTanh, Activation::Silu] {
+        for width in [7, 64] {
+            for batch in batches(5) {
+                let x = rng.vec_f32(batch.primal_rows() * 2 * width, 3.0);
+                let dx = rng.vec_f32(batch.tangent_rows() * 2 * width, 1.0);
+                let rows = batch.primal_rows();
+                compare!(format!("gated {act:?} width {width}"), b, &o, |e| {
+                    down(e, &e.gated(&up(e, &x), rows, width, act).unwrap())
+                });
+                compare!(format!("gated_jvp {act:?} width {width}, {batch:?}"), b, &o, |e| {
+                    down(e, &e.gated_jvp(&up(e, &x), &up(e, &dx), batch, width, act).unwrap())
+                });
+            }
+        }
+    }
+}
+
+/// A shape that breaks an op's contract (`backend/shapes.rs`) is an internal error naming the
+/// operand, on every backend: never a panic, never a read outside a tensor.
+pub fn bad_shapes_are_errors_not_panics<B: Backend>(b: &B) {
+    let mut rng = Rng::new(19);
+    let (six, five) = (up(b, &rng.vec_f32(6, 1.0)), up(b, &rng.vec_f32(5, 1.0)));
+    let error = |what: &str, result: Result<B::Tensor, simattr::error::Error>, says: &str| {
+        let message = result.err().unwrap_or_else(|| panic!("{what}: a bad shape was accepted")).to_string();
+        assert!(message.contains(says), "{what}: {message}");
+    };
+    error("add", b.add(&six, &five), "add operand has length 5, expected 6");
+    let layer = linear_on(b, &random_linear(&mut rng, 4, 3));
+    error("linear", b.linear(&six, 2, &layer), "linear input has length 6, expected 8");
+    error("matmul_vjp", b.matmul_vjp(&five, 2, &layer), "matmul_vjp cotangents has length 5, expected 6");
+    let norm = norm_on(b, &random_norm(&mut rng, 3), 3);
+    error("layer_norm", b.layer_norm(&five, 2, 3, &norm, 1e-12).map(|(y, _)| y), "layer_norm input has length 5");
+    error("rms_norm", b.rms_norm(&five, 2, 3, &norm, 1e-6).map(|(y, _)| y), "rms_norm input has length 5");
+    let (_, saved) = b.layer_norm(&six, 2, 3, &norm, 1e-12).unwrap();
+    let batch = Batch { steps: 2, tangents: 2, tokens: 1 };
+    error("layer_norm_jvp", b.layer_norm_jvp(&saved, &norm, &six, batch, 3), "(co)tangents has length 6, expected 12");
+    let heads = Heads { count: 1, dim: 2 };
+    error("attention", b.attention(&five, 1, 1, heads, ScoreMods::none()).map(|(c, _)| c), "qkv has length 5");
+    error("token_tangents", b.token_tangents(&six, 1, 3, 2, 1..4), "tangent directions 1..4 reach past 3");
+    error("gather_rows", b.gather_rows(&six, 2, &[0, 3]), "id 3 is outside the 3 rows");
+    error("gated", b.gated(&five, 1, 3, Activation::Silu), "gated input has length 5, expected 6");
+    let mut projection = b.zeros(4).unwrap();
+    let pooled = b.pool_accumulate(&mut projection, &six, Batch { steps: 1, tangents: 3, tokens: 1 }, 2, &[1.0], 1);
+    let message = pooled.expect_err("pool_accumulate past the projection's rows").to_string();
+    assert!(message.contains("projection rows 1..4 reach past 2"), "pool_accumulate: {message}");
 }
 
 /// Score modifications as host data: a bias `[heads, T, T]` and a key mask `[seqs, T]` that

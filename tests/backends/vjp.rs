@@ -2,8 +2,9 @@
 //! test the dot-product identity `⟨JVP(u), v⟩ = ⟨u, VJP(v)⟩` for random tangents `u` and
 //! cotangents `v` (docs/design.md §3), at the same primal.
 
+use simattr::backend::prelude::*;
 use simattr::backend::reference::CpuReference;
-use simattr::backend::{Backend, Batch, Heads, ResidualNorm, Role, ScoreMods};
+use simattr::backend::{Activation, Batch, Heads, ResidualNorm, Role, ScoreMods};
 use simattr::params::{Linear, Norm};
 
 use crate::common::{max_abs, max_abs_diff, Rng};
@@ -126,6 +127,49 @@ pub fn gelu_vjp<B: Backend>(b: &B) {
     });
     let want = down(&o, &o.gelu_vjp(&up(&o, &x), &up(&o, &v), batch, width).unwrap());
     check("gelu_vjp", (&on_b[0], &v), (&u, &on_b[1]), &want);
+}
+
+pub fn rms_norm_vjp<B: Backend>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(36));
+    for width in [7, 384] {
+        let batch = Batch { steps: 2, tangents: 3, tokens: 7 };
+        let x: Vec<f32> = rng.vec_f32(batch.primal_rows() * width, 2.0).iter().map(|v| v + 1.0).collect();
+        let (u, v) = (rng.vec_f32(batch.tangent_rows() * width, 1.0), rng.vec_f32(batch.tangent_rows() * width, 1.0));
+        let host = random_norm(&mut rng, width);
+        fn both<E: Backend>(
+            e: &E,
+            x: &[f32],
+            host: &Norm<Vec<f32>>,
+            u: &[f32],
+            v: &[f32],
+            batch: Batch,
+        ) -> [Vec<f64>; 2] {
+            let width = host.gamma.len();
+            let norm = host.try_map(width, &mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+            let (_, saved) = e.rms_norm(&up(e, x), batch.primal_rows(), width, &norm, 1e-6).unwrap();
+            [
+                down(e, &e.rms_norm_jvp(&saved, &norm, &up(e, u), batch, width).unwrap()),
+                down(e, &e.rms_norm_vjp(&saved, &norm, &up(e, v), batch, width).unwrap()),
+            ]
+        }
+        let [jvp_u, vjp_v] = both(b, &x, &host, &u, &v, batch);
+        let [_, want] = both(&o, &x, &host, &u, &v, batch);
+        check(&format!("rms_norm_vjp width {width}"), (&jvp_u, &v), (&u, &vjp_v), &want);
+    }
+}
+
+pub fn gated_vjp<B: Backend>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(37));
+    let (width, batch) = (65, Batch { steps: 2, tangents: 3, tokens: 5 });
+    for act in [Activation::Gelu, Activation::GeluTanh, Activation::Silu] {
+        let x = rng.vec_f32(batch.primal_rows() * 2 * width, 3.0);
+        let u = rng.vec_f32(batch.tangent_rows() * 2 * width, 1.0);
+        let v = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+        let jvp_u = down(b, &b.gated_jvp(&up(b, &x), &up(b, &u), batch, width, act).unwrap());
+        let vjp_v = down(b, &b.gated_vjp(&up(b, &x), &up(b, &v), batch, width, act).unwrap());
+        let want = down(&o, &o.gated_vjp(&up(&o, &x), &up(&o, &v), batch, width, act).unwrap());
+        check(&format!("gated_vjp {act:?}"), (&jvp_u, &v), (&u, &vjp_v), &want);
+    }
 }
 
 pub fn attention_vjp<B: Backend>(b: &B) {

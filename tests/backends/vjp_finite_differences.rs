@@ -5,8 +5,9 @@
 use crate::common;
 
 use common::{direction, Rng};
+use simattr::backend::prelude::*;
 use simattr::backend::reference::CpuReference;
-use simattr::backend::{Backend, Batch, Heads, Role, ScoreMods};
+use simattr::backend::{Batch, Heads, Role, ScoreMods};
 use simattr::params::{Linear, Norm};
 
 type F64 = CpuReference<f64>;

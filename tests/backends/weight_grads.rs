@@ -151,7 +151,7 @@ pub fn mul<B: WeightGradients>(b: &B) {
         // stores f32, which the tolerance covers).
         let cotangents = rng.vec(len);
         fn dropped<E: WeightGradients>(e: &E, cotangents: &[f64], keep: &[f32]) -> Vec<f64> {
-            down(e, &e.mul(&e.upload_f64(cotangents).unwrap(), &up(e, keep)).unwrap())
+            down(e, &e.mul(&e.upload_f64(cotangents, None).unwrap(), &up(e, keep)).unwrap())
         }
         close(
             &format!("mul {len}, upload_f64 ⊙ dropout mask"),

@@ -6,7 +6,7 @@
 use crate::common;
 
 use simattr::backend::cuda::CudaEmuBackend;
-use simattr::backend::{Backend, BackendSettings, Precision};
+use simattr::backend::{BackendSettings, Precision, Storage};
 
 use common::device_cli::{self, simattr};
 use common::{golden, matrix, max_abs, max_abs_diff, minilm_dir, tiny_model_dir};

@@ -5,7 +5,7 @@
 use crate::common;
 
 use simattr::backend::wgpu::WgpuBackend;
-use simattr::backend::{Backend, BackendSettings, Precision};
+use simattr::backend::{BackendSettings, Precision, Storage};
 
 use common::device_cli::{self, simattr};
 use common::golden_check::{check_attributions, check_embeddings};

@@ -19,7 +19,6 @@ use faer::reborrow::ReborrowMut;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::check_len;
 use super::tensor::CpuTensor;
 use crate::backend::{Batch, Heads, ScoreMods};
 
@@ -113,16 +112,6 @@ pub fn attention(
     keep: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
     let (t, w, d) = (tokens, heads.width(), heads.dim);
-    check_len("attention qkv", qkv.len(), seqs * t * 3 * w);
-    if let Some(bias) = scores.bias {
-        check_len("attention score bias", bias.len(), heads.count * t * t);
-    }
-    if let Some(mask) = scores.key_mask {
-        check_len("attention key mask", mask.len(), seqs * t);
-    }
-    if let Some(keep) = keep {
-        check_len("attention dropout mask", keep.len(), seqs * heads.count * t * t);
-    }
     let scale = 1.0 / (d as f64).sqrt();
     let mut ctx = vec![0.0f32; seqs * t * w];
     let mut probs = vec![0.0f32; seqs * heads.count * t * t];
@@ -164,7 +153,6 @@ pub fn attention(
 /// `Ȯ` `[steps, tangents, T, width]` for the tangents `dqkv` at the primal `qkv`, reading each
 /// step's probabilities `probs` (`[steps, heads, T, T]`).
 pub fn attention_jvp(qkv: &[f32], probs: &[f32], dqkv: &[f32], batch: Batch, heads: Heads) -> Vec<f32> {
-    check_len("attention_jvp dqkv", dqkv.len(), batch.tangent_rows() * 3 * heads.width());
     each_sequence(qkv, probs, dqkv, heads.width(), batch, heads, [sequence_jvp_by_rows, sequence_jvp_by_gemm])
 }
 
@@ -185,8 +173,6 @@ fn each_sequence(
     kernels: [SequenceKernel; 2],
 ) -> Vec<f32> {
     let (t, w) = (batch.tokens, heads.width());
-    check_len("attention qkv", qkv.len(), batch.primal_rows() * 3 * w);
-    check_len("attention probabilities", probs.len(), batch.steps * heads.count * t * t);
     let scale = 1.0 / (heads.dim as f64).sqrt();
     let mut output = vec![0.0f32; batch.tangent_rows() * output_width];
     if output.is_empty() || t == 0 {
@@ -296,12 +282,6 @@ pub fn attention_token_jvp(
     heads: Heads,
 ) -> Vec<f32> {
     let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
-    check_len("attention_token_jvp qkv", qkv.len(), batch.primal_rows() * 3 * w);
-    check_len("attention_token_jvp context", ctx.len(), batch.primal_rows() * w);
-    check_len("attention_token_jvp probabilities", probs.len(), batch.steps * heads.count * t * t);
-    check_len("attention_token_jvp projected rows", d_rows.len(), t * 3 * w);
-    check_len("attention_token_jvp directions", directions.len(), batch.tangents);
-    assert!(directions.end <= t, "cpu: directions {directions:?} past {t} tokens");
     let scale = 1.0 / (d as f64).sqrt();
     let mut dctx = vec![0.0f32; batch.tangent_rows() * w];
     if dctx.is_empty() || t == 0 {
@@ -355,7 +335,6 @@ pub fn attention_token_jvp(
 /// thread per cotangent sequence; row by row for short sequences, as GEMMs from
 /// `GEMM_TOKENS` tokens on, as the JVP.
 pub fn attention_vjp(qkv: &[f32], probs: &[f32], dctx: &[f32], batch: Batch, heads: Heads) -> Vec<f32> {
-    check_len("attention_vjp context cotangents", dctx.len(), batch.tangent_rows() * heads.width());
     each_sequence(qkv, probs, dctx, 3 * heads.width(), batch, heads, [sequence_vjp_by_rows, sequence_vjp_by_gemm])
 }
 

@@ -7,29 +7,26 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{check_len, rows_per_task};
+use super::rows_per_task;
 
 /// Elements per parallel task in flat elementwise passes.
 const BLOCK: usize = 1 << 14;
 
 /// `out[r] = table[ids[r]]`, `table` is `[vocab, width]`.
 pub fn gather_rows(table: &[f32], width: usize, ids: &[u32]) -> Vec<f32> {
-    let vocab = table.len() / width.max(1);
     let mut out = vec![0.0; ids.len() * width];
     if width == 0 {
         return out;
     }
     out.par_chunks_mut(width).zip(ids).for_each(|(row, &id)| {
         let id = id as usize;
-        assert!(id < vocab, "cpu: gather_rows id {id} is outside the table's {vocab} rows");
         row.copy_from_slice(&table[id * width..(id + 1) * width]);
     });
     out
 }
 
 /// `f(a_i, b_i)` for equal-length `a` and `b`.
-pub fn zip_map(op: &str, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    check_len(&format!("{op} operand"), b.len(), a.len());
+pub fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0; a.len()];
     out.par_chunks_mut(BLOCK).zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK))).for_each(|(o, (a, b))| {
         for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
@@ -40,9 +37,8 @@ pub fn zip_map(op: &str, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Syn
 }
 
 /// `x + b` for every row of `x` (`[rows, width]`, `b` is `[width]`).
-pub fn add_bias(x: &[f32], rows: usize, bias: &[f32]) -> Vec<f32> {
+pub fn add_bias(x: &[f32], bias: &[f32]) -> Vec<f32> {
     let width = bias.len();
-    check_len("add_bias input", x.len(), rows * width);
     let mut out = vec![0.0; x.len()];
     if out.is_empty() {
         return out;
@@ -60,7 +56,6 @@ pub fn add_bias(x: &[f32], rows: usize, bias: &[f32]) -> Vec<f32> {
 
 /// Row `k` of the result is `origin + alphas[k] · delta`, formed in f64 and rounded once.
 pub fn interpolate(origin: &[f32], delta: &[f32], alphas: &[f64]) -> Vec<f32> {
-    check_len("interpolation delta", delta.len(), origin.len());
     let len = origin.len();
     let mut out = vec![0.0; alphas.len() * len];
     if out.is_empty() {
@@ -77,8 +72,6 @@ pub fn interpolate(origin: &[f32], delta: &[f32], alphas: &[f64]) -> Vec<f32> {
 /// `[steps, directions.len(), tokens, width]`: tangent `k` of every step is `delta`'s row
 /// `directions.start + k` on that row and zero elsewhere.
 pub fn token_tangents(delta: &[f32], steps: usize, tokens: usize, width: usize, directions: Range<usize>) -> Vec<f32> {
-    check_len("tangent delta", delta.len(), tokens * width);
-    check_len("tangent directions end", directions.end.min(tokens), directions.end);
     let count = directions.len();
     // A zeroed allocation is cheap (fresh pages); only the one non-zero row per sequence is written.
     let mut out = vec![0.0; steps * count * tokens * width];
@@ -116,7 +109,6 @@ pub fn copy_large(data: &[f32]) -> Vec<f32> {
 /// The adjoint of `gather_rows`: `[rows, width]` zeros, then `out[ids[r]] += x[r]`, each
 /// output row summing its sources in the order of `ids`.
 pub fn scatter_rows(x: &[f32], width: usize, ids: &[u32], rows: usize) -> Vec<f32> {
-    check_len("scatter_rows input", x.len(), ids.len() * width);
     let mut out = vec![0.0f32; rows * width];
     if width == 0 {
         return out;
@@ -124,7 +116,6 @@ pub fn scatter_rows(x: &[f32], width: usize, ids: &[u32], rows: usize) -> Vec<f3
     let mut sources: Vec<Vec<usize>> = vec![Vec::new(); rows];
     for (r, &id) in ids.iter().enumerate() {
         let id = id as usize;
-        assert!(id < rows, "cpu: scatter_rows id {id} is outside the {rows} rows");
         sources[id].push(r);
     }
     out.par_chunks_mut(width).zip(&sources).for_each(|(row, sources)| {

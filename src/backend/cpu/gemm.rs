@@ -16,22 +16,19 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
+use super::rows_per_task;
 use super::tensor::CpuTensor;
-use super::{check_len, rows_per_task};
 use crate::params::Linear;
 
 /// `x Wᵀ + bias` (bias optional) over `rows` rows, with `layer.weight` stored `[out, in]`.
 pub fn linear(x: &[f32], rows: usize, layer: &Linear<CpuTensor>, bias: Option<&[f32]>, threads: usize) -> Vec<f32> {
     let (n_in, n_out) = (layer.in_dim, layer.out_dim);
-    check_len("linear input", x.len(), rows * n_in);
-    check_len("linear weight", layer.weight.len(), n_in * n_out);
     let mut y = vec![0.0f32; rows * n_out];
     if y.is_empty() {
         return y;
     }
     let accum = match bias {
         Some(b) => {
-            check_len("linear bias", b.len(), n_out);
             y.par_chunks_mut(rows_per_task(n_out) * n_out).for_each(|rows| {
                 rows.chunks_exact_mut(n_out).for_each(|row| row.copy_from_slice(b));
             });
@@ -60,8 +57,6 @@ fn gemm_into(y: &mut [f32], accum: Accum, x: &[f32], w: MatRef<'_, f32>, threads
 /// (the transpose of `linear`: the stored `[out, in]` weight read row-major).
 pub fn linear_transposed(x: &[f32], rows: usize, layer: &Linear<CpuTensor>, threads: usize) -> Vec<f32> {
     let (n_in, n_out) = (layer.in_dim, layer.out_dim);
-    check_len("linear_transposed input", x.len(), rows * n_out);
-    check_len("linear_transposed weight", layer.weight.len(), n_in * n_out);
     let mut y = vec![0.0f32; rows * n_in];
     if y.is_empty() {
         return y;

@@ -17,8 +17,6 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::check_len;
-
 /// Weight rows per task: about 256 KB of widened weights.
 fn outputs_per_task(n_in: usize) -> usize {
     (32768 / n_in.max(1)).clamp(4, 64)
@@ -26,11 +24,6 @@ fn outputs_per_task(n_in: usize) -> usize {
 
 /// `x Wᵀ (+ bias)` over `rows` rows; `weight` is `[n_out, n_in]`.
 pub fn linear(x: &[f64], rows: usize, weight: &[f32], n_in: usize, n_out: usize, bias: Option<&[f32]>) -> Vec<f64> {
-    check_len("linear input", x.len(), rows * n_in);
-    check_len("linear weight", weight.len(), n_in * n_out);
-    if let Some(b) = bias {
-        check_len("linear bias", b.len(), n_out);
-    }
     let mut y_t = vec![0.0f64; n_out * rows];
     if y_t.is_empty() {
         return y_t;

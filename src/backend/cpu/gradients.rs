@@ -11,8 +11,9 @@ use rayon::prelude::*;
 
 use super::attention::{self, axpy, dot, Part};
 use super::tensor::CpuTensor;
-use super::{check_len, elementwise, CpuBackend};
-use crate::backend::{AttentionSaved, Backend, Heads, NormSaved, ScoreMods, WeightGradients};
+use super::{elementwise, CpuBackend};
+use crate::backend::shapes::Contract;
+use crate::backend::{AttentionSaved, Heads, MathOps, NormSaved, ScoreMods, WeightGradients};
 use crate::error::Result;
 
 /// `Σ_r rows[r]` column by column in f64, `rows` being `[.., width]`.
@@ -38,10 +39,9 @@ impl WeightGradients for CpuBackend {
         in_dim: usize,
         out_dim: usize,
     ) -> Result<(CpuTensor, CpuTensor)> {
+        Contract(self).linear_weight_grad(x, dy, rows, in_dim, out_dim)?;
         self.run(|| {
             let (x, dy) = (x.to_f32(), dy.to_f32());
-            check_len("linear_weight_grad input", x.len(), rows * in_dim);
-            check_len("linear_weight_grad cotangents", dy.len(), rows * out_dim);
             let mut dw = vec![0.0f32; out_dim * in_dim];
             if rows > 0 && !dw.is_empty() {
                 let par = if self.threads > 1 { Par::rayon(self.threads) } else { Par::Seq };
@@ -67,15 +67,15 @@ impl WeightGradients for CpuBackend {
         rows: usize,
         width: usize,
     ) -> Result<(CpuTensor, CpuTensor)> {
+        Contract(self).layer_norm_weight_grad(saved, dy, rows, width)?;
         let (dy, normalized) = (dy.to_f32(), saved.normalized.to_f32());
-        check_len("layer_norm_weight_grad cotangents", dy.len(), rows * width);
-        check_len("layer_norm_weight_grad saved", normalized.len(), rows * width);
         let d_gamma = column_sums(&dy, width, Some(&normalized));
         Ok((CpuTensor::F32(d_gamma), CpuTensor::F32(column_sums(&dy, width, None))))
     }
 
     fn mul(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        self.run(|| CpuTensor::F32(elementwise::zip_map("mul", &a.to_f32(), &b.to_f32(), |x, y| x * y)))
+        Contract(self).same("mul operand", a, b)?;
+        self.run(|| CpuTensor::F32(elementwise::zip_map(&a.to_f32(), &b.to_f32(), |x, y| x * y)))
     }
 
     fn attention_dropout(
@@ -87,6 +87,7 @@ impl WeightGradients for CpuBackend {
         scores: ScoreMods<'_, CpuTensor>,
         keep: Option<&CpuTensor>,
     ) -> Result<(CpuTensor, AttentionSaved<CpuTensor>)> {
+        Contract(self).attention(qkv, seqs, tokens, heads, scores, keep)?;
         let Some(keep) = keep else { return self.attention(qkv, seqs, tokens, heads, scores) };
         // One pass in f32 (an f64 primal too: training keeps its primal in f32), the mask applied
         // as the context is formed.
@@ -106,16 +107,11 @@ impl WeightGradients for CpuBackend {
         tokens: usize,
         heads: Heads,
     ) -> Result<(CpuTensor, CpuTensor)> {
+        Contract(self).attention_dropout_vjp(qkv, saved, keep, dctx, seqs, tokens, heads)?;
         let (t, w, d) = (tokens, heads.width(), heads.dim);
         let (qkv, dctx) = (qkv.to_f32(), dctx.to_f32());
         let probs: &[f32] = &saved.probs;
-        check_len("attention_dropout_vjp qkv", qkv.len(), seqs * t * 3 * w);
-        check_len("attention_dropout_vjp context cotangents", dctx.len(), seqs * t * w);
-        check_len("attention_dropout_vjp probabilities", probs.len(), seqs * heads.count * t * t);
         let keep: Option<&[f32]> = keep.map(|k| &k[..]);
-        if let Some(keep) = keep {
-            check_len("attention dropout mask", keep.len(), probs.len());
-        }
         let scale = (1.0 / (d as f64).sqrt()) as f32;
         let mut dqkv = vec![0.0f32; seqs * t * 3 * w];
         let mut d_scores = vec![0.0f32; seqs * heads.count * t * t];

@@ -26,8 +26,10 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 pub use tensor::CpuTensor;
 
 use super::{
-    check_upload, AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ResidualNorm, ScoreMods,
+    check_upload, Accumulators, AttentionSaved, BackendSettings, Batch, FusedOps, Heads, MathOps, NormSaved, Precision,
+    ResidualNorm, ScoreMods, Storage,
 };
+use crate::backend::shapes::Contract;
 use crate::error::{Error, Result};
 use crate::params::{Linear, Norm, Role};
 
@@ -91,18 +93,13 @@ pub fn keep_freed_memory_for_reuse() {
     }
 }
 
-/// Shapes are fixed by the network description, not by user input: a mismatch is a bug.
-fn check_len(what: &str, len: usize, expected: usize) {
-    assert_eq!(len, expected, "cpu: {what} has length {len}, expected {expected}");
-}
-
 /// Rows per parallel task for a pass over rows of `width` scalars: large enough (≈ 16K scalars)
 /// that scheduling costs little, and independent of the thread count.
 fn rows_per_task(width: usize) -> usize {
     ((1 << 14) / width.max(1)).max(1)
 }
 
-impl Backend for CpuBackend {
+impl Storage for CpuBackend {
     type Tensor = CpuTensor;
 
     fn name(&self) -> String {
@@ -143,11 +140,26 @@ impl Backend for CpuBackend {
         Ok(x.to_f64().into_owned())
     }
 
+    fn upload_f64(&self, data: &[f64], like: Option<&CpuTensor>) -> Result<CpuTensor> {
+        // An f64 primal stays f64; everything else is f32, as the kernels read it.
+        Ok(match like {
+            Some(CpuTensor::F64(_)) => CpuTensor::F64(data.to_vec()),
+            _ => CpuTensor::F32(data.iter().map(|&v| v as f32).collect()),
+        })
+    }
+
+    fn tensor_len(&self, x: &CpuTensor) -> usize {
+        x.len()
+    }
+
     fn zeros(&self, len: usize) -> Result<CpuTensor> {
         Ok(CpuTensor::F32(vec![0.0; len]))
     }
+}
 
+impl MathOps for CpuBackend {
     fn gather_rows(&self, table: &CpuTensor, width: usize, ids: &[u32]) -> Result<CpuTensor> {
+        Contract(self).gather_rows(table, width, ids)?;
         self.run(|| match table {
             // An embedding table: the rows start a primal.
             CpuTensor::Param(_) if self.primal_f64 => CpuTensor::F64(primal_f64::gather_rows(table, width, ids)),
@@ -157,53 +169,41 @@ impl Backend for CpuBackend {
     }
 
     fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        Contract(self).same("add operand", a, b)?;
         self.run(|| match either_f64(a, b) {
-            true => CpuTensor::F64(primal_f64::zip_map("add", &a.to_f64(), &b.to_f64(), |x, y| x + y)),
-            false => CpuTensor::F32(elementwise::zip_map("add", a, b, |x, y| x + y)),
+            true => CpuTensor::F64(primal_f64::zip_map(&a.to_f64(), &b.to_f64(), |x, y| x + y)),
+            false => CpuTensor::F32(elementwise::zip_map(a, b, |x, y| x + y)),
         })
     }
 
     fn sub(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        Contract(self).same("sub operand", a, b)?;
         self.run(|| match either_f64(a, b) {
-            true => CpuTensor::F64(primal_f64::zip_map("sub", &a.to_f64(), &b.to_f64(), |x, y| x - y)),
-            false => CpuTensor::F32(elementwise::zip_map("sub", a, b, |x, y| x - y)),
+            true => CpuTensor::F64(primal_f64::zip_map(&a.to_f64(), &b.to_f64(), |x, y| x - y)),
+            false => CpuTensor::F32(elementwise::zip_map(a, b, |x, y| x - y)),
         })
     }
 
     fn add_bias(&self, x: &CpuTensor, rows: usize, bias: &CpuTensor) -> Result<CpuTensor> {
+        Contract(self).add_bias(x, rows, bias)?;
         self.run(|| match x.as_f64() {
-            Some(x) => CpuTensor::F64(primal_f64::add_bias(x, rows, bias)),
-            None => CpuTensor::F32(elementwise::add_bias(x, rows, bias)),
+            Some(x) => CpuTensor::F64(primal_f64::add_bias(x, bias)),
+            None => CpuTensor::F32(elementwise::add_bias(x, bias)),
         })
-    }
-
-    fn interpolate(&self, origin: &CpuTensor, delta: &CpuTensor, alphas: &[f64]) -> Result<CpuTensor> {
-        self.run(|| match either_f64(origin, delta) {
-            true => CpuTensor::F64(primal_f64::interpolate(&origin.to_f64(), &delta.to_f64(), alphas)),
-            false => CpuTensor::F32(elementwise::interpolate(origin, delta, alphas)),
-        })
-    }
-
-    fn token_tangents(
-        &self,
-        delta: &CpuTensor,
-        steps: usize,
-        tokens: usize,
-        width: usize,
-        directions: Range<usize>,
-    ) -> Result<CpuTensor> {
-        self.run(|| CpuTensor::F32(elementwise::token_tangents(&delta.to_f32(), steps, tokens, width, directions)))
     }
 
     fn linear(&self, x: &CpuTensor, rows: usize, layer: &Linear<CpuTensor>) -> Result<CpuTensor> {
+        Contract(self).linear("linear", x, rows, layer)?;
         self.run(|| self.dense(x, rows, layer, true))
     }
 
     fn matmul(&self, x: &CpuTensor, rows: usize, layer: &Linear<CpuTensor>) -> Result<CpuTensor> {
+        Contract(self).linear("matmul", x, rows, layer)?;
         self.run(|| self.dense(x, rows, layer, false))
     }
 
     fn matmul_vjp(&self, dy: &CpuTensor, rows: usize, layer: &Linear<CpuTensor>) -> Result<CpuTensor> {
+        Contract(self).matmul_vjp(dy, rows, layer)?;
         self.run(|| CpuTensor::F32(gemm::linear_transposed(&dy.to_f32(), rows, layer, self.threads)))
     }
 
@@ -215,6 +215,7 @@ impl Backend for CpuBackend {
         norm: &Norm<CpuTensor>,
         eps: f64,
     ) -> Result<(CpuTensor, NormSaved<CpuTensor>)> {
+        Contract(self).layer_norm(x, rows, width, norm)?;
         self.run(|| match x.as_f64() {
             Some(x) => {
                 let (y, saved) = norm::layer_norm_as(&norm::RowSum::one(x), rows, width, norm, eps, |v| v);
@@ -235,6 +236,7 @@ impl Backend for CpuBackend {
         batch: Batch,
         width: usize,
     ) -> Result<CpuTensor> {
+        Contract(self).norm_derivative("layer_norm_jvp", saved, norm, dx, batch, width)?;
         self.run(|| CpuTensor::F32(norm::layer_norm_jvp(saved, norm, &norm::RowSum::one(&dx.to_f32()), batch, width)))
     }
 
@@ -246,6 +248,7 @@ impl Backend for CpuBackend {
         batch: Batch,
         width: usize,
     ) -> Result<CpuTensor> {
+        Contract(self).norm_derivative("layer_norm_vjp", saved, norm, dy, batch, width)?;
         self.run(|| CpuTensor::F32(norm::layer_norm_vjp(saved, norm, &dy.to_f32(), None, batch, width)))
     }
 
@@ -257,6 +260,7 @@ impl Backend for CpuBackend {
     }
 
     fn gelu_jvp(&self, x: &CpuTensor, dx: &CpuTensor, batch: Batch, width: usize) -> Result<CpuTensor> {
+        Contract(self).activation_derivative("gelu_jvp", x, dx, batch, width)?;
         self.run(|| CpuTensor::F32(gelu::gelu_jvp(&x.to_f32(), None, &dx.to_f32(), batch, width).1))
     }
 
@@ -268,6 +272,7 @@ impl Backend for CpuBackend {
         heads: Heads,
         scores: ScoreMods<'_, CpuTensor>,
     ) -> Result<(CpuTensor, AttentionSaved<CpuTensor>)> {
+        Contract(self).attention(qkv, seqs, tokens, heads, scores, None)?;
         self.run(|| {
             let (ctx, probs) = self.attend(qkv, seqs, tokens, heads, scores);
             (ctx, AttentionSaved { probs: CpuTensor::F32(probs) })
@@ -282,6 +287,7 @@ impl Backend for CpuBackend {
         batch: Batch,
         heads: Heads,
     ) -> Result<CpuTensor> {
+        Contract(self).attention_derivative(qkv, saved, dqkv, 3 * heads.width(), batch, heads)?;
         self.run(|| CpuTensor::F32(attention::attention_jvp(&qkv.to_f32(), &saved.probs, &dqkv.to_f32(), batch, heads)))
     }
 
@@ -293,10 +299,12 @@ impl Backend for CpuBackend {
         batch: Batch,
         heads: Heads,
     ) -> Result<CpuTensor> {
+        Contract(self).attention_derivative(qkv, saved, dctx, heads.width(), batch, heads)?;
         self.run(|| CpuTensor::F32(attention::attention_vjp(&qkv.to_f32(), &saved.probs, &dctx.to_f32(), batch, heads)))
     }
 
     fn mean_pool(&self, x: &CpuTensor, seqs: usize, tokens: usize, width: usize) -> Result<CpuTensor> {
+        Contract(self).pool("mean_pool", x, seqs, tokens, width)?;
         self.run(|| match x.as_f64() {
             Some(x) => CpuTensor::F64(primal_f64::mean_pool(x, seqs, tokens, width)),
             None => CpuTensor::F32(pool::mean_pool(x, seqs, tokens, width)),
@@ -304,6 +312,7 @@ impl Backend for CpuBackend {
     }
 
     fn max_pool(&self, x: &CpuTensor, seqs: usize, tokens: usize, width: usize) -> Result<CpuTensor> {
+        Contract(self).pool("max_pool", x, seqs, tokens, width)?;
         self.run(|| match x.as_f64() {
             Some(x) => CpuTensor::F64(primal_f64::max_pool(x, seqs, tokens, width)),
             None => CpuTensor::F32(pool::max_pool(x, seqs, tokens, width)),
@@ -311,6 +320,7 @@ impl Backend for CpuBackend {
     }
 
     fn max_pool_jvp(&self, x: &CpuTensor, dx: &CpuTensor, batch: Batch, width: usize) -> Result<CpuTensor> {
+        Contract(self).max_pool_derivative(x, dx, batch.tangent_rows(), batch, width)?;
         self.run(|| {
             let dx = dx.to_f32();
             CpuTensor::F32(match x.as_f64() {
@@ -322,10 +332,12 @@ impl Backend for CpuBackend {
     }
 
     fn mean_pool_vjp(&self, dy: &CpuTensor, seqs: usize, tokens: usize, width: usize) -> Result<CpuTensor> {
+        Contract(self).mean_pool_vjp(dy, seqs, width)?;
         self.run(|| CpuTensor::F32(pool::mean_pool_vjp(&dy.to_f32(), seqs, tokens, width)))
     }
 
     fn max_pool_vjp(&self, x: &CpuTensor, dy: &CpuTensor, batch: Batch, width: usize) -> Result<CpuTensor> {
+        Contract(self).max_pool_derivative(x, dy, batch.tangent_seqs(), batch, width)?;
         self.run(|| {
             let dy = dy.to_f32();
             CpuTensor::F32(match x.as_f64() {
@@ -335,45 +347,13 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn pool_accumulate(
-        &self,
-        projection: &mut CpuTensor,
-        d_states: &CpuTensor,
-        batch: Batch,
-        width: usize,
-        weights: &[f64],
-        first_direction: usize,
-    ) -> Result<()> {
-        let CpuTensor::F32(projection) = projection else {
-            return Err(Error::Internal("cpu: the projection accumulates in f32 (made by `zeros`)".into()));
-        };
-        self.run(|| pool::pool_accumulate(projection, &d_states.to_f32(), batch, width, weights, first_direction))
-    }
-
     fn scatter_rows(&self, x: &CpuTensor, width: usize, ids: &[u32], rows: usize) -> Result<CpuTensor> {
+        Contract(self).scatter_rows(x, width, ids, rows)?;
         self.run(|| CpuTensor::F32(elementwise::scatter_rows(&x.to_f32(), width, ids, rows)))
     }
+}
 
-    fn cotangent_accumulate(
-        &self,
-        projection: &mut CpuTensor,
-        d_states: &CpuTensor,
-        delta: &CpuTensor,
-        batch: Batch,
-        width: usize,
-        weights: &[f64],
-        first_dim: usize,
-    ) -> Result<()> {
-        let CpuTensor::F32(projection) = projection else {
-            return Err(Error::Internal("cpu: the projection accumulates in f32 (made by `zeros`)".into()));
-        };
-        let d_states = d_states.to_f32();
-        self.run(|| match delta.as_f64() {
-            Some(delta) => pool::cotangent_accumulate(projection, &d_states, delta, batch, width, weights, first_dim),
-            None => pool::cotangent_accumulate::<f32>(projection, &d_states, delta, batch, width, weights, first_dim),
-        })
-    }
-
+impl FusedOps for CpuBackend {
     // ---- fused block ops ---------------------------------------------------------------------
 
     fn bias_residual_norm(
@@ -384,6 +364,14 @@ impl Backend for CpuBackend {
         rows: usize,
         ln: ResidualNorm<'_, CpuTensor>,
     ) -> Result<CpuTensor> {
+        Contract(self).bias_residual_norm(
+            z,
+            bias,
+            residual,
+            None,
+            Batch { steps: 1, tangents: 1, tokens: rows },
+            ln,
+        )?;
         self.run(|| match either_f64(z, residual) {
             true => {
                 let (z, residual) = (z.to_f64(), residual.to_f64());
@@ -407,6 +395,7 @@ impl Backend for CpuBackend {
         batch: Batch,
         ln: ResidualNorm<'_, CpuTensor>,
     ) -> Result<(CpuTensor, CpuTensor)> {
+        Contract(self).bias_residual_norm(z, bias, residual, Some((dz, d_residual)), batch, ln)?;
         self.run(|| {
             let rows = batch.primal_rows();
             let (y, saved) = match either_f64(z, residual) {
@@ -429,7 +418,13 @@ impl Backend for CpuBackend {
     }
 
     fn bias_gelu(&self, z: &CpuTensor, rows: usize, bias: &CpuTensor) -> Result<CpuTensor> {
-        check_len("bias_gelu input", z.len(), rows * bias.len());
+        Contract(self).bias_gelu(
+            z,
+            bias,
+            None,
+            Batch { steps: 1, tangents: 1, tokens: rows },
+            self.tensor_len(bias),
+        )?;
         self.run(|| match z.as_f64() {
             Some(z) => CpuTensor::F64(primal_f64::gelu(z, Some(bias))),
             None => CpuTensor::F32(gelu::gelu(z, Some(bias))),
@@ -444,7 +439,7 @@ impl Backend for CpuBackend {
         batch: Batch,
         width: usize,
     ) -> Result<(CpuTensor, CpuTensor)> {
-        check_len("bias_gelu_jvp bias", bias.len(), width);
+        Contract(self).bias_gelu(z, bias, Some(dz), batch, width)?;
         self.run(|| {
             let (act, dact) = gelu::gelu_jvp(&z.to_f32(), Some(bias), &dz.to_f32(), batch, width);
             match z.as_f64() {
@@ -464,6 +459,7 @@ impl Backend for CpuBackend {
         heads: Heads,
         scores: ScoreMods<'_, CpuTensor>,
     ) -> Result<(CpuTensor, CpuTensor)> {
+        Contract(self).attention_with_token_jvp(qkv, d_rows, &directions, batch, heads, scores)?;
         self.run(|| {
             let (ctx, probs) = self.attend(qkv, batch.steps, batch.tokens, heads, scores);
             let (qkv32, ctx32, d_rows) = (qkv.to_f32(), ctx.to_f32(), d_rows.to_f32());
@@ -482,6 +478,7 @@ impl Backend for CpuBackend {
         batch: Batch,
         ln: ResidualNorm<'_, CpuTensor>,
     ) -> Result<CpuTensor> {
+        Contract(self).pooled_linear_residual_norm_jvp(x, dx, residual, d_residual, layer, batch, ln)?;
         self.run(|| {
             let (dx, d_residual) = (dx.to_f32(), d_residual.to_f32());
             CpuTensor::F32(match either_f64(x, residual) {
@@ -517,6 +514,7 @@ impl Backend for CpuBackend {
         batch: Batch,
         width: usize,
     ) -> Result<CpuTensor> {
+        Contract(self).residual_norm_vjp(saved, norm, dy, d_residual, batch, width)?;
         let (dy, d_residual) = (dy.to_f32(), d_residual.to_f32());
         self.run(|| CpuTensor::F32(norm::layer_norm_vjp(saved, norm, &dy, Some(&d_residual), batch, width)))
     }
@@ -529,6 +527,7 @@ impl Backend for CpuBackend {
         dims: Range<usize>,
         batch: Batch,
     ) -> Result<(CpuTensor, CpuTensor)> {
+        Contract(self).mean_pooled_norm_linear_vjp(saved, norm, layer, &dims, batch)?;
         self.run(|| {
             let (d_sum, d_in) =
                 pooled_norm::mean_pooled_norm_linear_vjp(saved, &norm.gamma, layer, dims, batch, self.threads);
@@ -544,11 +543,71 @@ impl Backend for CpuBackend {
         heads: Heads,
         scores: ScoreMods<'_, CpuTensor>,
     ) -> Result<(CpuTensor, CpuTensor)> {
+        Contract(self).attention_with_jvp(qkv, dqkv, batch, heads, scores)?;
         self.run(|| {
             // The probabilities of each step are computed once and read by all its tangents.
             let (ctx, probs) = self.attend(qkv, batch.steps, batch.tokens, heads, scores);
             let dctx = attention::attention_jvp(&qkv.to_f32(), &probs, &dqkv.to_f32(), batch, heads);
             (ctx, CpuTensor::F32(dctx))
+        })
+    }
+}
+
+impl Accumulators for CpuBackend {
+    fn interpolate(&self, origin: &CpuTensor, delta: &CpuTensor, alphas: &[f64]) -> Result<CpuTensor> {
+        Contract(self).interpolate(origin, delta)?;
+        self.run(|| match either_f64(origin, delta) {
+            true => CpuTensor::F64(primal_f64::interpolate(&origin.to_f64(), &delta.to_f64(), alphas)),
+            false => CpuTensor::F32(elementwise::interpolate(origin, delta, alphas)),
+        })
+    }
+
+    fn token_tangents(
+        &self,
+        delta: &CpuTensor,
+        steps: usize,
+        tokens: usize,
+        width: usize,
+        directions: Range<usize>,
+    ) -> Result<CpuTensor> {
+        Contract(self).token_tangents(delta, tokens, width, &directions)?;
+        self.run(|| CpuTensor::F32(elementwise::token_tangents(&delta.to_f32(), steps, tokens, width, directions)))
+    }
+
+    fn pool_accumulate(
+        &self,
+        projection: &mut CpuTensor,
+        d_states: &CpuTensor,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_direction: usize,
+    ) -> Result<()> {
+        Contract(self).pool_accumulate(projection, d_states, batch, width, weights, first_direction)?;
+        let CpuTensor::F32(projection) = projection else {
+            return Err(Error::Internal("cpu: the projection accumulates in f32 (made by `zeros`)".into()));
+        };
+        self.run(|| pool::pool_accumulate(projection, &d_states.to_f32(), batch, width, weights, first_direction))
+    }
+
+    fn cotangent_accumulate(
+        &self,
+        projection: &mut CpuTensor,
+        d_states: &CpuTensor,
+        delta: &CpuTensor,
+        batch: Batch,
+        width: usize,
+        weights: &[f64],
+        first_dim: usize,
+    ) -> Result<()> {
+        Contract(self).cotangent_accumulate(projection, d_states, delta, batch, width, weights, first_dim)?;
+        let CpuTensor::F32(projection) = projection else {
+            return Err(Error::Internal("cpu: the projection accumulates in f32 (made by `zeros`)".into()));
+        };
+        let d_states = d_states.to_f32();
+        self.run(|| match delta.as_f64() {
+            Some(delta) => pool::cotangent_accumulate(projection, &d_states, delta, batch, width, weights, first_dim),
+            None => pool::cotangent_accumulate::<f32>(projection, &d_states, delta, batch, width, weights, first_dim),
         })
     }
 }

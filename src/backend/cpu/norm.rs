@@ -11,8 +11,8 @@
 
 use rayon::prelude::*;
 
+use super::rows_per_task;
 use super::tensor::CpuTensor;
-use super::{check_len, rows_per_task};
 use crate::backend::{Batch, NormSaved};
 use crate::params::Norm;
 
@@ -31,16 +31,6 @@ impl<'a, S: Copy + Into<f64>> RowSum<'a, S> {
 
     pub fn two(a: &'a [S], b: &'a [S], bias: Option<&'a [f32]>) -> Self {
         RowSum { first: a, second: Some(b), bias }
-    }
-
-    fn check(&self, what: &str, rows: usize, width: usize) {
-        check_len(what, self.first.len(), rows * width);
-        if let Some(second) = self.second {
-            check_len(what, second.len(), rows * width);
-        }
-        if let Some(bias) = self.bias {
-            check_len("layer_norm bias", bias.len(), width);
-        }
     }
 
     /// Row `row` of the sum into `out` (`[width]`).
@@ -97,9 +87,6 @@ pub fn layer_norm_as<S: Copy + Into<f64> + Sync, Y: Copy + Default + Send>(
     eps: f64,
     store: impl Fn(f64) -> Y + Sync,
 ) -> (Vec<Y>, NormSaved<Vec<f32>>) {
-    x.check("layer_norm input", rows, width);
-    check_len("layer_norm gamma", norm.gamma.len(), width);
-    check_len("layer_norm beta", norm.beta.len(), width);
     let mut y = vec![Y::default(); rows * width];
     let mut normalized = vec![0.0f32; rows * width];
     let mut inv_std = vec![0.0f32; rows];
@@ -139,10 +126,6 @@ pub fn layer_norm_jvp<T: std::ops::Deref<Target = [f32]> + Sync>(
     batch: Batch,
     width: usize,
 ) -> Vec<f32> {
-    dx.check("layer_norm tangents", batch.tangent_rows(), width);
-    check_len("layer_norm saved x̂", saved.normalized.len(), batch.primal_rows() * width);
-    check_len("layer_norm saved 1/σ", saved.inv_std.len(), batch.primal_rows());
-    check_len("layer_norm gamma", norm.gamma.len(), width);
     let mut dy = vec![0.0f32; batch.tangent_rows() * width];
     if dy.is_empty() {
         return dy;
@@ -178,13 +161,6 @@ pub fn layer_norm_vjp<T: std::ops::Deref<Target = [f32]> + Sync>(
     batch: Batch,
     width: usize,
 ) -> Vec<f32> {
-    check_len("layer_norm cotangents", dy.len(), batch.tangent_rows() * width);
-    if let Some(d_residual) = d_residual {
-        check_len("layer_norm residual cotangents", d_residual.len(), dy.len());
-    }
-    check_len("layer_norm saved x̂", saved.normalized.len(), batch.primal_rows() * width);
-    check_len("layer_norm saved 1/σ", saved.inv_std.len(), batch.primal_rows());
-    check_len("layer_norm gamma", norm.gamma.len(), width);
     let mut dx = vec![0.0f32; dy.len()];
     if dx.is_empty() {
         return dx;

@@ -10,7 +10,6 @@
 
 use rayon::prelude::*;
 
-use super::check_len;
 use crate::backend::Batch;
 
 /// `Σ_t x[t]` over the `[tokens, width]` rows of `x`, into `acc` (f64).
@@ -24,7 +23,6 @@ fn token_sum(x: &[f32], acc: &mut [f64]) {
 }
 
 pub fn mean_pool(x: &[f32], seqs: usize, tokens: usize, width: usize) -> Vec<f32> {
-    check_len("mean_pool input", x.len(), seqs * tokens * width);
     let mut out = vec![0.0f32; seqs * width];
     if out.is_empty() {
         return out;
@@ -57,7 +55,6 @@ fn arg_max_tokens<S: Copy + PartialOrd>(x: &[S], width: usize) -> Vec<usize> {
 }
 
 pub fn max_pool(x: &[f32], seqs: usize, tokens: usize, width: usize) -> Vec<f32> {
-    check_len("max_pool input", x.len(), seqs * tokens * width);
     let mut out = vec![0.0f32; seqs * width];
     if out.is_empty() {
         return out;
@@ -79,8 +76,6 @@ fn arg_max_per_step<S: Copy + PartialOrd + Sync>(x: &[S], batch: Batch, width: u
 
 pub fn max_pool_jvp<S: Copy + PartialOrd + Sync>(x: &[S], dx: &[f32], batch: Batch, width: usize) -> Vec<f32> {
     let t = batch.tokens;
-    check_len("max_pool_jvp primal", x.len(), batch.primal_rows() * width);
-    check_len("max_pool_jvp tangents", dx.len(), batch.tangent_rows() * width);
     let mut out = vec![0.0f32; batch.tangent_seqs() * width];
     if out.is_empty() {
         return out;
@@ -105,10 +100,6 @@ pub fn pool_accumulate(
     first_direction: usize,
 ) {
     let (t, tangents) = (batch.tokens, batch.tangents);
-    check_len("pooled tangents", d_states.len(), batch.tangent_rows() * width);
-    check_len("step weights", weights.len(), batch.steps);
-    let rows = projection.len() / width.max(1);
-    check_len("projection rows end", (first_direction + tangents).min(rows), first_direction + tangents);
     if width == 0 || tangents == 0 {
         return;
     }
@@ -127,7 +118,6 @@ pub fn pool_accumulate(
 
 /// The VJP of `mean_pool`: every token row of sequence `s` gets `dy[s] / tokens`.
 pub fn mean_pool_vjp(dy: &[f32], seqs: usize, tokens: usize, width: usize) -> Vec<f32> {
-    check_len("mean_pool cotangents", dy.len(), seqs * width);
     let mut dx = vec![0.0f32; seqs * tokens * width];
     if dx.is_empty() {
         return dx;
@@ -146,8 +136,6 @@ pub fn mean_pool_vjp(dy: &[f32], seqs: usize, tokens: usize, width: usize) -> Ve
 /// `x` (f32, or the f64 primal) is largest, the first on a tie.
 pub fn max_pool_vjp<S: Copy + PartialOrd + Sync>(x: &[S], dy: &[f32], batch: Batch, width: usize) -> Vec<f32> {
     let t = batch.tokens;
-    check_len("max_pool_vjp primal", x.len(), batch.primal_rows() * width);
-    check_len("max_pool_vjp cotangents", dy.len(), batch.tangent_seqs() * width);
     let mut dx = vec![0.0f32; batch.tangent_rows() * width];
     if dx.is_empty() {
         return dx;
@@ -175,11 +163,7 @@ pub fn cotangent_accumulate<D: Copy + Into<f64> + Sync>(
     first_dim: usize,
 ) {
     let (t, cotangents) = (batch.tokens, batch.tangents);
-    check_len("cotangents", d_states.len(), batch.tangent_rows() * width);
-    check_len("delta", delta.len(), t * width);
-    check_len("step weights", weights.len(), batch.steps);
     let dims = projection.len() / t.max(1);
-    check_len("projection dims end", (first_dim + cotangents).min(dims), first_dim + cotangents);
     if width == 0 || cotangents == 0 || t == 0 {
         return;
     }

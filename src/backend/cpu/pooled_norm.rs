@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::norm::{layer_norm, RowSum};
 use super::tensor::CpuTensor;
-use super::{check_len, gemm, rows_per_task};
+use super::{gemm, rows_per_task};
 use crate::backend::{Batch, NormSaved, ResidualNorm};
 use crate::params::Linear;
 
@@ -37,8 +37,6 @@ pub fn pooled_linear_residual_norm_jvp(
     ln: ResidualNorm<'_, CpuTensor>,
     threads: usize,
 ) -> Vec<f32> {
-    check_len("pooled norm primal", x.len(), batch.primal_rows() * layer.in_dim);
-    check_len("pooled norm residual", residual.len(), batch.primal_rows() * layer.out_dim);
     // The primal: y's statistics.
     let z = gemm::linear(x, batch.primal_rows(), layer, Some(&layer.bias), threads);
     let (_, saved) = layer_norm(&RowSum::two(&z, residual, None), batch.primal_rows(), ln.width, ln.norm, ln.eps);
@@ -58,10 +56,6 @@ pub fn pooled_jvp_at(
     threads: usize,
 ) -> Vec<f32> {
     let (inner, width, t) = (layer.in_dim, layer.out_dim, batch.tokens);
-    check_len("pooled norm width", ln.width, width);
-    check_len("pooled norm saved x̂", saved.normalized.len(), batch.primal_rows() * width);
-    check_len("pooled norm tangents", dx.len(), batch.tangent_rows() * inner);
-    check_len("pooled norm residual tangents", d_residual.len(), batch.tangent_rows() * width);
     let seqs = batch.tangent_seqs();
     if seqs == 0 || width == 0 || t == 0 {
         return vec![0.0; seqs * width];
@@ -144,11 +138,6 @@ pub fn mean_pooled_norm_linear_vjp(
 ) -> (Vec<f32>, Vec<f32>) {
     let (inner, width, t) = (layer.in_dim, layer.out_dim, batch.tokens);
     let primal_rows = batch.primal_rows();
-    check_len("pooled norm VJP saved x̂", saved.normalized.len(), primal_rows * width);
-    check_len("pooled norm VJP saved 1/σ", saved.inv_std.len(), primal_rows);
-    check_len("pooled norm VJP gamma", gamma.len(), width);
-    check_len("pooled norm VJP dims", dims.len(), batch.tangents);
-    check_len("pooled norm VJP last dim", dims.end.min(width), dims.end);
     let rows = batch.tangent_rows();
     let (mut d_sum, mut d_in) = (vec![0.0f32; rows * width], vec![0.0f32; rows * inner]);
     if rows == 0 || width == 0 {

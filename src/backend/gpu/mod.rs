@@ -14,8 +14,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::{
-    check_upload, AttentionSaved, Backend, BackendSettings, Batch, Heads, NormSaved, Precision, ResidualNorm, ScoreMods,
+    check_upload, Accumulators, AttentionSaved, BackendSettings, Batch, FusedOps, Heads, MathOps, NormSaved, Precision,
+    ResidualNorm, ScoreMods, Storage,
 };
+use crate::backend::shapes::Contract;
 use crate::error::{Error, Result};
 use crate::params::{Linear, Norm, Role};
 
@@ -156,13 +158,6 @@ impl<D: Device> GpuBackend<D> {
         self.device.tensor(len)
     }
 
-    fn check_len(&self, what: &str, len: usize, expected: usize) -> Result<()> {
-        if len == expected {
-            return Ok(());
-        }
-        Err(Error::Internal(format!("{what} has length {len}, expected {expected}")))
-    }
-
     /// An elementwise-family op writing `len` values.
     fn elementwise(
         &self,
@@ -187,7 +182,6 @@ impl<D: Device> GpuBackend<D> {
         with_bias: bool,
     ) -> Result<Tensor<D>> {
         let (inner, cols) = if transposed { (layer.in_dim, layer.out_dim) } else { (layer.out_dim, layer.in_dim) };
-        self.check_len("GEMM input", x.len(), rows * inner)?;
         let out = self.output(rows * cols)?;
         let params = [rows as u32, cols as u32, inner as u32, transposed as u32, with_bias as u32];
         let bindings = [(1, x.device()?), (2, layer.weight.device()?), (3, layer.bias.device()?), (4, &out)];
@@ -275,7 +269,7 @@ impl<D: Device> GpuBackend<D> {
     }
 }
 
-impl<D: Device> Backend for GpuBackend<D> {
+impl<D: Device> Storage for GpuBackend<D> {
     type Tensor = Tensor<D>;
 
     fn name(&self) -> String {
@@ -324,15 +318,18 @@ impl<D: Device> Backend for GpuBackend<D> {
         Ok(values.into_iter().map(f64::from).collect())
     }
 
+    fn tensor_len(&self, x: &Tensor<D>) -> usize {
+        x.len()
+    }
+
     fn zeros(&self, len: usize) -> Result<Tensor<D>> {
         Ok(GpuTensor::Device(self.device.zeros(len)?))
     }
+}
 
+impl<D: Device> MathOps for GpuBackend<D> {
     fn gather_rows(&self, table: &Tensor<D>, width: usize, ids: &[u32]) -> Result<Tensor<D>> {
-        let rows = table.len() / width.max(1);
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= rows) {
-            return Err(Error::Internal(format!("gather_rows id {bad} is outside the {rows} rows")));
-        }
+        Contract(self).gather_rows(table, width, ids)?;
         if let GpuTensor::Host(values) = table {
             let gathered: Vec<f32> =
                 ids.iter().flat_map(|&id| values[id as usize * width..][..width].iter().copied()).collect();
@@ -344,57 +341,33 @@ impl<D: Device> Backend for GpuBackend<D> {
     }
 
     fn add(&self, a: &Tensor<D>, b: &Tensor<D>) -> Result<Tensor<D>> {
-        self.check_len("add operand", b.len(), a.len())?;
+        Contract(self).same("add operand", a, b)?;
         self.elementwise("add", [a.len() as u32, 1, 0, 0, 0], &[(1, a.device()?), (2, b.device()?)], a.len())
     }
 
     fn sub(&self, a: &Tensor<D>, b: &Tensor<D>) -> Result<Tensor<D>> {
-        self.check_len("sub operand", b.len(), a.len())?;
+        Contract(self).same("sub operand", a, b)?;
         self.elementwise("sub", [a.len() as u32, 1, 0, 0, 0], &[(1, a.device()?), (2, b.device()?)], a.len())
     }
 
     fn add_bias(&self, x: &Tensor<D>, rows: usize, bias: &Tensor<D>) -> Result<Tensor<D>> {
-        self.check_len("add_bias input", x.len(), rows * bias.len())?;
+        Contract(self).add_bias(x, rows, bias)?;
         let params = [x.len() as u32, bias.len() as u32, 0, 0, 0];
         self.elementwise("add_bias", params, &[(1, x.device()?), (2, bias.device()?)], x.len())
     }
 
-    fn interpolate(&self, origin: &Tensor<D>, delta: &Tensor<D>, alphas: &[f64]) -> Result<Tensor<D>> {
-        self.check_len("interpolation delta", delta.len(), origin.len())?;
-        let alpha_values: Vec<f32> = alphas.iter().map(|&a| a as f32).collect();
-        let alphas_buffer = self.device.upload_f32(&alpha_values)?;
-        let len = alphas.len() * origin.len();
-        let params = [len as u32, origin.len() as u32, alphas.len() as u32, 0, 0];
-        let inputs = [(1, origin.device()?), (2, delta.device()?), (4, &alphas_buffer)];
-        self.elementwise("interpolate", params, &inputs, len)
-    }
-
-    fn token_tangents(
-        &self,
-        delta: &Tensor<D>,
-        steps: usize,
-        tokens: usize,
-        width: usize,
-        directions: Range<usize>,
-    ) -> Result<Tensor<D>> {
-        self.check_len("tangent delta", delta.len(), tokens * width)?;
-        if directions.end > tokens {
-            return Err(Error::Internal(format!("tangent directions {directions:?} beyond {tokens} tokens")));
-        }
-        let len = steps * directions.len() * tokens * width;
-        let params = [len as u32, width as u32, directions.len() as u32, directions.start as u32, tokens as u32];
-        self.elementwise("token_tangents", params, &[(1, delta.device()?)], len)
-    }
-
     fn linear(&self, x: &Tensor<D>, rows: usize, layer: &Linear<Tensor<D>>) -> Result<Tensor<D>> {
+        Contract(self).linear("linear", x, rows, layer)?;
         self.gemm(x, rows, layer, true, true)
     }
 
     fn matmul(&self, x: &Tensor<D>, rows: usize, layer: &Linear<Tensor<D>>) -> Result<Tensor<D>> {
+        Contract(self).linear("matmul", x, rows, layer)?;
         self.gemm(x, rows, layer, true, false)
     }
 
     fn matmul_vjp(&self, dy: &Tensor<D>, rows: usize, layer: &Linear<Tensor<D>>) -> Result<Tensor<D>> {
+        Contract(self).matmul_vjp(dy, rows, layer)?;
         self.gemm(dy, rows, layer, false, false)
     }
 
@@ -406,6 +379,7 @@ impl<D: Device> Backend for GpuBackend<D> {
         norm: &Norm<Tensor<D>>,
         eps: f64,
     ) -> Result<(Tensor<D>, NormSaved<Tensor<D>>)> {
+        Contract(self).layer_norm(x, rows, width, norm)?;
         self.norm_forward(x, None, rows, ResidualNorm { norm, width, eps })
     }
 
@@ -417,6 +391,7 @@ impl<D: Device> Backend for GpuBackend<D> {
         batch: Batch,
         width: usize,
     ) -> Result<Tensor<D>> {
+        Contract(self).norm_derivative("layer_norm_jvp", saved, norm, dx, batch, width)?;
         self.norm_derivative(false, saved, norm, dx, None, batch, width)
     }
 
@@ -428,6 +403,7 @@ impl<D: Device> Backend for GpuBackend<D> {
         batch: Batch,
         width: usize,
     ) -> Result<Tensor<D>> {
+        Contract(self).norm_derivative("layer_norm_vjp", saved, norm, dy, batch, width)?;
         self.norm_derivative(true, saved, norm, dy, None, batch, width)
     }
 
@@ -436,6 +412,7 @@ impl<D: Device> Backend for GpuBackend<D> {
     }
 
     fn gelu_jvp(&self, x: &Tensor<D>, dx: &Tensor<D>, batch: Batch, width: usize) -> Result<Tensor<D>> {
+        Contract(self).activation_derivative("gelu_jvp", x, dx, batch, width)?;
         self.gelu_derivative(x, None, dx, batch, width)
     }
 
@@ -447,14 +424,8 @@ impl<D: Device> Backend for GpuBackend<D> {
         heads: Heads,
         scores: ScoreMods<'_, Tensor<D>>,
     ) -> Result<(Tensor<D>, AttentionSaved<Tensor<D>>)> {
+        Contract(self).attention(qkv, seqs, tokens, heads, scores, None)?;
         let (t, w) = (tokens, heads.width());
-        self.check_len("qkv", qkv.len(), seqs * t * 3 * w)?;
-        if let Some(bias) = scores.bias {
-            self.check_len("score bias", bias.len(), heads.count * t * t)?;
-        }
-        if let Some(mask) = scores.key_mask {
-            self.check_len("key mask", mask.len(), seqs * t)?;
-        }
         let probs = self.output(seqs * heads.count * t * t)?;
         let mut params = self.attention_params(seqs, t, heads, 1, 0);
         let stand_in = &self.stand_in;
@@ -485,10 +456,8 @@ impl<D: Device> Backend for GpuBackend<D> {
         batch: Batch,
         heads: Heads,
     ) -> Result<Tensor<D>> {
-        let (t, w) = (batch.tokens, heads.width());
-        self.check_len("qkv", qkv.len(), batch.primal_rows() * 3 * w)?;
-        self.check_len("dqkv", dqkv.len(), batch.tangent_rows() * 3 * w)?;
-        self.check_len("saved probabilities", saved.probs.len(), batch.steps * heads.count * t * t)?;
+        Contract(self).attention_derivative(qkv, saved, dqkv, 3 * heads.width(), batch, heads)?;
+        let w = heads.width();
         let pair = AttentionPair { scores: "jvp_scores", outputs: "jvp_context", out_width: w };
         self.attention_pair(pair, qkv, saved, dqkv, batch, heads)
     }
@@ -501,25 +470,24 @@ impl<D: Device> Backend for GpuBackend<D> {
         batch: Batch,
         heads: Heads,
     ) -> Result<Tensor<D>> {
-        let (t, w) = (batch.tokens, heads.width());
-        self.check_len("qkv", qkv.len(), batch.primal_rows() * 3 * w)?;
-        self.check_len("context cotangents", dctx.len(), batch.tangent_rows() * w)?;
-        self.check_len("saved probabilities", saved.probs.len(), batch.steps * heads.count * t * t)?;
+        Contract(self).attention_derivative(qkv, saved, dctx, heads.width(), batch, heads)?;
+        let w = heads.width();
         let pair = AttentionPair { scores: "vjp_scores", outputs: "vjp_inputs", out_width: 3 * w };
         self.attention_pair(pair, qkv, saved, dctx, batch, heads)
     }
 
     fn mean_pool(&self, x: &Tensor<D>, seqs: usize, tokens: usize, width: usize) -> Result<Tensor<D>> {
+        Contract(self).pool("mean_pool", x, seqs, tokens, width)?;
         self.pool_tokens("mean_pool", x, seqs, tokens, width)
     }
 
     fn max_pool(&self, x: &Tensor<D>, seqs: usize, tokens: usize, width: usize) -> Result<Tensor<D>> {
+        Contract(self).pool("max_pool", x, seqs, tokens, width)?;
         self.pool_tokens("max_pool", x, seqs, tokens, width)
     }
 
     fn max_pool_jvp(&self, x: &Tensor<D>, dx: &Tensor<D>, batch: Batch, width: usize) -> Result<Tensor<D>> {
-        self.check_len("max_pool_jvp primal", x.len(), batch.primal_rows() * width)?;
-        self.check_len("max_pool_jvp tangents", dx.len(), batch.tangent_rows() * width)?;
+        Contract(self).max_pool_derivative(x, dx, batch.tangent_rows(), batch, width)?;
         let len = batch.tangent_seqs() * width;
         let out = self.output(len)?;
         let params = [len as u32, width as u32, batch.tokens as u32, batch.tangents as u32, 0, 0, 0];
@@ -528,7 +496,7 @@ impl<D: Device> Backend for GpuBackend<D> {
     }
 
     fn mean_pool_vjp(&self, dy: &Tensor<D>, seqs: usize, tokens: usize, width: usize) -> Result<Tensor<D>> {
-        self.check_len("mean_pool cotangents", dy.len(), seqs * width)?;
+        Contract(self).mean_pool_vjp(dy, seqs, width)?;
         let len = seqs * tokens * width;
         let out = self.output(len)?;
         let params = [len as u32, width as u32, tokens as u32, 1, 0, 0, 0];
@@ -537,13 +505,121 @@ impl<D: Device> Backend for GpuBackend<D> {
     }
 
     fn max_pool_vjp(&self, x: &Tensor<D>, dy: &Tensor<D>, batch: Batch, width: usize) -> Result<Tensor<D>> {
-        self.check_len("max_pool_vjp primal", x.len(), batch.primal_rows() * width)?;
-        self.check_len("max_pool_vjp cotangents", dy.len(), batch.tangent_seqs() * width)?;
+        Contract(self).max_pool_derivative(x, dy, batch.tangent_seqs(), batch, width)?;
         let len = batch.tangent_rows() * width;
         let out = self.output(len)?;
         let params = [len as u32, width as u32, batch.tokens as u32, batch.tangents as u32, 0, 0, 0];
         self.pooling("max_pool_vjp", params, &[(1, x.device()?), (2, dy.device()?)], &out, len)?;
         Ok(GpuTensor::Device(out))
+    }
+
+    fn scatter_rows(&self, x: &Tensor<D>, width: usize, ids: &[u32], rows: usize) -> Result<Tensor<D>> {
+        Contract(self).scatter_rows(x, width, ids, rows)?;
+        let ids_buffer = self.device.upload_u32(ids)?;
+        let params = [(rows * width) as u32, width as u32, ids.len() as u32, 0, 0];
+        self.elementwise("scatter_rows", params, &[(1, x.device()?), (3, &ids_buffer)], rows * width)
+    }
+}
+
+impl<D: Device> FusedOps for GpuBackend<D> {
+    // ---- block ops, fused ------------------------------------------------------------------
+
+    fn bias_residual_norm(
+        &self,
+        z: &Tensor<D>,
+        bias: &Tensor<D>,
+        residual: &Tensor<D>,
+        rows: usize,
+        ln: ResidualNorm<'_, Tensor<D>>,
+    ) -> Result<Tensor<D>> {
+        Contract(self).bias_residual_norm(
+            z,
+            bias,
+            residual,
+            None,
+            Batch { steps: 1, tangents: 1, tokens: rows },
+            ln,
+        )?;
+        Ok(self.norm_forward(z, Some((bias, residual)), rows, ln)?.0)
+    }
+
+    fn bias_residual_norm_jvp(
+        &self,
+        z: &Tensor<D>,
+        bias: &Tensor<D>,
+        residual: &Tensor<D>,
+        dz: &Tensor<D>,
+        d_residual: &Tensor<D>,
+        batch: Batch,
+        ln: ResidualNorm<'_, Tensor<D>>,
+    ) -> Result<(Tensor<D>, Tensor<D>)> {
+        Contract(self).bias_residual_norm(z, bias, residual, Some((dz, d_residual)), batch, ln)?;
+        let (y, saved) = self.norm_forward(z, Some((bias, residual)), batch.primal_rows(), ln)?;
+        let dy = self.norm_derivative(false, &saved, ln.norm, dz, Some(d_residual), batch, ln.width)?;
+        Ok((y, dy))
+    }
+
+    fn residual_norm_vjp(
+        &self,
+        saved: &NormSaved<Tensor<D>>,
+        norm: &Norm<Tensor<D>>,
+        dy: &Tensor<D>,
+        d_residual: &Tensor<D>,
+        batch: Batch,
+        width: usize,
+    ) -> Result<Tensor<D>> {
+        Contract(self).residual_norm_vjp(saved, norm, dy, d_residual, batch, width)?;
+        self.norm_derivative(true, saved, norm, dy, Some(d_residual), batch, width)
+    }
+
+    fn bias_gelu(&self, z: &Tensor<D>, rows: usize, bias: &Tensor<D>) -> Result<Tensor<D>> {
+        Contract(self).bias_gelu(
+            z,
+            bias,
+            None,
+            Batch { steps: 1, tangents: 1, tokens: rows },
+            self.tensor_len(bias),
+        )?;
+        self.gelu_with_bias(z, bias.len(), Some(bias))
+    }
+
+    fn bias_gelu_jvp(
+        &self,
+        z: &Tensor<D>,
+        bias: &Tensor<D>,
+        dz: &Tensor<D>,
+        batch: Batch,
+        width: usize,
+    ) -> Result<(Tensor<D>, Tensor<D>)> {
+        Contract(self).bias_gelu(z, bias, Some(dz), batch, width)?;
+        let dy = self.gelu_derivative(z, Some(bias), dz, batch, width)?;
+        Ok((self.gelu_with_bias(z, width, Some(bias))?, dy))
+    }
+}
+
+impl<D: Device> Accumulators for GpuBackend<D> {
+    fn interpolate(&self, origin: &Tensor<D>, delta: &Tensor<D>, alphas: &[f64]) -> Result<Tensor<D>> {
+        Contract(self).interpolate(origin, delta)?;
+        let alpha_values: Vec<f32> = alphas.iter().map(|&a| a as f32).collect();
+        let alphas_buffer = self.device.upload_f32(&alpha_values)?;
+        let len = alphas.len() * origin.len();
+        let params = [len as u32, origin.len() as u32, alphas.len() as u32, 0, 0];
+        let inputs = [(1, origin.device()?), (2, delta.device()?), (4, &alphas_buffer)];
+        self.elementwise("interpolate", params, &inputs, len)
+    }
+
+    fn token_tangents(
+        &self,
+        delta: &Tensor<D>,
+        steps: usize,
+        tokens: usize,
+        width: usize,
+        directions: Range<usize>,
+    ) -> Result<Tensor<D>> {
+        Contract(self).token_tangents(delta, tokens, width, &directions)?;
+        let len = steps * directions.len() * tokens * width;
+        let params = [len as u32, width as u32, directions.len() as u32, directions.start as u32, tokens as u32];
+        self.elementwise("token_tangents", params, &[(1, delta.device()?)], len)
     }
 
     fn pool_accumulate(
@@ -555,11 +631,7 @@ impl<D: Device> Backend for GpuBackend<D> {
         weights: &[f64],
         first_direction: usize,
     ) -> Result<()> {
-        self.check_len("pooled tangents", d_states.len(), batch.tangent_rows() * width)?;
-        self.check_len("step weights", weights.len(), batch.steps)?;
-        if (first_direction + batch.tangents) * width > projection.len() {
-            return Err(Error::Internal("pool_accumulate beyond the projection's rows".into()));
-        }
+        Contract(self).pool_accumulate(projection, d_states, batch, width, weights, first_direction)?;
         let weights_buffer = self.device.upload_f32(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
         let len = batch.tangents * width;
         let params = [
@@ -575,16 +647,6 @@ impl<D: Device> Backend for GpuBackend<D> {
         self.pooling("pool_accumulate", params, &inputs, projection.device()?, len)
     }
 
-    fn scatter_rows(&self, x: &Tensor<D>, width: usize, ids: &[u32], rows: usize) -> Result<Tensor<D>> {
-        self.check_len("scatter_rows input", x.len(), ids.len() * width)?;
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= rows) {
-            return Err(Error::Internal(format!("scatter_rows id {bad} is outside the {rows} rows")));
-        }
-        let ids_buffer = self.device.upload_u32(ids)?;
-        let params = [(rows * width) as u32, width as u32, ids.len() as u32, 0, 0];
-        self.elementwise("scatter_rows", params, &[(1, x.device()?), (3, &ids_buffer)], rows * width)
-    }
-
     fn cotangent_accumulate(
         &self,
         projection: &mut Tensor<D>,
@@ -595,14 +657,9 @@ impl<D: Device> Backend for GpuBackend<D> {
         weights: &[f64],
         first_dim: usize,
     ) -> Result<()> {
+        Contract(self).cotangent_accumulate(projection, d_states, delta, batch, width, weights, first_dim)?;
         let t = batch.tokens;
-        self.check_len("cotangents", d_states.len(), batch.tangent_rows() * width)?;
-        self.check_len("delta", delta.len(), t * width)?;
-        self.check_len("step weights", weights.len(), batch.steps)?;
         let columns = projection.len() / t.max(1);
-        if first_dim + batch.tangents > columns {
-            return Err(Error::Internal("cotangent_accumulate beyond the projection's columns".into()));
-        }
         let weights_buffer = self.device.upload_f32(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
         let len = t * batch.tangents;
         let params = [
@@ -616,64 +673,6 @@ impl<D: Device> Backend for GpuBackend<D> {
         ];
         let inputs = [(2, d_states.device()?), (3, delta.device()?), (4, &weights_buffer)];
         self.pooling("cotangent_accumulate", params, &inputs, projection.device()?, len)
-    }
-
-    // ---- block ops, fused ------------------------------------------------------------------
-
-    fn bias_residual_norm(
-        &self,
-        z: &Tensor<D>,
-        bias: &Tensor<D>,
-        residual: &Tensor<D>,
-        rows: usize,
-        ln: ResidualNorm<'_, Tensor<D>>,
-    ) -> Result<Tensor<D>> {
-        Ok(self.norm_forward(z, Some((bias, residual)), rows, ln)?.0)
-    }
-
-    fn bias_residual_norm_jvp(
-        &self,
-        z: &Tensor<D>,
-        bias: &Tensor<D>,
-        residual: &Tensor<D>,
-        dz: &Tensor<D>,
-        d_residual: &Tensor<D>,
-        batch: Batch,
-        ln: ResidualNorm<'_, Tensor<D>>,
-    ) -> Result<(Tensor<D>, Tensor<D>)> {
-        let (y, saved) = self.norm_forward(z, Some((bias, residual)), batch.primal_rows(), ln)?;
-        let dy = self.norm_derivative(false, &saved, ln.norm, dz, Some(d_residual), batch, ln.width)?;
-        Ok((y, dy))
-    }
-
-    fn residual_norm_vjp(
-        &self,
-        saved: &NormSaved<Tensor<D>>,
-        norm: &Norm<Tensor<D>>,
-        dy: &Tensor<D>,
-        d_residual: &Tensor<D>,
-        batch: Batch,
-        width: usize,
-    ) -> Result<Tensor<D>> {
-        self.norm_derivative(true, saved, norm, dy, Some(d_residual), batch, width)
-    }
-
-    fn bias_gelu(&self, z: &Tensor<D>, rows: usize, bias: &Tensor<D>) -> Result<Tensor<D>> {
-        self.check_len("bias_gelu input", z.len(), rows * bias.len())?;
-        self.gelu_with_bias(z, bias.len(), Some(bias))
-    }
-
-    fn bias_gelu_jvp(
-        &self,
-        z: &Tensor<D>,
-        bias: &Tensor<D>,
-        dz: &Tensor<D>,
-        batch: Batch,
-        width: usize,
-    ) -> Result<(Tensor<D>, Tensor<D>)> {
-        self.check_len("bias_gelu bias", bias.len(), width)?;
-        let dy = self.gelu_derivative(z, Some(bias), dz, batch, width)?;
-        Ok((self.gelu_with_bias(z, width, Some(bias))?, dy))
     }
 }
 
@@ -700,8 +699,6 @@ impl<D: Device> GpuBackend<D> {
         batch: Batch,
         width: usize,
     ) -> Result<Tensor<D>> {
-        self.check_len("gelu primal", x.len(), batch.primal_rows() * width)?;
-        self.check_len("gelu tangents", dx.len(), batch.tangent_rows() * width)?;
         let out = self.output(dx.len())?;
         let params = [dx.len() as u32, width as u32, batch.tangents as u32, batch.tokens as u32, bias.is_some() as u32];
         let bias = match bias {
@@ -723,13 +720,8 @@ impl<D: Device> GpuBackend<D> {
         ln: ResidualNorm<'_, Tensor<D>>,
     ) -> Result<(Tensor<D>, NormSaved<Tensor<D>>)> {
         let width = ln.width;
-        self.check_len("layer_norm input", x.len(), rows * width)?;
         let (bias, residual) = match sums {
-            Some((bias, residual)) => {
-                self.check_len("layer_norm bias", bias.len(), width)?;
-                self.check_len("layer_norm residual", residual.len(), rows * width)?;
-                (bias.device()?, residual.device()?)
-            }
+            Some((bias, residual)) => (bias.device()?, residual.device()?),
             None => (&self.stand_in, &self.stand_in),
         };
         let (y, normalized, inv_std) = (self.output(rows * width)?, self.output(rows * width)?, self.output(rows)?);
@@ -757,7 +749,6 @@ impl<D: Device> GpuBackend<D> {
         tokens: usize,
         width: usize,
     ) -> Result<Tensor<D>> {
-        self.check_len("pooling input", x.len(), seqs * tokens * width)?;
         let out = self.output(seqs * width)?;
         let params = [(seqs * width) as u32, width as u32, tokens as u32, 1, 0, 0, 0];
         self.pooling(entry, params, &[(1, x.device()?)], &out, seqs * width)?;
@@ -777,11 +768,6 @@ impl<D: Device> GpuBackend<D> {
         batch: Batch,
         width: usize,
     ) -> Result<Tensor<D>> {
-        self.check_len("layer_norm tangents", d.len(), batch.tangent_rows() * width)?;
-        if let Some(residual) = residual {
-            self.check_len("layer_norm residual tangents", residual.len(), d.len())?;
-        }
-        self.check_len("layer_norm saved", saved.normalized.len(), batch.primal_rows() * width)?;
         let rows = batch.tangent_rows();
         let out = self.output(rows * width)?;
         let fused = residual.is_some() as u32;

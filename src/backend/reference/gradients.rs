@@ -1,14 +1,11 @@
 //! The reference's weight gradients: plain loops, every sum in f64.
 
-use super::{check_len, dot, for_each_row, head_slice, CpuReference, Part, Scalar};
+use super::{dot, for_each_row, head_slice, CpuReference, Part, Scalar};
+use crate::backend::shapes::Contract;
 use crate::backend::{AttentionSaved, Heads, NormSaved, ScoreMods, WeightGradients};
 use crate::error::Result;
 
 impl<S: Scalar> WeightGradients for CpuReference<S> {
-    fn upload_f64(&self, data: &[f64]) -> Result<Vec<S>> {
-        Ok(data.iter().map(|&v| S::of(v)).collect())
-    }
-
     fn linear_weight_grad(
         &self,
         x: &Vec<S>,
@@ -17,8 +14,7 @@ impl<S: Scalar> WeightGradients for CpuReference<S> {
         in_dim: usize,
         out_dim: usize,
     ) -> Result<(Vec<S>, Vec<S>)> {
-        check_len("linear_weight_grad input", x.len(), rows * in_dim);
-        check_len("linear_weight_grad cotangents", dy.len(), rows * out_dim);
+        Contract(self).linear_weight_grad(x, dy, rows, in_dim, out_dim)?;
         let mut dw = vec![S::default(); out_dim * in_dim];
         for_each_row(&mut dw, in_dim, self.threads, |o, out| {
             for (i, slot) in out.iter_mut().enumerate() {
@@ -36,8 +32,7 @@ impl<S: Scalar> WeightGradients for CpuReference<S> {
         rows: usize,
         width: usize,
     ) -> Result<(Vec<S>, Vec<S>)> {
-        check_len("layer_norm_weight_grad cotangents", dy.len(), rows * width);
-        check_len("layer_norm_weight_grad saved", saved.normalized.len(), rows * width);
+        Contract(self).layer_norm_weight_grad(saved, dy, rows, width)?;
         let column_sum = |f: &dyn Fn(usize) -> f64| S::of((0..rows).map(f).sum());
         let d_gamma = (0..width)
             .map(|c| column_sum(&|r| dy[r * width + c].get() * saved.normalized[r * width + c].get()))
@@ -47,7 +42,7 @@ impl<S: Scalar> WeightGradients for CpuReference<S> {
     }
 
     fn mul(&self, a: &Vec<S>, b: &Vec<S>) -> Result<Vec<S>> {
-        check_len("mul", b.len(), a.len());
+        Contract(self).same("mul operand", a, b)?;
         Ok(a.iter().zip(b).map(|(x, y)| S::of(x.get() * y.get())).collect())
     }
 
@@ -60,6 +55,7 @@ impl<S: Scalar> WeightGradients for CpuReference<S> {
         scores: ScoreMods<'_, Vec<S>>,
         keep: Option<&Vec<S>>,
     ) -> Result<(Vec<S>, AttentionSaved<Vec<S>>)> {
+        Contract(self).attention(qkv, seqs, tokens, heads, scores, keep)?;
         Ok(self.attention_masked(qkv, seqs, tokens, heads, scores, keep.map(Vec::as_slice)))
     }
 
@@ -73,13 +69,8 @@ impl<S: Scalar> WeightGradients for CpuReference<S> {
         tokens: usize,
         heads: Heads,
     ) -> Result<(Vec<S>, Vec<S>)> {
+        Contract(self).attention_dropout_vjp(qkv, saved, keep, dctx, seqs, tokens, heads)?;
         let (t, w, d) = (tokens, heads.width(), heads.dim);
-        check_len("qkv", qkv.len(), seqs * t * 3 * w);
-        check_len("context cotangents", dctx.len(), seqs * t * w);
-        check_len("saved probabilities", saved.probs.len(), seqs * heads.count * t * t);
-        if let Some(keep) = keep {
-            check_len("attention dropout mask", keep.len(), saved.probs.len());
-        }
         let scale = 1.0 / (d as f64).sqrt();
         // S̄ of every sequence, `[seqs, heads, T, T]`, summed over the sequences at the end.
         let mut d_scores = vec![0.0f64; seqs * heads.count * t * t];

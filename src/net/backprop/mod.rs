@@ -118,7 +118,7 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         for layer_params in &params.layers {
             // Attention's mask, then each dropout op's, in the block's order (the seeded
             // draws depend on it).
-            let lengths = self.block.dropout_mask_lengths(layer_params, geometry, &packing);
+            let lengths = self.block.dropout_mask_lengths(layer_params, geometry, &packing)?;
             let masks: Vec<Option<B::Tensor>> = lengths.into_iter().map(&mut upload_mask).collect::<Result<_>>()?;
             let masks: Option<Vec<B::Tensor>> = masks.into_iter().collect();
             let scores = packing.scores(bias.as_ref());
@@ -166,7 +166,7 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
                 d_states[r * h..(r + 1) * h].iter_mut().zip(d).for_each(|(o, v)| *o = v * share);
             }
         }
-        let mut dy = b.upload_f64(&d_states)?;
+        let mut dy = b.upload_f64(&d_states, None)?;
 
         let mut bias_grad = vec![0.0f64; shape.heads.count * packing.tokens * packing.tokens];
         for (l, (layer_params, tape)) in params.layers.iter().zip(&pass.layers).enumerate().rev() {

@@ -2,7 +2,7 @@
 
 use super::plan::Step;
 use super::{outside_training, Block, Geometry, Held, Op, Value, Values, Walk};
-use crate::backend::{Backend, ResidualNorm, ScoreMods};
+use crate::backend::{Backend, NormSaved, ResidualNorm, ScoreMods};
 use crate::error::Result;
 use crate::params::LayerParams;
 
@@ -35,7 +35,7 @@ impl Block {
         rows: usize,
         attend: impl Fn(&B::Tensor) -> Result<B::Tensor>,
     ) -> Result<B::Tensor> {
-        let walk = Walk::new(&self.ops, backend, params, geometry);
+        let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let mut values = Values::new(self.ops.len(), Held::Borrowed(x));
         for (index, step) in self.steps.iter().enumerate() {
             let y = walk.forward_step(&self.ops, *step, &values, rows, &attend)?;
@@ -45,6 +45,9 @@ impl Block {
         values.take(self.output())
     }
 }
+
+/// A norm's output and the statistics it keeps.
+type Normed<T> = (T, NormSaved<T>);
 
 impl<B: Backend> Walk<'_, B> {
     /// `LayerNorm` of a residual sum as the fused block ops take it.
@@ -87,6 +90,26 @@ impl<B: Backend> Walk<'_, B> {
         }
     }
 
+    /// A norm op's forward pass with the statistics its derivatives read, for the walks that
+    /// keep them (`None` for any other op).
+    pub(super) fn norm_forward(
+        &self,
+        op: Op,
+        values: &Values<'_, B::Tensor>,
+        rows: usize,
+    ) -> Result<Option<Normed<B::Tensor>>> {
+        let (b, eps) = (self.backend, self.geometry.eps);
+        Ok(match op {
+            Op::LayerNorm { x, weights } => {
+                Some(b.layer_norm(values.get(x)?, rows, self.width(x), self.params.norm(weights), eps)?)
+            }
+            Op::RmsNorm { x, weights } => {
+                Some(b.rms_norm(values.get(x)?, rows, self.width(x), self.params.norm(weights), eps)?)
+            }
+            _ => None,
+        })
+    }
+
     /// Each op's forward, alone.
     pub(super) fn forward_op(
         &self,
@@ -104,7 +127,12 @@ impl<B: Backend> Walk<'_, B> {
                 let norm = self.params.norm(weights);
                 Ok(b.layer_norm(values.get(x)?, rows, self.width(x), norm, self.geometry.eps)?.0)
             }
+            Op::RmsNorm { x, weights } => {
+                let norm = self.params.norm(weights);
+                Ok(b.rms_norm(values.get(x)?, rows, self.width(x), norm, self.geometry.eps)?.0)
+            }
             Op::Gelu { x } => b.gelu(values.get(x)?),
+            Op::Gated { x, act } => b.gated(values.get(x)?, rows, self.width(x) / 2, act),
             Op::Dropout { .. } => Err(outside_training()),
         }
     }

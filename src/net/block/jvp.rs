@@ -82,7 +82,7 @@ impl Block {
         batch: Batch,
         scores: ScoreMods<'_, B::Tensor>,
     ) -> Result<(B::Tensor, B::Tensor)> {
-        let walk = Walk::new(&self.ops, backend, params, geometry);
+        let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let mut state = self.jvp_steps(&walk, x, dx, batch, scores, self.steps.len())?;
         let output = self.output();
         walk.make_dense(&mut state.tangents, output, batch)?;
@@ -113,7 +113,7 @@ impl Block {
             let (_, dy) = self.jvp(backend, params, geometry, x, dx, batch, scores)?;
             return backend.mean_pool(&dy, batch.tangent_seqs(), batch.tokens, params.hidden());
         };
-        let walk = Walk::new(&self.ops, backend, params, geometry);
+        let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let mut state = self.jvp_steps(&walk, x, dx, batch, scores, last)?;
         let (a, layer) = walk.linear_of(&self.ops, linear);
         walk.make_dense(&mut state.tangents, a, batch)?;
@@ -252,9 +252,19 @@ impl<B: Backend> Walk<'_, B> {
                     let (y, saved) = b.layer_norm(values.get(x)?, rows, width, norm, self.geometry.eps)?;
                     Ok((y, dense(b.layer_norm_jvp(&saved, norm, tangents.dense(x)?, batch, width)?)))
                 }
+                Op::RmsNorm { x, weights } => {
+                    let (norm, width) = (self.params.norm(weights), self.width(x));
+                    let (y, saved) = b.rms_norm(values.get(x)?, rows, width, norm, self.geometry.eps)?;
+                    Ok((y, dense(b.rms_norm_jvp(&saved, norm, tangents.dense(x)?, batch, width)?)))
+                }
                 Op::Gelu { x } => {
                     let y = b.gelu(values.get(x)?)?;
                     Ok((y, dense(b.gelu_jvp(values.get(x)?, tangents.dense(x)?, batch, self.width(x))?)))
+                }
+                Op::Gated { x, act } => {
+                    let (primal, width) = (values.get(x)?, self.width(x) / 2);
+                    let y = b.gated(primal, rows, width, act)?;
+                    Ok((y, dense(b.gated_jvp(primal, tangents.dense(x)?, batch, width, act)?)))
                 }
                 Op::Dropout { .. } => Err(outside_training()),
             },

@@ -30,7 +30,7 @@ pub use train::{rows_batch, BlockGrads, TrainingTape};
 pub use vjp::{BlockTape, CotangentsIn, InputCotangents, InputForm, SplitCotangents};
 
 use self::plan::{plan, Step};
-use crate::backend::{Backend, Heads};
+use crate::backend::{Activation, Backend, Heads, NormSaved};
 use crate::error::{Error, Result};
 use crate::params::{LayerParams, LinearId, NormId};
 
@@ -64,8 +64,13 @@ pub enum Op {
     Add { a: Value, b: Value },
     /// LayerNorm over the value's width with the layer's `weights` (`γ`, `β`).
     LayerNorm { x: Value, weights: NormId },
+    /// RMSNorm over the value's width with the layer's `weights` (`γ` only).
+    RmsNorm { x: Value, weights: NormId },
     /// GELU (exact, erf), elementwise.
     Gelu { x: Value },
+    /// A gated FFN's activation: each row of `x` is `[gate | up]`, the output `act(gate) ⊙ up`,
+    /// half as wide.
+    Gated { x: Value, act: Activation },
     /// Dropout where training applies it (the identity in every other pass, which never sees
     /// it: `Block::new` takes it out of their ops).
     Dropout { x: Value },
@@ -75,9 +80,77 @@ impl Op {
     /// The values the op reads.
     fn inputs(&self) -> Vec<Value> {
         match *self {
-            Op::Linear { x, .. } | Op::LayerNorm { x, .. } | Op::Gelu { x } | Op::Dropout { x } => vec![x],
+            Op::Linear { x, .. }
+            | Op::LayerNorm { x, .. }
+            | Op::RmsNorm { x, .. }
+            | Op::Gelu { x }
+            | Op::Gated { x, .. }
+            | Op::Dropout { x } => vec![x],
             Op::Attention { qkv } => vec![qkv],
             Op::Add { a, b } => vec![a, b],
+        }
+    }
+}
+
+impl Op {
+    /// The operand this op's backward pass reads from the tape, besides what it saves of its
+    /// own forward pass (a norm's statistics, attention's probabilities): an activation's
+    /// input, attention's `q|k|v`, and, where weight gradients are taken, a dense layer's input.
+    /// Training keeps attention's `q|k|v` itself, in the padded layout it ran in.
+    fn backward_reads(&self, weight_grads: bool) -> Option<Value> {
+        match *self {
+            Op::Gelu { x } | Op::Gated { x, .. } => Some(x),
+            Op::Attention { qkv } if !weight_grads => Some(qkv),
+            Op::Linear { x, .. } if weight_grads => Some(x),
+            _ => None,
+        }
+    }
+}
+
+/// For each value of `ops`, whether a backward pass reads it from the tape.
+fn kept_by_backward(ops: &[Op], weight_grads: bool) -> Vec<bool> {
+    let mut kept = vec![false; ops.len() + 1];
+    ops.iter().filter_map(|op| op.backward_reads(weight_grads)).for_each(|v| kept[v.index()] = true);
+    kept
+}
+
+/// What a reverse walk reads of its forward pass: the operands `Op::backward_reads` names, by
+/// value, and what each op saved of its own pass, by op (`A`: what attention saves, which
+/// differs between attribution's walk and training's).
+struct Taped<T, A> {
+    kept: Vec<Option<T>>,
+    saved: Vec<Saved<T, A>>,
+}
+
+/// What one op saved of its forward pass.
+enum Saved<T, A> {
+    Nothing,
+    Attention(A),
+    Norm(NormSaved<T>),
+}
+
+impl<T, A> Taped<T, A> {
+    /// The tape of a forward walk that has run: the values `keep` marks, taken from `values`.
+    fn collect(values: &mut Values<'_, T>, keep: &[bool], saved: Vec<Saved<T, A>>) -> Result<Self> {
+        let kept = keep.iter().enumerate().map(|(v, &keep)| keep.then(|| values.take(Value(v))).transpose());
+        Ok(Taped { kept: kept.collect::<Result<_>>()?, saved })
+    }
+
+    fn kept(&self, v: Value) -> Result<&T> {
+        self.kept[v.index()].as_ref().ok_or_else(|| Error::Internal(format!("block value {v:?} is not on the tape")))
+    }
+
+    fn norm(&self, op: usize) -> Result<&NormSaved<T>> {
+        match &self.saved[op] {
+            Saved::Norm(saved) => Ok(saved),
+            _ => Err(Error::Internal(format!("op {op} kept no norm statistics"))),
+        }
+    }
+
+    fn attention(&self, op: usize) -> Result<&A> {
+        match &self.saved[op] {
+            Saved::Attention(saved) => Ok(saved),
+            _ => Err(Error::Internal(format!("op {op} kept nothing of its attention"))),
         }
     }
 }
@@ -148,19 +221,47 @@ impl Block {
     }
 }
 
-/// The width of every value of `ops` with `params`.
-fn widths<T>(ops: &[Op], params: &LayerParams<T>, heads: Heads) -> Vec<usize> {
+/// The width of every value of `ops` with `params`, checked where an op needs its operands'
+/// widths to agree.
+fn widths<T>(ops: &[Op], params: &LayerParams<T>, heads: Heads) -> Result<Vec<usize>> {
     let mut widths = vec![params.hidden()];
-    for op in ops {
+    for (index, op) in ops.iter().enumerate() {
+        let mismatch = |what: String| Error::Internal(format!("op {index} ({op:?}): {what}"));
         let width = match *op {
-            Op::Linear { weights, .. } => params.linear(weights).out_dim,
-            Op::Attention { .. } => heads.width(),
-            Op::Add { a, .. } => widths[a.index()],
-            Op::LayerNorm { x, .. } | Op::Gelu { x } | Op::Dropout { x } => widths[x.index()],
+            Op::Linear { x, weights } => {
+                let layer = params.linear(weights);
+                if widths[x.index()] != layer.in_dim {
+                    return Err(mismatch(format!(
+                        "reads width {}, its weights take {}",
+                        widths[x.index()],
+                        layer.in_dim
+                    )));
+                }
+                layer.out_dim
+            }
+            Op::Attention { qkv } => {
+                if widths[qkv.index()] != 3 * heads.width() {
+                    return Err(mismatch(format!("reads width {}, not 3 × {}", widths[qkv.index()], heads.width())));
+                }
+                heads.width()
+            }
+            Op::Add { a, b } => {
+                if widths[a.index()] != widths[b.index()] {
+                    return Err(mismatch(format!("adds widths {} and {}", widths[a.index()], widths[b.index()])));
+                }
+                widths[a.index()]
+            }
+            Op::Gated { x, .. } => {
+                if widths[x.index()] % 2 != 0 {
+                    return Err(mismatch(format!("gates an odd width {}", widths[x.index()])));
+                }
+                widths[x.index()] / 2
+            }
+            Op::LayerNorm { x, .. } | Op::RmsNorm { x, .. } | Op::Gelu { x } | Op::Dropout { x } => widths[x.index()],
         };
         widths.push(width);
     }
-    widths
+    Ok(widths)
 }
 
 /// `ops` with every dropout taken out: what reads a dropout's value reads its input instead.
@@ -178,7 +279,9 @@ fn without_dropout(ops: &[Op]) -> Vec<Op> {
             Op::Attention { qkv } => Op::Attention { qkv: to(qkv) },
             Op::Add { a, b } => Op::Add { a: to(a), b: to(b) },
             Op::LayerNorm { x, weights } => Op::LayerNorm { x: to(x), weights },
+            Op::RmsNorm { x, weights } => Op::RmsNorm { x: to(x), weights },
             Op::Gelu { x } => Op::Gelu { x: to(x) },
+            Op::Gated { x, act } => Op::Gated { x: to(x), act },
         };
         kept.push(op);
         renamed.push(Value::of_op(kept.len() - 1));
@@ -220,8 +323,14 @@ impl BlockBuilder {
     pub fn layer_norm(&self, x: Value, weights: NormId) -> Value {
         self.push(Op::LayerNorm { x, weights })
     }
+    pub fn rms_norm(&self, x: Value, weights: NormId) -> Value {
+        self.push(Op::RmsNorm { x, weights })
+    }
     pub fn gelu(&self, x: Value) -> Value {
         self.push(Op::Gelu { x })
+    }
+    pub fn gated(&self, x: Value, act: Activation) -> Value {
+        self.push(Op::Gated { x, act })
     }
     pub fn dropout(&self, x: Value) -> Value {
         self.push(Op::Dropout { x })
@@ -331,7 +440,7 @@ fn outside_training() -> Error {
     Error::Internal("a dropout op outside training".into())
 }
 
-/// The shape facts a walk needs besides the widths: attention's heads and LayerNorm's `ε`.
+/// The shape facts a walk needs besides the widths: attention's heads and the norms' `ε`.
 #[derive(Debug, Clone, Copy)]
 pub struct Geometry {
     pub heads: Heads,
@@ -348,8 +457,8 @@ struct Walk<'p, B: Backend> {
 
 impl<'p, B: Backend> Walk<'p, B> {
     /// A walk over `ops` (a block's, or its training ops).
-    fn new(ops: &[Op], backend: &'p B, params: &'p LayerParams<B::Tensor>, geometry: Geometry) -> Self {
-        Walk { backend, params, geometry, widths: widths(ops, params, geometry.heads) }
+    fn new(ops: &[Op], backend: &'p B, params: &'p LayerParams<B::Tensor>, geometry: Geometry) -> Result<Self> {
+        Ok(Walk { backend, params, geometry, widths: widths(ops, params, geometry.heads)? })
     }
 
     fn width(&self, v: Value) -> usize {

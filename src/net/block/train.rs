@@ -16,8 +16,8 @@
 use std::rc::Rc;
 
 use super::vjp::{into_owned, Term};
-use super::{last_reader, Block, Geometry, Held, Op, Value, Values, Walk};
-use crate::backend::{AttentionSaved, Batch, NormSaved, ScoreMods, WeightGradients};
+use super::{kept_by_backward, last_reader, Block, Geometry, Held, Op, Saved, Taped, Value, Values, Walk};
+use crate::backend::{AttentionSaved, Batch, ScoreMods, WeightGradients};
 use crate::error::{Error, Result};
 use crate::net::packing::Packing;
 use crate::params::{LayerParams, LayerSlot, LinearPart, NormPart};
@@ -26,22 +26,18 @@ use crate::params::{LayerParams, LayerSlot, LinearPart, NormPart};
 pub struct TrainingTape<T> {
     /// Whether the pass ran the training ops (dropout on) or the plain ones.
     dropout: bool,
-    /// Per value: kept where the backward pass reads it (a dense layer's input, GELU's input).
-    kept: Vec<Option<T>>,
-    /// Per op: what attention and LayerNorm keep of their forward pass.
-    saved: Vec<Saved<T>>,
+    /// What the backward pass reads: a dense layer's input, an activation's input, each norm's
+    /// statistics and attention's padded `q|k|v` with its probabilities.
+    taped: Taped<T, PaddedAttention<T>>,
     /// Per op: its dropout mask (`1/(1 − p)` where kept, 0 where dropped), where it has one.
     masks: Vec<Option<T>>,
 }
 
-enum Saved<T> {
-    Nothing,
-    /// `q|k|v` in the padded layout `[seqs, T, 3·hidden]`, and the probabilities.
-    Attention {
-        padded_qkv: T,
-        probs: AttentionSaved<T>,
-    },
-    Norm(NormSaved<T>),
+/// What training's attention keeps: `q|k|v` in the padded layout `[seqs, T, 3·hidden]` it ran
+/// in, and the probabilities.
+struct PaddedAttention<T> {
+    padded_qkv: T,
+    probs: AttentionSaved<T>,
 }
 
 /// A block's gradients: each weight's, and `Σ S̄` over the padded attention layout
@@ -74,17 +70,15 @@ impl Block {
         params: &LayerParams<T>,
         geometry: Geometry,
         packing: &Packing<T>,
-    ) -> Vec<usize> {
-        let widths = super::widths(&self.training_ops, params, geometry.heads);
+    ) -> Result<Vec<usize>> {
+        let widths = super::widths(&self.training_ops, params, geometry.heads)?;
         let tokens = packing.tokens;
-        self.training_ops
-            .iter()
-            .filter_map(|op| match *op {
-                Op::Attention { .. } => Some(packing.seqs * geometry.heads.count * tokens * tokens),
-                Op::Dropout { x } => Some(packing.rows() * widths[x.index()]),
-                _ => None,
-            })
-            .collect()
+        let lengths = self.training_ops.iter().filter_map(|op| match *op {
+            Op::Attention { .. } => Some(packing.seqs * geometry.heads.count * tokens * tokens),
+            Op::Dropout { x } => Some(packing.rows() * widths[x.index()]),
+            _ => None,
+        });
+        Ok(lengths.collect())
     }
 
     /// The forward pass over the packed rows `x` (`[rows, hidden]`), with dropout masks
@@ -103,11 +97,9 @@ impl Block {
         let (b, rows, heads) = (backend, packing.rows(), geometry.heads);
         let dropout = masks.is_some();
         let ops = self.training_walk_ops(dropout);
-        let walk = Walk::new(ops, backend, params, geometry);
+        let walk = Walk::new(ops, backend, params, geometry)?;
         let mut masks = masks.unwrap_or_default().into_iter();
-        let keep: Vec<bool> = (0..=ops.len())
-            .map(|v| ops.iter().any(|op| matches!(*op, Op::Linear { x, .. } | Op::Gelu { x } if x.index() == v)))
-            .collect();
+        let keep = kept_by_backward(ops, true);
         let last_read = last_reader(ops);
         let mut values = Values::new(ops.len(), Held::Owned(x));
         let (mut saved, mut op_masks) = (Vec::with_capacity(ops.len()), Vec::with_capacity(ops.len()));
@@ -128,7 +120,7 @@ impl Block {
                     let (seqs, tokens) = (packing.seqs, packing.tokens);
                     let (ctx, probs) =
                         b.attention_dropout(&padded_qkv, seqs, tokens, heads, scores, op_mask.as_ref())?;
-                    op_saved = Saved::Attention { padded_qkv, probs };
+                    op_saved = Saved::Attention(PaddedAttention { padded_qkv, probs });
                     packing.to_packed(b, &ctx, heads.width())?
                 }
                 Op::Dropout { x } => {
@@ -137,15 +129,13 @@ impl Block {
                         op_mask.as_ref().ok_or_else(|| Error::Internal("a dropout op with dropout off".into()))?;
                     b.mul(values.get(x)?, mask)?
                 }
-                Op::LayerNorm { x, weights } => {
-                    let norm = params.norm(weights);
-                    let (y, stats) = b.layer_norm(values.get(x)?, rows, walk.width(x), norm, geometry.eps)?;
-                    op_saved = Saved::Norm(stats);
-                    y
-                }
-                Op::Linear { .. } | Op::Add { .. } | Op::Gelu { .. } => {
-                    walk.forward_op(*op, &values, rows, &unused_attend)?
-                }
+                _ => match walk.norm_forward(*op, &values, rows)? {
+                    Some((y, stats)) => {
+                        op_saved = Saved::Norm(stats);
+                        y
+                    }
+                    None => walk.forward_op(*op, &values, rows, &unused_attend)?,
+                },
             };
             saved.push(op_saved);
             op_masks.push(op_mask);
@@ -156,11 +146,8 @@ impl Block {
             return Err(Error::Internal("more dropout masks than the block takes".into()));
         }
         let output = values.take(Value::of_op(ops.len() - 1))?;
-        let mut kept = Vec::with_capacity(ops.len() + 1);
-        for (v, keep) in keep.iter().enumerate() {
-            kept.push(if *keep { Some(values.take(Value(v))?) } else { None });
-        }
-        Ok((output, TrainingTape { dropout, kept, saved, masks: op_masks }))
+        let taped = Taped::collect(&mut values, &keep, saved)?;
+        Ok((output, TrainingTape { dropout, taped, masks: op_masks }))
     }
 
     /// The backward pass from the cotangents `dy` of the block's output rows (`[rows, hidden]`)
@@ -177,12 +164,7 @@ impl Block {
         let (b, rows, heads) = (backend, packing.rows(), geometry.heads);
         let batch = rows_batch(rows);
         let ops = self.training_walk_ops(tape.dropout);
-        let walk = Walk::new(ops, backend, params, geometry);
-        let kept = |v: Value| {
-            tape.kept[v.index()]
-                .as_ref()
-                .ok_or_else(|| Error::Internal(format!("block value {v:?} is not on the tape")))
-        };
+        let walk = Walk::new(ops, backend, params, geometry)?;
         let mut terms: Vec<Vec<Term<'_, B::Tensor>>> = (0..=ops.len()).map(|_| Vec::new()).collect();
         terms[ops.len()].push(Rc::new(Held::Borrowed(dy)));
         let owned = |t: B::Tensor| Rc::new(Held::Owned(t));
@@ -193,33 +175,29 @@ impl Block {
                 continue;
             }
             let dy = walk.sum(out)?;
-            match (*op, &tape.saved[index]) {
+            // Each weight's gradient rule, where the op has weights.
+            match *op {
+                Op::LayerNorm { x, weights } | Op::RmsNorm { x, weights } => {
+                    let stats = tape.taped.norm(index)?;
+                    let (d_gamma, d_beta) = b.layer_norm_weight_grad(stats, dy.get(), rows, walk.width(x))?;
+                    grads.weights.push((weights.slot(NormPart::Gamma), d_gamma));
+                    if matches!(op, Op::LayerNorm { .. }) {
+                        grads.weights.push((weights.slot(NormPart::Beta), d_beta));
+                    }
+                }
+                Op::Linear { x, weights } => {
+                    let layer = params.linear(weights);
+                    let (dw, db) =
+                        b.linear_weight_grad(tape.taped.kept(x)?, dy.get(), rows, layer.in_dim, layer.out_dim)?;
+                    grads.weights.push((weights.slot(LinearPart::Weight), dw));
+                    grads.weights.push((weights.slot(LinearPart::Bias), db));
+                }
+                _ => {}
+            }
+            match (*op, &tape.taped.saved[index]) {
                 (Op::Add { a, b: other }, _) => {
                     terms[a.index()].push(dy.clone());
                     terms[other.index()].push(dy);
-                }
-                (Op::LayerNorm { x, weights }, Saved::Norm(stats)) => {
-                    let width = walk.width(x);
-                    let (d_gamma, d_beta) = b.layer_norm_weight_grad(stats, dy.get(), rows, width)?;
-                    grads.weights.push((weights.slot(NormPart::Gamma), d_gamma));
-                    grads.weights.push((weights.slot(NormPart::Beta), d_beta));
-                    terms[x.index()].push(owned(b.layer_norm_vjp(
-                        stats,
-                        params.norm(weights),
-                        dy.get(),
-                        batch,
-                        width,
-                    )?));
-                }
-                (Op::Linear { x, weights }, _) => {
-                    let layer = params.linear(weights);
-                    let (dw, db) = b.linear_weight_grad(kept(x)?, dy.get(), rows, layer.in_dim, layer.out_dim)?;
-                    grads.weights.push((weights.slot(LinearPart::Weight), dw));
-                    grads.weights.push((weights.slot(LinearPart::Bias), db));
-                    terms[x.index()].push(owned(b.matmul_vjp(dy.get(), rows, layer)?));
-                }
-                (Op::Gelu { x }, _) => {
-                    terms[x.index()].push(owned(b.gelu_vjp(kept(x)?, dy.get(), batch, walk.width(x))?));
                 }
                 (Op::Dropout { x }, _) => {
                     let mask = tape.masks[index]
@@ -227,7 +205,7 @@ impl Block {
                         .ok_or_else(|| Error::Internal("a dropout op kept no mask".into()))?;
                     terms[x.index()].push(owned(b.mul(dy.get(), mask)?));
                 }
-                (Op::Attention { qkv }, Saved::Attention { padded_qkv, probs }) => {
+                (Op::Attention { qkv }, Saved::Attention(PaddedAttention { padded_qkv, probs })) => {
                     let d_ctx = packing.to_padded_cotangents(b, dy.get(), heads.width())?;
                     let (seqs, tokens, mask) = (packing.seqs, packing.tokens, tape.masks[index].as_ref());
                     let (d_qkv, d_scores) =
@@ -238,8 +216,12 @@ impl Block {
                     });
                     terms[qkv.index()].push(owned(packing.to_packed(b, &d_qkv, walk.width(qkv))?));
                 }
+                (Op::Attention { .. }, _) => {
+                    return Err(Error::Internal(format!("attention op {index} kept nothing for its backward pass")))
+                }
                 (op, _) => {
-                    return Err(Error::Internal(format!("op {index} ({op:?}) kept nothing for its backward pass")))
+                    let (x, dx) = walk.input_vjp(op, index, dy.get(), &tape.taped, batch)?;
+                    terms[x.index()].push(owned(dx));
                 }
             }
         }

@@ -12,45 +12,17 @@
 use std::ops::Range;
 use std::rc::Rc;
 
-use super::{last_reader, outside_training, readers, Block, Geometry, Held, Op, Value, Values, Walk};
-use crate::backend::{unit_rows, AttentionSaved, Backend, Batch, NormSaved, Role, ScoreMods};
+use super::{
+    kept_by_backward, last_reader, outside_training, readers, Block, Geometry, Held, Op, Saved, Taped, Value, Values,
+    Walk,
+};
+use crate::backend::{unit_rows, AttentionSaved, Backend, Batch, Role, ScoreMods};
 use crate::error::{Error, Result};
 use crate::params::LayerParams;
 
 /// What the reverse pass of one block reads from its forward pass: the primal quantities its
 /// VJPs are taken at (one row per token and step, shared by every cotangent).
-pub struct BlockTape<T> {
-    /// Per value: kept where an op's VJP reads it (attention's `q|k|v`, GELU's input).
-    kept: Vec<Option<T>>,
-    /// Per op: what attention and LayerNorm keep of their forward pass.
-    saved: Vec<Saved<T>>,
-}
-
-enum Saved<T> {
-    Nothing,
-    Attention(AttentionSaved<T>),
-    Norm(NormSaved<T>),
-}
-
-impl<T> BlockTape<T> {
-    fn kept(&self, v: Value) -> Result<&T> {
-        self.kept[v.index()].as_ref().ok_or_else(|| Error::Internal(format!("block value {v:?} is not on the tape")))
-    }
-
-    fn norm(&self, op: usize) -> Result<&NormSaved<T>> {
-        match &self.saved[op] {
-            Saved::Norm(saved) => Ok(saved),
-            _ => Err(Error::Internal(format!("op {op} kept no LayerNorm statistics"))),
-        }
-    }
-
-    fn attention(&self, op: usize) -> Result<&AttentionSaved<T>> {
-        match &self.saved[op] {
-            Saved::Attention(saved) => Ok(saved),
-            _ => Err(Error::Internal(format!("op {op} kept no attention probabilities"))),
-        }
-    }
-}
+pub struct BlockTape<T>(Taped<T, AttentionSaved<T>>);
 
 /// The cotangents entering a block's VJP from above.
 #[derive(Clone)]
@@ -103,12 +75,8 @@ impl Block {
         scores: ScoreMods<'_, B::Tensor>,
     ) -> Result<(B::Tensor, BlockTape<B::Tensor>)> {
         let (b, rows) = (backend, seqs * tokens);
-        let walk = Walk::new(&self.ops, backend, params, geometry);
-        let keep: Vec<bool> = (0..=self.ops.len())
-            .map(|v| {
-                self.ops.iter().any(|op| matches!(*op, Op::Attention { qkv: x } | Op::Gelu { x } if x.index() == v))
-            })
-            .collect();
+        let walk = Walk::new(&self.ops, backend, params, geometry)?;
+        let keep = kept_by_backward(&self.ops, false);
         let last_read = last_reader(&self.ops);
         let mut values = Values::new(self.ops.len(), Held::Borrowed(x));
         let mut saved = Vec::with_capacity(self.ops.len());
@@ -120,25 +88,17 @@ impl Block {
                     let (ctx, probs) = b.attention(values.get(qkv)?, seqs, tokens, geometry.heads, scores)?;
                     (ctx, Saved::Attention(probs))
                 }
-                Op::LayerNorm { x, weights } => {
-                    let norm = params.norm(weights);
-                    let (y, stats) = b.layer_norm(values.get(x)?, rows, walk.width(x), norm, geometry.eps)?;
-                    (y, Saved::Norm(stats))
-                }
-                _ => (walk.forward_op(*op, &values, rows, &unused_attend)?, Saved::Nothing),
+                _ => match walk.norm_forward(*op, &values, rows)? {
+                    Some((y, stats)) => (y, Saved::Norm(stats)),
+                    None => (walk.forward_op(*op, &values, rows, &unused_attend)?, Saved::Nothing),
+                },
             };
             saved.push(kept);
             values.set(Value::of_op(index), y);
             values.drop_read_by_op(&last_read, &keep, index);
         }
         let output = values.take(self.output())?;
-        let kept = (0..=self.ops.len())
-            .map(|v| match keep[v] && v > 0 {
-                true => values.take(Value(v)).map(Some),
-                false => Ok(None),
-            })
-            .collect::<Result<_>>()?;
-        Ok((output, BlockTape { kept, saved }))
+        Ok((output, BlockTape(Taped::collect(&mut values, &keep, saved)?)))
     }
 
     /// Reverse mode through the block: the cotangents `dy` of its output
@@ -155,8 +115,8 @@ impl Block {
         batch: Batch,
         input: InputForm,
     ) -> Result<InputCotangents<B::Tensor>> {
-        let (b, trows) = (backend, batch.tangent_rows());
-        let walk = Walk::new(&self.ops, backend, params, geometry);
+        let (b, tape) = (backend, &tape.0);
+        let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let mut terms: Vec<Vec<Term<'_, B::Tensor>>> = (0..=self.ops.len()).map(|_| Vec::new()).collect();
         let mut done = vec![false; self.ops.len()];
         let owned = |t: B::Tensor| Rc::new(Held::Owned(t));
@@ -201,27 +161,18 @@ impl Block {
                     terms[a.index()].push(sum.clone());
                     terms[other.index()].push(sum);
                 }
-                Op::LayerNorm { x, weights } => {
+                Op::LayerNorm { x, weights } if out.len() == 2 => {
+                    // The post-LN norm whose output feeds the next block and its residual.
                     let (stats, norm, width) = (tape.norm(index)?, params.norm(weights), walk.width(x));
-                    let dx = match out.as_slice() {
-                        [from_sum, other] => {
-                            b.residual_norm_vjp(stats, norm, other.get(), from_sum.get(), batch, width)?
-                        }
-                        _ => b.layer_norm_vjp(stats, norm, walk.sum(out)?.get(), batch, width)?,
-                    };
+                    let dx = b.residual_norm_vjp(stats, norm, out[1].get(), out[0].get(), batch, width)?;
                     terms[x.index()].push(owned(dx));
                 }
-                Op::Linear { x, weights } => {
-                    let dy = walk.sum(out)?;
-                    if x == Value::INPUT && split == Some(weights) {
-                        projection = Some(dy);
-                        continue;
-                    }
-                    terms[x.index()].push(owned(b.matmul_vjp(dy.get(), trows, params.linear(weights))?));
+                Op::Linear { x: Value::INPUT, weights } if split == Some(weights) => {
+                    projection = Some(walk.sum(out)?);
                 }
-                Op::Gelu { x } => {
-                    let dy = walk.sum(out)?;
-                    terms[x.index()].push(owned(b.gelu_vjp(tape.kept(x)?, dy.get(), batch, walk.width(x))?));
+                Op::Linear { .. } | Op::LayerNorm { .. } | Op::RmsNorm { .. } | Op::Gelu { .. } | Op::Gated { .. } => {
+                    let (x, dx) = walk.input_vjp(*op, index, walk.sum(out)?.get(), tape, batch)?;
+                    terms[x.index()].push(owned(dx));
                 }
                 Op::Attention { qkv } => {
                     let dctx = walk.sum(out)?;
@@ -266,6 +217,35 @@ struct PooledTop {
 }
 
 impl<B: Backend> Walk<'_, B> {
+    /// The VJP of op `index` (`op`) with respect to its input, for the cotangents `dy` of its
+    /// output: one rule per op kind, read by attribution's reverse mode and training's backward
+    /// pass alike. A sum, attention and dropout each walk take back themselves.
+    pub(super) fn input_vjp<A>(
+        &self,
+        op: Op,
+        index: usize,
+        dy: &B::Tensor,
+        tape: &Taped<B::Tensor, A>,
+        batch: Batch,
+    ) -> Result<(Value, B::Tensor)> {
+        let b = self.backend;
+        let dx = match op {
+            Op::Linear { x, weights } => (x, b.matmul_vjp(dy, batch.tangent_rows(), self.params.linear(weights))?),
+            Op::LayerNorm { x, weights } => {
+                (x, b.layer_norm_vjp(tape.norm(index)?, self.params.norm(weights), dy, batch, self.width(x))?)
+            }
+            Op::RmsNorm { x, weights } => {
+                (x, b.rms_norm_vjp(tape.norm(index)?, self.params.norm(weights), dy, batch, self.width(x))?)
+            }
+            Op::Gelu { x } => (x, b.gelu_vjp(tape.kept(x)?, dy, batch, self.width(x))?),
+            Op::Gated { x, act } => (x, b.gated_vjp(tape.kept(x)?, dy, batch, self.width(x) / 2, act)?),
+            Op::Add { .. } | Op::Attention { .. } | Op::Dropout { .. } => {
+                return Err(Error::Internal(format!("op {index} ({op:?}) is taken back by its walk")))
+            }
+        };
+        Ok(dx)
+    }
+
     /// The sum of a value's cotangent terms (the one term itself where there is one).
     pub(super) fn sum<'a>(&self, terms: Vec<Term<'a, B::Tensor>>) -> Result<Term<'a, B::Tensor>> {
         let mut terms = terms.into_iter();
