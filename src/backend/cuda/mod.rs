@@ -23,7 +23,7 @@ pub use driver::{describe_devices, Cuda, CudaBuffer};
 #[cfg(feature = "cuda-emu")]
 pub use emu::{Emu, EmuBuffer};
 
-use super::gpu::GpuBackend;
+use super::gpu::{kernels, GpuBackend};
 use super::{BackendSettings, Precision};
 use crate::error::{Error, Result};
 
@@ -34,18 +34,13 @@ pub type CudaEmuBackend = GpuBackend<Emu>;
 #[cfg(feature = "cuda-emu")]
 pub type CudaEmuTensor = super::gpu::GpuTensor<EmuBuffer>;
 
-/// The kernel families, as `kernels/` names their files.
-pub const FAMILIES: [&str; 6] = ["elementwise", "matmul", "layer_norm", "gelu", "attention", "pooling"];
+/// The kernel families, as `kernels/` names their files (the table is `gpu/kernels.rs`).
+pub const FAMILIES: [&str; 6] = kernels::NAMES;
 
 /// The block shape a family's kernels are written for: the workgroup size of its WGSL twin,
 /// as each `.cu` file's opening comment states it.
 pub fn block_shape(family: &str) -> Result<[u32; 3]> {
-    match family {
-        "elementwise" | "gelu" => Ok([256, 1, 1]),
-        "layer_norm" | "attention" | "pooling" => Ok([64, 1, 1]),
-        "matmul" => Ok([16, 16, 1]),
-        other => Err(Error::Internal(format!("no CUDA kernel family `{other}`"))),
-    }
+    Ok(kernels::family(family)?.block)
 }
 
 /// Bytes of one stored value, for the storage precisions the kernels are compiled for.

@@ -20,16 +20,6 @@ use super::toolkit;
 use crate::backend::Precision;
 use crate::error::{Error, Result};
 
-/// Each family's source, embedded in the binary.
-const SOURCES: [(&str, &str); 6] = [
-    ("elementwise", include_str!("../../../kernels/elementwise.cu")),
-    ("matmul", include_str!("../../../kernels/matmul.cu")),
-    ("layer_norm", include_str!("../../../kernels/layer_norm.cu")),
-    ("gelu", include_str!("../../../kernels/gelu.cu")),
-    ("attention", include_str!("../../../kernels/attention.cu")),
-    ("pooling", include_str!("../../../kernels/pooling.cu")),
-];
-
 const COMMON: &str = include_str!("../../../kernels/common.cuh");
 
 /// The architectures the kernels are built and checked for: Turing (T4), Ampere (A100),
@@ -38,10 +28,7 @@ pub const ARCHITECTURES: [u32; 4] = [75, 80, 89, 90];
 
 /// A family's source as one string: `#include "common.cuh"` replaced by the header itself.
 pub fn source(family: &str) -> Result<String> {
-    let (_, text) = SOURCES
-        .iter()
-        .find(|(name, _)| *name == family)
-        .ok_or_else(|| Error::Internal(format!("no CUDA kernel family `{family}`")))?;
+    let text = crate::backend::gpu::kernels::family(family)?.cuda;
     Ok(text.replacen("#include \"common.cuh\"", COMMON, 1))
 }
 

@@ -17,6 +17,9 @@ use super::{
     check_upload, Accumulators, AttentionSaved, BackendSettings, Batch, FusedOps, Heads, MathOps, NormSaved, Precision,
     ResidualNorm, ScoreMods, Storage,
 };
+pub mod kernels;
+
+use self::kernels::{attention, elementwise, gelu, layer_norm, matmul, pooling, KernelParams};
 use crate::backend::shapes::Contract;
 use crate::error::{Error, Result};
 use crate::params::{Linear, Norm, Role};
@@ -162,15 +165,29 @@ impl<D: Device> GpuBackend<D> {
     fn elementwise(
         &self,
         entry: &'static str,
-        params: [u32; 5],
+        params: elementwise::Params,
         inputs: &[(u32, &D::Buffer)],
         len: usize,
     ) -> Result<Tensor<D>> {
         let out = self.output(len)?;
         let mut bindings = inputs.to_vec();
-        bindings.push((5, &out));
-        self.device.dispatch("elementwise", entry, &params, &bindings, grid(len, 256))?;
+        bindings.push((elementwise::OUT, &out));
+        self.launch(entry, params, &bindings, grid(len, 256))?;
         Ok(GpuTensor::Device(out))
+    }
+
+    /// Runs kernel `entry` of `P`'s family with `params` and `bindings` (binding number,
+    /// buffer), each binding checked to be one of the family's (`gpu/kernels.rs`).
+    fn launch<P: KernelParams>(
+        &self,
+        entry: &'static str,
+        params: P,
+        bindings: &[(u32, &D::Buffer)],
+        groups: (u32, u32),
+    ) -> Result<()> {
+        let family = kernels::family(P::FAMILY)?;
+        kernels::check_bindings(family, entry, bindings.iter().map(|&(number, _)| number))?;
+        self.device.dispatch(family.name, entry, &params.words(), bindings, groups)
     }
 
     fn gemm(
@@ -183,29 +200,52 @@ impl<D: Device> GpuBackend<D> {
     ) -> Result<Tensor<D>> {
         let (inner, cols) = if transposed { (layer.in_dim, layer.out_dim) } else { (layer.out_dim, layer.in_dim) };
         let out = self.output(rows * cols)?;
-        let params = [rows as u32, cols as u32, inner as u32, transposed as u32, with_bias as u32];
-        let bindings = [(1, x.device()?), (2, layer.weight.device()?), (3, layer.bias.device()?), (4, &out)];
-        self.device.dispatch(
-            "matmul",
-            "matmul",
-            &params,
-            &bindings,
-            (cols.div_ceil(64) as u32, rows.div_ceil(64) as u32),
-        )?;
+        let params = matmul::Params {
+            rows: rows as u32,
+            cols: cols as u32,
+            inner: inner as u32,
+            transposed: transposed as u32,
+            with_bias: with_bias as u32,
+            ..Default::default()
+        };
+        let bindings = [
+            (matmul::X, x.device()?),
+            (matmul::W, layer.weight.device()?),
+            (matmul::BIAS, layer.bias.device()?),
+            (matmul::OUT, &out),
+        ];
+        self.launch("matmul", params, &bindings, (cols.div_ceil(64) as u32, rows.div_ceil(64) as u32))?;
         Ok(GpuTensor::Device(out))
     }
 
     fn pooling(
         &self,
         entry: &'static str,
-        params: [u32; 7],
+        params: pooling::Params,
         inputs: &[(u32, &D::Buffer)],
         out: &D::Buffer,
         invocations: usize,
     ) -> Result<()> {
         let mut bindings = inputs.to_vec();
-        bindings.push((5, out));
-        self.device.dispatch("pooling", entry, &params, &bindings, grid(invocations, 64))
+        bindings.push((pooling::OUT, out));
+        self.launch(entry, params, &bindings, grid(invocations, 64))
+    }
+
+    /// An elementwise op of two equal-length operands.
+    fn zip(&self, entry: &'static str, a: &Tensor<D>, b: &Tensor<D>) -> Result<Tensor<D>> {
+        let params = elementwise::Params { len: a.len() as u32, width: 1, ..Default::default() };
+        self.elementwise(entry, params, &[(elementwise::A, a.device()?), (elementwise::B, b.device()?)], a.len())
+    }
+
+    /// The pooling family's parameters for `len` outputs over rows of `width`.
+    fn pooling_params(&self, len: usize, width: usize, tokens: usize, tangents: usize) -> pooling::Params {
+        pooling::Params {
+            len: len as u32,
+            width: width as u32,
+            tokens: tokens as u32,
+            tangents: tangents as u32,
+            ..Default::default()
+        }
     }
 
     /// Bytes a pass may take: `--max-memory`, and on a device that tells its free memory no
@@ -226,19 +266,24 @@ impl<D: Device> GpuBackend<D> {
         (most / per_seq.max(1)).clamp(1, seqs.max(1))
     }
 
-    fn attention_params(&self, seqs: usize, tokens: usize, heads: Heads, tangents: usize, first: usize) -> Vec<u32> {
-        let scale = 1.0f32 / (heads.dim as f32).sqrt();
-        vec![
-            seqs as u32,
-            tokens as u32,
-            heads.count as u32,
-            heads.dim as u32,
-            tangents as u32,
-            first as u32,
-            0,
-            0,
-            scale.to_bits(),
-        ]
+    fn attention_params(
+        &self,
+        seqs: usize,
+        tokens: usize,
+        heads: Heads,
+        tangents: usize,
+        first: usize,
+    ) -> attention::Params {
+        attention::Params {
+            seqs: seqs as u32,
+            tokens: tokens as u32,
+            heads: heads.count as u32,
+            head_dim: heads.dim as u32,
+            tangents: tangents as u32,
+            first_seq: first as u32,
+            scale: 1.0f32 / (heads.dim as f32).sqrt(),
+            ..Default::default()
+        }
     }
 
     /// The pair of kernels of attention's JVP or VJP, chunk by chunk of tangent sequences.
@@ -260,10 +305,11 @@ impl<D: Device> GpuBackend<D> {
         for first in (0..seqs).step_by(chunk) {
             let count = chunk.min(seqs - first);
             let params = self.attention_params(count, t, heads, batch.tangents, first);
-            let scores = [(1, qkv), (2, tangents), (5, probs), (7, &scratch)];
-            self.device.dispatch("attention", pair.scores, &params, &scores, grid(count * heads.count * t, 64))?;
-            let outputs = [(1, qkv), (2, tangents), (5, probs), (6, &scratch), (7, &out)];
-            self.device.dispatch("attention", pair.outputs, &params, &outputs, grid(count * t * out_width, 64))?;
+            use attention::{OUT, PROBS, QKV, SCRATCH, TANGENTS};
+            let scores = [(QKV, qkv), (TANGENTS, tangents), (PROBS, probs), (OUT, &scratch)];
+            self.launch(pair.scores, params, &scores, grid(count * heads.count * t, 64))?;
+            let outputs = [(QKV, qkv), (TANGENTS, tangents), (PROBS, probs), (SCRATCH, &scratch), (OUT, &out)];
+            self.launch(pair.outputs, params, &outputs, grid(count * t * out_width, 64))?;
         }
         Ok(GpuTensor::Device(out))
     }
@@ -336,24 +382,32 @@ impl<D: Device> MathOps for GpuBackend<D> {
             return Ok(GpuTensor::Device(self.device.upload_tensor(&gathered)?));
         }
         let ids_buffer = self.device.upload_u32(ids)?;
-        let params = [(ids.len() * width) as u32, width as u32, ids.len() as u32, 0, 0];
-        self.elementwise("gather_rows", params, &[(1, table.device()?), (3, &ids_buffer)], ids.len() * width)
+        let len = ids.len() * width;
+        let params =
+            elementwise::Params { len: len as u32, width: width as u32, count: ids.len() as u32, ..Default::default() };
+        let inputs = [(elementwise::A, table.device()?), (elementwise::IDS, &ids_buffer)];
+        self.elementwise("gather_rows", params, &inputs, len)
     }
 
     fn add(&self, a: &Tensor<D>, b: &Tensor<D>) -> Result<Tensor<D>> {
         Contract(self).same("add operand", a, b)?;
-        self.elementwise("add", [a.len() as u32, 1, 0, 0, 0], &[(1, a.device()?), (2, b.device()?)], a.len())
+        self.zip("add", a, b)
     }
 
     fn sub(&self, a: &Tensor<D>, b: &Tensor<D>) -> Result<Tensor<D>> {
         Contract(self).same("sub operand", a, b)?;
-        self.elementwise("sub", [a.len() as u32, 1, 0, 0, 0], &[(1, a.device()?), (2, b.device()?)], a.len())
+        self.zip("sub", a, b)
     }
 
     fn add_bias(&self, x: &Tensor<D>, rows: usize, bias: &Tensor<D>) -> Result<Tensor<D>> {
         Contract(self).add_bias(x, rows, bias)?;
-        let params = [x.len() as u32, bias.len() as u32, 0, 0, 0];
-        self.elementwise("add_bias", params, &[(1, x.device()?), (2, bias.device()?)], x.len())
+        let params = elementwise::Params { len: x.len() as u32, width: bias.len() as u32, ..Default::default() };
+        self.elementwise(
+            "add_bias",
+            params,
+            &[(elementwise::A, x.device()?), (elementwise::B, bias.device()?)],
+            x.len(),
+        )
     }
 
     fn linear(&self, x: &Tensor<D>, rows: usize, layer: &Linear<Tensor<D>>) -> Result<Tensor<D>> {
@@ -427,10 +481,12 @@ impl<D: Device> MathOps for GpuBackend<D> {
         Contract(self).attention(qkv, seqs, tokens, heads, scores, None)?;
         let (t, w) = (tokens, heads.width());
         let probs = self.output(seqs * heads.count * t * t)?;
-        let mut params = self.attention_params(seqs, t, heads, 1, 0);
+        let params = attention::Params {
+            has_bias: scores.bias.is_some() as u32,
+            has_mask: scores.key_mask.is_some() as u32,
+            ..self.attention_params(seqs, t, heads, 1, 0)
+        };
         let stand_in = &self.stand_in;
-        params[6] = scores.bias.is_some() as u32;
-        params[7] = scores.key_mask.is_some() as u32;
         let bias = match scores.bias {
             Some(bias) => bias.device()?,
             None => stand_in,
@@ -440,11 +496,12 @@ impl<D: Device> MathOps for GpuBackend<D> {
             None => stand_in,
         };
         let qkv = qkv.device()?;
-        let bindings = [(1, qkv), (3, bias), (4, mask), (7, &probs)];
-        self.device.dispatch("attention", "softmax", &params, &bindings, grid(seqs * heads.count * t, 64))?;
+        use attention::{KEY_MASK, OUT, PROBS, QKV, SCORE_BIAS};
+        let bindings = [(QKV, qkv), (SCORE_BIAS, bias), (KEY_MASK, mask), (OUT, &probs)];
+        self.launch("softmax", params, &bindings, grid(seqs * heads.count * t, 64))?;
         let context = self.output(seqs * t * w)?;
-        let bindings = [(1, qkv), (5, &probs), (7, &context)];
-        self.device.dispatch("attention", "context", &params, &bindings, grid(seqs * t * w, 64))?;
+        let bindings = [(QKV, qkv), (PROBS, &probs), (OUT, &context)];
+        self.launch("context", params, &bindings, grid(seqs * t * w, 64))?;
         Ok((GpuTensor::Device(context), AttentionSaved { probs: GpuTensor::Device(probs) }))
     }
 
@@ -490,8 +547,8 @@ impl<D: Device> MathOps for GpuBackend<D> {
         Contract(self).max_pool_derivative(x, dx, batch.tangent_rows(), batch, width)?;
         let len = batch.tangent_seqs() * width;
         let out = self.output(len)?;
-        let params = [len as u32, width as u32, batch.tokens as u32, batch.tangents as u32, 0, 0, 0];
-        self.pooling("max_pool_jvp", params, &[(1, x.device()?), (2, dx.device()?)], &out, len)?;
+        let params = self.pooling_params(len, width, batch.tokens, batch.tangents);
+        self.pooling("max_pool_jvp", params, &[(pooling::X, x.device()?), (pooling::DX, dx.device()?)], &out, len)?;
         Ok(GpuTensor::Device(out))
     }
 
@@ -499,8 +556,8 @@ impl<D: Device> MathOps for GpuBackend<D> {
         Contract(self).mean_pool_vjp(dy, seqs, width)?;
         let len = seqs * tokens * width;
         let out = self.output(len)?;
-        let params = [len as u32, width as u32, tokens as u32, 1, 0, 0, 0];
-        self.pooling("mean_pool_vjp", params, &[(2, dy.device()?)], &out, len)?;
+        let params = self.pooling_params(len, width, tokens, 1);
+        self.pooling("mean_pool_vjp", params, &[(pooling::DX, dy.device()?)], &out, len)?;
         Ok(GpuTensor::Device(out))
     }
 
@@ -508,16 +565,18 @@ impl<D: Device> MathOps for GpuBackend<D> {
         Contract(self).max_pool_derivative(x, dy, batch.tangent_seqs(), batch, width)?;
         let len = batch.tangent_rows() * width;
         let out = self.output(len)?;
-        let params = [len as u32, width as u32, batch.tokens as u32, batch.tangents as u32, 0, 0, 0];
-        self.pooling("max_pool_vjp", params, &[(1, x.device()?), (2, dy.device()?)], &out, len)?;
+        let params = self.pooling_params(len, width, batch.tokens, batch.tangents);
+        self.pooling("max_pool_vjp", params, &[(pooling::X, x.device()?), (pooling::DX, dy.device()?)], &out, len)?;
         Ok(GpuTensor::Device(out))
     }
 
     fn scatter_rows(&self, x: &Tensor<D>, width: usize, ids: &[u32], rows: usize) -> Result<Tensor<D>> {
         Contract(self).scatter_rows(x, width, ids, rows)?;
         let ids_buffer = self.device.upload_u32(ids)?;
-        let params = [(rows * width) as u32, width as u32, ids.len() as u32, 0, 0];
-        self.elementwise("scatter_rows", params, &[(1, x.device()?), (3, &ids_buffer)], rows * width)
+        let len = rows * width;
+        let params =
+            elementwise::Params { len: len as u32, width: width as u32, count: ids.len() as u32, ..Default::default() };
+        self.elementwise("scatter_rows", params, &[(elementwise::A, x.device()?), (elementwise::IDS, &ids_buffer)], len)
     }
 }
 
@@ -603,8 +662,17 @@ impl<D: Device> Accumulators for GpuBackend<D> {
         let alpha_values: Vec<f32> = alphas.iter().map(|&a| a as f32).collect();
         let alphas_buffer = self.device.upload_f32(&alpha_values)?;
         let len = alphas.len() * origin.len();
-        let params = [len as u32, origin.len() as u32, alphas.len() as u32, 0, 0];
-        let inputs = [(1, origin.device()?), (2, delta.device()?), (4, &alphas_buffer)];
+        let params = elementwise::Params {
+            len: len as u32,
+            width: origin.len() as u32,
+            count: alphas.len() as u32,
+            ..Default::default()
+        };
+        let inputs = [
+            (elementwise::A, origin.device()?),
+            (elementwise::B, delta.device()?),
+            (elementwise::ALPHAS, &alphas_buffer),
+        ];
         self.elementwise("interpolate", params, &inputs, len)
     }
 
@@ -618,8 +686,15 @@ impl<D: Device> Accumulators for GpuBackend<D> {
     ) -> Result<Tensor<D>> {
         Contract(self).token_tangents(delta, tokens, width, &directions)?;
         let len = steps * directions.len() * tokens * width;
-        let params = [len as u32, width as u32, directions.len() as u32, directions.start as u32, tokens as u32];
-        self.elementwise("token_tangents", params, &[(1, delta.device()?)], len)
+        let params = elementwise::Params {
+            len: len as u32,
+            width: width as u32,
+            count: directions.len() as u32,
+            first: directions.start as u32,
+            tokens: tokens as u32,
+            ..Default::default()
+        };
+        self.elementwise("token_tangents", params, &[(elementwise::A, delta.device()?)], len)
     }
 
     fn pool_accumulate(
@@ -634,16 +709,12 @@ impl<D: Device> Accumulators for GpuBackend<D> {
         Contract(self).pool_accumulate(projection, d_states, batch, width, weights, first_direction)?;
         let weights_buffer = self.device.upload_f32(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
         let len = batch.tangents * width;
-        let params = [
-            len as u32,
-            width as u32,
-            batch.tokens as u32,
-            batch.tangents as u32,
-            batch.steps as u32,
-            first_direction as u32,
-            0,
-        ];
-        let inputs = [(2, d_states.device()?), (4, &weights_buffer)];
+        let params = pooling::Params {
+            steps: batch.steps as u32,
+            first: first_direction as u32,
+            ..self.pooling_params(len, width, batch.tokens, batch.tangents)
+        };
+        let inputs = [(pooling::DX, d_states.device()?), (pooling::WEIGHTS, &weights_buffer)];
         self.pooling("pool_accumulate", params, &inputs, projection.device()?, len)
     }
 
@@ -662,16 +733,14 @@ impl<D: Device> Accumulators for GpuBackend<D> {
         let columns = projection.len() / t.max(1);
         let weights_buffer = self.device.upload_f32(&weights.iter().map(|&w| w as f32).collect::<Vec<_>>())?;
         let len = t * batch.tangents;
-        let params = [
-            len as u32,
-            width as u32,
-            t as u32,
-            batch.tangents as u32,
-            batch.steps as u32,
-            first_dim as u32,
-            columns as u32,
-        ];
-        let inputs = [(2, d_states.device()?), (3, delta.device()?), (4, &weights_buffer)];
+        let params = pooling::Params {
+            steps: batch.steps as u32,
+            first: first_dim as u32,
+            columns: columns as u32,
+            ..self.pooling_params(len, width, t, batch.tangents)
+        };
+        let inputs =
+            [(pooling::DX, d_states.device()?), (pooling::DELTA, delta.device()?), (pooling::WEIGHTS, &weights_buffer)];
         self.pooling("cotangent_accumulate", params, &inputs, projection.device()?, len)
     }
 }
@@ -680,13 +749,19 @@ impl<D: Device> GpuBackend<D> {
     /// `gelu(x)`, or `gelu(x + bias)` with the bias added per column of `width`.
     fn gelu_with_bias(&self, x: &Tensor<D>, width: usize, bias: Option<&Tensor<D>>) -> Result<Tensor<D>> {
         let out = self.output(x.len())?;
-        let params = [x.len() as u32, width.max(1) as u32, 1, 1, bias.is_some() as u32];
+        let params = gelu::Params {
+            len: x.len() as u32,
+            width: width.max(1) as u32,
+            tangents: 1,
+            tokens: 1,
+            with_bias: bias.is_some() as u32,
+        };
         let bias = match bias {
             Some(bias) => bias.device()?,
             None => &self.stand_in,
         };
-        let bindings = [(1, x.device()?), (3, &out), (4, bias)];
-        self.device.dispatch("gelu", "gelu", &params, &bindings, grid(x.len(), 256))?;
+        let bindings = [(gelu::X, x.device()?), (gelu::OUT, &out), (gelu::BIAS, bias)];
+        self.launch("gelu", params, &bindings, grid(x.len(), 256))?;
         Ok(GpuTensor::Device(out))
     }
 
@@ -700,13 +775,19 @@ impl<D: Device> GpuBackend<D> {
         width: usize,
     ) -> Result<Tensor<D>> {
         let out = self.output(dx.len())?;
-        let params = [dx.len() as u32, width as u32, batch.tangents as u32, batch.tokens as u32, bias.is_some() as u32];
+        let params = gelu::Params {
+            len: dx.len() as u32,
+            width: width as u32,
+            tangents: batch.tangents as u32,
+            tokens: batch.tokens as u32,
+            with_bias: bias.is_some() as u32,
+        };
         let bias = match bias {
             Some(bias) => bias.device()?,
             None => &self.stand_in,
         };
-        let bindings = [(1, x.device()?), (2, dx.device()?), (3, &out), (4, bias)];
-        self.device.dispatch("gelu", "gelu_jvp", &params, &bindings, grid(dx.len(), 256))?;
+        let bindings = [(gelu::X, x.device()?), (gelu::DX, dx.device()?), (gelu::OUT, &out), (gelu::BIAS, bias)];
+        self.launch("gelu_jvp", params, &bindings, grid(dx.len(), 256))?;
         Ok(GpuTensor::Device(out))
     }
 
@@ -725,18 +806,26 @@ impl<D: Device> GpuBackend<D> {
             None => (&self.stand_in, &self.stand_in),
         };
         let (y, normalized, inv_std) = (self.output(rows * width)?, self.output(rows * width)?, self.output(rows)?);
-        let params = [rows as u32, width as u32, 1, 1, (ln.eps as f32).to_bits(), 0, sums.is_some() as u32];
+        let params = layer_norm::Params {
+            rows: rows as u32,
+            width: width as u32,
+            tangents: 1,
+            tokens: 1,
+            eps: ln.eps as f32,
+            fused: sums.is_some() as u32,
+            ..Default::default()
+        };
         let bindings = [
-            (1, x.device()?),
-            (2, ln.norm.gamma.device()?),
-            (3, ln.norm.beta.device()?),
-            (6, &y),
-            (7, &normalized),
-            (8, &inv_std),
-            (9, bias),
-            (10, residual),
+            (layer_norm::X, x.device()?),
+            (layer_norm::GAMMA, ln.norm.gamma.device()?),
+            (layer_norm::BETA, ln.norm.beta.device()?),
+            (layer_norm::OUT, &y),
+            (layer_norm::NORMALIZED, &normalized),
+            (layer_norm::INV_STD, &inv_std),
+            (layer_norm::BIAS, bias),
+            (layer_norm::RESIDUAL, residual),
         ];
-        self.device.dispatch("layer_norm", "forward", &params, &bindings, grid(rows, 1))?;
+        self.launch("forward", params, &bindings, grid(rows, 1))?;
         let saved = NormSaved { normalized: GpuTensor::Device(normalized), inv_std: GpuTensor::Device(inv_std) };
         Ok((GpuTensor::Device(y), saved))
     }
@@ -750,8 +839,8 @@ impl<D: Device> GpuBackend<D> {
         width: usize,
     ) -> Result<Tensor<D>> {
         let out = self.output(seqs * width)?;
-        let params = [(seqs * width) as u32, width as u32, tokens as u32, 1, 0, 0, 0];
-        self.pooling(entry, params, &[(1, x.device()?)], &out, seqs * width)?;
+        let params = self.pooling_params(seqs * width, width, tokens, 1);
+        self.pooling(entry, params, &[(pooling::X, x.device()?)], &out, seqs * width)?;
         Ok(GpuTensor::Device(out))
     }
 
@@ -771,21 +860,28 @@ impl<D: Device> GpuBackend<D> {
         let rows = batch.tangent_rows();
         let out = self.output(rows * width)?;
         let fused = residual.is_some() as u32;
-        let params =
-            [rows as u32, width as u32, batch.tangents as u32, batch.tokens as u32, 0, transpose as u32, fused];
+        let params = layer_norm::Params {
+            rows: rows as u32,
+            width: width as u32,
+            tangents: batch.tangents as u32,
+            tokens: batch.tokens as u32,
+            transpose: transpose as u32,
+            fused,
+            ..Default::default()
+        };
         let residual = match residual {
             Some(residual) => residual.device()?,
             None => &self.stand_in,
         };
         let bindings = [
-            (1, d.device()?),
-            (2, norm.gamma.device()?),
-            (4, saved.normalized.device()?),
-            (5, saved.inv_std.device()?),
-            (6, &out),
-            (10, residual),
+            (layer_norm::X, d.device()?),
+            (layer_norm::GAMMA, norm.gamma.device()?),
+            (layer_norm::NORMALIZED_IN, saved.normalized.device()?),
+            (layer_norm::INV_STD_IN, saved.inv_std.device()?),
+            (layer_norm::OUT, &out),
+            (layer_norm::RESIDUAL, residual),
         ];
-        self.device.dispatch("layer_norm", "derivative", &params, &bindings, grid(rows, 1))?;
+        self.launch("derivative", params, &bindings, grid(rows, 1))?;
         Ok(GpuTensor::Device(out))
     }
 }

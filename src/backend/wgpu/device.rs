@@ -8,19 +8,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use wgpu::util::DeviceExt;
 
+use crate::backend::gpu::kernels::{Family, FAMILIES};
 use crate::backend::gpu::{Device, DeviceBuffer};
 use crate::backend::Precision;
 use crate::error::{Error, Result};
-
-/// The shader files, embedded in the binary, by family.
-const SHADERS: [(&str, &str); 6] = [
-    ("elementwise", include_str!("../../../shaders/elementwise.wgsl")),
-    ("gelu", include_str!("../../../shaders/gelu.wgsl")),
-    ("matmul", include_str!("../../../shaders/matmul.wgsl")),
-    ("layer_norm", include_str!("../../../shaders/layer_norm.wgsl")),
-    ("attention", include_str!("../../../shaders/attention.wgsl")),
-    ("pooling", include_str!("../../../shaders/pooling.wgsl")),
-];
 
 /// The adapters this machine offers, in the order `--device` counts them.
 pub fn adapters() -> Vec<wgpu::Adapter> {
@@ -190,9 +181,9 @@ impl Gpu {
         }));
         // The one line that differs between the precisions: what the shaders' `real` is.
         let prelude = if half { "enable f16;\nalias real = f16;\n" } else { "alias real = f32;\n" };
-        let modules = SHADERS
+        let modules = FAMILIES
             .iter()
-            .map(|&(name, source)| {
+            .map(|&Family { name, wgsl: source, .. }| {
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(name),
                     source: wgpu::ShaderSource::Wgsl(format!("{prelude}{source}").into()),
