@@ -8,6 +8,7 @@ mod gradients;
 use std::marker::PhantomData;
 use std::ops::Range;
 
+use super::Activation;
 use super::{
     check_upload, Accumulators, AttentionSaved, BackendSettings, Batch, FusedOps, Heads, MathOps, NormSaved, Precision,
     ScoreMods, Storage,
@@ -111,20 +112,6 @@ enum Part {
 fn head_slice<S>(qkv: &[S], part: Part, row: usize, head: usize, heads: Heads) -> &[S] {
     let width = heads.width();
     &qkv[row * 3 * width + part as usize * width + head * heads.dim..][..heads.dim]
-}
-
-fn erf(x: f64) -> f64 {
-    libm::erf(x)
-}
-
-fn gelu(x: f64) -> f64 {
-    0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
-}
-
-fn gelu_derivative(x: f64) -> f64 {
-    let cdf = 0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2));
-    let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
-    cdf + x * pdf
 }
 
 impl<S: Scalar> CpuReference<S> {
@@ -365,7 +352,7 @@ impl<S: Scalar> MathOps for CpuReference<S> {
     }
 
     fn gelu(&self, x: &Vec<S>) -> Result<Vec<S>> {
-        Ok(x.iter().map(|v| S::of(gelu(v.get()))).collect())
+        Ok(x.iter().map(|v| S::of(Activation::Gelu.value(v.get()))).collect())
     }
 
     fn gelu_jvp(&self, x: &Vec<S>, dx: &Vec<S>, batch: Batch, width: usize) -> Result<Vec<S>> {
@@ -374,7 +361,7 @@ impl<S: Scalar> MathOps for CpuReference<S> {
         for_each_row(&mut dy, width, self.threads, |r, out| {
             let p = batch.primal_row_of(r);
             for c in 0..width {
-                out[c] = S::of(gelu_derivative(x[p * width + c].get()) * dx[r * width + c].get());
+                out[c] = S::of(Activation::Gelu.derivative(x[p * width + c].get()) * dx[r * width + c].get());
             }
         });
         Ok(dy)
