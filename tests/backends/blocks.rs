@@ -36,7 +36,7 @@ use simattr::params::{
 
 type F64 = CpuReference<f64>;
 
-fn pre_ln() -> Block {
+pub(crate) fn pre_ln() -> Block {
     let b = BlockBuilder::new();
     let x = Value::INPUT;
     let ctx = b.attention(b.linear(b.layer_norm(x, NormId::Attention), LinearId::Qkv));
@@ -190,11 +190,19 @@ fn token_directions_and_pooling_equal_the_plain_path(variant: Variant) {
     let batch = Batch { steps: 2, tangents: BATCH.tokens, tokens: BATCH.tokens };
     let x = rng.vec(batch.primal_rows() * h);
     let delta = rng.vec(batch.tokens * h);
+    // Every token, and a chunk of them (a pass of fewer directions than tokens).
+    for chunk in [0..batch.tokens, 1..3] {
+        let batch = Batch { tangents: chunk.len(), ..batch };
+        let directions = TangentsIn::TokenDirections { delta: &delta, directions: chunk.clone() };
+        let dense = b.token_tangents(&delta, batch.steps, batch.tokens, h, chunk.clone()).unwrap();
+        let (_, structured) = block.jvp(&b, &params, geometry, &x, directions, batch, ScoreMods::none()).unwrap();
+        let (_, plain) =
+            block.jvp(&b, &params, geometry, &x, TangentsIn::Dense(&dense), batch, ScoreMods::none()).unwrap();
+        assert_close(&format!("token directions {chunk:?}"), &structured, &plain, 1e-12);
+    }
     let directions = TangentsIn::TokenDirections { delta: &delta, directions: 0..batch.tokens };
     let dense = b.token_tangents(&delta, batch.steps, batch.tokens, h, 0..batch.tokens).unwrap();
-    let (_, structured) = block.jvp(&b, &params, geometry, &x, directions.clone(), batch, ScoreMods::none()).unwrap();
     let (_, plain) = block.jvp(&b, &params, geometry, &x, TangentsIn::Dense(&dense), batch, ScoreMods::none()).unwrap();
-    assert_close("token directions", &structured, &plain, 1e-12);
     let pooled = block.pooled_jvp(&b, &params, geometry, &x, directions, batch, ScoreMods::none()).unwrap();
     let mean = b.mean_pool(&plain, batch.tangent_seqs(), batch.tokens, h).unwrap();
     assert_close("pooled JVP", &pooled, &mean, 1e-12);

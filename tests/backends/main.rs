@@ -1,6 +1,8 @@
 //! The one test suite every backend runs (docs/design.md §3, "One test suite for every backend").
 //!
 //! - Blocks (`blocks`): a block written only as a description (pre-LN) through every pass.
+//! - Rewrites (`recording`): the walks still issue the fused and structured ops (a backend that
+//!   records each op it is asked for), since a fall-back to the plain ops passes every numeric test.
 //! - Tier 1 (`ops`, `vjp`, `end_to_end`): every op, forward, JVP and VJP, small and fused, against
 //!   `CpuReference<f64>` on random shapes; the tiny fixtures (BERT, MPNet, RoBERTa,
 //!   XLM-RoBERTa; mean, CLS and max pooling) end to end against the PyTorch goldens;
@@ -26,6 +28,7 @@ mod ops;
 mod oracle;
 mod progress;
 mod real_model;
+mod recording;
 mod vjp;
 mod vjp_finite_differences;
 mod weight_grads;

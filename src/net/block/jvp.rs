@@ -2,12 +2,19 @@
 //! `steps × tangents` tangents, each primal intermediate computed once and shared by its
 //! tangents.
 //!
-//! Tangents travel in one of two forms. Dense: `[steps, tangents, tokens, width]`. Token rows:
-//! tangent `m` of every step is row `directions.start + m` of a `[tokens, width]` tensor, on
-//! that row, and zero elsewhere, which is what the first block above the attributed layer
-//! receives (docs/design.md §3). A dense layer maps token rows to token rows with a GEMM over
-//! `tokens` rows instead of all tangent rows, and attention takes them as they are
-//! (`attention_with_token_jvp`); any other op reads them made dense.
+//! Tangents travel in one of three forms (`Form`), each a special case of the next:
+//! - token rows: tangent `m` of every step is row `directions.start + m` of a `[tokens, width]`
+//!   tensor, on that row, and zero elsewhere, which is what the first block above the
+//!   attributed layer receives (docs/design.md §3);
+//! - step rows: the same, but the row differs between steps, `[steps, tokens, width]`; what
+//!   token rows become through a norm or an activation, whose Jacobian depends on the step's
+//!   primal but stays on the row (a pre-norm block's first ops);
+//! - dense: `[steps, tangents, tokens, width]`.
+//!
+//! A dense layer maps token rows to token rows with a GEMM over `tokens` rows, and step rows
+//! to step rows over `steps · tokens` rows, instead of all `steps · tangents · tokens` tangent
+//! rows; attention takes token rows as they are (`attention_with_token_jvp`); every other op
+//! reads the least general form it can take (`Walk::reads_as`).
 
 use std::ops::Range;
 
@@ -27,15 +34,56 @@ pub enum TangentsIn<'a, T> {
     TokenDirections { delta: &'a T, directions: Range<usize> },
 }
 
-/// One value's tangents.
-enum Tangent<'a, T> {
-    Dense(Held<'a, T>),
-    /// `rows` (`[tokens, width]`) as token directions, with their dense form once made.
-    TokenRows {
-        rows: Held<'a, T>,
-        directions: Range<usize>,
-        dense: Option<T>,
-    },
+/// How one value's tangents are laid out, from the least to the most general.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Form {
+    /// `[tokens, width]`: tangent `m` of every step is row `directions.start + m`, on that row.
+    TokenRows = 0,
+    /// `[steps, tokens, width]`: tangent `m` of step `s` is row `(s, directions.start + m)`,
+    /// on that row.
+    StepRows = 1,
+    /// `[steps, tangents, tokens, width]`.
+    Dense = 2,
+}
+
+/// One value's tangents, in the form an op wrote them and in any more general form made of
+/// it since (each made once, on first read).
+struct Tangent<'a, T> {
+    forms: [Option<Held<'a, T>>; 3],
+    /// Which token each tangent sits on (the row forms' `directions`; unused when dense).
+    directions: Range<usize>,
+}
+
+impl<'a, T> Tangent<'a, T> {
+    fn new(form: Form, held: Held<'a, T>, directions: Range<usize>) -> Self {
+        let mut forms = [None, None, None];
+        forms[form as usize] = Some(held);
+        Tangent { forms, directions }
+    }
+
+    fn dense(t: T) -> Self {
+        Tangent::new(Form::Dense, Held::Owned(t), 0..0)
+    }
+
+    /// The form the tangents were written in.
+    fn form(&self) -> Form {
+        [Form::TokenRows, Form::StepRows, Form::Dense]
+            .into_iter()
+            .find(|&f| self.forms[f as usize].is_some())
+            .unwrap_or(Form::Dense)
+    }
+
+    fn get(&self, form: Form) -> Option<&T> {
+        self.forms[form as usize].as_ref().map(Held::get)
+    }
+
+    /// The dense tensor, owned, where the walk made or wrote it.
+    fn into_dense(mut self) -> Option<T> {
+        match self.forms[Form::Dense as usize].take() {
+            Some(Held::Owned(t)) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// The tangents of a walk's values, each held as long as its primal.
@@ -50,15 +98,15 @@ impl<'a, T> Tangents<'a, T> {
             .ok_or_else(|| Error::Internal(format!("the tangent of block value {v:?} is not held")))
     }
 
-    /// The dense tangents of `v` (made dense first where they are token rows).
+    /// The tangents of `v` in `form` (made by `Walk::make`).
+    fn as_form(&self, v: Value, form: Form) -> Result<&T> {
+        self.get(v)?
+            .get(form)
+            .ok_or_else(|| Error::Internal(format!("the tangents of block value {v:?} were not made {form:?}")))
+    }
+
     fn dense(&self, v: Value) -> Result<&T> {
-        match self.get(v)? {
-            Tangent::Dense(held) => Ok(held.get()),
-            Tangent::TokenRows { dense: Some(dense), .. } => Ok(dense),
-            Tangent::TokenRows { dense: None, .. } => {
-                Err(Error::Internal(format!("the token-row tangent of block value {v:?} was not made dense")))
-            }
-        }
+        self.as_form(v, Form::Dense)
     }
 }
 
@@ -85,11 +133,11 @@ impl Block {
         let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let mut state = self.jvp_steps(&walk, x, dx, batch, scores, self.steps.len())?;
         let output = self.output();
-        walk.make_dense(&mut state.tangents, output, batch)?;
-        let dy = match state.tangents.slots[output.index()].take() {
-            Some(Tangent::Dense(Held::Owned(dy))) | Some(Tangent::TokenRows { dense: Some(dy), .. }) => dy,
-            _ => return Err(Error::Internal("a block's output tangents are not its own".into())),
-        };
+        walk.make(&mut state.tangents, output, Form::Dense, batch)?;
+        let dy = state.tangents.slots[output.index()]
+            .take()
+            .and_then(Tangent::into_dense)
+            .ok_or_else(|| Error::Internal("a block's output tangents are not its own".into()))?;
         Ok((state.values.take(output)?, dy))
     }
 
@@ -116,8 +164,8 @@ impl Block {
         let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let mut state = self.jvp_steps(&walk, x, dx, batch, scores, last)?;
         let (a, layer) = walk.linear_of(&self.ops, linear);
-        walk.make_dense(&mut state.tangents, a, batch)?;
-        walk.make_dense(&mut state.tangents, residual, batch)?;
+        walk.make(&mut state.tangents, a, Form::Dense, batch)?;
+        walk.make(&mut state.tangents, residual, Form::Dense, batch)?;
         let (values, tangents) = (&state.values, &state.tangents);
         backend.pooled_linear_residual_norm_jvp(
             values.get(a)?,
@@ -143,19 +191,18 @@ impl Block {
         let values = Values::new(self.ops.len(), Held::Borrowed(x));
         let mut slots: Vec<Option<Tangent<'a, B::Tensor>>> = (0..=self.ops.len()).map(|_| None).collect();
         slots[0] = Some(match dx {
-            TangentsIn::Dense(dx) => Tangent::Dense(Held::Borrowed(dx)),
+            TangentsIn::Dense(dx) => Tangent::new(Form::Dense, Held::Borrowed(dx), 0..0),
             TangentsIn::TokenDirections { delta, directions } => {
-                Tangent::TokenRows { rows: Held::Borrowed(delta), directions, dense: None }
+                Tangent::new(Form::TokenRows, Held::Borrowed(delta), directions)
             }
         });
         let mut state = JvpState { values, tangents: Tangents { slots } };
         for (index, step) in self.steps[..count].iter().enumerate() {
+            let form = walk.reads_as(&self.ops, *step, &state.tangents)?;
             for v in step.reads(&self.ops) {
-                if walk.needs_dense(&self.ops, *step, v) {
-                    walk.make_dense(&mut state.tangents, v, batch)?;
-                }
+                walk.make(&mut state.tangents, v, form, batch)?;
             }
-            let (y, dy) = walk.jvp_step(&self.ops, *step, &state, batch, scores)?;
+            let (y, dy) = walk.jvp_step(&self.ops, *step, form, &state, batch, scores)?;
             let out = Value::of_op(step.last_op());
             state.values.set(out, y);
             state.tangents.slots[out.index()] = Some(dy);
@@ -167,34 +214,95 @@ impl Block {
 }
 
 impl<B: Backend> Walk<'_, B> {
-    /// Whether `step` reads the tangents of `v` in dense form: everything but a dense layer
-    /// or attention reading token rows.
-    fn needs_dense(&self, ops: &[Op], step: Step, v: Value) -> bool {
-        !matches!(step, Step::Op { op } if matches!(ops[op], Op::Linear { x, .. } | Op::Attention { qkv: x } if x == v))
+    /// The form `step` reads its inputs' tangents in, the least general one it can take:
+    /// - a dense layer takes any form, and writes the form it reads;
+    /// - attention takes token rows, or dense tangents;
+    /// - a sum reads both terms in the more general of their forms;
+    /// - a norm or an activation keeps a tangent on its row, but with a Jacobian that depends
+    ///   on the step's primal: step rows at least;
+    /// - the fused steps read dense tangents.
+    fn reads_as(&self, ops: &[Op], step: Step, tangents: &Tangents<'_, B::Tensor>) -> Result<Form> {
+        let form = |v: Value| -> Result<Form> { Ok(tangents.get(v)?.form()) };
+        let Step::Op { op } = step else { return Ok(Form::Dense) };
+        Ok(match ops[op] {
+            Op::Linear { x, .. } => form(x)?,
+            Op::Attention { qkv } => match form(qkv)? {
+                Form::TokenRows => Form::TokenRows,
+                _ => Form::Dense,
+            },
+            Op::Add { a, b } => form(a)?.max(form(b)?),
+            Op::LayerNorm { x, .. } | Op::RmsNorm { x, .. } | Op::Gelu { x } | Op::Gated { x, .. } => {
+                form(x)?.max(Form::StepRows)
+            }
+            Op::Dropout { .. } => return Err(outside_training()),
+        })
     }
 
-    /// Makes the tangents of `v` dense, keeping their token-row form.
-    fn make_dense(&self, tangents: &mut Tangents<'_, B::Tensor>, v: Value, batch: Batch) -> Result<()> {
-        let width = self.width(v);
-        if let Some(Tangent::TokenRows { rows, directions, dense: dense @ None }) = &mut tangents.slots[v.index()] {
-            *dense =
-                Some(self.backend.token_tangents(rows.get(), batch.steps, batch.tokens, width, directions.clone())?);
+    /// Makes the tangents of `v` available in `form` (no less general than the form they were
+    /// written in), keeping the forms already held.
+    fn make(&self, tangents: &mut Tangents<'_, B::Tensor>, v: Value, form: Form, batch: Batch) -> Result<()> {
+        let (b, width) = (self.backend, self.width(v));
+        let tangent = tangents.slots[v.index()]
+            .as_mut()
+            .ok_or_else(|| Error::Internal(format!("the tangent of block value {v:?} is not held")))?;
+        let from = tangent.form();
+        if tangent.get(form).is_some() {
+            return Ok(());
         }
+        if form < from {
+            return Err(Error::Internal(format!("block value {v:?}'s {from:?} tangents cannot be read as {form:?}")));
+        }
+        let (held, directions) =
+            (tangent.get(from).ok_or_else(|| Error::Internal("an empty tangent".into()))?, tangent.directions.clone());
+        let made = match (from, form) {
+            // Every step's copy of the rows: one "token" `tokens · width` wide.
+            (Form::TokenRows, Form::StepRows) => b.token_tangents(held, batch.steps, 1, batch.tokens * width, 0..1)?,
+            (Form::TokenRows, Form::Dense) => b.token_tangents(held, batch.steps, batch.tokens, width, directions)?,
+            (Form::StepRows, Form::Dense) => {
+                // Row `(s, directions.start + m)` of the step rows is tangent `m` of step `s`, on
+                // that token, zero on the others.
+                let (count, tokens) = (directions.len(), batch.tokens);
+                let at = |row_of: &dyn Fn(usize, usize) -> usize| -> Vec<u32> {
+                    (0..batch.steps)
+                        .flat_map(|s| directions.clone().map(move |t| (s, t)))
+                        .map(|(s, t)| row_of(s, t) as u32)
+                        .collect()
+                };
+                let picked = b.gather_rows(held, width, &at(&|s, t| s * tokens + t))?;
+                let into = at(&|s, t| (s * count + t - directions.start) * tokens + t);
+                b.scatter_rows(&picked, width, &into, batch.steps * count * tokens)?
+            }
+            _ => return Err(Error::Internal(format!("no way to make {from:?} tangents {form:?}"))),
+        };
+        tangent.forms[form as usize] = Some(Held::Owned(made));
         Ok(())
     }
 
-    /// One step's primal value and its tangents.
+    /// One step's primal value and its tangents, the step reading its inputs' tangents in
+    /// `form` (`reads_as`).
     fn jvp_step<'a>(
         &self,
         ops: &[Op],
         step: Step,
+        form: Form,
         state: &JvpState<'_, B::Tensor>,
         batch: Batch,
         scores: ScoreMods<'_, B::Tensor>,
     ) -> Result<(B::Tensor, Tangent<'a, B::Tensor>)> {
         let (b, rows, trows) = (self.backend, batch.primal_rows(), batch.tangent_rows());
         let (values, tangents) = (&state.values, &state.tangents);
-        let dense = |t: B::Tensor| Tangent::Dense(Held::Owned(t));
+        let dense = Tangent::dense;
+        // Row forms hold one tangent row per primal row (step rows) or per token (token rows):
+        // a row-wise op runs on them as on one tangent per step.
+        let (tangent_rows, per_row) = match form {
+            Form::TokenRows => (batch.tokens, Batch { steps: 1, tangents: 1, ..batch }),
+            Form::StepRows => (rows, Batch { tangents: 1, ..batch }),
+            Form::Dense => (trows, batch),
+        };
+        let tangent = |v: Value| tangents.as_form(v, form);
+        let in_form = |v: Value, t: B::Tensor| -> Result<Tangent<'a, B::Tensor>> {
+            Ok(Tangent::new(form, Held::Owned(t), tangents.get(v)?.directions.clone()))
+        };
         match step {
             Step::LinearResidualNorm { linear, residual } => {
                 let (x, layer) = self.linear_of(ops, linear);
@@ -216,55 +324,41 @@ impl<B: Backend> Walk<'_, B> {
                 Op::Linear { x, weights } => {
                     let layer = self.params.linear(weights);
                     let y = b.linear(values.get(x)?, rows, layer)?;
-                    let dy = match tangents.get(x)? {
-                        Tangent::TokenRows { rows: d_rows, directions, .. } => Tangent::TokenRows {
-                            rows: Held::Owned(b.matmul(d_rows.get(), batch.tokens, layer)?),
-                            directions: directions.clone(),
-                            dense: None,
-                        },
-                        Tangent::Dense(dx) => dense(b.matmul(dx.get(), trows, layer)?),
-                    };
-                    Ok((y, dy))
+                    Ok((y, in_form(x, b.matmul(tangent(x)?, tangent_rows, layer)?)?))
                 }
                 Op::Attention { qkv } => {
-                    let heads = self.geometry.heads;
-                    let (ctx, dctx) = match tangents.get(qkv)? {
-                        Tangent::TokenRows { rows: d_rows, directions, .. } => b.attention_with_token_jvp(
-                            values.get(qkv)?,
-                            d_rows.get(),
-                            directions.clone(),
-                            batch,
-                            heads,
-                            scores,
-                        )?,
-                        Tangent::Dense(dqkv) => {
-                            b.attention_with_jvp(values.get(qkv)?, dqkv.get(), batch, heads, scores)?
+                    let (heads, primal) = (self.geometry.heads, values.get(qkv)?);
+                    let (ctx, dctx) = match form {
+                        Form::TokenRows => {
+                            let directions = tangents.get(qkv)?.directions.clone();
+                            b.attention_with_token_jvp(primal, tangent(qkv)?, directions, batch, heads, scores)?
                         }
+                        _ => b.attention_with_jvp(primal, tangents.dense(qkv)?, batch, heads, scores)?,
                     };
                     Ok((ctx, dense(dctx)))
                 }
                 Op::Add { a, b: other } => {
                     let y = b.add(values.get(a)?, values.get(other)?)?;
-                    Ok((y, dense(b.add(tangents.dense(a)?, tangents.dense(other)?)?)))
+                    Ok((y, in_form(a, b.add(tangent(a)?, tangent(other)?)?)?))
                 }
                 Op::LayerNorm { x, weights } => {
                     let (norm, width) = (self.params.norm(weights), self.width(x));
                     let (y, saved) = b.layer_norm(values.get(x)?, rows, width, norm, self.geometry.eps)?;
-                    Ok((y, dense(b.layer_norm_jvp(&saved, norm, tangents.dense(x)?, batch, width)?)))
+                    Ok((y, in_form(x, b.layer_norm_jvp(&saved, norm, tangent(x)?, per_row, width)?)?))
                 }
                 Op::RmsNorm { x, weights } => {
                     let (norm, width) = (self.params.norm(weights), self.width(x));
                     let (y, saved) = b.rms_norm(values.get(x)?, rows, width, norm, self.geometry.eps)?;
-                    Ok((y, dense(b.rms_norm_jvp(&saved, norm, tangents.dense(x)?, batch, width)?)))
+                    Ok((y, in_form(x, b.rms_norm_jvp(&saved, norm, tangent(x)?, per_row, width)?)?))
                 }
                 Op::Gelu { x } => {
                     let y = b.gelu(values.get(x)?)?;
-                    Ok((y, dense(b.gelu_jvp(values.get(x)?, tangents.dense(x)?, batch, self.width(x))?)))
+                    Ok((y, in_form(x, b.gelu_jvp(values.get(x)?, tangent(x)?, per_row, self.width(x))?)?))
                 }
                 Op::Gated { x, act } => {
                     let (primal, width) = (values.get(x)?, self.width(x) / 2);
                     let y = b.gated(primal, rows, width, act)?;
-                    Ok((y, dense(b.gated_jvp(primal, tangents.dense(x)?, batch, width, act)?)))
+                    Ok((y, in_form(x, b.gated_jvp(primal, tangent(x)?, per_row, width, act)?)?))
                 }
                 Op::Dropout { .. } => Err(outside_training()),
             },

@@ -7,9 +7,9 @@
 //! | `LayerNorm(Linear(x) + r)`, the linear's output and the sum read by nothing else | `LinearResidualNorm` | `matmul`, then `bias_residual_norm` (`_jvp`) |
 //! | `Gelu(Linear(x))`, the linear's output read by nothing else | `LinearGelu` | `matmul`, then `bias_gelu` (`_jvp`) |
 //!
-//! A pre-norm block (`x + Linear(…)`, its norm at the start of the next sublayer) matches
-//! neither: its sums and norms run as the small ops, which is correct and what a backend
-//! fuses next.
+//! A pre-norm block (`x + Linear(…)`, its norm at the start of the next sublayer) matches only
+//! `Gelu(Linear(x))`: its sums and norms run as the small ops (each sum is read twice, by the
+//! next norm and the next residual), which is correct and what a backend fuses next.
 
 use super::{readers, Op, Value};
 
