@@ -326,7 +326,7 @@ fn plan_passes<B: Backend>(
     let primal_rows = match reverse {
         false => primal_width,
         true => {
-            let tape = (encoder.num_layers() - options.layer) * encoder.tape_row_scalars(t) * primal_width;
+            let tape = (encoder.num_layers() - options.layer) * encoder.tape_row_scalars(t)? * primal_width;
             primal_width + tape.div_ceil(encoder.tangent_row_scalars())
         }
     };

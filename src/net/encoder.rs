@@ -135,9 +135,11 @@ impl<'b, B: Backend> Encoder<'b, B> {
         self.shape().tangent_row_scalars()
     }
 
-    /// Scalars one primal row keeps per layer for reverse mode (`LayerTape`) at `tokens` tokens.
-    pub fn tape_row_scalars(&self, tokens: usize) -> usize {
-        self.shape().tape_row_scalars(tokens)
+    /// Scalars one primal row keeps per layer for reverse mode (`BlockTape`) at `tokens` tokens,
+    /// as the block's description says (`Block::tape_row_scalars`).
+    pub fn tape_row_scalars(&self, tokens: usize) -> Result<usize> {
+        let layer = (self.params.layers.first()).ok_or_else(|| Error::Internal("an encoder without layers".into()))?;
+        self.block.tape_row_scalars(layer, self.shape().heads, tokens)
     }
 
     /// Whether reverse mode does fewer flops than forward mode for a text of `tokens` tokens

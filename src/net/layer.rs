@@ -43,12 +43,6 @@ impl LayerShape {
     pub fn geometry(&self) -> Geometry {
         Geometry { heads: self.heads, eps: self.eps }
     }
-
-    /// Scalars one primal row keeps in a `BlockTape` of the post-LN layer at `tokens` tokens: `q|k|v`, the
-    /// probabilities of its query row in every head, two norms' `x̂` and `1/σ`, and GELU's input.
-    pub fn tape_row_scalars(&self, tokens: usize) -> usize {
-        3 * self.hidden + self.heads.count * tokens + 2 * (self.hidden + 1) + self.ffn
-    }
 }
 
 /// The embedding output for rows of token ids and their position ids: the word, position and

@@ -108,6 +108,29 @@ fn assert_close(what: &str, got: &[f64], want: &[f64], relative: f64) {
     assert!(err <= relative * scale, "{what}: differs by {err:e} (scale {scale:e})");
 }
 
+/// The memory budget's count of what a block's tape keeps per primal row is what the tape
+/// holds, for the post-LN block and the two pre-norm variants.
+#[test]
+fn tape_row_scalars_are_what_the_tape_holds() {
+    let b = F64::new();
+    let post_ln = Variant { block: simattr::net::families::post_ln::block, gated: false, weights: 12 };
+    for variant in [post_ln, PRE_LN, PRE_RMS_SWIGLU] {
+        let (params, geometry, h) = first_layer(&b, variant);
+        let block = (variant.block)();
+        let x = Rng::new(15).vec(BATCH.primal_rows() * h);
+        let (_, tape) =
+            block.forward_taped(&b, &params, geometry, &x, BATCH.steps, BATCH.tokens, ScoreMods::none()).unwrap();
+        let per_row = block.tape_row_scalars(&params, geometry.heads, BATCH.tokens).unwrap();
+        assert_eq!(per_row * BATCH.primal_rows(), tape.scalars(&b), "{}", block.name());
+    }
+    // Post-LN by hand: q|k|v, the probabilities of the row's query in every head, two norms'
+    // x̂ and 1/σ, GELU's input.
+    let (params, geometry, h) = first_layer(&b, post_ln);
+    let (heads, ffn, t) = (geometry.heads.count, params.ffn_in.out_dim, BATCH.tokens);
+    let by_hand = 3 * h + heads * t + 2 * (h + 1) + ffn;
+    assert_eq!(simattr::net::families::post_ln::block().tape_row_scalars(&params, geometry.heads, t).unwrap(), by_hand);
+}
+
 #[test]
 fn a_pre_ln_block_has_no_input_projection_to_split_at_and_the_post_ln_one_has() {
     assert_eq!(pre_ln().input_projection(), None);

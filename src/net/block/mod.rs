@@ -214,6 +214,24 @@ impl Block {
         })
     }
 
+    /// Scalars one primal row keeps on a `BlockTape` at `tokens` tokens, for the memory budget:
+    /// the values the VJP reads (`Op::backward_reads`) and what each op saves of its own pass,
+    /// a norm's `x̂` and its one scale, attention's probabilities of the row's query in every
+    /// head.
+    pub fn tape_row_scalars<T>(&self, params: &LayerParams<T>, heads: Heads, tokens: usize) -> Result<usize> {
+        let widths = widths(&self.ops, params, heads)?;
+        let kept = kept_by_backward(&self.ops, false);
+        let values: usize = kept.iter().zip(&widths).filter(|(kept, _)| **kept).map(|(_, width)| width).sum();
+        let saved: usize = (self.ops.iter())
+            .map(|op| match *op {
+                Op::LayerNorm { x, .. } | Op::RmsNorm { x, .. } => widths[x.index()] + 1,
+                Op::Attention { .. } => heads.count * tokens,
+                _ => 0,
+            })
+            .sum();
+        Ok(values + saved)
+    }
+
     /// Whether `value` is read by attention and nothing else.
     fn feeds_attention(&self, value: Value) -> bool {
         let mut readers = self.ops.iter().filter(|op| op.inputs().contains(&value));

@@ -24,6 +24,22 @@ use crate::params::LayerParams;
 /// VJPs are taken at (one row per token and step, shared by every cotangent).
 pub struct BlockTape<T>(Taped<T, AttentionSaved<T>>);
 
+impl<T> BlockTape<T> {
+    /// The scalars the tape holds on `backend` (what `Block::tape_row_scalars` budgets per row).
+    pub fn scalars<B: Backend<Tensor = T>>(&self, backend: &B) -> usize {
+        let len = |t: &T| backend.tensor_len(t);
+        let kept: usize = self.0.kept.iter().flatten().map(len).sum();
+        let saved: usize = (self.0.saved.iter())
+            .map(|saved| match saved {
+                Saved::Nothing => 0,
+                Saved::Attention(attention) => len(&attention.probs),
+                Saved::Norm(norm) => len(&norm.normalized) + len(&norm.inv_std),
+            })
+            .sum();
+        kept + saved
+    }
+}
+
 /// The cotangents entering a block's VJP from above.
 #[derive(Clone)]
 pub enum CotangentsIn<'a, T> {
