@@ -6,6 +6,7 @@
 //! device buffer after upload. One structure, so the loader and every backend agree on what a
 //! layer holds.
 
+use crate::error::Error;
 use std::sync::Arc;
 
 /// A dense f32 tensor on the host, as loaded from a checkpoint: its own values, or f32 values
@@ -152,11 +153,13 @@ pub enum LinearId {
     FfnOut,
 }
 
-/// Which LayerNorm of a `LayerParams` a block description means.
+/// Which norm a block description means: one of the layer's, or the encoder's final norm (the
+/// one after the last layer that pre-norm families have, which the last layer's block ends in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NormId {
     Attention,
     Ffn,
+    Final,
 }
 
 impl LinearId {
@@ -172,11 +175,13 @@ impl LinearId {
 }
 
 impl NormId {
-    /// The tensor `part` of this norm, as training's gradients name it.
-    pub fn slot(self, part: NormPart) -> LayerSlot {
+    /// The tensor `part` of this norm, as training's gradients name it; `None` for the final
+    /// norm, which is not a layer's.
+    pub fn slot(self, part: NormPart) -> Option<LayerSlot> {
         match self {
-            NormId::Attention => LayerSlot::AttentionNorm(part),
-            NormId::Ffn => LayerSlot::FfnNorm(part),
+            NormId::Attention => Some(LayerSlot::AttentionNorm(part)),
+            NormId::Ffn => Some(LayerSlot::FfnNorm(part)),
+            NormId::Final => None,
         }
     }
 }
@@ -191,11 +196,53 @@ impl<T> LayerParams<T> {
         }
     }
 
-    pub fn norm(&self, id: NormId) -> &Norm<T> {
+    /// The layer's norm `id` (`None` for the final norm, which is the encoder's: `Weights`).
+    pub fn norm(&self, id: NormId) -> Option<&Norm<T>> {
         match id {
-            NormId::Attention => &self.attention_norm,
-            NormId::Ffn => &self.ffn_norm,
+            NormId::Attention => Some(&self.attention_norm),
+            NormId::Ffn => Some(&self.ffn_norm),
+            NormId::Final => None,
         }
+    }
+}
+
+/// The weights one block's walk reads: its layer's, and, for the last layer of a family with a
+/// final norm, that norm (which the last layer's block ends in).
+pub struct Weights<'p, T> {
+    pub layer: &'p LayerParams<T>,
+    pub final_norm: Option<&'p Norm<T>>,
+}
+
+impl<T> Clone for Weights<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Weights<'_, T> {}
+
+impl<'p, T> From<&'p LayerParams<T>> for Weights<'p, T> {
+    fn from(layer: &'p LayerParams<T>) -> Self {
+        Weights { layer, final_norm: None }
+    }
+}
+
+impl<'p, T> Weights<'p, T> {
+    pub fn linear(&self, id: LinearId) -> &'p Linear<T> {
+        self.layer.linear(id)
+    }
+
+    /// The norm `id`; an internal error where the block names a final norm the weights lack.
+    pub fn norm(&self, id: NormId) -> crate::error::Result<&'p Norm<T>> {
+        match id {
+            NormId::Final => self.final_norm,
+            id => self.layer.norm(id),
+        }
+        .ok_or_else(|| Error::Internal(format!("a block reads the norm {id:?}, which these weights do not have")))
+    }
+
+    pub fn hidden(&self) -> usize {
+        self.layer.hidden()
     }
 }
 
@@ -206,6 +253,9 @@ pub struct EncoderParams<T> {
     /// MPNet's relative position bias table `[buckets, heads]`. It stays on the host: the
     /// `[heads, T, T]` score bias made from it for each length is what a backend receives.
     pub relative_attention_bias: Option<HostTensor>,
+    /// The norm after the last layer, in the families that have one (none of those loaded
+    /// today: the tests give one to a pre-norm variant). Not trained: `TrainingNet` refuses it.
+    pub final_norm: Option<Norm<T>>,
 }
 
 /// Converts one tensor, told what it is for.
@@ -261,10 +311,12 @@ impl EncoderParams<HostTensor> {
         let token_type = e.token_type.as_ref().map(&mut table).transpose()?;
         let norm = e.norm.try_map(width, &mut f)?;
         let layers = self.layers.iter().map(|l| l.try_map(&mut f)).collect::<Result<_, E>>()?;
+        let final_norm = self.final_norm.as_ref().map(|n| n.try_map(width, &mut f)).transpose()?;
         Ok(EncoderParams {
             embeddings: EmbeddingParams { word, position, token_type, norm },
             layers,
             relative_attention_bias: self.relative_attention_bias.clone(),
+            final_norm,
         })
     }
 }

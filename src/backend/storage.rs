@@ -5,7 +5,7 @@ use super::{EngineInfo, Precision, Role};
 use crate::error::Result;
 
 pub trait Storage: Sync {
-    type Tensor: Send + Sync;
+    type Tensor: Send + Sync + 'static;
 
     /// A short human-readable name ("cpu f32", "cpu-reference f64").
     fn name(&self) -> String;

@@ -10,14 +10,14 @@ use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel};
 use crate::net::block::{Block, CotangentsIn, TangentsIn};
 pub use crate::net::block::{InputCotangents, InputForm};
-use crate::net::families::block_of;
+use crate::net::families::{network_of, Network};
 use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops};
 use crate::net::layer::{embed_rows, LayerShape};
 use crate::net::packing::Packing;
 use crate::net::pooling::{pool, pool_host, pool_jvp, pool_vjp};
 use crate::net::relative_bias;
 use crate::net::shift::ShiftedBatch;
-use crate::params::{EncoderParams, HostTensor};
+use crate::params::{EncoderParams, HostTensor, Weights};
 
 /// Uploads host weights to `backend`, each told its role.
 pub fn upload_params<B: Backend>(backend: &B, params: &EncoderParams<HostTensor>) -> Result<EncoderParams<B::Tensor>> {
@@ -45,6 +45,8 @@ pub struct Encoder<'b, B: Backend> {
     pub pooling: Pooling,
     /// The block every layer runs, described once for the family (`net::families`).
     block: Block,
+    /// The last layer's block where the family has a final norm: `block` ending in it.
+    tail: Option<Block>,
     params: EncoderParams<B::Tensor>,
     positions: PositionIds,
     /// An exact model's reference framing: its output states are subtracted before pooling.
@@ -68,16 +70,40 @@ impl<'b, B: Backend> Encoder<'b, B> {
         params: &EncoderParams<HostTensor>,
         shifted_reference: bool,
     ) -> Result<Self> {
+        Self::build(backend, model, params, shifted_reference, network_of(model.config.architecture))
+    }
+
+    /// The model's weights with its layers as `network` describes them instead of its
+    /// family's: how a new structure is tried on existing weights (the tests' pre-norm
+    /// variants) before a family describes it. The weights must have the shapes the blocks
+    /// read (a walk reports any that do not), and a final norm exactly where `network` has one.
+    pub fn with_network(backend: &'b B, model: &SentenceModel, network: Network) -> Result<Self> {
+        Self::build(backend, model, &model.params, model.shifted_reference, network)
+    }
+
+    fn build(
+        backend: &'b B,
+        model: &SentenceModel,
+        params: &EncoderParams<HostTensor>,
+        shifted_reference: bool,
+        network: Network,
+    ) -> Result<Self> {
+        let tail = match (network.final_norm, &params.final_norm) {
+            (None, None) => None,
+            (Some(kind), Some(_)) => Some(network.block.ending_in(kind)?),
+            (Some(_), None) => return Err(Error::Internal("the network ends in a final norm the weights lack".into())),
+            (None, Some(_)) => return Err(Error::Internal("the weights have a final norm the network lacks".into())),
+        };
         let params = upload_params(backend, params)?;
         let config = model.config.clone();
-        let block = block_of(config.architecture);
         let positions = config.position_ids();
         let shifted_reference = shifted_reference.then(|| model.tokenizer.reference_framing());
         Ok(Encoder {
             backend,
             config,
             pooling: model.pooling,
-            block,
+            block: network.block,
+            tail,
             params,
             positions,
             shifted_reference,
@@ -85,12 +111,16 @@ impl<'b, B: Backend> Encoder<'b, B> {
         })
     }
 
-    /// This encoder with every layer running `block` instead of its family's: how a new block
-    /// structure is tried on existing weights (the tests' pre-norm variants) before a family
-    /// describes it. The weights must have the shapes `block` reads; a walk reports any that
-    /// do not.
-    pub fn with_block(self, block: Block) -> Self {
-        Encoder { block, ..self }
+    /// The block layer `layer` runs and its weights: the last layer's block ends in the final
+    /// norm, where the family has one.
+    fn layer(&self, layer: usize) -> (&Block, Weights<'_, B::Tensor>) {
+        let params = &self.params.layers[layer];
+        match (&self.tail, &self.params.final_norm) {
+            (Some(tail), Some(norm)) if layer + 1 == self.num_layers() => {
+                (tail, Weights { layer: params, final_norm: Some(norm) })
+            }
+            _ => (&self.block, params.into()),
+        }
     }
 
     /// Whether reverse mode may leave the attributed layer's input cotangents as two terms
@@ -209,8 +239,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let bias = self.score_bias(tokens)?;
         let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
         let mut x = x;
-        for params in &self.params.layers[from..to] {
-            x = self.block.forward(self.backend, params, self.geometry(), &x, seqs, tokens, scores)?;
+        for layer in from..to {
+            let (block, weights) = self.layer(layer);
+            x = block.forward(self.backend, weights, self.geometry(), &x, seqs, tokens, scores)?;
         }
         Ok(x)
     }
@@ -239,12 +270,13 @@ impl<'b, B: Backend> Encoder<'b, B> {
         self.check_layer(from)?;
         let bias = self.score_bias(batch.tokens)?;
         let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
-        let (first, rest) = (&self.params.layers[from], &self.params.layers[from + 1..]);
-        let (b, block, geometry) = (self.backend, &self.block, self.geometry());
-        let (mut x, mut dx) = block.jvp(b, first, geometry, x, TangentsIn::Dense(dx), batch, scores)?;
+        let (b, geometry) = (self.backend, self.geometry());
+        let (block, weights) = self.layer(from);
+        let (mut x, mut dx) = block.jvp(b, weights, geometry, x, TangentsIn::Dense(dx), batch, scores)?;
         after_layer()?;
-        for params in rest {
-            (x, dx) = block.jvp(b, params, geometry, &x, TangentsIn::Dense(&dx), batch, scores)?;
+        for layer in from + 1..self.num_layers() {
+            let (block, weights) = self.layer(layer);
+            (x, dx) = block.jvp(b, weights, geometry, &x, TangentsIn::Dense(&dx), batch, scores)?;
             after_layer()?;
         }
         Ok((x, dx))
@@ -266,26 +298,29 @@ impl<'b, B: Backend> Encoder<'b, B> {
         after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<B::Tensor> {
         self.check_layer(from)?;
-        let (b, block, geometry, h) = (self.backend, &self.block, self.geometry(), self.hidden());
+        let (b, geometry, h) = (self.backend, self.geometry(), self.hidden());
         let bias = self.score_bias(batch.tokens)?;
         let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
-        let (layers, first_in) = (&self.params.layers, TangentsIn::TokenDirections { delta, directions });
+        let first_in = TangentsIn::TokenDirections { delta, directions };
         // Under mean pooling the last layer reduces its rows before its output GEMM; the other
         // poolings take every layer's full JVP and pool after it.
         let mean_tail = self.pooling == Pooling::Mean;
         let full_layers = if mean_tail { self.num_layers() - 1 } else { self.num_layers() };
         let pooled_tail = |x: &B::Tensor, dx: TangentsIn<'_, B::Tensor>| -> Result<B::Tensor> {
-            let pooled = block.pooled_jvp(b, &layers[full_layers], geometry, x, dx, batch, scores)?;
+            let (block, weights) = self.layer(full_layers);
+            let pooled = block.pooled_jvp(b, weights, geometry, x, dx, batch, scores)?;
             after_layer()?;
             Ok(pooled)
         };
         if from == full_layers {
             return pooled_tail(x, first_in);
         }
-        let (mut x, mut dx) = block.jvp(b, &layers[from], geometry, x, first_in, batch, scores)?;
+        let (block, weights) = self.layer(from);
+        let (mut x, mut dx) = block.jvp(b, weights, geometry, x, first_in, batch, scores)?;
         after_layer()?;
-        for params in &layers[from + 1..full_layers] {
-            (x, dx) = block.jvp(b, params, geometry, &x, TangentsIn::Dense(&dx), batch, scores)?;
+        for layer in from + 1..full_layers {
+            let (block, weights) = self.layer(layer);
+            (x, dx) = block.jvp(b, weights, geometry, &x, TangentsIn::Dense(&dx), batch, scores)?;
             after_layer()?;
         }
         if mean_tail {
@@ -312,15 +347,16 @@ impl<'b, B: Backend> Encoder<'b, B> {
         after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<InputCotangents<B::Tensor>> {
         self.check_layer(from)?;
-        let (b, block, geometry, h) = (self.backend, &self.block, self.geometry(), self.hidden());
+        let (b, geometry, h) = (self.backend, self.geometry(), self.hidden());
         let bias = self.score_bias(batch.tokens)?;
         let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
-        let layers = &self.params.layers[from..];
+        let layers = from..self.num_layers();
         let mut tapes = Vec::with_capacity(layers.len());
         let mut states: Option<B::Tensor> = None;
-        for params in layers {
+        for layer in layers.clone() {
             let input = states.as_ref().unwrap_or(x);
-            let (y, tape) = block.forward_taped(b, params, geometry, input, batch.steps, batch.tokens, scores)?;
+            let (block, weights) = self.layer(layer);
+            let (y, tape) = block.forward_taped(b, weights, geometry, input, batch.steps, batch.tokens, scores)?;
             tapes.push(tape);
             states = Some(y);
         }
@@ -337,13 +373,14 @@ impl<'b, B: Backend> Encoder<'b, B> {
             (PooledSeeds::Dense(seeds), pooling) => Above::Dense(pool_vjp(b, pooling, &output, seeds, batch, h)?),
         };
         drop(output);
-        for (index, (params, tape)) in layers.iter().zip(&tapes).enumerate().rev() {
+        for (layer, tape) in layers.zip(&tapes).rev() {
             let entering = match &above {
                 Above::Dense(dense) => CotangentsIn::Dense(dense),
                 Above::PooledMeanUnits(dims) => CotangentsIn::PooledMeanUnits(dims.clone()),
             };
-            let form = if index == 0 { input } else { InputForm::Full };
-            let cotangents = block.vjp(b, params, geometry, tape, entering, batch, form)?;
+            let form = if layer == from { input } else { InputForm::Full };
+            let (block, weights) = self.layer(layer);
+            let cotangents = block.vjp(b, weights, geometry, tape, entering, batch, form)?;
             after_layer()?;
             above = match cotangents {
                 InputCotangents::Full(full) => Above::Dense(full),
@@ -421,8 +458,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
             packing.to_packed(b, &ctx, h)
         };
         let mut x = self.embed_rows(&ids, &positions)?;
-        for params in &self.params.layers {
-            x = self.block.forward_rows(b, params, self.geometry(), &x, ids.len(), attend)?;
+        for layer in 0..self.num_layers() {
+            let (block, weights) = self.layer(layer);
+            x = block.forward_rows(b, weights, self.geometry(), &x, ids.len(), attend)?;
         }
         let states = b.download(&x)?;
         let pooled = packing

@@ -25,13 +25,16 @@ use simattr::backend::prelude::*;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{Activation, BackendSettings, Batch, Role, ScoreMods};
 use simattr::model::SentenceModel;
-use simattr::net::block::{Block, BlockBuilder, CotangentsIn, Geometry, InputCotangents, InputForm, TangentsIn, Value};
+use simattr::net::block::{
+    Block, BlockBuilder, CotangentsIn, Geometry, InputCotangents, InputForm, NormKind, TangentsIn, Value,
+};
 use simattr::net::encoder::upload_params;
+use simattr::net::families::Network;
 use simattr::net::layer::LayerShape;
 use simattr::net::packing::Packing;
 use simattr::net::Encoder;
 use simattr::params::{
-    EncoderParams, HostTensor, LayerParams, LayerSlot, Linear, LinearId, LinearPart, Norm, NormId, NormPart,
+    EncoderParams, HostTensor, LayerParams, LayerSlot, Linear, LinearId, LinearPart, Norm, NormId, NormPart, Weights,
 };
 
 type F64 = CpuReference<f64>;
@@ -231,22 +234,32 @@ fn token_directions_and_pooling_equal_the_plain_path(variant: Variant) {
     assert_close("pooled JVP", &pooled, &mean, 1e-12);
 
     // Reverse mode from the pooled output's unit cotangents against the same seeds made dense.
+    pooled_units_equal_dense_seeds("pooled unit cotangents", &block, (&params).into(), geometry, &x, batch);
+}
+
+/// `block`'s VJP from the pooled output's unit cotangents (structured) equals it from the same
+/// seeds made dense, in f64.
+fn pooled_units_equal_dense_seeds(
+    what: &str,
+    block: &Block,
+    weights: Weights<'_, Vec<f64>>,
+    geometry: Geometry,
+    x: &Vec<f64>,
+    batch: Batch,
+) {
+    let (b, h) = (F64::new(), weights.hidden());
     let dims = 3..7;
     let cot = Batch { tangents: dims.len(), ..batch };
-    let (_, tape) = block.forward_taped(&b, &params, geometry, &x, cot.steps, cot.tokens, ScoreMods::none()).unwrap();
-    let full = |dy: CotangentsIn<'_, Vec<f64>>| match block.vjp(&b, &params, geometry, &tape, dy, cot, InputForm::Full)
+    let (_, tape) = block.forward_taped(&b, weights, geometry, x, cot.steps, cot.tokens, ScoreMods::none()).unwrap();
+    let full = |dy: CotangentsIn<'_, Vec<f64>>| match block.vjp(&b, weights, geometry, &tape, dy, cot, InputForm::Full)
     {
         Ok(InputCotangents::Full(dx)) => dx,
         _ => panic!("a full VJP"),
     };
     let seeds = simattr::backend::unit_rows(cot.steps, dims.clone(), h).iter().map(|&v| v as f64).collect::<Vec<_>>();
     let dense_seeds = b.mean_pool_vjp(&seeds, cot.tangent_seqs(), cot.tokens, h).unwrap();
-    assert_close(
-        "pooled unit cotangents",
-        &full(CotangentsIn::PooledMeanUnits(dims)),
-        &full(CotangentsIn::Dense(&dense_seeds)),
-        1e-12,
-    );
+    let (structured, dense) = (full(CotangentsIn::PooledMeanUnits(dims)), full(CotangentsIn::Dense(&dense_seeds)));
+    assert_close(what, &structured, &dense, 1e-12);
 }
 
 /// Every pass of `variant`'s block on `backend`, downloaded: forward, JVP (dense and token
@@ -408,9 +421,42 @@ fn pre_norm_training_with_dropout_matches_finite_differences() {
 /// no projection to split at, takes full cotangents) gives forward mode's `P`.
 #[test]
 fn pre_rms_swiglu_explanations_are_complete_and_reverse_equals_forward() {
+    let network = Network { block: pre_rms_swiglu(), final_norm: None };
+    explanations_are_complete_and_reverse_equals_forward(model_for(PRE_RMS_SWIGLU), network);
+}
+
+/// A pre-norm family with a final norm (the newer encoders' shape): the last layer's block
+/// ends in it, so its pooled rewrites apply there (`a_final_norm_is_where_the_pooled_rewrites_apply`).
+#[test]
+fn pre_ln_with_a_final_norm_explanations_are_complete_and_reverse_equals_forward() {
+    let network = Network { block: pre_ln(), final_norm: Some(NormKind::Layer) };
+    explanations_are_complete_and_reverse_equals_forward(model_with_final_norm(), network);
+}
+
+/// The tiny BERT fixture with a final LayerNorm: the embeddings' norm, its `γ` and `β` varied
+/// per feature so that the norm is not near the identity.
+fn model_with_final_norm() -> SentenceModel {
+    let mut model = model_for(PRE_LN);
+    model.params.final_norm = Some(final_norm_of(&model.params));
+    model
+}
+
+fn final_norm_of(params: &EncoderParams<HostTensor>) -> Norm<HostTensor> {
+    let norm = &params.embeddings.norm;
+    let vary = |t: &HostTensor, by: f32| {
+        let data = t.data().iter().enumerate().map(|(i, v)| v + by * (i as f32 * 0.7).sin()).collect();
+        HostTensor::new(t.shape.clone(), data)
+    };
+    Norm { gamma: vary(&norm.gamma, 0.3), beta: vary(&norm.beta, 0.2) }
+}
+
+/// Whole explanations in f64 at the first and the last layer through `network`: complete to
+/// 1e-9 of the score with 24 Gauss–Legendre steps (and a coarse rule far from it, so that the
+/// check is not empty), a score other than the post-LN block's, and reverse mode's `A` equal to
+/// forward mode's.
+fn explanations_are_complete_and_reverse_equals_forward(model: SentenceModel, network: Network) {
     let b = F64::new();
-    let model = model_for(PRE_RMS_SWIGLU);
-    let encoder = Encoder::new(&b, &model).unwrap().with_block(pre_rms_swiglu());
+    let encoder = Encoder::with_network(&b, &model, network).unwrap();
     assert!(!encoder.splits_input_cotangents());
     let post_ln = Encoder::new(&b, &model_for(PRE_LN)).unwrap();
     let (a, text_b) = ("A man is playing a guitar.", "Someone plays an instrument.");
@@ -430,4 +476,42 @@ fn pre_rms_swiglu_explanations_are_complete_and_reverse_equals_forward() {
         let reverse = explain(&encoder, Mode::Reverse, Rule::GaussLegendre, 24);
         assert_close(&format!("layer {layer}: reverse mode's A"), &reverse.pair.matrix, &forward.pair.matrix, 1e-10);
     }
+}
+
+/// The last layer of a pre-LN family, its block ending in the final norm: the pooled JVP (from
+/// token directions, through step rows) equals the mean of the plain JVP, and reverse mode from
+/// the pooled unit cotangents equals it from the same seeds made dense, on both CPU backends.
+/// `tests/backends/recording.rs` checks that the pooled ops are the ones issued.
+#[test]
+fn a_final_norm_is_where_the_pooled_rewrites_apply() {
+    let b = F64::new();
+    let model = model_with_final_norm();
+    let params = upload_params(&b, &model.params).unwrap();
+    let (layer, final_norm) = (&params.layers[0], params.final_norm.as_ref().unwrap());
+    let weights = Weights { layer, final_norm: Some(final_norm) };
+    let geometry = LayerShape::of(&model.config).geometry();
+    let h = layer.hidden();
+    let tail = pre_ln().ending_in(NormKind::Layer).unwrap();
+    let mut rng = Rng::new(16);
+    let batch = Batch { steps: 2, tangents: BATCH.tokens, tokens: BATCH.tokens };
+    let x = rng.vec(batch.primal_rows() * h);
+    let delta = rng.vec(batch.tokens * h);
+    let directions = TangentsIn::TokenDirections { delta: &delta, directions: 0..batch.tokens };
+    let dense = b.token_tangents(&delta, batch.steps, batch.tokens, h, 0..batch.tokens).unwrap();
+    let none = ScoreMods::none();
+    let (y, plain) = tail.jvp(&b, weights, geometry, &x, TangentsIn::Dense(&dense), batch, none).unwrap();
+    let (without, _) = pre_ln().jvp(&b, layer, geometry, &x, TangentsIn::Dense(&dense), batch, none).unwrap();
+    assert!(max_abs_diff(&y, &without) > 1e-2, "the final norm changes nothing");
+    let pooled = tail.pooled_jvp(&b, weights, geometry, &x, directions, batch, none).unwrap();
+    let mean = b.mean_pool(&plain, batch.tangent_seqs(), batch.tokens, h).unwrap();
+    assert_close("pooled JVP through the final norm", &pooled, &mean, 1e-12);
+
+    pooled_units_equal_dense_seeds(
+        "pooled unit cotangents through the final norm",
+        &tail,
+        weights,
+        geometry,
+        &x,
+        batch,
+    );
 }

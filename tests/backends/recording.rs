@@ -21,11 +21,11 @@ use simattr::backend::{
     Activation, AttentionSaved, Batch, EngineInfo, Heads, NormSaved, Precision, ResidualNorm, Role, ScoreMods,
 };
 use simattr::model::SentenceModel;
-use simattr::net::block::{Block, CotangentsIn, Geometry, InputCotangents, InputForm, TangentsIn};
+use simattr::net::block::{Block, CotangentsIn, Geometry, InputCotangents, InputForm, NormKind, TangentsIn};
 use simattr::net::encoder::upload_params;
 use simattr::net::families::post_ln;
 use simattr::net::layer::LayerShape;
-use simattr::params::{LayerParams, Linear, Norm};
+use simattr::params::{LayerParams, Linear, Norm, Weights};
 use simattr::Result;
 
 /// One op a walk called.
@@ -673,4 +673,37 @@ fn pre_ln_token_jvp_runs_the_qkv_gemm_on_step_rows() {
     // The FFN's GEMM and GELU still match `Gelu(Linear(x))`; the pre-norm sums match nothing.
     assert_count(&calls, "bias_gelu_jvp", 1);
     assert_count(&calls, "bias_residual_norm_jvp", 0);
+}
+
+/// The last layer of a pre-LN family, its block ending in the final norm (`Block::ending_in`):
+/// `Norm(Linear(a) + r)` feeds the pooling again, so the pooled JVP reduces before the output
+/// GEMM and reverse mode starts rank-one, as in the post-LN block.
+#[test]
+fn a_pre_ln_tail_with_its_final_norm_takes_the_pooled_rewrites() {
+    let (b, params, geometry, h) = setup();
+    let mut model = SentenceModel::load(&fixture_dir("tiny-bert")).unwrap();
+    model.params.final_norm = Some(model.params.embeddings.norm.clone());
+    let norm = upload_params(&b.inner, &model.params).unwrap().final_norm.unwrap();
+    let weights = Weights { layer: &params, final_norm: Some(&norm) };
+    let tail = crate::blocks::pre_ln().ending_in(NormKind::Layer).unwrap();
+    let mut rng = Rng::new(25);
+    let x = rng.vec(TOKEN_BATCH.primal_rows() * h);
+    let delta = rng.vec(T * h);
+    let dx = TangentsIn::TokenDirections { delta: &delta, directions: 0..T };
+    tail.pooled_jvp(&b, weights, geometry, &x, dx, TOKEN_BATCH, ScoreMods::none()).unwrap();
+    let calls = b.take();
+    assert_count(&calls, "pooled_linear_residual_norm_jvp", 1);
+    assert_count(&calls, "mean_pool", 0);
+    assert_eq!(calls.last().map(|c| c.op), Some("pooled_linear_residual_norm_jvp"), "{:?}", ops(&calls));
+
+    let dims = 1..4;
+    let batch = Batch { steps: 2, tangents: dims.len(), tokens: T };
+    let (_, tape) =
+        tail.forward_taped(&b, weights, geometry, &x, batch.steps, batch.tokens, ScoreMods::none()).unwrap();
+    b.take();
+    tail.vjp(&b, weights, geometry, &tape, CotangentsIn::PooledMeanUnits(dims), batch, InputForm::Full).unwrap();
+    let calls = b.take();
+    assert_eq!(calls.first().map(|c| c.op), Some("mean_pooled_norm_linear_vjp"), "{:?}", ops(&calls));
+    assert_count(&calls, "mean_pool_vjp", 0);
+    assert_count(&calls, "upload", 0);
 }

@@ -53,7 +53,7 @@ pub trait DeviceBuffer: Send + Sync {
 /// shape parameters (the family's `Params` struct as u32 words) and its buffers (binding
 /// number, buffer; a CUDA kernel takes them in this order) on a grid of `groups` workgroups.
 pub trait Device: Send + Sync + Sized {
-    type Buffer: DeviceBuffer;
+    type Buffer: DeviceBuffer + 'static;
     /// What the backend reports as its name: "wgpu f16 (llvmpipe …)", "cuda-emu f32 (…)".
     fn describe(&self, precision: Precision) -> String;
     /// An uninitialised tensor of `len` values.

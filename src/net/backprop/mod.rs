@@ -15,7 +15,7 @@ use crate::backend::{NormSaved, Role, WeightGradients};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds};
 use crate::net::block::{rows_batch, Block, TrainingTape};
-use crate::net::families::block_of;
+use crate::net::families::{network_of, Network};
 use crate::net::layer::{embed_rows, LayerShape};
 use crate::net::packing::Packing;
 use crate::net::relative_bias;
@@ -63,7 +63,11 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
             // The max of shifted states is not the shifted max (see `SentenceModel::load`).
             return Err(Error::argument("--model", "an exact model pools by mean or CLS; this model pools by max"));
         }
-        let block = block_of(config.architecture);
+        let Network { block, final_norm } = network_of(config.architecture);
+        if final_norm.is_some() {
+            // Its gradient has no slot yet (`Slot`), nor a name to export it under.
+            return Err(Error::argument("--model", "training a family with a final norm is not supported yet"));
+        }
         Ok(TrainingNet { backend, config: config.clone(), block, pooling, positions: config.position_ids() })
     }
 

@@ -4,21 +4,22 @@ use super::plan::Step;
 use super::{outside_training, Block, Geometry, Held, Op, Value, Values, Walk};
 use crate::backend::{Backend, NormSaved, ResidualNorm, ScoreMods};
 use crate::error::Result;
-use crate::params::LayerParams;
+use crate::params::Weights;
 
 impl Block {
     /// The block over `seqs` sequences of `tokens` rows: `[seqs, tokens, hidden]` → same.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward<B: Backend>(
+    pub fn forward<'p, B: Backend>(
         &self,
         backend: &B,
-        params: &LayerParams<B::Tensor>,
+        params: impl Into<Weights<'p, B::Tensor>>,
         geometry: Geometry,
         x: &B::Tensor,
         seqs: usize,
         tokens: usize,
         scores: ScoreMods<'_, B::Tensor>,
     ) -> Result<B::Tensor> {
+        let params: Weights<'p, B::Tensor> = params.into();
         let attend = |qkv: &B::Tensor| Ok(backend.attention(qkv, seqs, tokens, geometry.heads, scores)?.0);
         self.forward_rows(backend, params, geometry, x, seqs * tokens, attend)
     }
@@ -26,15 +27,16 @@ impl Block {
     /// The block over `rows` rows whose attention is `attend` (`qkv` → context). Every other op
     /// is row-wise, so the rows need not be laid out as equal-length sequences: packed texts of
     /// different lengths run end to end, and `attend` arranges them for attention.
-    pub fn forward_rows<B: Backend>(
+    pub fn forward_rows<'p, B: Backend>(
         &self,
         backend: &B,
-        params: &LayerParams<B::Tensor>,
+        params: impl Into<Weights<'p, B::Tensor>>,
         geometry: Geometry,
         x: &B::Tensor,
         rows: usize,
         attend: impl Fn(&B::Tensor) -> Result<B::Tensor>,
     ) -> Result<B::Tensor> {
+        let params: Weights<'p, B::Tensor> = params.into();
         let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let mut values = Values::new(self.ops.len(), Held::Borrowed(x));
         for (index, step) in self.steps.iter().enumerate() {
@@ -51,13 +53,13 @@ type Normed<T> = (T, NormSaved<T>);
 
 impl<B: Backend> Walk<'_, B> {
     /// `LayerNorm` of a residual sum as the fused block ops take it.
-    pub(super) fn residual_norm(&self, ops: &[Op], linear: usize) -> ResidualNorm<'_, B::Tensor> {
+    pub(super) fn residual_norm(&self, ops: &[Op], linear: usize) -> Result<ResidualNorm<'_, B::Tensor>> {
         let Op::LayerNorm { weights, .. } = ops[linear + 2] else { unreachable!("planned as LinearResidualNorm") };
-        ResidualNorm {
-            norm: self.params.norm(weights),
+        Ok(ResidualNorm {
+            norm: self.params.norm(weights)?,
             width: self.width(Value::of_op(linear)),
             eps: self.geometry.eps,
-        }
+        })
     }
 
     /// The dense layer op `index` applies (the planner only groups ops starting with one).
@@ -80,7 +82,7 @@ impl<B: Backend> Walk<'_, B> {
             Step::LinearResidualNorm { linear, residual } => {
                 let (x, layer) = self.linear_of(ops, linear);
                 let z = b.matmul(values.get(x)?, rows, layer)?;
-                b.bias_residual_norm(&z, &layer.bias, values.get(residual)?, rows, self.residual_norm(ops, linear))
+                b.bias_residual_norm(&z, &layer.bias, values.get(residual)?, rows, self.residual_norm(ops, linear)?)
             }
             Step::LinearGelu { linear } => {
                 let (x, layer) = self.linear_of(ops, linear);
@@ -101,10 +103,10 @@ impl<B: Backend> Walk<'_, B> {
         let (b, eps) = (self.backend, self.geometry.eps);
         Ok(match op {
             Op::LayerNorm { x, weights } => {
-                Some(b.layer_norm(values.get(x)?, rows, self.width(x), self.params.norm(weights), eps)?)
+                Some(b.layer_norm(values.get(x)?, rows, self.width(x), self.params.norm(weights)?, eps)?)
             }
             Op::RmsNorm { x, weights } => {
-                Some(b.rms_norm(values.get(x)?, rows, self.width(x), self.params.norm(weights), eps)?)
+                Some(b.rms_norm(values.get(x)?, rows, self.width(x), self.params.norm(weights)?, eps)?)
             }
             _ => None,
         })
@@ -124,11 +126,11 @@ impl<B: Backend> Walk<'_, B> {
             Op::Attention { qkv } => attend(values.get(qkv)?),
             Op::Add { a, b: other } => b.add(values.get(a)?, values.get(other)?),
             Op::LayerNorm { x, weights } => {
-                let norm = self.params.norm(weights);
+                let norm = self.params.norm(weights)?;
                 Ok(b.layer_norm(values.get(x)?, rows, self.width(x), norm, self.geometry.eps)?.0)
             }
             Op::RmsNorm { x, weights } => {
-                let norm = self.params.norm(weights);
+                let norm = self.params.norm(weights)?;
                 Ok(b.rms_norm(values.get(x)?, rows, self.width(x), norm, self.geometry.eps)?.0)
             }
             Op::Gelu { x } => b.gelu(values.get(x)?),

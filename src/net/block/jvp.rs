@@ -22,7 +22,7 @@ use super::plan::Step;
 use super::{drop_read_by, outside_training, Block, Geometry, Held, Op, Value, Values, Walk};
 use crate::backend::{Backend, Batch, ScoreMods};
 use crate::error::{Error, Result};
-use crate::params::LayerParams;
+use crate::params::Weights;
 
 /// The tangents entering a block's JVP.
 #[derive(Clone)]
@@ -120,16 +120,17 @@ impl Block {
     /// Forward pass of the `batch.steps` primals `x` and, alongside, the JVP of the tangents
     /// `dx`. Returns `(y, ẏ)`, `ẏ` as `[steps, tangents, tokens, hidden]`.
     #[allow(clippy::too_many_arguments)]
-    pub fn jvp<B: Backend>(
+    pub fn jvp<'p, B: Backend>(
         &self,
         backend: &B,
-        params: &LayerParams<B::Tensor>,
+        params: impl Into<Weights<'p, B::Tensor>>,
         geometry: Geometry,
         x: &B::Tensor,
         dx: TangentsIn<'_, B::Tensor>,
         batch: Batch,
         scores: ScoreMods<'_, B::Tensor>,
     ) -> Result<(B::Tensor, B::Tensor)> {
+        let params: Weights<'p, B::Tensor> = params.into();
         let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let mut state = self.jvp_steps(&walk, x, dx, batch, scores, self.steps.len())?;
         let output = self.output();
@@ -146,16 +147,17 @@ impl Block {
     /// `LayerNorm(Linear(a) + residual)` reduces its rows before that GEMM where the backend
     /// can (`pooled_linear_residual_norm_jvp`); any other block pools its full JVP.
     #[allow(clippy::too_many_arguments)]
-    pub fn pooled_jvp<B: Backend>(
+    pub fn pooled_jvp<'p, B: Backend>(
         &self,
         backend: &B,
-        params: &LayerParams<B::Tensor>,
+        params: impl Into<Weights<'p, B::Tensor>>,
         geometry: Geometry,
         x: &B::Tensor,
         dx: TangentsIn<'_, B::Tensor>,
         batch: Batch,
         scores: ScoreMods<'_, B::Tensor>,
     ) -> Result<B::Tensor> {
+        let params: Weights<'p, B::Tensor> = params.into();
         let last = self.steps.len() - 1;
         let Step::LinearResidualNorm { linear, residual } = self.steps[last] else {
             let (_, dy) = self.jvp(backend, params, geometry, x, dx, batch, scores)?;
@@ -174,7 +176,7 @@ impl Block {
             tangents.dense(residual)?,
             layer,
             batch,
-            walk.residual_norm(&self.ops, linear),
+            walk.residual_norm(&self.ops, linear)?,
         )
     }
 
@@ -308,7 +310,7 @@ impl<B: Backend> Walk<'_, B> {
                 let (x, layer) = self.linear_of(ops, linear);
                 let z = b.matmul(values.get(x)?, rows, layer)?;
                 let dz = b.matmul(tangents.dense(x)?, trows, layer)?;
-                let ln = self.residual_norm(ops, linear);
+                let ln = self.residual_norm(ops, linear)?;
                 let (res, dres) = (values.get(residual)?, tangents.dense(residual)?);
                 let (y, dy) = b.bias_residual_norm_jvp(&z, &layer.bias, res, &dz, dres, batch, ln)?;
                 Ok((y, dense(dy)))
@@ -342,12 +344,12 @@ impl<B: Backend> Walk<'_, B> {
                     Ok((y, in_form(a, b.add(tangent(a)?, tangent(other)?)?)?))
                 }
                 Op::LayerNorm { x, weights } => {
-                    let (norm, width) = (self.params.norm(weights), self.width(x));
+                    let (norm, width) = (self.params.norm(weights)?, self.width(x));
                     let (y, saved) = b.layer_norm(values.get(x)?, rows, width, norm, self.geometry.eps)?;
                     Ok((y, in_form(x, b.layer_norm_jvp(&saved, norm, tangent(x)?, per_row, width)?)?))
                 }
                 Op::RmsNorm { x, weights } => {
-                    let (norm, width) = (self.params.norm(weights), self.width(x));
+                    let (norm, width) = (self.params.norm(weights)?, self.width(x));
                     let (y, saved) = b.rms_norm(values.get(x)?, rows, width, norm, self.geometry.eps)?;
                     Ok((y, in_form(x, b.rms_norm_jvp(&saved, norm, tangent(x)?, per_row, width)?)?))
                 }

@@ -32,7 +32,7 @@ pub use vjp::{BlockTape, CotangentsIn, InputCotangents, InputForm, SplitCotangen
 use self::plan::{plan, Step};
 use crate::backend::{Activation, Backend, Heads, NormSaved};
 use crate::error::{Error, Result};
-use crate::params::{LayerParams, LinearId, NormId};
+use crate::params::{LinearId, NormId, Weights};
 
 /// A value inside a block: its input (`Value::INPUT`) or the output of one of its ops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,6 +155,13 @@ impl<T, A> Taped<T, A> {
     }
 }
 
+/// Which norm a description means where it names only the kind (a family's final norm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    Layer,
+    Rms,
+}
+
 /// A block: its ops, in order; the last op's value is the block's output.
 #[derive(Debug, Clone)]
 pub struct Block {
@@ -214,11 +221,28 @@ impl Block {
         })
     }
 
+    /// This block followed by a norm of its output with the encoder's final norm weights
+    /// (`NormId::Final`): what the last layer of a family with a final norm runs.
+    pub fn ending_in(&self, kind: NormKind) -> Result<Block> {
+        let x = Value::of_op(self.training_ops.len() - 1);
+        let norm = match kind {
+            NormKind::Layer => Op::LayerNorm { x, weights: NormId::Final },
+            NormKind::Rms => Op::RmsNorm { x, weights: NormId::Final },
+        };
+        Block::new(self.name, self.training_ops.iter().copied().chain([norm]).collect())
+    }
+
     /// Scalars one primal row keeps on a `BlockTape` at `tokens` tokens, for the memory budget:
     /// the values the VJP reads (`Op::backward_reads`) and what each op saves of its own pass,
     /// a norm's `x̂` and its one scale, attention's probabilities of the row's query in every
     /// head.
-    pub fn tape_row_scalars<T>(&self, params: &LayerParams<T>, heads: Heads, tokens: usize) -> Result<usize> {
+    pub fn tape_row_scalars<'p, T: 'p>(
+        &self,
+        params: impl Into<Weights<'p, T>>,
+        heads: Heads,
+        tokens: usize,
+    ) -> Result<usize> {
+        let params: Weights<'p, T> = params.into();
         let widths = widths(&self.ops, params, heads)?;
         let kept = kept_by_backward(&self.ops, false);
         let values: usize = kept.iter().zip(&widths).filter(|(kept, _)| **kept).map(|(_, width)| width).sum();
@@ -241,7 +265,7 @@ impl Block {
 
 /// The width of every value of `ops` with `params`, checked where an op needs its operands'
 /// widths to agree.
-fn widths<T>(ops: &[Op], params: &LayerParams<T>, heads: Heads) -> Result<Vec<usize>> {
+fn widths<T>(ops: &[Op], params: Weights<'_, T>, heads: Heads) -> Result<Vec<usize>> {
     let mut widths = vec![params.hidden()];
     for (index, op) in ops.iter().enumerate() {
         let mismatch = |what: String| Error::Internal(format!("op {index} ({op:?}): {what}"));
@@ -468,14 +492,14 @@ pub struct Geometry {
 /// What every walk starts from.
 struct Walk<'p, B: Backend> {
     backend: &'p B,
-    params: &'p LayerParams<B::Tensor>,
+    params: Weights<'p, B::Tensor>,
     geometry: Geometry,
     widths: Vec<usize>,
 }
 
 impl<'p, B: Backend> Walk<'p, B> {
     /// A walk over `ops` (a block's, or its training ops).
-    fn new(ops: &[Op], backend: &'p B, params: &'p LayerParams<B::Tensor>, geometry: Geometry) -> Result<Self> {
+    fn new(ops: &[Op], backend: &'p B, params: Weights<'p, B::Tensor>, geometry: Geometry) -> Result<Self> {
         Ok(Walk { backend, params, geometry, widths: widths(ops, params, geometry.heads)? })
     }
 

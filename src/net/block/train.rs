@@ -20,7 +20,7 @@ use super::{kept_by_backward, last_reader, Block, Geometry, Held, Op, Saved, Tap
 use crate::backend::{AttentionSaved, Batch, ScoreMods, WeightGradients};
 use crate::error::{Error, Result};
 use crate::net::packing::Packing;
-use crate::params::{LayerParams, LayerSlot, LinearPart, NormPart};
+use crate::params::{LayerSlot, LinearPart, NormPart, Weights};
 
 /// What the backward pass of one block reads.
 pub struct TrainingTape<T> {
@@ -65,12 +65,13 @@ impl Block {
     /// The lengths of the dropout masks one training pass over `packing` takes, in the order
     /// `forward_training` reads them: attention's probabilities (`[seqs, heads, T, T]`) and each
     /// dropout op's value (`[rows, width]`), in op order.
-    pub fn dropout_mask_lengths<T>(
+    pub fn dropout_mask_lengths<'p, T: 'p>(
         &self,
-        params: &LayerParams<T>,
+        params: impl Into<Weights<'p, T>>,
         geometry: Geometry,
         packing: &Packing<T>,
     ) -> Result<Vec<usize>> {
+        let params: Weights<'p, T> = params.into();
         let widths = super::widths(&self.training_ops, params, geometry.heads)?;
         let tokens = packing.tokens;
         let lengths = self.training_ops.iter().filter_map(|op| match *op {
@@ -84,16 +85,17 @@ impl Block {
     /// The forward pass over the packed rows `x` (`[rows, hidden]`), with dropout masks
     /// (`dropout_mask_lengths`) or without.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward_training<B: WeightGradients>(
+    pub fn forward_training<'p, B: WeightGradients>(
         &self,
         backend: &B,
-        params: &LayerParams<B::Tensor>,
+        params: impl Into<Weights<'p, B::Tensor>>,
         geometry: Geometry,
         packing: &Packing<B::Tensor>,
         scores: ScoreMods<'_, B::Tensor>,
         x: B::Tensor,
         masks: Option<Vec<B::Tensor>>,
     ) -> Result<(B::Tensor, TrainingTape<B::Tensor>)> {
+        let params: Weights<'p, B::Tensor> = params.into();
         let (b, rows, heads) = (backend, packing.rows(), geometry.heads);
         let dropout = masks.is_some();
         let ops = self.training_walk_ops(dropout);
@@ -152,15 +154,16 @@ impl Block {
 
     /// The backward pass from the cotangents `dy` of the block's output rows (`[rows, hidden]`)
     /// to those of its input, with every weight's gradient.
-    pub fn backward_training<B: WeightGradients>(
+    pub fn backward_training<'p, B: WeightGradients>(
         &self,
         backend: &B,
-        params: &LayerParams<B::Tensor>,
+        params: impl Into<Weights<'p, B::Tensor>>,
         geometry: Geometry,
         packing: &Packing<B::Tensor>,
         tape: &TrainingTape<B::Tensor>,
         dy: &B::Tensor,
     ) -> Result<(B::Tensor, BlockGrads<B::Tensor>)> {
+        let params: Weights<'p, B::Tensor> = params.into();
         let (b, rows, heads) = (backend, packing.rows(), geometry.heads);
         let batch = rows_batch(rows);
         let ops = self.training_walk_ops(tape.dropout);
@@ -180,9 +183,16 @@ impl Block {
                 Op::LayerNorm { x, weights } | Op::RmsNorm { x, weights } => {
                     let stats = tape.taped.norm(index)?;
                     let (d_gamma, d_beta) = b.layer_norm_weight_grad(stats, dy.get(), rows, walk.width(x))?;
-                    grads.weights.push((weights.slot(NormPart::Gamma), d_gamma));
+                    // The final norm is the encoder's, not a layer's: training does not walk it
+                    // (`TrainingNet::new` refuses a family that has one).
+                    let slot = |part| {
+                        weights
+                            .slot(part)
+                            .ok_or_else(|| Error::Internal(format!("no layer gradient for the norm {weights:?}")))
+                    };
+                    grads.weights.push((slot(NormPart::Gamma)?, d_gamma));
                     if matches!(op, Op::LayerNorm { .. }) {
-                        grads.weights.push((weights.slot(NormPart::Beta), d_beta));
+                        grads.weights.push((slot(NormPart::Beta)?, d_beta));
                     }
                 }
                 Op::Linear { x, weights } => {

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::backend::{unit_rows, AttentionSaved, Backend, Batch, Role, ScoreMods};
 use crate::error::{Error, Result};
-use crate::params::LayerParams;
+use crate::params::Weights;
 
 /// What the reverse pass of one block reads from its forward pass: the primal quantities its
 /// VJPs are taken at (one row per token and step, shared by every cotangent).
@@ -80,16 +80,17 @@ pub(super) type Term<'a, T> = Rc<Held<'a, T>>;
 impl Block {
     /// The forward pass as single ops, keeping what `vjp` reads.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward_taped<B: Backend>(
+    pub fn forward_taped<'p, B: Backend>(
         &self,
         backend: &B,
-        params: &LayerParams<B::Tensor>,
+        params: impl Into<Weights<'p, B::Tensor>>,
         geometry: Geometry,
         x: &B::Tensor,
         seqs: usize,
         tokens: usize,
         scores: ScoreMods<'_, B::Tensor>,
     ) -> Result<(B::Tensor, BlockTape<B::Tensor>)> {
+        let params: Weights<'p, B::Tensor> = params.into();
         let (b, rows) = (backend, seqs * tokens);
         let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let keep = kept_by_backward(&self.ops, false);
@@ -121,16 +122,17 @@ impl Block {
     /// (`[steps, cotangents, tokens, hidden]`) to those of its input, each cotangent at its
     /// step's primal (`tape`), in the form `input` asks for.
     #[allow(clippy::too_many_arguments)]
-    pub fn vjp<B: Backend>(
+    pub fn vjp<'p, B: Backend>(
         &self,
         backend: &B,
-        params: &LayerParams<B::Tensor>,
+        params: impl Into<Weights<'p, B::Tensor>>,
         geometry: Geometry,
         tape: &BlockTape<B::Tensor>,
         dy: CotangentsIn<'_, B::Tensor>,
         batch: Batch,
         input: InputForm,
     ) -> Result<InputCotangents<B::Tensor>> {
+        let params: Weights<'p, B::Tensor> = params.into();
         let (b, tape) = (backend, &tape.0);
         let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let mut terms: Vec<Vec<Term<'_, B::Tensor>>> = (0..=self.ops.len()).map(|_| Vec::new()).collect();
@@ -143,7 +145,7 @@ impl Block {
                     let Op::LayerNorm { weights, .. } = self.ops[norm_op] else { unreachable!("matched above") };
                     let (a, layer) = walk.linear_of(&self.ops, linear_op);
                     let (d_sum, d_in) =
-                        b.mean_pooled_norm_linear_vjp(tape.norm(norm_op)?, params.norm(weights), layer, dims, batch)?;
+                        b.mean_pooled_norm_linear_vjp(tape.norm(norm_op)?, params.norm(weights)?, layer, dims, batch)?;
                     terms[residual.index()].push(owned(d_sum));
                     terms[a.index()].push(owned(d_in));
                     for op in [norm_op, norm_op - 1, linear_op] {
@@ -179,7 +181,7 @@ impl Block {
                 }
                 Op::LayerNorm { x, weights } if out.len() == 2 => {
                     // The post-LN norm whose output feeds the next block and its residual.
-                    let (stats, norm, width) = (tape.norm(index)?, params.norm(weights), walk.width(x));
+                    let (stats, norm, width) = (tape.norm(index)?, params.norm(weights)?, walk.width(x));
                     let dx = b.residual_norm_vjp(stats, norm, out[1].get(), out[0].get(), batch, width)?;
                     terms[x.index()].push(owned(dx));
                 }
@@ -248,10 +250,10 @@ impl<B: Backend> Walk<'_, B> {
         let dx = match op {
             Op::Linear { x, weights } => (x, b.matmul_vjp(dy, batch.tangent_rows(), self.params.linear(weights))?),
             Op::LayerNorm { x, weights } => {
-                (x, b.layer_norm_vjp(tape.norm(index)?, self.params.norm(weights), dy, batch, self.width(x))?)
+                (x, b.layer_norm_vjp(tape.norm(index)?, self.params.norm(weights)?, dy, batch, self.width(x))?)
             }
             Op::RmsNorm { x, weights } => {
-                (x, b.rms_norm_vjp(tape.norm(index)?, self.params.norm(weights), dy, batch, self.width(x))?)
+                (x, b.rms_norm_vjp(tape.norm(index)?, self.params.norm(weights)?, dy, batch, self.width(x))?)
             }
             Op::Gelu { x } => (x, b.gelu_vjp(tape.kept(x)?, dy, batch, self.width(x))?),
             Op::Gated { x, act } => (x, b.gated_vjp(tape.kept(x)?, dy, batch, self.width(x) / 2, act)?),
