@@ -109,7 +109,7 @@ pub fn explain<B: Backend>(
     progress: &dyn Progress,
 ) -> Result<ExplainOutput> {
     let (tokens_a, tokens_b) = (explainer.tokenize(a, "text a")?, explainer.tokenize(b, "text b")?);
-    check_tensor_sizes(explainer.hidden(), tokens_a.ids.len(), tokens_b.ids.len(), wanted)?;
+    check_tensor_sizes(explainer.embedding_dim(), explainer.hidden(), tokens_a.ids.len(), tokens_b.ids.len(), wanted)?;
     let explanation = explainer.explain_tokens_with(tokens_a, tokens_b, progress)?;
     let json = explainer.explain_json(a, b, &explanation);
     let model = explainer.model();
@@ -173,10 +173,10 @@ fn tensor_settings<B: Backend>(explainer: &PairExplainer<'_, '_, B>) -> Vec<(&'s
 }
 
 /// Refuses a Jacobian or feature-pair file larger than `tensors::MAX_FILE_BYTES`.
-fn check_tensor_sizes(hidden: usize, ta: usize, tb: usize, wanted: &[Artefact]) -> Result<()> {
+fn check_tensor_sizes(dim: usize, hidden: usize, ta: usize, tb: usize, wanted: &[Artefact]) -> Result<()> {
     for &artefact in wanted {
         let bytes = match artefact {
-            Artefact::Jacobians => tensors::jacobians_bytes(hidden, hidden, ta, tb),
+            Artefact::Jacobians => tensors::jacobians_bytes(dim, hidden, ta, tb),
             Artefact::FeaturePairs => tensors::feature_pairs_bytes(hidden, ta, tb),
             _ => continue,
         };

@@ -256,6 +256,8 @@ pub struct EncoderParams<T> {
     /// The norm after the last layer, in the families that have one (none of those loaded
     /// today: the tests give one to a pre-norm variant). Not trained: `TrainingNet` refuses it.
     pub final_norm: Option<Norm<T>>,
+    /// The Dense modules after pooling (`net::heads`), in order; none loaded today.
+    pub heads: Vec<Linear<T>>,
 }
 
 /// Converts one tensor, told what it is for.
@@ -312,11 +314,13 @@ impl EncoderParams<HostTensor> {
         let norm = e.norm.try_map(width, &mut f)?;
         let layers = self.layers.iter().map(|l| l.try_map(&mut f)).collect::<Result<_, E>>()?;
         let final_norm = self.final_norm.as_ref().map(|n| n.try_map(width, &mut f)).transpose()?;
+        let heads = self.heads.iter().map(|l| l.try_map(&mut f)).collect::<Result<_, E>>()?;
         Ok(EncoderParams {
             embeddings: EmbeddingParams { word, position, token_type, norm },
             layers,
             relative_attention_bias: self.relative_attention_bias.clone(),
             final_norm,
+            heads,
         })
     }
 }

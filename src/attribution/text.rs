@@ -225,7 +225,8 @@ pub fn attribute_text<B: Backend>(
 ) -> Result<TextAttribution> {
     encoder.check_layer(options.layer)?;
     let reference_ids = reference_ids(tokenizer, tokenized.ids.len());
-    let (b, t, h, layer) = (encoder.backend, tokenized.ids.len(), encoder.hidden(), options.layer);
+    let (b, t, layer) = (encoder.backend, tokenized.ids.len(), options.layer);
+    let (h, d) = (encoder.hidden(), encoder.embedding_dim());
     let steps = options.quadrature.steps();
     let mode = match options.mode {
         Mode::Auto if encoder.reverse_is_cheaper(layer, t, steps) => Mode::Reverse,
@@ -236,7 +237,7 @@ pub fn attribute_text<B: Backend>(
     if options.keep_jacobian && !reverse {
         return Err(Error::Internal("the integrated Jacobian is kept in reverse mode only".into()));
     }
-    let directions = if reverse { h } else { t };
+    let directions = if reverse { d } else { t };
     let plan = plan_passes(encoder, options, t, directions, reverse)?;
     let ends = Endpoints::of(encoder, &tokenized.ids, &reference_ids, options)?;
 
@@ -249,8 +250,8 @@ pub fn attribute_text<B: Backend>(
         layer,
         tokens: t,
         // `P` stays on the device as `[T, D]` (row i = column i of P) until every pass is in.
-        projection_rows: b.zeros(t * h)?,
-        jacobian: options.keep_jacobian.then(|| vec![0.0f64; h * t * h]),
+        projection_rows: b.zeros(t * d)?,
+        jacobian: options.keep_jacobian.then(|| vec![0.0f64; d * t * h]),
         qkv_delta: None,
     };
     for pass_nodes in nodes.chunks(plan.steps_per_pass) {
@@ -287,10 +288,10 @@ pub fn attribute_text<B: Backend>(
         }
     }
     let rows = b.download(&sums.projection_rows)?;
-    let mut projection = vec![0.0; h * t];
-    for (i, row) in rows.chunks_exact(h).enumerate() {
-        for (d, value) in row.iter().enumerate() {
-            projection[d * t + i] = *value;
+    let mut projection = vec![0.0; d * t];
+    for (i, row) in rows.chunks_exact(d).enumerate() {
+        for (dim, value) in row.iter().enumerate() {
+            projection[dim * t + i] = *value;
         }
     }
     let jacobian = match sums.jacobian {
@@ -300,7 +301,7 @@ pub fn attribute_text<B: Backend>(
     Ok(TextAttribution {
         tokenized,
         reference_ids,
-        dim: h,
+        dim: d,
         projection,
         embedding: ends.embedding,
         reference_embedding: ends.reference_embedding,
@@ -383,9 +384,10 @@ impl<T> Endpoints<T> {
         let delta = b.sub(&input_states, &reference_states)?;
         drop(input_states);
         let ends = encoder.forward_layers(both_states, layer, encoder.num_layers(), 2, t)?;
-        let pooled_ends = b.download(&encoder.pool(&ends, 2, t)?)?;
+        let pooled_ends = b.download(&encoder.embeddings_of(&ends, 2, t)?)?;
         drop(ends);
-        let (mut embedding, mut reference_embedding) = (pooled_ends[..h].to_vec(), pooled_ends[h..].to_vec());
+        let d = encoder.embedding_dim();
+        let (mut embedding, mut reference_embedding) = (pooled_ends[..d].to_vec(), pooled_ends[d..].to_vec());
         if encoder.shifts_reference() {
             // An exact model subtracts its reference's output states before pooling:
             // e(x) − e(r), and e(r) = 0. The Jacobian, and so P, is the plain model's.
@@ -408,9 +410,9 @@ impl<T> Endpoints<T> {
         alphas: &[f64],
         options: &TextOptions,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
-        let (h, t) = (encoder.hidden(), self.tokens);
+        let (d, t) = (encoder.embedding_dim(), self.tokens);
         let per_chunk = (row_budget(encoder, options) / (3 * t)).max(1);
-        let (mut values, mut slopes) = (Vec::with_capacity(alphas.len() * h), Vec::with_capacity(alphas.len() * h));
+        let (mut values, mut slopes) = (Vec::with_capacity(alphas.len() * d), Vec::with_capacity(alphas.len() * d));
         for chunk in alphas.chunks(per_chunk) {
             let (e, de) = encoder.pooled_path_jvp(&self.reference_states, &self.delta, chunk, options.layer, t)?;
             match options.normalized {
@@ -419,7 +421,7 @@ impl<T> Endpoints<T> {
                     slopes.extend(de);
                 }
                 true => {
-                    for (e, de) in e.chunks_exact(h).zip(de.chunks_exact(h)) {
+                    for (e, de) in e.chunks_exact(d).zip(de.chunks_exact(d)) {
                         values.extend(normalization::normalized(e, "the embedding at a point of the path")?);
                         slopes.extend(normalization::apply_jacobian(e, de));
                     }
@@ -439,7 +441,7 @@ impl<T> Endpoints<T> {
     ) -> Result<Vec<f64>> {
         let x = encoder.backend.interpolate(&self.reference_states, &self.delta, alphas)?;
         let pooled = encoder.pooled_from(x, layer, alphas.len(), self.tokens)?;
-        for e in pooled.chunks_exact(encoder.hidden()) {
+        for e in pooled.chunks_exact(encoder.embedding_dim()) {
             normalization::nonzero_norm(e, "the embedding at a node of the path")?;
         }
         Ok(pooled)
@@ -472,17 +474,17 @@ impl<B: Backend> Accumulator<'_, '_, B> {
     /// Forward mode: the pooled tangent of direction i is column i of `∂e·Δ` (of `∂n·Δ` for
     /// cos-exact).
     fn forward(&mut self, pass: Pass<'_, B::Tensor>, after_layer: &dyn Fn() -> Result<()>) -> Result<()> {
-        let (b, h, first) = (self.encoder.backend, self.encoder.hidden(), pass.range.start);
+        let (b, d, first) = (self.encoder.backend, self.encoder.embedding_dim(), pass.range.start);
         let count = pass.range.len();
         let mut pooled =
             self.encoder.pooled_token_jvp(pass.primals, self.delta, pass.range, self.layer, pass.batch, after_layer)?;
         if let Some(nodes) = pass.node_embeddings {
-            let mapped = normalization::tangents(&b.download(&pooled)?, nodes, count, h);
+            let mapped = normalization::tangents(&b.download(&pooled)?, nodes, count, d);
             pooled = b.upload(&mapped, Role::Activations { len: mapped.len() })?;
         }
         // Already pooled: one "token" per tangent sequence.
         let pooled_batch = Batch { tokens: 1, ..pass.batch };
-        b.pool_accumulate(&mut self.projection_rows, &pooled, pooled_batch, h, pass.weights, first)
+        b.pool_accumulate(&mut self.projection_rows, &pooled, pooled_batch, d, pass.weights, first)
     }
 
     /// Reverse mode: cotangent d of every step is e_d at the pooled output (`N_k e_d` for
@@ -495,7 +497,7 @@ impl<B: Backend> Accumulator<'_, '_, B> {
         let form = if split { InputForm::Split } else { InputForm::Full };
         let dense_seeds = match pass.node_embeddings {
             Some(nodes) => {
-                let seeds = normalization::seeds(nodes, pass.range.clone(), h);
+                let seeds = normalization::seeds(nodes, pass.range.clone(), self.encoder.embedding_dim());
                 Some(b.upload(&seeds, Role::Activations { len: seeds.len() })?)
             }
             None => None,

@@ -135,6 +135,11 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
         self.encoder.hidden()
     }
 
+    /// `D`, the width of the attributed embedding (`Encoder::embedding_dim`).
+    pub fn embedding_dim(&self) -> usize {
+        self.encoder.embedding_dim()
+    }
+
     /// `P` of one tokenized text, from the cache when it has been seen. A text whose Jacobian
     /// is kept (`explain --jacobians`) is computed afresh: the cache holds `P` only.
     fn text(&mut self, tokenized: Tokenized, progress: &dyn Progress) -> Result<TextAttribution> {

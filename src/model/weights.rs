@@ -56,7 +56,7 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
         }
         _ => None,
     };
-    Ok(EncoderParams { embeddings, layers, relative_attention_bias, final_norm: None })
+    Ok(EncoderParams { embeddings, layers, relative_attention_bias, final_norm: None, heads: Vec::new() })
 }
 
 /// One layer computing all of `parts` at once: weights stacked along the output dimension,

@@ -1,6 +1,7 @@
-//! The whole encoder on one backend: embeddings, the layer stack split at any layer, and
-//! pooling. Knows the architecture only through its configuration (position ids, token
-//! types, MPNet's relative position bias) and the block its family describes (`net::families`).
+//! The whole encoder on one backend: embeddings, the layer stack split at any layer, pooling
+//! and the modules after it. Knows the architecture only through its configuration (position
+//! ids, token types, MPNet's relative position bias) and the network its family describes
+//! (`net::families`).
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,8 +11,9 @@ use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel};
 use crate::net::block::{Block, CotangentsIn, TangentsIn};
 pub use crate::net::block::{InputCotangents, InputForm};
-use crate::net::families::{network_of, Network};
+use crate::net::families::Network;
 use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops};
+use crate::net::heads::{Head, Heads, HeadsTape};
 use crate::net::layer::{embed_rows, LayerShape};
 use crate::net::packing::Packing;
 use crate::net::pooling::{pool, pool_host, pool_jvp, pool_vjp};
@@ -47,6 +49,8 @@ pub struct Encoder<'b, B: Backend> {
     block: Block,
     /// The last layer's block where the family has a final norm: `block` ending in it.
     tail: Option<Block>,
+    /// The modules after pooling (`net::heads`); their Dense weights are `params.heads`.
+    heads: Vec<Head>,
     params: EncoderParams<B::Tensor>,
     positions: PositionIds,
     /// An exact model's reference framing: its output states are subtracted before pooling.
@@ -70,13 +74,14 @@ impl<'b, B: Backend> Encoder<'b, B> {
         params: &EncoderParams<HostTensor>,
         shifted_reference: bool,
     ) -> Result<Self> {
-        Self::build(backend, model, params, shifted_reference, network_of(model.config.architecture))
+        Self::build(backend, model, params, shifted_reference, Network::of(model))
     }
 
-    /// The model's weights with its layers as `network` describes them instead of its
-    /// family's: how a new structure is tried on existing weights (the tests' pre-norm
-    /// variants) before a family describes it. The weights must have the shapes the blocks
-    /// read (a walk reports any that do not), and a final norm exactly where `network` has one.
+    /// The model's weights run as `network` describes them instead of as its family and folder
+    /// do: how a new structure is tried on existing weights (the tests' pre-norm variants and
+    /// heads) before a family describes it. The weights must have the shapes the blocks read
+    /// (a walk reports any that do not), a final norm exactly where `network` has one, and one
+    /// Dense weight per Dense module.
     pub fn with_network(backend: &'b B, model: &SentenceModel, network: Network) -> Result<Self> {
         Self::build(backend, model, &model.params, model.shifted_reference, network)
     }
@@ -94,6 +99,12 @@ impl<'b, B: Backend> Encoder<'b, B> {
             (Some(_), None) => return Err(Error::Internal("the network ends in a final norm the weights lack".into())),
             (None, Some(_)) => return Err(Error::Internal("the weights have a final norm the network lacks".into())),
         };
+        Heads::new(&network.heads, &params.heads, model.config.hidden_size)?;
+        if shifted_reference && !params.heads.is_empty() {
+            // The shift is of the output states, before pooling; a Dense module after it would
+            // not keep the reference's embedding at zero.
+            return Err(Error::Internal("an exact model with Dense modules after pooling".into()));
+        }
         let params = upload_params(backend, params)?;
         let config = model.config.clone();
         let positions = config.position_ids();
@@ -101,9 +112,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
         Ok(Encoder {
             backend,
             config,
-            pooling: model.pooling,
+            pooling: network.pooling,
             block: network.block,
             tail,
+            heads: network.heads,
             params,
             positions,
             shifted_reference,
@@ -147,13 +159,52 @@ impl<'b, B: Backend> Encoder<'b, B> {
         Ok(Some(bias))
     }
 
-    /// Pools `[seqs, tokens, hidden]` token states into `[seqs, hidden]` sentence vectors.
+    /// Pools `[seqs, tokens, hidden]` token states into `[seqs, hidden]` vectors (before the
+    /// modules after pooling: `embeddings_of` runs those too).
     pub fn pool(&self, states: &B::Tensor, seqs: usize, tokens: usize) -> Result<B::Tensor> {
         pool(self.backend, self.pooling, states, seqs, tokens, self.hidden())
     }
 
+    /// The attributed embeddings `[seqs, D]` of `[seqs, tokens, hidden]` output token states:
+    /// pooled, then through the Dense modules after pooling.
+    pub fn embeddings_of(&self, states: &B::Tensor, seqs: usize, tokens: usize) -> Result<B::Tensor> {
+        Ok(self.head_forward(self.pool(states, seqs, tokens)?, seqs)?.0)
+    }
+
+    /// The modules after pooling with their weights.
+    fn heads(&self) -> Heads<'_, B::Tensor> {
+        Heads::new(&self.heads, &self.params.heads, self.hidden()).expect("checked against each other in `build`")
+    }
+
+    /// The Dense modules after pooling on pooled vectors `[rows, hidden]`, and what their
+    /// derivatives read.
+    fn head_forward(&self, pooled: B::Tensor, rows: usize) -> Result<(B::Tensor, HeadsTape)> {
+        self.heads().forward(self.backend, pooled, rows)
+    }
+
+    /// What the Dense modules' derivatives read at the pooled vectors `pooled()` of `rows`
+    /// rows: made only where an activation is not the identity.
+    fn head_tape(&self, rows: usize, pooled: impl FnOnce() -> Result<B::Tensor>) -> Result<HeadsTape> {
+        let heads = self.heads();
+        match heads.needs_primal() {
+            true => Ok(heads.forward(self.backend, pooled()?, rows)?.1),
+            false => Ok(heads.tape_without_primal(rows)),
+        }
+    }
+
     pub fn hidden(&self) -> usize {
         self.config.hidden_size
+    }
+
+    /// `D`, the width of the attributed embedding: the hidden width, or the last Dense
+    /// module's output.
+    pub fn embedding_dim(&self) -> usize {
+        self.heads().output_width(self.hidden())
+    }
+
+    /// Whether the network ends in Normalize (which `embed` applies, as `encode` does).
+    pub fn normalizes(&self) -> bool {
+        self.heads().normalizes()
     }
 
     pub fn num_layers(&self) -> usize {
@@ -178,8 +229,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// step, forward up to `T ≈ D`, reverse beyond (docs/performance.md, "Forward or reverse:
     /// the crossover").
     pub fn reverse_is_cheaper(&self, layer: usize, tokens: usize, steps: usize) -> bool {
-        let (layers, mean) = (self.num_layers().saturating_sub(layer), self.pooling == Pooling::Mean);
-        reverse_is_cheaper(self.shape(), layers, tokens, steps, self.hidden(), mean)
+        // Dense modules make the pooled cotangents dense: no rank-one start (`pooled_vjp`).
+        let mean = self.pooling == Pooling::Mean && !self.heads().any_dense();
+        let layers = self.num_layers().saturating_sub(layer);
+        reverse_is_cheaper(self.shape(), layers, tokens, steps, self.embedding_dim(), mean)
     }
 
     /// Flops of attributing one text of `tokens` tokens at `layer` with `steps` steps.
@@ -236,14 +289,23 @@ impl<'b, B: Backend> Encoder<'b, B> {
         seqs: usize,
         tokens: usize,
     ) -> Result<B::Tensor> {
+        match from < to {
+            true => self.run_layers(&x, from..to, seqs, tokens),
+            false => Ok(x),
+        }
+    }
+
+    /// `forward_layers` through at least one layer, from a borrowed input.
+    fn run_layers(&self, x: &B::Tensor, layers: Range<usize>, seqs: usize, tokens: usize) -> Result<B::Tensor> {
         let bias = self.score_bias(tokens)?;
         let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
-        let mut x = x;
-        for layer in from..to {
+        let mut y: Option<B::Tensor> = None;
+        for layer in layers {
             let (block, weights) = self.layer(layer);
-            x = block.forward(self.backend, weights, self.geometry(), &x, seqs, tokens, scores)?;
+            let input = y.as_ref().unwrap_or(x);
+            y = Some(block.forward(self.backend, weights, self.geometry(), input, seqs, tokens, scores)?);
         }
-        Ok(x)
+        y.ok_or_else(|| Error::Internal("a forward pass through no layers".into()))
     }
 
     /// Fails unless `layer` names a layer of this model (a split point for attribution).
@@ -284,10 +346,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
 
     /// The attribution pass: runs layers `from..` on the primals `x` (`[steps, tokens, hidden]`)
     /// with the token-direction tangents `directions` of `delta` (`[tokens, hidden]`), and
-    /// returns the pooled output tangents, `[steps, directions, hidden]`. Equal to
-    /// `jvp_layers` on `token_tangents(delta, …)` followed by pooling, but exploiting what
-    /// a generic autodiff cannot see: the first layer's tangents are `T` distinct rows, and,
-    /// under mean pooling, the last layer only needs their token mean.
+    /// returns the attributed embeddings' tangents, `[steps, directions, D]`. Equal to
+    /// `jvp_layers` on `token_tangents(delta, …)` followed by pooling and the heads, but
+    /// exploiting what a generic autodiff cannot see: the first layer's tangents are `T`
+    /// distinct rows, and, under mean pooling, the last layer only needs their token mean.
     pub fn pooled_token_jvp(
         &self,
         x: &B::Tensor,
@@ -312,28 +374,42 @@ impl<'b, B: Backend> Encoder<'b, B> {
             after_layer()?;
             Ok(pooled)
         };
-        if from == full_layers {
-            return pooled_tail(x, first_in);
-        }
-        let (block, weights) = self.layer(from);
-        let (mut x, mut dx) = block.jvp(b, weights, geometry, x, first_in, batch, scores)?;
-        after_layer()?;
-        for layer in from + 1..full_layers {
-            let (block, weights) = self.layer(layer);
-            (x, dx) = block.jvp(b, weights, geometry, &x, TangentsIn::Dense(&dx), batch, scores)?;
-            after_layer()?;
-        }
-        if mean_tail {
-            pooled_tail(&x, TangentsIn::Dense(&dx))
+        // The heads' tangents read the pooled primal where an activation is not the identity;
+        // under mean pooling the last layer's primal output is not otherwise made.
+        let head_tape = |x: &B::Tensor, layers: Range<usize>| {
+            self.head_tape(batch.steps, || match layers.is_empty() {
+                true => self.pool(x, batch.steps, batch.tokens),
+                false => self.pool(&self.run_layers(x, layers, batch.steps, batch.tokens)?, batch.steps, batch.tokens),
+            })
+        };
+        let (pooled, tape) = if from == full_layers {
+            let tape = head_tape(x, from..self.num_layers())?;
+            (pooled_tail(x, first_in)?, tape)
         } else {
-            pool_jvp(b, self.pooling, &x, &dx, batch, h)
+            let (block, weights) = self.layer(from);
+            let (mut x, mut dx) = block.jvp(b, weights, geometry, x, first_in, batch, scores)?;
+            after_layer()?;
+            for layer in from + 1..full_layers {
+                let (block, weights) = self.layer(layer);
+                (x, dx) = block.jvp(b, weights, geometry, &x, TangentsIn::Dense(&dx), batch, scores)?;
+                after_layer()?;
+            }
+            let tape = head_tape(&x, full_layers..self.num_layers())?;
+            match mean_tail {
+                true => (pooled_tail(&x, TangentsIn::Dense(&dx))?, tape),
+                false => (pool_jvp(b, self.pooling, &x, &dx, batch, h)?, tape),
+            }
+        };
+        match self.heads().any_dense() {
+            true => self.heads().jvp(b, &tape, &pooled, batch.tangents),
+            false => Ok(pooled),
         }
     }
 
     /// The reverse attribution pass: runs layers `from..` forward on the primals `x`
     /// (`[steps, tokens, hidden]`), keeping what each layer's VJP reads, then takes the
-    /// cotangents `seeds` of the pooled output (unit vectors `e_d`, `d ∈ dims`, at every step, or
-    /// any) back through pooling and the layers to the input of layer `from`:
+    /// cotangents `seeds` of the attributed embeddings (unit vectors `e_d`, `d ∈ dims`, at every
+    /// step, or any) back through the heads, pooling and the layers to the input of layer `from`:
     /// `[steps, cotangents, tokens, hidden]`, a unit cotangent's rows being row `d` of the
     /// Jacobian at its step's primal (`InputForm::Full`), or those rows as two terms
     /// (`InputForm::Split`).
@@ -361,6 +437,27 @@ impl<'b, B: Backend> Encoder<'b, B> {
             states = Some(y);
         }
         let output = states.ok_or_else(|| Error::Internal("a reverse pass through no layers".into()))?;
+        // Through Dense modules after pooling, unit cotangents become dense ones.
+        let heads = self.heads();
+        let through_heads;
+        let seeds = match heads.any_dense() {
+            false => seeds,
+            true => {
+                let tape = self.head_tape(batch.steps, || self.pool(&output, batch.steps, batch.tokens))?;
+                let units;
+                let top = match seeds {
+                    PooledSeeds::Dense(seeds) => seeds,
+                    PooledSeeds::Units(dims) => {
+                        let d = self.embedding_dim();
+                        let len = batch.tangent_seqs() * d;
+                        units = b.upload(&unit_rows(batch.steps, dims, d), Role::Activations { len })?;
+                        &units
+                    }
+                };
+                through_heads = heads.vjp(b, &tape, top, batch.tangents)?;
+                PooledSeeds::Dense(&through_heads)
+            }
+        };
         // Mean pooling's unit cotangents enter the last layer in structured form; any other
         // seeds, or poolings, are put on the output rows first.
         let mut above = match (seeds, self.pooling) {
@@ -393,15 +490,15 @@ impl<'b, B: Backend> Encoder<'b, B> {
         }
     }
 
-    /// The pooled embeddings `[seqs, D]` of states `x` at the input of layer `from`
-    /// (`[seqs, tokens, hidden]`), through the rest of the stack.
+    /// The attributed embeddings `[seqs, D]` of states `x` at the input of layer `from`
+    /// (`[seqs, tokens, hidden]`), through the rest of the stack, pooling and the heads.
     pub fn pooled_from(&self, x: B::Tensor, from: usize, seqs: usize, tokens: usize) -> Result<Vec<f64>> {
         let output = self.forward_layers(x, from, self.num_layers(), seqs, tokens)?;
-        self.backend.download(&self.pool(&output, seqs, tokens)?)
+        self.backend.download(&self.embeddings_of(&output, seqs, tokens)?)
     }
 
-    /// The path `h_r + α Δ` probed at `alphas`, through layers `from..` and pooling: the pooled
-    /// embeddings `e(α)` and their derivatives along the path `de/dα = ∂e/∂h · Δ`, each
+    /// The path `h_r + α Δ` probed at `alphas`, through layers `from..`, pooling and the heads:
+    /// the attributed embeddings `e(α)` and their derivatives along the path `de/dα = ∂e/∂h · Δ`, each
     /// `[alphas, D]`. One tangent per node (the whole `Δ`) where an attribution step takes one
     /// per token: what the adaptive quadrature rule probes the path with.
     pub fn pooled_path_jvp(
@@ -419,7 +516,12 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let batch = Batch { steps: alphas.len(), tangents: 1, tokens };
         let (y, dy) = self.jvp_layers(&x, &dx, from, batch, &|| Ok(()))?;
         let slopes = pool_jvp(b, self.pooling, &y, &dy, batch, h)?;
-        Ok((b.download(&self.pool(&y, alphas.len(), tokens)?)?, b.download(&slopes)?))
+        let (embeddings, tape) = self.head_forward(self.pool(&y, alphas.len(), tokens)?, alphas.len())?;
+        let slopes = match self.heads().any_dense() {
+            true => self.heads().jvp(b, &tape, &slopes, 1)?,
+            false => slopes,
+        };
+        Ok((b.download(&embeddings)?, b.download(&slopes)?))
     }
 
     /// `Δ Wqkvᵀ` of layer `layer` for `tokens` rows of `delta`: what the split cotangents'
@@ -463,12 +565,15 @@ impl<'b, B: Backend> Encoder<'b, B> {
             x = block.forward_rows(b, weights, self.geometry(), &x, ids.len(), attend)?;
         }
         let states = b.download(&x)?;
-        let pooled = packing
-            .lengths
-            .iter()
-            .zip(&packing.starts)
-            .map(|(&len, &start)| pool_host(self.pooling, &states[start * h..(start + len) * h], h));
-        Ok(pooled.collect())
+        let pooled: Vec<Vec<f64>> = (packing.lengths.iter().zip(&packing.starts))
+            .map(|(&len, &start)| pool_host(self.pooling, &states[start * h..(start + len) * h], h))
+            .collect();
+        if !self.heads().any_dense() {
+            return Ok(pooled);
+        }
+        let rows = b.upload_f64(&pooled.concat(), Some(&x))?;
+        let embeddings = b.download(&self.head_forward(rows, pooled.len())?.0)?;
+        Ok(embeddings.chunks_exact(self.embedding_dim()).map(<[f64]>::to_vec).collect())
     }
 
     /// `pooled_packed`, with an exact model's reference embeddings subtracted: one reference
@@ -483,15 +588,15 @@ impl<'b, B: Backend> Encoder<'b, B> {
         }
     }
 
-    /// Pooled sentence embeddings (unnormalized), one row per sequence; an exact model's with
-    /// its reference's subtracted.
+    /// Sentence embeddings (unnormalized, through the Dense modules after pooling), one row
+    /// per sequence; an exact model's with its reference's subtracted.
     pub fn embed(&self, ids: &[u32], seqs: usize) -> Result<Vec<f64>> {
         let tokens = ids.len() / seqs.max(1);
         let states = self.states_at(ids, seqs, self.num_layers())?;
-        let mut pooled = self.backend.download(&self.pool(&states, seqs, tokens)?)?;
+        let mut pooled = self.backend.download(&self.embeddings_of(&states, seqs, tokens)?)?;
         if let Some(framing) = self.shifted_reference {
             let states = self.states_at(&framing.ids(tokens), 1, self.num_layers())?;
-            let reference = self.backend.download(&self.pool(&states, 1, tokens)?)?;
+            let reference = self.backend.download(&self.embeddings_of(&states, 1, tokens)?)?;
             pooled.iter_mut().enumerate().for_each(|(n, v)| *v -= reference[n % reference.len()]);
         }
         Ok(pooled)
@@ -505,6 +610,13 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// The output token states `[tokens, hidden]` of one sequence as the pooling sees them: an
     /// exact model's minus its reference's.
     pub fn output_states(&self, ids: &[u32]) -> Result<Vec<f64>> {
+        if self.heads().any_dense() {
+            // What reads them (the decomposition baseline) takes them for the embedding's terms.
+            return Err(Error::argument(
+                "--method",
+                "the model has Dense modules after pooling: its embedding is not a sum over token states",
+            ));
+        }
         let mut states = self.backend.download(&self.states_at(ids, 1, self.num_layers())?)?;
         if let Some(framing) = self.shifted_reference {
             let reference = self.backend.download(&self.states_at(&framing.ids(ids.len()), 1, self.num_layers())?)?;

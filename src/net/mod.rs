@@ -6,6 +6,7 @@ pub mod block;
 pub mod encoder;
 pub mod families;
 pub mod flops;
+pub mod heads;
 pub mod layer;
 pub mod packing;
 pub mod pooling;

@@ -421,7 +421,7 @@ fn pre_norm_training_with_dropout_matches_finite_differences() {
 /// no projection to split at, takes full cotangents) gives forward mode's `P`.
 #[test]
 fn pre_rms_swiglu_explanations_are_complete_and_reverse_equals_forward() {
-    let network = Network { block: pre_rms_swiglu(), final_norm: None };
+    let network = Network::new(pre_rms_swiglu());
     explanations_are_complete_and_reverse_equals_forward(model_for(PRE_RMS_SWIGLU), network);
 }
 
@@ -429,7 +429,7 @@ fn pre_rms_swiglu_explanations_are_complete_and_reverse_equals_forward() {
 /// ends in it, so its pooled rewrites apply there (`a_final_norm_is_where_the_pooled_rewrites_apply`).
 #[test]
 fn pre_ln_with_a_final_norm_explanations_are_complete_and_reverse_equals_forward() {
-    let network = Network { block: pre_ln(), final_norm: Some(NormKind::Layer) };
+    let network = Network { final_norm: Some(NormKind::Layer), ..Network::new(pre_ln()) };
     explanations_are_complete_and_reverse_equals_forward(model_with_final_norm(), network);
 }
 

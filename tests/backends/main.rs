@@ -23,6 +23,7 @@ mod common;
 
 mod blocks;
 mod end_to_end;
+mod heads;
 mod jvp_finite_differences;
 mod ops;
 mod oracle;

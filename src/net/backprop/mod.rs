@@ -15,7 +15,7 @@ use crate::backend::{NormSaved, Role, WeightGradients};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds};
 use crate::net::block::{rows_batch, Block, TrainingTape};
-use crate::net::families::{network_of, Network};
+use crate::net::families::Network;
 use crate::net::layer::{embed_rows, LayerShape};
 use crate::net::packing::Packing;
 use crate::net::relative_bias;
@@ -63,7 +63,7 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
             // The max of shifted states is not the shifted max (see `SentenceModel::load`).
             return Err(Error::argument("--model", "an exact model pools by mean or CLS; this model pools by max"));
         }
-        let Network { block, final_norm } = network_of(config.architecture);
+        let Network { block, final_norm, .. } = Network::of_family(config.architecture, pooling);
         if final_norm.is_some() {
             // Its gradient has no slot yet (`Slot`), nor a name to export it under.
             return Err(Error::argument("--model", "training a family with a final norm is not supported yet"));
@@ -93,6 +93,13 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         mut dropout: Option<&mut dyn MaskSource>,
     ) -> Result<ForwardPass<B::Tensor>> {
         let (b, h, shape) = (self.backend, self.config.hidden_size, self.shape());
+        if !params.heads.is_empty() {
+            // Their gradients have no slot yet (`Slot`), nor names to export them under.
+            return Err(Error::argument(
+                "--model",
+                "training through Dense modules after pooling is not supported yet",
+            ));
+        }
         let packing = Packing::new(b, &texts.iter().map(|t| t.len()).collect::<Vec<_>>())?;
         if packing.tokens > self.config.max_tokens() {
             return Err(Error::argument(
@@ -151,6 +158,13 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         grads: &mut Gradients,
     ) -> Result<()> {
         let (b, h, shape) = (self.backend, self.config.hidden_size, self.shape());
+        if !params.heads.is_empty() {
+            // Their gradients have no slot yet (`Slot`), nor names to export them under.
+            return Err(Error::argument(
+                "--model",
+                "training through Dense modules after pooling is not supported yet",
+            ));
+        }
         let packing = &pass.packing;
         let rows = packing.rows();
         if d_pooled.len() != packing.seqs {
