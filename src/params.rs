@@ -123,12 +123,14 @@ pub struct Norm<T> {
     pub beta: T,
 }
 
+/// The embedding tables and norm; which a family has, its description says
+/// (`net::embeddings::Embeddings`).
 #[derive(Debug, Clone)]
 pub struct EmbeddingParams<T> {
     pub word: T,
-    pub position: T,
+    pub position: Option<T>,
     pub token_type: Option<T>,
-    pub norm: Norm<T>,
+    pub norm: Option<Norm<T>>,
 }
 
 /// One post-LN encoder layer (BERT, MPNet and RoBERTa share this shape).
@@ -309,9 +311,9 @@ impl EncoderParams<HostTensor> {
         let width = e.word.shape.last().copied().unwrap_or(0);
         let mut table = |t: &HostTensor| f(t, Role::Table { rows: t.shape.first().copied().unwrap_or(0), width });
         let word = table(&e.word)?;
-        let position = table(&e.position)?;
+        let position = e.position.as_ref().map(&mut table).transpose()?;
         let token_type = e.token_type.as_ref().map(&mut table).transpose()?;
-        let norm = e.norm.try_map(width, &mut f)?;
+        let norm = e.norm.as_ref().map(|n| n.try_map(width, &mut f)).transpose()?;
         let layers = self.layers.iter().map(|l| l.try_map(&mut f)).collect::<Result<_, E>>()?;
         let final_norm = self.final_norm.as_ref().map(|n| n.try_map(width, &mut f)).transpose()?;
         let heads = self.heads.iter().map(|l| l.try_map(&mut f)).collect::<Result<_, E>>()?;
@@ -389,6 +391,8 @@ pub enum Slot {
     TokenTypeEmbeddings,
     EmbeddingNorm(NormPart),
     Layer(usize, LayerSlot),
+    /// The norm after the last layer, in the families that have one.
+    FinalNorm(NormPart),
     /// MPNet's relative position bias table.
     RelativeBias,
 }
@@ -402,7 +406,7 @@ impl Slot {
             Slot::WordEmbeddings | Slot::PositionEmbeddings | Slot::TokenTypeEmbeddings => true,
             Slot::Layer(_, LayerSlot::Qkv(part) | LayerSlot::AttentionOut(part)) => part == LinearPart::Weight,
             Slot::Layer(_, LayerSlot::FfnIn(part) | LayerSlot::FfnOut(part)) => part == LinearPart::Weight,
-            Slot::EmbeddingNorm(_) | Slot::Layer(..) | Slot::RelativeBias => false,
+            Slot::EmbeddingNorm(_) | Slot::Layer(..) | Slot::FinalNorm(_) | Slot::RelativeBias => false,
         }
     }
 }
@@ -467,26 +471,36 @@ impl<T> EncoderParams<T> {
         let e = &mut self.embeddings;
         match slot {
             Slot::WordEmbeddings => Some(&mut e.word),
-            Slot::PositionEmbeddings => Some(&mut e.position),
+            Slot::PositionEmbeddings => e.position.as_mut(),
             Slot::TokenTypeEmbeddings => e.token_type.as_mut(),
-            Slot::EmbeddingNorm(p) => Some(e.norm.part_mut(p)),
+            Slot::EmbeddingNorm(p) => e.norm.as_mut().map(|n| n.part_mut(p)),
             Slot::Layer(l, s) => self.layers.get_mut(l).map(|layer| layer.slot_mut(s)),
+            Slot::FinalNorm(p) => self.final_norm.as_mut().map(|n| n.part_mut(p)),
             Slot::RelativeBias => None,
         }
     }
 }
 
 impl EncoderParams<HostTensor> {
-    /// Every trainable tensor, in a fixed order (embeddings, layers bottom up, the relative
-    /// bias): the order of gradients, optimiser state and checkpoints.
+    /// Every trainable tensor, in a fixed order (embeddings, layers bottom up, the final norm,
+    /// the relative bias): the order of gradients, optimiser state and checkpoints.
     pub fn slots(&self) -> Vec<Slot> {
-        let mut slots = vec![Slot::WordEmbeddings, Slot::PositionEmbeddings];
-        if self.embeddings.token_type.is_some() {
+        let e = &self.embeddings;
+        let mut slots = vec![Slot::WordEmbeddings];
+        if e.position.is_some() {
+            slots.push(Slot::PositionEmbeddings);
+        }
+        if e.token_type.is_some() {
             slots.push(Slot::TokenTypeEmbeddings);
         }
-        slots.extend([Slot::EmbeddingNorm(NormPart::Gamma), Slot::EmbeddingNorm(NormPart::Beta)]);
+        if e.norm.is_some() {
+            slots.extend([Slot::EmbeddingNorm(NormPart::Gamma), Slot::EmbeddingNorm(NormPart::Beta)]);
+        }
         for l in 0..self.layers.len() {
             slots.extend(LayerSlot::ALL.map(|s| Slot::Layer(l, s)));
+        }
+        if self.final_norm.is_some() {
+            slots.extend([Slot::FinalNorm(NormPart::Gamma), Slot::FinalNorm(NormPart::Beta)]);
         }
         if self.relative_attention_bias.is_some() {
             slots.push(Slot::RelativeBias);
@@ -499,10 +513,11 @@ impl EncoderParams<HostTensor> {
         let e = &self.embeddings;
         match slot {
             Slot::WordEmbeddings => Some(&e.word),
-            Slot::PositionEmbeddings => Some(&e.position),
+            Slot::PositionEmbeddings => e.position.as_ref(),
             Slot::TokenTypeEmbeddings => e.token_type.as_ref(),
-            Slot::EmbeddingNorm(p) => Some(e.norm.part(p)),
+            Slot::EmbeddingNorm(p) => e.norm.as_ref().map(|n| n.part(p)),
             Slot::Layer(l, s) => self.layers.get(l).map(|layer| layer.slot(s)),
+            Slot::FinalNorm(p) => self.final_norm.as_ref().map(|n| n.part(p)),
             Slot::RelativeBias => self.relative_attention_bias.as_ref(),
         }
     }

@@ -28,12 +28,12 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
     let names = config.architecture.embedding_names();
     let embeddings = EmbeddingParams {
         word: reader.get(&format!("{}.weight", names.word), &[config.vocab_size, h])?,
-        position: reader.get(&format!("{}.weight", names.position), &[config.max_position_embeddings, h])?,
+        position: Some(reader.get(&format!("{}.weight", names.position), &[config.max_position_embeddings, h])?),
         token_type: match names.token_type {
             Some(name) => Some(reader.get(&format!("{name}.weight"), &[config.type_vocab_size, h])?),
             None => None,
         },
-        norm: reader.norm(&names.norm, h)?,
+        norm: Some(reader.norm(&names.norm, h)?),
     };
     let ffn = config.intermediate_size;
     let layers = (0..config.num_layers)

@@ -11,10 +11,11 @@ use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel};
 use crate::net::block::{Block, CotangentsIn, TangentsIn};
 pub use crate::net::block::{InputCotangents, InputForm};
+use crate::net::embeddings::Embeddings;
 use crate::net::families::Network;
 use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops};
 use crate::net::heads::{Head, Heads, HeadsTape};
-use crate::net::layer::{embed_rows, LayerShape};
+use crate::net::layer::LayerShape;
 use crate::net::packing::Packing;
 use crate::net::pooling::{pool, pool_host, pool_jvp, pool_vjp};
 use crate::net::relative_bias;
@@ -45,6 +46,8 @@ pub struct Encoder<'b, B: Backend> {
     pub backend: &'b B,
     pub config: EncoderConfig,
     pub pooling: Pooling,
+    /// What sums into the first layer's input (`net::embeddings`).
+    embeddings: Embeddings,
     /// The block every layer runs, described once for the family (`net::families`).
     block: Block,
     /// The last layer's block where the family has a final norm: `block` ending in it.
@@ -99,6 +102,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
             (Some(_), None) => return Err(Error::Internal("the network ends in a final norm the weights lack".into())),
             (None, Some(_)) => return Err(Error::Internal("the weights have a final norm the network lacks".into())),
         };
+        network.embeddings.check(&params.embeddings)?;
         Heads::new(&network.heads, &params.heads, model.config.hidden_size)?;
         if shifted_reference && !params.heads.is_empty() {
             // The shift is of the output states, before pooling; a Dense module after it would
@@ -113,6 +117,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
             backend,
             config,
             pooling: network.pooling,
+            embeddings: network.embeddings,
             block: network.block,
             tail,
             heads: network.heads,
@@ -248,7 +253,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         self.shape().geometry()
     }
 
-    /// Embedding output (after its LayerNorm) for `seqs` equal-length id sequences laid end
+    /// The embeddings (`net::embeddings`) for `seqs` equal-length id sequences laid end
     /// to end: `[seqs, tokens, hidden]`.
     pub fn embed_tokens(&self, ids: &[u32], seqs: usize) -> Result<B::Tensor> {
         let tokens = ids.len() / seqs.max(1);
@@ -275,9 +280,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
         ))
     }
 
-    /// Embedding output (after its LayerNorm) of token rows with the given position ids.
+    /// The embeddings of token rows with the given position ids.
     fn embed_rows(&self, ids: &[u32], positions: &[u32]) -> Result<B::Tensor> {
-        Ok(embed_rows(self.backend, &self.params.embeddings, self.shape(), ids, positions)?.0)
+        let (b, e) = (self.backend, &self.params.embeddings);
+        Ok(self.embeddings.forward(b, e, self.hidden(), self.config.layer_norm_eps, ids, positions)?.0)
     }
 
     /// Runs layers `from..to` forward on `[seqs, tokens, hidden]`.

@@ -1,16 +1,15 @@
-//! What every layer of an encoder shares: its shape, and the embeddings beneath the first.
-//! The layer itself is a block description (`net::block`, one per family in `net::families`);
+//! What every layer of an encoder shares: its shape. The layer itself is a block description (`net::block`, one per family in `net::families`);
 //! the three functions at the end run the post-LN block by the names the op tests and the
 //! layer benchmark use.
 
 use std::sync::LazyLock;
 
-use crate::backend::{Backend, Batch, Heads, NormSaved, ScoreMods};
+use crate::backend::{Backend, Batch, Heads, ScoreMods};
 use crate::error::Result;
 use crate::model::EncoderConfig;
 pub use crate::net::block::TangentsIn;
 use crate::net::block::{Block, Geometry};
-use crate::params::{EmbeddingParams, LayerParams};
+use crate::params::LayerParams;
 
 /// Shape facts one layer needs.
 #[derive(Debug, Clone, Copy)]
@@ -43,24 +42,6 @@ impl LayerShape {
     pub fn geometry(&self) -> Geometry {
         Geometry { heads: self.heads, eps: self.eps }
     }
-}
-
-/// The embedding output for rows of token ids and their position ids: the word, position and
-/// (where the family has one) token-type rows summed, then LayerNorm; with what the norm's
-/// VJP needs. Every text is single-segment, so its token type is 0 everywhere.
-pub fn embed_rows<B: Backend>(
-    backend: &B,
-    params: &EmbeddingParams<B::Tensor>,
-    shape: LayerShape,
-    ids: &[u32],
-    positions: &[u32],
-) -> Result<(B::Tensor, NormSaved<B::Tensor>)> {
-    let (b, h) = (backend, shape.hidden);
-    let mut x = b.add(&b.gather_rows(&params.word, h, ids)?, &b.gather_rows(&params.position, h, positions)?)?;
-    if let Some(types) = &params.token_type {
-        x = b.add(&x, &b.gather_rows(types, h, &vec![0; ids.len()])?)?;
-    }
-    b.layer_norm(&x, ids.len(), h, &params.norm, shape.eps)
 }
 
 /// The post-LN block, described once (`net::families::post_ln`).

@@ -3,6 +3,7 @@
 
 pub mod backprop;
 pub mod block;
+pub mod embeddings;
 pub mod encoder;
 pub mod families;
 pub mod flops;

@@ -85,16 +85,25 @@ fn weights_file(model: &SentenceModel, params: &EncoderParams<HostTensor>) -> Re
     let trained = trained_names(model);
     let prefixes = model.config.architecture.name_prefixes();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut written = std::collections::HashSet::new();
     for (full, view) in file.tensors() {
         let short = prefixes.iter().find_map(|p| full.strip_prefix(p)).unwrap_or(&full);
         match trained.iter().find(|(name, ..)| name == short) {
             Some((_, slot, range)) => {
+                written.insert(*slot);
                 let values = params.get(*slot).ok_or_else(|| Error::Internal(format!("no parameter {slot:?}")))?.data();
                 let values = &values[range.start..range.end.min(values.len())];
                 tensors.push((full.clone(), Dtype::F32, view.shape().to_vec(), bytemuck::cast_slice(values).to_vec()));
             }
             None => tensors.push((full.clone(), view.dtype(), view.shape().to_vec(), view.data().to_vec())),
         }
+    }
+    // A trained tensor with no name in the checkpoint would be silently dropped.
+    if let Some(slot) = params.slots().into_iter().find(|slot| !written.contains(slot)) {
+        return Err(Error::Internal(format!(
+            "the trained tensor {slot:?} has no name in {} to be written under",
+            original_path.display()
+        )));
     }
     let views = tensors
         .iter()
@@ -118,6 +127,8 @@ pub fn write_exact_model(
         let path = path.to_path_buf();
         move |source| Error::Write { path, source }
     };
+    // Made before anything is written, so that a weight with no name leaves nothing behind.
+    let weights = weights_file(model, params)?;
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let staging = out.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
@@ -132,7 +143,7 @@ pub fn write_exact_model(
         }
     }
     copy(&model.pooling_dir.join("config.json"), &staging.join("1_Pooling/config.json"))?;
-    std::fs::write(staging.join("model.safetensors"), weights_file(model, params)?).map_err(write_error(&staging))?;
+    std::fs::write(staging.join("model.safetensors"), weights).map_err(write_error(&staging))?;
     let mut modules = vec![
         serde_json::json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
         serde_json::json!({"idx": 1, "name": "shifted_reference", "path": "", "type": SHIFTED_REFERENCE_MODULE}),

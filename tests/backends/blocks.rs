@@ -39,15 +39,7 @@ use simattr::params::{
 
 type F64 = CpuReference<f64>;
 
-pub(crate) fn pre_ln() -> Block {
-    let b = BlockBuilder::new();
-    let x = Value::INPUT;
-    let ctx = b.attention(b.linear(b.layer_norm(x, NormId::Attention), LinearId::Qkv));
-    let h = b.add(x, b.dropout(b.linear(ctx, LinearId::AttentionOut)));
-    let ffn = b.linear(b.gelu(b.linear(b.layer_norm(h, NormId::Ffn), LinearId::FfnIn)), LinearId::FfnOut);
-    b.add(h, b.dropout(ffn));
-    b.finish("pre-LN test block").unwrap()
-}
+pub(crate) use common::pre_ln;
 
 fn pre_rms_swiglu() -> Block {
     let b = BlockBuilder::new();
@@ -433,21 +425,11 @@ fn pre_ln_with_a_final_norm_explanations_are_complete_and_reverse_equals_forward
     explanations_are_complete_and_reverse_equals_forward(model_with_final_norm(), network);
 }
 
-/// The tiny BERT fixture with a final LayerNorm: the embeddings' norm, its `γ` and `β` varied
-/// per feature so that the norm is not near the identity.
+/// The tiny BERT fixture with a final LayerNorm (`common::final_norm_of`).
 fn model_with_final_norm() -> SentenceModel {
     let mut model = model_for(PRE_LN);
-    model.params.final_norm = Some(final_norm_of(&model.params));
+    model.params.final_norm = Some(common::final_norm_of(&model.params));
     model
-}
-
-fn final_norm_of(params: &EncoderParams<HostTensor>) -> Norm<HostTensor> {
-    let norm = &params.embeddings.norm;
-    let vary = |t: &HostTensor, by: f32| {
-        let data = t.data().iter().enumerate().map(|(i, v)| v + by * (i as f32 * 0.7).sin()).collect();
-        HostTensor::new(t.shape.clone(), data)
-    };
-    Norm { gamma: vary(&norm.gamma, 0.3), beta: vary(&norm.beta, 0.2) }
 }
 
 /// Whole explanations in f64 at the first and the last layer through `network`: complete to

@@ -22,6 +22,7 @@
 mod common;
 
 mod blocks;
+mod embeddings;
 mod end_to_end;
 mod heads;
 mod jvp_finite_differences;

@@ -682,7 +682,7 @@ fn pre_ln_token_jvp_runs_the_qkv_gemm_on_step_rows() {
 fn a_pre_ln_tail_with_its_final_norm_takes_the_pooled_rewrites() {
     let (b, params, geometry, h) = setup();
     let mut model = SentenceModel::load(&fixture_dir("tiny-bert")).unwrap();
-    model.params.final_norm = Some(model.params.embeddings.norm.clone());
+    model.params.final_norm = model.params.embeddings.norm.clone();
     let norm = upload_params(&b.inner, &model.params).unwrap().final_norm.unwrap();
     let weights = Weights { layer: &params, final_norm: Some(&norm) };
     let tail = crate::blocks::pre_ln().ending_in(NormKind::Layer).unwrap();

@@ -150,3 +150,48 @@ fn copy_tree(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// The tiny BERT fixture with the embedding tables and norm `embeddings` does not read
+/// dropped: how the tests try the newer families' embeddings on its weights.
+pub fn tiny_bert_for(embeddings: simattr::net::embeddings::Embeddings) -> simattr::model::SentenceModel {
+    let mut model = simattr::model::SentenceModel::load(&fixture_dir("tiny-bert")).unwrap();
+    let e = &mut model.params.embeddings;
+    if !embeddings.positions {
+        e.position = None;
+    }
+    if !embeddings.token_types {
+        e.token_type = None;
+    }
+    if embeddings.norm.is_none() {
+        e.norm = None;
+    }
+    model
+}
+
+/// A pre-LN block written only as a description: `h = x + Wo · attention(Wqkv · LN1(x))`,
+/// `y = h + W2 · gelu(W1 · LN2(h))`, with dropout where training applies it.
+pub fn pre_ln() -> simattr::net::block::Block {
+    use simattr::net::block::{BlockBuilder, Value};
+    use simattr::params::{LinearId, NormId};
+    let b = BlockBuilder::new();
+    let x = Value::INPUT;
+    let ctx = b.attention(b.linear(b.layer_norm(x, NormId::Attention), LinearId::Qkv));
+    let h = b.add(x, b.dropout(b.linear(ctx, LinearId::AttentionOut)));
+    let ffn = b.linear(b.gelu(b.linear(b.layer_norm(h, NormId::Ffn), LinearId::FfnIn)), LinearId::FfnOut);
+    b.add(h, b.dropout(ffn));
+    b.finish("pre-LN test block").unwrap()
+}
+
+/// A final norm for the tiny BERT fixture: the embeddings' norm, its `γ` and `β` varied per
+/// feature so that the norm is not near the identity.
+pub fn final_norm_of(
+    params: &simattr::params::EncoderParams<simattr::params::HostTensor>,
+) -> simattr::params::Norm<simattr::params::HostTensor> {
+    use simattr::params::{HostTensor, Norm};
+    let norm = params.embeddings.norm.as_ref().unwrap();
+    let vary = |t: &HostTensor, by: f32| {
+        let data = t.data().iter().enumerate().map(|(i, v)| v + by * (i as f32 * 0.7).sin()).collect();
+        HostTensor::new(t.shape.clone(), data)
+    };
+    Norm { gamma: vary(&norm.gamma, 0.3), beta: vary(&norm.beta, 0.2) }
+}

@@ -11,15 +11,17 @@ pub use grads::Gradients;
 
 use std::collections::BTreeMap;
 
-use crate::backend::{NormSaved, Role, WeightGradients};
+use crate::backend::{Role, WeightGradients};
 use crate::error::{Error, Result};
 use crate::model::{EncoderConfig, Pooling, PositionIds};
 use crate::net::block::{rows_batch, Block, TrainingTape};
+use crate::net::embeddings::{scaled, Embeddings, EmbeddingsTape};
 use crate::net::families::Network;
-use crate::net::layer::{embed_rows, LayerShape};
+use crate::net::heads::Head;
+use crate::net::layer::LayerShape;
 use crate::net::packing::Packing;
 use crate::net::relative_bias;
-use crate::params::{EncoderParams, NormPart, Slot};
+use crate::params::{EncoderParams, Slot, Weights};
 
 /// Where dropout masks come from: `mask(len)` gives `len` values, `1/(1 − p)` where kept and
 /// 0 where dropped (the training loop draws them from its seeded generator).
@@ -31,8 +33,12 @@ pub trait MaskSource {
 pub struct TrainingNet<'b, B: WeightGradients> {
     pub backend: &'b B,
     config: EncoderConfig,
-    /// The block every layer runs (`net::families`).
+    /// What sums into the first layer's input, and the block every layer runs
+    /// (`net::families`).
+    embeddings: Embeddings,
     block: Block,
+    /// The last layer's block where the network has a final norm: `block` ending in it.
+    tail: Option<Block>,
     pooling: Pooling,
     positions: PositionIds,
 }
@@ -42,7 +48,7 @@ pub struct ForwardPass<T> {
     packing: Packing<T>,
     ids: Vec<u32>,
     positions: Vec<u32>,
-    embedding_norm: NormSaved<T>,
+    embeddings: EmbeddingsTape<T>,
     embedding_mask: Option<T>,
     layers: Vec<TrainingTape<T>>,
     /// The output token states, `[rows, hidden]`, on the host.
@@ -59,20 +65,45 @@ impl<T> ForwardPass<T> {
 
 impl<'b, B: WeightGradients> TrainingNet<'b, B> {
     pub fn new(backend: &'b B, config: &EncoderConfig, pooling: Pooling) -> Result<Self> {
+        Self::with_network(backend, config, Network::of_family(config.architecture, pooling))
+    }
+
+    /// Training through `network` instead of the family's: how a new structure's gradients are
+    /// tried on existing weights (the tests' variants). Its embeddings, block and pooling are
+    /// read; a final norm or Dense modules are refused, as for a family.
+    pub fn with_network(backend: &'b B, config: &EncoderConfig, network: Network) -> Result<Self> {
+        let Network { embeddings, block, final_norm, pooling, heads } = network;
         if pooling == Pooling::Max {
             // The max of shifted states is not the shifted max (see `SentenceModel::load`).
             return Err(Error::argument("--model", "an exact model pools by mean or CLS; this model pools by max"));
         }
-        let Network { block, final_norm, .. } = Network::of_family(config.architecture, pooling);
-        if final_norm.is_some() {
-            // Its gradient has no slot yet (`Slot`), nor a name to export it under.
-            return Err(Error::argument("--model", "training a family with a final norm is not supported yet"));
+        if heads.iter().any(|head| matches!(head, Head::Dense { .. })) {
+            // Their gradients have no slot yet (`Slot`), nor names to export them under.
+            return Err(Error::argument(
+                "--model",
+                "training through Dense modules after pooling is not supported yet",
+            ));
         }
-        Ok(TrainingNet { backend, config: config.clone(), block, pooling, positions: config.position_ids() })
+        let positions = config.position_ids();
+        let tail = final_norm.map(|kind| block.ending_in(kind)).transpose()?;
+        Ok(TrainingNet { backend, config: config.clone(), embeddings, block, tail, pooling, positions })
     }
 
     fn shape(&self) -> LayerShape {
         LayerShape::of(&self.config)
+    }
+
+    /// The block layer `l` runs and its weights: the last layer's block ends in the final norm
+    /// where the network has one, which the weights must have exactly then.
+    fn layer<'p>(&self, params: &'p EncoderParams<B::Tensor>, l: usize) -> Result<(&Block, Weights<'p, B::Tensor>)> {
+        let layer = params.layers.get(l).ok_or_else(|| Error::Internal(format!("no layer {l}")))?;
+        let last = l + 1 == params.layers.len();
+        match (&self.tail, &params.final_norm) {
+            (Some(tail), Some(norm)) if last => Ok((tail, Weights { layer, final_norm: Some(norm) })),
+            (Some(_), None) => Err(Error::Internal("the network ends in a final norm the weights lack".into())),
+            (None, Some(_)) => Err(Error::Internal("the weights have a final norm the network lacks".into())),
+            _ => Ok((&self.block, layer.into())),
+        }
     }
 
     /// The score bias of the padded layout (MPNet's relative position bias), if any.
@@ -117,7 +148,8 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
             }
         };
 
-        let (mut x, embedding_norm) = embed_rows(b, &params.embeddings, shape, &ids, &positions)?;
+        self.embeddings.check(&params.embeddings)?;
+        let (mut x, embeddings) = self.embeddings.forward(b, &params.embeddings, h, shape.eps, &ids, &positions)?;
         let embedding_mask = upload_mask(rows * h)?;
         if let Some(mask) = &embedding_mask {
             x = b.mul(&x, mask)?;
@@ -126,19 +158,20 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         let bias = self.score_bias(params, tokens)?;
         let mut layers = Vec::with_capacity(params.layers.len());
         let geometry = shape.geometry();
-        for layer_params in &params.layers {
+        for l in 0..params.layers.len() {
+            let (block, weights) = self.layer(params, l)?;
             // Attention's mask, then each dropout op's, in the block's order (the seeded
             // draws depend on it).
-            let lengths = self.block.dropout_mask_lengths(layer_params, geometry, &packing)?;
+            let lengths = block.dropout_mask_lengths(weights, geometry, &packing)?;
             let masks: Vec<Option<B::Tensor>> = lengths.into_iter().map(&mut upload_mask).collect::<Result<_>>()?;
             let masks: Option<Vec<B::Tensor>> = masks.into_iter().collect();
             let scores = packing.scores(bias.as_ref());
-            let (y, tape) = self.block.forward_training(b, layer_params, geometry, &packing, scores, x, masks)?;
+            let (y, tape) = block.forward_training(b, weights, geometry, &packing, scores, x, masks)?;
             layers.push(tape);
             x = y;
         }
         let states = b.download(&x)?;
-        Ok(ForwardPass { packing, ids, positions, embedding_norm, embedding_mask, layers, states })
+        Ok(ForwardPass { packing, ids, positions, embeddings, embedding_mask, layers, states })
     }
 
     /// Each text's pooled vector (mean or CLS of its output states).
@@ -158,13 +191,6 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         grads: &mut Gradients,
     ) -> Result<()> {
         let (b, h, shape) = (self.backend, self.config.hidden_size, self.shape());
-        if !params.heads.is_empty() {
-            // Their gradients have no slot yet (`Slot`), nor names to export them under.
-            return Err(Error::argument(
-                "--model",
-                "training through Dense modules after pooling is not supported yet",
-            ));
-        }
         let packing = &pass.packing;
         let rows = packing.rows();
         if d_pooled.len() != packing.seqs {
@@ -187,11 +213,14 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         let mut dy = b.upload_f64(&d_states, None)?;
 
         let mut bias_grad = vec![0.0f64; shape.heads.count * packing.tokens * packing.tokens];
-        for (l, (layer_params, tape)) in params.layers.iter().zip(&pass.layers).enumerate().rev() {
-            let (dx, layer_grads) =
-                self.block.backward_training(b, layer_params, shape.geometry(), packing, tape, &dy)?;
+        for (l, tape) in pass.layers.iter().enumerate().rev() {
+            let (block, weights) = self.layer(params, l)?;
+            let (dx, layer_grads) = block.backward_training(b, weights, shape.geometry(), packing, tape, &dy)?;
             for (slot, grad) in layer_grads.weights {
                 grads.add(Slot::Layer(l, slot), &b.download(&grad)?)?;
+            }
+            for (part, grad) in layer_grads.final_norm {
+                grads.add(Slot::FinalNorm(part), &b.download(&grad)?)?;
             }
             if let (Some(score_bias), true) = (&layer_grads.score_bias, params.relative_attention_bias.is_some()) {
                 let g = b.download(score_bias)?;
@@ -205,18 +234,30 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
             grads.add(Slot::RelativeBias, &table)?;
         }
 
-        // Embeddings: dropout, LayerNorm, then the three lookups' adjoints (a scatter into the
-        // rows the batch used).
+        // Embeddings as described (`net::embeddings`): dropout, the norm, the scale, then the
+        // lookups' adjoints (a scatter into the rows the batch used).
         let dropped = pass.embedding_mask.as_ref().map(|m| b.mul(&dy, m)).transpose()?;
         let dy = dropped.as_ref().unwrap_or(&dy);
-        let (d_gamma, d_beta) = b.layer_norm_weight_grad(&pass.embedding_norm, dy, rows, h)?;
-        grads.add(Slot::EmbeddingNorm(NormPart::Gamma), &b.download(&d_gamma)?)?;
-        grads.add(Slot::EmbeddingNorm(NormPart::Beta), &b.download(&d_beta)?)?;
-        let d_sum = b.layer_norm_vjp(&pass.embedding_norm, &params.embeddings.norm, dy, rows_batch(rows), h)?;
-        let mut lookups =
-            vec![(Slot::WordEmbeddings, pass.ids.as_slice()), (Slot::PositionEmbeddings, &pass.positions)];
+        let normed = match (self.embeddings.norm, &pass.embeddings.norm, &params.embeddings.norm) {
+            (Some(kind), Some(saved), Some(norm)) => {
+                let grads_of = b.layer_norm_weight_grad(saved, dy, rows, h)?;
+                for (&part, grad) in kind.parts().iter().zip([grads_of.0, grads_of.1]) {
+                    grads.add(Slot::EmbeddingNorm(part), &b.download(&grad)?)?;
+                }
+                Some(kind.vjp(b, saved, norm, dy, rows_batch(rows), h)?)
+            }
+            (None, _, _) => None,
+            _ => return Err(Error::Internal("the embeddings' norm is described but was not run".into())),
+        };
+        let d_sum = normed.as_ref().unwrap_or(dy);
+        let unscaled = self.embeddings.scale.map(|scale| scaled(b, d_sum, scale, None)).transpose()?;
+        let d_sum = unscaled.as_ref().unwrap_or(d_sum);
+        let mut lookups = vec![(Slot::WordEmbeddings, pass.ids.as_slice())];
+        if self.embeddings.positions {
+            lookups.push((Slot::PositionEmbeddings, &pass.positions));
+        }
         let type_ids = vec![0u32; rows];
-        if params.embeddings.token_type.is_some() {
+        if self.embeddings.token_types {
             lookups.push((Slot::TokenTypeEmbeddings, &type_ids));
         }
         // `transformers` builds the word table (and, where positions count after the padding,
@@ -232,7 +273,7 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
             let used: BTreeMap<u32, u32> = ids.iter().map(|&id| (id, 0)).collect();
             let used: BTreeMap<u32, u32> = used.keys().enumerate().map(|(n, &id)| (id, n as u32)).collect();
             let compact: Vec<u32> = ids.iter().map(|id| used[id]).collect();
-            let table_rows = b.download(&b.scatter_rows(&d_sum, h, &compact, used.len())?)?;
+            let table_rows = b.download(&b.scatter_rows(d_sum, h, &compact, used.len())?)?;
             for (&id, &n) in used.iter().filter(|(&id, _)| Some(id) != frozen_row(slot)) {
                 grads.add_row(slot, id as usize, h, &table_rows[n as usize * h..(n as usize + 1) * h])?;
             }

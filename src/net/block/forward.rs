@@ -3,7 +3,7 @@
 use super::plan::Step;
 use super::{outside_training, Block, Geometry, Held, Op, Value, Values, Walk};
 use crate::backend::{Backend, NormSaved, ResidualNorm, ScoreMods};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::params::Weights;
 
 impl Block {
@@ -100,16 +100,9 @@ impl<B: Backend> Walk<'_, B> {
         values: &Values<'_, B::Tensor>,
         rows: usize,
     ) -> Result<Option<Normed<B::Tensor>>> {
-        let (b, eps) = (self.backend, self.geometry.eps);
-        Ok(match op {
-            Op::LayerNorm { x, weights } => {
-                Some(b.layer_norm(values.get(x)?, rows, self.width(x), self.params.norm(weights)?, eps)?)
-            }
-            Op::RmsNorm { x, weights } => {
-                Some(b.rms_norm(values.get(x)?, rows, self.width(x), self.params.norm(weights)?, eps)?)
-            }
-            _ => None,
-        })
+        let Some((kind, x, weights)) = op.norm() else { return Ok(None) };
+        let norm = self.params.norm(weights)?;
+        Ok(Some(kind.forward(self.backend, values.get(x)?, rows, self.width(x), norm, self.geometry.eps)?))
     }
 
     /// Each op's forward, alone.
@@ -125,14 +118,10 @@ impl<B: Backend> Walk<'_, B> {
             Op::Linear { x, weights } => b.linear(values.get(x)?, rows, self.params.linear(weights)),
             Op::Attention { qkv } => attend(values.get(qkv)?),
             Op::Add { a, b: other } => b.add(values.get(a)?, values.get(other)?),
-            Op::LayerNorm { x, weights } => {
-                let norm = self.params.norm(weights)?;
-                Ok(b.layer_norm(values.get(x)?, rows, self.width(x), norm, self.geometry.eps)?.0)
-            }
-            Op::RmsNorm { x, weights } => {
-                let norm = self.params.norm(weights)?;
-                Ok(b.rms_norm(values.get(x)?, rows, self.width(x), norm, self.geometry.eps)?.0)
-            }
+            Op::LayerNorm { .. } | Op::RmsNorm { .. } => match self.norm_forward(op, values, rows)? {
+                Some((y, _)) => Ok(y),
+                None => Err(Error::Internal(format!("{op:?} is not a norm"))),
+            },
             Op::Gelu { x } => b.gelu(values.get(x)?),
             Op::Gated { x, act } => b.gated(values.get(x)?, rows, self.width(x) / 2, act),
             Op::Dropout { .. } => Err(outside_training()),

@@ -30,9 +30,9 @@ pub use train::{rows_batch, BlockGrads, TrainingTape};
 pub use vjp::{BlockTape, CotangentsIn, InputCotangents, InputForm, SplitCotangents};
 
 use self::plan::{plan, Step};
-use crate::backend::{Activation, Backend, Heads, NormSaved};
+use crate::backend::{Activation, Backend, Batch, Heads, NormSaved};
 use crate::error::{Error, Result};
-use crate::params::{LinearId, NormId, Weights};
+use crate::params::{LinearId, Norm, NormId, NormPart, Weights};
 
 /// A value inside a block: its input (`Value::INPUT`) or the output of one of its ops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +93,15 @@ impl Op {
 }
 
 impl Op {
+    /// A norm op's kind, input and weights.
+    fn norm(&self) -> Option<(NormKind, Value, NormId)> {
+        match *self {
+            Op::LayerNorm { x, weights } => Some((NormKind::Layer, x, weights)),
+            Op::RmsNorm { x, weights } => Some((NormKind::Rms, x, weights)),
+            _ => None,
+        }
+    }
+
     /// The operand this op's backward pass reads from the tape, besides what it saves of its
     /// own forward pass (a norm's statistics, attention's probabilities): an activation's
     /// input, attention's `q|k|v`, and, where weight gradients are taken, a dense layer's input.
@@ -155,11 +164,57 @@ impl<T, A> Taped<T, A> {
     }
 }
 
-/// Which norm a description means where it names only the kind (a family's final norm).
+/// Which norm an op is, or a description means where it names only the kind (a family's
+/// final norm, its embeddings' norm). Each kind's forward and VJP rules are stated here once,
+/// for the block walks and the embeddings alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormKind {
     Layer,
     Rms,
+}
+
+impl NormKind {
+    /// The norm of each of `rows` rows of `x` (`width` wide), with the statistics its
+    /// derivatives read.
+    pub fn forward<B: Backend>(
+        self,
+        backend: &B,
+        x: &B::Tensor,
+        rows: usize,
+        width: usize,
+        norm: &Norm<B::Tensor>,
+        eps: f64,
+    ) -> Result<(B::Tensor, NormSaved<B::Tensor>)> {
+        match self {
+            NormKind::Layer => backend.layer_norm(x, rows, width, norm, eps),
+            NormKind::Rms => backend.rms_norm(x, rows, width, norm, eps),
+        }
+    }
+
+    /// The VJP with respect to the input, for the cotangents `dy` of the output.
+    pub fn vjp<B: Backend>(
+        self,
+        backend: &B,
+        saved: &NormSaved<B::Tensor>,
+        norm: &Norm<B::Tensor>,
+        dy: &B::Tensor,
+        batch: Batch,
+        width: usize,
+    ) -> Result<B::Tensor> {
+        match self {
+            NormKind::Layer => backend.layer_norm_vjp(saved, norm, dy, batch, width),
+            NormKind::Rms => backend.rms_norm_vjp(saved, norm, dy, batch, width),
+        }
+    }
+
+    /// The weights it has gradients for: `γ` (`γ̄ = Σ_r ȳ_r ⊙ x̂_r` for both kinds), and
+    /// LayerNorm's `β`.
+    pub fn parts(self) -> &'static [NormPart] {
+        match self {
+            NormKind::Layer => &[NormPart::Gamma, NormPart::Beta],
+            NormKind::Rms => &[NormPart::Gamma],
+        }
+    }
 }
 
 /// A block: its ops, in order; the last op's value is the block's output.

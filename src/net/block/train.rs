@@ -44,6 +44,8 @@ struct PaddedAttention<T> {
 /// (`[heads, T, T]`, for a shared score bias) where the block has attention.
 pub struct BlockGrads<T> {
     pub weights: Vec<(LayerSlot, T)>,
+    /// The encoder's final norm's, where the block ends in it (`Block::ending_in`).
+    pub final_norm: Vec<(NormPart, T)>,
     pub score_bias: Option<T>,
 }
 
@@ -171,7 +173,7 @@ impl Block {
         let mut terms: Vec<Vec<Term<'_, B::Tensor>>> = (0..=ops.len()).map(|_| Vec::new()).collect();
         terms[ops.len()].push(Rc::new(Held::Borrowed(dy)));
         let owned = |t: B::Tensor| Rc::new(Held::Owned(t));
-        let mut grads = BlockGrads { weights: Vec::new(), score_bias: None };
+        let mut grads = BlockGrads { weights: Vec::new(), final_norm: Vec::new(), score_bias: None };
         for (index, op) in ops.iter().enumerate().rev() {
             let out = std::mem::take(&mut terms[Value::of_op(index).index()]);
             if out.is_empty() {
@@ -180,19 +182,16 @@ impl Block {
             let dy = walk.sum(out)?;
             // Each weight's gradient rule, where the op has weights.
             match *op {
-                Op::LayerNorm { x, weights } | Op::RmsNorm { x, weights } => {
+                Op::LayerNorm { .. } | Op::RmsNorm { .. } => {
+                    let (kind, x, weights) = op.norm().ok_or_else(|| Error::Internal(format!("{op:?}")))?;
                     let stats = tape.taped.norm(index)?;
                     let (d_gamma, d_beta) = b.layer_norm_weight_grad(stats, dy.get(), rows, walk.width(x))?;
-                    // The final norm is the encoder's, not a layer's: training does not walk it
-                    // (`TrainingNet::new` refuses a family that has one).
-                    let slot = |part| {
-                        weights
-                            .slot(part)
-                            .ok_or_else(|| Error::Internal(format!("no layer gradient for the norm {weights:?}")))
-                    };
-                    grads.weights.push((slot(NormPart::Gamma)?, d_gamma));
-                    if matches!(op, Op::LayerNorm { .. }) {
-                        grads.weights.push((slot(NormPart::Beta)?, d_beta));
+                    for (&part, grad) in kind.parts().iter().zip([d_gamma, d_beta]) {
+                        match weights.slot(part) {
+                            Some(slot) => grads.weights.push((slot, grad)),
+                            // The final norm is the encoder's, not a layer's.
+                            None => grads.final_norm.push((part, grad)),
+                        }
                     }
                 }
                 Op::Linear { x, weights } => {

@@ -247,17 +247,14 @@ impl<B: Backend> Walk<'_, B> {
         batch: Batch,
     ) -> Result<(Value, B::Tensor)> {
         let b = self.backend;
+        if let Some((kind, x, weights)) = op.norm() {
+            return Ok((x, kind.vjp(b, tape.norm(index)?, self.params.norm(weights)?, dy, batch, self.width(x))?));
+        }
         let dx = match op {
             Op::Linear { x, weights } => (x, b.matmul_vjp(dy, batch.tangent_rows(), self.params.linear(weights))?),
-            Op::LayerNorm { x, weights } => {
-                (x, b.layer_norm_vjp(tape.norm(index)?, self.params.norm(weights)?, dy, batch, self.width(x))?)
-            }
-            Op::RmsNorm { x, weights } => {
-                (x, b.rms_norm_vjp(tape.norm(index)?, self.params.norm(weights)?, dy, batch, self.width(x))?)
-            }
             Op::Gelu { x } => (x, b.gelu_vjp(tape.kept(x)?, dy, batch, self.width(x))?),
             Op::Gated { x, act } => (x, b.gated_vjp(tape.kept(x)?, dy, batch, self.width(x) / 2, act)?),
-            Op::Add { .. } | Op::Attention { .. } | Op::Dropout { .. } => {
+            Op::LayerNorm { .. } | Op::RmsNorm { .. } | Op::Add { .. } | Op::Attention { .. } | Op::Dropout { .. } => {
                 return Err(Error::Internal(format!("op {index} ({op:?}) is taken back by its walk")))
             }
         };
