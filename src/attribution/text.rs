@@ -322,17 +322,18 @@ fn plan_passes<B: Backend>(
     reverse: bool,
 ) -> Result<PassPlan> {
     let b = encoder.backend;
-    let row_budget = row_budget(encoder, options);
+    let row_scalars = encoder.tangent_row_scalars(t)?;
+    let row_budget = row_budget(encoder, options, t)?;
     let primal_width = b.primal_precision().bytes().div_ceil(b.precision().bytes());
     let primal_rows = match reverse {
         false => primal_width,
         true => {
             let tape = (encoder.num_layers() - options.layer) * encoder.tape_row_scalars(t)? * primal_width;
-            primal_width + tape.div_ceil(encoder.tangent_row_scalars())
+            primal_width + tape.div_ceil(row_scalars)
         }
     };
     PassPlan::new(row_budget, t, directions, options.quadrature.steps(), primal_rows).ok_or_else(|| {
-        let needed = (1 + primal_rows) * t * encoder.tangent_row_scalars() * b.precision().bytes();
+        let needed = (1 + primal_rows) * t * row_scalars * b.precision().bytes();
         let tensor_limit = match b.max_tensor_values() {
             Some(values) if values.saturating_mul(b.precision().bytes()) < b.memory_budget() => {
                 format!(", in tensors of at most {values} values (the device's largest binding)")
@@ -349,11 +350,11 @@ fn plan_passes<B: Backend>(
     })
 }
 
-/// Rows (primal and tangent) a pass may hold: what the backend's memory budget allows, within
-/// the caller's optional cap.
-fn row_budget<B: Backend>(encoder: &Encoder<'_, B>, options: &TextOptions) -> usize {
-    let fit = encoder.backend.rows_that_fit(encoder.tangent_row_scalars());
-    fit.min(options.max_rows_per_pass.unwrap_or(usize::MAX))
+/// Rows (primal and tangent) a pass over a text of `tokens` tokens may hold: what the backend's
+/// memory budget allows, within the caller's optional cap.
+fn row_budget<B: Backend>(encoder: &Encoder<'_, B>, options: &TextOptions, tokens: usize) -> Result<usize> {
+    let fit = encoder.backend.rows_that_fit(encoder.tangent_row_scalars(tokens)?);
+    Ok(fit.min(options.max_rows_per_pass.unwrap_or(usize::MAX)))
 }
 
 /// The path's ends at the attributed layer, and the embeddings whose difference `P` splits.
@@ -411,7 +412,7 @@ impl<T> Endpoints<T> {
         options: &TextOptions,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
         let (d, t) = (encoder.embedding_dim(), self.tokens);
-        let per_chunk = (row_budget(encoder, options) / (3 * t)).max(1);
+        let per_chunk = (row_budget(encoder, options, t)? / (3 * t)).max(1);
         let (mut values, mut slopes) = (Vec::with_capacity(alphas.len() * d), Vec::with_capacity(alphas.len() * d));
         for chunk in alphas.chunks(per_chunk) {
             let (e, de) = encoder.pooled_path_jvp(&self.reference_states, &self.delta, chunk, options.layer, t)?;

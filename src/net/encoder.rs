@@ -216,9 +216,16 @@ impl<'b, B: Backend> Encoder<'b, B> {
         self.config.num_layers
     }
 
-    /// Scalars one tangent row needs at the peak of a layer's JVP (for the memory budget).
-    pub fn tangent_row_scalars(&self) -> usize {
-        self.shape().tangent_row_scalars()
+    /// Scalars one tangent row needs at the peak of a layer's JVP at `tokens` tokens (for the
+    /// memory budget), as the blocks' descriptions say (`Block::tangent_row_scalars`).
+    pub fn tangent_row_scalars(&self, tokens: usize) -> Result<usize> {
+        let heads = self.shape().heads;
+        let mut most = 0;
+        for layer in [0, self.num_layers().saturating_sub(1)] {
+            let (block, weights) = self.layer(layer);
+            most = most.max(block.tangent_row_scalars(weights, heads, tokens)?);
+        }
+        Ok(most)
     }
 
     /// Scalars one primal row keeps per layer for reverse mode (`BlockTape`) at `tokens` tokens,

@@ -31,13 +31,6 @@ impl LayerShape {
         }
     }
 
-    /// Scalars alive per tangent row at the peak of `layer_jvp` (the FFN block holds the
-    /// layer's input tangent, `ḣ1`, the pre-activation and activation tangents, and the
-    /// output being formed), an upper bound the attribution sizes its passes with.
-    pub fn tangent_row_scalars(&self) -> usize {
-        4 * self.hidden + 2 * self.ffn
-    }
-
     /// Attention's heads and LayerNorm's `ε`, as a block walk takes them.
     pub fn geometry(&self) -> Geometry {
         Geometry { heads: self.heads, eps: self.eps }

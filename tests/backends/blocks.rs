@@ -126,6 +126,44 @@ fn tape_row_scalars_are_what_the_tape_holds() {
     assert_eq!(simattr::net::families::post_ln::block().tape_row_scalars(&params, geometry.heads, t).unwrap(), by_hand);
 }
 
+/// The memory budget's count of what one tangent row needs at the peak of a dense JVP walk,
+/// counted here step by step from the descriptions (the input's tangent is held throughout).
+#[test]
+fn tangent_row_scalars_are_the_walks_peak_by_hand() {
+    let b = F64::new();
+    let post_ln = Variant { block: simattr::net::families::post_ln::block, gated: false, weights: 12 };
+    let (params, geometry, h) = first_layer(&b, post_ln);
+    let (heads, f) = (geometry.heads.count, params.ffn_in.out_dim);
+    for t in [5, 40] {
+        // Post-LN: q|k|v; attention beside q|k|v and its score tangents; the output projection
+        // fused with the residual norm (its GEMM output inside); W1 fused with GELU (the same)
+        // beside h1; W2 fused with the norm beside h1 and the activation.
+        let steps = [h + 3 * h, h + 3 * h + h + heads * t, h + h + h + h, h + h + f + f, h + h + f + h + h];
+        let got = simattr::net::families::post_ln::block().tangent_row_scalars(&params, geometry.heads, t).unwrap();
+        assert_eq!(got, steps.into_iter().max().unwrap(), "post-LN at {t} tokens");
+    }
+    // Pre-RMSNorm SwiGLU, no step fused: the norm; q|k|v beside it; attention; the output
+    // projection; the sum; the norm; W1 (gate and up, `2g` wide) beside h and the norm; the
+    // gate beside h; W2 beside h; the sum.
+    let (params, geometry, h) = first_layer(&b, PRE_RMS_SWIGLU);
+    let g = params.ffn_out.in_dim;
+    let t = 5;
+    let steps = [
+        h + h,
+        h + h + 3 * h,
+        h + 3 * h + h + heads * t,
+        h + h + h,
+        h + h + h,
+        h + h + h,
+        h + h + h + 2 * g,
+        h + h + 2 * g + g,
+        h + h + g + h,
+        h + h + h + h,
+    ];
+    let got = pre_rms_swiglu().tangent_row_scalars(&params, geometry.heads, t).unwrap();
+    assert_eq!(got, steps.into_iter().max().unwrap(), "pre-RMSNorm SwiGLU at {t} tokens");
+}
+
 #[test]
 fn a_pre_ln_block_has_no_input_projection_to_split_at_and_the_post_ln_one_has() {
     assert_eq!(pre_ln().input_projection(), None);

@@ -297,8 +297,7 @@ impl Block {
         heads: Heads,
         tokens: usize,
     ) -> Result<usize> {
-        let params: Weights<'p, T> = params.into();
-        let widths = widths(&self.ops, params, heads)?;
+        let widths = widths(&self.ops, params.into(), heads)?;
         let kept = kept_by_backward(&self.ops, false);
         let values: usize = kept.iter().zip(&widths).filter(|(kept, _)| **kept).map(|(_, width)| width).sum();
         let saved: usize = (self.ops.iter())
@@ -309,6 +308,43 @@ impl Block {
             })
             .sum();
         Ok(values + saved)
+    }
+
+    /// Scalars one tangent row needs at the peak of the block's dense JVP walk at `tokens`
+    /// tokens, for the memory budget: at each step, the input's tangent (its caller holds it
+    /// through the call), every tangent written before the step and read at or after it, the
+    /// step's output, and what the step makes inside itself: a fused step's GEMM output before
+    /// its epilogue, and attention's score tangents (`heads · tokens` per row). The most over
+    /// the steps. The other walks (token directions, step rows, the pooled last layer) hold
+    /// fewer.
+    pub fn tangent_row_scalars<'p, T: 'p>(
+        &self,
+        params: impl Into<Weights<'p, T>>,
+        heads: Heads,
+        tokens: usize,
+    ) -> Result<usize> {
+        let widths = widths(&self.ops, params.into(), heads)?;
+        let written_at: Vec<Option<usize>> = {
+            let mut at = vec![None; self.ops.len() + 1];
+            self.steps.iter().enumerate().for_each(|(s, step)| at[Value::of_op(step.last_op()).index()] = Some(s));
+            at
+        };
+        let peak = (self.steps.iter().enumerate()).map(|(s, step)| {
+            let live: usize = (1..widths.len())
+                .filter(|&v| written_at[v].is_some_and(|w| w < s) && self.last_read[v] >= s)
+                .map(|v| widths[v])
+                .sum();
+            let output = widths[Value::of_op(step.last_op()).index()];
+            let inside = match *step {
+                Step::LinearResidualNorm { linear, .. } | Step::LinearGelu { linear } => {
+                    widths[Value::of_op(linear).index()]
+                }
+                Step::Op { op } if matches!(self.ops[op], Op::Attention { .. }) => heads.count * tokens,
+                Step::Op { .. } => 0,
+            };
+            widths[Value::INPUT.index()] + live + output + inside
+        });
+        peak.max().ok_or_else(|| Error::Internal(format!("block `{}` has no steps", self.name)))
     }
 
     /// Whether `value` is read by attention and nothing else.
