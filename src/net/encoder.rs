@@ -13,7 +13,7 @@ use crate::net::block::{Block, CotangentsIn, TangentsIn};
 pub use crate::net::block::{InputCotangents, InputForm};
 use crate::net::embeddings::Embeddings;
 use crate::net::families::Network;
-use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops};
+use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops, BlockCost};
 use crate::net::heads::{Head, Heads, HeadsTape};
 use crate::net::layer::LayerShape;
 use crate::net::packing::Packing;
@@ -54,6 +54,9 @@ pub struct Encoder<'b, B: Backend> {
     tail: Option<Block>,
     /// The modules after pooling (`net::heads`); their Dense weights are `params.heads`.
     heads: Vec<Head>,
+    /// What the flop counts read of the blocks (`Block::cost`): the first layer's, with the
+    /// pooled top of the last layer's.
+    cost: BlockCost,
     params: EncoderParams<B::Tensor>,
     positions: PositionIds,
     /// An exact model's reference framing: its output states are subtracted before pooling.
@@ -109,6 +112,18 @@ impl<'b, B: Backend> Encoder<'b, B> {
             // not keep the reference's embedding at zero.
             return Err(Error::Internal("an exact model with Dense modules after pooling".into()));
         }
+        let cost = {
+            let (first, last) = match (params.layers.first(), params.layers.last()) {
+                (Some(first), Some(last)) => (first, last),
+                _ => return Err(Error::Internal("an encoder without layers".into())),
+            };
+            let heads = LayerShape::of(&model.config).heads;
+            let top = match (&tail, &params.final_norm) {
+                (Some(tail), Some(norm)) => tail.cost(Weights { layer: last, final_norm: Some(norm) }, heads),
+                _ => network.block.cost(last, heads),
+            };
+            BlockCost { pooled_out: top.pooled_out, ..network.block.cost(first, heads) }
+        };
         let params = upload_params(backend, params)?;
         let config = model.config.clone();
         let positions = config.position_ids();
@@ -121,6 +136,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
             block: network.block,
             tail,
             heads: network.heads,
+            cost,
             params,
             positions,
             shifted_reference,
@@ -244,12 +260,12 @@ impl<'b, B: Backend> Encoder<'b, B> {
         // Dense modules make the pooled cotangents dense: no rank-one start (`pooled_vjp`).
         let mean = self.pooling == Pooling::Mean && !self.heads().any_dense();
         let layers = self.num_layers().saturating_sub(layer);
-        reverse_is_cheaper(self.shape(), layers, tokens, steps, self.embedding_dim(), mean)
+        reverse_is_cheaper(self.cost, layers, tokens, steps, self.embedding_dim(), mean)
     }
 
     /// Flops of attributing one text of `tokens` tokens at `layer` with `steps` steps.
     pub fn attribution_flops(&self, layer: usize, tokens: usize, steps: usize) -> AttributionFlops {
-        attribution_flops(self.shape(), self.num_layers().saturating_sub(layer), tokens, steps)
+        attribution_flops(self.cost, self.num_layers().saturating_sub(layer), tokens, steps)
     }
 
     pub fn shape(&self) -> LayerShape {

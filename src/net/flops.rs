@@ -1,11 +1,41 @@
-//! Arithmetic of one text's attribution pass, counted from the shapes: the GEMMs and the
-//! attention products, a multiply-add counting as two flops (elementwise passes, LayerNorm and
-//! GELU are left out: they are memory-bound and small). Counted twice: as simattr runs it, with
-//! the structure of docs/design.md §3 exploited, and as the plain path a generic forward-mode
-//! autodiff (torch.func) runs, so that benches can report both the achieved GFLOP/s and the
-//! arithmetic saved.
+//! Arithmetic of one text's attribution pass, counted from the block's description: the GEMMs
+//! and the attention products, a multiply-add counting as two flops (elementwise passes, norms
+//! and activations are left out: they are memory-bound and small). Counted twice: as simattr
+//! runs it, with the rewrites of docs/design.md §3 that the description matches, and as the
+//! plain path a generic forward-mode autodiff (torch.func) runs, so that benches can report
+//! both the achieved GFLOP/s and the arithmetic saved, and `--mode auto` can compare the modes.
 
 use crate::net::layer::LayerShape;
+
+/// What the counts read of a block's description (`Block::cost`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockCost {
+    /// One row through every dense layer of the block: `Σ 2·in·out`.
+    pub gemm_per_row: f64,
+    /// Attention's width summed over the block's attention ops (`QKᵀ` and `PV` run over it).
+    pub attention_width: f64,
+    /// The dense layer projecting into attention, `(in, out)`, where the first layer's token
+    /// directions reach it in structured form: `Some(true)` as the `T` token rows of `Δ` (and
+    /// attention then as token rows: a post-LN block, whose input cotangents also split), or
+    /// `Some(false)` as `N·T` step rows through a norm (a pre-norm block).
+    pub qkv: Option<(f64, f64, bool)>,
+    /// The output layer `(in, out)` of a block ending in `LayerNorm(Linear(a) + r)`, where the
+    /// pooled last layer reduces its rows first.
+    pub pooled_out: Option<(f64, f64)>,
+}
+
+impl From<LayerShape> for BlockCost {
+    /// The post-LN block of `shape`.
+    fn from(shape: LayerShape) -> Self {
+        let (h, f) = (shape.hidden as f64, shape.ffn as f64);
+        BlockCost {
+            gemm_per_row: 2.0 * h * (3.0 * h + h + 2.0 * f),
+            attention_width: shape.heads.width() as f64,
+            qkv: Some((h, 3.0 * h, true)),
+            pooled_out: Some((f, h)),
+        }
+    }
+}
 
 /// Flops of attributing one text of `tokens` tokens at one layer with `steps` steps.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,35 +65,47 @@ impl AttributionFlops {
 /// `QKᵀ`, `PV` (2·T²·d each per head), and every derivative row through the GEMMs with the dense
 /// attention JVP or VJP (`Ṡ = Q̇Kᵀ + QK̇ᵀ`, `Ȯ = ṖV + PV̇`, or their four adjoint products:
 /// 8·T²·d per head and sequence).
-fn plain_pass(shape: LayerShape, layers: usize, tokens: usize, steps: usize, directions: usize) -> (f64, f64) {
-    let (h, f, t, n) = (shape.hidden as f64, shape.ffn as f64, tokens as f64, steps as f64);
-    // Per row: q/k/v, attention output, FFN in and out.
-    let gemm_per_row = 2.0 * h * (3.0 * h + h + 2.0 * f);
+fn plain_pass(cost: BlockCost, layers: usize, tokens: usize, steps: usize, directions: usize) -> (f64, f64) {
+    let (t, n, w) = (tokens as f64, steps as f64, cost.attention_width);
     let sequences = n * directions as f64;
-    let primal = layers as f64 * (n * t * gemm_per_row + n * 4.0 * t * t * h);
-    let derivatives = layers as f64 * (sequences * t * gemm_per_row + sequences * 8.0 * t * t * h);
+    let primal = layers as f64 * (n * t * cost.gemm_per_row + n * 4.0 * t * t * w);
+    let derivatives = layers as f64 * (sequences * t * cost.gemm_per_row + sequences * 8.0 * t * t * w);
     (primal, derivatives)
 }
 
 /// Counts the pass through `layers` encoder layers (the attributed one and those above it) for
 /// `steps` steps and all `tokens` token directions.
-pub fn attribution_flops(shape: LayerShape, layers: usize, tokens: usize, steps: usize) -> AttributionFlops {
-    let (h, f, t, n) = (shape.hidden as f64, shape.ffn as f64, tokens as f64, steps as f64);
-    let (primal, plain_tangents) = plain_pass(shape, layers, tokens, steps, tokens);
+pub fn attribution_flops(cost: impl Into<BlockCost>, layers: usize, tokens: usize, steps: usize) -> AttributionFlops {
+    let cost = cost.into();
+    let (t, n, w) = (tokens as f64, steps as f64, cost.attention_width);
+    let (primal, plain_tangents) = plain_pass(cost, layers, tokens, steps, tokens);
     let (primal_rows, tangent_seqs) = (n * t, n * t);
     let tangent_rows = tangent_seqs * t;
     // The last layer's reduction needs x̂W once per primal row.
-    let primal = if layers > 0 { primal + 2.0 * primal_rows * h * f } else { primal };
+    let primal = match (layers > 0, cost.pooled_out) {
+        (true, Some((inputs, outputs))) => primal + 2.0 * primal_rows * inputs * outputs,
+        _ => primal,
+    };
     if layers == 0 {
         return AttributionFlops { primal, tangents: 0.0, plain_tangents };
     }
-    // First layer: q/k/v of the T distinct tangent rows only, and an attention JVP that touches
-    // row i fully (≈ 4·T·d) and every other row through column i (≈ 7·d) per head.
-    let first_qkv_saved = tangent_rows * 2.0 * h * 3.0 * h - t * 2.0 * h * 3.0 * h;
-    let first_attention_saved = tangent_seqs * (8.0 * t * t * h - (4.0 * t + 7.0 * (t - 1.0)) * h);
+    // First layer: the projection into attention on the T distinct rows of Δ only (or the N·T
+    // step rows, through a norm), and, from token rows, an attention JVP that touches row i
+    // fully (≈ 4·T·d) and every other row through column i (≈ 7·d) per head.
+    let (first_qkv_saved, first_attention_saved) = match cost.qkv {
+        Some((inputs, outputs, true)) => (
+            (tangent_rows - t) * 2.0 * inputs * outputs,
+            tangent_seqs * (8.0 * t * t * w - (4.0 * t + 7.0 * (t - 1.0)) * w),
+        ),
+        Some((inputs, outputs, false)) => ((tangent_rows - primal_rows) * 2.0 * inputs * outputs, 0.0),
+        None => (0.0, 0.0),
+    };
     // Last layer: the output GEMM on one row per tangent sequence, plus two dot products and
-    // an axpy over the FFN width per tangent row.
-    let last_ffn_out_saved = (tangent_rows - tangent_seqs) * 2.0 * f * h - tangent_rows * 6.0 * f;
+    // an axpy over its input width per tangent row.
+    let last_ffn_out_saved = match cost.pooled_out {
+        Some((inputs, outputs)) => (tangent_rows - tangent_seqs) * 2.0 * inputs * outputs - tangent_rows * 6.0 * inputs,
+        None => 0.0,
+    };
     let tangents = plain_tangents - first_qkv_saved - first_attention_saved - last_ffn_out_saved;
     AttributionFlops { primal, tangents, plain_tangents }
 }
@@ -76,24 +118,35 @@ pub fn attribution_flops(shape: LayerShape, layers: usize, tokens: usize, steps:
 /// rank-structured, `mean_pooled_norm_linear_vjp`), and the attributed layer's Q/K/V GEMM is
 /// replaced by a contraction with `Δ Wqkvᵀ` (`SplitCotangents`).
 pub fn reverse_attribution_flops(
-    shape: LayerShape,
+    cost: impl Into<BlockCost>,
     layers: usize,
     tokens: usize,
     steps: usize,
     dims: usize,
     mean_pooling: bool,
 ) -> AttributionFlops {
-    let (h, f, t, n, d) = (shape.hidden as f64, shape.ffn as f64, tokens as f64, steps as f64, dims as f64);
-    let (primal, plain_tangents) = plain_pass(shape, layers, tokens, steps, dims);
+    let cost = cost.into();
+    let (t, n, d) = (tokens as f64, steps as f64, dims as f64);
+    let (primal, plain_tangents) = plain_pass(cost, layers, tokens, steps, dims);
     let (primal_rows, cotangent_rows) = (n * t, n * d * t);
     if layers == 0 {
         return AttributionFlops { primal, tangents: 0.0, plain_tangents };
     }
-    // x̂W once per primal row, and Δ Wqkvᵀ once per text.
-    let primal = primal + if mean_pooling { 2.0 * primal_rows * h * f } else { 0.0 } + 2.0 * t * h * 3.0 * h;
-    // Each structured row costs a few flops per element instead of a GEMM row.
-    let last_ffn_out_saved = if mean_pooling { cotangent_rows * (2.0 * h * f - 3.0 * (h + f)) } else { 0.0 };
-    let first_qkv_saved = cotangent_rows * (2.0 * 3.0 * h * h - 2.0 * 3.0 * h);
+    // Each structured row costs a few flops per element instead of a GEMM row: x̂W once per
+    // primal row for the rank-one top, and Δ Wqkvᵀ once per text for the split input.
+    let (pooled_primal, last_ffn_out_saved) = match (mean_pooling, cost.pooled_out) {
+        (true, Some((inputs, outputs))) => {
+            (2.0 * primal_rows * inputs * outputs, cotangent_rows * (2.0 * inputs * outputs - 3.0 * (inputs + outputs)))
+        }
+        _ => (0.0, 0.0),
+    };
+    let (split_primal, first_qkv_saved) = match cost.qkv {
+        Some((inputs, outputs, true)) => {
+            (2.0 * t * inputs * outputs, cotangent_rows * (2.0 * inputs * outputs - 2.0 * outputs))
+        }
+        _ => (0.0, 0.0),
+    };
+    let primal = primal + pooled_primal + split_primal;
     let tangents = plain_tangents - last_ffn_out_saved - first_qkv_saved;
     AttributionFlops { primal, tangents, plain_tangents }
 }
@@ -101,15 +154,16 @@ pub fn reverse_attribution_flops(
 /// Whether reverse mode does fewer flops than forward mode for one text (`--mode auto`):
 /// `dims` cotangents against `tokens` token tangents per step, each with its structure.
 pub fn reverse_is_cheaper(
-    shape: LayerShape,
+    cost: impl Into<BlockCost>,
     layers: usize,
     tokens: usize,
     steps: usize,
     dims: usize,
     mean_pooling: bool,
 ) -> bool {
-    let forward = attribution_flops(shape, layers, tokens, steps).done();
-    reverse_attribution_flops(shape, layers, tokens, steps, dims, mean_pooling).done() < forward
+    let cost = cost.into();
+    let forward = attribution_flops(cost, layers, tokens, steps).done();
+    reverse_attribution_flops(cost, layers, tokens, steps, dims, mean_pooling).done() < forward
 }
 
 #[cfg(test)]

@@ -164,6 +164,36 @@ fn tangent_row_scalars_are_the_walks_peak_by_hand() {
     assert_eq!(got, steps.into_iter().max().unwrap(), "pre-RMSNorm SwiGLU at {t} tokens");
 }
 
+/// What the flop counts read of a block comes from its description: the post-LN block's is
+/// the post-LN formula's; a pre-RMSNorm SwiGLU block's GEMMs include W1's doubled width, its
+/// projection into attention reads step rows, and it has no pooled top until it ends in a
+/// final LayerNorm.
+#[test]
+fn block_costs_are_read_from_the_descriptions() {
+    use simattr::net::flops::BlockCost;
+    let b = F64::new();
+    let post_ln = Variant { block: simattr::net::families::post_ln::block, gated: false, weights: 12 };
+    let (params, geometry, _) = first_layer(&b, post_ln);
+    let model = model_for(post_ln);
+    let want = BlockCost::from(LayerShape::of(&model.config));
+    assert_eq!(simattr::net::families::post_ln::block().cost(&params, geometry.heads), want);
+
+    let (params, geometry, h) = first_layer(&b, PRE_RMS_SWIGLU);
+    let g = params.ffn_out.in_dim;
+    let (h, g) = (h as f64, g as f64);
+    let got = pre_rms_swiglu().cost(&params, geometry.heads);
+    let gemm = 2.0 * (h * 3.0 * h + h * h + h * 2.0 * g + g * h);
+    let want = BlockCost { gemm_per_row: gemm, attention_width: h, qkv: Some((h, 3.0 * h, false)), pooled_out: None };
+    assert_eq!(got, want);
+
+    let model = model_with_final_norm();
+    let params = upload_params(&b, &model.params).unwrap();
+    let weights = Weights { layer: &params.layers[0], final_norm: params.final_norm.as_ref() };
+    let tail = pre_ln().ending_in(NormKind::Layer).unwrap().cost(weights, geometry.heads);
+    let f = params.layers[0].ffn_in.out_dim as f64;
+    assert_eq!((tail.qkv, tail.pooled_out), (Some((h, 3.0 * h, false)), Some((f, h))));
+}
+
 #[test]
 fn a_pre_ln_block_has_no_input_projection_to_split_at_and_the_post_ln_one_has() {
     assert_eq!(pre_ln().input_projection(), None);

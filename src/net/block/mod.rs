@@ -32,6 +32,7 @@ pub use vjp::{BlockTape, CotangentsIn, InputCotangents, InputForm, SplitCotangen
 use self::plan::{plan, Step};
 use crate::backend::{Activation, Backend, Batch, Heads, NormSaved};
 use crate::error::{Error, Result};
+use crate::net::flops::BlockCost;
 use crate::params::{LinearId, Norm, NormId, NormPart, Weights};
 
 /// A value inside a block: its input (`Value::INPUT`) or the output of one of its ops.
@@ -345,6 +346,40 @@ impl Block {
             widths[Value::INPUT.index()] + live + output + inside
         });
         peak.max().ok_or_else(|| Error::Internal(format!("block `{}` has no steps", self.name)))
+    }
+
+    /// What the flop counts read of the block (`net::flops`): its dense layers' and attention's
+    /// widths, and where the description matches the first-layer and pooled rewrites.
+    pub fn cost<'p, T: 'p>(&self, params: impl Into<Weights<'p, T>>, heads: Heads) -> BlockCost {
+        let params: Weights<'p, T> = params.into();
+        let dims = |weights: LinearId| {
+            let layer = params.linear(weights);
+            (layer.in_dim as f64, layer.out_dim as f64)
+        };
+        let mut cost = BlockCost { gemm_per_row: 0.0, attention_width: 0.0, qkv: None, pooled_out: None };
+        for (index, op) in self.ops.iter().enumerate() {
+            match *op {
+                Op::Linear { x, weights } => {
+                    let (inputs, outputs) = dims(weights);
+                    cost.gemm_per_row += 2.0 * inputs * outputs;
+                    // Token directions reach it as `Δ`'s rows, or through a norm as step rows.
+                    let through_norm = |v: Value| {
+                        v != Value::INPUT
+                            && self.ops[v.index() - 1].norm().is_some_and(|(_, input, _)| input == Value::INPUT)
+                    };
+                    if self.feeds_attention(Value::of_op(index)) && (x == Value::INPUT || through_norm(x)) {
+                        cost.qkv.get_or_insert((inputs, outputs, x == Value::INPUT));
+                    }
+                }
+                Op::Attention { .. } => cost.attention_width += heads.width() as f64,
+                _ => {}
+            }
+        }
+        cost.pooled_out = self.pooled_norm_linear().and_then(|top| match self.ops[top.linear_op] {
+            Op::Linear { weights, .. } => Some(dims(weights)),
+            _ => None,
+        });
+        cost
     }
 
     /// Whether `value` is read by attention and nothing else.

@@ -211,7 +211,7 @@ impl Block {
 
     /// The top a pooled reverse pass can start from in rank-one form: the block ends in
     /// `LayerNorm(Linear(a) + residual)`, the linear's output and the sum read by nothing else.
-    fn pooled_norm_linear(&self) -> Option<PooledTop> {
+    pub(super) fn pooled_norm_linear(&self) -> Option<PooledTop> {
         let norm_op = self.ops.len() - 1;
         let readers = readers(&self.ops);
         let Op::LayerNorm { x: sum, .. } = self.ops[norm_op] else { return None };
@@ -228,9 +228,9 @@ impl Block {
 }
 
 /// `LayerNorm(Linear(a) + residual)` at the end of a block: the ops and the residual.
-struct PooledTop {
+pub(super) struct PooledTop {
     norm_op: usize,
-    linear_op: usize,
+    pub(super) linear_op: usize,
     residual: Value,
 }
 
