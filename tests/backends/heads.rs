@@ -129,6 +129,38 @@ fn the_attribution_tangents_through_the_dense_modules_match_finite_differences()
     }
 }
 
+/// The adaptive rule's probe of the path (`pooled_path_jvp`) through the Dense modules: its
+/// values are the embeddings at the points, and its slopes the central differences along the
+/// path; and an explanation with the adaptive rule is complete.
+#[test]
+fn the_path_probe_through_the_dense_modules_is_the_derivative_along_it() {
+    let b = F64::new();
+    let model = model_with_dense();
+    let encoder = Encoder::with_network(&b, &model, with_heads(&model, Pooling::Mean)).unwrap();
+    let ids = model.tokenizer.encode(TEXT_A).unwrap().ids;
+    let reference_ids = simattr::attribution::reference_ids(&model.tokenizer, ids.len());
+    let (t, d, layer) = (ids.len(), encoder.embedding_dim(), 1);
+    let states = |ids: &[u32]| b.download(&encoder.states_at(ids, 1, layer).unwrap()).unwrap();
+    let (reference, input) = (states(&reference_ids), states(&ids));
+    let delta: Vec<f64> = input.iter().zip(&reference).map(|(x, r)| x - r).collect();
+    let alphas = [0.0, 0.4, 1.0];
+    let (values, slopes) = encoder.pooled_path_jvp(&reference, &delta, &alphas, layer, t).unwrap();
+    let at = |alpha: f64| {
+        let x: Vec<f64> = reference.iter().zip(&delta).map(|(r, d)| r + alpha * d).collect();
+        encoder.pooled_from(x, layer, 1, t).unwrap()
+    };
+    for (k, &alpha) in alphas.iter().enumerate() {
+        assert_close(&format!("e({alpha})"), &values[k * d..(k + 1) * d], &at(alpha), 1e-12);
+        let eps = 1e-5;
+        let fd: Vec<f64> = at(alpha + eps).iter().zip(at(alpha - eps)).map(|(p, m)| (p - m) / (2.0 * eps)).collect();
+        assert_close(&format!("de/dα at {alpha}"), &slopes[k * d..(k + 1) * d], &fd, 1e-7);
+    }
+    let options = TextOptions::new(layer, Quadrature::new(Rule::GaussLegendreAdaptive, 24).unwrap());
+    let explained = explain_pair(&encoder, &model.tokenizer, TEXT_A, TEXT_B, &options, Similarity::Dot, &()).unwrap();
+    let (score, error) = (explained.pair.score, explained.pair.completeness_error());
+    assert!(error <= 1e-9 * score.abs(), "adaptive: completeness error {error:e} of score {score}");
+}
+
 /// Whole explanations through the Dense modules at the first and last layer: complete to 1e-9
 /// of the score with 24 Gauss–Legendre steps (and not with a coarse rule), and reverse mode's
 /// `A` (from unit cotangents pulled back through the heads) equal to forward mode's to 1e-10;
