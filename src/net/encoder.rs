@@ -106,7 +106,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
             (None, Some(_)) => return Err(Error::Internal("the weights have a final norm the network lacks".into())),
         };
         network.embeddings.check(&params.embeddings)?;
-        Heads::new(&network.heads, &params.heads, model.config.hidden_size)?;
+        Heads::new(&network.heads, &params.heads).check(model.config.hidden_size)?;
         if shifted_reference && !params.heads.is_empty() {
             // The shift is of the output states, before pooling; a Dense module after it would
             // not keep the reference's embedding at zero.
@@ -192,9 +192,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
         Ok(self.head_forward(self.pool(states, seqs, tokens)?, seqs)?.0)
     }
 
-    /// The modules after pooling with their weights.
+    /// The modules after pooling with their weights (checked against each other in `build`).
     fn heads(&self) -> Heads<'_, B::Tensor> {
-        Heads::new(&self.heads, &self.params.heads, self.hidden()).expect("checked against each other in `build`")
+        Heads::new(&self.heads, &self.params.heads)
     }
 
     /// The Dense modules after pooling on pooled vectors `[rows, hidden]`, and what their
@@ -406,9 +406,12 @@ impl<'b, B: Backend> Encoder<'b, B> {
         // The heads' tangents read the pooled primal where an activation is not the identity;
         // under mean pooling the last layer's primal output is not otherwise made.
         let head_tape = |x: &B::Tensor, layers: Range<usize>| {
-            self.head_tape(batch.steps, || match layers.is_empty() {
-                true => self.pool(x, batch.steps, batch.tokens),
-                false => self.pool(&self.run_layers(x, layers, batch.steps, batch.tokens)?, batch.steps, batch.tokens),
+            self.head_tape(batch.steps, || {
+                let output = match layers.is_empty() {
+                    true => None,
+                    false => Some(self.run_layers(x, layers, batch.steps, batch.tokens)?),
+                };
+                self.pool(output.as_ref().unwrap_or(x), batch.steps, batch.tokens)
             })
         };
         let (pooled, tape) = if from == full_layers {
@@ -429,10 +432,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
                 false => (pool_jvp(b, self.pooling, &x, &dx, batch, h)?, tape),
             }
         };
-        match self.heads().any_dense() {
-            true => self.heads().jvp(b, &tape, &pooled, batch.tangents),
-            false => Ok(pooled),
-        }
+        self.heads().jvp(b, &tape, pooled, batch.tangents)
     }
 
     /// The reverse attribution pass: runs layers `from..` forward on the primals `x`
@@ -546,10 +546,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let (y, dy) = self.jvp_layers(&x, &dx, from, batch, &|| Ok(()))?;
         let slopes = pool_jvp(b, self.pooling, &y, &dy, batch, h)?;
         let (embeddings, tape) = self.head_forward(self.pool(&y, alphas.len(), tokens)?, alphas.len())?;
-        let slopes = match self.heads().any_dense() {
-            true => self.heads().jvp(b, &tape, &slopes, 1)?,
-            false => slopes,
-        };
+        let slopes = self.heads().jvp(b, &tape, slopes, 1)?;
         Ok((b.download(&embeddings)?, b.download(&slopes)?))
     }
 

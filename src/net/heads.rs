@@ -73,10 +73,17 @@ pub struct HeadsTape {
 }
 
 impl<'p, T> Heads<'p, T> {
-    /// `heads` with the Dense weights `dense`, checked against each other: one weight per
-    /// Dense module, each reading the width the one before it writes (`hidden` for the
-    /// first), and Normalize only last.
-    pub fn new(heads: &'p [Head], dense: &'p [Linear<T>], hidden: usize) -> Result<Self> {
+    /// `heads` with the Dense weights `dense`, one per Dense module in order (`check` says
+    /// whether they fit).
+    pub fn new(heads: &'p [Head], dense: &'p [Linear<T>]) -> Self {
+        Heads { heads, dense }
+    }
+
+    /// Fails unless the modules and their weights fit each other: one weight per Dense module,
+    /// each reading the width the one before it writes (`hidden` for the first), and
+    /// Normalize only last.
+    pub fn check(&self, hidden: usize) -> Result<()> {
+        let (heads, dense) = (self.heads, self.dense);
         let count = heads.iter().filter(|h| matches!(h, Head::Dense { .. })).count();
         if count != dense.len() {
             return Err(Error::Internal(format!(
@@ -99,7 +106,7 @@ impl<'p, T> Heads<'p, T> {
             }
             width = layer.out_dim;
         }
-        Ok(Heads { heads, dense })
+        Ok(())
     }
 
     /// The Dense modules in order, each with its weights.
@@ -162,18 +169,17 @@ impl<'p, T> Heads<'p, T> {
 
     /// The tangents of the attributed embeddings from the pooled tangents `dx`
     /// (`[rows · per_row, hidden]`, `per_row` consecutive tangent rows at each primal row of
-    /// `tape`). Only where there is a Dense module (`any_dense`): else they are `dx`.
-    pub fn jvp<B: Backend<Tensor = T>>(&self, backend: &B, tape: &HeadsTape, dx: &T, per_row: usize) -> Result<T> {
+    /// `tape`): `dx` itself where there is no Dense module.
+    pub fn jvp<B: Backend<Tensor = T>>(&self, backend: &B, tape: &HeadsTape, dx: T, per_row: usize) -> Result<T> {
         let rows = tape.rows * per_row;
-        let mut out: Option<T> = None;
+        let mut dx = dx;
         for ((activation, layer), z) in self.dense().into_iter().zip(tape.pre_activations(self)?) {
-            let mut dy = backend.matmul(out.as_ref().unwrap_or(dx), rows, layer)?;
+            dx = backend.matmul(&dx, rows, layer)?;
             if let Some(z) = z {
-                dy = scale_by_derivative(backend, &dy, z, activation, layer.out_dim, per_row)?;
+                dx = scale_by_derivative(backend, &dx, z, activation, layer.out_dim, per_row)?;
             }
-            out = Some(dy);
         }
-        out.ok_or_else(no_dense)
+        Ok(dx)
     }
 
     /// The cotangents of the pooled vectors from those of the attributed embeddings, `dy`
@@ -198,7 +204,9 @@ impl<'p, T> Heads<'p, T> {
             let above = scaled.as_ref().or(out.as_ref()).unwrap_or(dy);
             out = Some(backend.matmul_vjp(above, rows, layer)?);
         }
-        out.ok_or_else(no_dense)
+        out.ok_or_else(|| {
+            Error::Internal("the VJP of the modules after pooling with no Dense module among them".into())
+        })
     }
 }
 
@@ -210,10 +218,6 @@ impl HeadsTape {
         }
         Ok(self.pre_activations.iter().map(Option::as_deref).collect())
     }
-}
-
-fn no_dense() -> Error {
-    Error::Internal("the derivative of the modules after pooling with no Dense module among them".into())
 }
 
 /// `d ⊙ act'(z)`, each of `d`'s rows (`[rows · per_row, width]`) scaled by the derivative at its

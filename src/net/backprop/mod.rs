@@ -78,11 +78,7 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
             return Err(Error::argument("--model", "an exact model pools by mean or CLS; this model pools by max"));
         }
         if heads.iter().any(|head| matches!(head, Head::Dense { .. })) {
-            // Their gradients have no slot yet (`Slot`), nor names to export them under.
-            return Err(Error::argument(
-                "--model",
-                "training through Dense modules after pooling is not supported yet",
-            ));
+            return Err(dense_heads_untrained());
         }
         let positions = config.position_ids();
         let tail = final_norm.map(|kind| block.ending_in(kind)).transpose()?;
@@ -125,11 +121,7 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
     ) -> Result<ForwardPass<B::Tensor>> {
         let (b, h, shape) = (self.backend, self.config.hidden_size, self.shape());
         if !params.heads.is_empty() {
-            // Their gradients have no slot yet (`Slot`), nor names to export them under.
-            return Err(Error::argument(
-                "--model",
-                "training through Dense modules after pooling is not supported yet",
-            ));
+            return Err(dense_heads_untrained());
         }
         let packing = Packing::new(b, &texts.iter().map(|t| t.len()).collect::<Vec<_>>())?;
         if packing.tokens > self.config.max_tokens() {
@@ -240,8 +232,7 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         let dy = dropped.as_ref().unwrap_or(&dy);
         let normed = match (self.embeddings.norm, &pass.embeddings.norm, &params.embeddings.norm) {
             (Some(kind), Some(saved), Some(norm)) => {
-                let grads_of = b.layer_norm_weight_grad(saved, dy, rows, h)?;
-                for (&part, grad) in kind.parts().iter().zip([grads_of.0, grads_of.1]) {
+                for (part, grad) in kind.weight_grads(b, saved, dy, rows, h)? {
                     grads.add(Slot::EmbeddingNorm(part), &b.download(&grad)?)?;
                 }
                 Some(kind.vjp(b, saved, norm, dy, rows_batch(rows), h)?)
@@ -280,4 +271,10 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         }
         Ok(())
     }
+}
+
+/// Training refuses Dense modules after pooling, in the network or in the weights: their
+/// gradients have no slot yet (`Slot`), nor names to export them under.
+fn dense_heads_untrained() -> Error {
+    Error::argument("--model", "training through Dense modules after pooling is not supported yet")
 }

@@ -30,7 +30,7 @@ pub use train::{rows_batch, BlockGrads, TrainingTape};
 pub use vjp::{BlockTape, CotangentsIn, InputCotangents, InputForm, SplitCotangents};
 
 use self::plan::{plan, Step};
-use crate::backend::{Activation, Backend, Batch, Heads, NormSaved};
+use crate::backend::{Activation, Backend, Batch, Heads, NormSaved, WeightGradients};
 use crate::error::{Error, Result};
 use crate::net::flops::BlockCost;
 use crate::params::{LinearId, Norm, NormId, NormPart, Weights};
@@ -215,6 +215,20 @@ impl NormKind {
             NormKind::Layer => &[NormPart::Gamma, NormPart::Beta],
             NormKind::Rms => &[NormPart::Gamma],
         }
+    }
+
+    /// Each of its weights' gradients over `rows` rows for the cotangents `dy` of its output,
+    /// named by part (`parts`).
+    pub fn weight_grads<B: WeightGradients>(
+        self,
+        backend: &B,
+        saved: &NormSaved<B::Tensor>,
+        dy: &B::Tensor,
+        rows: usize,
+        width: usize,
+    ) -> Result<Vec<(NormPart, B::Tensor)>> {
+        let (d_gamma, d_beta) = backend.layer_norm_weight_grad(saved, dy, rows, width)?;
+        Ok(self.parts().iter().copied().zip([d_gamma, d_beta]).collect())
     }
 }
 

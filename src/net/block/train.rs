@@ -181,27 +181,21 @@ impl Block {
             }
             let dy = walk.sum(out)?;
             // Each weight's gradient rule, where the op has weights.
-            match *op {
-                Op::LayerNorm { .. } | Op::RmsNorm { .. } => {
-                    let (kind, x, weights) = op.norm().ok_or_else(|| Error::Internal(format!("{op:?}")))?;
-                    let stats = tape.taped.norm(index)?;
-                    let (d_gamma, d_beta) = b.layer_norm_weight_grad(stats, dy.get(), rows, walk.width(x))?;
-                    for (&part, grad) in kind.parts().iter().zip([d_gamma, d_beta]) {
-                        match weights.slot(part) {
-                            Some(slot) => grads.weights.push((slot, grad)),
-                            // The final norm is the encoder's, not a layer's.
-                            None => grads.final_norm.push((part, grad)),
-                        }
+            if let Some((kind, x, weights)) = op.norm() {
+                let stats = tape.taped.norm(index)?;
+                for (part, grad) in kind.weight_grads(b, stats, dy.get(), rows, walk.width(x))? {
+                    match weights.slot(part) {
+                        Some(slot) => grads.weights.push((slot, grad)),
+                        // The final norm is the encoder's, not a layer's.
+                        None => grads.final_norm.push((part, grad)),
                     }
                 }
-                Op::Linear { x, weights } => {
-                    let layer = params.linear(weights);
-                    let (dw, db) =
-                        b.linear_weight_grad(tape.taped.kept(x)?, dy.get(), rows, layer.in_dim, layer.out_dim)?;
-                    grads.weights.push((weights.slot(LinearPart::Weight), dw));
-                    grads.weights.push((weights.slot(LinearPart::Bias), db));
-                }
-                _ => {}
+            } else if let Op::Linear { x, weights } = *op {
+                let layer = params.linear(weights);
+                let (dw, db) =
+                    b.linear_weight_grad(tape.taped.kept(x)?, dy.get(), rows, layer.in_dim, layer.out_dim)?;
+                grads.weights.push((weights.slot(LinearPart::Weight), dw));
+                grads.weights.push((weights.slot(LinearPart::Bias), db));
             }
             match (*op, &tape.taped.saved[index]) {
                 (Op::Add { a, b: other }, _) => {
