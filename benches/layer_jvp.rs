@@ -36,7 +36,7 @@ fn minilm_shaped_layer<B: Backend>(b: &B) -> (LayerParams<B::Tensor>, LayerShape
         ffn_norm: norm(),
     };
     let params = host.try_map(&mut |t: &Vec<f32>, role| b.upload(t, role)).unwrap();
-    (params, LayerShape { hidden: h, ffn, heads: Heads { count: 12, dim: 32 }, eps: 1e-12 })
+    (params, LayerShape { hidden: h, ffn, heads: Heads { count: 12, dim: 32, scale: None }, eps: 1e-12 })
 }
 
 fn bench_layer_jvp_on<B: Backend>(c: &mut Criterion, backend: &B, batch: Batch) {

@@ -35,7 +35,7 @@ impl Shape {
         Batch { steps: STEPS, tangents: self.tokens, tokens: self.tokens }
     }
     fn heads(&self) -> Heads {
-        Heads { count: self.hidden / 32, dim: 32 }
+        Heads { count: self.hidden / 32, dim: 32, scale: None }
     }
 }
 

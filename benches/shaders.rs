@@ -24,7 +24,7 @@ use simattr::params::{Linear, Norm};
 const HIDDEN: usize = 384;
 const FFN: usize = 1536;
 const BATCH: Batch = Batch { steps: 4, tangents: 12, tokens: 12 };
-const HEADS: Heads = Heads { count: 12, dim: 32 };
+const HEADS: Heads = Heads { count: 12, dim: 32, scale: None };
 
 fn tensor(b: &WgpuBackend, len: usize, seed: u64) -> WgpuTensor {
     b.upload(&pseudo_random(len, seed, 1.0), Role::Activations { len }).unwrap()

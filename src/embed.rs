@@ -35,7 +35,16 @@ pub fn embed_tokenized<B: Backend>(
     if apply_normalize && model.normalize {
         vectors.iter_mut().for_each(|v| normalize(v));
     }
+    vectors.iter_mut().for_each(|v| truncate(encoder, v));
     Ok(vectors)
+}
+
+/// The first `--truncate-dim` values, after Normalize, as `encode(truncate_dim=K)` returns
+/// them (so a normalized model's truncated embedding is not of unit length).
+fn truncate<B: Backend>(encoder: &Encoder<'_, B>, vector: &mut Vec<f64>) {
+    if let Some(dims) = encoder.truncation() {
+        vector.truncate(dims);
+    }
 }
 
 /// `v / max(|v|, 1e-12)`, as torch.nn.functional.normalize.
@@ -52,10 +61,24 @@ pub fn embed_text<B: Backend>(
     text: &str,
     apply_normalize: bool,
 ) -> Result<Embedded> {
-    let tokenized = model.tokenizer.encode(text)?;
+    embed_prompted(encoder, model, text, None, apply_normalize)
+}
+
+/// `embed_text` of `text` after the prompt `prompt` (a name of the folder's prompts or the
+/// prompt's text), as `encode(prompt_name=…)` or `encode(prompt=…)` embeds it.
+pub fn embed_prompted<B: Backend>(
+    encoder: &Encoder<'_, B>,
+    model: &SentenceModel,
+    text: &str,
+    prompt: Option<&str>,
+    apply_normalize: bool,
+) -> Result<Embedded> {
+    let prompt = model.prompt(prompt, "--prompt")?;
+    let tokenized = model.tokenizer.encode_with_prompt(text, prompt.as_deref())?;
     let mut vector = encoder.embed(&tokenized.ids, 1)?;
     if apply_normalize && model.normalize {
         normalize(&mut vector);
     }
+    truncate(encoder, &mut vector);
     Ok(Embedded { tokenized, vector })
 }

@@ -98,7 +98,7 @@ pub fn truncation_warning(label: &str, tokenized: &Tokenized, max_seq_length: us
         .map(|from| format!("{label} has {from} tokens; truncated to max_seq_length {max_seq_length}"))
 }
 
-/// Explains `a` and `b` with `explainer` (made with `job_options`' options) and renders
+/// Explains `a` and `b`, each after the explainer's prompt for its side, with `explainer` (made with `job_options`' options) and renders
 /// `wanted`. Nothing is written; a tensor file over `tensors::MAX_FILE_BYTES` is refused
 /// before the integration starts.
 pub fn explain<B: Backend>(
@@ -108,7 +108,10 @@ pub fn explain<B: Backend>(
     wanted: &[Artefact],
     progress: &dyn Progress,
 ) -> Result<ExplainOutput> {
-    let (tokens_a, tokens_b) = (explainer.tokenize(a, "text a")?, explainer.tokenize(b, "text b")?);
+    let (tokens_a, tokens_b) = (explainer.tokenize_side(a, 0, "text a")?, explainer.tokenize_side(b, 1, "text b")?);
+    // The prompt is part of the text, as it is of what the model reads.
+    let (a, b) = (explainer.prompted(a, 0), explainer.prompted(b, 1));
+    let (a, b) = (a.as_str(), b.as_str());
     check_tensor_sizes(explainer.embedding_dim(), explainer.hidden(), tokens_a.ids.len(), tokens_b.ids.len(), wanted)?;
     let explanation = explainer.explain_tokens_with(tokens_a, tokens_b, progress)?;
     let json = explainer.explain_json(a, b, &explanation);

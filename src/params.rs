@@ -116,6 +116,57 @@ pub struct Linear<T> {
     pub out_dim: usize,
 }
 
+/// A Dense module's activation (sentence-transformers' `activation_function`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseActivation {
+    /// `torch.nn.Identity`: the Dense modules of sentence-t5, gtr-t5 and EmbeddingGemma.
+    Identity,
+    /// `torch.nn.Tanh`, sentence-transformers' default (LaBSE's head).
+    Tanh,
+    /// `torch.nn.ReLU`.
+    Relu,
+    /// `torch.nn.GELU` with the exact `erf`.
+    Gelu,
+}
+
+impl DenseActivation {
+    pub fn value(self, x: f64) -> f64 {
+        match self {
+            DenseActivation::Identity => x,
+            DenseActivation::Tanh => x.tanh(),
+            DenseActivation::Relu => x.max(0.0),
+            DenseActivation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+        }
+    }
+
+    /// The derivative at `x` (ReLU's is taken as 0 at 0, as PyTorch's autograd does).
+    pub fn derivative(self, x: f64) -> f64 {
+        match self {
+            DenseActivation::Identity => 1.0,
+            DenseActivation::Tanh => 1.0 - x.tanh().powi(2),
+            DenseActivation::Relu => f64::from(u8::from(x > 0.0)),
+            DenseActivation::Gelu => {
+                let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+                cdf + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+            }
+        }
+    }
+}
+
+impl DenseActivation {
+    /// The activation `activation_function` names in a Dense module's config (the class's
+    /// full path, as sentence-transformers writes it).
+    pub fn from_class(name: &str) -> Option<Self> {
+        match name.rsplit('.').next()? {
+            "Identity" => Some(DenseActivation::Identity),
+            "Tanh" => Some(DenseActivation::Tanh),
+            "ReLU" => Some(DenseActivation::Relu),
+            "GELU" => Some(DenseActivation::Gelu),
+            _ => None,
+        }
+    }
+}
+
 /// LayerNorm's scale `γ` and shift `β`.
 #[derive(Debug, Clone)]
 pub struct Norm<T> {

@@ -36,6 +36,11 @@ pub struct SessionOptions {
     pub cache_dir: Option<PathBuf>,
     /// Bytes of texts' `P` kept in memory (`batch --cache-memory`).
     pub cache_memory: usize,
+    /// The prompts put before text a (and a query) and text b (and a document) (`--prompt-a`,
+    /// `--prompt-b`): names of the folder's prompts, or prompt texts.
+    pub prompts: [Option<String>; 2],
+    /// `--truncate-dim`: attribute and embed the first K dimensions.
+    pub truncate_dim: Option<usize>,
 }
 
 impl SessionOptions {
@@ -65,6 +70,8 @@ impl SessionOptions {
             truncate: false,
             cache_dir: None,
             cache_memory: DEFAULT_CACHE_MEMORY,
+            prompts: [None, None],
+            truncate_dim: None,
         })
     }
 }
@@ -110,7 +117,8 @@ pub trait Session: Send {
 
 /// Loads the model in `model_dir` on the backend `choice` names.
 pub fn open_session(model_dir: &Path, choice: &BackendChoice, options: SessionOptions) -> Result<Box<dyn Session>> {
-    let model = SentenceModel::load(model_dir)?;
+    let mut model = SentenceModel::load(model_dir)?;
+    model.truncate_dim = options.truncate_dim;
     choice.open(Opener { model, options })?
 }
 
@@ -159,6 +167,7 @@ impl<B: Backend + Send + 'static> Loaded<B> {
             options.cache_dir.as_deref(),
             options.cache_memory,
         )?;
+        let explainer = explainer.with_prompts(options.prompts.clone());
         Ok(Loaded { explainer, encoder, model, _backend: backend })
     }
 }
@@ -190,8 +199,10 @@ impl<B: Backend + Send + 'static> Session for Loaded<B> {
     }
 
     fn rank(&self, query: &str, documents: &[String]) -> Result<Vec<Ranked>> {
-        let query = self.tokenize(query, "the query")?;
-        let documents = self.tokenize_all(documents, "document")?;
+        let query = self.explainer.tokenize_side(query, 0, "the query")?;
+        let documents = (documents.iter().enumerate())
+            .map(|(n, text)| self.explainer.tokenize_side(text, 1, &format!("document {n}")))
+            .collect::<Result<Vec<_>>>()?;
         rank_documents(&self.encoder, &self.model, &query, &documents, self.explainer.similarity())
     }
 

@@ -47,6 +47,10 @@ class Explainer:
             ``--max-memory``.
         cache_dir: keep each text's attribution on disk here, across sessions.
         cache_memory: memory for attributions kept during the session, e.g. ``"512M"``.
+        prompt_a, prompt_b: the prompts put before text a (and a query) and text b (and a
+            document): a name from the model's ``config_sentence_transformers.json`` or the
+            prompt's text; its tokens are attributed with the text's.
+        truncate_dim: attribute the first K dimensions of the embedding (Matryoshka models).
         progress: show progress bars on long work (with tqdm, when it is installed).
 
     Bad arguments raise ``ValueError``, a missing model ``FileNotFoundError``, other engine
@@ -74,6 +78,9 @@ class Explainer:
         max_memory: str | None = None,
         cache_dir: str | None = None,
         cache_memory: str = "1G",
+        prompt_a: str | None = None,
+        prompt_b: str | None = None,
+        truncate_dim: int | None = None,
         progress: bool = True,
     ) -> None:
         self._session = _native.Session(
@@ -95,6 +102,9 @@ class Explainer:
             truncate=truncate,
             cache_dir=None if cache_dir is None else str(cache_dir),
             cache_memory=cache_memory,
+            prompt_a=prompt_a,
+            prompt_b=prompt_b,
+            truncate_dim=truncate_dim,
         )
         self.progress = progress
 

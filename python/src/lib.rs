@@ -122,7 +122,7 @@ impl Session {
         model=None, *, backend="cpu", device=None, precision=None, primal=None, threads=None,
         max_memory=None, layer=None, steps=50, rule="riemann-right", method="integrated-jacobians",
         similarity="cos", mode="auto", words=true, word_merge="sum", truncate=true, cache_dir=None,
-        cache_memory="1G"
+        cache_memory="1G", prompt_a=None, prompt_b=None, truncate_dim=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -145,6 +145,9 @@ impl Session {
         truncate: bool,
         cache_dir: Option<PathBuf>,
         cache_memory: &str,
+        prompt_a: Option<String>,
+        prompt_b: Option<String>,
+        truncate_dim: Option<usize>,
     ) -> PyResult<Self> {
         let kind: BackendKind = backend.parse().map_err(to_py)?;
         let precision = precision.map(str::parse::<Precision>).transpose().map_err(to_py)?;
@@ -166,6 +169,8 @@ impl Session {
         }
         options.truncate = truncate;
         options.cache_dir = cache_dir;
+        options.prompts = [prompt_a, prompt_b];
+        options.truncate_dim = truncate_dim;
         options.cache_memory = parse_memory(cache_memory).map_err(|_| {
             PyValueError::new_err(format!(
                 "invalid argument cache_memory: `{cache_memory}` is not a size (examples: 512M, 2G)"

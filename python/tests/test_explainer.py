@@ -41,6 +41,10 @@ CASES = [
     ("tiny-xlm-roberta", dict(steps=10, backend="cpu-ref", precision="f64"),
      ["--steps", "10", "--backend", "cpu-ref", "--precision", "f64", "--words"]),
     ("tiny-mpnet-exact", dict(method="decomposition"), ["--method", "decomposition", "--words"]),
+    # Prompts, truncation, Dense modules and a T5 encoder.
+    ("tiny-bert-weightedmean", dict(steps=6, prompt_a="query", prompt_b="document"),
+     ["--steps", "6", "--prompt-a", "query", "--prompt-b", "document", "--words"]),
+    ("tiny-t5", dict(steps=6, truncate_dim=12), ["--steps", "6", "--truncate-dim", "12", "--words"]),
     # The device backends from inside Python: the CUDA kernels on the CPU harness (whose
     # thread-locals the module builds for a library loaded at run time) and WGSL on lavapipe.
     ("tiny-bert", dict(steps=5, backend="cuda-emu"), ["--steps", "5", "--backend", "cuda-emu", "--words"]),

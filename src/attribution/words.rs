@@ -188,6 +188,7 @@ mod tests {
             truncated_from: None,
             words: words.to_vec(),
             offsets: offsets.to_vec(),
+            prompt_length: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The ops of the pre-norm families that no backend has a kernel for yet: RMSNorm and the gated
-//! activations of gated FFNs (SwiGLU, GeGLU with exact or tanh GELU). Each states its forward,
+//! The ops of the newer families that no backend has a kernel for yet: RMSNorm, the gated
+//! activations of gated FFNs (SwiGLU, GeGLU with exact or tanh GELU), activations other than
+//! BERT's GELU, and the poolings that weigh tokens (`mean_sqrt_len_tokens`, `weightedmean`). Each states its forward,
 //! JVP and VJP once here, row by row in f64. `Backend`'s provided methods move the operands to
 //! the host, run these and move the result back (`Backend::upload_f64`), so every backend runs
 //! them and the shared suite checks them on all of them; a backend that fuses one overrides
@@ -38,6 +39,8 @@ pub enum Activation {
     GeluTanh,
     /// `x σ(x)` (SwiGLU: Qwen, Llama, NomicBERT).
     Silu,
+    /// `max(x, 0)` (T5's and gtr-t5's feed-forward); its derivative at 0 is 0, as autograd's.
+    Relu,
 }
 
 /// `√(2/π)`, the tanh approximation's scale.
@@ -50,6 +53,7 @@ impl Activation {
             Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
             Activation::GeluTanh => 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_TANH_CUBIC * x * x * x)).tanh()),
             Activation::Silu => x * sigmoid(x),
+            Activation::Relu => x.max(0.0),
         }
     }
 
@@ -68,6 +72,7 @@ impl Activation {
                 let s = sigmoid(x);
                 s * (1.0 + x * (1.0 - s))
             }
+            Activation::Relu => f64::from(u8::from(x > 0.0)),
         }
     }
 }
@@ -184,14 +189,66 @@ pub fn gated_vjp(x: &[f64], dy: &[f64], batch: Batch, width: usize, act: Activat
     Ok(dx)
 }
 
+/// An activation applied elementwise, `y = act(x)` (an FFN that is not gated).
+pub fn activation(x: &[f64], act: Activation) -> Vec<f64> {
+    x.iter().map(|&v| act.value(v)).collect()
+}
+
+/// `ẏ = act'(x) ⊙ ẋ` for the tangents `dx` at the primal `x` (`[…, width]`), and, the
+/// derivative being diagonal, the VJP as well (`ȳ` for `ẋ`).
+pub fn activation_derivative(x: &[f64], dx: &[f64], batch: Batch, width: usize, act: Activation) -> Result<Vec<f64>> {
+    check_len("activation primal", x.len(), batch.primal_rows() * width)?;
+    check_len("activation tangents", dx.len(), batch.tangent_rows() * width)?;
+    let mut dy = vec![0.0; dx.len()];
+    for (r, (out, row)) in dy.chunks_mut(width.max(1)).zip(dx.chunks(width.max(1))).enumerate() {
+        let primal = &x[batch.primal_row_of(r) * width..][..width];
+        for c in 0..width {
+            out[c] = act.derivative(primal[c]) * row[c];
+        }
+    }
+    Ok(dy)
+}
+
+/// A pooling that is a weighted sum over tokens: `y_s = Σ_t weights[t] · x_(s,t)` for each of
+/// `seqs` sequences of `tokens` rows (`[seqs, tokens, width]` → `[seqs, width]`). Linear, so
+/// its JVP is itself on the tangents.
+pub fn weighted_pool(x: &[f64], seqs: usize, weights: &[f64], width: usize) -> Result<Vec<f64>> {
+    let tokens = weights.len();
+    check_len("weighted pool input", x.len(), seqs * tokens * width)?;
+    let mut y = vec![0.0; seqs * width];
+    for (s, out) in y.chunks_mut(width.max(1)).enumerate() {
+        for (t, &w) in weights.iter().enumerate() {
+            let row = &x[(s * tokens + t) * width..][..width];
+            out.iter_mut().zip(row).for_each(|(o, v)| *o += w * v);
+        }
+    }
+    Ok(y)
+}
+
+/// The adjoint of `weighted_pool`: row `t` of sequence `s` gets `weights[t] · ȳ_s`
+/// (`[seqs, width]` → `[seqs, tokens, width]`).
+pub fn weighted_pool_vjp(dy: &[f64], seqs: usize, weights: &[f64], width: usize) -> Result<Vec<f64>> {
+    let tokens = weights.len();
+    check_len("weighted pool cotangents", dy.len(), seqs * width)?;
+    let mut dx = vec![0.0; seqs * tokens * width];
+    for (r, out) in dx.chunks_mut(width.max(1)).enumerate() {
+        let (s, t) = (r / tokens.max(1), r % tokens.max(1));
+        out.iter_mut().zip(&dy[s * width..][..width]).for_each(|(o, v)| *o = weights[t] * v);
+    }
+    Ok(dx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn each_activation_derivative_is_its_central_difference() {
-        for act in [Activation::Gelu, Activation::GeluTanh, Activation::Silu] {
+        for act in [Activation::Gelu, Activation::GeluTanh, Activation::Silu, Activation::Relu] {
             for x in [-4.0, -1.3, -0.2, 0.0, 0.4, 1.7, 5.0] {
+                if act == Activation::Relu && x == 0.0 {
+                    continue; // the kink, where autograd takes 0
+                }
                 let h = 1e-5;
                 let fd = (act.value(x + h) - act.value(x - h)) / (2.0 * h);
                 assert!((fd - act.derivative(x)).abs() < 1e-9, "{act:?} at {x}: {fd} vs {}", act.derivative(x));

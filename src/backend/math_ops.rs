@@ -155,6 +155,36 @@ pub trait MathOps: Storage {
         through_host(self, [x, dy], None, |[x, dy]| host_ops::gated_vjp(&x, &dy, batch, width, act))
     }
 
+    /// `act(x)` elementwise (`[rows, width]`): an FFN's activation other than BERT's GELU.
+    fn activation(&self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor> {
+        through_host(self, [x], Some(x), |[x]| Ok(host_ops::activation(&x, act)))
+    }
+
+    /// `ẏ = act'(x) ⊙ ẋ` for tangents `dx` (`[steps, tangents, tokens, width]`) at the primal
+    /// `x` (`[steps, tokens, width]`).
+    fn activation_jvp(
+        &self,
+        x: &Self::Tensor,
+        dx: &Self::Tensor,
+        batch: Batch,
+        width: usize,
+        act: Activation,
+    ) -> Result<Self::Tensor> {
+        through_host(self, [x, dx], None, |[x, dx]| host_ops::activation_derivative(&x, &dx, batch, width, act))
+    }
+
+    /// The adjoint of `activation_jvp` (the same diagonal).
+    fn activation_vjp(
+        &self,
+        x: &Self::Tensor,
+        dy: &Self::Tensor,
+        batch: Batch,
+        width: usize,
+        act: Activation,
+    ) -> Result<Self::Tensor> {
+        through_host(self, [x, dy], None, |[x, dy]| host_ops::activation_derivative(&x, &dy, batch, width, act))
+    }
+
     // ---- attention: softmax(Q Kᵀ/√d + bias, masked) V per head --------------------------------
 
     /// `qkv` is `[seqs, tokens, 3·width]`, each row `[q | k | v]` (the fused projection's
@@ -206,6 +236,19 @@ pub trait MathOps: Storage {
     /// tangent sequence takes its tangent at the token where that step's primal is largest
     /// (the first such token on a tie, one-sided as PyTorch's), `[steps · tangents, width]`.
     fn max_pool_jvp(&self, x: &Self::Tensor, dx: &Self::Tensor, batch: Batch, width: usize) -> Result<Self::Tensor>;
+
+    /// A weighted sum over tokens, `y_s = Σ_t weights[t] x_(s,t)`: `[seqs, tokens, width]` →
+    /// `[seqs, width]`, `tokens = weights.len()` (the poolings that weigh tokens; linear, so
+    /// its own JVP).
+    fn weighted_pool(&self, x: &Self::Tensor, seqs: usize, weights: &[f64], width: usize) -> Result<Self::Tensor> {
+        through_host(self, [x], Some(x), |[x]| host_ops::weighted_pool(&x, seqs, weights, width))
+    }
+
+    /// The VJP of `weighted_pool`: row `t` of sequence `s` gets `weights[t] · dy[s]`,
+    /// `[seqs, width]` → `[seqs, tokens, width]`.
+    fn weighted_pool_vjp(&self, dy: &Self::Tensor, seqs: usize, weights: &[f64], width: usize) -> Result<Self::Tensor> {
+        through_host(self, [dy], Some(dy), |[dy]| host_ops::weighted_pool_vjp(&dy, seqs, weights, width))
+    }
 
     /// The VJP of `mean_pool`: each of the `tokens` rows of sequence `s` gets `dy[s] / tokens`,
     /// `[seqs, width]` → `[seqs, tokens, width]`.

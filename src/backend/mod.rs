@@ -102,15 +102,23 @@ pub fn unit_rows(steps: usize, dims: Range<usize>, width: usize) -> Vec<f32> {
 }
 
 /// Multi-head attention geometry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Heads {
     pub count: usize,
     pub dim: usize,
+    /// What `QKᵀ` is multiplied by before the softmax; `None`: `1/√dim`, as most families
+    /// scale (T5 does not scale: `Some(1.0)`).
+    pub scale: Option<f64>,
 }
 
 impl Heads {
     pub fn width(&self) -> usize {
         self.count * self.dim
+    }
+
+    /// The factor on `QKᵀ`.
+    pub fn scale(&self) -> f64 {
+        self.scale.unwrap_or_else(|| 1.0 / (self.dim as f64).sqrt())
     }
 }
 

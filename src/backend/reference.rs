@@ -144,7 +144,7 @@ impl<S: Scalar> CpuReference<S> {
         keep: Option<&[S]>,
     ) -> (Vec<S>, AttentionSaved<Vec<S>>) {
         let (t, w, d) = (tokens, heads.width(), heads.dim);
-        let scale = 1.0 / (d as f64).sqrt();
+        let scale = heads.scale();
         let mut probs = vec![S::default(); seqs * heads.count * t * t];
         // One "row" per sequence: its probabilities for every head.
         for_each_row(&mut probs, heads.count * t * t, self.threads, |s, p_seq| {
@@ -389,7 +389,7 @@ impl<S: Scalar> MathOps for CpuReference<S> {
     ) -> Result<Vec<S>> {
         Contract(self).attention_derivative(qkv, saved, dqkv, 3 * heads.width(), batch, heads)?;
         let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
-        let scale = 1.0 / (d as f64).sqrt();
+        let scale = heads.scale();
         let mut dout = vec![S::default(); batch.tangent_rows() * w];
         // One "row" per tangent sequence; `s` is the step whose primal it shares.
         for_each_row(&mut dout, t * w, self.threads, |seq, o_seq| {
@@ -433,7 +433,7 @@ impl<S: Scalar> MathOps for CpuReference<S> {
     ) -> Result<Vec<S>> {
         Contract(self).attention_derivative(qkv, saved, dctx, heads.width(), batch, heads)?;
         let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
-        let scale = 1.0 / (d as f64).sqrt();
+        let scale = heads.scale();
         let mut dqkv = vec![S::default(); batch.tangent_rows() * 3 * w];
         // One "row" per cotangent sequence; `s` is the step whose primal it shares.
         for_each_row(&mut dqkv, t * 3 * w, self.threads, |seq, out| {

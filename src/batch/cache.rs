@@ -45,6 +45,7 @@ struct KeyFields<'a> {
     steps: usize,
     mode: &'static str,
     normalized: bool,
+    truncate_dim: Option<usize>,
 }
 
 impl CacheKey {
@@ -59,6 +60,7 @@ impl CacheKey {
             backend: &provenance.backend,
             precision: &provenance.precision,
             primal_precision: &provenance.primal_precision,
+            truncate_dim: provenance.truncate_dim,
             method: options.method.name(),
             layer: options.layer,
             rule: options.quadrature.rule().name(),

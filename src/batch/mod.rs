@@ -79,6 +79,9 @@ pub struct PairExplainer<'e, 'a, B: Backend> {
     truncate: bool,
     provenance: Provenance,
     pub cache: TextCache,
+    /// The prompts put before text a (and a query) and text b (and a document): names of the
+    /// folder's prompts, or prompt texts (`--prompt-a`, `--prompt-b`).
+    prompts: [Option<String>; 2],
 }
 
 impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
@@ -100,7 +103,27 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
         let provenance = Provenance::new(model, &encoder.backend.engine_info())
             .with_attribution(AttributionSettings::new(&options, similarity, word_merge));
         let cache = TextCache::new(CacheKey::new(&provenance, &options), cache_dir, memory_budget)?;
-        Ok(PairExplainer { encoder, model, options, similarity, word_merge, truncate, provenance, cache })
+        let prompts = [None, None];
+        Ok(PairExplainer { encoder, model, options, similarity, word_merge, truncate, provenance, cache, prompts })
+    }
+
+    /// This explainer with the prompts put before text a and text b.
+    pub fn with_prompts(self, prompts: [Option<String>; 2]) -> Self {
+        PairExplainer { prompts, ..self }
+    }
+
+    /// The tokens of `text` on `side` (0: a, or the query; 1: b, or a document), after that
+    /// side's prompt.
+    pub fn tokenize_side(&self, text: &str, side: usize, label: &str) -> Result<Tokenized> {
+        self.tokenize_with_prompt(text, self.prompts[side].as_deref(), label)
+    }
+
+    /// `text` as the model reads it on `side`: after that side's prompt.
+    pub fn prompted(&self, text: &str, side: usize) -> String {
+        match &self.prompts[side] {
+            Some(spec) => format!("{}{text}", self.model.prompts.resolve(spec)),
+            None => text.to_string(),
+        }
     }
 
     pub fn provenance(&self) -> &Provenance {
@@ -117,7 +140,15 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
 
     /// The tokens of `text`; a text over `max_seq_length` is an error unless truncating.
     pub fn tokenize(&self, text: &str, label: &str) -> Result<Tokenized> {
-        let tokenized = self.model.tokenizer.encode(text).map_err(|e| with_label(e, label))?;
+        self.tokenize_with_prompt(text, None, label)
+    }
+
+    /// The tokens of `prompt` followed by `text` (`prompt` a name of the folder's prompts or
+    /// the prompt's text), as `encode(prompt=…)` tokenizes them.
+    pub fn tokenize_with_prompt(&self, text: &str, prompt: Option<&str>, label: &str) -> Result<Tokenized> {
+        let prompt = self.model.prompt(prompt, "--prompt-a/--prompt-b")?;
+        let tokenized =
+            self.model.tokenizer.encode_with_prompt(text, prompt.as_deref()).map_err(|e| with_label(e, label))?;
         match tokenized.truncated_from {
             Some(from) if !self.truncate => Err(Error::argument(
                 "TEXT",
@@ -158,7 +189,7 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
 
     /// `explain`, reporting the integration's steps to `progress`.
     pub fn explain_with(&mut self, a: &str, b: &str, progress: &dyn Progress) -> Result<Explanation> {
-        let (tokens_a, tokens_b) = (self.tokenize(a, "text a")?, self.tokenize(b, "text b")?);
+        let (tokens_a, tokens_b) = (self.tokenize_side(a, 0, "text a")?, self.tokenize_side(b, 1, "text b")?);
         self.explain_tokens_with(tokens_a, tokens_b, progress)
     }
 
@@ -194,9 +225,10 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
         }
     }
 
-    /// The record of an explained pair.
+    /// The record of an explained pair (`a` and `b` as given, before their prompts).
     pub fn record(&self, id: &str, line: usize, rank: Option<usize>, a: &str, b: &str, e: &Explanation) -> PairRecord {
-        PairRecord { id: id.to_string(), line, rank, explanation: self.explain_json(a, b, e) }
+        let (a, b) = (self.prompted(a, 0), self.prompted(b, 1));
+        PairRecord { id: id.to_string(), line, rank, explanation: self.explain_json(&a, &b, e) }
     }
 
     /// The `explain --json` document of an explained pair.

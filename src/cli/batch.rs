@@ -99,7 +99,8 @@ pub fn run<B: Backend>(backend: &B, args: BatchArgs) -> anyhow::Result<ExitCode>
         args.truncate,
         args.cache.as_deref(),
         cache_memory,
-    )?;
+    )?
+    .with_prompts(attribution.session.prompts.clone());
     let (mut writer, existing) = RecordWriter::open(&args.out, args.resume)?;
     check_resumable(&existing, &explainer, args.query.as_deref(), &args.out)?;
     let started = Instant::now();
@@ -211,12 +212,12 @@ fn explain_top_documents<B: Backend>(
     writer: &mut RecordWriter,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
-    let query_tokens = explainer.tokenize(query, "--query")?;
+    let query_tokens = explainer.tokenize_side(query, 0, "--query")?;
     // Documents that cannot be read or tokenized are error records and are not ranked.
     let (mut documents, mut tokens) = (Vec::new(), Vec::new());
     for item in items {
         let failure = match item {
-            Item::Row { line, id, fields } => match explainer.tokenize(&fields[0], "the document") {
+            Item::Row { line, id, fields } => match explainer.tokenize_side(&fields[0], 1, "the document") {
                 Ok(document_tokens) => {
                     documents.push(item);
                     tokens.push(document_tokens);

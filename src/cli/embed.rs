@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use simattr::attribution::Similarity;
 use simattr::backend::Backend;
-use simattr::embed::{embed_text, embed_tokenized};
+use simattr::embed::{embed_prompted, embed_tokenized};
 use simattr::job::truncation_warning;
 use simattr::model::Tokenized;
 use simattr::net::Encoder;
@@ -26,6 +26,10 @@ pub struct EmbedArgs {
     /// Also write {"embeddings": [[…], …]} to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// The prompt put before every text: a name from the model's
+    /// config_sentence_transformers.json (`query`, `document`, …) or the prompt's text.
+    #[arg(long, value_name = "NAME|TEXT")]
+    prompt: Option<String>,
     #[arg(required = true, value_name = "TEXT")]
     texts: Vec<String>,
 }
@@ -34,6 +38,12 @@ pub struct EmbedArgs {
 pub struct SimilarityArgs {
     #[command(flatten)]
     model: ModelArg,
+    /// The prompt put before text A (a prompt's name or text, as `embed --prompt`).
+    #[arg(long, value_name = "NAME|TEXT")]
+    prompt_a: Option<String>,
+    /// The prompt put before text B.
+    #[arg(long, value_name = "NAME|TEXT")]
+    prompt_b: Option<String>,
     a: String,
     b: String,
 }
@@ -57,10 +67,11 @@ pub fn embed<B: Backend>(backend: &B, args: EmbedArgs) -> anyhow::Result<ExitCod
         texts: Vec::new(),
         provenance: Provenance::new(&model, &backend.engine_info()),
     };
+    let prompt = model.prompt(args.prompt.as_deref(), "--prompt")?;
     let mut tokenized = Vec::with_capacity(args.texts.len());
     for (n, text) in args.texts.iter().enumerate() {
         let label = format!("text {}", n + 1);
-        let t = model.tokenizer.encode(text).with_context(|| label.clone())?;
+        let t = model.tokenizer.encode_with_prompt(text, prompt.as_deref()).with_context(|| label.clone())?;
         warn_truncated(&label, &t, model.max_seq_length);
         tokenized.push(t);
     }
@@ -71,7 +82,7 @@ pub fn embed<B: Backend>(backend: &B, args: EmbedArgs) -> anyhow::Result<ExitCod
         println!("{}", shown.join(" "));
         out.embeddings.push(vector);
         out.texts.push(json::EmbeddingEntryJson {
-            text: text.clone(),
+            text: format!("{}{text}", prompt.as_deref().unwrap_or_default()),
             tokens: t.tokens,
             truncated_from: t.truncated_from,
         });
@@ -86,8 +97,8 @@ pub fn embed<B: Backend>(backend: &B, args: EmbedArgs) -> anyhow::Result<ExitCod
 pub fn similarity<B: Backend>(backend: &B, args: SimilarityArgs) -> anyhow::Result<ExitCode> {
     let model = load_model(&args.model)?;
     let encoder = Encoder::new(backend, &model)?;
-    let ea = embed_text(&encoder, &model, &args.a, false).context("text A")?;
-    let eb = embed_text(&encoder, &model, &args.b, false).context("text B")?;
+    let ea = embed_prompted(&encoder, &model, &args.a, args.prompt_a.as_deref(), false).context("text A")?;
+    let eb = embed_prompted(&encoder, &model, &args.b, args.prompt_b.as_deref(), false).context("text B")?;
     warn_truncated("text A", &ea.tokenized, model.max_seq_length);
     warn_truncated("text B", &eb.tokenized, model.max_seq_length);
     println!("{:.6}", Similarity::Cos.score(&ea.vector, &eb.vector));

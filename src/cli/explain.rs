@@ -79,7 +79,8 @@ pub fn run<B: Backend>(backend: &B, args: ExplainArgs) -> anyhow::Result<ExitCod
     let encoder = Encoder::new(backend, &model)?;
     let options = TextOptions { layer: attribution.options_for(&encoder).layer, ..options };
     let mut explainer =
-        PairExplainer::new(&encoder, &model, &options, attribution.similarity, attribution.word_merge, true, None, 0)?;
+        PairExplainer::new(&encoder, &model, &options, attribution.similarity, attribution.word_merge, true, None, 0)?
+            .with_prompts(attribution.session.prompts.clone());
     if let Some(notice) = notice {
         eprintln!("{notice}");
     }

@@ -23,11 +23,17 @@ pub struct ModelArg {
     /// $SIMATTR_CACHE or ~/.cache/simattr) [default: all-MiniLM-L6-v2]
     #[arg(long, value_name = "DIR|NAME")]
     pub model: Option<PathBuf>,
+    /// Keep the first K dimensions of the embedding (Matryoshka models): embeddings as
+    /// `encode(truncate_dim=K)` returns them, and attributions of the truncated embedding.
+    #[arg(long, value_name = "K")]
+    pub truncate_dim: Option<usize>,
 }
 
 pub fn load_model(arg: &ModelArg) -> anyhow::Result<SentenceModel> {
     let dir = cache::resolve_model(arg.model.as_deref()).map_err(anyhow::Error::msg)?;
-    Ok(SentenceModel::load(&dir)?)
+    let mut model = SentenceModel::load(&dir)?;
+    model.truncate_dim = arg.truncate_dim;
+    Ok(model)
 }
 
 /// The process ends right after: handing hundreds of MB of weights and activations back to the
@@ -131,6 +137,13 @@ pub struct AttributionArgs {
     /// (as xsbert's evaluation does).
     #[arg(long, default_value = "sum", value_name = "sum|mean", requires = "words")]
     word_merge: String,
+    /// The prompt put before text a: a name from the model's config_sentence_transformers.json
+    /// (`query`, `document`, …) or the prompt's text. Its tokens are attributed with the text's.
+    #[arg(long, value_name = "NAME|TEXT")]
+    prompt_a: Option<String>,
+    /// The prompt put before text b (as --prompt-a).
+    #[arg(long, value_name = "NAME|TEXT")]
+    prompt_b: Option<String>,
 }
 
 /// The parsed attribution options.
@@ -155,7 +168,8 @@ impl AttributionArgs {
             Some(merge),
         )?;
         let word_merge = parsed.word_merge.filter(|_| self.words);
-        Ok(Attribution { similarity: parsed.similarity, word_merge, session: parsed })
+        let prompts = [self.prompt_a.clone(), self.prompt_b.clone()];
+        Ok(Attribution { similarity: parsed.similarity, word_merge, session: SessionOptions { prompts, ..parsed } })
     }
 }
 

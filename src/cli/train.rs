@@ -135,6 +135,14 @@ impl TrainObserver for Console {
 }
 
 pub fn run(args: TrainArgs, threads: Option<usize>) -> anyhow::Result<ExitCode> {
+    if args.model.truncate_dim.is_some() {
+        // An exact model is trained on whole embeddings; a truncation is asked for when it is used.
+        return Err(simattr::Error::argument(
+            "--truncate-dim",
+            "train fits the whole embedding; truncate when explaining",
+        )
+        .into());
+    }
     let model_dir = simattr::model::cache::resolve_model(args.model.model.as_deref()).map_err(anyhow::Error::msg)?;
     let checkpoint_dir = args.checkpoint_dir.clone().unwrap_or_else(|| {
         let name = args.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());

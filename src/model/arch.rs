@@ -16,9 +16,12 @@ pub enum Architecture {
     /// XLM-RoBERTa (multilingual-e5, paraphrase-multilingual-mpnet-base-v2, bge-m3): the RoBERTa
     /// network with a SentencePiece tokenizer, which `tokenizer.json` carries.
     XlmRoberta,
+    /// T5's encoder (gtr-t5, sentence-t5): pre-RMSNorm blocks without biases, relative
+    /// position buckets shared by every layer, unscaled attention, ReLU or gated-GELU.
+    T5,
 }
 
-/// MPNet's relative position bias (T5-style buckets), as `transformers` computes it.
+/// MPNet's and T5's relative position bias (T5's buckets), as `transformers` computes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelativeBuckets {
     pub buckets: usize,
@@ -56,6 +59,8 @@ pub enum PositionIds {
     /// `pad + cumsum(id ≠ pad) · (id ≠ pad)`, so real tokens count from pad+1 and every pad
     /// token sits at position `pad`. This matters for the all-pad reference input.
     AfterPadding { pad_id: u32 },
+    /// No position table (T5: positions enter attention as relative buckets only).
+    None,
 }
 
 impl PositionIds {
@@ -64,12 +69,13 @@ impl PositionIds {
         match self {
             PositionIds::FromZero => table_rows,
             PositionIds::AfterPadding { pad_id } => table_rows.saturating_sub(pad_id as usize + 1),
+            PositionIds::None => usize::MAX,
         }
     }
 
     pub fn for_ids(self, ids: &[u32]) -> Vec<u32> {
         match self {
-            PositionIds::FromZero => (0..ids.len() as u32).collect(),
+            PositionIds::FromZero | PositionIds::None => (0..ids.len() as u32).collect(),
             PositionIds::AfterPadding { pad_id } => {
                 let mut seen = 0;
                 ids.iter()
@@ -108,8 +114,8 @@ pub struct EmbeddingTensorNames {
 }
 
 impl Architecture {
-    const ALL: [Architecture; 4] =
-        [Architecture::Bert, Architecture::Mpnet, Architecture::Roberta, Architecture::XlmRoberta];
+    const ALL: [Architecture; 5] =
+        [Architecture::Bert, Architecture::Mpnet, Architecture::Roberta, Architecture::T5, Architecture::XlmRoberta];
 
     /// The family `config.json` names: its `model_type`, else the class in `architectures`.
     pub fn detect(model_type: Option<&str>, architectures: &[String]) -> Result<Self, String> {
@@ -139,6 +145,7 @@ impl Architecture {
             Architecture::Mpnet => "mpnet",
             Architecture::Roberta => "roberta",
             Architecture::XlmRoberta => "xlm-roberta",
+            Architecture::T5 => "t5",
         }
     }
 
@@ -148,6 +155,7 @@ impl Architecture {
             Architecture::Mpnet => "MPNet",
             Architecture::Roberta => "Roberta",
             Architecture::XlmRoberta => "XLMRoberta",
+            Architecture::T5 => "T5",
         }
     }
 
@@ -157,17 +165,20 @@ impl Architecture {
             Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => {
                 PositionIds::AfterPadding { pad_id }
             }
+            Architecture::T5 => PositionIds::None,
         }
     }
 
     pub fn uses_token_types(self) -> bool {
-        !matches!(self, Architecture::Mpnet)
+        !matches!(self, Architecture::Mpnet | Architecture::T5)
     }
 
-    /// MPNet's relative position bias; `transformers` fixes its maximum distance at 128.
-    pub fn relative_buckets(self, buckets: usize) -> Option<RelativeBuckets> {
+    /// MPNet's and T5's relative position bias; `transformers` fixes MPNet's maximum distance
+    /// at 128, T5 reads it from its config.
+    pub fn relative_buckets(self, buckets: usize, max_distance: usize) -> Option<RelativeBuckets> {
         match self {
             Architecture::Mpnet => Some(RelativeBuckets { buckets, max_distance: 128 }),
+            Architecture::T5 => Some(RelativeBuckets { buckets, max_distance }),
             _ => None,
         }
     }
@@ -178,6 +189,7 @@ impl Architecture {
             Architecture::Bert => &["bert.", "model."],
             Architecture::Mpnet => &["mpnet.", "model."],
             Architecture::Roberta | Architecture::XlmRoberta => &["roberta.", "model."],
+            Architecture::T5 => &[],
         }
     }
 
@@ -190,9 +202,14 @@ impl Architecture {
         }
     }
 
-    /// The relative position bias table, `[buckets, heads]`, where the family has one.
+    /// The relative position bias table, `[buckets, heads]`, where the family has one (T5's
+    /// first layer holds the one every layer shares).
     pub fn relative_bias_name(self) -> Option<&'static str> {
-        self.relative_buckets(0).map(|_| "encoder.relative_attention_bias")
+        match self {
+            Architecture::Mpnet => Some("encoder.relative_attention_bias"),
+            Architecture::T5 => Some("encoder.block.0.layer.0.SelfAttention.relative_attention_bias"),
+            _ => None,
+        }
     }
 
     pub fn layer_names(self, layer: usize) -> LayerTensorNames {
@@ -208,6 +225,19 @@ impl Architecture {
                     ffn_in: format!("{p}.intermediate.dense"),
                     ffn_out: format!("{p}.output.dense"),
                     ffn_norm: format!("{p}.output.LayerNorm"),
+                }
+            }
+            Architecture::T5 => {
+                let p = format!("encoder.block.{layer}.layer");
+                LayerTensorNames {
+                    query: format!("{p}.0.SelfAttention.q"),
+                    key: format!("{p}.0.SelfAttention.k"),
+                    value: format!("{p}.0.SelfAttention.v"),
+                    attention_out: format!("{p}.0.SelfAttention.o"),
+                    attention_norm: format!("{p}.0.layer_norm"),
+                    ffn_in: format!("{p}.1.DenseReluDense.wi"),
+                    ffn_out: format!("{p}.1.DenseReluDense.wo"),
+                    ffn_norm: format!("{p}.1.layer_norm"),
                 }
             }
             Architecture::Bert | Architecture::Roberta | Architecture::XlmRoberta => {

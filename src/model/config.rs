@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::arch::{Architecture, PositionIds, RelativeBuckets};
+use crate::backend::Activation;
 use crate::error::{Error, Result};
 
 /// The encoder's hyper-parameters, checked for consistency when read.
@@ -20,13 +21,21 @@ pub struct EncoderConfig {
     pub type_vocab_size: usize,
     pub layer_norm_eps: f64,
     pub pad_token_id: u32,
-    /// MPNet's relative position bias on the attention scores.
+    /// MPNet's and T5's relative position bias on the attention scores.
     pub relative_buckets: Option<RelativeBuckets>,
+    /// The feed-forward's activation, and whether it gates (`[gate | up]`, T5's gated-gelu).
+    pub ffn_activation: Activation,
+    pub ffn_gated: bool,
 }
 
 impl EncoderConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_heads
+    }
+
+    /// The factor on attention's `QKᵀ`: `None` for `1/√d`; T5 does not scale.
+    pub fn attention_scale(&self) -> Option<f64> {
+        (self.architecture == Architecture::T5).then_some(1.0)
     }
 
     pub fn position_ids(&self) -> PositionIds {
@@ -40,25 +49,37 @@ impl EncoderConfig {
     }
 }
 
+/// The keys of every supported family's config; T5's names are aliases of BERT's.
 #[derive(Deserialize)]
 struct RawConfig {
     model_type: Option<String>,
     #[serde(default)]
     architectures: Vec<String>,
     vocab_size: usize,
+    #[serde(alias = "d_model")]
     hidden_size: usize,
+    #[serde(alias = "num_layers")]
     num_hidden_layers: usize,
+    #[serde(alias = "num_heads")]
     num_attention_heads: usize,
+    #[serde(alias = "d_ff")]
     intermediate_size: usize,
-    max_position_embeddings: usize,
+    /// T5's head width (`d_kv`), which may differ from `d_model / num_heads`.
+    d_kv: Option<usize>,
+    max_position_embeddings: Option<usize>,
     #[serde(default)]
     type_vocab_size: usize,
+    #[serde(alias = "layer_norm_epsilon")]
     layer_norm_eps: Option<f64>,
     #[serde(default)]
     pad_token_id: u32,
     hidden_act: Option<String>,
     position_embedding_type: Option<String>,
     relative_attention_num_buckets: Option<usize>,
+    relative_attention_max_distance: Option<usize>,
+    /// T5: `relu` or `gated-gelu` (T5 v1.1, whose GELU is the tanh form whatever
+    /// `dense_act_fn` says, as `T5Config` sets it).
+    feed_forward_proj: Option<String>,
 }
 
 pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
@@ -67,6 +88,26 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
     let unsupported = |message: String| Error::Unsupported { path: path.to_path_buf(), message };
 
     let architecture = Architecture::detect(raw.model_type.as_deref(), &raw.architectures).map_err(unsupported)?;
+    let (ffn_activation, ffn_gated) = match (architecture, raw.feed_forward_proj.as_deref()) {
+        (Architecture::T5, Some("relu") | None) => (Activation::Relu, false),
+        (Architecture::T5, Some("gated-gelu")) => (Activation::GeluTanh, true),
+        (Architecture::T5, Some(other)) => {
+            return Err(unsupported(format!("feed_forward_proj `{other}` (supported: relu, gated-gelu)")))
+        }
+        _ => (Activation::Gelu, false),
+    };
+    if let Some(d_kv) = raw.d_kv.filter(|&d| d * raw.num_attention_heads != raw.hidden_size) {
+        return Err(unsupported(format!(
+            "d_kv {d_kv} × num_heads {} ≠ d_model {} (attention narrower or wider than the model)",
+            raw.num_attention_heads, raw.hidden_size
+        )));
+    }
+    // A family with relative positions only has no position table to bound a text.
+    let max_position_embeddings = match (architecture.position_ids(raw.pad_token_id), raw.max_position_embeddings) {
+        (PositionIds::None, _) => usize::MAX,
+        (_, Some(rows)) => rows,
+        (_, None) => return Err(bad("`max_position_embeddings` is missing".into())),
+    };
     if let Some(act) = raw.hidden_act.as_deref() {
         // Every supported family uses the exact erf GELU; a tanh approximation would silently
         // change every number, so it is refused rather than guessed.
@@ -85,7 +126,7 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
         ("num_hidden_layers", raw.num_hidden_layers),
         ("num_attention_heads", raw.num_attention_heads),
         ("intermediate_size", raw.intermediate_size),
-        ("max_position_embeddings", raw.max_position_embeddings),
+        ("max_position_embeddings", max_position_embeddings),
     ] {
         if value == 0 {
             return Err(bad(format!("`{name}` is 0")));
@@ -107,17 +148,19 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
     if raw.pad_token_id as usize >= raw.vocab_size {
         return Err(bad(format!("pad_token_id {} ≥ vocab_size {}", raw.pad_token_id, raw.vocab_size)));
     }
-    let relative_buckets = architecture.relative_buckets(raw.relative_attention_num_buckets.unwrap_or(32));
+    let relative_buckets = architecture.relative_buckets(
+        raw.relative_attention_num_buckets.unwrap_or(32),
+        raw.relative_attention_max_distance.unwrap_or(128),
+    );
     if let Some(buckets) = relative_buckets {
         // Half the buckets per direction, half of those exact: fewer than 4 leaves no room.
         if buckets.buckets < 4 || !buckets.buckets.is_multiple_of(2) {
             return Err(bad(format!("`relative_attention_num_buckets` {} is not an even number ≥ 4", buckets.buckets)));
         }
     }
-    if architecture.position_ids(raw.pad_token_id).max_tokens(raw.max_position_embeddings) < 2 {
+    if architecture.position_ids(raw.pad_token_id).max_tokens(max_position_embeddings) < 2 {
         return Err(bad(format!(
-            "max_position_embeddings {} leaves no room for two tokens after the padding offset",
-            raw.max_position_embeddings
+            "max_position_embeddings {max_position_embeddings} leaves no room for two tokens after the padding offset",
         )));
     }
     Ok(EncoderConfig {
@@ -127,10 +170,12 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
         num_layers: raw.num_hidden_layers,
         num_heads: raw.num_attention_heads,
         intermediate_size: raw.intermediate_size,
-        max_position_embeddings: raw.max_position_embeddings,
+        max_position_embeddings,
         type_vocab_size: raw.type_vocab_size,
         layer_norm_eps,
         pad_token_id: raw.pad_token_id,
         relative_buckets,
+        ffn_activation,
+        ffn_gated,
     })
 }

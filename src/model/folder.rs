@@ -1,6 +1,7 @@
 //! An unchanged sentence-transformers folder: which modules it lists (transformer, pooling,
 //! normalize), their configs, the tokenizer and the weights.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -8,9 +9,9 @@ use serde::Deserialize;
 
 use super::config::{read_encoder_config, EncoderConfig};
 use super::tokenizer::TextTokenizer;
-use super::weights::load_encoder_params;
+use super::weights::{load_dense, load_encoder_params};
 use crate::error::{Error, Result};
-use crate::params::{EncoderParams, HostTensor};
+use crate::params::{DenseActivation, EncoderParams, HostTensor, Linear};
 
 /// How token states become one sentence vector (`1_Pooling/config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,15 +22,50 @@ pub enum Pooling {
     Cls,
     /// The largest value over tokens, per feature.
     Max,
+    /// The last token's state (decoders: Qwen3-Embedding pools its closing EOS).
+    LastToken,
+    /// The token sum over `√T` (`mean_sqrt_len_tokens`).
+    MeanSqrtLen,
+    /// Token `i` (from 0) weighted by `i + 1`, the sum over the weights' sum (`weightedmean`,
+    /// the SGPT models).
+    WeightedMean,
 }
 
 impl Pooling {
+    /// Every mode, as sentence-transformers names it in `pooling_mode`.
+    pub const ALL: [Pooling; 6] =
+        [Pooling::Cls, Pooling::Mean, Pooling::Max, Pooling::MeanSqrtLen, Pooling::WeightedMean, Pooling::LastToken];
+
     pub fn name(self) -> &'static str {
         match self {
             Pooling::Mean => "mean",
             Pooling::Cls => "cls",
             Pooling::Max => "max",
+            Pooling::LastToken => "lasttoken",
+            Pooling::MeanSqrtLen => "mean_sqrt_len_tokens",
+            Pooling::WeightedMean => "weightedmean",
         }
+    }
+
+    /// The weight of each of `tokens` tokens in the pooled vector, whose pooling is a weighted
+    /// sum of the token states (every mode but max), the first `skipped` tokens left out as
+    /// sentence-transformers masks out a prompt (`include_prompt: false`): each mode's
+    /// normalizer counts only the tokens kept, `weightedmean`'s weights stay the positions,
+    /// `i + 1`, and CLS reads the first token kept (sentence-transformers 6 takes the first
+    /// unmasked one). `None` for max, which is not linear.
+    pub fn token_weights(self, tokens: usize, skipped: usize) -> Option<Vec<f64>> {
+        let skipped = skipped.min(tokens);
+        let kept = (tokens - skipped) as f64;
+        let weight = |i: usize| match self {
+            _ if i < skipped => 0.0,
+            Pooling::Cls => f64::from(u8::from(i == skipped)),
+            Pooling::Mean => 1.0 / kept,
+            Pooling::MeanSqrtLen => 1.0 / kept.sqrt(),
+            Pooling::WeightedMean => (i + 1) as f64 / (skipped + 1..=tokens).map(|p| p as f64).sum::<f64>(),
+            Pooling::LastToken => f64::from(u8::from(i + 1 == tokens)),
+            Pooling::Max => 0.0,
+        };
+        (self != Pooling::Max).then(|| (0..tokens).map(weight).collect())
     }
 }
 
@@ -45,7 +81,8 @@ pub struct SentenceModel {
     pub path: PathBuf,
     pub config: EncoderConfig,
     pub pooling: Pooling,
-    /// Whether `modules.json` lists a `Normalize` module (applied by `encode`, not attributed).
+    /// Whether `modules.json` lists a `Normalize` module (last; applied by `encode`, not
+    /// attributed).
     pub normalize: bool,
     /// An exact model (`SHIFTED_REFERENCE_MODULE` listed): the output token states of the
     /// reference input of the same length are subtracted before pooling, so `e(r) = 0`.
@@ -56,9 +93,41 @@ pub struct SentenceModel {
     pub max_seq_length: usize,
     pub tokenizer: TextTokenizer,
     pub params: EncoderParams<HostTensor>,
-    /// sha256 of `model.safetensors` (lowercase hex): which weights, whatever the folder is
+    /// sha256 of `model.safetensors` (lowercase hex), combined with the Dense modules' weights
+    /// where there are any (`with_dense_weights`): which weights, whatever the folder is
     /// called. Recorded in every JSON output and part of the attribution cache's key.
     pub weights_sha256: String,
+    /// The Dense modules after pooling, in order, by activation (their weights are
+    /// `params.heads`).
+    pub dense: Vec<DenseActivation>,
+    /// Whether pooling counts a prompt's tokens (`include_prompt`, the Pooling config's).
+    pub include_prompt: bool,
+    /// The prompts of `config_sentence_transformers.json`.
+    pub prompts: Prompts,
+    /// `--truncate-dim`: attribute and embed the first `K` values (Matryoshka models). Not in
+    /// the folder; the caller sets it.
+    pub truncate_dim: Option<usize>,
+}
+
+/// The named prompts a folder offers (`config_sentence_transformers.json`), prepended to a
+/// text before tokenizing, as `encode(prompt_name=…)` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prompts {
+    pub named: BTreeMap<String, String>,
+    /// `default_prompt_name`: the prompt `encode` uses when none is asked for.
+    pub default_name: Option<String>,
+}
+
+impl Prompts {
+    /// The prompt text `spec` means: a prompt's name, or else the literal text itself.
+    pub fn resolve(&self, spec: &str) -> String {
+        self.named.get(spec).cloned().unwrap_or_else(|| spec.to_string())
+    }
+
+    /// The default prompt's text, if the folder names one.
+    pub fn default_text(&self) -> Option<&str> {
+        self.default_name.as_ref().and_then(|name| self.named.get(name)).map(String::as_str)
+    }
 }
 
 #[derive(Deserialize)]
@@ -70,7 +139,16 @@ struct ModuleEntry {
 }
 
 #[derive(Deserialize)]
+#[serde(untagged)]
+enum PoolingModes {
+    One(String),
+    Several(Vec<String>),
+}
+
+#[derive(Deserialize)]
 struct PoolingConfig {
+    pooling_mode: Option<PoolingModes>,
+    include_prompt: Option<bool>,
     #[serde(default)]
     pooling_mode_cls_token: bool,
     #[serde(default)]
@@ -83,6 +161,28 @@ struct PoolingConfig {
     pooling_mode_weightedmean_tokens: bool,
     #[serde(default)]
     pooling_mode_lasttoken: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct DenseConfig {
+    in_features: usize,
+    out_features: usize,
+    #[serde(default = "default_true")]
+    bias: bool,
+    activation_function: Option<String>,
+    #[serde(default)]
+    use_residual: bool,
+}
+
+#[derive(Deserialize)]
+struct SentenceTransformersConfig {
+    #[serde(default)]
+    prompts: BTreeMap<String, String>,
+    default_prompt_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -99,41 +199,67 @@ impl SentenceModel {
                 hint: ". Fetch the default model with `scripts/fetch_model.sh`, or pass --model DIR".into(),
             });
         }
-        let modules: Vec<ModuleEntry> = read_json(&require(dir, "modules.json")?, "modules.json")?;
-        let module = |suffix: &str| modules.iter().find(|m| m.kind.ends_with(suffix));
-        let transformer = module("models.Transformer").ok_or_else(|| Error::Unsupported {
-            path: dir.join("modules.json"),
-            message: "no sentence_transformers.models.Transformer module is listed".into(),
-        })?;
-        let pooling_module = module("models.Pooling").ok_or_else(|| Error::Unsupported {
-            path: dir.join("modules.json"),
-            message: "no sentence_transformers.models.Pooling module is listed".into(),
-        })?;
-        let normalize = module("models.Normalize").is_some();
+        let modules_path = require(dir, "modules.json")?;
+        let modules: Vec<ModuleEntry> = read_json(&modules_path, "modules.json")?;
+        let unsupported = |message: String| Error::Unsupported { path: modules_path.clone(), message };
+        // By class name: sentence-transformers 2–5 write `sentence_transformers.models.Pooling`,
+        // 6 writes the module path (`sentence_transformers.….pooling.Pooling`).
+        fn kind(m: &ModuleEntry) -> &str {
+            match m.kind == SHIFTED_REFERENCE_MODULE {
+                true => "ShiftedReference",
+                false => m.kind.rsplit('.').next().unwrap_or(""),
+            }
+        }
         let shifted_reference = modules.iter().any(|m| m.kind == SHIFTED_REFERENCE_MODULE);
-        for m in &modules {
-            let known = ["models.Transformer", "models.Pooling", "models.Normalize", SHIFTED_REFERENCE_MODULE];
-            if !known.iter().any(|k| m.kind.ends_with(k)) {
-                return Err(Error::Unsupported {
-                    path: dir.join("modules.json"),
-                    message: format!(
-                        "module `{}` (supported: Transformer, Pooling, Normalize, {SHIFTED_REFERENCE_MODULE})",
+        let mut listed = modules.iter().filter(|m| kind(m) != "ShiftedReference");
+        let transformer = listed
+            .next()
+            .filter(|m| kind(m) == "Transformer")
+            .ok_or_else(|| unsupported("the first module listed is not a sentence_transformers Transformer".into()))?;
+        let pooling_module = listed
+            .next()
+            .filter(|m| kind(m) == "Pooling")
+            .ok_or_else(|| unsupported("the module after the Transformer is not a Pooling module".into()))?;
+        let (mut dense, mut normalize) = (Vec::new(), false);
+        let (mut dense_weights, mut dense_files) = (Vec::new(), Vec::new());
+        for m in listed {
+            let known = m.kind.starts_with("sentence_transformers.");
+            match kind(m) {
+                "Dense" if known && !normalize => {
+                    let width = dense_weights.last().map(|l: &Linear<HostTensor>| l.out_dim);
+                    let (activation, weights) = read_dense(&dir.join(&m.path), width)?;
+                    dense.push(activation);
+                    dense_weights.push(weights);
+                    dense_files.push(dir.join(&m.path).join("model.safetensors"));
+                }
+                "Normalize" if known && !normalize => normalize = true,
+                "Dense" | "Normalize" if known => {
+                    return Err(unsupported(format!("module `{}` after Normalize (Normalize must come last)", m.kind)))
+                }
+                _ => {
+                    return Err(unsupported(format!(
+                        "module `{}` (supported after the Transformer and Pooling: Dense, Normalize; and {SHIFTED_REFERENCE_MODULE})",
                         m.kind
-                    ),
-                });
+                    )))
+                }
             }
         }
 
         let encoder_dir = dir.join(&transformer.path);
-        let pooling = read_pooling(&require(&dir.join(&pooling_module.path), "config.json")?)?;
+        let (pooling, include_prompt) = read_pooling(&require(&dir.join(&pooling_module.path), "config.json")?)?;
         if shifted_reference && pooling == Pooling::Max {
             // The max of shifted states is not the shifted max: the shift is only known to be
-            // a constant offset of the pooled vector for mean and CLS pooling.
-            return Err(Error::Unsupported {
-                path: dir.join("modules.json"),
-                message: format!("{SHIFTED_REFERENCE_MODULE} with max pooling (an exact model pools by mean or CLS)"),
-            });
+            // a constant offset of the pooled vector for the poolings that weigh tokens.
+            return Err(unsupported(format!(
+                "{SHIFTED_REFERENCE_MODULE} with max pooling (an exact model pools linearly)"
+            )));
         }
+        if shifted_reference && !dense.is_empty() {
+            return Err(unsupported(format!(
+                "{SHIFTED_REFERENCE_MODULE} with Dense modules (the shift keeps only a pooled vector at zero)"
+            )));
+        }
+        let prompts = read_prompts(dir)?;
         let config = read_encoder_config(&require(&encoder_dir, "config.json")?)?;
         let sbert_path = require(&encoder_dir, "sentence_bert_config.json")?;
         let sbert: SentenceBertConfig = read_json(&sbert_path, "sentence_bert_config.json")?;
@@ -152,6 +278,7 @@ impl SentenceModel {
             (tokenizer, params, hash.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
         });
         let (tokenizer, params, weights_sha256) = (tokenizer?, params?, weights_sha256?);
+        let weights_sha256 = with_dense_weights(weights_sha256, &dense_files)?;
         Ok(SentenceModel {
             path: dir.to_path_buf(),
             config,
@@ -162,10 +289,46 @@ impl SentenceModel {
             encoder_dir,
             max_seq_length,
             tokenizer,
-            params,
+            params: EncoderParams { heads: dense_weights, ..params },
             weights_sha256,
+            dense,
+            include_prompt,
+            prompts,
+            truncate_dim: None,
         })
     }
+}
+
+impl SentenceModel {
+    /// The prompt text `spec` means (a name of the folder's prompts, or the text itself),
+    /// refused where the model's Pooling leaves prompts out, which no pass here follows yet.
+    pub fn prompt(&self, spec: Option<&str>, flag: &'static str) -> Result<Option<String>> {
+        let Some(prompt) = spec.map(|spec| self.prompts.resolve(spec)).filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        if !self.include_prompt {
+            return Err(Error::argument(
+                flag,
+                "the model's Pooling leaves prompts out (include_prompt: false), which simattr does not follow yet",
+            ));
+        }
+        Ok(Some(prompt))
+    }
+}
+
+/// The weights' identity with the Dense modules': the Transformer's `model.safetensors` hash
+/// alone where there are none (as before Dense modules were read), else the sha256 of that
+/// hash and each Dense file's, in order, as lowercase hex separated by spaces.
+fn with_dense_weights(transformer: String, dense_files: &[PathBuf]) -> Result<String> {
+    if dense_files.is_empty() {
+        return Ok(transformer);
+    }
+    use sha2::Digest;
+    let mut hashes = vec![transformer];
+    for path in dense_files {
+        hashes.push(file_sha256(path)?);
+    }
+    Ok(hex(&sha2::Sha256::digest(hashes.join(" ").as_bytes())))
 }
 
 /// sha256 of a file's bytes, lowercase hex (≈ 1.5 GB/s with the CPU's SHA extensions).
@@ -191,29 +354,98 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn read_pooling(path: &Path) -> Result<Pooling> {
+/// The Pooling config's mode and `include_prompt`: the `pooling_mode` key
+/// (sentence-transformers 6: a name, or a list for concatenated modes) or the older
+/// `pooling_mode_*` booleans.
+fn read_pooling(path: &Path) -> Result<(Pooling, bool)> {
     let raw: PoolingConfig = read_json(path, "a pooling config")?;
-    let modes = [
+    let legacy = [
         ("cls", raw.pooling_mode_cls_token),
         ("mean", raw.pooling_mode_mean_tokens),
         ("max", raw.pooling_mode_max_tokens),
-        ("mean_sqrt_len", raw.pooling_mode_mean_sqrt_len_tokens),
+        ("mean_sqrt_len_tokens", raw.pooling_mode_mean_sqrt_len_tokens),
         ("weightedmean", raw.pooling_mode_weightedmean_tokens),
         ("lasttoken", raw.pooling_mode_lasttoken),
     ];
-    let active: Vec<&str> = modes.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
+    let active: Vec<String> = match raw.pooling_mode {
+        Some(PoolingModes::One(mode)) => vec![mode],
+        Some(PoolingModes::Several(modes)) => modes,
+        None => legacy.iter().filter(|(_, on)| *on).map(|(name, _)| name.to_string()).collect(),
+    };
     let unsupported = |message: String| Error::Unsupported { path: path.to_path_buf(), message };
-    match active.as_slice() {
-        ["mean"] => Ok(Pooling::Mean),
-        ["cls"] => Ok(Pooling::Cls),
-        ["max"] => Ok(Pooling::Max),
-        [] => Err(unsupported("no pooling mode is switched on".into())),
-        [one] => Err(unsupported(format!("pooling mode `{one}` (supported: mean, cls, max)"))),
-        several => Err(unsupported(format!(
-            "pooling modes {} together (a concatenation; supported: exactly one of mean, cls, max)",
-            several.join(" + ")
-        ))),
+    let names = Pooling::ALL.map(Pooling::name).join(", ");
+    let pooling = match active.as_slice() {
+        [one] => Pooling::ALL
+            .into_iter()
+            .find(|p| p.name() == one)
+            .ok_or_else(|| unsupported(format!("pooling mode `{one}` (supported: {names})")))?,
+        [] => return Err(unsupported("no pooling mode is switched on".into())),
+        several => {
+            return Err(unsupported(format!(
+                "pooling modes {} together (a concatenation; supported: exactly one of {names})",
+                several.join(" + ")
+            )))
+        }
+    };
+    Ok((pooling, raw.include_prompt.unwrap_or(true)))
+}
+
+/// A Dense module's activation and weights from its folder (`config.json`,
+/// `model.safetensors`); `width` is what the module before it writes, where known.
+fn read_dense(dir: &Path, width: Option<usize>) -> Result<(DenseActivation, Linear<HostTensor>)> {
+    let config_path = require(dir, "config.json")?;
+    let config: DenseConfig = read_json(&config_path, "a Dense module's config")?;
+    let bad = |message: String| Error::BadConfig { path: config_path.clone(), message };
+    let class = config.activation_function.as_deref().unwrap_or("torch.nn.modules.activation.Tanh");
+    let activation = DenseActivation::from_class(class).ok_or_else(|| Error::Unsupported {
+        path: config_path.clone(),
+        message: format!("activation_function `{class}` (supported: Identity, Tanh, ReLU, GELU)"),
+    })?;
+    if config.use_residual {
+        return Err(Error::Unsupported {
+            path: config_path.clone(),
+            message: "a Dense module with use_residual".into(),
+        });
     }
+    if config.in_features == 0 || config.out_features == 0 {
+        return Err(bad(format!("in_features {} × out_features {}", config.in_features, config.out_features)));
+    }
+    if let Some(width) = width.filter(|&w| w != config.in_features) {
+        return Err(bad(format!("in_features {} after a Dense module of {width} outputs", config.in_features)));
+    }
+    let weights = dir.join("model.safetensors");
+    if !weights.is_file() {
+        let hint = match dir.join("pytorch_model.bin").is_file() {
+            true => {
+                " (it holds pytorch_model.bin, a pickle simattr does not read: save the module with safe_serialization)"
+            }
+            false => "",
+        };
+        return Err(Error::MissingFile {
+            path: dir.to_path_buf(),
+            file: "model.safetensors".into(),
+            hint: hint.into(),
+        });
+    }
+    let linear = load_dense(&weights, config.in_features, config.out_features, config.bias)?;
+    Ok((activation, linear))
+}
+
+/// The prompts of `config_sentence_transformers.json`, where the folder has one.
+fn read_prompts(dir: &Path) -> Result<Prompts> {
+    let path = dir.join("config_sentence_transformers.json");
+    if !path.is_file() {
+        return Ok(Prompts::default());
+    }
+    let raw: SentenceTransformersConfig = read_json(&path, "config_sentence_transformers.json")?;
+    let prompts = Prompts { named: raw.prompts, default_name: raw.default_prompt_name };
+    if let Some(name) = prompts.default_name.as_ref().filter(|name| !prompts.named.contains_key(*name)) {
+        return Err(Error::BadConfig {
+            path,
+            message: format!("default_prompt_name `{name}` is not among the prompts"),
+        });
+    }
+    Ok(prompts)
 }
 
 fn require(dir: &Path, file: &str) -> Result<PathBuf> {

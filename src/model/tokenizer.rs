@@ -12,9 +12,10 @@ pub struct TextTokenizer {
     path: PathBuf,
     inner: Tokenizer,
     max_len: usize,
-    /// The special ids the tokenizer puts around every text (BERT: `[CLS]`, `[SEP]`).
-    pub open_id: u32,
-    pub close_id: u32,
+    /// The special ids the tokenizer puts around every text (BERT: `[CLS]`, `[SEP]`; T5 only
+    /// closes with `</s>`).
+    pub open_id: Option<u32>,
+    pub close_id: Option<u32>,
     pub pad_id: u32,
     vocab_size: usize,
 }
@@ -22,23 +23,30 @@ pub struct TextTokenizer {
 /// The special ids of a reference input: the tokenizer's own framing tokens around padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReferenceFraming {
-    pub open_id: u32,
+    pub open_id: Option<u32>,
     pub pad_id: u32,
-    pub close_id: u32,
+    pub close_id: Option<u32>,
 }
 
 impl ReferenceFraming {
-    /// The reference input of `len` tokens: `[open] [pad]… [close]` (`[CLS] [PAD]… [SEP]` for
-    /// BERT, `<s> <pad>… </s>` for MPNet and RoBERTa, as xsbert hard-codes them).
+    /// The reference input of `len` tokens: the special tokens the tokenizer adds to every
+    /// text at their places, padding everywhere else: `[open] [pad]… [close]` (`[CLS] [PAD]…
+    /// [SEP]` for BERT, `<s> <pad>… </s>` for MPNet and RoBERTa, as xsbert hard-codes them;
+    /// `<pad>… </s>` for T5).
     pub fn ids(&self, len: usize) -> Vec<u32> {
         let mut ids = vec![self.pad_id; len];
-        if let Some(first) = ids.first_mut() {
-            *first = self.open_id;
+        if let (Some(first), Some(open)) = (ids.first_mut(), self.open_id) {
+            *first = open;
         }
-        if len > 1 {
-            ids[len - 1] = self.close_id;
+        if let (Some(close), true) = (self.close_id, len > usize::from(self.open_id.is_some())) {
+            ids[len - 1] = close;
         }
         ids
+    }
+
+    /// How many tokens frame every text (what a sequence needs besides its own).
+    pub fn specials(&self) -> usize {
+        usize::from(self.open_id.is_some()) + usize::from(self.close_id.is_some())
     }
 }
 
@@ -58,6 +66,22 @@ pub struct Tokenized {
     /// tokens. They point into the original text, before lowercasing or accent stripping, so a
     /// word's label is what the user wrote.
     pub offsets: Vec<(usize, usize)>,
+    /// With a prompt, how many tokens sentence-transformers counts as the prompt's
+    /// (`prompt_length`: the prompt tokenized alone, less a closing special token), which
+    /// include any opening special token. The text's tokens from the prompt are
+    /// `prompt_tokens()`.
+    pub prompt_length: Option<usize>,
+}
+
+impl Tokenized {
+    /// The tokens that are the prompt's, after any opening special token.
+    pub fn prompt_tokens(&self) -> std::ops::Range<usize> {
+        let open = usize::from(self.words.first().is_some_and(Option::is_none));
+        match self.prompt_length {
+            Some(length) => open.min(length)..length.min(self.ids.len()),
+            None => 0..0,
+        }
+    }
 }
 
 impl TextTokenizer {
@@ -72,14 +96,20 @@ impl TextTokenizer {
         // sentence-transformers overrides both, and so do we.
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| err(e.to_string()))?;
-        let frame = inner.encode("", true).map_err(|e| err(e.to_string()))?;
-        let (open_id, close_id) = match frame.get_ids() {
-            [open, close] => (*open, *close),
-            other => {
-                return Err(err(format!("expected the empty text to encode as two special tokens, got ids {other:?}")))
-            }
-        };
-        for id in [open_id, close_id, config.pad_token_id] {
+        // The framing every text gets: the special tokens before and after a word's.
+        let frame = inner.encode("a", true).map_err(|e| err(e.to_string()))?;
+        let special = frame.get_special_tokens_mask();
+        let leading = special.iter().take_while(|&&m| m == 1).count();
+        let trailing = special.iter().rev().take_while(|&&m| m == 1).count();
+        if leading > 1 || trailing > 1 || leading + trailing == special.len() {
+            return Err(err(format!(
+                "expected a text to be framed by at most one special token at each end, got ids {:?}",
+                frame.get_ids()
+            )));
+        }
+        let ids = frame.get_ids();
+        let (open_id, close_id) = ((leading == 1).then(|| ids[0]), (trailing == 1).then(|| ids[ids.len() - 1]));
+        for id in open_id.into_iter().chain(close_id).chain([config.pad_token_id]) {
             if id as usize >= config.vocab_size {
                 return Err(err(format!("special token id {id} ≥ vocab_size {}", config.vocab_size)));
             }
@@ -102,9 +132,28 @@ impl TextTokenizer {
     /// Tokenizes one text; an empty (or all-whitespace) text is an error, since there is
     /// nothing to embed or explain.
     pub fn encode(&self, text: &str) -> Result<Tokenized> {
+        self.encode_with_prompt(text, None)
+    }
+
+    /// Tokenizes `prompt` followed by `text`, as `encode(prompt=…)` does (the prompt's tokens
+    /// are the text's; `Tokenized::prompt_length` counts them).
+    pub fn encode_with_prompt(&self, text: &str, prompt: Option<&str>) -> Result<Tokenized> {
         if text.trim().is_empty() {
             return Err(Error::argument("TEXT", "a text is empty"));
         }
+        let prompt = prompt.filter(|p| !p.is_empty());
+        let prompt_length = match prompt {
+            Some(prompt) => Some(self.prompt_length(prompt)?),
+            None => None,
+        };
+        let joined;
+        let text = match prompt {
+            Some(prompt) => {
+                joined = format!("{prompt}{text}");
+                joined.as_str()
+            }
+            None => text,
+        };
         let err = |message: String| Error::Tokenizer { path: self.path.clone(), message };
         let full = self.inner.encode(text, true).map_err(|e| err(e.to_string()))?;
         let mut encoding = full;
@@ -145,6 +194,15 @@ impl TextTokenizer {
             .enumerate()
             .map(|(i, &span)| if is_special(i) { (0, 0) } else { span })
             .collect();
-        Ok(Tokenized { ids, tokens, truncated_from, words, offsets })
+        Ok(Tokenized { ids, tokens, truncated_from, words, offsets, prompt_length })
+    }
+
+    /// sentence-transformers' `prompt_length`: the prompt's tokens alone, less a closing
+    /// special token.
+    fn prompt_length(&self, prompt: &str) -> Result<usize> {
+        let err = |message: String| Error::Tokenizer { path: self.path.clone(), message };
+        let encoding = self.inner.encode(prompt, true).map_err(|e| err(e.to_string()))?;
+        let closes = encoding.get_special_tokens_mask().last() == Some(&1);
+        Ok(encoding.get_ids().len() - usize::from(closes))
     }
 }

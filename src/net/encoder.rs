@@ -192,6 +192,16 @@ impl<'b, B: Backend> Encoder<'b, B> {
         Ok(self.head_forward(self.pool(states, seqs, tokens)?, seqs)?.0)
     }
 
+    /// The attributed embeddings' tangents `[steps · tangents, D]` from the output states'
+    /// tangents `d_states` (`[steps, tangents, tokens, hidden]`) at the states `states`
+    /// (`[steps, tokens, hidden]`): pooling's JVP, then the heads'. The plain path's top, which
+    /// the structured passes are checked against.
+    pub fn embeddings_jvp(&self, states: &B::Tensor, d_states: &B::Tensor, batch: Batch) -> Result<B::Tensor> {
+        let pooled = pool_jvp(self.backend, self.pooling, states, d_states, batch, self.hidden())?;
+        let tape = self.head_tape(batch.steps, || self.pool(states, batch.steps, batch.tokens))?;
+        self.heads().jvp(self.backend, &tape, pooled, batch.tangents)
+    }
+
     /// The modules after pooling with their weights (checked against each other in `build`).
     fn heads(&self) -> Heads<'_, B::Tensor> {
         Heads::new(&self.heads, &self.params.heads)
@@ -221,6 +231,12 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// module's output.
     pub fn embedding_dim(&self) -> usize {
         self.heads().output_width(self.hidden())
+    }
+
+    /// The Matryoshka truncation (`--truncate-dim`): the attributed embedding is the first
+    /// `dims` values; `embed` leaves it to its caller, after Normalize.
+    pub fn truncation(&self) -> Option<usize> {
+        self.heads().truncation()
     }
 
     /// Whether the network ends in Normalize (which `embed` applies, as `encode` does).
@@ -469,9 +485,11 @@ impl<'b, B: Backend> Encoder<'b, B> {
         // Through Dense modules after pooling, unit cotangents become dense ones.
         let heads = self.heads();
         let through_heads;
-        let seeds = match heads.any_dense() {
-            false => seeds,
-            true => {
+        let seeds = match (heads.any_dense(), seeds) {
+            // Units within a truncation are units of the whole vector.
+            (false, PooledSeeds::Units(dims)) => PooledSeeds::Units(dims),
+            (false, PooledSeeds::Dense(seeds)) if heads.truncation().is_none() => PooledSeeds::Dense(seeds),
+            (_, seeds) => {
                 let tape = self.head_tape(batch.steps, || self.pool(&output, batch.steps, batch.tokens))?;
                 let units;
                 let top = match seeds {
@@ -483,7 +501,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
                         &units
                     }
                 };
-                through_heads = heads.vjp(b, &tape, top, batch.tangents)?;
+                through_heads = heads.vjp(b, &tape, top, batch.tangents, h)?;
                 PooledSeeds::Dense(&through_heads)
             }
         };
@@ -598,8 +616,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
             return Ok(pooled);
         }
         let rows = b.upload_f64(&pooled.concat(), Some(&x))?;
-        let embeddings = b.download(&self.head_forward(rows, pooled.len())?.0)?;
-        Ok(embeddings.chunks_exact(self.embedding_dim()).map(<[f64]>::to_vec).collect())
+        let heads = self.heads().untruncated();
+        let embeddings = b.download(&heads.forward(b, rows, pooled.len())?.0)?;
+        Ok(embeddings.chunks_exact(heads.output_width(h)).map(<[f64]>::to_vec).collect())
     }
 
     /// `pooled_packed`, with an exact model's reference embeddings subtracted: one reference
@@ -614,15 +633,20 @@ impl<'b, B: Backend> Encoder<'b, B> {
         }
     }
 
-    /// Sentence embeddings (unnormalized, through the Dense modules after pooling), one row
-    /// per sequence; an exact model's with its reference's subtracted.
+    /// Sentence embeddings (unnormalized, through the Dense modules after pooling, not
+    /// truncated: sentence-transformers truncates after Normalize), one row per sequence; an
+    /// exact model's with its reference's subtracted.
     pub fn embed(&self, ids: &[u32], seqs: usize) -> Result<Vec<f64>> {
         let tokens = ids.len() / seqs.max(1);
+        let full = |states: &B::Tensor, seqs: usize| -> Result<Vec<f64>> {
+            let pooled = self.pool(states, seqs, tokens)?;
+            self.backend.download(&self.heads().untruncated().forward(self.backend, pooled, seqs)?.0)
+        };
         let states = self.states_at(ids, seqs, self.num_layers())?;
-        let mut pooled = self.backend.download(&self.embeddings_of(&states, seqs, tokens)?)?;
+        let mut pooled = full(&states, seqs)?;
         if let Some(framing) = self.shifted_reference {
             let states = self.states_at(&framing.ids(tokens), 1, self.num_layers())?;
-            let reference = self.backend.download(&self.embeddings_of(&states, 1, tokens)?)?;
+            let reference = full(&states, 1)?;
             pooled.iter_mut().enumerate().for_each(|(n, v)| *v -= reference[n % reference.len()]);
         }
         Ok(pooled)
@@ -636,11 +660,11 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// The output token states `[tokens, hidden]` of one sequence as the pooling sees them: an
     /// exact model's minus its reference's.
     pub fn output_states(&self, ids: &[u32]) -> Result<Vec<f64>> {
-        if self.heads().any_dense() {
+        if self.heads().any_dense() || self.truncation().is_some() {
             // What reads them (the decomposition baseline) takes them for the embedding's terms.
             return Err(Error::argument(
                 "--method",
-                "the model has Dense modules after pooling: its embedding is not a sum over token states",
+                "with Dense modules after pooling, or --truncate-dim, the embedding is not the sum over token states the decomposition splits",
             ));
         }
         let mut states = self.backend.download(&self.states_at(ids, 1, self.num_layers())?)?;

@@ -171,7 +171,8 @@ mod tests {
     use super::*;
     use crate::backend::Heads;
 
-    const MINILM: LayerShape = LayerShape { hidden: 384, ffn: 1536, heads: Heads { count: 12, dim: 32 }, eps: 1e-12 };
+    const MINILM: LayerShape =
+        LayerShape { hidden: 384, ffn: 1536, heads: Heads { count: 12, dim: 32, scale: None }, eps: 1e-12 };
 
     #[test]
     fn one_layer_plain_tangents_are_the_gemm_rows_times_the_weights() {
@@ -218,7 +219,8 @@ mod tests {
 
     #[test]
     fn auto_picks_forward_for_sentences_and_reverse_beyond_t_equals_d() {
-        const MPNET: LayerShape = LayerShape { hidden: 768, ffn: 3072, heads: Heads { count: 12, dim: 64 }, eps: 1e-5 };
+        const MPNET: LayerShape =
+            LayerShape { hidden: 768, ffn: 3072, heads: Heads { count: 12, dim: 64, scale: None }, eps: 1e-5 };
         for (shape, total) in [(MINILM, 6), (MPNET, 12)] {
             for layers in [1, total / 2, total] {
                 let t = crossover(shape, layers, 20);

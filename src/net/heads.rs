@@ -14,41 +14,8 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+pub use crate::params::DenseActivation;
 use crate::params::Linear;
-
-/// A Dense module's activation (sentence-transformers' `activation_function`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DenseActivation {
-    /// `torch.nn.Identity`: the Dense modules of sentence-t5, gtr-t5 and EmbeddingGemma.
-    Identity,
-    /// `torch.nn.Tanh`, sentence-transformers' default (LaBSE's head).
-    Tanh,
-    /// `torch.nn.ReLU`.
-    Relu,
-    /// `torch.nn.GELU` with the exact `erf`.
-    Gelu,
-}
-
-impl DenseActivation {
-    fn value(self, x: f64) -> f64 {
-        match self {
-            DenseActivation::Identity => x,
-            DenseActivation::Tanh => x.tanh(),
-            DenseActivation::Relu => x.max(0.0),
-            DenseActivation::Gelu => crate::backend::Activation::Gelu.value(x),
-        }
-    }
-
-    /// The derivative at `x` (ReLU's is taken as 0 at 0, as PyTorch's autograd does).
-    fn derivative(self, x: f64) -> f64 {
-        match self {
-            DenseActivation::Identity => 1.0,
-            DenseActivation::Tanh => 1.0 - x.tanh().powi(2),
-            DenseActivation::Relu => f64::from(u8::from(x > 0.0)),
-            DenseActivation::Gelu => crate::backend::Activation::Gelu.derivative(x),
-        }
-    }
-}
 
 /// One module after pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +24,10 @@ pub enum Head {
     Dense { activation: DenseActivation },
     /// `e / max(|e|, 1e-12)`: applied by `embed`, not attributed. Only ever last.
     Normalize,
+    /// Matryoshka truncation (`--truncate-dim`): the first `dims` values. After the Dense
+    /// modules; attribution explains the truncated embedding. sentence-transformers
+    /// truncates after Normalize, which `embed` follows (`Encoder::embed` leaves it out).
+    Truncate { dims: usize },
 }
 
 /// The heads of one network with their weights on a backend.
@@ -70,6 +41,8 @@ pub struct Heads<'p, T> {
 pub struct HeadsTape {
     rows: usize,
     pre_activations: Vec<Option<Vec<f64>>>,
+    /// The last Dense module's output width, where there is one.
+    width: Option<usize>,
 }
 
 impl<'p, T> Heads<'p, T> {
@@ -96,6 +69,11 @@ impl<'p, T> Heads<'p, T> {
                 return Err(Error::Internal("Normalize is followed by another module after pooling".into()));
             }
         }
+        if let Some(n) = heads.iter().position(|h| matches!(h, Head::Truncate { .. })) {
+            if heads[n + 1..].iter().any(|h| *h != Head::Normalize) {
+                return Err(Error::Internal("a Dense module after the truncation".into()));
+            }
+        }
         let mut width = hidden;
         for (n, layer) in dense.iter().enumerate() {
             if layer.in_dim != width {
@@ -106,14 +84,36 @@ impl<'p, T> Heads<'p, T> {
             }
             width = layer.out_dim;
         }
+        if let Some(dims) = self.truncation() {
+            if dims == 0 || dims > width {
+                return Err(Error::argument(
+                    "--truncate-dim",
+                    format!("{dims} is not between 1 and the embedding's {width} dimensions"),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The Matryoshka truncation, if any: the attributed embedding's first `dims` values.
+    pub fn truncation(&self) -> Option<usize> {
+        self.heads.iter().find_map(|h| match *h {
+            Head::Truncate { dims } => Some(dims),
+            _ => None,
+        })
+    }
+
+    /// These heads without the truncation (what `embed` runs, truncating after Normalize).
+    pub fn untruncated(&self) -> Heads<'p, T> {
+        let end = self.heads.iter().position(|h| matches!(h, Head::Truncate { .. })).unwrap_or(self.heads.len());
+        Heads { heads: &self.heads[..end], dense: self.dense }
     }
 
     /// The Dense modules in order, each with its weights.
     fn dense(&self) -> Vec<(DenseActivation, &'p Linear<T>)> {
         let activations = self.heads.iter().filter_map(|h| match *h {
             Head::Dense { activation } => Some(activation),
-            Head::Normalize => None,
+            Head::Normalize | Head::Truncate { .. } => None,
         });
         activations.zip(self.dense).collect()
     }
@@ -137,11 +137,22 @@ impl<'p, T> Heads<'p, T> {
     /// The tape of a pass over `rows` rows whose derivatives read no primal (every activation
     /// the identity, `needs_primal` false), made without running the heads.
     pub fn tape_without_primal(&self, rows: usize) -> HeadsTape {
-        HeadsTape { rows, pre_activations: self.dense.iter().map(|_| None).collect() }
+        HeadsTape {
+            rows,
+            pre_activations: self.dense.iter().map(|_| None).collect(),
+            width: self.dense.last().map(|layer| layer.out_dim),
+        }
     }
 
-    /// The width of the attributed embedding: the last Dense module's output, or `hidden`.
+    /// The width of the attributed embedding: the truncation, or the last Dense module's
+    /// output, or `hidden`.
     pub fn output_width(&self, hidden: usize) -> usize {
+        let full = self.full_width(hidden);
+        self.truncation().map_or(full, |dims| dims.min(full))
+    }
+
+    /// The width before any truncation.
+    fn full_width(&self, hidden: usize) -> usize {
         self.dense.last().map_or(hidden, |layer| layer.out_dim)
     }
 }
@@ -150,7 +161,7 @@ impl<'p, T> Heads<'p, T> {
     /// The Dense modules on `x` (`[rows, hidden]`, pooled): the attributed embeddings
     /// `[rows, out]`, and what the derivatives read.
     pub fn forward<B: Backend<Tensor = T>>(&self, backend: &B, x: T, rows: usize) -> Result<(T, HeadsTape)> {
-        let mut tape = HeadsTape { rows, pre_activations: Vec::new() };
+        let mut tape = HeadsTape { rows, pre_activations: Vec::new(), width: None };
         let mut x = x;
         for (activation, layer) in self.dense() {
             let z = backend.linear(&x, rows, layer)?;
@@ -164,7 +175,34 @@ impl<'p, T> Heads<'p, T> {
             x = backend.upload_f64(&y, Some(&x))?;
             tape.pre_activations.push(Some(z));
         }
-        Ok((x, tape))
+        tape.width = self.dense.last().map(|layer| layer.out_dim);
+        Ok((self.truncate(backend, x, rows, tape.width)?, tape))
+    }
+
+    /// The first `dims` columns of `x`'s rows where there is a truncation (`width` wide, the
+    /// last Dense module's output, or the pooled vector's where `None`): rows are few, so on
+    /// the host.
+    fn truncate<B: Backend<Tensor = T>>(&self, backend: &B, x: T, rows: usize, width: Option<usize>) -> Result<T> {
+        let Some(dims) = self.truncation() else { return Ok(x) };
+        let values = backend.download(&x)?;
+        let width = width.unwrap_or(values.len() / rows.max(1));
+        if width == dims {
+            return Ok(x);
+        }
+        let kept: Vec<f64> = values.chunks_exact(width).flat_map(|row| row[..dims].iter().copied()).collect();
+        backend.upload_f64(&kept, Some(&x))
+    }
+
+    /// `dy`'s rows (`dims` wide) put back at the front of `width`-wide zero rows: the
+    /// truncation's adjoint.
+    fn untruncate<B: Backend<Tensor = T>>(&self, backend: &B, dy: &T, width: usize) -> Result<Option<T>> {
+        let Some(dims) = self.truncation().filter(|&dims| dims < width) else { return Ok(None) };
+        let values = backend.download(dy)?;
+        let mut padded = vec![0.0f64; values.len() / dims * width];
+        for (out, row) in padded.chunks_exact_mut(width).zip(values.chunks_exact(dims)) {
+            out[..dims].copy_from_slice(row);
+        }
+        Ok(Some(backend.upload_f64(&padded, Some(dy))?))
     }
 
     /// The tangents of the attributed embeddings from the pooled tangents `dx`
@@ -179,14 +217,23 @@ impl<'p, T> Heads<'p, T> {
                 dx = scale_by_derivative(backend, &dx, z, activation, layer.out_dim, per_row)?;
             }
         }
-        Ok(dx)
+        self.truncate(backend, dx, rows, self.dense.last().map(|layer| layer.out_dim))
     }
 
     /// The cotangents of the pooled vectors from those of the attributed embeddings, `dy`
     /// (`[rows · per_row, out]`, `per_row` consecutive cotangent rows at each primal row of
-    /// `tape`). Only where there is a Dense module (`any_dense`): else they are `dy`.
-    pub fn vjp<B: Backend<Tensor = T>>(&self, backend: &B, tape: &HeadsTape, dy: &T, per_row: usize) -> Result<T> {
+    /// `tape`). `hidden` is the pooled vectors' width.
+    pub fn vjp<B: Backend<Tensor = T>>(
+        &self,
+        backend: &B,
+        tape: &HeadsTape,
+        dy: &T,
+        per_row: usize,
+        hidden: usize,
+    ) -> Result<T> {
         let rows = tape.rows * per_row;
+        let padded = self.untruncate(backend, dy, self.full_width(hidden))?;
+        let dy = padded.as_ref().unwrap_or(dy);
         let mut out: Option<T> = None;
         let pre_activations = tape.pre_activations(self)?;
         for ((activation, layer), z) in self.dense().into_iter().rev().zip(pre_activations.into_iter().rev()) {
@@ -204,9 +251,10 @@ impl<'p, T> Heads<'p, T> {
             let above = scaled.as_ref().or(out.as_ref()).unwrap_or(dy);
             out = Some(backend.matmul_vjp(above, rows, layer)?);
         }
-        out.ok_or_else(|| {
-            Error::Internal("the VJP of the modules after pooling with no Dense module among them".into())
-        })
+        match out {
+            Some(out) => Ok(out),
+            None => backend.upload_f64(&backend.download(dy)?, Some(dy)),
+        }
     }
 }
 

@@ -26,7 +26,7 @@ impl LayerShape {
         LayerShape {
             hidden: config.hidden_size,
             ffn: config.intermediate_size,
-            heads: Heads { count: config.num_heads, dim: config.head_dim() },
+            heads: Heads { count: config.num_heads, dim: config.head_dim(), scale: config.attention_scale() },
             eps: config.layer_norm_eps,
         }
     }

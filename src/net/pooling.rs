@@ -1,10 +1,11 @@
 //! Pooling as sentence-transformers configures it, and its derivative: the token states of a
-//! sequence become one vector by their mean, the first token's state (CLS), or the largest
-//! value per feature (max). Mean and CLS are linear, so their JVP is themselves on the
+//! sequence become one vector by their mean, the first token's state (CLS), the last's
+//! (`lasttoken`), a sum weighted per token (`mean_sqrt_len_tokens`, `weightedmean`), or the
+//! largest value per feature (max). All but max are linear, so their JVP is themselves on the
 //! tangents; max's JVP reads each feature's tangent at the primal's arg-max token.
 
 use crate::backend::{Backend, Batch};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Pooling;
 
 /// `[seqs, tokens, width]` → `[seqs, width]`.
@@ -18,9 +19,20 @@ pub fn pool<B: Backend>(
 ) -> Result<B::Tensor> {
     match pooling {
         Pooling::Mean => backend.mean_pool(x, seqs, tokens, width),
-        Pooling::Cls => backend.gather_rows(x, width, &first_rows(seqs, tokens)),
+        Pooling::Cls => backend.gather_rows(x, width, &picked_rows(seqs, tokens, 0)),
+        Pooling::LastToken => backend.gather_rows(x, width, &picked_rows(seqs, tokens, tokens.saturating_sub(1))),
         Pooling::Max => backend.max_pool(x, seqs, tokens, width),
+        Pooling::MeanSqrtLen | Pooling::WeightedMean => {
+            backend.weighted_pool(x, seqs, &weights(pooling, tokens)?, width)
+        }
     }
+}
+
+/// A linear pooling's weight per token.
+fn weights(pooling: Pooling, tokens: usize) -> Result<Vec<f64>> {
+    pooling
+        .token_weights(tokens, 0)
+        .ok_or_else(|| Error::Internal(format!("{} pooling has no token weights", pooling.name())))
 }
 
 /// The pooled tangents `[steps · tangents, width]` of `dy` (`[steps, tangents, tokens, width]`)
@@ -34,8 +46,8 @@ pub fn pool_jvp<B: Backend>(
     width: usize,
 ) -> Result<B::Tensor> {
     match pooling {
-        Pooling::Mean | Pooling::Cls => pool(backend, pooling, dy, batch.tangent_seqs(), batch.tokens, width),
         Pooling::Max => backend.max_pool_jvp(y, dy, batch, width),
+        _ => pool(backend, pooling, dy, batch.tangent_seqs(), batch.tokens, width),
     }
 }
 
@@ -53,23 +65,28 @@ pub fn pool_vjp<B: Backend>(
     let seqs = batch.tangent_seqs();
     match pooling {
         Pooling::Mean => backend.mean_pool_vjp(dy, seqs, batch.tokens, width),
-        Pooling::Cls => backend.scatter_rows(dy, width, &first_rows(seqs, batch.tokens), batch.tangent_rows()),
+        Pooling::Cls => backend.scatter_rows(dy, width, &picked_rows(seqs, batch.tokens, 0), batch.tangent_rows()),
+        Pooling::LastToken => {
+            let last = picked_rows(seqs, batch.tokens, batch.tokens.saturating_sub(1));
+            backend.scatter_rows(dy, width, &last, batch.tangent_rows())
+        }
         Pooling::Max => backend.max_pool_vjp(y, dy, batch, width),
+        Pooling::MeanSqrtLen | Pooling::WeightedMean => {
+            backend.weighted_pool_vjp(dy, seqs, &weights(pooling, batch.tokens)?, width)
+        }
     }
 }
 
 /// One sequence's pooled vector from its token states on the host (`[tokens, width]`, f64).
 pub fn pool_host(pooling: Pooling, states: &[f64], width: usize) -> Vec<f64> {
     let rows = states.chunks_exact(width);
-    match pooling {
-        Pooling::Mean => {
-            let count = rows.len() as f64;
+    match pooling.token_weights(rows.len(), 0) {
+        Some(weights) => {
             let mut sum = vec![0.0f64; width];
-            rows.for_each(|row| sum.iter_mut().zip(row).for_each(|(a, v)| *a += v));
-            sum.iter().map(|v| v / count).collect()
+            rows.zip(weights).for_each(|(row, w)| sum.iter_mut().zip(row).for_each(|(a, v)| *a += w * v));
+            sum
         }
-        Pooling::Cls => states[..width].to_vec(),
-        Pooling::Max => {
+        None => {
             let mut max = vec![f64::NEG_INFINITY; width];
             rows.for_each(|row| max.iter_mut().zip(row).for_each(|(m, &v)| *m = m.max(v)));
             max
@@ -77,7 +94,7 @@ pub fn pool_host(pooling: Pooling, states: &[f64], width: usize) -> Vec<f64> {
     }
 }
 
-/// The first row of each of `seqs` sequences of `tokens` rows.
-fn first_rows(seqs: usize, tokens: usize) -> Vec<u32> {
-    (0..seqs).map(|s| (s * tokens) as u32).collect()
+/// Row `pick` of each of `seqs` sequences of `tokens` rows.
+fn picked_rows(seqs: usize, tokens: usize, pick: usize) -> Vec<u32> {
+    (0..seqs).map(|s| (s * tokens + pick) as u32).collect()
 }

@@ -30,6 +30,8 @@ pub struct TextReportJson {
     pub relative_identity_error: f64,
     /// Token count before truncation to `max_seq_length`, if the text was cut.
     pub truncated_from: Option<usize>,
+    /// With a prompt, the tokens that are its, `[start, end)`.
+    pub prompt_tokens: Option<[usize; 2]>,
     /// How this text's `P` was computed: forward (token tangents) or reverse (output
     /// cotangents) mode, `--mode auto` resolved; `none` for the decomposition.
     pub mode: &'static str,
@@ -119,6 +121,10 @@ fn text_report(text: &str, t: &TextAttribution, rule: Rule) -> TextReportJson {
         identity_error: t.identity_error(),
         relative_identity_error: t.relative_identity_error(),
         truncated_from: t.tokenized.truncated_from,
+        prompt_tokens: t.tokenized.prompt_length.map(|_| {
+            let range = t.tokenized.prompt_tokens();
+            [range.start, range.end]
+        }),
         mode: t.mode.map_or("none", Mode::name),
         quadrature_nodes: (rule == Rule::GaussLegendreAdaptive && !t.nodes.is_empty())
             .then(|| t.nodes.iter().map(|n| NodeJson { alpha: n.alpha, weight: n.weight }).collect()),

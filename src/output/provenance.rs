@@ -29,6 +29,8 @@ pub struct Provenance {
     pub max_seq_length: usize,
     /// Whether a text of this output was cut at `max_seq_length`.
     pub truncated: bool,
+    /// `--truncate-dim`: the embedding's first K dimensions; `null` for all of them.
+    pub truncate_dim: Option<usize>,
     /// How the attributions were computed; absent where none were (embed).
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub attribution: Option<AttributionSettings>,
@@ -80,6 +82,7 @@ impl Provenance {
             primal_precision: engine.primal_precision.name().to_string(),
             max_seq_length: model.max_seq_length,
             truncated: false,
+            truncate_dim: model.truncate_dim,
             attribution: None,
         }
     }
@@ -98,7 +101,7 @@ impl Provenance {
     pub fn differs_from(&self, other: &Provenance) -> Option<&'static str> {
         let (mine, theirs) = (self.attribution.as_ref(), other.attribution.as_ref());
         let attribution = |field: fn(&AttributionSettings) -> String| mine.map(field) == theirs.map(field);
-        let fields: [(&str, bool); 16] = [
+        let fields: [(&str, bool); 17] = [
             ("simattr_version", self.simattr_version == other.simattr_version),
             ("weights_sha256", self.weights_sha256 == other.weights_sha256),
             ("architecture", self.architecture == other.architecture),
@@ -108,6 +111,7 @@ impl Provenance {
             ("precision", self.precision == other.precision),
             ("primal_precision", self.primal_precision == other.primal_precision),
             ("max_seq_length", self.max_seq_length == other.max_seq_length),
+            ("truncate_dim", self.truncate_dim == other.truncate_dim),
             ("method", attribution(|a| a.method.clone())),
             ("layer", attribution(|a| a.layer.to_string())),
             ("rule", attribution(|a| a.rule.clone())),

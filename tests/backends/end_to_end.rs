@@ -10,7 +10,6 @@ use simattr::backend::reference::CpuReference;
 use simattr::backend::BackendSettings;
 use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::SentenceModel;
-use simattr::net::pooling::pool_jvp;
 use simattr::net::Encoder;
 
 use crate::common::golden_check::{check_attributions, check_attributions_in, check_embeddings};
@@ -24,8 +23,9 @@ pub fn tiny_embeddings<B: Backend>(b: &B, fixture: &str) {
 pub fn tiny_attributions<B: Backend>(b: &B, fixture: &str) {
     let golden = golden(&format!("{fixture}.json"));
     let checked = check_attributions(b, &fixture_dir(fixture), &golden, F32_GOLDEN_TOLERANCE, |_| true);
-    // 3 pairs × 2 layers × 2 step counts × 2 similarities.
-    assert!(checked >= 24, "{fixture}: only {checked} golden cases");
+    // 3 pairs × 2 layers × 2 step counts × 2 similarities, or (the generic generator's) 3
+    // pairs × 3 layers × 2 similarities.
+    assert!(checked >= 18, "{fixture}: only {checked} golden cases");
 }
 
 /// The same golden cases with `P` from reverse mode (output cotangents pulled back through
@@ -34,7 +34,7 @@ pub fn tiny_attributions_reverse<B: Backend>(b: &B, fixture: &str) {
     let golden = golden(&format!("{fixture}.json"));
     let checked =
         check_attributions_in(Mode::Reverse, b, &fixture_dir(fixture), &golden, F32_GOLDEN_TOLERANCE, |_| true);
-    assert!(checked >= 24, "{fixture}: only {checked} golden cases");
+    assert!(checked >= 18, "{fixture}: only {checked} golden cases");
 }
 
 /// Forward and reverse mode give the same `P` (within f32 rounding, 1e-5 of max|P|) from every
@@ -323,7 +323,7 @@ pub fn structured_pass_equals_plain_path<B: Backend>(b: &B, fixture: &str) {
                 encoder.pooled_token_jvp(&primals, &delta, directions.clone(), layer, batch, &|| Ok(())).unwrap();
             let dense = b.token_tangents(&delta, 2, t, h, directions.clone()).unwrap();
             let (states, d_states) = encoder.jvp_layers(&primals, &dense, layer, batch, &|| Ok(())).unwrap();
-            let plain = pool_jvp(b, encoder.pooling, &states, &d_states, batch, h).unwrap();
+            let plain = encoder.embeddings_jvp(&states, &d_states, batch).unwrap();
             let (got, want) = (b.download(&structured).unwrap(), b.download(&plain).unwrap());
             let err = max_abs_diff(&got, &want) / max_abs(&want);
             assert!(err <= 1e-5, "{fixture} layer {layer}, directions {directions:?}: structured vs plain {err:.2e}");
@@ -359,7 +359,8 @@ pub fn path_probe_is_the_derivative_along_the_path<B: Backend>(b: &B, fixture: &
     let oracle_encoder = Encoder::new(&oracle, &model).unwrap();
     let ids = model.tokenizer.encode("A man is playing a guitar.").unwrap().ids;
     let reference_ids = simattr::attribution::reference_ids(&model.tokenizer, ids.len());
-    let (t, h) = (ids.len(), encoder.hidden());
+    // The attributed embedding's width (after any Dense modules).
+    let (t, h) = (ids.len(), encoder.embedding_dim());
     let alphas = [0.0, 0.3, 1.0];
     for layer in 0..encoder.num_layers() {
         let label = format!("{} {fixture} layer {layer}", b.name());

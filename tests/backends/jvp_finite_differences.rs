@@ -63,7 +63,7 @@ fn gelu_jvp_matches_finite_differences() {
 fn attention_jvp_matches_finite_differences_with_bias_and_mask() {
     let b = F64::new();
     let mut rng = Rng::new(3);
-    let heads = Heads { count: 2, dim: 3 };
+    let heads = Heads { count: 2, dim: 3, scale: None };
     let batch = Batch { steps: 2, tangents: 2, tokens: 4 };
     let n = batch.primal_rows() * 3 * heads.width();
     let qkv = rng.vec(n);

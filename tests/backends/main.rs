@@ -150,6 +150,8 @@ macro_rules! backend_suite {
             #[test] fn gelu_and_jvp() { crate::ops::gelu_and_jvp(&default()) }
             #[test] fn rms_norm_and_jvp() { crate::ops::rms_norm_and_jvp(&default()) }
             #[test] fn gated_and_jvp() { crate::ops::gated_and_jvp(&default()) }
+            #[test] fn activation_and_jvp() { crate::ops::activation_and_jvp(&default()) }
+            #[test] fn weighted_pool() { crate::ops::weighted_pool(&default()) }
             #[test] fn bad_shapes_are_errors_not_panics() { crate::ops::bad_shapes_are_errors_not_panics(&default()) }
             #[test] fn attention_and_jvp() { crate::ops::attention_and_jvp(&default()) }
             #[test] fn attention_key_mask_drops_padding() { crate::ops::attention_key_mask_drops_padding(&default()) }
@@ -167,6 +169,7 @@ macro_rules! backend_suite {
             #[test] fn gelu_vjp() { crate::vjp::gelu_vjp(&default()) }
             #[test] fn rms_norm_vjp() { crate::vjp::rms_norm_vjp(&default()) }
             #[test] fn gated_vjp() { crate::vjp::gated_vjp(&default()) }
+            #[test] fn activation_vjp() { crate::vjp::activation_vjp(&default()) }
             #[test] fn attention_vjp() { crate::vjp::attention_vjp(&default()) }
             #[test] fn pooling_vjp() { crate::vjp::pooling_vjp(&default()) }
             #[test] fn mean_pooled_norm_linear_vjp() { crate::vjp::mean_pooled_norm_linear_vjp(&default()) }
@@ -179,6 +182,11 @@ macro_rules! backend_suite {
                 tiny_xlm_roberta => "tiny-xlm-roberta";
                 tiny_bert_cls => "tiny-bert-cls";
                 tiny_mpnet_max => "tiny-mpnet-max";
+                tiny_bert_lasttoken => "tiny-bert-lasttoken";
+                tiny_bert_weightedmean => "tiny-bert-weightedmean";
+                tiny_bert_sqrtlen => "tiny-bert-sqrtlen";
+                tiny_t5 => "tiny-t5";
+                tiny_t5_relu => "tiny-t5-relu";
             }
             #[test] fn completeness_converges() { crate::end_to_end::completeness_converges(&default()) }
             #[test] fn better_rules_converge_faster() { crate::end_to_end::better_rules_converge_faster(&default()) }

@@ -214,6 +214,51 @@ pub fn gated_and_jvp<B: Backend>(b: &B) {
     }
 }
 
+/// The elementwise activations of FFNs that are not gated (T5's ReLU; the others as they
+/// gate), and their JVPs.
+pub fn activation_and_jvp<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(21));
+    for act in [Activation::Relu, Activation::Gelu, Activation::GeluTanh, Activation::Silu] {
+        for width in [7, 64] {
+            for batch in batches(5) {
+                let x = rng.vec_f32(batch.primal_rows() * width, 3.0);
+                let dx = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+                compare!(format!("activation {act:?} width {width}"), b, &o, |e| {
+                    down(e, &e.activation(&up(e, &x), act).unwrap())
+                });
+                compare!(format!("activation_jvp {act:?} width {width}, {batch:?}"), b, &o, |e| {
+                    down(e, &e.activation_jvp(&up(e, &x), &up(e, &dx), batch, width, act).unwrap())
+                });
+            }
+        }
+    }
+}
+
+/// The poolings that weigh tokens, each mode's weights: against the oracle, and against the
+/// weighted sum written out here.
+pub fn weighted_pool<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(22));
+    for tokens in SIZES {
+        let (seqs, width) = (3, 65);
+        let x = rng.vec_f32(seqs * tokens * width, 1.0);
+        for pooling in simattr::model::Pooling::ALL {
+            let Some(weights) = pooling.token_weights(tokens, 0) else { continue };
+            compare!(format!("weighted_pool {} {tokens} tokens", pooling.name()), b, &o, |e| {
+                down(e, &e.weighted_pool(&up(e, &x), seqs, &weights, width).unwrap())
+            });
+            let got = down(b, &b.weighted_pool(&up(b, &x), seqs, &weights, width).unwrap());
+            let by_hand: Vec<f64> = (0..seqs * width)
+                .map(|n| {
+                    let (s, c) = (n / width, n % width);
+                    (0..tokens).map(|t| weights[t] * x[(s * tokens + t) * width + c] as f64).sum()
+                })
+                .collect();
+            let err = max_abs_diff(&got, &by_hand) / max_abs(&by_hand).max(1e-30);
+            assert!(err < 1e-5, "{} {tokens} tokens: {err:e} from the sum by hand", pooling.name());
+        }
+    }
+}
+
 /// A shape that breaks an op's contract (`backend/shapes.rs`) is an internal error naming the
 /// operand, on every backend: never a panic, never a read outside a tensor.
 pub fn bad_shapes_are_errors_not_panics<B: Backend>(b: &B) {
@@ -233,7 +278,7 @@ pub fn bad_shapes_are_errors_not_panics<B: Backend>(b: &B) {
     let (_, saved) = b.layer_norm(&six, 2, 3, &norm, 1e-12).unwrap();
     let batch = Batch { steps: 2, tangents: 2, tokens: 1 };
     error("layer_norm_jvp", b.layer_norm_jvp(&saved, &norm, &six, batch, 3), "(co)tangents has length 6, expected 12");
-    let heads = Heads { count: 1, dim: 2 };
+    let heads = Heads { count: 1, dim: 2, scale: None };
     error("attention", b.attention(&five, 1, 1, heads, ScoreMods::none()).map(|(c, _)| c), "qkv has length 5");
     error("token_tangents", b.token_tangents(&six, 1, 3, 2, 1..4), "tangent directions 1..4 reach past 3");
     error("gather_rows", b.gather_rows(&six, 2, &[0, 3]), "id 3 is outside the 3 rows");
@@ -278,8 +323,11 @@ impl HostMods {
 }
 
 fn attention_cases() -> Vec<(usize, Heads)> {
-    let mut cases: Vec<(usize, Heads)> = SIZES.iter().map(|&t| (t, Heads { count: 12, dim: 32 })).collect();
-    cases.push((7, Heads { count: 2, dim: 3 }));
+    let mut cases: Vec<(usize, Heads)> =
+        SIZES.iter().map(|&t| (t, Heads { count: 12, dim: 32, scale: None })).collect();
+    cases.push((7, Heads { count: 2, dim: 3, scale: None }));
+    // T5 does not scale its scores.
+    cases.push((9, Heads { count: 2, dim: 4, scale: Some(1.0) }));
     cases
 }
 
@@ -325,7 +373,7 @@ pub fn attention_and_jvp<B: Backend>(b: &B) {
 /// its real rows, equals the oracle's attention over the unpadded sequence (forward and JVP).
 pub fn attention_key_mask_drops_padding<B: Backend>(b: &B) {
     let (o, mut rng) = (oracle(), Rng::new(18));
-    let heads = Heads { count: 12, dim: 32 };
+    let heads = Heads { count: 12, dim: 32, scale: None };
     let (real, padded) = (5, 9);
     let w3 = 3 * heads.width();
     let batch = Batch { steps: 1, tangents: 2, tokens: padded };
@@ -498,7 +546,7 @@ pub fn bias_gelu<B: Backend>(b: &B) {
 /// A whole MiniLM-shaped layer (random weights), forward and JVP, against the oracle.
 pub fn layer_jvp_real_widths<B: Backend>(b: &B) {
     let (o, mut rng) = (oracle(), Rng::new(23));
-    let shape = LayerShape { hidden: 384, ffn: 1536, heads: Heads { count: 12, dim: 32 }, eps: 1e-12 };
+    let shape = LayerShape { hidden: 384, ffn: 1536, heads: Heads { count: 12, dim: 32, scale: None }, eps: 1e-12 };
     let h = shape.hidden;
     let params = LayerParams {
         qkv: random_linear(&mut rng, h, 3 * h),

@@ -5,6 +5,7 @@
 use simattr::backend::prelude::*;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{Activation, Batch, Heads, ResidualNorm, Role, ScoreMods};
+use simattr::model::Pooling;
 use simattr::params::{Linear, Norm};
 
 use crate::common::{max_abs, max_abs_diff, Rng};
@@ -172,13 +173,28 @@ pub fn gated_vjp<B: Backend>(b: &B) {
     }
 }
 
+pub fn activation_vjp<B: Backend>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(38));
+    let (width, batch) = (65, Batch { steps: 2, tangents: 3, tokens: 5 });
+    for act in [Activation::Relu, Activation::Gelu, Activation::GeluTanh, Activation::Silu] {
+        let x = rng.vec_f32(batch.primal_rows() * width, 3.0);
+        let u = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+        let v = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+        let jvp_u = down(b, &b.activation_jvp(&up(b, &x), &up(b, &u), batch, width, act).unwrap());
+        let vjp_v = down(b, &b.activation_vjp(&up(b, &x), &up(b, &v), batch, width, act).unwrap());
+        let want = down(&o, &o.activation_vjp(&up(&o, &x), &up(&o, &v), batch, width, act).unwrap());
+        check(&format!("activation_vjp {act:?}"), (&jvp_u, &v), (&u, &vjp_v), &want);
+    }
+}
+
 pub fn attention_vjp<B: Backend>(b: &B) {
     let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(34));
     for (tokens, heads) in [
-        (1, Heads { count: 2, dim: 3 }),
-        (7, Heads { count: 2, dim: 3 }),
-        (13, Heads { count: 12, dim: 32 }),
-        (40, Heads { count: 3, dim: 8 }),
+        (1, Heads { count: 2, dim: 3, scale: None }),
+        (7, Heads { count: 2, dim: 3, scale: None }),
+        (13, Heads { count: 12, dim: 32, scale: None }),
+        (40, Heads { count: 3, dim: 8, scale: None }),
+        (9, Heads { count: 2, dim: 4, scale: Some(1.0) }),
     ] {
         let batch = Batch { steps: 2, tangents: 3, tokens };
         let w = heads.width();
@@ -239,6 +255,15 @@ pub fn pooling_vjp<B: Backend>(b: &B) {
         });
         let want = down(&o, &o.max_pool_vjp(&up(&o, &x), &up(&o, &v), batch, width).unwrap());
         check(&format!("max_pool_vjp {tokens} tokens"), (&jvp_u, &v), (&u, &vjp_v), &want);
+        for pooling in [Pooling::MeanSqrtLen, Pooling::WeightedMean, Pooling::LastToken] {
+            let weights = pooling.token_weights(tokens, 0).unwrap();
+            let [jvp_u, vjp_v] = mean(&|reverse| match reverse {
+                false => down(b, &b.weighted_pool(&up(b, &u), seqs, &weights, width).unwrap()),
+                true => down(b, &b.weighted_pool_vjp(&up(b, &v), seqs, &weights, width).unwrap()),
+            });
+            let want = down(&o, &o.weighted_pool_vjp(&up(&o, &v), seqs, &weights, width).unwrap());
+            check(&format!("weighted_pool_vjp {} {tokens} tokens", pooling.name()), (&jvp_u, &v), (&u, &vjp_v), &want);
+        }
     }
 }
 

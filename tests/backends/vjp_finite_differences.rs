@@ -73,7 +73,7 @@ fn gelu_vjp_matches_finite_differences() {
 #[test]
 fn attention_vjp_matches_finite_differences_with_bias_and_mask() {
     let (b, mut rng) = (F64::new(), Rng::new(44));
-    let heads = Heads { count: 2, dim: 3 };
+    let heads = Heads { count: 2, dim: 3, scale: None };
     let batch = Batch { steps: 2, tangents: 2, tokens: 4 };
     let w = heads.width();
     let qkv = rng.vec(batch.primal_rows() * 3 * w);

@@ -164,11 +164,12 @@ pub fn mul<B: WeightGradients>(b: &B) {
 // ---- attention with dropout ---------------------------------------------------------------------
 
 /// The shapes of vjp.rs's `attention_vjp`.
-const ATTENTION_SHAPES: [(usize, Heads); 4] = [
-    (1, Heads { count: 2, dim: 3 }),
-    (7, Heads { count: 2, dim: 3 }),
-    (13, Heads { count: 12, dim: 32 }),
-    (40, Heads { count: 3, dim: 8 }),
+const ATTENTION_SHAPES: [(usize, Heads); 5] = [
+    (1, Heads { count: 2, dim: 3, scale: None }),
+    (7, Heads { count: 2, dim: 3, scale: None }),
+    (13, Heads { count: 12, dim: 32, scale: None }),
+    (40, Heads { count: 3, dim: 8, scale: None }),
+    (9, Heads { count: 2, dim: 4, scale: Some(1.0) }),
 ];
 
 /// The step of the central differences: a power of two, so that an input on `grid` shifted by

@@ -125,28 +125,27 @@ fn missing_tensor_is_named() {
 fn unknown_architecture_is_named() {
     let dir = copy_model(&tiny_model_dir());
     edit_json(&dir.path().join("config.json"), |c| c["model_type"] = "gpt2".into());
-    assert_mentions(&explain_with(dir.path(), &[]), &["gpt2", "unsupported"]);
+    assert_mentions(&explain_with(dir.path(), &[]), &["gpt2", "unsupported", "bert, mpnet, roberta, t5, xlm-roberta"]);
 }
 
 #[test]
 fn unsupported_pooling_is_named() {
     let dir = copy_model(&tiny_model_dir());
     let config = dir.path().join("1_Pooling/config.json");
-    edit_json(&config, |c| {
-        c["pooling_mode_mean_tokens"] = false.into();
-        c["pooling_mode_lasttoken"] = true.into();
-    });
-    assert_mentions(&explain_with(dir.path(), &[]), &["pooling", "lasttoken", "mean, cls, max"]);
+    edit_json(&config, |c| c["pooling_mode"] = "meanmax".into());
+    let names = "cls, mean, max, mean_sqrt_len_tokens, weightedmean, lasttoken";
+    assert_mentions(&explain_with(dir.path(), &[]), &["pooling", "meanmax", names]);
     // sentence-transformers concatenates several modes; simattr attributes one vector per mode.
     edit_json(&config, |c| {
-        c["pooling_mode_lasttoken"] = false.into();
+        c.as_object_mut().unwrap().remove("pooling_mode");
         c["pooling_mode_cls_token"] = true.into();
         c["pooling_mode_max_tokens"] = true.into();
     });
-    assert_mentions(&explain_with(dir.path(), &[]), &["pooling", "cls + max", "exactly one"]);
+    assert_mentions(&explain_with(dir.path(), &[]), &["pooling", "cls + mean + max", "exactly one"]);
     edit_json(&config, |c| {
         c["pooling_mode_cls_token"] = false.into();
         c["pooling_mode_max_tokens"] = false.into();
+        c["pooling_mode_mean_tokens"] = false.into();
     });
     assert_mentions(&explain_with(dir.path(), &[]), &["pooling", "no pooling mode"]);
 }
@@ -155,11 +154,70 @@ fn unsupported_pooling_is_named() {
 fn unsupported_modules_are_named() {
     let dir = copy_model(&tiny_model_dir());
     edit_json(&dir.path().join("modules.json"), |m| {
-        let dense =
-            serde_json::json!({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"});
-        m.as_array_mut().unwrap().push(dense);
+        let layer_norm = serde_json::json!({"idx": 3, "name": "3", "path": "3_LayerNorm", "type": "sentence_transformers.models.LayerNorm"});
+        m.as_array_mut().unwrap().push(layer_norm);
     });
-    assert_mentions(&explain_with(dir.path(), &[]), &["modules.json", "sentence_transformers.models.Dense"]);
+    assert_mentions(
+        &explain_with(dir.path(), &[]),
+        &["modules.json", "sentence_transformers.models.LayerNorm", "Dense, Normalize"],
+    );
+}
+
+/// A Dense module's folder: its config and weights are read and checked, each failure naming
+/// the file.
+#[test]
+fn bad_dense_modules_are_named() {
+    let base = common::fixture_dir("tiny-bert-lasttoken");
+    let dir = copy_model(&base);
+    let config = dir.path().join("2_Dense/config.json");
+    edit_json(&config, |c| c["activation_function"] = "torch.nn.modules.activation.Softsign".into());
+    assert_mentions(&explain_with(dir.path(), &[]), &["2_Dense/config.json", "Softsign", "Identity, Tanh, ReLU, GELU"]);
+    edit_json(&config, |c| c["activation_function"] = "torch.nn.modules.activation.Tanh".into());
+    edit_json(&dir.path().join("3_Dense/config.json"), |c| c["in_features"] = 21.into());
+    assert_mentions(&explain_with(dir.path(), &[]), &["3_Dense/config.json", "in_features 21", "20 outputs"]);
+    edit_json(&dir.path().join("3_Dense/config.json"), |c| c["in_features"] = 20.into());
+    std::fs::rename(dir.path().join("2_Dense/model.safetensors"), dir.path().join("2_Dense/pytorch_model.bin"))
+        .unwrap();
+    assert_mentions(&explain_with(dir.path(), &[]), &["2_Dense", "model.safetensors", "pytorch_model.bin"]);
+    std::fs::rename(dir.path().join("2_Dense/pytorch_model.bin"), dir.path().join("2_Dense/model.safetensors"))
+        .unwrap();
+    edit_json(&config, |c| c["out_features"] = 19.into());
+    assert_mentions(&explain_with(dir.path(), &[]), &["linear.weight", "[19, 32]"]);
+}
+
+/// `--truncate-dim` outside the embedding, and a prompt for a model whose Pooling leaves
+/// prompts out, are refused before any work, naming the option.
+#[test]
+fn bad_truncation_and_prompts_are_named() {
+    let model = common::fixture_dir("tiny-bert-weightedmean");
+    assert_mentions(&explain_with(&model, &["--truncate-dim", "0"]), &["--truncate-dim", "0", "32"]);
+    assert_mentions(&explain_with(&model, &["--truncate-dim", "33"]), &["--truncate-dim", "33"]);
+    let sqrtlen = common::fixture_dir("tiny-bert-sqrtlen");
+    assert_mentions(&explain_with(&sqrtlen, &["--prompt-a", "query"]), &["--prompt-a", "include_prompt: false"]);
+    let stderr = fails(&["embed", "--model", sqrtlen.to_str().unwrap(), "--prompt", "query", "hello"]);
+    assert_mentions(&stderr, &["--prompt", "include_prompt: false"]);
+}
+
+/// Training a T5 encoder into an exact model is refused, naming why.
+#[test]
+fn training_t5_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let pairs = out.path().join("pairs.jsonl");
+    let line = |n: usize| format!("{{\"a\": \"a man is playing {n}\", \"b\": \"someone plays\", \"score\": 0.8}}\n");
+    std::fs::write(&pairs, (0..20).map(line).collect::<String>()).unwrap();
+    let model = common::fixture_dir("tiny-t5");
+    let target = out.path().join("trained");
+    let stderr = fails(&[
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--pairs",
+        pairs.to_str().unwrap(),
+        "--out",
+        target.to_str().unwrap(),
+    ]);
+    assert_mentions(&stderr, &["--model", "T5"]);
+    assert!(!target.exists(), "nothing is written");
 }
 
 /// An exact model is recognised by simattr's marker module; with max pooling (where the

@@ -12,5 +12,6 @@ mod docs;
 mod explain;
 mod heatmap;
 mod html;
+mod modules;
 mod schemas;
 mod words;

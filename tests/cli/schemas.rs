@@ -178,6 +178,10 @@ fn explain_docs(dir: &Path) -> Vec<Doc> {
             A,
             B,
         ),
+        // The modules after the Transformer, prompts and truncation, and T5.
+        ("tiny-bert-weightedmean", vec!["--steps", "3", "--prompt-a", "query", "--prompt-b", "document"], A, B),
+        ("tiny-bert-lasttoken", vec!["--steps", "3", "--truncate-dim", "8", "--words"], A, B),
+        ("tiny-t5", vec!["--steps", "3", "--mode", "reverse"], A, B),
         // Cut at max_seq_length 24: text_a.truncated_from, provenance.truncated.
         ("tiny-bert", vec!["--steps", "2"], long.as_str(), B),
         // 42 tokens over width 32 go reverse, 3 go forward: mode "mixed" (at layer 0, where

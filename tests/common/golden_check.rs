@@ -10,28 +10,79 @@ use simattr::attribution::{
     attribute_text, Mode, PairAttribution, Quadrature, Similarity, TextAttribution, TextOptions,
 };
 use simattr::backend::Backend;
-use simattr::embed::embed_text;
+use simattr::embed::embed_prompted;
 use simattr::model::SentenceModel;
 use simattr::net::Encoder;
 
 use super::{f64s, matrix, max_abs, max_abs_diff, strings};
 
+/// A case's `truncate_dim` (the generic generator's goldens carry one; `null` or missing: none).
+fn truncate_dim(case: &Value) -> Option<usize> {
+    case.get("truncate_dim").and_then(Value::as_u64).map(|k| k as usize)
+}
+
+/// The model in `model_dir`, embedding and attributing the first `truncate_dim` dimensions.
+fn load_truncated(model_dir: &Path, truncate_dim: Option<usize>) -> SentenceModel {
+    let mut model = SentenceModel::load(model_dir).expect("load model");
+    model.truncate_dim = truncate_dim;
+    model
+}
+
+/// The distinct `truncate_dim`s of `cases`, in order of first use.
+fn truncations(cases: &[Value]) -> Vec<Option<usize>> {
+    let mut seen = Vec::new();
+    cases.iter().map(truncate_dim).for_each(|k| {
+        if !seen.contains(&k) {
+            seen.push(k)
+        }
+    });
+    seen
+}
+
+/// Whether `prompt` is one the model leaves out of its pooling (`include_prompt: false`),
+/// which the engine refuses with a named error (checked here) rather than follows.
+fn refuses_prompt(model: &SentenceModel, prompt: Option<&str>) -> bool {
+    let Some(text) = prompt.map(|p| model.prompts.resolve(p)).filter(|p| !p.is_empty()) else { return false };
+    if model.include_prompt {
+        return false;
+    }
+    let error = model.prompt(Some(&text), "--prompt").expect_err("a prompt the pooling leaves out is refused");
+    assert!(error.to_string().contains("include_prompt: false"), "{error}");
+    true
+}
+
 /// Checks every golden embedding (raw and `encode`) within `tolerance` (absolute).
 pub fn check_embeddings<B: Backend>(backend: &B, model_dir: &Path, golden: &Value, tolerance: f64) {
-    let model = SentenceModel::load(model_dir).expect("load model");
-    let encoder = Encoder::new(backend, &model).expect("encoder");
     let cases = golden["embeddings"].as_array().expect("embeddings");
     assert!(!cases.is_empty());
+    for truncation in truncations(cases) {
+        let model = load_truncated(model_dir, truncation);
+        let encoder = Encoder::new(backend, &model).expect("encoder");
+        let mine = cases.iter().filter(|case| truncate_dim(case) == truncation);
+        check_embeddings_with(&encoder, &model, mine, tolerance);
+    }
+}
+
+fn check_embeddings_with<'c, B: Backend>(
+    encoder: &Encoder<'_, B>,
+    model: &SentenceModel,
+    cases: impl Iterator<Item = &'c Value>,
+    tolerance: f64,
+) {
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        let raw = embed_text(&encoder, &model, text, false).unwrap();
+        let prompt = case.get("prompt").and_then(Value::as_str);
+        if refuses_prompt(model, prompt) {
+            continue;
+        }
+        let raw = embed_prompted(encoder, model, text, prompt, false).unwrap();
         assert_eq!(raw.tokenized.tokens, strings(&case["tokens"]), "tokens of {text:?}");
         let ids: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
         assert_eq!(raw.tokenized.ids, ids, "ids of {text:?}");
         let err = max_abs_diff(&raw.vector, &f64s(&case["raw"]));
         assert!(err < tolerance, "raw embedding of {text:?} differs by {err:e}");
         // sentence-transformers' `encode` ran in float32, so it is good to ~1e-7 at best.
-        let encoded = embed_text(&encoder, &model, text, true).unwrap();
+        let encoded = embed_prompted(encoder, model, text, prompt, true).unwrap();
         let err = max_abs_diff(&encoded.vector, &f64s(&case["encode"]));
         assert!(err < tolerance.max(1e-5), "encode() of {text:?} differs by {err:e}");
     }
@@ -58,32 +109,57 @@ pub fn check_attributions_in<B: Backend>(
     relative: f64,
     filter: impl Fn(&Value) -> bool,
 ) -> usize {
-    let model = SentenceModel::load(model_dir).expect("load model");
-    let encoder = Encoder::new(backend, &model).expect("encoder");
-    let mut cache: HashMap<(String, usize, usize), TextAttribution> = HashMap::new();
-    let mut attribute = |text: &str, layer: usize, steps: usize| -> TextAttribution {
+    let cases = golden["attributions"].as_array().expect("attributions");
+    let mut checked = 0;
+    for truncation in truncations(cases) {
+        let model = load_truncated(model_dir, truncation);
+        let encoder = Encoder::new(backend, &model).expect("encoder");
+        let mine = cases.iter().filter(|case| truncate_dim(case) == truncation && filter(case));
+        checked += check_attributions_with(mode, &encoder, &model, mine, relative);
+    }
+    checked
+}
+
+fn check_attributions_with<'c, B: Backend>(
+    mode: Mode,
+    encoder: &Encoder<'_, B>,
+    model: &SentenceModel,
+    cases: impl Iterator<Item = &'c Value>,
+    relative: f64,
+) -> usize {
+    let backend = encoder.backend;
+    let mut cache: HashMap<(String, Option<String>, usize, usize), TextAttribution> = HashMap::new();
+    let mut attribute = |text: &str, prompt: Option<&str>, layer: usize, steps: usize| -> TextAttribution {
         cache
-            .entry((text.to_string(), layer, steps))
+            .entry((text.to_string(), prompt.map(str::to_string), layer, steps))
             .or_insert_with(|| {
                 let options =
                     TextOptions { mode, ..TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap()) };
-                let tokenized = model.tokenizer.encode(text).unwrap();
-                attribute_text(&encoder, &model.tokenizer, tokenized, &options, &()).unwrap()
+                let prompt = model.prompt(prompt, "--prompt-a").unwrap();
+                let tokenized = model.tokenizer.encode_with_prompt(text, prompt.as_deref()).unwrap();
+                attribute_text(encoder, &model.tokenizer, tokenized, &options, &()).unwrap()
             })
             .clone()
     };
     let mut checked = 0;
-    for case in golden["attributions"].as_array().expect("attributions") {
-        if !filter(case) {
-            continue;
-        }
+    for case in cases {
         let layer = case["layer"].as_u64().unwrap() as usize;
         let steps = case["steps"].as_u64().unwrap() as usize;
         let similarity: Similarity = case["similarity"].as_str().unwrap().parse().unwrap();
         let (ta, tb) = (case["text_a"].as_str().unwrap(), case["text_b"].as_str().unwrap());
         let label = format!("{ta:?} / {tb:?} layer {layer} steps {steps} {}", similarity.name());
-        let a = attribute(ta, layer, steps);
-        let b = attribute(tb, layer, steps);
+        let prompt = |key: &str| case.get(key).and_then(Value::as_str);
+        if refuses_prompt(model, prompt("prompt_a")) || refuses_prompt(model, prompt("prompt_b")) {
+            continue;
+        }
+        let a = attribute(ta, prompt("prompt_a"), layer, steps);
+        let b = attribute(tb, prompt("prompt_b"), layer, steps);
+        for (side, text) in [("a", &a), ("b", &b)] {
+            if let Some(ids) = case.get(format!("reference_ids_{side}")) {
+                let want: Vec<u32> = ids.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+                assert_eq!(text.reference_ids, want, "{label}: reference ids of {side}");
+            }
+        }
         assert_eq!(a.tokenized.tokens, strings(&case["tokens_a"]), "{label}");
         assert_eq!(b.tokenized.tokens, strings(&case["tokens_b"]), "{label}");
         let pair = PairAttribution::combine(&a, &b, similarity);

@@ -20,8 +20,19 @@ pub fn tiny_model_dir() -> PathBuf {
 
 /// The tiny random models, one per architecture and pooling mode (tests/reference/make_tiny_model.py);
 /// each has its golden file `tests/fixtures/golden/NAME.json`.
-pub const TINY_FIXTURES: [&str; 6] =
-    ["tiny-bert", "tiny-mpnet", "tiny-roberta", "tiny-xlm-roberta", "tiny-bert-cls", "tiny-mpnet-max"];
+pub const TINY_FIXTURES: [&str; 11] = [
+    "tiny-bert",
+    "tiny-mpnet",
+    "tiny-roberta",
+    "tiny-xlm-roberta",
+    "tiny-bert-cls",
+    "tiny-mpnet-max",
+    "tiny-bert-lasttoken",
+    "tiny-bert-weightedmean",
+    "tiny-bert-sqrtlen",
+    "tiny-t5",
+    "tiny-t5-relu",
+];
 
 pub fn fixture_dir(name: &str) -> PathBuf {
     repo().join("tests/fixtures").join(name)

@@ -13,9 +13,32 @@ Presets (``--preset``, default tiny-bert; ``--preset all`` writes every one):
                        max_seq_length 32                                              (seed 4567)
     tiny-mpnet-exact   an exact (shifted-reference) model over tiny-mpnet's folder: modules.json
                        only, with simattr's marker module; writes golden/tiny-mpnet-exact.json
+    tiny-t5            T5EncoderModel (gated-gelu, relative buckets 8 / max distance 20), Unigram
+                       with <pad>=0 </s>=1 <unk>=2 and $A </s>, mean pooling, Dense 32->24 without
+                       bias (Identity), Normalize, max_seq_length 32                   (seed 5678)
+    tiny-t5-relu       as tiny-t5 with feed_forward_proj relu, Dense 32->16 with bias (Tanh) (seed 6789)
+    tiny-bert-lasttoken     tiny-bert's weights and tokenizer, lasttoken pooling, Dense 32->20 (bias,
+                            Tanh), Dense 20->16 (bias, Identity), Normalize       (Dense seed 7890)
+    tiny-bert-weightedmean  tiny-bert's weights and tokenizer, weightedmean pooling (include_prompt
+                            true), prompts query "query: " / document "passage: "
+    tiny-bert-sqrtlen       tiny-bert's weights and tokenizer, mean_sqrt_len_tokens pooling with
+                            include_prompt false, prompts query "query: " / document ""
+    tiny-qwen3         Qwen3Model (causal, GQA 4/2 heads, QK-norm, RoPE θ 1e6), byte-level BPE that
+                       appends <|endoftext|>, lasttoken pooling, Qwen3-Embedding's prompts,
+                       max_seq_length 64                                              (seed 8901)
+    tiny-gemma3        Gemma3TextModel with bidirectional attention (layers 0, 1 sliding window 4,
+                       layer 2 full; 4 query heads, 1 KV head, head_dim 16), Gemma-style BPE with
+                       byte fallback and <bos> $A <eos>, mean pooling, Dense 32->48 and 48->32 (no
+                       bias, Identity), EmbeddingGemma's prompts, max_seq_length 64    (seed 9012)
+    tiny-modernbert    ModernBertModel (layer 0 global, 1 and 2 local with local_attention 4, GeGLU),
+                       tiny-bert's WordPiece tokenizer, mean pooling, max_seq_length 32 (seed 123)
+                       (the three rotary folders also hold config.legacy.json: the same config in the
+                       older key names)
 
-Every network has 3 layers, hidden 32, 4 heads, ffn 64. A folder has the same layout as the real
-model folders (all-MiniLM-L6-v2, all-mpnet-base-v2, all-distilroberta-v1, multilingual-e5):
+Every network has 3 layers, hidden 32, 4 heads, ffn 64 (Gemma3 and ModernBERT: ffn 48). A folder has the same layout as the real
+model folders (all-MiniLM-L6-v2, all-mpnet-base-v2, all-distilroberta-v1, multilingual-e5; the
+variants add Dense modules (k_Dense/config.json + model.safetensors as Dense.save writes them),
+the pooling config's include_prompt and config_sentence_transformers.json with prompts):
 
     config.json                 the transformers config (model_type bert | mpnet | roberta | xlm-roberta)
     model.safetensors           f32, tensor names as <Arch>Model.save_pretrained writes them (no prefix)
@@ -318,9 +341,18 @@ def bytes_to_unicode():
     return [table[b] for b in range(256)]
 
 
-def learn_bpe_merges(corpus, n_merges):
-    pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+def learn_bpe_merges(corpus, n_merges, pre=None):
+    """Merges learned from `corpus`, pre-tokenized by `pre` (default: GPT-2's ByteLevel with its regex,
+    as RobertaTokenizer; tiny-qwen3 passes Qwen2Tokenizer's Split + ByteLevel)."""
+    if pre is None:
+        pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     counts = Counter(piece for piece, _ in pre.pre_tokenize_str(corpus))
+    return learn_merges_from_counts(counts, n_merges)
+
+
+def learn_merges_from_counts(counts, n_merges):
+    """Most frequent adjacent pair first, ties broken by the smaller pair in string order; `counts`
+    maps each pre-token (a string, one symbol per character) to its frequency."""
     words = {tuple(w): c for w, c in sorted(counts.items())}
     merges = []
     for _ in range(n_merges):
@@ -521,6 +553,14 @@ def write_bert(out, seed, pooling, max_seq_length):
     from transformers import BertConfig, BertModel
     save_weights(out, sd, BertModel, BertConfig, cfg)
 
+    write_wordpiece_tokenizer(out, vocab, cfg["max_position_embeddings"])
+    write_sentence_transformers_files(out, cfg["hidden_size"], pooling, max_seq_length)
+    return cfg, sd
+
+
+def write_wordpiece_tokenizer(out, vocab, model_max_length):
+    """tiny-bert's tokenizer files (tokenizer.json, vocab.txt, special_tokens_map.json,
+    tokenizer_config.json with BertTokenizer); also tiny-modernbert's."""
     tok = build_tokenizer(vocab)
     tok.save(os.path.join(out, "tokenizer.json"), pretty=True)
     with open(os.path.join(out, "vocab.txt"), "w", encoding="utf-8") as f:
@@ -531,9 +571,7 @@ def write_bert(out, seed, pooling, max_seq_length):
     write_json(os.path.join(out, "tokenizer_config.json"), {
         "tokenizer_class": "BertTokenizer", "do_lower_case": True, "do_basic_tokenize": True,
         "tokenize_chinese_chars": True, "strip_accents": None, "never_split": None,
-        "model_max_length": cfg["max_position_embeddings"], **specials})
-    write_sentence_transformers_files(out, cfg["hidden_size"], pooling, max_seq_length)
-    return cfg, sd
+        "model_max_length": model_max_length, **specials})
 
 
 FAIRSEQ_SPECIALS_MAP = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
@@ -601,6 +639,652 @@ def write_xlm_roberta(out, seed, pooling, max_seq_length):
     return cfg, sd
 
 
+# ---------------------------------------------------------------------------------------------
+# T5 encoder (the sentence-t5 / GTR / INSTRUCTOR layout): T5EncoderModel, a SentencePiece-style
+# Unigram tokenizer.json with T5's specials <pad>=0 </s>=1 <unk>=2 and a post-processor that only
+# appends </s> ($A </s>), then Pooling, Dense and Normalize modules.
+#
+# Tokenizer pipeline exactly as transformers' T5Tokenizer rebuilds it from tokenizer.json: no
+# normalizer (the real one has a Precompiled charsmap, left out as in tiny-xlm-roberta),
+# WhitespaceSplit + Metaspace("▁", prepend_scheme always, split), Unigram with unk_id 2 and no byte
+# fallback, TemplateProcessing $A </s>, Metaspace decoder; tokenizer_config.json sets extra_ids 0
+# (no <extra_id_N> sentinels). Pieces: tiny-bert's English words as ▁word, a few capitalized
+# words, the suffixes, and single characters (ASCII, digits, a few accented letters) as the
+# fallback; case is kept (T5 is cased). config vocab_size is the piece count rounded up to a
+# multiple of 16 (real T5: 32128 rows for 32100 tokens): the rows past the tokenizer are random
+# and never looked up.
+#
+# Weights (T5's default init and std-0.02 inits give near-uniform attention and tiny signals, so
+# they are re-drawn with these scales, all from one seeded generator, in file order):
+#   shared.weight (token table)                      N(0, 1)
+#   SelfAttention.q, .k                              N(0, 0.15²)   (T5 does not scale QKᵀ by 1/√d)
+#   SelfAttention.v, .o                              N(0, 0.2²)
+#   block 0 relative_attention_bias.weight [8, 4]    N(0, 1)
+#   DenseReluDense.wi / .wi_0 / .wi_1                N(0, 0.2²)
+#   DenseReluDense.wo                                N(0, 0.15²)
+#   every layer_norm.weight and final_layer_norm     1 + 0.1 · N(0, 1)
+#   Dense modules: weight N(0, 0.3²), bias U(-0.1, 0.1)   (drawn after the encoder, same generator)
+# The safetensors file is what T5EncoderModel.save_pretrained writes: the token table only as
+# shared.weight (encoder.embed_tokens.weight is tied to it and not stored), no biases anywhere.
+# ---------------------------------------------------------------------------------------------
+T5_SPECIALS = ["<pad>", "</s>", "<unk>"]
+T5_CHARS = PUNCT + list("0123456789") + LETTERS + list(string.ascii_uppercase) + list("äöüßéèàçñ")
+T5_STD = {"embed": 1.0, "qk": 0.15, "vo": 0.2, "rel_bias": 1.0, "wi": 0.2, "wo": 0.15, "norm": 0.1,
+          "dense": 0.3, "dense_bias": 0.1}
+
+
+def build_t5_pieces():
+    pieces = [(t, 0.0) for t in T5_SPECIALS]
+    seen = set(T5_SPECIALS)
+
+    def add(t, score):
+        if t not in seen:
+            seen.add(t)
+            pieces.append((t, score))
+
+    add(SP, -2.0)
+    for i, w in enumerate(WORDS):
+        add(SP + w, -4.0 - 0.001 * i)
+    for i, w in enumerate(XLMR_CAPITALIZED):
+        add(SP + w.capitalize(), -4.5 - 0.001 * i)
+    for i, s in enumerate(SUFFIXES):
+        add(s[2:], -6.0 - 0.001 * i)
+    for i, c in enumerate(T5_CHARS):
+        add(c, -8.0 - 0.001 * i)
+    return pieces
+
+
+def build_t5_tokenizer(pieces):
+    from tokenizers import AddedToken
+    tok = Tokenizer(Unigram(pieces, unk_id=2, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Metaspace(replacement=SP, prepend_scheme="always", split=True),
+    ])
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)])
+    tok.decoder = decoders.Metaspace(replacement=SP, prepend_scheme="always", split=True)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in T5_SPECIALS])
+    for i, t in enumerate(T5_SPECIALS):
+        assert tok.token_to_id(t) == i, t
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def t5_config(vocab_size, feed_forward_proj):
+    gated = feed_forward_proj.startswith("gated-")
+    return {
+        "architectures": ["T5EncoderModel"],
+        "model_type": "t5",
+        "vocab_size": vocab_size,
+        "d_model": 32,
+        "d_kv": 8,
+        "d_ff": 64,
+        "num_layers": 3,
+        "num_heads": 4,
+        "relative_attention_num_buckets": 8,
+        "relative_attention_max_distance": 20,
+        "feed_forward_proj": feed_forward_proj,
+        # informational, as flan-t5's config.json has them: T5Config derives both from feed_forward_proj
+        "dense_act_fn": "gelu_new" if feed_forward_proj == "gated-gelu" else feed_forward_proj.split("-")[-1],
+        "is_gated_act": gated,
+        "layer_norm_epsilon": 1e-06,
+        "dropout_rate": 0.1,
+        "initializer_factor": 1.0,
+        "is_encoder_decoder": True,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": 0,
+    }
+
+
+def t5_state_dict(cfg, g):
+    """T5EncoderModel's tensors (f32) from the generator g, in file order (see the scales above)."""
+    H, F, V = cfg["d_model"], cfg["d_ff"], cfg["vocab_size"]
+    inner = cfg["num_heads"] * cfg["d_kv"]
+    gated = cfg["feed_forward_proj"].startswith("gated-")
+
+    def normal(*shape, std):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).mul(std).float()
+
+    def norm_weight(n):
+        return (1.0 + T5_STD["norm"] * torch.randn(n, generator=g, dtype=torch.float64)).float()
+
+    sd = {"shared.weight": normal(V, H, std=T5_STD["embed"])}
+    for l in range(cfg["num_layers"]):
+        p = f"encoder.block.{l}.layer."
+        sd[p + "0.layer_norm.weight"] = norm_weight(H)
+        sd[p + "0.SelfAttention.q.weight"] = normal(inner, H, std=T5_STD["qk"])
+        sd[p + "0.SelfAttention.k.weight"] = normal(inner, H, std=T5_STD["qk"])
+        sd[p + "0.SelfAttention.v.weight"] = normal(inner, H, std=T5_STD["vo"])
+        sd[p + "0.SelfAttention.o.weight"] = normal(H, inner, std=T5_STD["vo"])
+        if l == 0:
+            sd[p + "0.SelfAttention.relative_attention_bias.weight"] = normal(
+                cfg["relative_attention_num_buckets"], cfg["num_heads"], std=T5_STD["rel_bias"])
+        sd[p + "1.layer_norm.weight"] = norm_weight(H)
+        for n in (("wi_0", "wi_1") if gated else ("wi",)):
+            sd[p + f"1.DenseReluDense.{n}.weight"] = normal(F, H, std=T5_STD["wi"])
+        sd[p + "1.DenseReluDense.wo.weight"] = normal(H, F, std=T5_STD["wo"])
+    sd["encoder.final_layer_norm.weight"] = norm_weight(H)
+    return sd
+
+
+def dense_weights(g, specs, in_features, std, bias_range):
+    """Weights of a chain of Dense modules [(out, bias, activation)]: weight N(0, std²) (out x in),
+    bias U(-bias_range, bias_range), drawn from g in module order (weight, then bias)."""
+    out = []
+    for n_out, bias, act in specs:
+        w = torch.randn(n_out, in_features, generator=g, dtype=torch.float64).mul(std).float()
+        b = ((torch.rand(n_out, generator=g, dtype=torch.float64) * 2 - 1) * bias_range).float() if bias else None
+        out.append((in_features, n_out, w, b, act))
+        in_features = n_out
+    return out
+
+
+DENSE_ACTIVATIONS = {"Identity": "torch.nn.modules.linear.Identity", "Tanh": "torch.nn.modules.activation.Tanh"}
+
+
+def write_modules(out, hidden, pooling, max_seq_length, include_prompt=True, dense=(), prompts=None):
+    """modules.json (Transformer, Pooling, Dense..., Normalize), 1_Pooling/config.json in the legacy
+    pooling_mode_* form that real folders use (plus include_prompt), the Dense modules written by
+    sentence-transformers' own Dense.save (config.json + model.safetensors with linear.weight and
+    linear.bias), sentence_bert_config.json and, when prompts are given,
+    config_sentence_transformers.json. No Normalize directory (as in the real folders)."""
+    import shutil
+    from sentence_transformers.sentence_transformer.modules import Dense
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    for in_f, out_f, w, b, act in dense:
+        idx = len(modules)
+        path = f"{idx}_Dense"
+        modules.append({"idx": idx, "name": str(idx), "path": path, "type": "sentence_transformers.models.Dense"})
+        shutil.rmtree(os.path.join(out, path), ignore_errors=True)
+        os.makedirs(os.path.join(out, path))
+        act_module = getattr(torch.nn, act)()
+        d = Dense(in_f, out_f, bias=b is not None, activation_function=act_module, init_weight=w.clone(),
+                  init_bias=None if b is None else b.clone())
+        assert d.get_config_dict()["activation_function"] == DENSE_ACTIVATIONS[act]
+        d.save(os.path.join(out, path))
+    idx = len(modules)
+    modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Normalize",
+                    "type": "sentence_transformers.models.Normalize"})
+    write_json(os.path.join(out, "modules.json"), modules)
+    os.makedirs(os.path.join(out, "1_Pooling"), exist_ok=True)
+    write_json(os.path.join(out, "1_Pooling", "config.json"), {
+        "word_embedding_dimension": hidden,
+        "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean",
+        "pooling_mode_max_tokens": pooling == "max",
+        "pooling_mode_mean_sqrt_len_tokens": pooling == "mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens": pooling == "weightedmean",
+        "pooling_mode_lasttoken": pooling == "lasttoken",
+        "include_prompt": include_prompt,
+    })
+    write_json(os.path.join(out, "sentence_bert_config.json"), {"max_seq_length": max_seq_length, "do_lower_case": False})
+    if prompts is not None:
+        write_json(os.path.join(out, "config_sentence_transformers.json"), {
+            "prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine"})
+
+
+def write_t5(out, seed, feed_forward_proj, pooling, dense_specs, max_seq_length):
+    import tempfile
+    import shutil
+    from transformers import T5Config, T5EncoderModel
+    pieces = build_t5_pieces()
+    vocab_size = (len(pieces) + 15) // 16 * 16
+    cfg = t5_config(vocab_size, feed_forward_proj)
+    write_json(os.path.join(out, "config.json"), cfg)
+    g = torch.Generator().manual_seed(seed)
+    sd = t5_state_dict(cfg, g)
+    dense = dense_weights(g, dense_specs, cfg["d_model"], T5_STD["dense"], T5_STD["dense_bias"])
+
+    # Through transformers' own class: the names must be exactly its parameters (the tied
+    # encoder.embed_tokens.weight aside), and save_pretrained decides what the file holds.
+    config = T5Config(**cfg)
+    assert config.dense_act_fn == cfg["dense_act_fn"] and config.is_gated_act == cfg["is_gated_act"]
+    model = T5EncoderModel(config)
+    own = {k for k in model.state_dict() if k != "encoder.embed_tokens.weight"}
+    assert own == set(sd), sorted(own ^ set(sd))
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    assert missing == ["encoder.embed_tokens.weight"] and not unexpected, (missing, unexpected)
+    assert model.encoder.embed_tokens.weight.data_ptr() == model.shared.weight.data_ptr()
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        shutil.copyfile(os.path.join(tmp, "model.safetensors"), os.path.join(out, "model.safetensors"))
+    from safetensors.torch import load_file
+    written = load_file(os.path.join(out, "model.safetensors"))
+    assert set(written) == set(sd), sorted(set(written) ^ set(sd))
+    assert all(torch.equal(written[k], sd[k]) for k in sd)
+
+    tok = build_t5_tokenizer(pieces)
+    tok.save(os.path.join(out, "tokenizer.json"), pretty=True)
+    specials = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    write_json(os.path.join(out, "special_tokens_map.json"), specials)
+    write_json(os.path.join(out, "tokenizer_config.json"), {
+        "tokenizer_class": "T5Tokenizer", "extra_ids": 0, "additional_special_tokens": [],
+        "model_max_length": max_seq_length, **specials})
+    write_modules(out, cfg["d_model"], pooling, max_seq_length, dense=dense)
+    return cfg, {**sd, **{f"{i + 2}_Dense.linear.{n}": t for i, d in enumerate(dense)
+                          for n, t in (("weight", d[2]), ("bias", d[3])) if t is not None}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Rotary-position families: Qwen3 (Qwen3-Embedding's layout: causal decoder, GQA, QK-norm, lasttoken
+# pooling, a byte-level BPE tokenizer that appends <|endoftext|>), Gemma3 with bidirectional
+# attention (EmbeddingGemma's layout: Gemma3TextModel, sliding and full layers, (1 + w) RMSNorm
+# before and after each sublayer, embeddings scaled by sqrt(hidden), mean pooling, two Dense
+# modules) and ModernBERT (global and local attention layers, GeGLU, LayerNorm without bias).
+#
+# Each folder is written through transformers' own model class: the state dict drawn here is loaded
+# into <Class>(config) (strict: the names must be exactly its parameters) and <Class>.save_pretrained
+# writes config.json (transformers 5.23's format: rope_parameters, layer_types) and model.safetensors.
+# Beside config.json, config.legacy.json holds the same configuration in the older key names real
+# Hub folders use (rope_theta / rope_local_base_freq / global_rope_theta, local_rope_theta,
+# sliding_window_pattern, global_attn_every_n_layers, no rope_parameters / layer_types);
+# make_tiny_model.py checks that transformers reads both to the same configuration and outputs.
+#
+# Weights: transformers' inits (std 0.02, norm weights 1 or 0) give near-uniform attention; the
+# scales below (all from one seeded generator, in the order listed) give attention rows far from
+# uniform and O(1) activations (check_lively asserts both).
+#   tiny-qwen3 (seed 8901): embed_tokens N(0, 1); per layer input_layernorm 1 + 0.1 N; q_proj,
+#     k_proj, v_proj, o_proj N(0, 0.2²); q_norm, k_norm 1.5 + 0.3 N (QK-norm sets the temperature:
+#     q and k are RMS-normalized per head); post_attention_layernorm 1 + 0.1 N; gate_proj, up_proj
+#     N(0, 0.2²), down_proj N(0, 0.15²); then norm 1 + 0.1 N.
+#   tiny-gemma3 (seed 9012): embed_tokens N(0, 0.2²) (times sqrt(32) in the model); per layer
+#     input_layernorm w ~ 0.1 N (the norm multiplies by 1 + w); q_proj, k_proj, v_proj, o_proj
+#     N(0, 0.2²); q_norm, k_norm w ~ 0.8 + 0.2 N; post_attention_layernorm,
+#     pre_feedforward_layernorm, post_feedforward_layernorm w ~ 0.1 N; gate_proj, up_proj N(0, 0.2²),
+#     down_proj N(0, 0.15²); then norm w ~ 0.1 N; then the Dense modules N(0, 0.2²).
+#   tiny-modernbert (seed 123): tok_embeddings N(0, 1), embeddings.norm 1 + 0.1 N; per layer
+#     attn_norm (layers 1, 2; layer 0 has none) 1 + 0.1 N, Wqkv N(0, 0.25²), attn.Wo N(0, 0.2²),
+#     mlp_norm 1 + 0.1 N, Wi N(0, 0.2²), mlp.Wo N(0, 0.15²); then final_norm 1 + 0.1 N.
+# ---------------------------------------------------------------------------------------------
+QWEN3_PROMPTS = {"query": "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:",
+                 "document": ""}
+GEMMA3_PROMPTS = {"query": "task: search result | query: ", "document": "title: none | text: "}
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Qwen2Tokenizer's pre-tokenizer regex (transformers/models/qwen2/tokenization_qwen2.py, checked on write)
+QWEN_PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+                          r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN_MERGES = 300
+# The prompts are in the corpora (four times) so that they tokenize into a few pieces each.
+QWEN_CORPUS = BPE_CORPUS + ("\n" + QWEN3_PROMPTS["query"] + " ") * 4
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+GEMMA_CHARS = [SP] + PUNCT + list("0123456789") + LETTERS + list(string.ascii_uppercase) + list("äöüßéèàçñ")
+GEMMA_MERGES = 250
+GEMMA_CORPUS = BPE_CORPUS + (" " + GEMMA3_PROMPTS["query"] + GEMMA3_PROMPTS["document"]) * 4
+
+QWEN3_STD = {"embed": 1.0, "norm": 0.1, "proj": 0.2, "qk_norm_mean": 1.5, "qk_norm": 0.3, "up": 0.2, "down": 0.15}
+GEMMA3_STD = {"embed": 0.2, "norm": 0.1, "proj": 0.2, "qk_norm_mean": 0.8, "qk_norm": 0.2, "up": 0.2, "down": 0.15,
+              "dense": 0.2}
+MODERNBERT_STD = {"embed": 1.0, "norm": 0.1, "qkv": 0.25, "o": 0.2, "wi": 0.2, "wo": 0.15}
+
+
+def qwen_pre_tokenizer():
+    from tokenizers import Regex
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
+def build_qwen_vocab():
+    """The 256 byte-level symbols (byte order), the tokens of the learned merges in merge order, then
+    <|endoftext|> <|im_start|> <|im_end|> (Qwen's vocabulary also ends with its specials)."""
+    vocab = list(bytes_to_unicode())
+    seen = set(vocab)
+    merges = learn_bpe_merges(QWEN_CORPUS, QWEN_MERGES, pre=qwen_pre_tokenizer())
+    for a, b in merges:
+        if a + b not in seen:
+            seen.add(a + b)
+            vocab.append(a + b)
+    vocab += QWEN_SPECIALS
+    return vocab, merges
+
+
+def build_qwen_tokenizer(vocab, merges):
+    """The pipeline transformers' Qwen2Tokenizer builds (NFC, Split(regex) + ByteLevel without its
+    own regex, BPE without unk, ByteLevel decoder), with Qwen3-Embedding's post-processor: append
+    <|endoftext|> to every text."""
+    from tokenizers import AddedToken
+    tok = Tokenizer(BPE({t: i for i, t in enumerate(vocab)}, merges, dropout=None, unk_token=None,
+                        continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False, byte_fallback=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = qwen_pre_tokenizer()
+    tok.decoder = decoders.ByteLevel()
+    eot = vocab.index("<|endoftext|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A:0 <|endoftext|>:0", pair="$A:0 <|endoftext|>:0 $B:1 <|endoftext|>:1",
+        special_tokens=[("<|endoftext|>", eot)])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIALS])
+    for t in QWEN_SPECIALS:
+        assert tok.token_to_id(t) == vocab.index(t), t
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def learn_sentencepiece_bpe_merges(corpus, n_merges):
+    """Merges for the Gemma-style BPE: spaces become ▁ (GemmaTokenizer's normalizer, no dummy prefix),
+    words start at a ▁, merges are learned within words (so none spans a word boundary)."""
+    import re
+    text = SP.join(corpus.split())
+    counts = Counter(re.findall(f"{SP}?[^{SP}]+|{SP}", text))
+    return learn_merges_from_counts(counts, n_merges)
+
+
+def build_gemma_vocab():
+    """<pad>=0 <eos>=1 <bos>=2 <unk>=3 <mask>=4, the byte-fallback tokens <0x00>..<0xFF>, single
+    characters (▁, ASCII, digits, a few accented letters), then the tokens of the learned merges."""
+    vocab = list(GEMMA_SPECIALS) + [f"<0x{b:02X}>" for b in range(256)]
+    seen = set(vocab)
+    for c in GEMMA_CHARS:
+        if c not in seen:
+            seen.add(c)
+            vocab.append(c)
+    merges = learn_sentencepiece_bpe_merges(GEMMA_CORPUS, GEMMA_MERGES)
+    for a, b in merges:
+        assert a in seen and b in seen, (a, b)
+        if a + b not in seen:
+            seen.add(a + b)
+            vocab.append(a + b)
+    return vocab, merges
+
+
+def build_gemma_tokenizer(vocab, merges):
+    """The pipeline transformers' GemmaTokenizer builds (normalizer Replace(" ", "▁"), pre-tokenizer
+    Split(" ", merged_with_previous), BPE with byte fallback and unk <unk>, decoder Replace + ByteFallback
+    + Fuse) and the post-processor it builds for add_bos_token / add_eos_token true: <bos> $A <eos>."""
+    from tokenizers import AddedToken
+    tok = Tokenizer(BPE({t: i for i, t in enumerate(vocab)}, merges, dropout=None, unk_token="<unk>",
+                        fuse_unk=True, byte_fallback=True))
+    tok.normalizer = normalizers.Replace(" ", SP)
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="merged_with_previous", invert=False)
+    tok.decoder = decoders.Sequence([decoders.Replace(SP, " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos>:0 $A:0 <eos>:0", pair="<bos>:0 $A:0 <eos>:0 <bos>:1 $B:1 <eos>:1",
+        special_tokens=[("<bos>", vocab.index("<bos>")), ("<eos>", vocab.index("<eos>"))])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in GEMMA_SPECIALS])
+    for t in GEMMA_SPECIALS:
+        assert tok.token_to_id(t) == vocab.index(t), t
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def save_through_model(out, sd, model_cls, config):
+    """Load sd into model_cls(config) (every parameter, nothing else) and let save_pretrained write
+    config.json and model.safetensors; check that the file holds exactly sd."""
+    import tempfile
+    import shutil
+    from safetensors.torch import load_file
+    model = model_cls(config)
+    own = set(model.state_dict())
+    assert own == set(sd), sorted(own ^ set(sd))
+    for k, v in model.state_dict().items():
+        assert tuple(v.shape) == tuple(sd[k].shape), (k, tuple(v.shape), tuple(sd[k].shape))
+    model.load_state_dict(sd, strict=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        for fn in ("config.json", "model.safetensors"):
+            shutil.copyfile(os.path.join(tmp, fn), os.path.join(out, fn))
+    written = load_file(os.path.join(out, "model.safetensors"))
+    assert set(written) == set(sd), sorted(set(written) ^ set(sd))
+    assert all(torch.equal(written[k], sd[k]) for k in sd)
+    with open(os.path.join(out, "config.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def legacy_config(cfg):
+    """config.json (transformers 5.23's format) in the older key names: rope_parameters and
+    layer_types out; rope_theta (+ rope_local_base_freq: Gemma3, sliding_window_pattern), or
+    global_rope_theta / local_rope_theta / global_attn_every_n_layers (ModernBERT); torch_dtype for
+    dtype; no transformers_version."""
+    old = {k: v for k, v in cfg.items() if k not in ("rope_parameters", "layer_types", "dtype", "transformers_version")}
+    old["torch_dtype"] = cfg["dtype"]
+    rope, types = cfg["rope_parameters"], cfg["layer_types"]
+    n = cfg["num_hidden_layers"]
+    if cfg["model_type"] == "qwen3":
+        assert rope["rope_type"] == "default" and types == ["full_attention"] * n
+        old["rope_theta"] = rope["rope_theta"]
+        old["rope_scaling"] = None
+    elif cfg["model_type"] == "gemma3_text":
+        assert all(r["rope_type"] == "default" for r in rope.values())
+        old["rope_theta"] = rope["full_attention"]["rope_theta"]
+        old["rope_local_base_freq"] = rope["sliding_attention"]["rope_theta"]
+        old["rope_scaling"] = None
+        # layer i is sliding iff (i + 1) % pattern != 0
+        pattern = next(p for p in range(1, n + 2) if types == [
+            "sliding_attention" if (i + 1) % p else "full_attention" for i in range(n)])
+        old.pop("_sliding_window_pattern", None)
+        old["sliding_window_pattern"] = pattern
+    elif cfg["model_type"] == "modernbert":
+        assert all(r["rope_type"] == "default" for r in rope.values())
+        old["global_rope_theta"] = rope["full_attention"]["rope_theta"]
+        old["local_rope_theta"] = rope["sliding_attention"]["rope_theta"]
+        every = cfg["global_attn_every_n_layers"]
+        assert types == ["sliding_attention" if i % every else "full_attention" for i in range(n)]
+    else:
+        raise ValueError(cfg["model_type"])
+    return dict(sorted(old.items()))
+
+
+def write_legacy_config(out, cfg):
+    """config.legacy.json, and a check that transformers reads it to the same configuration."""
+    import tempfile
+    from transformers import AutoConfig
+    old = legacy_config(cfg)
+    write_json(os.path.join(out, "config.legacy.json"), old)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_json(os.path.join(tmp, "config.json"), old)
+        a = AutoConfig.from_pretrained(tmp).to_dict()
+    b = AutoConfig.from_pretrained(out).to_dict()
+    for d in (a, b):
+        # the (Gemma3) pattern the legacy file states is what layer_types (compared) is derived from
+        for k in ("transformers_version", "_name_or_path", "_sliding_window_pattern", "sliding_window_pattern"):
+            d.pop(k, None)
+    assert a == b, sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def normal_(g, *shape, std, mean=0.0):
+    return torch.randn(*shape, generator=g, dtype=torch.float64).mul(std).add(mean).float()
+
+
+def qwen3_state_dict(cfg, g):
+    H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    d, nq, nkv = cfg["head_dim"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    s = QWEN3_STD
+    sd = {"embed_tokens.weight": normal_(g, V, H, std=s["embed"])}
+    for l in range(L):
+        p = f"layers.{l}."
+        sd[p + "input_layernorm.weight"] = normal_(g, H, std=s["norm"], mean=1.0)
+        sd[p + "self_attn.q_proj.weight"] = normal_(g, nq * d, H, std=s["proj"])
+        sd[p + "self_attn.k_proj.weight"] = normal_(g, nkv * d, H, std=s["proj"])
+        sd[p + "self_attn.v_proj.weight"] = normal_(g, nkv * d, H, std=s["proj"])
+        sd[p + "self_attn.o_proj.weight"] = normal_(g, H, nq * d, std=s["proj"])
+        sd[p + "self_attn.q_norm.weight"] = normal_(g, d, std=s["qk_norm"], mean=s["qk_norm_mean"])
+        sd[p + "self_attn.k_norm.weight"] = normal_(g, d, std=s["qk_norm"], mean=s["qk_norm_mean"])
+        sd[p + "post_attention_layernorm.weight"] = normal_(g, H, std=s["norm"], mean=1.0)
+        sd[p + "mlp.gate_proj.weight"] = normal_(g, F, H, std=s["up"])
+        sd[p + "mlp.up_proj.weight"] = normal_(g, F, H, std=s["up"])
+        sd[p + "mlp.down_proj.weight"] = normal_(g, H, F, std=s["down"])
+    sd["norm.weight"] = normal_(g, H, std=s["norm"], mean=1.0)
+    return sd
+
+
+def gemma3_state_dict(cfg, g):
+    H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    d, nq, nkv = cfg["head_dim"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    s = GEMMA3_STD
+    sd = {"embed_tokens.weight": normal_(g, V, H, std=s["embed"])}
+    for l in range(L):
+        p = f"layers.{l}."
+        sd[p + "input_layernorm.weight"] = normal_(g, H, std=s["norm"])
+        sd[p + "self_attn.q_proj.weight"] = normal_(g, nq * d, H, std=s["proj"])
+        sd[p + "self_attn.k_proj.weight"] = normal_(g, nkv * d, H, std=s["proj"])
+        sd[p + "self_attn.v_proj.weight"] = normal_(g, nkv * d, H, std=s["proj"])
+        sd[p + "self_attn.o_proj.weight"] = normal_(g, H, nq * d, std=s["proj"])
+        sd[p + "self_attn.q_norm.weight"] = normal_(g, d, std=s["qk_norm"], mean=s["qk_norm_mean"])
+        sd[p + "self_attn.k_norm.weight"] = normal_(g, d, std=s["qk_norm"], mean=s["qk_norm_mean"])
+        sd[p + "post_attention_layernorm.weight"] = normal_(g, H, std=s["norm"])
+        sd[p + "pre_feedforward_layernorm.weight"] = normal_(g, H, std=s["norm"])
+        sd[p + "mlp.gate_proj.weight"] = normal_(g, F, H, std=s["up"])
+        sd[p + "mlp.up_proj.weight"] = normal_(g, F, H, std=s["up"])
+        sd[p + "mlp.down_proj.weight"] = normal_(g, H, F, std=s["down"])
+        sd[p + "post_feedforward_layernorm.weight"] = normal_(g, H, std=s["norm"])
+    sd["norm.weight"] = normal_(g, H, std=s["norm"])
+    return sd
+
+
+def modernbert_state_dict(cfg, g):
+    H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    s = MODERNBERT_STD
+    sd = {"embeddings.tok_embeddings.weight": normal_(g, V, H, std=s["embed"]),
+          "embeddings.norm.weight": normal_(g, H, std=s["norm"], mean=1.0)}
+    for l in range(L):
+        p = f"layers.{l}."
+        if l > 0:  # layer 0 has no attn_norm (nn.Identity): the embedding norm comes right before it
+            sd[p + "attn_norm.weight"] = normal_(g, H, std=s["norm"], mean=1.0)
+        sd[p + "attn.Wqkv.weight"] = normal_(g, 3 * H, H, std=s["qkv"])
+        sd[p + "attn.Wo.weight"] = normal_(g, H, H, std=s["o"])
+        sd[p + "mlp_norm.weight"] = normal_(g, H, std=s["norm"], mean=1.0)
+        sd[p + "mlp.Wi.weight"] = normal_(g, 2 * F, H, std=s["wi"])
+        sd[p + "mlp.Wo.weight"] = normal_(g, H, F, std=s["wo"])
+    sd["final_norm.weight"] = normal_(g, H, std=s["norm"], mean=1.0)
+    return sd
+
+
+def write_qwen3(out, seed, pooling, max_seq_length, include_prompt=True, prompts=None):
+    from transformers import Qwen3Config, Qwen3Model
+    from transformers.models.qwen2 import tokenization_qwen2
+    assert tokenization_qwen2.PRETOKENIZE_REGEX == QWEN_PRETOKENIZE_REGEX
+    vocab, merges = build_qwen_vocab()
+    eot = vocab.index("<|endoftext|>")
+    config = Qwen3Config(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, hidden_act="silu", max_position_embeddings=128, rms_norm_eps=1e-6,
+        rope_theta=1e6, tie_word_embeddings=True, attention_bias=False, use_sliding_window=False,
+        max_window_layers=3, bos_token_id=eot, eos_token_id=eot, initializer_range=0.02)
+    cfg = config.to_dict()
+    g = torch.Generator().manual_seed(seed)
+    sd = qwen3_state_dict(cfg, g)
+    cfg = save_through_model(out, sd, Qwen3Model, config)
+    write_legacy_config(out, cfg)
+
+    tok = build_qwen_tokenizer(vocab, merges)
+    tok.save(os.path.join(out, "tokenizer.json"), pretty=True)
+    with open(os.path.join(out, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({t: i for i, t in enumerate(vocab[:-len(QWEN_SPECIALS)])}, f, ensure_ascii=False)
+        f.write("\n")
+    with open(os.path.join(out, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    specials = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
+    write_json(os.path.join(out, "special_tokens_map.json"), specials)
+    write_json(os.path.join(out, "tokenizer_config.json"), {
+        "tokenizer_class": "Qwen2Tokenizer", "add_prefix_space": False, "errors": "replace", "bos_token": None,
+        "unk_token": None, "padding_side": "left", "split_special_tokens": False,
+        "clean_up_tokenization_spaces": False, "model_max_length": max_seq_length, **specials})
+    write_modules(out, cfg["hidden_size"], pooling, max_seq_length, include_prompt=include_prompt, prompts=prompts)
+    return cfg, sd
+
+
+def write_gemma3(out, seed, pooling, max_seq_length, dense_specs, prompts=None):
+    from transformers import Gemma3TextConfig, Gemma3TextModel
+    vocab, merges = build_gemma_vocab()
+    config = Gemma3TextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=16, hidden_activation="gelu_pytorch_tanh", max_position_embeddings=128,
+        rms_norm_eps=1e-6, pad_token_id=0, eos_token_id=1, bos_token_id=2, tie_word_embeddings=True,
+        rope_theta=1e6, rope_local_base_freq=1e4, query_pre_attn_scalar=24, sliding_window=4,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"], use_bidirectional_attention=True,
+        attention_bias=False, initializer_range=0.02)
+    cfg = config.to_dict()
+    g = torch.Generator().manual_seed(seed)
+    sd = gemma3_state_dict(cfg, g)
+    dense = dense_weights(g, dense_specs, cfg["hidden_size"], GEMMA3_STD["dense"], 0.0)
+    cfg = save_through_model(out, sd, Gemma3TextModel, config)
+    write_legacy_config(out, cfg)
+
+    tok = build_gemma_tokenizer(vocab, merges)
+    tok.save(os.path.join(out, "tokenizer.json"), pretty=True)
+    specials = {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>", "pad_token": "<pad>",
+                "mask_token": "<mask>"}
+    write_json(os.path.join(out, "special_tokens_map.json"), specials)
+    write_json(os.path.join(out, "tokenizer_config.json"), {
+        "tokenizer_class": "GemmaTokenizer", "add_bos_token": True, "add_eos_token": True, "padding_side": "right",
+        "spaces_between_special_tokens": False, "clean_up_tokenization_spaces": False,
+        "model_max_length": max_seq_length, **specials})
+    write_modules(out, cfg["hidden_size"], pooling, max_seq_length, dense=dense, prompts=prompts)
+    return cfg, {**sd, **{f"{i + 2}_Dense.linear.weight": d[2] for i, d in enumerate(dense)}}
+
+
+def write_modernbert(out, seed, pooling, max_seq_length):
+    from transformers import ModernBertConfig, ModernBertModel
+    vocab = build_vocab()
+    config = ModernBertConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+        hidden_activation="gelu", max_position_embeddings=64, norm_eps=1e-5, norm_bias=False, attention_bias=False,
+        mlp_bias=False, pad_token_id=0, bos_token_id=101, eos_token_id=102, cls_token_id=101, sep_token_id=102,
+        global_attn_every_n_layers=3, local_attention=4, global_rope_theta=160000.0, local_rope_theta=10000.0,
+        classifier_pooling="mean", initializer_range=0.02)
+    cfg = config.to_dict()
+    g = torch.Generator().manual_seed(seed)
+    sd = modernbert_state_dict(cfg, g)
+    cfg = save_through_model(out, sd, ModernBertModel, config)
+    write_legacy_config(out, cfg)
+    write_wordpiece_tokenizer(out, vocab, cfg["max_position_embeddings"])
+    write_modules(out, cfg["hidden_size"], pooling, max_seq_length)
+    return cfg, sd
+
+
+BERT_DENSE_STD = 0.2  # Dense weights of the tiny-bert variants: N(0, 0.2²), biases U(-0.1, 0.1)
+
+
+def write_bert_variant(out, pooling, max_seq_length=24, include_prompt=True, dense_specs=(), dense_seed=None,
+                       prompts=None):
+    """tiny-bert's weights and tokenizer (written again by write_bert with seed 1234: the same
+    bytes, checked against tests/fixtures/tiny-bert/ when it is there) with other modules."""
+    os.makedirs(os.path.join(out, "1_Pooling"), exist_ok=True)
+    cfg, sd = write_bert(out, 1234, "mean", max_seq_length)
+    dense = []
+    if dense_specs:
+        g = torch.Generator().manual_seed(dense_seed)
+        dense = dense_weights(g, dense_specs, cfg["hidden_size"], BERT_DENSE_STD, 0.1)
+    write_modules(out, cfg["hidden_size"], pooling, max_seq_length, include_prompt=include_prompt,
+                  dense=dense, prompts=prompts)
+    sd = {**sd, **{f"{i + 2}_Dense.linear.{n}": t for i, d in enumerate(dense)
+                   for n, t in (("weight", d[2]), ("bias", d[3])) if t is not None}}
+    base = os.path.join(FIXTURES, "tiny-bert")
+    if os.path.normpath(out) != base and os.path.isdir(base):
+        for fn in ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "special_tokens_map.json",
+                   "tokenizer_config.json", "sentence_bert_config.json"):
+            with open(os.path.join(out, fn), "rb") as a, open(os.path.join(base, fn), "rb") as b:
+                assert a.read() == b.read(), f"{fn} differs from tiny-bert's"
+    return cfg, sd
+
+
+# name -> keyword arguments of write_t5 / write_bert_variant (folders beyond the single-arch presets)
+VARIANT_PRESETS = {
+    "tiny-t5": ("t5", dict(seed=5678, feed_forward_proj="gated-gelu", pooling="mean",
+                           dense_specs=[(24, False, "Identity")], max_seq_length=32)),
+    "tiny-t5-relu": ("t5", dict(seed=6789, feed_forward_proj="relu", pooling="mean",
+                                dense_specs=[(16, True, "Tanh")], max_seq_length=32)),
+    "tiny-bert-lasttoken": ("bert", dict(pooling="lasttoken", dense_specs=[(20, True, "Tanh"), (16, True, "Identity")],
+                                         dense_seed=7890)),
+    "tiny-bert-weightedmean": ("bert", dict(pooling="weightedmean", include_prompt=True,
+                                            prompts={"query": "query: ", "document": "passage: "})),
+    "tiny-bert-sqrtlen": ("bert", dict(pooling="mean_sqrt_len_tokens", include_prompt=False,
+                                       prompts={"query": "query: ", "document": ""})),
+    "tiny-qwen3": ("qwen3", dict(seed=8901, pooling="lasttoken", include_prompt=True, max_seq_length=64,
+                                 prompts=QWEN3_PROMPTS)),
+    "tiny-gemma3": ("gemma3", dict(seed=9012, pooling="mean", max_seq_length=64,
+                                   dense_specs=[(48, False, "Identity"), (32, False, "Identity")],
+                                   prompts=GEMMA3_PROMPTS)),
+    "tiny-modernbert": ("modernbert", dict(seed=123, pooling="mean", max_seq_length=32)),
+}
+
+
 WRITERS = {"bert": write_bert, "mpnet": write_mpnet, "roberta": write_roberta, "xlm-roberta": write_xlm_roberta}
 
 # name -> (arch, pooling, seed, max_seq_length)
@@ -625,13 +1309,15 @@ CHECK_TEXTS = [
 ]
 
 
-def check_folder(out, max_seq_length):
-    """The folder loads with transformers (AutoModel, AutoTokenizer) and sentence-transformers, and
-    all three tokenizer paths give the same ids."""
+def check_folder(out, max_seq_length, dim=32, t5=False, extra_texts=()):
+    """The folder loads with transformers (AutoModel, or T5EncoderModel for T5, which
+    sentence-transformers loads for a T5 config; AutoTokenizer) and sentence-transformers, and
+    all three tokenizer paths give the same ids (and the bare library the same special-token mask
+    as transformers)."""
     import warnings
     from sentence_transformers import SentenceTransformer
-    from transformers import AutoModel, AutoTokenizer
-    AutoModel.from_pretrained(out)
+    from transformers import AutoModel, AutoTokenizer, T5EncoderModel
+    (T5EncoderModel if t5 else AutoModel).from_pretrained(out)
     hf = AutoTokenizer.from_pretrained(out)
     raw = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
     raw.no_padding()
@@ -640,15 +1326,82 @@ def check_folder(out, max_seq_length):
         warnings.simplefilter("ignore")
         st = SentenceTransformer(out, device="cpu")
     assert st.max_seq_length == max_seq_length, st.max_seq_length
-    for text in CHECK_TEXTS:
-        a = raw.encode(text).ids
-        b = hf(text, truncation=True, max_length=max_seq_length)["input_ids"]
+    for text in CHECK_TEXTS + list(extra_texts):
+        enc = raw.encode(text)
+        a = enc.ids
+        hb = hf(text, truncation=True, max_length=max_seq_length, return_special_tokens_mask=True)
+        b = hb["input_ids"]
         fn = getattr(st, "preprocess", None) or st.tokenize
         c = fn([text])["input_ids"][0].tolist()
         assert a == b == c, (out, text, a, b, c)
+        assert enc.special_tokens_mask == hb["special_tokens_mask"], (out, text)
     emb = st.encode(CHECK_TEXTS[:3])
-    assert emb.shape == (3, 32), emb.shape
+    assert emb.shape == (3, dim), emb.shape
     return hf
+
+
+def check_lively(out, strict=True):
+    """Prints, and (strict: for a network drawn here) loosely asserts, that the random network is
+    not degenerate: attention far from uniform (mean normalized entropy H/ln T of the attention
+    rows < 0.8, mean max probability > 2.5/T), every layer's output O(1) (RMS in 0.2..20) and
+    different between texts (cos of the mean rows < 0.99), pooled embeddings of different texts not
+    parallel, and how many Dense pre-activations saturate a Tanh (printed). The tiny-bert variants
+    keep tiny-bert's weights (attention entropy ~0.9 in layer 0): printed only."""
+    import warnings
+    from sentence_transformers import SentenceTransformer
+    texts = ["A man is playing a guitar.", "Someone plays an instrument.",
+             "The children played in the park at 7 o'clock!", "The dogs were jumping happily in the garden."]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st = SentenceTransformer(out, device="cpu", model_kwargs={"attn_implementation": "eager"})
+    model = st[0].auto_model
+    states, rows = [], []
+    for text in texts:
+        ids = st.preprocess([text])["input_ids"]
+        with torch.no_grad():
+            o = model(input_ids=ids, output_attentions=True, output_hidden_states=True)
+        t = ids.shape[1]
+        att = torch.stack([a[0] for a in o.attentions])  # layers x heads x T x T
+        # Rows are normalized by the number of keys they may attend to (T without a mask; causal and
+        # sliding-window layers: the keys with nonzero probability); rows with one key are left out.
+        allowed = (att > 0).sum(-1)  # layers x heads x T
+        keep = (allowed > 1).double()
+        ent = -(att * att.clamp_min(1e-30).log()).sum(-1) / torch.log(allowed.double().clamp_min(2))
+        rows.append(((ent * keep).sum((1, 2)) / keep.sum((1, 2)),
+                     (att.max(-1).values * keep).sum((1, 2)) / keep.sum((1, 2)),
+                     ((1.0 / allowed.double()) * keep).sum((1, 2)) / keep.sum((1, 2))))
+        states.append([h[0] for h in o.hidden_states[1:]])  # outputs of each layer
+    layers = len(states[0])
+    for l in range(layers):
+        ent = sum(r[0][l].item() for r in rows) / len(rows)
+        mx = sum(r[1][l].item() for r in rows) / len(rows)
+        rms = [s[l].pow(2).mean().sqrt().item() for s in states]
+        m = [s[l].mean(0) for s in states]
+        cos = max(torch.nn.functional.cosine_similarity(m[i], m[j], dim=0).item()
+                  for i in range(len(m)) for j in range(i + 1, len(m)))
+        uni = rows[0][2][l].item()
+        print(f"  layer {l}: attention entropy/ln T {ent:.2f}, mean max prob {mx:.2f} (uniform 1/T "
+              f"~{uni:.2f}); output RMS {min(rms):.2f}..{max(rms):.2f}; max cos of mean rows "
+              f"between texts {cos:.3f}")
+        if strict:
+            assert ent < 0.8 and mx > 2.5 * uni, (l, ent, mx)
+            assert 0.2 < min(rms) and max(rms) < 20, rms
+            assert cos < 0.99, cos
+    emb = st.encode(texts, convert_to_tensor=True)
+    cos = emb @ emb.T
+    off = cos[~torch.eye(len(texts), dtype=torch.bool)]
+    print(f"  embeddings: cos between texts {off.min().item():.3f}..{off.max().item():.3f}")
+    assert off.max().item() < 0.99
+    # Dense pre-activations: share of |tanh input| > 2 (saturated)
+    feats = st.preprocess(texts)
+    with torch.no_grad():
+        for m in st:
+            if type(m).__name__ == "Dense":
+                pre = m.linear(feats["sentence_embedding"])
+                print(f"  {type(m.activation_function).__name__} Dense {m.in_features}->{m.out_features}: "
+                      f"pre-activation RMS {pre.pow(2).mean().sqrt().item():.2f}, |pre| > 2: "
+                      f"{(pre.abs() > 2).double().mean().item():.0%}")
+            feats = m(feats)
 
 
 EXACT_TEXTS = ["A man is playing a guitar.", "Someone plays an instrument.", "hi",
@@ -687,7 +1440,8 @@ def write_exact(out, base):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default=None, choices=sorted(PRESETS) + ["tiny-mpnet-exact", "all"],
+    ap.add_argument("--preset", default=None,
+                    choices=sorted(PRESETS) + sorted(VARIANT_PRESETS) + ["tiny-mpnet-exact", "all"],
                     help="which fixture to write (default tiny-bert); 'all' writes every preset")
     ap.add_argument("--arch", choices=sorted(WRITERS), help="custom: architecture (needs --out)")
     ap.add_argument("--pooling", choices=sorted(POOLING_KEYS), help="custom: pooling mode")
@@ -701,6 +1455,11 @@ def main():
         write_exact(os.path.join(FIXTURES, "tiny-mpnet-exact"), "tiny-mpnet")
         if args.preset != "all":
             return
+    if args.preset in VARIANT_PRESETS:
+        assert args.seed is None and args.arch is None and args.pooling is None and args.max_seq_length is None, (
+            f"--preset {args.preset} takes only --out and --no-check")
+        write_variant(args.preset, args.out or os.path.join(FIXTURES, args.preset), not args.no_check)
+        return
     if args.preset == "all":
         assert args.out is None and args.seed is None and args.arch is None, "--preset all takes no other option"
         jobs = [(name, os.path.join(FIXTURES, name), *PRESETS[name]) for name in PRESETS]
@@ -720,18 +1479,92 @@ def main():
         cfg, sd = WRITERS[arch](out, seed, pooling, msl)
         print(f"wrote {out} ({name}: {arch}, {pooling} pooling, seed {seed}, max_seq_length {msl}): "
               f"vocab {cfg['vocab_size']}, {sum(v.numel() for v in sd.values())} parameters")
-        total = 0
-        for root, _, files in sorted(os.walk(out)):
-            for fn in sorted(files):
-                p = os.path.join(root, fn)
-                total += os.path.getsize(p)
-                print(f"  {os.path.relpath(p, out):28s} {os.path.getsize(p):8d} bytes")
-        print(f"  {'total':28s} {total:8d} bytes")
+        list_files(out)
         if not args.no_check:
             hf = check_folder(out, msl)
             ids = hf("A man is playing a guitar.")["input_ids"]
             print(f"  loads with transformers and sentence-transformers; 'A man is playing a guitar.' -> "
                   f"{ids} {hf.convert_ids_to_tokens(ids)}")
+    if args.preset == "all":
+        for name in VARIANT_PRESETS:
+            write_variant(name, os.path.join(FIXTURES, name), not args.no_check)
+
+
+def list_files(out):
+    total = 0
+    for root, _, files in sorted(os.walk(out)):
+        for fn in sorted(files):
+            p = os.path.join(root, fn)
+            total += os.path.getsize(p)
+            print(f"  {os.path.relpath(p, out):28s} {os.path.getsize(p):8d} bytes")
+    print(f"  {'total':28s} {total:8d} bytes")
+    return total
+
+
+def write_variant(name, out, check):
+    kind, kw = VARIANT_PRESETS[name]
+    os.makedirs(out, exist_ok=True)
+    limit = 200_000
+    if kind == "t5":
+        cfg, sd = write_t5(out, **kw)
+        msl, dim = kw["max_seq_length"], kw["dense_specs"][-1][0]
+        desc = f"T5EncoderModel {kw['feed_forward_proj']}, seed {kw['seed']}"
+    elif kind in ROTARY_WRITERS:
+        cfg, sd = ROTARY_WRITERS[kind](out, **kw)
+        msl = kw["max_seq_length"]
+        dim = kw["dense_specs"][-1][0] if kw.get("dense_specs") else cfg["hidden_size"]
+        desc = f"{cfg['architectures'][0]}, seed {kw['seed']}"
+        limit = 250_000
+    else:
+        cfg, sd = write_bert_variant(out, **kw)
+        msl, dim = 24, (kw["dense_specs"][-1][0] if kw.get("dense_specs") else 32)
+        desc = "tiny-bert's weights" + (f", Dense seed {kw['dense_seed']}" if kw.get("dense_seed") else "")
+    print(f"wrote {out} ({name}: {desc}, {kw['pooling']} pooling, include_prompt {kw.get('include_prompt', True)}, "
+          f"prompts {kw.get('prompts')}, Dense {kw.get('dense_specs', [])}, max_seq_length {msl}): "
+          f"vocab {cfg['vocab_size']}, {sum(v.numel() for v in sd.values())} parameters")
+    total = list_files(out)
+    assert total < limit, f"{out} is {total} bytes"
+    if check:
+        prompts = [p for p in (kw.get("prompts") or {}).values() if p]
+        extra = [p + t for p in prompts for t in CHECK_TEXTS[:3]] + prompts
+        hf = check_folder(out, msl, dim=dim, t5=kind == "t5", extra_texts=extra)
+        ids = hf("A man is playing a guitar.")["input_ids"]
+        print(f"  loads with transformers and sentence-transformers; 'A man is playing a guitar.' -> "
+              f"{ids} {hf.convert_ids_to_tokens(ids)}")
+        for p in prompts:
+            ids = hf(p)["input_ids"]
+            print(f"  prompt {p!r} -> {len(ids)} tokens {hf.convert_ids_to_tokens(ids)}")
+        if kind in ROTARY_WRITERS:
+            check_legacy_config_outputs(out)
+        check_lively(out, strict=kind == "t5" or kind in ROTARY_WRITERS)
+
+
+ROTARY_WRITERS = {"qwen3": write_qwen3, "gemma3": write_gemma3, "modernbert": write_modernbert}
+
+
+def check_legacy_config_outputs(out):
+    """The model built from config.legacy.json gives the same token states as from config.json."""
+    import tempfile
+    import shutil
+    import warnings
+    from transformers import AutoModel
+    texts = ["A man is playing a guitar.", "The quick brown fox jumps over the lazy dog near the riverbank."]
+    with tempfile.TemporaryDirectory() as tmp:
+        for fn in os.listdir(out):
+            if os.path.isfile(os.path.join(out, fn)) and fn not in ("config.json", "config.legacy.json"):
+                shutil.copyfile(os.path.join(out, fn), os.path.join(tmp, fn))
+        shutil.copyfile(os.path.join(out, "config.legacy.json"), os.path.join(tmp, "config.json"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = AutoModel.from_pretrained(out, attn_implementation="eager").eval()
+            b = AutoModel.from_pretrained(tmp, attn_implementation="eager").eval()
+    from transformers import AutoTokenizer
+    hf = AutoTokenizer.from_pretrained(out)
+    for text in texts:
+        ids = torch.tensor([hf(text)["input_ids"]])
+        with torch.no_grad():
+            assert torch.equal(a(input_ids=ids).last_hidden_state, b(input_ids=ids).last_hidden_state), text
+    print("  config.legacy.json: the same configuration and the same token states as config.json")
 
 
 if __name__ == "__main__":

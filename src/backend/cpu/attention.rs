@@ -112,7 +112,7 @@ pub fn attention(
     keep: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
     let (t, w, d) = (tokens, heads.width(), heads.dim);
-    let scale = 1.0 / (d as f64).sqrt();
+    let scale = heads.scale();
     let mut ctx = vec![0.0f32; seqs * t * w];
     let mut probs = vec![0.0f32; seqs * heads.count * t * t];
     if ctx.is_empty() || t == 0 {
@@ -173,7 +173,7 @@ fn each_sequence(
     kernels: [SequenceKernel; 2],
 ) -> Vec<f32> {
     let (t, w) = (batch.tokens, heads.width());
-    let scale = 1.0 / (heads.dim as f64).sqrt();
+    let scale = heads.scale();
     let mut output = vec![0.0f32; batch.tangent_rows() * output_width];
     if output.is_empty() || t == 0 {
         return output;
@@ -282,7 +282,7 @@ pub fn attention_token_jvp(
     heads: Heads,
 ) -> Vec<f32> {
     let (t, w, d) = (batch.tokens, heads.width(), heads.dim);
-    let scale = 1.0 / (d as f64).sqrt();
+    let scale = heads.scale();
     let mut dctx = vec![0.0f32; batch.tangent_rows() * w];
     if dctx.is_empty() || t == 0 {
         return dctx;

@@ -112,7 +112,7 @@ impl WeightGradients for CpuBackend {
         let (qkv, dctx) = (qkv.to_f32(), dctx.to_f32());
         let probs: &[f32] = &saved.probs;
         let keep: Option<&[f32]> = keep.map(|k| &k[..]);
-        let scale = (1.0 / (d as f64).sqrt()) as f32;
+        let scale = heads.scale() as f32;
         let mut dqkv = vec![0.0f32; seqs * t * 3 * w];
         let mut d_scores = vec![0.0f32; seqs * heads.count * t * t];
         self.run(|| {

@@ -97,7 +97,7 @@ pub fn attention(
     scores: ScoreMods<'_, CpuTensor>,
 ) -> (Vec<f64>, Vec<f64>) {
     let (t, w, d) = (tokens, heads.width(), heads.dim);
-    let scale = 1.0 / (d as f64).sqrt();
+    let scale = heads.scale();
     let mut ctx = vec![0.0f64; seqs * t * w];
     let mut probs = vec![0.0f64; seqs * heads.count * t * t];
     if ctx.is_empty() || t == 0 {

@@ -281,7 +281,7 @@ impl<D: Device> GpuBackend<D> {
             head_dim: heads.dim as u32,
             tangents: tangents as u32,
             first_seq: first as u32,
-            scale: 1.0f32 / (heads.dim as f32).sqrt(),
+            scale: heads.scale() as f32,
             ..Default::default()
         }
     }

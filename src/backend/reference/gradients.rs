@@ -71,7 +71,7 @@ impl<S: Scalar> WeightGradients for CpuReference<S> {
     ) -> Result<(Vec<S>, Vec<S>)> {
         Contract(self).attention_dropout_vjp(qkv, saved, keep, dctx, seqs, tokens, heads)?;
         let (t, w, d) = (tokens, heads.width(), heads.dim);
-        let scale = 1.0 / (d as f64).sqrt();
+        let scale = heads.scale();
         // S̄ of every sequence, `[seqs, heads, T, T]`, summed over the sequences at the end.
         let mut d_scores = vec![0.0f64; seqs * heads.count * t * t];
         for s in 0..seqs {

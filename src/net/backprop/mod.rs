@@ -65,7 +65,7 @@ impl<T> ForwardPass<T> {
 
 impl<'b, B: WeightGradients> TrainingNet<'b, B> {
     pub fn new(backend: &'b B, config: &EncoderConfig, pooling: Pooling) -> Result<Self> {
-        Self::with_network(backend, config, Network::of_family(config.architecture, pooling))
+        Self::with_network(backend, config, Network::of_family(config, pooling))
     }
 
     /// Training through `network` instead of the family's: how a new structure's gradients are
@@ -73,6 +73,14 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
     /// read; a final norm or Dense modules are refused, as for a family.
     pub fn with_network(backend: &'b B, config: &EncoderConfig, network: Network) -> Result<Self> {
         let Network { embeddings, block, final_norm, pooling, heads } = network;
+        if config.architecture == crate::model::Architecture::T5 {
+            // Its dense layers have no biases: training's slots would train the zeros they are
+            // loaded as, and export has no names for them.
+            return Err(Error::argument(
+                "--model",
+                "training a T5 encoder into an exact model is not supported yet (its layers have no biases to leave untrained)",
+            ));
+        }
         if pooling == Pooling::Max {
             // The max of shifted states is not the shifted max (see `SentenceModel::load`).
             return Err(Error::argument("--model", "an exact model pools by mean or CLS; this model pools by max"));
@@ -188,17 +196,15 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         if d_pooled.len() != packing.seqs {
             return Err(Error::Internal(format!("{} pooled cotangents for {} texts", d_pooled.len(), packing.seqs)));
         }
-        // Pooling's VJP on the host: mean spreads each text's cotangent over its rows, CLS puts
-        // it on the first.
+        // Pooling's VJP on the host: each of a text's rows gets its token weight times the
+        // text's cotangent (mean spreads it, CLS puts it on the first row).
         let mut d_states = vec![0.0f64; rows * h];
         for (s, d) in d_pooled.iter().enumerate() {
             let (start, len) = (packing.starts[s], packing.lengths[s]);
-            let targets = match self.pooling {
-                Pooling::Cls => start..start + 1,
-                _ => start..start + len,
-            };
-            let share = if self.pooling == Pooling::Cls { 1.0 } else { 1.0 / len as f64 };
-            for r in targets {
+            let weights = self.pooling.token_weights(len, 0).ok_or_else(|| {
+                Error::Internal(format!("training through {} pooling, which is not linear", self.pooling.name()))
+            })?;
+            for (r, share) in (start..start + len).zip(weights) {
                 d_states[r * h..(r + 1) * h].iter_mut().zip(d).for_each(|(o, v)| *o = v * share);
             }
         }

@@ -124,6 +124,7 @@ impl<B: Backend> Walk<'_, B> {
             },
             Op::Gelu { x } => b.gelu(values.get(x)?),
             Op::Gated { x, act } => b.gated(values.get(x)?, rows, self.width(x) / 2, act),
+            Op::Activation { x, act } => b.activation(values.get(x)?, act),
             Op::Dropout { .. } => Err(outside_training()),
         }
     }

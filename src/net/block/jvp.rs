@@ -233,9 +233,11 @@ impl<B: Backend> Walk<'_, B> {
                 _ => Form::Dense,
             },
             Op::Add { a, b } => form(a)?.max(form(b)?),
-            Op::LayerNorm { x, .. } | Op::RmsNorm { x, .. } | Op::Gelu { x } | Op::Gated { x, .. } => {
-                form(x)?.max(Form::StepRows)
-            }
+            Op::LayerNorm { x, .. }
+            | Op::RmsNorm { x, .. }
+            | Op::Gelu { x }
+            | Op::Gated { x, .. }
+            | Op::Activation { x, .. } => form(x)?.max(Form::StepRows),
             Op::Dropout { .. } => return Err(outside_training()),
         })
     }
@@ -361,6 +363,11 @@ impl<B: Backend> Walk<'_, B> {
                     let (primal, width) = (values.get(x)?, self.width(x) / 2);
                     let y = b.gated(primal, rows, width, act)?;
                     Ok((y, in_form(x, b.gated_jvp(primal, tangent(x)?, per_row, width, act)?)?))
+                }
+                Op::Activation { x, act } => {
+                    let (primal, width) = (values.get(x)?, self.width(x));
+                    let y = b.activation(primal, act)?;
+                    Ok((y, in_form(x, b.activation_jvp(primal, tangent(x)?, per_row, width, act)?)?))
                 }
                 Op::Dropout { .. } => Err(outside_training()),
             },

@@ -72,6 +72,8 @@ pub enum Op {
     /// A gated FFN's activation: each row of `x` is `[gate | up]`, the output `act(gate) ⊙ up`,
     /// half as wide.
     Gated { x: Value, act: Activation },
+    /// An activation other than BERT's GELU, elementwise (T5's ReLU).
+    Activation { x: Value, act: Activation },
     /// Dropout where training applies it (the identity in every other pass, which never sees
     /// it: `Block::new` takes it out of their ops).
     Dropout { x: Value },
@@ -86,6 +88,7 @@ impl Op {
             | Op::RmsNorm { x, .. }
             | Op::Gelu { x }
             | Op::Gated { x, .. }
+            | Op::Activation { x, .. }
             | Op::Dropout { x } => vec![x],
             Op::Attention { qkv } => vec![qkv],
             Op::Add { a, b } => vec![a, b],
@@ -109,7 +112,7 @@ impl Op {
     /// Training keeps attention's `q|k|v` itself, in the padded layout it ran in.
     fn backward_reads(&self, weight_grads: bool) -> Option<Value> {
         match *self {
-            Op::Gelu { x } | Op::Gated { x, .. } => Some(x),
+            Op::Gelu { x } | Op::Gated { x, .. } | Op::Activation { x, .. } => Some(x),
             Op::Attention { qkv } if !weight_grads => Some(qkv),
             Op::Linear { x, .. } if weight_grads => Some(x),
             _ => None,
@@ -439,7 +442,11 @@ fn widths<T>(ops: &[Op], params: Weights<'_, T>, heads: Heads) -> Result<Vec<usi
                 }
                 widths[x.index()] / 2
             }
-            Op::LayerNorm { x, .. } | Op::RmsNorm { x, .. } | Op::Gelu { x } | Op::Dropout { x } => widths[x.index()],
+            Op::LayerNorm { x, .. }
+            | Op::RmsNorm { x, .. }
+            | Op::Gelu { x }
+            | Op::Activation { x, .. }
+            | Op::Dropout { x } => widths[x.index()],
         };
         widths.push(width);
     }
@@ -464,6 +471,7 @@ fn without_dropout(ops: &[Op]) -> Vec<Op> {
             Op::RmsNorm { x, weights } => Op::RmsNorm { x: to(x), weights },
             Op::Gelu { x } => Op::Gelu { x: to(x) },
             Op::Gated { x, act } => Op::Gated { x: to(x), act },
+            Op::Activation { x, act } => Op::Activation { x: to(x), act },
         };
         kept.push(op);
         renamed.push(Value::of_op(kept.len() - 1));
@@ -513,6 +521,9 @@ impl BlockBuilder {
     }
     pub fn gated(&self, x: Value, act: Activation) -> Value {
         self.push(Op::Gated { x, act })
+    }
+    pub fn activation(&self, x: Value, act: Activation) -> Value {
+        self.push(Op::Activation { x, act })
     }
     pub fn dropout(&self, x: Value) -> Value {
         self.push(Op::Dropout { x })

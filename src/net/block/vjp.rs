@@ -188,7 +188,12 @@ impl Block {
                 Op::Linear { x: Value::INPUT, weights } if split == Some(weights) => {
                     projection = Some(walk.sum(out)?);
                 }
-                Op::Linear { .. } | Op::LayerNorm { .. } | Op::RmsNorm { .. } | Op::Gelu { .. } | Op::Gated { .. } => {
+                Op::Linear { .. }
+                | Op::LayerNorm { .. }
+                | Op::RmsNorm { .. }
+                | Op::Gelu { .. }
+                | Op::Gated { .. }
+                | Op::Activation { .. } => {
                     let (x, dx) = walk.input_vjp(*op, index, walk.sum(out)?.get(), tape, batch)?;
                     terms[x.index()].push(owned(dx));
                 }
@@ -254,6 +259,7 @@ impl<B: Backend> Walk<'_, B> {
             Op::Linear { x, weights } => (x, b.matmul_vjp(dy, batch.tangent_rows(), self.params.linear(weights))?),
             Op::Gelu { x } => (x, b.gelu_vjp(tape.kept(x)?, dy, batch, self.width(x))?),
             Op::Gated { x, act } => (x, b.gated_vjp(tape.kept(x)?, dy, batch, self.width(x) / 2, act)?),
+            Op::Activation { x, act } => (x, b.activation_vjp(tape.kept(x)?, dy, batch, self.width(x), act)?),
             Op::LayerNorm { .. } | Op::RmsNorm { .. } | Op::Add { .. } | Op::Attention { .. } | Op::Dropout { .. } => {
                 return Err(Error::Internal(format!("op {index} ({op:?}) is taken back by its walk")))
             }

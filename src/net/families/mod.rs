@@ -4,8 +4,9 @@
 //! modules after it from its folder's `modules.json`.
 
 pub mod post_ln;
+pub mod t5;
 
-use crate::model::{Architecture, Pooling, SentenceModel};
+use crate::model::{Architecture, EncoderConfig, Pooling, SentenceModel};
 use crate::net::block::{Block, NormKind};
 use crate::net::embeddings::Embeddings;
 use crate::net::heads::Head;
@@ -34,18 +35,27 @@ impl Network {
         Network { embeddings, block, final_norm: None, pooling: Pooling::Mean, heads: Vec::new() }
     }
 
-    /// The network of `model`: its family's layers, its pooling, and Normalize where its folder
-    /// lists it.
+    /// The network of `model`: its family's layers, its pooling, the Dense modules and
+    /// Normalize its folder lists, and the truncation asked for (before Normalize: the
+    /// attributed embedding is the unnormalized one).
     pub fn of(model: &SentenceModel) -> Self {
-        let heads = if model.normalize { vec![Head::Normalize] } else { Vec::new() };
-        Network { pooling: model.pooling, heads, ..Self::of_family(model.config.architecture, model.pooling) }
+        let dense = model.dense.iter().map(|&activation| Head::Dense { activation });
+        let truncate = model.truncate_dim.map(|dims| Head::Truncate { dims });
+        let normalize = model.normalize.then_some(Head::Normalize);
+        let heads = dense.chain(truncate).chain(normalize).collect();
+        Network { pooling: model.pooling, heads, ..Self::of_family(&model.config, model.pooling) }
     }
 
-    /// The layers of an encoder of `architecture`, pooled by `pooling`, nothing after it.
-    pub fn of_family(architecture: Architecture, pooling: Pooling) -> Self {
+    /// The layers of an encoder configured by `config`, pooled by `pooling`, nothing after it.
+    pub fn of_family(config: &EncoderConfig, pooling: Pooling) -> Self {
+        let architecture = config.architecture;
         let (embeddings, block, final_norm) = match architecture {
             Architecture::Bert | Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => {
                 (Embeddings::bert(architecture.uses_token_types()), post_ln::block(), None)
+            }
+            Architecture::T5 => {
+                let embeddings = Embeddings { positions: false, token_types: false, scale: None, norm: None };
+                (embeddings, t5::block(config.ffn_activation, config.ffn_gated), Some(NormKind::Rms))
             }
         };
         Network { embeddings, block, final_norm, pooling, heads: Vec::new() }
