@@ -118,12 +118,11 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
         self.tokenize_with_prompt(text, self.prompts[side].as_deref(), label)
     }
 
-    /// `text` as the model reads it on `side`: after that side's prompt.
+    /// `text` as the model reads it on `side`: after that side's prompt (or the folder's
+    /// default prompt).
     pub fn prompted(&self, text: &str, side: usize) -> String {
-        match &self.prompts[side] {
-            Some(spec) => format!("{}{text}", self.model.prompts.resolve(spec)),
-            None => text.to_string(),
-        }
+        let prompt = self.model.prompts.text_for(self.prompts[side].as_deref());
+        format!("{}{text}", prompt.unwrap_or_default())
     }
 
     pub fn provenance(&self) -> &Provenance {

@@ -124,6 +124,17 @@ impl Prompts {
         self.named.get(spec).cloned().unwrap_or_else(|| spec.to_string())
     }
 
+    /// The prompt a text gets, as `encode` chooses it: the one `spec` names, or the folder's
+    /// default prompt where none is asked for; `None` where that is empty (`--prompt-a ""`
+    /// asks for none).
+    pub fn text_for(&self, spec: Option<&str>) -> Option<String> {
+        let text = match spec {
+            Some(spec) => self.resolve(spec),
+            None => self.default_text()?.to_string(),
+        };
+        (!text.is_empty()).then_some(text)
+    }
+
     /// The default prompt's text, if the folder names one.
     pub fn default_text(&self) -> Option<&str> {
         self.default_name.as_ref().and_then(|name| self.named.get(name)).map(String::as_str)
@@ -300,16 +311,23 @@ impl SentenceModel {
 }
 
 impl SentenceModel {
-    /// The prompt text `spec` means (a name of the folder's prompts, or the text itself),
-    /// refused where the model's Pooling leaves prompts out, which no pass here follows yet.
+    /// The prompt text `spec` means (a name of the folder's prompts, or the text itself; the
+    /// folder's default prompt where `spec` is `None`), refused where the model's Pooling
+    /// leaves prompts out, which no pass here follows yet.
     pub fn prompt(&self, spec: Option<&str>, flag: &'static str) -> Result<Option<String>> {
-        let Some(prompt) = spec.map(|spec| self.prompts.resolve(spec)).filter(|p| !p.is_empty()) else {
+        let Some(prompt) = self.prompts.text_for(spec) else {
             return Ok(None);
         };
         if !self.include_prompt {
+            let default = match spec {
+                None => " (the folder's default prompt; pass an empty prompt for none)",
+                Some(_) => "",
+            };
             return Err(Error::argument(
                 flag,
-                "the model's Pooling leaves prompts out (include_prompt: false), which simattr does not follow yet",
+                format!(
+                    "the model's Pooling leaves prompts out (include_prompt: false), which simattr does not follow yet{default}"
+                ),
             ));
         }
         Ok(Some(prompt))

@@ -112,3 +112,26 @@ fn explain_t5_matches_pytorch() {
         assert_eq!(doc["text_a"]["mode"], mode);
     }
 }
+
+/// A folder's `default_prompt_name` is applied where no prompt is asked for, as `encode` does,
+/// and an empty prompt asks for none.
+#[test]
+fn the_default_prompt_applies_unless_an_empty_one_is_asked_for() {
+    let dir = common::copy_model(&fixture_dir("tiny-bert-weightedmean"));
+    let config = dir.path().join("config_sentence_transformers.json");
+    let mut value: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    value["default_prompt_name"] = "query".into();
+    std::fs::write(&config, value.to_string()).unwrap();
+    let embed = |model: &std::path::Path, extra: &[&str]| -> String {
+        let mut args = vec!["embed", "--model", model.to_str().unwrap()];
+        args.extend(extra);
+        args.push("A man is playing a guitar.");
+        let out = simattr(&args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let original = fixture_dir("tiny-bert-weightedmean");
+    assert_eq!(embed(dir.path(), &[]), embed(&original, &["--prompt", "query"]));
+    assert_eq!(embed(dir.path(), &["--prompt", ""]), embed(&original, &[]));
+    assert_ne!(embed(dir.path(), &[]), embed(&original, &[]));
+}
