@@ -238,6 +238,129 @@ pub fn weighted_pool_vjp(dy: &[f64], seqs: usize, weights: &[f64], width: usize)
     Ok(dx)
 }
 
+/// Rotary position embedding (the `rotate_half` form of `transformers`' Llama, Qwen, Gemma
+/// and ModernBERT) of the queries and keys of `qkv` rows (`[rows, 3·width]`, each `[q | k |
+/// v]`, `width = heads.width()`; values untouched): in each head's slice of `d` values, the
+/// pair `(i, i + d/2)` turns by the angle `p · θ^(−2i/d)`, `p` the row's token position
+/// (`row % tokens`: primal rows are `[steps, tokens]`, tangent rows `[steps, tangents,
+/// tokens]`). Linear, so it is its own JVP; `inverse` turns the other way, its transpose and
+/// so its VJP.
+pub fn rope(qkv: &[f64], tokens: usize, count: usize, dim: usize, theta: f64, inverse: bool) -> Result<Vec<f64>> {
+    let width = count * dim;
+    let row_width = 3 * width;
+    if !dim.is_multiple_of(2) || tokens == 0 || !qkv.len().is_multiple_of(row_width.max(1)) {
+        return Err(Error::Internal(format!(
+            "rope of {} values in rows of {row_width}, head width {dim} (even), {tokens} tokens",
+            qkv.len()
+        )));
+    }
+    let half = dim / 2;
+    let frequencies = rope_frequencies(dim, theta);
+    let mut out = qkv.to_vec();
+    for (r, row) in out.chunks_mut(row_width.max(1)).enumerate() {
+        let position = (r % tokens) as f64;
+        let turns: Vec<(f64, f64)> = frequencies
+            .iter()
+            .map(|f| {
+                let (sin, cos) = (position * f).sin_cos();
+                (cos, if inverse { -sin } else { sin })
+            })
+            .collect();
+        for slice in row[..2 * width].chunks_mut(dim) {
+            for (i, &(cos, sin)) in turns.iter().enumerate() {
+                let (a, b) = (slice[i], slice[i + half]);
+                slice[i] = a * cos - b * sin;
+                slice[i + half] = b * cos + a * sin;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The rotary frequencies `θ^(−2i/d)`, `i < d/2` (in f64; `transformers` computes them in f32,
+/// which its float64 goldens patch out).
+pub fn rope_frequencies(dim: usize, theta: f64) -> Vec<f64> {
+    (0..dim / 2).map(|i| theta.powf(-(2.0 * i as f64) / dim as f64)).collect()
+}
+
+/// QK-norm (Qwen3, Gemma3): RMSNorm over each head's slice of the queries (with `q_gamma`,
+/// `dim` wide) and of the keys (`k_gamma`) of `qkv` rows (`[rows, 3·width]`); values untouched.
+/// Returns the output, `x̂` (`[rows, 3·width]`, values' part zero) and `1/rms` per row, part
+/// and head (`[rows, 2, count]`).
+pub fn head_rms_norm(
+    qkv: &[f64],
+    q_gamma: &[f64],
+    k_gamma: &[f64],
+    count: usize,
+    dim: usize,
+    eps: f64,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let width = count * dim;
+    check_len("head norm γ (queries)", q_gamma.len(), dim)?;
+    check_len("head norm γ (keys)", k_gamma.len(), dim)?;
+    if !qkv.len().is_multiple_of((3 * width).max(1)) {
+        return Err(Error::Internal(format!("head norm of {} values in rows of {}", qkv.len(), 3 * width)));
+    }
+    let rows = qkv.len() / (3 * width).max(1);
+    let (mut y, mut normalized, mut inv_rms) = (qkv.to_vec(), vec![0.0; qkv.len()], vec![0.0; rows * 2 * count]);
+    for r in 0..rows {
+        for (part, gamma) in [q_gamma, k_gamma].into_iter().enumerate() {
+            for h in 0..count {
+                let at = r * 3 * width + part * width + h * dim;
+                let slice = &qkv[at..at + dim];
+                let inv = 1.0 / (slice.iter().map(|v| v * v).sum::<f64>() / dim as f64 + eps).sqrt();
+                inv_rms[(r * 2 + part) * count + h] = inv;
+                for c in 0..dim {
+                    normalized[at + c] = slice[c] * inv;
+                    y[at + c] = gamma[c] * slice[c] * inv;
+                }
+            }
+        }
+    }
+    Ok((y, normalized, inv_rms))
+}
+
+/// The derivative of `head_rms_norm` (each head's slice as `rms_norm_derivative` takes a row;
+/// the values' tangents pass through): the JVP, or with `transpose` the VJP.
+#[allow(clippy::too_many_arguments)]
+pub fn head_rms_norm_derivative(
+    normalized: &[f64],
+    inv_rms: &[f64],
+    q_gamma: &[f64],
+    k_gamma: &[f64],
+    d: &[f64],
+    batch: Batch,
+    count: usize,
+    dim: usize,
+    transpose: bool,
+) -> Result<Vec<f64>> {
+    let width = count * dim;
+    check_len("head norm saved x̂", normalized.len(), batch.primal_rows() * 3 * width)?;
+    check_len("head norm saved 1/rms", inv_rms.len(), batch.primal_rows() * 2 * count)?;
+    check_len("head norm (co)tangents", d.len(), batch.tangent_rows() * 3 * width)?;
+    let mut out = d.to_vec();
+    for (r, row) in out.chunks_mut((3 * width).max(1)).enumerate() {
+        let p = batch.primal_row_of(r);
+        for (part, gamma) in [q_gamma, k_gamma].into_iter().enumerate() {
+            for h in 0..count {
+                let (at, primal_at) = (part * width + h * dim, p * 3 * width + part * width + h * dim);
+                let one = Batch { steps: 1, tangents: 1, tokens: 1 };
+                let derived = rms_norm_derivative(
+                    &normalized[primal_at..primal_at + dim],
+                    &inv_rms[(p * 2 + part) * count + h..][..1],
+                    gamma,
+                    &row[at..at + dim],
+                    one,
+                    dim,
+                    transpose,
+                )?;
+                row[at..at + dim].copy_from_slice(&derived);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

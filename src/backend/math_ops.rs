@@ -185,6 +185,65 @@ pub trait MathOps: Storage {
         through_host(self, [x, dy], None, |[x, dy]| host_ops::activation_derivative(&x, &dy, batch, width, act))
     }
 
+    /// Rotary position embedding of the queries and keys of `qkv` rows (`[…, tokens, 3·width]`,
+    /// values untouched; `host_ops::rope`): linear, so also its own JVP on tangent rows.
+    fn rope(&self, qkv: &Self::Tensor, tokens: usize, heads: Heads, theta: f64) -> Result<Self::Tensor> {
+        through_host(self, [qkv], Some(qkv), |[x]| host_ops::rope(&x, tokens, heads.count, heads.dim, theta, false))
+    }
+
+    /// The VJP of `rope`: each pair turned back.
+    fn rope_vjp(&self, dqkv: &Self::Tensor, tokens: usize, heads: Heads, theta: f64) -> Result<Self::Tensor> {
+        through_host(self, [dqkv], Some(dqkv), |[d]| host_ops::rope(&d, tokens, heads.count, heads.dim, theta, true))
+    }
+
+    /// QK-norm: RMSNorm over each head's slice of the queries (`q.gamma`, `heads.dim` wide) and
+    /// of the keys (`k.gamma`) of `qkv` rows (`[rows, 3·width]`); values untouched. The saved
+    /// `normalized` is `x̂` (`[rows, 3·width]`), `inv_std` is `1/rms` per row, part and head.
+    fn head_rms_norm(
+        &self,
+        qkv: &Self::Tensor,
+        heads: Heads,
+        q: &Norm<Self::Tensor>,
+        k: &Norm<Self::Tensor>,
+        eps: f64,
+    ) -> Result<(Self::Tensor, NormSaved<Self::Tensor>)> {
+        let (x, q, k) = (self.download(qkv)?, self.download(&q.gamma)?, self.download(&k.gamma)?);
+        let (y, normalized, inv_rms) = host_ops::head_rms_norm(&x, &q, &k, heads.count, heads.dim, eps)?;
+        let saved =
+            NormSaved { normalized: self.upload_f64(&normalized, None)?, inv_std: self.upload_f64(&inv_rms, None)? };
+        Ok((self.upload_f64(&y, Some(qkv))?, saved))
+    }
+
+    /// The JVP of `head_rms_norm` for tangents `dqkv` (`[steps, tangents, tokens, 3·width]`).
+    fn head_rms_norm_jvp(
+        &self,
+        saved: &NormSaved<Self::Tensor>,
+        q: &Norm<Self::Tensor>,
+        k: &Norm<Self::Tensor>,
+        dqkv: &Self::Tensor,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<Self::Tensor> {
+        through_host(self, [&saved.normalized, &saved.inv_std, &q.gamma, &k.gamma, dqkv], None, |[x, i, q, k, d]| {
+            host_ops::head_rms_norm_derivative(&x, &i, &q, &k, &d, batch, heads.count, heads.dim, false)
+        })
+    }
+
+    /// The VJP of `head_rms_norm`.
+    fn head_rms_norm_vjp(
+        &self,
+        saved: &NormSaved<Self::Tensor>,
+        q: &Norm<Self::Tensor>,
+        k: &Norm<Self::Tensor>,
+        dy: &Self::Tensor,
+        batch: Batch,
+        heads: Heads,
+    ) -> Result<Self::Tensor> {
+        through_host(self, [&saved.normalized, &saved.inv_std, &q.gamma, &k.gamma, dy], None, |[x, i, q, k, d]| {
+            host_ops::head_rms_norm_derivative(&x, &i, &q, &k, &d, batch, heads.count, heads.dim, true)
+        })
+    }
+
     // ---- attention: softmax(Q Kᵀ/√d + bias, masked) V per head --------------------------------
 
     /// `qkv` is `[seqs, tokens, 3·width]`, each row `[q | k | v]` (the fused projection's

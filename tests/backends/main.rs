@@ -152,6 +152,7 @@ macro_rules! backend_suite {
             #[test] fn gated_and_jvp() { crate::ops::gated_and_jvp(&default()) }
             #[test] fn activation_and_jvp() { crate::ops::activation_and_jvp(&default()) }
             #[test] fn weighted_pool() { crate::ops::weighted_pool(&default()) }
+            #[test] fn rope_and_head_norm() { crate::ops::rope_and_head_norm(&default()) }
             #[test] fn bad_shapes_are_errors_not_panics() { crate::ops::bad_shapes_are_errors_not_panics(&default()) }
             #[test] fn attention_and_jvp() { crate::ops::attention_and_jvp(&default()) }
             #[test] fn attention_key_mask_drops_padding() { crate::ops::attention_key_mask_drops_padding(&default()) }
@@ -170,6 +171,7 @@ macro_rules! backend_suite {
             #[test] fn rms_norm_vjp() { crate::vjp::rms_norm_vjp(&default()) }
             #[test] fn gated_vjp() { crate::vjp::gated_vjp(&default()) }
             #[test] fn activation_vjp() { crate::vjp::activation_vjp(&default()) }
+            #[test] fn rope_and_head_norm_vjp() { crate::vjp::rope_and_head_norm_vjp(&default()) }
             #[test] fn attention_vjp() { crate::vjp::attention_vjp(&default()) }
             #[test] fn pooling_vjp() { crate::vjp::pooling_vjp(&default()) }
             #[test] fn mean_pooled_norm_linear_vjp() { crate::vjp::mean_pooled_norm_linear_vjp(&default()) }

@@ -259,6 +259,88 @@ pub fn weighted_pool<B: Backend>(b: &B) {
     }
 }
 
+/// The rotary embedding and QK-norm of the rotary families, against the oracle, and the
+/// rotary frequencies against those `transformers` used for the tiny Qwen3, Gemma3 and
+/// ModernBERT goldens.
+pub fn rope_and_head_norm<B: Backend>(b: &B) {
+    let (o, mut rng) = (oracle(), Rng::new(23));
+    for heads in [Heads { count: 3, dim: 8, scale: None }, Heads { count: 2, dim: 16, scale: None }] {
+        for batch in batches(5) {
+            let width = 3 * heads.width();
+            let x = rng.vec_f32(batch.primal_rows() * width, 2.0);
+            let dx = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+            for theta in [1e4, 1e6] {
+                compare!(format!("rope θ {theta} {heads:?}"), b, &o, |e| {
+                    down(e, &e.rope(&up(e, &x), batch.tokens, heads, theta).unwrap())
+                });
+                compare!(format!("rope on tangents θ {theta} {heads:?} {batch:?}"), b, &o, |e| {
+                    down(e, &e.rope(&up(e, &dx), batch.tokens, heads, theta).unwrap())
+                });
+            }
+            let (q, k) = (random_norm(&mut rng, heads.dim), random_norm(&mut rng, heads.dim));
+            compare!(format!("head_rms_norm {heads:?}"), b, &o, |e| {
+                let (q, k) = (norm_on(e, &q, heads.dim), norm_on(e, &k, heads.dim));
+                down(e, &e.head_rms_norm(&up(e, &x), heads, &q, &k, 1e-6).unwrap().0)
+            });
+            compare!(format!("head_rms_norm_jvp {heads:?} {batch:?}"), b, &o, |e| {
+                let (q, k) = (norm_on(e, &q, heads.dim), norm_on(e, &k, heads.dim));
+                let (_, saved) = e.head_rms_norm(&up(e, &x), heads, &q, &k, 1e-6).unwrap();
+                down(e, &e.head_rms_norm_jvp(&saved, &q, &k, &up(e, &dx), batch, heads).unwrap())
+            });
+        }
+    }
+}
+
+/// What the rotation must be: each head's slice keeps its length, position 0 is left as it
+/// is, turning back undoes it, and the frequencies are `transformers`' (the goldens record
+/// them per layer); QK-norm's JVP is its central difference (f64 oracle).
+#[test]
+fn rope_and_head_norm_by_math() {
+    use simattr::backend::host_ops::{rope, rope_frequencies};
+    let (o, mut rng) = (oracle(), Rng::new(24));
+    let (tokens, count, dim) = (6, 2, 8);
+    let x: Vec<f64> = rng.vec(2 * tokens * 3 * count * dim);
+    let turned = rope(&x, tokens, count, dim, 1e4, false).unwrap();
+    let back = rope(&turned, tokens, count, dim, 1e4, true).unwrap();
+    assert!(max_abs_diff(&back, &x) < 1e-12, "turning back does not undo the rotation");
+    for (row, (a, b)) in x.chunks(3 * count * dim).zip(turned.chunks(3 * count * dim)).enumerate() {
+        for (sa, sb) in a.chunks(dim).zip(b.chunks(dim)) {
+            let norm = |s: &[f64]| s.iter().map(|v| v * v).sum::<f64>().sqrt();
+            assert!((norm(sa) - norm(sb)).abs() < 1e-12, "row {row}: a head's length changed");
+        }
+        if row % tokens == 0 {
+            assert_eq!(a, b, "position 0 is not the identity");
+        }
+        assert_eq!(a[2 * count * dim..], b[2 * count * dim..], "the values were turned");
+    }
+    for fixture in ["tiny-qwen3", "tiny-gemma3", "tiny-modernbert"] {
+        let golden = crate::common::golden(&format!("{fixture}.json"));
+        for layer in golden["attention_layers"].as_array().expect("attention_layers") {
+            let theta = layer["rope_theta"].as_f64().expect("rope_theta");
+            let dim = layer["head_dim"].as_u64().expect("head_dim") as usize;
+            let want = crate::common::f64s(&layer["inv_freq"]);
+            let err = max_abs_diff(&rope_frequencies(dim, theta), &want);
+            assert!(err < 1e-15, "{fixture} θ {theta}: frequencies differ by {err:e}");
+        }
+    }
+    let heads = Heads { count, dim, scale: None };
+    let batch = Batch { steps: 2, tangents: 1, tokens };
+    let (q, k) = (random_norm(&mut rng, dim), random_norm(&mut rng, dim));
+    let (q, k) = (norm_on(&o, &q, dim), norm_on(&o, &k, dim));
+    let x = o.upload_f64(&x, None).unwrap();
+    let v = o.upload_f64(&rng.vec(batch.tangent_rows() * 3 * count * dim), None).unwrap();
+    let (_, saved) = o.head_rms_norm(&x, heads, &q, &k, 1e-6).unwrap();
+    let jvp = down(&o, &o.head_rms_norm_jvp(&saved, &q, &k, &v, batch, heads).unwrap());
+    let step = 1e-6;
+    let at = |sign: f64| {
+        let moved: Vec<f64> = down(&o, &x).iter().zip(down(&o, &v)).map(|(x, v)| x + sign * step * v).collect();
+        down(&o, &o.head_rms_norm(&o.upload_f64(&moved, None).unwrap(), heads, &q, &k, 1e-6).unwrap().0)
+    };
+    let central: Vec<f64> = at(1.0).iter().zip(at(-1.0)).map(|(p, m)| (p - m) / (2.0 * step)).collect();
+    let err = max_abs_diff(&jvp, &central) / max_abs(&central);
+    assert!(err < 1e-7, "head_rms_norm_jvp against central differences: {err:e}");
+}
+
 /// A shape that breaks an op's contract (`backend/shapes.rs`) is an internal error naming the
 /// operand, on every backend: never a panic, never a read outside a tensor.
 pub fn bad_shapes_are_errors_not_panics<B: Backend>(b: &B) {

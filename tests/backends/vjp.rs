@@ -187,6 +187,39 @@ pub fn activation_vjp<B: Backend>(b: &B) {
     }
 }
 
+pub fn rope_and_head_norm_vjp<B: Backend>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(39));
+    let heads = Heads { count: 3, dim: 8, scale: None };
+    let batch = Batch { steps: 2, tangents: 3, tokens: 5 };
+    let width = 3 * heads.width();
+    let x = rng.vec_f32(batch.primal_rows() * width, 2.0);
+    let u = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+    let v = rng.vec_f32(batch.tangent_rows() * width, 1.0);
+    let jvp_u = down(b, &b.rope(&up(b, &u), batch.tokens, heads, 1e4).unwrap());
+    let vjp_v = down(b, &b.rope_vjp(&up(b, &v), batch.tokens, heads, 1e4).unwrap());
+    let want = down(&o, &o.rope_vjp(&up(&o, &v), batch.tokens, heads, 1e4).unwrap());
+    check("rope_vjp", (&jvp_u, &v), (&u, &vjp_v), &want);
+    let (q, k) = (random_norm(&mut rng, heads.dim), random_norm(&mut rng, heads.dim));
+    let both = |e: &B| {
+        let (qn, kn) = (up_norm(e, &q), up_norm(e, &k));
+        let (_, saved) = e.head_rms_norm(&up(e, &x), heads, &qn, &kn, 1e-6).unwrap();
+        let jvp_u = down(e, &e.head_rms_norm_jvp(&saved, &qn, &kn, &up(e, &u), batch, heads).unwrap());
+        let vjp_v = down(e, &e.head_rms_norm_vjp(&saved, &qn, &kn, &up(e, &v), batch, heads).unwrap());
+        (jvp_u, vjp_v)
+    };
+    let (jvp_u, vjp_v) = both(b);
+    let want = {
+        let (qn, kn) = (up_norm(&o, &q), up_norm(&o, &k));
+        let (_, saved) = o.head_rms_norm(&up(&o, &x), heads, &qn, &kn, 1e-6).unwrap();
+        down(&o, &o.head_rms_norm_vjp(&saved, &qn, &kn, &up(&o, &v), batch, heads).unwrap())
+    };
+    check("head_rms_norm_vjp", (&jvp_u, &v), (&u, &vjp_v), &want);
+}
+
+fn up_norm<B: Backend>(b: &B, norm: &Norm<Vec<f32>>) -> Norm<B::Tensor> {
+    norm.try_map(norm.gamma.len(), &mut |t: &Vec<f32>, role| b.upload(t, role)).expect("upload norm")
+}
+
 pub fn attention_vjp<B: Backend>(b: &B) {
     let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(34));
     for (tokens, heads) in [
