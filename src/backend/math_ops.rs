@@ -173,7 +173,7 @@ pub trait MathOps: Storage {
         through_host(self, [x, dx], None, |[x, dx]| host_ops::activation_derivative(&x, &dx, batch, width, act))
     }
 
-    /// The adjoint of `activation_jvp` (the same diagonal).
+    /// The adjoint of `activation_jvp`: the same diagonal, so the same product.
     fn activation_vjp(
         &self,
         x: &Self::Tensor,
@@ -182,7 +182,7 @@ pub trait MathOps: Storage {
         width: usize,
         act: Activation,
     ) -> Result<Self::Tensor> {
-        through_host(self, [x, dy], None, |[x, dy]| host_ops::activation_derivative(&x, &dy, batch, width, act))
+        self.activation_jvp(x, dy, batch, width, act)
     }
 
     /// Rotary position embedding of the queries and keys of `qkv` rows (`[…, tokens, 3·width]`,

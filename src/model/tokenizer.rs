@@ -43,11 +43,6 @@ impl ReferenceFraming {
         }
         ids
     }
-
-    /// How many tokens frame every text (what a sequence needs besides its own).
-    pub fn specials(&self) -> usize {
-        usize::from(self.open_id.is_some()) + usize::from(self.close_id.is_some())
-    }
 }
 
 /// One tokenized text.

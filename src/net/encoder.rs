@@ -616,9 +616,15 @@ impl<'b, B: Backend> Encoder<'b, B> {
             return Ok(pooled);
         }
         let rows = b.upload_f64(&pooled.concat(), Some(&x))?;
-        let heads = self.heads().untruncated();
-        let embeddings = b.download(&heads.forward(b, rows, pooled.len())?.0)?;
-        Ok(embeddings.chunks_exact(heads.output_width(h)).map(<[f64]>::to_vec).collect())
+        let embeddings = self.untruncated_embeddings(rows, pooled.len())?;
+        let width = self.heads().untruncated().output_width(h);
+        Ok(embeddings.chunks_exact(width).map(<[f64]>::to_vec).collect())
+    }
+
+    /// The embeddings of `rows` pooled vectors through the Dense modules, not truncated
+    /// (`embed` truncates after Normalize, as sentence-transformers does), on the host.
+    fn untruncated_embeddings(&self, pooled: B::Tensor, rows: usize) -> Result<Vec<f64>> {
+        self.backend.download(&self.heads().untruncated().forward(self.backend, pooled, rows)?.0)
     }
 
     /// `pooled_packed`, with an exact model's reference embeddings subtracted: one reference
@@ -638,10 +644,8 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// exact model's with its reference's subtracted.
     pub fn embed(&self, ids: &[u32], seqs: usize) -> Result<Vec<f64>> {
         let tokens = ids.len() / seqs.max(1);
-        let full = |states: &B::Tensor, seqs: usize| -> Result<Vec<f64>> {
-            let pooled = self.pool(states, seqs, tokens)?;
-            self.backend.download(&self.heads().untruncated().forward(self.backend, pooled, seqs)?.0)
-        };
+        let full =
+            |states: &B::Tensor, seqs: usize| self.untruncated_embeddings(self.pool(states, seqs, tokens)?, seqs);
         let states = self.states_at(ids, seqs, self.num_layers())?;
         let mut pooled = full(&states, seqs)?;
         if let Some(framing) = self.shifted_reference {

@@ -41,8 +41,6 @@ pub struct Heads<'p, T> {
 pub struct HeadsTape {
     rows: usize,
     pre_activations: Vec<Option<Vec<f64>>>,
-    /// The last Dense module's output width, where there is one.
-    width: Option<usize>,
 }
 
 impl<'p, T> Heads<'p, T> {
@@ -137,11 +135,7 @@ impl<'p, T> Heads<'p, T> {
     /// The tape of a pass over `rows` rows whose derivatives read no primal (every activation
     /// the identity, `needs_primal` false), made without running the heads.
     pub fn tape_without_primal(&self, rows: usize) -> HeadsTape {
-        HeadsTape {
-            rows,
-            pre_activations: self.dense.iter().map(|_| None).collect(),
-            width: self.dense.last().map(|layer| layer.out_dim),
-        }
+        HeadsTape { rows, pre_activations: self.dense.iter().map(|_| None).collect() }
     }
 
     /// The width of the attributed embedding: the truncation, or the last Dense module's
@@ -161,7 +155,7 @@ impl<'p, T> Heads<'p, T> {
     /// The Dense modules on `x` (`[rows, hidden]`, pooled): the attributed embeddings
     /// `[rows, out]`, and what the derivatives read.
     pub fn forward<B: Backend<Tensor = T>>(&self, backend: &B, x: T, rows: usize) -> Result<(T, HeadsTape)> {
-        let mut tape = HeadsTape { rows, pre_activations: Vec::new(), width: None };
+        let mut tape = HeadsTape { rows, pre_activations: Vec::new() };
         let mut x = x;
         for (activation, layer) in self.dense() {
             let z = backend.linear(&x, rows, layer)?;
@@ -175,17 +169,15 @@ impl<'p, T> Heads<'p, T> {
             x = backend.upload_f64(&y, Some(&x))?;
             tape.pre_activations.push(Some(z));
         }
-        tape.width = self.dense.last().map(|layer| layer.out_dim);
-        Ok((self.truncate(backend, x, rows, tape.width)?, tape))
+        Ok((self.truncate(backend, x, rows)?, tape))
     }
 
-    /// The first `dims` columns of `x`'s rows where there is a truncation (`width` wide, the
-    /// last Dense module's output, or the pooled vector's where `None`): rows are few, so on
-    /// the host.
-    fn truncate<B: Backend<Tensor = T>>(&self, backend: &B, x: T, rows: usize, width: Option<usize>) -> Result<T> {
+    /// The first `dims` columns of the `rows` rows of `x` (the last Dense module's output, or
+    /// the pooled vectors) where there is a truncation: rows are few, so on the host.
+    fn truncate<B: Backend<Tensor = T>>(&self, backend: &B, x: T, rows: usize) -> Result<T> {
         let Some(dims) = self.truncation() else { return Ok(x) };
         let values = backend.download(&x)?;
-        let width = width.unwrap_or(values.len() / rows.max(1));
+        let width = self.full_width(values.len() / rows.max(1));
         if width == dims {
             return Ok(x);
         }
@@ -217,7 +209,7 @@ impl<'p, T> Heads<'p, T> {
                 dx = scale_by_derivative(backend, &dx, z, activation, layer.out_dim, per_row)?;
             }
         }
-        self.truncate(backend, dx, rows, self.dense.last().map(|layer| layer.out_dim))
+        self.truncate(backend, dx, rows)
     }
 
     /// The cotangents of the pooled vectors from those of the attributed embeddings, `dy`
