@@ -34,6 +34,9 @@ fn minilm_shaped_layer<B: Backend>(b: &B) -> (LayerParams<B::Tensor>, LayerShape
         ffn_in: linear(h, ffn, 9),
         ffn_out: linear(ffn, h, 11),
         ffn_norm: norm(),
+        head_norms: None,
+        post_attention_norm: None,
+        post_ffn_norm: None,
     };
     let params = host.try_map(&mut |t: &Vec<f32>, role| b.upload(t, role)).unwrap();
     (params, LayerShape { hidden: h, ffn, heads: Heads { count: 12, dim: 32, scale: None }, eps: 1e-12 })

@@ -88,13 +88,17 @@ pub enum Role {
     ScoreBias { heads: usize, tokens: usize },
     /// A key mask `[seqs, tokens]`: 1 where a key may be attended to, 0 where it is padding.
     KeyMask { seqs: usize, tokens: usize },
+    /// A norm's scale stored as `w` and applied as `1 + w` (Gemma's RMSNorm): the uploader
+    /// adds the one in f64 (`net::encoder::upload_params`), so that an f64 backend holds
+    /// `1 + w` exactly.
+    UnitOffsetScale { len: usize },
 }
 
 impl Role {
     /// Number of scalars a tensor of this role holds.
     pub fn len(self) -> usize {
         match self {
-            Role::Activations { len } | Role::Vector { len } => len,
+            Role::Activations { len } | Role::Vector { len } | Role::UnitOffsetScale { len } => len,
             Role::Weight { out_dim, in_dim } => out_dim * in_dim,
             Role::Table { rows, width } => rows * width,
             Role::ScoreBias { heads, tokens } => heads * tokens * tokens,
@@ -184,17 +188,44 @@ pub struct EmbeddingParams<T> {
     pub norm: Option<Norm<T>>,
 }
 
-/// One post-LN encoder layer (BERT, MPNet and RoBERTa share this shape).
+/// One encoder layer's weights: the dense layers and norms every family has, and those only
+/// some have (`None` elsewhere).
 #[derive(Debug, Clone)]
 pub struct LayerParams<T> {
-    /// Query, key and value projections stacked into one `[3·hidden, hidden]` layer, so that
-    /// every backend computes them with one GEMM; its output rows are `[q | k | v]`.
+    /// Query, key and value projections stacked into one `[3·width, hidden]` layer, so that
+    /// every backend computes them with one GEMM; its output rows are `[q | k | v]`, each
+    /// `heads × head_dim` wide (under grouped-query attention the loader repeats each key and
+    /// value head for the query heads that read it).
     pub qkv: Linear<T>,
     pub attention_out: Linear<T>,
+    /// The norm before (pre-norm families) or after (post-LN) attention. ModernBERT's first
+    /// layer has none: its block does not read this one, which the loader fills as the
+    /// identity's scale (ones).
     pub attention_norm: Norm<T>,
     pub ffn_in: Linear<T>,
     pub ffn_out: Linear<T>,
     pub ffn_norm: Norm<T>,
+    /// QK-norm: RMSNorm of each head's queries and keys (Qwen3, Gemma3).
+    pub head_norms: Option<HeadNorms<T>>,
+    /// Gemma's norms of each sublayer's output, before its residual sum.
+    pub post_attention_norm: Option<Norm<T>>,
+    pub post_ffn_norm: Option<Norm<T>>,
+}
+
+/// QK-norm's scales: one for every head's queries, one for its keys, each `width` (the head
+/// width) wide.
+#[derive(Debug, Clone)]
+pub struct HeadNorms<T> {
+    pub query: Norm<T>,
+    pub key: Norm<T>,
+    pub width: usize,
+}
+
+/// How the norms' scales are stored: as applied, or as `w` applied as `1 + w` (Gemma).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleStorage {
+    Direct,
+    UnitOffset,
 }
 
 /// Which dense layer of a `LayerParams` a block description means.
@@ -212,6 +243,10 @@ pub enum LinearId {
 pub enum NormId {
     Attention,
     Ffn,
+    /// Gemma's norm of attention's output, before the residual sum.
+    PostAttention,
+    /// Gemma's norm of the feed-forward's output, before the residual sum.
+    PostFfn,
     Final,
 }
 
@@ -229,12 +264,13 @@ impl LinearId {
 
 impl NormId {
     /// The tensor `part` of this norm, as training's gradients name it; `None` for the final
-    /// norm, which is not a layer's.
+    /// norm, which is not a layer's, and for the norms training does not reach (Gemma's,
+    /// which `TrainingNet` refuses).
     pub fn slot(self, part: NormPart) -> Option<LayerSlot> {
         match self {
             NormId::Attention => Some(LayerSlot::AttentionNorm(part)),
             NormId::Ffn => Some(LayerSlot::FfnNorm(part)),
-            NormId::Final => None,
+            NormId::PostAttention | NormId::PostFfn | NormId::Final => None,
         }
     }
 }
@@ -254,6 +290,8 @@ impl<T> LayerParams<T> {
         match id {
             NormId::Attention => Some(&self.attention_norm),
             NormId::Ffn => Some(&self.ffn_norm),
+            NormId::PostAttention => self.post_attention_norm.as_ref(),
+            NormId::PostFfn => self.post_ffn_norm.as_ref(),
             NormId::Final => None,
         }
     }
@@ -297,6 +335,12 @@ impl<'p, T> Weights<'p, T> {
     pub fn hidden(&self) -> usize {
         self.layer.hidden()
     }
+
+    /// QK-norm's scales; an internal error where the block reads them and the layer has none.
+    pub fn head_norms(&self) -> crate::error::Result<&'p HeadNorms<T>> {
+        (self.layer.head_norms.as_ref())
+            .ok_or_else(|| Error::Internal("a block reads QK-norm scales these weights do not have".into()))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -309,8 +353,10 @@ pub struct EncoderParams<T> {
     /// The norm after the last layer, in the families that have one (none of those loaded
     /// today: the tests give one to a pre-norm variant). Not trained: `TrainingNet` refuses it.
     pub final_norm: Option<Norm<T>>,
-    /// The Dense modules after pooling (`net::heads`), in order; none loaded today.
+    /// The Dense modules after pooling (`net::heads`), in order.
     pub heads: Vec<Linear<T>>,
+    /// How every norm's scale is stored (Gemma's as `w`, applied as `1 + w`).
+    pub norm_scales: ScaleStorage,
 }
 
 /// Converts one tensor, told what it is for.
@@ -329,10 +375,21 @@ impl<T> Linear<T> {
 
 impl<T> Norm<T> {
     pub fn try_map<U, E>(&self, width: usize, f: &mut MapFn<'_, T, U, E>) -> Result<Norm<U>, E> {
-        Ok(Norm {
-            gamma: f(&self.gamma, Role::Vector { len: width })?,
-            beta: f(&self.beta, Role::Vector { len: width })?,
-        })
+        self.try_map_stored(width, ScaleStorage::Direct, f)
+    }
+
+    /// `try_map`, the scale told how it is stored.
+    pub fn try_map_stored<U, E>(
+        &self,
+        width: usize,
+        scales: ScaleStorage,
+        f: &mut MapFn<'_, T, U, E>,
+    ) -> Result<Norm<U>, E> {
+        let scale = match scales {
+            ScaleStorage::Direct => Role::Vector { len: width },
+            ScaleStorage::UnitOffset => Role::UnitOffsetScale { len: width },
+        };
+        Ok(Norm { gamma: f(&self.gamma, scale)?, beta: f(&self.beta, Role::Vector { len: width })? })
     }
 }
 
@@ -342,14 +399,33 @@ impl<T> LayerParams<T> {
     }
 
     pub fn try_map<U, E>(&self, f: &mut MapFn<'_, T, U, E>) -> Result<LayerParams<U>, E> {
+        self.try_map_stored(ScaleStorage::Direct, f)
+    }
+
+    /// `try_map`, the norms' scales told how they are stored.
+    pub fn try_map_stored<U, E>(&self, scales: ScaleStorage, f: &mut MapFn<'_, T, U, E>) -> Result<LayerParams<U>, E> {
         let h = self.hidden();
+        let mut norm = |n: &Norm<T>, width: usize| n.try_map_stored(width, scales, f);
+        let attention_norm = norm(&self.attention_norm, h)?;
+        let ffn_norm = norm(&self.ffn_norm, h)?;
+        let post_attention_norm = self.post_attention_norm.as_ref().map(|n| norm(n, h)).transpose()?;
+        let post_ffn_norm = self.post_ffn_norm.as_ref().map(|n| norm(n, h)).transpose()?;
+        let head_norms = match &self.head_norms {
+            Some(HeadNorms { query, key, width }) => {
+                Some(HeadNorms { query: norm(query, *width)?, key: norm(key, *width)?, width: *width })
+            }
+            None => None,
+        };
         Ok(LayerParams {
             qkv: self.qkv.try_map(f)?,
             attention_out: self.attention_out.try_map(f)?,
-            attention_norm: self.attention_norm.try_map(h, f)?,
+            attention_norm,
             ffn_in: self.ffn_in.try_map(f)?,
             ffn_out: self.ffn_out.try_map(f)?,
-            ffn_norm: self.ffn_norm.try_map(h, f)?,
+            ffn_norm,
+            head_norms,
+            post_attention_norm,
+            post_ffn_norm,
         })
     }
 }
@@ -364,9 +440,10 @@ impl EncoderParams<HostTensor> {
         let word = table(&e.word)?;
         let position = e.position.as_ref().map(&mut table).transpose()?;
         let token_type = e.token_type.as_ref().map(&mut table).transpose()?;
-        let norm = e.norm.as_ref().map(|n| n.try_map(width, &mut f)).transpose()?;
-        let layers = self.layers.iter().map(|l| l.try_map(&mut f)).collect::<Result<_, E>>()?;
-        let final_norm = self.final_norm.as_ref().map(|n| n.try_map(width, &mut f)).transpose()?;
+        let scales = self.norm_scales;
+        let norm = e.norm.as_ref().map(|n| n.try_map_stored(width, scales, &mut f)).transpose()?;
+        let layers = self.layers.iter().map(|l| l.try_map_stored(scales, &mut f)).collect::<Result<_, E>>()?;
+        let final_norm = self.final_norm.as_ref().map(|n| n.try_map_stored(width, scales, &mut f)).transpose()?;
         let heads = self.heads.iter().map(|l| l.try_map(&mut f)).collect::<Result<_, E>>()?;
         Ok(EncoderParams {
             embeddings: EmbeddingParams { word, position, token_type, norm },
@@ -374,6 +451,8 @@ impl EncoderParams<HostTensor> {
             relative_attention_bias: self.relative_attention_bias.clone(),
             final_norm,
             heads,
+            // `f` returns each `Role::UnitOffsetScale` tensor as applied, `1 + w`.
+            norm_scales: ScaleStorage::Direct,
         })
     }
 }

@@ -494,7 +494,7 @@ impl<B: Backend> Accumulator<'_, '_, B> {
     fn reverse(&mut self, pass: Pass<'_, B::Tensor>, after_layer: &dyn Fn() -> Result<()>) -> Result<()> {
         let (b, h, first, batch, weights) =
             (self.encoder.backend, self.encoder.hidden(), pass.range.start, pass.batch, pass.weights);
-        let split = self.jacobian.is_none() && self.encoder.splits_input_cotangents();
+        let split = self.jacobian.is_none() && self.encoder.splits_input_cotangents(self.layer);
         let form = if split { InputForm::Split } else { InputForm::Full };
         let dense_seeds = match pass.node_embeddings {
             Some(nodes) => {

@@ -215,6 +215,10 @@ impl<S: Scalar> Storage for CpuReference<S> {
         Ok(data.iter().map(|&v| S::of(v)).collect())
     }
 
+    fn upload_unit_offset(&self, w: &[f32]) -> Result<Vec<S>> {
+        Ok(w.iter().map(|&w| S::of(1.0 + f64::from(w))).collect())
+    }
+
     fn tensor_len(&self, x: &Vec<S>) -> usize {
         x.len()
     }

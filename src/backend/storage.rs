@@ -63,6 +63,14 @@ pub trait Storage: Sync {
     /// A zero-filled activation tensor of `len` scalars.
     fn zeros(&self, len: usize) -> Result<Self::Tensor>;
 
+    /// A norm's scale stored as `w` and applied as `1 + w` (Gemma's RMSNorm,
+    /// `Role::UnitOffsetScale`), uploaded as applied: the one is added in f64, and rounded to
+    /// f32 by default; a backend that stores f64 keeps `1 + w` exact.
+    fn upload_unit_offset(&self, w: &[f32]) -> Result<Self::Tensor> {
+        let applied: Vec<f32> = w.iter().map(|&w| (1.0 + f64::from(w)) as f32).collect();
+        self.upload(&applied, Role::Vector { len: w.len() })
+    }
+
     // ---- RMSNorm and gated activations: on the host until a backend has kernels ----------------
 
     /// Host values computed in f64 as an activation tensor: stored as the primal `like` is

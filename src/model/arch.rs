@@ -19,6 +19,17 @@ pub enum Architecture {
     /// T5's encoder (gtr-t5, sentence-t5): pre-RMSNorm blocks without biases, relative
     /// position buckets shared by every layer, unscaled attention, ReLU or gated-GELU.
     T5,
+    /// Qwen3 (Qwen3-Embedding): a decoder read as an encoder, causal attention, grouped-query
+    /// heads, QK-norm, rotary positions, pre-RMSNorm, SwiGLU, no biases; last-token pooling.
+    Qwen3,
+    /// Gemma 3 (EmbeddingGemma): bidirectional, sliding-window layers between global ones,
+    /// each with its own rotary frequency; RMSNorm `(1 + w)` before and after each sublayer,
+    /// QK-norm, GeGLU (tanh), embeddings scaled by `√hidden`.
+    Gemma3,
+    /// ModernBERT (gte-modernbert, modernbert-embed): pre-LayerNorm without biases, GeGLU,
+    /// rotary positions per layer type, global and local (windowed) layers, an embedding norm
+    /// and a final norm.
+    ModernBert,
 }
 
 /// MPNet's and T5's relative position bias (T5's buckets), as `transformers` computes it.
@@ -59,7 +70,8 @@ pub enum PositionIds {
     /// `pad + cumsum(id ≠ pad) · (id ≠ pad)`, so real tokens count from pad+1 and every pad
     /// token sits at position `pad`. This matters for the all-pad reference input.
     AfterPadding { pad_id: u32 },
-    /// No position table (T5: positions enter attention as relative buckets only).
+    /// No position table: positions enter attention as relative buckets (T5) or rotations
+    /// (the rotary families), each `0, 1, …, T−1`.
     None,
 }
 
@@ -69,7 +81,8 @@ impl PositionIds {
         match self {
             PositionIds::FromZero => table_rows,
             PositionIds::AfterPadding { pad_id } => table_rows.saturating_sub(pad_id as usize + 1),
-            PositionIds::None => usize::MAX,
+            // T5 has no bound (`usize::MAX`); the rotary families their trained length.
+            PositionIds::None => table_rows,
         }
     }
 
@@ -114,8 +127,16 @@ pub struct EmbeddingTensorNames {
 }
 
 impl Architecture {
-    const ALL: [Architecture; 5] =
-        [Architecture::Bert, Architecture::Mpnet, Architecture::Roberta, Architecture::T5, Architecture::XlmRoberta];
+    const ALL: [Architecture; 8] = [
+        Architecture::Bert,
+        Architecture::Gemma3,
+        Architecture::ModernBert,
+        Architecture::Mpnet,
+        Architecture::Qwen3,
+        Architecture::Roberta,
+        Architecture::T5,
+        Architecture::XlmRoberta,
+    ];
 
     /// The family `config.json` names: its `model_type`, else the class in `architectures`.
     pub fn detect(model_type: Option<&str>, architectures: &[String]) -> Result<Self, String> {
@@ -146,6 +167,24 @@ impl Architecture {
             Architecture::Roberta => "roberta",
             Architecture::XlmRoberta => "xlm-roberta",
             Architecture::T5 => "t5",
+            Architecture::Qwen3 => "qwen3",
+            Architecture::Gemma3 => "gemma3_text",
+            Architecture::ModernBert => "modernbert",
+        }
+    }
+
+    /// The rotary families: positions turn queries and keys, no position table.
+    pub fn is_rotary(self) -> bool {
+        matches!(self, Architecture::Qwen3 | Architecture::Gemma3 | Architecture::ModernBert)
+    }
+
+    /// The norms' `ε` where the config does not say: BERT's LayerNorm 1e-12, ModernBERT's
+    /// 1e-5, the RMSNorm families' 1e-6.
+    pub fn default_norm_eps(self) -> f64 {
+        match self {
+            Architecture::Bert | Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => 1e-12,
+            Architecture::ModernBert => 1e-5,
+            Architecture::T5 | Architecture::Qwen3 | Architecture::Gemma3 => 1e-6,
         }
     }
 
@@ -156,6 +195,9 @@ impl Architecture {
             Architecture::Roberta => "Roberta",
             Architecture::XlmRoberta => "XLMRoberta",
             Architecture::T5 => "T5",
+            Architecture::Qwen3 => "Qwen3",
+            Architecture::Gemma3 => "Gemma3",
+            Architecture::ModernBert => "ModernBert",
         }
     }
 
@@ -165,12 +207,14 @@ impl Architecture {
             Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => {
                 PositionIds::AfterPadding { pad_id }
             }
-            Architecture::T5 => PositionIds::None,
+            Architecture::T5 | Architecture::Qwen3 | Architecture::Gemma3 | Architecture::ModernBert => {
+                PositionIds::None
+            }
         }
     }
 
     pub fn uses_token_types(self) -> bool {
-        !matches!(self, Architecture::Mpnet | Architecture::T5)
+        matches!(self, Architecture::Bert | Architecture::Roberta | Architecture::XlmRoberta)
     }
 
     /// MPNet's and T5's relative position bias; `transformers` fixes MPNet's maximum distance
@@ -190,6 +234,7 @@ impl Architecture {
             Architecture::Mpnet => &["mpnet.", "model."],
             Architecture::Roberta | Architecture::XlmRoberta => &["roberta.", "model."],
             Architecture::T5 => &[],
+            Architecture::Qwen3 | Architecture::Gemma3 | Architecture::ModernBert => &["model."],
         }
     }
 
@@ -238,6 +283,38 @@ impl Architecture {
                     ffn_in: format!("{p}.1.DenseReluDense.wi"),
                     ffn_out: format!("{p}.1.DenseReluDense.wo"),
                     ffn_norm: format!("{p}.1.layer_norm"),
+                }
+            }
+            Architecture::Qwen3 | Architecture::Gemma3 => {
+                let p = format!("layers.{layer}");
+                let ffn_norm = match self {
+                    Architecture::Gemma3 => "pre_feedforward_layernorm",
+                    _ => "post_attention_layernorm",
+                };
+                LayerTensorNames {
+                    query: format!("{p}.self_attn.q_proj"),
+                    key: format!("{p}.self_attn.k_proj"),
+                    value: format!("{p}.self_attn.v_proj"),
+                    attention_out: format!("{p}.self_attn.o_proj"),
+                    attention_norm: format!("{p}.input_layernorm"),
+                    // The gate's projection; the up projection beside it is `mlp.up_proj`.
+                    ffn_in: format!("{p}.mlp.gate_proj"),
+                    ffn_out: format!("{p}.mlp.down_proj"),
+                    ffn_norm: format!("{p}.{ffn_norm}"),
+                }
+            }
+            Architecture::ModernBert => {
+                // Queries, keys and values are one stacked tensor, `attn.Wqkv`.
+                let p = format!("layers.{layer}");
+                LayerTensorNames {
+                    query: format!("{p}.attn.Wqkv"),
+                    key: format!("{p}.attn.Wqkv"),
+                    value: format!("{p}.attn.Wqkv"),
+                    attention_out: format!("{p}.attn.Wo"),
+                    attention_norm: format!("{p}.attn_norm"),
+                    ffn_in: format!("{p}.mlp.Wi"),
+                    ffn_out: format!("{p}.mlp.Wo"),
+                    ffn_norm: format!("{p}.mlp_norm"),
                 }
             }
             Architecture::Bert | Architecture::Roberta | Architecture::XlmRoberta => {

@@ -8,6 +8,6 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use arch::{Architecture, PositionIds};
-pub use config::EncoderConfig;
+pub use config::{AttentionMask, EncoderConfig, LayerAttention};
 pub use folder::{Pooling, SentenceModel, SHIFTED_REFERENCE_MODULE};
 pub use tokenizer::{ReferenceFraming, TextTokenizer, Tokenized};

@@ -11,7 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 use super::arch::Architecture;
 use super::config::EncoderConfig;
 use crate::error::{Error, Result};
-use crate::params::{EmbeddingParams, EncoderParams, HostTensor, LayerParams, Linear, Norm};
+use crate::params::{EmbeddingParams, EncoderParams, HeadNorms, HostTensor, LayerParams, Linear, Norm, ScaleStorage};
 
 pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
     let io_error = |source| Error::Io { path: path.to_path_buf(), source };
@@ -24,8 +24,11 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
     let file = SafeTensors::deserialize(&map[..])
         .map_err(|e| Error::BadSafetensors { path: path.to_path_buf(), message: e.to_string() })?;
     let reader = TensorReader::new(path, map.clone(), &file, config.architecture);
-    if config.architecture == Architecture::T5 {
-        return load_t5(&reader, config);
+    match config.architecture {
+        Architecture::T5 => return load_t5(&reader, config),
+        Architecture::Qwen3 | Architecture::Gemma3 => return load_qwen3_gemma3(&reader, config),
+        Architecture::ModernBert => return load_modernbert(&reader, config),
+        _ => {}
     }
     let h = config.hidden_size;
     let names = config.architecture.embedding_names();
@@ -50,11 +53,21 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
                 ffn_in: reader.linear(&n.ffn_in, h, ffn)?,
                 ffn_out: reader.linear(&n.ffn_out, ffn, h)?,
                 ffn_norm: reader.norm(&n.ffn_norm, h)?,
+                head_norms: None,
+                post_attention_norm: None,
+                post_ffn_norm: None,
             })
         })
         .collect::<Result<_>>()?;
     let relative_attention_bias = relative_bias(&reader, config)?;
-    Ok(EncoderParams { embeddings, layers, relative_attention_bias, final_norm: None, heads: Vec::new() })
+    Ok(EncoderParams {
+        embeddings,
+        layers,
+        relative_attention_bias,
+        final_norm: None,
+        heads: Vec::new(),
+        norm_scales: ScaleStorage::Direct,
+    })
 }
 
 /// The relative position bias table `[buckets, heads]`, where the family has one.
@@ -100,6 +113,9 @@ fn load_t5(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<EncoderP
                 ffn_in,
                 ffn_out: reader.weight_only(&n.ffn_out, ffn, h)?,
                 ffn_norm: reader.scale_only(&n.ffn_norm, h)?,
+                head_norms: None,
+                post_attention_norm: None,
+                post_ffn_norm: None,
             })
         })
         .collect::<Result<_>>()?;
@@ -110,7 +126,130 @@ fn load_t5(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<EncoderP
         relative_attention_bias,
         final_norm: Some(reader.scale_only("encoder.final_layer_norm", h)?),
         heads: Vec::new(),
+        norm_scales: ScaleStorage::Direct,
     })
+}
+
+/// Qwen3's and Gemma 3's decoder layers (`layers.N.self_attn.*`, `layers.N.mlp.*`): queries,
+/// keys and values stacked with each key and value head repeated for the query heads that
+/// read it (`repeat_heads`), QK-norm, the gate and up projections stacked `[gate | up]`, the
+/// final `norm`. Gemma's sandwich norms besides, and its scales stored as `w` (applied `1 + w`).
+fn load_qwen3_gemma3(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
+    let (h, ffn, d) = (config.hidden_size, config.intermediate_size, config.head_dim);
+    let (heads, kv_heads) = (config.num_heads, config.num_kv_heads);
+    let gemma = config.architecture == Architecture::Gemma3;
+    let bias = config.biases.attention;
+    let word = reader.get("embed_tokens.weight", &[config.vocab_size, h])?;
+    let embeddings = EmbeddingParams { word, position: None, token_type: None, norm: None };
+    let layers = (0..config.num_layers)
+        .map(|l| {
+            let n = config.architecture.layer_names(l);
+            let p = format!("layers.{l}");
+            let kv = |base: &str| -> Result<Linear<HostTensor>> {
+                Ok(repeat_heads(&reader.linear_with(base, h, kv_heads * d, bias)?, kv_heads, heads / kv_heads))
+            };
+            let qkv = stack_outputs(&[reader.linear_with(&n.query, h, heads * d, bias)?, kv(&n.key)?, kv(&n.value)?]);
+            let ffn_in = stack_outputs(&[
+                reader.linear_with(&n.ffn_in, h, ffn, config.biases.mlp)?,
+                reader.linear_with(&format!("{p}.mlp.up_proj"), h, ffn, config.biases.mlp)?,
+            ]);
+            let head_norms = HeadNorms {
+                query: reader.scale_only(&format!("{p}.self_attn.q_norm"), d)?,
+                key: reader.scale_only(&format!("{p}.self_attn.k_norm"), d)?,
+                width: d,
+            };
+            let sandwich = |name: &str| gemma.then(|| reader.scale_only(&format!("{p}.{name}"), h)).transpose();
+            Ok(LayerParams {
+                qkv,
+                attention_out: reader.linear_with(&n.attention_out, heads * d, h, bias)?,
+                attention_norm: reader.scale_only(&n.attention_norm, h)?,
+                ffn_in,
+                ffn_out: reader.linear_with(&n.ffn_out, ffn, h, config.biases.mlp)?,
+                ffn_norm: reader.scale_only(&n.ffn_norm, h)?,
+                head_norms: Some(head_norms),
+                post_attention_norm: sandwich("post_attention_layernorm")?,
+                post_ffn_norm: sandwich("post_feedforward_layernorm")?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(EncoderParams {
+        embeddings,
+        layers,
+        relative_attention_bias: None,
+        final_norm: Some(reader.scale_only("norm", h)?),
+        heads: Vec::new(),
+        norm_scales: if gemma { ScaleStorage::UnitOffset } else { ScaleStorage::Direct },
+    })
+}
+
+/// ModernBERT (`embeddings.tok_embeddings`, `embeddings.norm`, `layers.N.attn.Wqkv` already
+/// stacked `[q | k | v]`, `mlp.Wi` stacked `[activated | multiplier]`, `final_norm`). Its
+/// first layer has no attention norm (`nn.Identity`): its block reads none, and the ones
+/// filled in its place are never read.
+fn load_modernbert(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
+    let (h, ffn) = (config.hidden_size, config.intermediate_size);
+    let biases = config.biases;
+    let norm = |base: &str| reader.norm_with(base, h, biases.norm);
+    let embeddings = EmbeddingParams {
+        word: reader.get("embeddings.tok_embeddings.weight", &[config.vocab_size, h])?,
+        position: None,
+        token_type: None,
+        norm: Some(norm("embeddings.norm")?),
+    };
+    let layers = (0..config.num_layers)
+        .map(|l| {
+            let n = config.architecture.layer_names(l);
+            let attention_norm = match l {
+                0 => {
+                    Norm { gamma: HostTensor::new(vec![h], vec![1.0; h]), beta: HostTensor::new(vec![h], vec![0.0; h]) }
+                }
+                _ => norm(&n.attention_norm)?,
+            };
+            Ok(LayerParams {
+                qkv: reader.linear_with(&n.query, h, 3 * h, biases.attention)?,
+                attention_out: reader.linear_with(&n.attention_out, h, h, biases.attention)?,
+                attention_norm,
+                ffn_in: reader.linear_with(&n.ffn_in, h, 2 * ffn, biases.mlp)?,
+                ffn_out: reader.linear_with(&n.ffn_out, ffn, h, biases.mlp)?,
+                ffn_norm: norm(&n.ffn_norm)?,
+                head_norms: None,
+                post_attention_norm: None,
+                post_ffn_norm: None,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(EncoderParams {
+        embeddings,
+        layers,
+        relative_attention_bias: None,
+        final_norm: Some(norm("final_norm")?),
+        heads: Vec::new(),
+        norm_scales: ScaleStorage::Direct,
+    })
+}
+
+/// A key or value projection of `kv_heads` heads with each head's rows repeated `group`
+/// times in place, so that query head `h` finds key/value head `h / group` at its own index
+/// (grouped-query attention run as plain multi-head attention over the same values).
+fn repeat_heads(layer: &Linear<HostTensor>, kv_heads: usize, group: usize) -> Linear<HostTensor> {
+    if group == 1 {
+        return layer.clone();
+    }
+    let (in_dim, d) = (layer.in_dim, layer.out_dim / kv_heads);
+    let (w, b) = (layer.weight.data(), layer.bias.data());
+    let heads = (0..kv_heads).flat_map(|g| std::iter::repeat_n(g, group));
+    let (mut weight, mut bias) = (Vec::new(), Vec::new());
+    for g in heads {
+        weight.extend_from_slice(&w[g * d * in_dim..(g + 1) * d * in_dim]);
+        bias.extend_from_slice(&b[g * d..(g + 1) * d]);
+    }
+    let out_dim = layer.out_dim * group;
+    Linear {
+        weight: HostTensor::new(vec![out_dim, in_dim], weight),
+        bias: HostTensor::new(vec![out_dim], bias),
+        in_dim,
+        out_dim,
+    }
 }
 
 /// A sentence-transformers Dense module's weights (`linear.weight` `[out, in]`, and
@@ -228,6 +367,22 @@ impl<'a> TensorReader<'a> {
         })
     }
 
+    /// A dense layer with its bias, or (`bias` false) without one, its bias zeros.
+    fn linear_with(&self, base: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear<HostTensor>> {
+        match bias {
+            true => self.linear(base, in_dim, out_dim),
+            false => self.weight_only(base, in_dim, out_dim),
+        }
+    }
+
+    /// A LayerNorm with its shift, or (`bias` false) without one, its shift zeros.
+    fn norm_with(&self, base: &str, width: usize, bias: bool) -> Result<Norm<HostTensor>> {
+        match bias {
+            true => self.norm(base, width),
+            false => self.scale_only(base, width),
+        }
+    }
+
     fn has(&self, name: &str) -> bool {
         self.names.contains_key(name)
     }
@@ -242,7 +397,7 @@ impl<'a> TensorReader<'a> {
         })
     }
 
-    /// An RMSNorm's scale, its (unread) shift zeros.
+    /// A norm stored without a shift (an RMSNorm, a LayerNorm without bias), its shift zeros.
     fn scale_only(&self, base: &str, width: usize) -> Result<Norm<HostTensor>> {
         Ok(Norm {
             gamma: self.get(&format!("{base}.weight"), &[width])?,
@@ -255,5 +410,40 @@ impl<'a> TensorReader<'a> {
             gamma: self.get(&format!("{base}.weight"), &[width])?,
             beta: self.get(&format!("{base}.bias"), &[width])?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_heads_repeat_for_the_query_heads_that_read_them() {
+        // Two KV heads of width 2 over 3 inputs, each read by 2 query heads.
+        let weight: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let layer = Linear {
+            weight: HostTensor::new(vec![4, 3], weight),
+            bias: HostTensor::new(vec![4], vec![10.0, 11.0, 12.0, 13.0]),
+            in_dim: 3,
+            out_dim: 4,
+        };
+        let repeated = repeat_heads(&layer, 2, 2);
+        assert_eq!((repeated.out_dim, repeated.in_dim), (8, 3));
+        let rows: Vec<&[f32]> = repeated.weight.data().chunks(3).collect();
+        // Query heads 0, 1 read KV head 0 (rows 0, 1); heads 2, 3 read KV head 1 (rows 2, 3).
+        assert_eq!(
+            rows,
+            [
+                &[0., 1., 2.][..],
+                &[3., 4., 5.],
+                &[0., 1., 2.],
+                &[3., 4., 5.],
+                &[6., 7., 8.],
+                &[9., 10., 11.],
+                &[6., 7., 8.],
+                &[9., 10., 11.]
+            ]
+        );
+        assert_eq!(repeated.bias.data(), [10., 11., 10., 11., 12., 13., 12., 13.]);
     }
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::backend::{unit_rows, Backend, Batch, Role, ScoreMods};
 use crate::error::{Error, Result};
-use crate::model::{EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel};
-use crate::net::block::{Block, CotangentsIn, TangentsIn};
+use crate::model::{AttentionMask, EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel};
+use crate::net::block::{Block, CotangentsIn, Geometry, TangentsIn};
 pub use crate::net::block::{InputCotangents, InputForm};
 use crate::net::embeddings::Embeddings;
 use crate::net::families::Network;
@@ -22,9 +22,13 @@ use crate::net::relative_bias;
 use crate::net::shift::ShiftedBatch;
 use crate::params::{EncoderParams, HostTensor, Weights};
 
-/// Uploads host weights to `backend`, each told its role.
+/// Uploads host weights to `backend`, each told its role; a scale stored as `w` and applied
+/// as `1 + w` (Gemma's) is uploaded as applied (`upload_unit_offset`).
 pub fn upload_params<B: Backend>(backend: &B, params: &EncoderParams<HostTensor>) -> Result<EncoderParams<B::Tensor>> {
-    params.try_map(|t, role| backend.upload(t.data(), role))
+    params.try_map(|t, role| match role {
+        Role::UnitOffsetScale { .. } => backend.upload_unit_offset(t.data()),
+        role => backend.upload(t.data(), role),
+    })
 }
 
 /// The cotangents reverse mode starts from at the pooled output, `[steps, cotangents, D]`.
@@ -42,16 +46,22 @@ enum Above<T> {
     Dense(T),
 }
 
+/// The score biases made for one sequence length, one per mask.
+struct ScoreBiases<T> {
+    tokens: usize,
+    by_mask: Vec<(AttentionMask, Arc<T>)>,
+}
+
 pub struct Encoder<'b, B: Backend> {
     pub backend: &'b B,
     pub config: EncoderConfig,
     pub pooling: Pooling,
     /// What sums into the first layer's input (`net::embeddings`).
     embeddings: Embeddings,
-    /// The block every layer runs, described once for the family (`net::families`).
-    block: Block,
-    /// The last layer's block where the family has a final norm: `block` ending in it.
-    tail: Option<Block>,
+    /// The block each layer runs, described once for the family (`net::families`): the
+    /// family's block, the first layer's where it differs, the last ending in the final norm
+    /// where the family has one.
+    blocks: Vec<Block>,
     /// The modules after pooling (`net::heads`); their Dense weights are `params.heads`.
     heads: Vec<Head>,
     /// What the flop counts read of the blocks (`Block::cost`): the first layer's, with the
@@ -61,9 +71,10 @@ pub struct Encoder<'b, B: Backend> {
     positions: PositionIds,
     /// An exact model's reference framing: its output states are subtracted before pooling.
     shifted_reference: Option<ReferenceFraming>,
-    /// The score bias of the last sequence length asked for (MPNet's relative position bias
-    /// is one `[heads, T, T]` table per length, shared by every layer and sequence).
-    score_bias: Mutex<Option<(usize, Arc<B::Tensor>)>>,
+    /// The score biases of the last sequence length asked for, one per mask the layers use
+    /// (MPNet's and T5's relative position bias is one `[heads, T, T]` table per length,
+    /// shared by every layer and sequence; causal and windowed layers add their mask).
+    score_bias: Mutex<Option<ScoreBiases<B::Tensor>>>,
 }
 
 impl<'b, B: Backend> Encoder<'b, B> {
@@ -99,12 +110,25 @@ impl<'b, B: Backend> Encoder<'b, B> {
         shifted_reference: bool,
         network: Network,
     ) -> Result<Self> {
-        let tail = match (network.final_norm, &params.final_norm) {
+        let final_norm = match (network.final_norm, &params.final_norm) {
             (None, None) => None,
-            (Some(kind), Some(_)) => Some(network.block.ending_in(kind)?),
+            (Some(kind), Some(_)) => Some(kind),
             (Some(_), None) => return Err(Error::Internal("the network ends in a final norm the weights lack".into())),
             (None, Some(_)) => return Err(Error::Internal("the weights have a final norm the network lacks".into())),
         };
+        let layers = params.layers.len();
+        let blocks = (0..layers)
+            .map(|l| {
+                let block = match (l, &network.first_block) {
+                    (0, Some(first)) => first,
+                    _ => &network.block,
+                };
+                match final_norm {
+                    Some(kind) if l + 1 == layers => block.ending_in(kind),
+                    _ => Ok(block.clone()),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         network.embeddings.check(&params.embeddings)?;
         Heads::new(&network.heads, &params.heads).check(model.config.hidden_size)?;
         if shifted_reference && !params.heads.is_empty() {
@@ -118,11 +142,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
                 _ => return Err(Error::Internal("an encoder without layers".into())),
             };
             let heads = LayerShape::of(&model.config).heads;
-            let top = match (&tail, &params.final_norm) {
-                (Some(tail), Some(norm)) => tail.cost(Weights { layer: last, final_norm: Some(norm) }, heads),
-                _ => network.block.cost(last, heads),
-            };
-            BlockCost { pooled_out: top.pooled_out, ..network.block.cost(first, heads) }
+            let (first_block, last_block) = (&blocks[0], &blocks[blocks.len() - 1]);
+            let top = last_block.cost(Weights { layer: last, final_norm: params.final_norm.as_ref() }, heads);
+            BlockCost { pooled_out: top.pooled_out, ..first_block.cost(first, heads) }
         };
         let params = upload_params(backend, params)?;
         let config = model.config.clone();
@@ -133,8 +155,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
             config,
             pooling: network.pooling,
             embeddings: network.embeddings,
-            block: network.block,
-            tail,
+            blocks,
             heads: network.heads,
             cost,
             params,
@@ -144,39 +165,52 @@ impl<'b, B: Backend> Encoder<'b, B> {
         })
     }
 
-    /// The block layer `layer` runs and its weights: the last layer's block ends in the final
-    /// norm, where the family has one.
-    fn layer(&self, layer: usize) -> (&Block, Weights<'_, B::Tensor>) {
+    /// The block layer `layer` runs, its weights (the last layer's with the final norm, where
+    /// the family has one) and its geometry (its rotary frequency).
+    fn layer(&self, layer: usize) -> (&Block, Weights<'_, B::Tensor>, Geometry) {
         let params = &self.params.layers[layer];
-        match (&self.tail, &self.params.final_norm) {
-            (Some(tail), Some(norm)) if layer + 1 == self.num_layers() => {
-                (tail, Weights { layer: params, final_norm: Some(norm) })
-            }
-            _ => (&self.block, params.into()),
-        }
+        let last = layer + 1 == self.num_layers();
+        let final_norm = self.params.final_norm.as_ref().filter(|_| last);
+        let geometry = self.shape().geometry_of(&self.config.layers[layer]);
+        (&self.blocks[layer], Weights { layer: params, final_norm }, geometry)
     }
 
-    /// Whether reverse mode may leave the attributed layer's input cotangents as two terms
-    /// (`InputForm::Split`): the block projects its input straight into attention.
-    pub fn splits_input_cotangents(&self) -> bool {
-        self.block.input_projection().is_some()
+    /// Whether reverse mode may leave the input cotangents of layer `layer` as two terms
+    /// (`InputForm::Split`): its block projects its input straight into attention (a rotary
+    /// turn inside attention hands the projection its cotangents turned back).
+    pub fn splits_input_cotangents(&self, layer: usize) -> bool {
+        self.blocks.get(layer).is_some_and(|block| block.input_projection().is_some())
     }
 
-    /// What attention adds to the scores of sequences of `tokens` tokens: MPNet's relative
-    /// position bias `bias[h, i, j] = table[bucket(j − i), h]`, made once per length; `None`
-    /// for the other families.
-    pub fn score_bias(&self, tokens: usize) -> Result<Option<Arc<B::Tensor>>> {
-        let (Some(buckets), Some(table)) = (self.config.relative_buckets, &self.params.relative_attention_bias) else {
-            return Ok(None);
+    /// What attention adds to the scores of sequences of `tokens` tokens at layer `layer`:
+    /// MPNet's and T5's relative position bias `bias[h, i, j] = table[bucket(j − i), h]`, and
+    /// the layer's mask where it is causal or windowed (`relative_bias::mask_bias`); made once
+    /// per length and mask, `None` where there is neither.
+    pub fn score_bias(&self, tokens: usize, layer: usize) -> Result<Option<Arc<B::Tensor>>> {
+        let mask = self.config.layers.get(layer).map_or(AttentionMask::Full, |l| l.mask);
+        let relative = match (self.config.relative_buckets, &self.params.relative_attention_bias) {
+            (Some(buckets), Some(table)) => Some((buckets, table)),
+            _ => None,
         };
+        if relative.is_none() && mask == AttentionMask::Full {
+            return Ok(None);
+        }
         let mut cached = self.score_bias.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, bias)) = cached.as_ref().filter(|(len, _)| *len == tokens) {
+        let biases = match cached.as_mut().filter(|c| c.tokens == tokens) {
+            Some(biases) => biases,
+            None => cached.insert(ScoreBiases { tokens, by_mask: Vec::new() }),
+        };
+        if let Some((_, bias)) = biases.by_mask.iter().find(|(m, _)| *m == mask) {
             return Ok(Some(bias.clone()));
         }
         let heads = self.config.num_heads;
-        let bias = relative_bias::score_bias(buckets, table.data(), heads, tokens);
+        let base = relative.map(|(buckets, table)| relative_bias::score_bias(buckets, table.data(), heads, tokens));
+        let bias = match mask {
+            AttentionMask::Full => base.unwrap_or_default(),
+            mask => relative_bias::mask_bias(mask, heads, tokens, base),
+        };
         let bias = Arc::new(self.backend.upload(&bias, Role::ScoreBias { heads, tokens })?);
-        *cached = Some((tokens, bias.clone()));
+        biases.by_mask.push((mask, bias.clone()));
         Ok(Some(bias))
     }
 
@@ -254,7 +288,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let heads = self.shape().heads;
         let mut most = 0;
         for layer in [0, self.num_layers().saturating_sub(1)] {
-            let (block, weights) = self.layer(layer);
+            let (block, weights, _) = self.layer(layer);
             most = most.max(block.tangent_row_scalars(weights, heads, tokens)?);
         }
         Ok(most)
@@ -263,8 +297,12 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// Scalars one primal row keeps per layer for reverse mode (`BlockTape`) at `tokens` tokens,
     /// as the block's description says (`Block::tape_row_scalars`).
     pub fn tape_row_scalars(&self, tokens: usize) -> Result<usize> {
-        let layer = (self.params.layers.first()).ok_or_else(|| Error::Internal("an encoder without layers".into()))?;
-        self.block.tape_row_scalars(layer, self.shape().heads, tokens)
+        let mut most = 0;
+        for layer in 0..self.num_layers() {
+            let (block, weights, _) = self.layer(layer);
+            most = most.max(block.tape_row_scalars(weights, self.shape().heads, tokens)?);
+        }
+        Ok(most)
     }
 
     /// Whether reverse mode does fewer flops than forward mode for a text of `tokens` tokens
@@ -286,10 +324,6 @@ impl<'b, B: Backend> Encoder<'b, B> {
 
     pub fn shape(&self) -> LayerShape {
         LayerShape::of(&self.config)
-    }
-
-    fn geometry(&self) -> crate::net::block::Geometry {
-        self.shape().geometry()
     }
 
     /// The embeddings (`net::embeddings`) for `seqs` equal-length id sequences laid end
@@ -342,13 +376,13 @@ impl<'b, B: Backend> Encoder<'b, B> {
 
     /// `forward_layers` through at least one layer, from a borrowed input.
     fn run_layers(&self, x: &B::Tensor, layers: Range<usize>, seqs: usize, tokens: usize) -> Result<B::Tensor> {
-        let bias = self.score_bias(tokens)?;
-        let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
         let mut y: Option<B::Tensor> = None;
         for layer in layers {
-            let (block, weights) = self.layer(layer);
+            let (block, weights, geometry) = self.layer(layer);
+            let bias = self.score_bias(tokens, layer)?;
+            let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
             let input = y.as_ref().unwrap_or(x);
-            y = Some(block.forward(self.backend, weights, self.geometry(), input, seqs, tokens, scores)?);
+            y = Some(block.forward(self.backend, weights, geometry, input, seqs, tokens, scores)?);
         }
         y.ok_or_else(|| Error::Internal("a forward pass through no layers".into()))
     }
@@ -375,18 +409,27 @@ impl<'b, B: Backend> Encoder<'b, B> {
         after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<(B::Tensor, B::Tensor)> {
         self.check_layer(from)?;
-        let bias = self.score_bias(batch.tokens)?;
-        let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
-        let (b, geometry) = (self.backend, self.geometry());
-        let (block, weights) = self.layer(from);
-        let (mut x, mut dx) = block.jvp(b, weights, geometry, x, TangentsIn::Dense(dx), batch, scores)?;
+        let (mut x, mut dx) = self.layer_jvp(from, x, TangentsIn::Dense(dx), batch)?;
         after_layer()?;
         for layer in from + 1..self.num_layers() {
-            let (block, weights) = self.layer(layer);
-            (x, dx) = block.jvp(b, weights, geometry, &x, TangentsIn::Dense(&dx), batch, scores)?;
+            (x, dx) = self.layer_jvp(layer, &x, TangentsIn::Dense(&dx), batch)?;
             after_layer()?;
         }
         Ok((x, dx))
+    }
+
+    /// Layer `layer`'s primal and JVP (`Block::jvp`) under its own scores.
+    fn layer_jvp(
+        &self,
+        layer: usize,
+        x: &B::Tensor,
+        dx: TangentsIn<'_, B::Tensor>,
+        batch: Batch,
+    ) -> Result<(B::Tensor, B::Tensor)> {
+        let (block, weights, geometry) = self.layer(layer);
+        let bias = self.score_bias(batch.tokens, layer)?;
+        let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
+        block.jvp(self.backend, weights, geometry, x, dx, batch, scores)
     }
 
     /// The attribution pass: runs layers `from..` on the primals `x` (`[steps, tokens, hidden]`)
@@ -405,16 +448,16 @@ impl<'b, B: Backend> Encoder<'b, B> {
         after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<B::Tensor> {
         self.check_layer(from)?;
-        let (b, geometry, h) = (self.backend, self.geometry(), self.hidden());
-        let bias = self.score_bias(batch.tokens)?;
-        let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
+        let (b, h) = (self.backend, self.hidden());
         let first_in = TangentsIn::TokenDirections { delta, directions };
         // Under mean pooling the last layer reduces its rows before its output GEMM; the other
         // poolings take every layer's full JVP and pool after it.
         let mean_tail = self.pooling == Pooling::Mean;
         let full_layers = if mean_tail { self.num_layers() - 1 } else { self.num_layers() };
         let pooled_tail = |x: &B::Tensor, dx: TangentsIn<'_, B::Tensor>| -> Result<B::Tensor> {
-            let (block, weights) = self.layer(full_layers);
+            let (block, weights, geometry) = self.layer(full_layers);
+            let bias = self.score_bias(batch.tokens, full_layers)?;
+            let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
             let pooled = block.pooled_jvp(b, weights, geometry, x, dx, batch, scores)?;
             after_layer()?;
             Ok(pooled)
@@ -434,12 +477,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
             let tape = head_tape(x, from..self.num_layers())?;
             (pooled_tail(x, first_in)?, tape)
         } else {
-            let (block, weights) = self.layer(from);
-            let (mut x, mut dx) = block.jvp(b, weights, geometry, x, first_in, batch, scores)?;
+            let (mut x, mut dx) = self.layer_jvp(from, x, first_in, batch)?;
             after_layer()?;
             for layer in from + 1..full_layers {
-                let (block, weights) = self.layer(layer);
-                (x, dx) = block.jvp(b, weights, geometry, &x, TangentsIn::Dense(&dx), batch, scores)?;
+                (x, dx) = self.layer_jvp(layer, &x, TangentsIn::Dense(&dx), batch)?;
                 after_layer()?;
             }
             let tape = head_tape(&x, full_layers..self.num_layers())?;
@@ -468,15 +509,15 @@ impl<'b, B: Backend> Encoder<'b, B> {
         after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<InputCotangents<B::Tensor>> {
         self.check_layer(from)?;
-        let (b, geometry, h) = (self.backend, self.geometry(), self.hidden());
-        let bias = self.score_bias(batch.tokens)?;
-        let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
+        let (b, h) = (self.backend, self.hidden());
         let layers = from..self.num_layers();
         let mut tapes = Vec::with_capacity(layers.len());
         let mut states: Option<B::Tensor> = None;
         for layer in layers.clone() {
             let input = states.as_ref().unwrap_or(x);
-            let (block, weights) = self.layer(layer);
+            let (block, weights, geometry) = self.layer(layer);
+            let bias = self.score_bias(batch.tokens, layer)?;
+            let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
             let (y, tape) = block.forward_taped(b, weights, geometry, input, batch.steps, batch.tokens, scores)?;
             tapes.push(tape);
             states = Some(y);
@@ -523,7 +564,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
                 Above::PooledMeanUnits(dims) => CotangentsIn::PooledMeanUnits(dims.clone()),
             };
             let form = if layer == from { input } else { InputForm::Full };
-            let (block, weights) = self.layer(layer);
+            let (block, weights, geometry) = self.layer(layer);
             let cotangents = block.vjp(b, weights, geometry, tape, entering, batch, form)?;
             after_layer()?;
             above = match cotangents {
@@ -572,8 +613,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// `q̄k̄v̄` are contracted with (`SplitCotangents`).
     pub fn qkv_projection(&self, delta: &B::Tensor, layer: usize, tokens: usize) -> Result<B::Tensor> {
         self.check_layer(layer)?;
-        let projection = self.block.input_projection().ok_or_else(|| {
-            Error::Internal(format!("block `{}` has no attention projection of its input", self.block.name()))
+        let block = &self.blocks[layer];
+        let projection = block.input_projection().ok_or_else(|| {
+            Error::Internal(format!("block `{}` has no attention projection of its input", block.name()))
         })?;
         self.backend.matmul(delta, tokens, self.params.layers[layer].linear(projection))
     }
@@ -595,18 +637,20 @@ impl<'b, B: Backend> Encoder<'b, B> {
         self.check_tokens(packing.tokens)?;
         let ids: Vec<u32> = texts.concat();
         let positions: Vec<u32> = texts.iter().flat_map(|ids| self.positions.for_ids(ids)).collect();
-        // Padding sits after each text, so a text's relative positions are those it has alone.
-        let bias = self.score_bias(packing.tokens)?;
-        let scores = packing.scores(bias.as_deref());
-        let attend = |qkv: &B::Tensor| -> Result<B::Tensor> {
-            let padded = packing.to_padded(b, qkv, 3 * h)?;
-            let (ctx, _) = b.attention(&padded, packing.seqs, packing.tokens, self.shape().heads, scores)?;
-            packing.to_packed(b, &ctx, h)
-        };
+        // Padding sits after each text, so a text's relative positions, rotations and masks
+        // are those it has alone.
+        let width = self.shape().heads.width();
         let mut x = self.embed_rows(&ids, &positions)?;
         for layer in 0..self.num_layers() {
-            let (block, weights) = self.layer(layer);
-            x = block.forward_rows(b, weights, self.geometry(), &x, ids.len(), attend)?;
+            let (block, weights, geometry) = self.layer(layer);
+            let bias = self.score_bias(packing.tokens, layer)?;
+            let scores = packing.scores(bias.as_deref());
+            let attend = |qkv: &B::Tensor| -> Result<B::Tensor> {
+                let padded = packing.to_padded(b, qkv, 3 * width)?;
+                let (ctx, _) = geometry.attention(b, &padded, packing.seqs, packing.tokens, scores)?;
+                packing.to_packed(b, &ctx, width)
+            };
+            x = block.forward_rows(b, weights, geometry, &x, ids.len(), attend)?;
         }
         let states = b.download(&x)?;
         let pooled: Vec<Vec<f64>> = (packing.lengths.iter().zip(&packing.starts))

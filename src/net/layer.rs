@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use crate::backend::{Backend, Batch, Heads, ScoreMods};
 use crate::error::Result;
-use crate::model::EncoderConfig;
+use crate::model::{EncoderConfig, LayerAttention};
 pub use crate::net::block::TangentsIn;
 use crate::net::block::{Block, Geometry};
 use crate::params::LayerParams;
@@ -31,9 +31,15 @@ impl LayerShape {
         }
     }
 
-    /// Attention's heads and LayerNorm's `ε`, as a block walk takes them.
+    /// Attention's heads and LayerNorm's `ε`, as a block walk takes them, for a layer without
+    /// rotary positions.
     pub fn geometry(&self) -> Geometry {
-        Geometry { heads: self.heads, eps: self.eps }
+        Geometry { heads: self.heads, eps: self.eps, rope_theta: None }
+    }
+
+    /// The geometry of a layer whose attention is `attention` (its rotary frequency).
+    pub fn geometry_of(&self, attention: &LayerAttention) -> Geometry {
+        Geometry { rope_theta: attention.rope_theta, ..self.geometry() }
     }
 }
 

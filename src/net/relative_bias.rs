@@ -1,8 +1,10 @@
 //! MPNet's relative position bias: a `[buckets, heads]` table, looked up per query–key
 //! distance into the `[heads, T, T]` score bias that every layer adds before its softmax; and
-//! the adjoint of that lookup, which training needs.
+//! the adjoint of that lookup, which training needs; and the score bias of a positional mask
+//! (causal or windowed attention), which every pass adds as it adds the relative bias.
 
 use crate::model::arch::RelativeBuckets;
+use crate::model::AttentionMask;
 
 /// `bias[h, i, j] = table[bucket(j − i), h]` for sequences of `tokens` tokens.
 pub fn score_bias(buckets: RelativeBuckets, table: &[f32], heads: usize, tokens: usize) -> Vec<f32> {
@@ -27,5 +29,51 @@ pub fn table_grad(buckets: RelativeBuckets, d_bias: &[f64], heads: usize, tokens
                 d_table[buckets.bucket(j as i64 - i as i64) * heads + h] += d_bias[(h * tokens + i) * tokens + j];
             }
         }
+    }
+}
+
+/// What a masked key's score gets: far enough below any score that its probability is exactly
+/// 0 in f32 and f64 (`exp(−1e30)` underflows), finite so that no backend meets `∞ − ∞`.
+pub const MASKED_SCORE: f32 = -1e30;
+
+/// The `[heads, T, T]` score bias of a positional mask (causal or windowed attention): 0 where
+/// query `i` sees key `j`, `MASKED_SCORE` where it does not; added to `base` (a relative bias)
+/// where there is one.
+pub fn mask_bias(mask: AttentionMask, heads: usize, tokens: usize, base: Option<Vec<f32>>) -> Vec<f32> {
+    let mut bias = base.unwrap_or_else(|| vec![0.0f32; heads * tokens * tokens]);
+    for (row, values) in bias.chunks_mut(tokens).enumerate() {
+        let i = row % tokens;
+        for (j, value) in values.iter_mut().enumerate() {
+            if !mask.sees(i, j) {
+                *value = MASKED_SCORE;
+            }
+        }
+    }
+    bias
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_keep_exactly_the_keys_each_query_sees() {
+        // Two heads, four tokens: each head's [i, j] block, 0 kept, MASKED_SCORE dropped.
+        let kept = |mask, base| -> Vec<Vec<bool>> {
+            let bias = mask_bias(mask, 2, 4, base);
+            assert_eq!(bias[..16], bias[16..], "every head masks alike");
+            bias[..16].chunks(4).map(|row| row.iter().map(|&v| v > MASKED_SCORE / 2.0).collect()).collect()
+        };
+        let (t, f) = (true, false);
+        let causal = vec![vec![t, f, f, f], vec![t, t, f, f], vec![t, t, t, f], vec![t, t, t, t]];
+        assert_eq!(kept(AttentionMask::Causal, None), causal);
+        let window = vec![vec![t, t, f, f], vec![t, t, t, f], vec![f, t, t, t], vec![f, f, t, t]];
+        assert_eq!(kept(AttentionMask::Window { radius: 1 }, None), window);
+        let causal_window = vec![vec![t, f, f, f], vec![t, t, f, f], vec![f, t, t, f], vec![f, f, t, t]];
+        assert_eq!(kept(AttentionMask::CausalWindow { width: 2 }, None), causal_window);
+        // A relative bias keeps its values where the mask keeps the key.
+        let base: Vec<f32> = (0..32).map(|v| v as f32).collect();
+        let bias = mask_bias(AttentionMask::Causal, 2, 4, Some(base));
+        assert_eq!((bias[4], bias[5], bias[6]), (4.0, 5.0, MASKED_SCORE));
     }
 }

@@ -507,7 +507,7 @@ fn model_with_final_norm() -> SentenceModel {
 fn explanations_are_complete_and_reverse_equals_forward(model: SentenceModel, network: Network) {
     let b = F64::new();
     let encoder = Encoder::with_network(&b, &model, network).unwrap();
-    assert!(!encoder.splits_input_cotangents());
+    assert!(!encoder.splits_input_cotangents(0));
     let post_ln = Encoder::new(&b, &model_for(PRE_LN)).unwrap();
     let (a, text_b) = ("A man is playing a guitar.", "Someone plays an instrument.");
     for layer in [0, 2] {

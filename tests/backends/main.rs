@@ -24,6 +24,7 @@ mod common;
 mod blocks;
 mod embeddings;
 mod end_to_end;
+mod families;
 mod heads;
 mod jvp_finite_differences;
 mod ops;
@@ -189,6 +190,9 @@ macro_rules! backend_suite {
                 tiny_bert_sqrtlen => "tiny-bert-sqrtlen";
                 tiny_t5 => "tiny-t5";
                 tiny_t5_relu => "tiny-t5-relu";
+                tiny_qwen3 => "tiny-qwen3";
+                tiny_gemma3 => "tiny-gemma3";
+                tiny_modernbert => "tiny-modernbert";
             }
             #[test] fn completeness_converges() { crate::end_to_end::completeness_converges(&default()) }
             #[test] fn better_rules_converge_faster() { crate::end_to_end::better_rules_converge_faster(&default()) }

@@ -637,6 +637,9 @@ pub fn layer_jvp_real_widths<B: Backend>(b: &B) {
         ffn_in: random_linear(&mut rng, h, shape.ffn),
         ffn_out: random_linear(&mut rng, shape.ffn, h),
         ffn_norm: random_norm(&mut rng, h),
+        head_norms: None,
+        post_attention_norm: None,
+        post_ffn_norm: None,
     };
     let batch = Batch { steps: 2, tangents: 3, tokens: 11 };
     let x = rng.vec_f32(batch.primal_rows() * h, 1.0);

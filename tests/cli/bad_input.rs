@@ -125,7 +125,10 @@ fn missing_tensor_is_named() {
 fn unknown_architecture_is_named() {
     let dir = copy_model(&tiny_model_dir());
     edit_json(&dir.path().join("config.json"), |c| c["model_type"] = "gpt2".into());
-    assert_mentions(&explain_with(dir.path(), &[]), &["gpt2", "unsupported", "bert, mpnet, roberta, t5, xlm-roberta"]);
+    assert_mentions(
+        &explain_with(dir.path(), &[]),
+        &["gpt2", "unsupported", "bert, gemma3_text, modernbert, mpnet, qwen3, roberta, t5, xlm-roberta"],
+    );
 }
 
 #[test]
@@ -198,26 +201,62 @@ fn bad_truncation_and_prompts_are_named() {
     assert_mentions(&stderr, &["--prompt", "include_prompt: false"]);
 }
 
-/// Training a T5 encoder into an exact model is refused, naming why.
+/// Training a T5 encoder or a rotary family's into an exact model is refused, naming why.
 #[test]
-fn training_t5_is_refused() {
+fn training_t5_and_the_rotary_families_is_refused() {
     let out = tempfile::tempdir().unwrap();
     let pairs = out.path().join("pairs.jsonl");
     let line = |n: usize| format!("{{\"a\": \"a man is playing {n}\", \"b\": \"someone plays\", \"score\": 0.8}}\n");
     std::fs::write(&pairs, (0..20).map(line).collect::<String>()).unwrap();
-    let model = common::fixture_dir("tiny-t5");
-    let target = out.path().join("trained");
-    let stderr = fails(&[
-        "train",
-        "--model",
-        model.to_str().unwrap(),
-        "--pairs",
-        pairs.to_str().unwrap(),
-        "--out",
-        target.to_str().unwrap(),
-    ]);
-    assert_mentions(&stderr, &["--model", "T5"]);
-    assert!(!target.exists(), "nothing is written");
+    for (fixture, named) in
+        [("tiny-t5", "T5"), ("tiny-qwen3", "qwen3"), ("tiny-gemma3", "gemma3_text"), ("tiny-modernbert", "modernbert")]
+    {
+        let model = common::fixture_dir(fixture);
+        let target = out.path().join("trained");
+        let stderr = fails(&[
+            "train",
+            "--model",
+            model.to_str().unwrap(),
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--out",
+            target.to_str().unwrap(),
+        ]);
+        assert_mentions(&stderr, &["--model", named]);
+        assert!(!target.exists(), "{fixture}: nothing is written");
+    }
+}
+
+/// A change to a `config.json`.
+type ConfigEdit = fn(&mut serde_json::Value);
+
+/// The rotary families' configs: every setting the engine does not implement is refused by
+/// name, never approximated.
+#[test]
+fn unsupported_rotary_settings_are_named() {
+    let cases: [(&str, ConfigEdit, &[&str]); 7] = [
+        ("tiny-qwen3", |c| c["rope_parameters"]["rope_type"] = "yarn".into(), &["rope_type `yarn`"]),
+        ("tiny-qwen3", |c| c["layer_types"][1] = "sliding_attention".into(), &["Qwen3", "sliding"]),
+        ("tiny-qwen3", |c| c["num_key_value_heads"] = 3.into(), &["num_attention_heads 4", "num_key_value_heads 3"]),
+        ("tiny-qwen3", |c| c["hidden_act"] = "gelu".into(), &["Qwen3", "`gelu`", "silu"]),
+        ("tiny-gemma3", |c| c["attn_logit_softcapping"] = 50.0.into(), &["attn_logit_softcapping"]),
+        ("tiny-gemma3", |c| c["layer_types"][0] = "chunked_attention".into(), &["chunked_attention"]),
+        ("tiny-modernbert", |c| c["layer_types"] = serde_json::json!(["full_attention"]), &["layer_types", "3 layers"]),
+    ];
+    for (fixture, edit, needles) in cases {
+        let dir = copy_model(&common::fixture_dir(fixture));
+        edit_json(&dir.path().join("config.json"), edit);
+        let stderr = explain_with(dir.path(), &[]);
+        assert_mentions(&stderr, &["config.json"]);
+        assert_mentions(&stderr, needles);
+    }
+    // The older spelling: a scaled rotary embedding.
+    let dir = copy_model(&common::fixture_dir("tiny-qwen3"));
+    std::fs::copy(dir.path().join("config.legacy.json"), dir.path().join("config.json")).unwrap();
+    edit_json(&dir.path().join("config.json"), |c| {
+        c["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": 2.0})
+    });
+    assert_mentions(&explain_with(dir.path(), &[]), &["config.json", "rope_scaling"]);
 }
 
 /// An exact model is recognised by simattr's marker module; with max pooling (where the

@@ -182,6 +182,16 @@ fn explain_docs(dir: &Path) -> Vec<Doc> {
         ("tiny-bert-weightedmean", vec!["--steps", "3", "--prompt-a", "query", "--prompt-b", "document"], A, B),
         ("tiny-bert-lasttoken", vec!["--steps", "3", "--truncate-dim", "8", "--words"], A, B),
         ("tiny-t5", vec!["--steps", "3", "--mode", "reverse"], A, B),
+        // The rotary families: a causal decoder with its query prompt, sandwich norms and
+        // sliding windows, ModernBERT's global and local layers.
+        ("tiny-qwen3", vec!["--steps", "3", "--prompt-a", "query", "--words"], A, B),
+        (
+            "tiny-gemma3",
+            vec!["--steps", "3", "--mode", "reverse", "--prompt-a", "query", "--prompt-b", "document"],
+            A,
+            B,
+        ),
+        ("tiny-modernbert", vec!["--steps", "3", "--layer", "1"], A, B),
         // Cut at max_seq_length 24: text_a.truncated_from, provenance.truncated.
         ("tiny-bert", vec!["--steps", "2"], long.as_str(), B),
         // 42 tokens over width 32 go reverse, 3 go forward: mode "mixed" (at layer 0, where
@@ -320,7 +330,7 @@ fn every_output_matches_its_schema() {
         let seen = values_of(explained(), pointer);
         assert!(seen.is_superset(&set(wanted)), "{pointer}: the runs gave {seen:?}, not all of {wanted:?}");
     };
-    expect("/architecture", &["bert", "mpnet", "roberta", "xlm-roberta"]);
+    expect("/architecture", &["bert", "mpnet", "roberta", "xlm-roberta", "t5", "qwen3", "gemma3_text", "modernbert"]);
     expect("/pooling", &["mean", "cls", "max"]);
     expect("/mode", &["forward", "reverse", "mixed", "none"]);
     expect("/mode_requested", &["forward", "reverse", "auto"]);

@@ -20,7 +20,7 @@ pub fn tiny_model_dir() -> PathBuf {
 
 /// The tiny random models, one per architecture and pooling mode (tests/reference/make_tiny_model.py);
 /// each has its golden file `tests/fixtures/golden/NAME.json`.
-pub const TINY_FIXTURES: [&str; 11] = [
+pub const TINY_FIXTURES: [&str; 14] = [
     "tiny-bert",
     "tiny-mpnet",
     "tiny-roberta",
@@ -32,6 +32,9 @@ pub const TINY_FIXTURES: [&str; 11] = [
     "tiny-bert-sqrtlen",
     "tiny-t5",
     "tiny-t5-relu",
+    "tiny-qwen3",
+    "tiny-gemma3",
+    "tiny-modernbert",
 ];
 
 pub fn fixture_dir(name: &str) -> PathBuf {

@@ -72,7 +72,18 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
     /// tried on existing weights (the tests' variants). Its embeddings, block and pooling are
     /// read; a final norm or Dense modules are refused, as for a family.
     pub fn with_network(backend: &'b B, config: &EncoderConfig, network: Network) -> Result<Self> {
-        let Network { embeddings, block, final_norm, pooling, heads } = network;
+        let Network { embeddings, block, first_block, final_norm, pooling, heads } = network;
+        if config.architecture.is_rotary() || first_block.is_some() || config.masks_positions() {
+            // Rotary attention, QK-norm, sandwich norms and positional masks have forward,
+            // JVP and VJP rules but no weight-gradient rules yet.
+            return Err(Error::argument(
+                "--model",
+                format!(
+                    "training a {} encoder into an exact model is not supported yet (no weight gradients for rotary attention, QK-norm or masked attention)",
+                    config.architecture.name()
+                ),
+            ));
+        }
         if config.architecture == crate::model::Architecture::T5 {
             // Its dense layers have no biases: training's slots would train the zeros they are
             // loaded as, and export has no names for them.

@@ -20,13 +20,14 @@ impl Block {
         scores: ScoreMods<'_, B::Tensor>,
     ) -> Result<B::Tensor> {
         let params: Weights<'p, B::Tensor> = params.into();
-        let attend = |qkv: &B::Tensor| Ok(backend.attention(qkv, seqs, tokens, geometry.heads, scores)?.0);
+        let attend = |qkv: &B::Tensor| Ok(geometry.attention(backend, qkv, seqs, tokens, scores)?.0);
         self.forward_rows(backend, params, geometry, x, seqs * tokens, attend)
     }
 
     /// The block over `rows` rows whose attention is `attend` (`qkv` → context). Every other op
     /// is row-wise, so the rows need not be laid out as equal-length sequences: packed texts of
-    /// different lengths run end to end, and `attend` arranges them for attention.
+    /// different lengths run end to end, and `attend` arranges them for attention, and turns
+    /// them by position where the layer is rotary (`Geometry::attention`).
     pub fn forward_rows<'p, B: Backend>(
         &self,
         backend: &B,
@@ -93,13 +94,18 @@ impl<B: Backend> Walk<'_, B> {
     }
 
     /// A norm op's forward pass with the statistics its derivatives read, for the walks that
-    /// keep them (`None` for any other op).
+    /// keep them (`None` for any other op): a norm of rows, or QK-norm of heads.
     pub(super) fn norm_forward(
         &self,
         op: Op,
         values: &Values<'_, B::Tensor>,
         rows: usize,
     ) -> Result<Option<Normed<B::Tensor>>> {
+        if let Op::HeadNorm { qkv } = op {
+            let norms = self.params.head_norms()?;
+            let (heads, eps) = (self.geometry.heads, self.geometry.eps);
+            return Ok(Some(self.backend.head_rms_norm(values.get(qkv)?, heads, &norms.query, &norms.key, eps)?));
+        }
         let Some((kind, x, weights)) = op.norm() else { return Ok(None) };
         let norm = self.params.norm(weights)?;
         Ok(Some(kind.forward(self.backend, values.get(x)?, rows, self.width(x), norm, self.geometry.eps)?))
@@ -118,10 +124,12 @@ impl<B: Backend> Walk<'_, B> {
             Op::Linear { x, weights } => b.linear(values.get(x)?, rows, self.params.linear(weights)),
             Op::Attention { qkv } => attend(values.get(qkv)?),
             Op::Add { a, b: other } => b.add(values.get(a)?, values.get(other)?),
-            Op::LayerNorm { .. } | Op::RmsNorm { .. } => match self.norm_forward(op, values, rows)? {
-                Some((y, _)) => Ok(y),
-                None => Err(Error::Internal(format!("{op:?} is not a norm"))),
-            },
+            Op::LayerNorm { .. } | Op::RmsNorm { .. } | Op::HeadNorm { .. } => {
+                match self.norm_forward(op, values, rows)? {
+                    Some((y, _)) => Ok(y),
+                    None => Err(Error::Internal(format!("{op:?} is not a norm"))),
+                }
+            }
             Op::Gelu { x } => b.gelu(values.get(x)?),
             Op::Gated { x, act } => b.gated(values.get(x)?, rows, self.width(x) / 2, act),
             Op::Activation { x, act } => b.activation(values.get(x)?, act),

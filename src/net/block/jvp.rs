@@ -235,6 +235,7 @@ impl<B: Backend> Walk<'_, B> {
             Op::Add { a, b } => form(a)?.max(form(b)?),
             Op::LayerNorm { x, .. }
             | Op::RmsNorm { x, .. }
+            | Op::HeadNorm { qkv: x }
             | Op::Gelu { x }
             | Op::Gated { x, .. }
             | Op::Activation { x, .. } => form(x)?.max(Form::StepRows),
@@ -331,15 +332,28 @@ impl<B: Backend> Walk<'_, B> {
                     Ok((y, in_form(x, b.matmul(tangent(x)?, tangent_rows, layer)?)?))
                 }
                 Op::Attention { qkv } => {
-                    let (heads, primal) = (self.geometry.heads, values.get(qkv)?);
+                    // Rotation is linear: the primal and its tangents (token rows or dense, each
+                    // row at position `row % tokens`) turn alike.
+                    let (geometry, heads, tokens) = (self.geometry, self.geometry.heads, batch.tokens);
+                    let (primal, d_qkv) = (values.get(qkv)?, tangent(qkv)?);
+                    let (rotated, d_rotated) =
+                        (geometry.rotated(b, primal, tokens)?, geometry.rotated(b, d_qkv, tokens)?);
+                    let (primal, d_qkv) = (rotated.as_ref().unwrap_or(primal), d_rotated.as_ref().unwrap_or(d_qkv));
                     let (ctx, dctx) = match form {
                         Form::TokenRows => {
                             let directions = tangents.get(qkv)?.directions.clone();
-                            b.attention_with_token_jvp(primal, tangent(qkv)?, directions, batch, heads, scores)?
+                            b.attention_with_token_jvp(primal, d_qkv, directions, batch, heads, scores)?
                         }
-                        _ => b.attention_with_jvp(primal, tangents.dense(qkv)?, batch, heads, scores)?,
+                        _ => b.attention_with_jvp(primal, d_qkv, batch, heads, scores)?,
                     };
                     Ok((ctx, dense(dctx)))
+                }
+                Op::HeadNorm { qkv } => {
+                    let (norms, heads) = (self.params.head_norms()?, self.geometry.heads);
+                    let (y, saved) =
+                        b.head_rms_norm(values.get(qkv)?, heads, &norms.query, &norms.key, self.geometry.eps)?;
+                    let dy = b.head_rms_norm_jvp(&saved, &norms.query, &norms.key, tangent(qkv)?, per_row, heads)?;
+                    Ok((y, in_form(qkv, dy)?))
                 }
                 Op::Add { a, b: other } => {
                     let y = b.add(values.get(a)?, values.get(other)?)?;

@@ -59,8 +59,15 @@ impl Value {
 pub enum Op {
     /// `x Wᵀ + b`, the layer's dense weights `weights`.
     Linear { x: Value, weights: LinearId },
-    /// Multi-head self-attention of `[q | k | v]` rows: `softmax(QKᵀ/√d + score mods) V`.
+    /// Multi-head self-attention of `[q | k | v]` rows: `softmax(QKᵀ/√d + score mods) V`,
+    /// queries and keys first turned by position where the layer is rotary
+    /// (`Geometry::rope_theta`; rotation is linear, so it belongs to the op rather than being
+    /// one: every walk turns the primal and the tangents it hands attention, and turns the
+    /// cotangents back, in the padded layout whose row index gives the position).
     Attention { qkv: Value },
+    /// QK-norm: RMSNorm over each head's queries and over its keys of `[q | k | v]` rows
+    /// (the layer's `HeadNorms`); values pass through.
+    HeadNorm { qkv: Value },
     /// `a + b`, a residual sum.
     Add { a: Value, b: Value },
     /// LayerNorm over the value's width with the layer's `weights` (`γ`, `β`).
@@ -90,7 +97,7 @@ impl Op {
             | Op::Gated { x, .. }
             | Op::Activation { x, .. }
             | Op::Dropout { x } => vec![x],
-            Op::Attention { qkv } => vec![qkv],
+            Op::Attention { qkv } | Op::HeadNorm { qkv } => vec![qkv],
             Op::Add { a, b } => vec![a, b],
         }
     }
@@ -321,6 +328,7 @@ impl Block {
         let saved: usize = (self.ops.iter())
             .map(|op| match *op {
                 Op::LayerNorm { x, .. } | Op::RmsNorm { x, .. } => widths[x.index()] + 1,
+                Op::HeadNorm { qkv } => widths[qkv.index()] + 2 * heads.count,
                 Op::Attention { .. } => heads.count * tokens,
                 _ => 0,
             })
@@ -424,11 +432,14 @@ fn widths<T>(ops: &[Op], params: Weights<'_, T>, heads: Heads) -> Result<Vec<usi
                 }
                 layer.out_dim
             }
-            Op::Attention { qkv } => {
+            Op::Attention { qkv } | Op::HeadNorm { qkv } => {
                 if widths[qkv.index()] != 3 * heads.width() {
                     return Err(mismatch(format!("reads width {}, not 3 × {}", widths[qkv.index()], heads.width())));
                 }
-                heads.width()
+                match op {
+                    Op::Attention { .. } => heads.width(),
+                    _ => widths[qkv.index()],
+                }
             }
             Op::Add { a, b } => {
                 if widths[a.index()] != widths[b.index()] {
@@ -466,6 +477,7 @@ fn without_dropout(ops: &[Op]) -> Vec<Op> {
             }
             Op::Linear { x, weights } => Op::Linear { x: to(x), weights },
             Op::Attention { qkv } => Op::Attention { qkv: to(qkv) },
+            Op::HeadNorm { qkv } => Op::HeadNorm { qkv: to(qkv) },
             Op::Add { a, b } => Op::Add { a: to(a), b: to(b) },
             Op::LayerNorm { x, weights } => Op::LayerNorm { x: to(x), weights },
             Op::RmsNorm { x, weights } => Op::RmsNorm { x: to(x), weights },
@@ -506,6 +518,9 @@ impl BlockBuilder {
     }
     pub fn attention(&self, qkv: Value) -> Value {
         self.push(Op::Attention { qkv })
+    }
+    pub fn head_norm(&self, qkv: Value) -> Value {
+        self.push(Op::HeadNorm { qkv })
     }
     pub fn add(&self, a: Value, b: Value) -> Value {
         self.push(Op::Add { a, b })
@@ -633,11 +648,44 @@ fn outside_training() -> Error {
     Error::Internal("a dropout op outside training".into())
 }
 
-/// The shape facts a walk needs besides the widths: attention's heads and the norms' `ε`.
+/// The shape facts a walk needs besides the widths: attention's heads, the norms' `ε`, and
+/// the layer's rotary frequency where its family turns queries and keys by position.
 #[derive(Debug, Clone, Copy)]
 pub struct Geometry {
     pub heads: Heads,
     pub eps: f64,
+    pub rope_theta: Option<f64>,
+}
+
+impl Geometry {
+    /// `qkv` rows (`[…, tokens, 3·width]`, row `r` at position `r % tokens`) with their queries
+    /// and keys turned by position, where the layer is rotary; `None` where it is not.
+    /// Linear: the same turn takes a primal's tangents along.
+    pub fn rotated<B: Backend>(&self, backend: &B, qkv: &B::Tensor, tokens: usize) -> Result<Option<B::Tensor>> {
+        self.rope_theta.map(|theta| backend.rope(qkv, tokens, self.heads, theta)).transpose()
+    }
+
+    /// Cotangents of rotated `qkv` rows taken back through the turn (its transpose).
+    pub fn unrotated<B: Backend>(&self, backend: &B, d_qkv: B::Tensor, tokens: usize) -> Result<B::Tensor> {
+        match self.rope_theta {
+            Some(theta) => backend.rope_vjp(&d_qkv, tokens, self.heads, theta),
+            None => Ok(d_qkv),
+        }
+    }
+
+    /// Attention of `[seqs, tokens, 3·width]` rows as the layer runs it (rotated first), with
+    /// what its VJP reads.
+    pub fn attention<B: Backend>(
+        &self,
+        backend: &B,
+        qkv: &B::Tensor,
+        seqs: usize,
+        tokens: usize,
+        scores: crate::backend::ScoreMods<'_, B::Tensor>,
+    ) -> Result<(B::Tensor, crate::backend::AttentionSaved<B::Tensor>)> {
+        let rotated = self.rotated(backend, qkv, tokens)?;
+        backend.attention(rotated.as_ref().unwrap_or(qkv), seqs, tokens, self.heads, scores)
+    }
 }
 
 /// What every walk starts from.

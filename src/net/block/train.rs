@@ -99,6 +99,10 @@ impl Block {
     ) -> Result<(B::Tensor, TrainingTape<B::Tensor>)> {
         let params: Weights<'p, B::Tensor> = params.into();
         let (b, rows, heads) = (backend, packing.rows(), geometry.heads);
+        if geometry.rope_theta.is_some() || self.training_ops.iter().any(|op| matches!(op, Op::HeadNorm { .. })) {
+            // `TrainingNet` refuses these families first, by name.
+            return Err(Error::Internal("training has no rotary attention or QK-norm gradients yet".into()));
+        }
         let dropout = masks.is_some();
         let ops = self.training_walk_ops(dropout);
         let walk = Walk::new(ops, backend, params, geometry)?;

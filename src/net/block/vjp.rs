@@ -102,7 +102,7 @@ impl Block {
         for (index, op) in self.ops.iter().enumerate() {
             let (y, kept) = match *op {
                 Op::Attention { qkv } => {
-                    let (ctx, probs) = b.attention(values.get(qkv)?, seqs, tokens, geometry.heads, scores)?;
+                    let (ctx, probs) = geometry.attention(b, values.get(qkv)?, seqs, tokens, scores)?;
                     (ctx, Saved::Attention(probs))
                 }
                 _ => match walk.norm_forward(*op, &values, rows)? {
@@ -191,6 +191,7 @@ impl Block {
                 Op::Linear { .. }
                 | Op::LayerNorm { .. }
                 | Op::RmsNorm { .. }
+                | Op::HeadNorm { .. }
                 | Op::Gelu { .. }
                 | Op::Gated { .. }
                 | Op::Activation { .. } => {
@@ -199,9 +200,11 @@ impl Block {
                 }
                 Op::Attention { qkv } => {
                     let dctx = walk.sum(out)?;
-                    let heads = geometry.heads;
-                    let d_qkv = b.attention_vjp(tape.kept(qkv)?, tape.attention(index)?, dctx.get(), batch, heads)?;
-                    terms[qkv.index()].push(owned(d_qkv));
+                    let (heads, primal) = (geometry.heads, tape.kept(qkv)?);
+                    let rotated = geometry.rotated(b, primal, batch.tokens)?;
+                    let primal = rotated.as_ref().unwrap_or(primal);
+                    let d_qkv = b.attention_vjp(primal, tape.attention(index)?, dctx.get(), batch, heads)?;
+                    terms[qkv.index()].push(owned(geometry.unrotated(b, d_qkv, batch.tokens)?));
                 }
                 Op::Dropout { .. } => return Err(outside_training()),
             }
@@ -256,6 +259,10 @@ impl<B: Backend> Walk<'_, B> {
             return Ok((x, kind.vjp(b, tape.norm(index)?, self.params.norm(weights)?, dy, batch, self.width(x))?));
         }
         let dx = match op {
+            Op::HeadNorm { qkv } => {
+                let (norms, heads) = (self.params.head_norms()?, self.geometry.heads);
+                (qkv, b.head_rms_norm_vjp(tape.norm(index)?, &norms.query, &norms.key, dy, batch, heads)?)
+            }
             Op::Linear { x, weights } => (x, b.matmul_vjp(dy, batch.tangent_rows(), self.params.linear(weights))?),
             Op::Gelu { x } => (x, b.gelu_vjp(tape.kept(x)?, dy, batch, self.width(x))?),
             Op::Gated { x, act } => (x, b.gated_vjp(tape.kept(x)?, dy, batch, self.width(x) / 2, act)?),

@@ -3,7 +3,10 @@
 //! Which block a model runs follows from its configuration's architecture; the pooling and the
 //! modules after it from its folder's `modules.json`.
 
+pub mod gemma3;
+pub mod modernbert;
 pub mod post_ln;
+pub mod qwen3;
 pub mod t5;
 
 use crate::model::{Architecture, EncoderConfig, Pooling, SentenceModel};
@@ -20,6 +23,9 @@ use crate::net::heads::Head;
 pub struct Network {
     pub embeddings: Embeddings,
     pub block: Block,
+    /// The first layer's block where it differs from the others' (ModernBERT's has no
+    /// attention norm).
+    pub first_block: Option<Block>,
     pub final_norm: Option<NormKind>,
     pub pooling: Pooling,
     /// Dense modules and Normalize, in order; each Dense reads the next `EncoderParams::heads`.
@@ -32,7 +38,7 @@ impl Network {
     /// field by field.
     pub fn new(block: Block) -> Self {
         let embeddings = Embeddings::bert(true);
-        Network { embeddings, block, final_norm: None, pooling: Pooling::Mean, heads: Vec::new() }
+        Network { embeddings, block, first_block: None, final_norm: None, pooling: Pooling::Mean, heads: Vec::new() }
     }
 
     /// The network of `model`: its family's layers, its pooling, the Dense modules and
@@ -49,15 +55,21 @@ impl Network {
     /// The layers of an encoder configured by `config`, pooled by `pooling`, nothing after it.
     pub fn of_family(config: &EncoderConfig, pooling: Pooling) -> Self {
         let architecture = config.architecture;
+        // The families without a position table: T5's relative buckets, the rotary families.
+        let bare = Embeddings { positions: false, token_types: false, scale: config.embedding_scale, norm: None };
         let (embeddings, block, final_norm) = match architecture {
             Architecture::Bert | Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => {
                 (Embeddings::bert(architecture.uses_token_types()), post_ln::block(), None)
             }
-            Architecture::T5 => {
-                let embeddings = Embeddings { positions: false, token_types: false, scale: None, norm: None };
-                (embeddings, t5::block(config.ffn_activation, config.ffn_gated), Some(NormKind::Rms))
+            Architecture::T5 => (bare, t5::block(config.ffn_activation, config.ffn_gated), Some(NormKind::Rms)),
+            Architecture::Qwen3 => (bare, qwen3::block(), Some(NormKind::Rms)),
+            Architecture::Gemma3 => (bare, gemma3::block(), Some(NormKind::Rms)),
+            Architecture::ModernBert => {
+                let embeddings = Embeddings { norm: Some(NormKind::Layer), ..bare };
+                (embeddings, modernbert::block(false), Some(NormKind::Layer))
             }
         };
-        Network { embeddings, block, final_norm, pooling, heads: Vec::new() }
+        let first_block = (architecture == Architecture::ModernBert).then(|| modernbert::block(true));
+        Network { embeddings, block, first_block, final_norm, pooling, heads: Vec::new() }
     }
 }
