@@ -124,10 +124,14 @@ pub fn explain<B: Backend>(
                 let title = heatmap_title(model, &explanation);
                 let (ta, tb) = (&explanation.a.tokenized.tokens, &explanation.b.tokenized.tokens);
                 let matrix = &explanation.pair.matrix;
+                let prompts = heatmap::Prompts {
+                    a: explanation.a.tokenized.prompt_tokens(),
+                    b: explanation.b.tokenized.prompt_tokens(),
+                };
                 if artefact == Artefact::Png {
-                    heatmap::heatmap_png(ta, tb, matrix, &title)?
+                    heatmap::heatmap_png(ta, tb, matrix, &title, &prompts)?
                 } else {
-                    heatmap::heatmap_svg(ta, tb, matrix, &title)?
+                    heatmap::heatmap_svg(ta, tb, matrix, &title, &prompts)?
                 }
             }
             Artefact::Html => {

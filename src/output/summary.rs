@@ -8,9 +8,10 @@ use crate::output::json::WordsJson;
 pub fn explanation_summary(e: &Explanation, top: usize) -> String {
     let p = &e.pair;
     let (ta, tb) = (&e.a.tokenized.tokens, &e.b.tokenized.tokens);
+    let (prompt_a, prompt_b) = (e.a.tokenized.prompt_tokens(), e.b.tokenized.prompt_tokens());
     let mut s = String::new();
-    let _ = writeln!(s, "tokens a ({}): {}", ta.len(), ta.join(" "));
-    let _ = writeln!(s, "tokens b ({}): {}", tb.len(), tb.join(" "));
+    let _ = writeln!(s, "tokens a ({}): {}", ta.len(), with_prompt(ta, &prompt_a));
+    let _ = writeln!(s, "tokens b ({}): {}", tb.len(), with_prompt(tb, &prompt_b));
     let _ = match e.method {
         Method::IntegratedJacobians => writeln!(
             s,
@@ -24,9 +25,14 @@ pub fn explanation_summary(e: &Explanation, top: usize) -> String {
             writeln!(s, "decomposition (output token states, the baseline), similarity {}", p.similarity.name())
         }
     };
-    let _ = writeln!(s, "\nstrongest token pairs:");
+    let prompted = !prompt_a.is_empty() || !prompt_b.is_empty();
+    let _ = writeln!(s, "\nstrongest token pairs{}:", if prompted { " (* a prompt's token)" } else { "" });
+    let mark = |tokens: &[String], prompt: &std::ops::Range<usize>, k: usize| match prompt.contains(&k) {
+        true => format!("{}*", tokens[k]),
+        false => tokens[k].clone(),
+    };
     for (i, j, v) in p.strongest_pairs(top) {
-        let _ = writeln!(s, "  {:>+10.5}  {:>16} ↔ {}", v, ta[i], tb[j]);
+        let _ = writeln!(s, "  {:>+10.5}  {:>16} ↔ {}", v, mark(ta, &prompt_a, i), mark(tb, &prompt_b, j));
     }
     let r = &p.reference_terms;
     let _ = writeln!(s, "\nscore                 {:+.6}", p.score);
@@ -48,6 +54,17 @@ pub fn explanation_summary(e: &Explanation, top: usize) -> String {
         100.0 * e.b.relative_identity_error()
     );
     s
+}
+
+/// The tokens, the prompt's (`prompt`) in brackets: `[Query : ] A man …`.
+fn with_prompt(tokens: &[String], prompt: &std::ops::Range<usize>) -> String {
+    let mut parts: Vec<String> = Vec::with_capacity(tokens.len());
+    for (k, token) in tokens.iter().enumerate() {
+        let open = if k == prompt.start && !prompt.is_empty() { "[" } else { "" };
+        let close = if k + 1 == prompt.end { "]" } else { "" };
+        parts.push(format!("{open}{token}{close}"));
+    }
+    parts.join(" ")
 }
 
 /// One plain line on what the reference terms mean for this pair, and, where they are not 0,

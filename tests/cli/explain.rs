@@ -482,3 +482,46 @@ fn explain_json_carries_words_and_provenance() {
         assert_eq!(provenance[field], value, "provenance.{field}");
     }
 }
+
+/// The summary brackets each text's prompt tokens and stars them in the strongest pairs, as
+/// `text_X.prompt_tokens` of the JSON says.
+#[test]
+fn the_summary_marks_the_prompts_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::fixture_dir("tiny-qwen3");
+    let json = dir.path().join("e.json");
+    let (a, b) = ("A man is playing a guitar.", "Someone plays an instrument.");
+    let out = simattr(&[
+        "explain",
+        "--model",
+        model.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--prompt-a",
+        "query",
+        "--top",
+        "400",
+        "--json",
+        json.to_str().unwrap(),
+        a,
+        b,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let tokens: Vec<&str> = record["tokens_a"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let range = &record["text_a"]["prompt_tokens"];
+    let (start, end) = (range[0].as_u64().unwrap() as usize, range[1].as_u64().unwrap() as usize);
+    assert!(start < end && end < tokens.len(), "a prompt and a text: {range}");
+    let line = stdout.lines().find(|l| l.starts_with("tokens a")).unwrap();
+    let bracketed = format!("[{}]", tokens[start..end].join(" "));
+    assert!(line.contains(&bracketed), "{line} should bracket {bracketed}");
+    assert!(record["text_b"].get("prompt_tokens").is_none_or(Value::is_null), "text b has no prompt");
+    assert!(!stdout.lines().find(|l| l.starts_with("tokens b")).unwrap().contains('['));
+    // Every pair listed: a row token is starred exactly when it is the prompt's.
+    assert!(stdout.contains("strongest token pairs (* a prompt's token):"));
+    let pairs: Vec<&str> = stdout.lines().filter(|l| l.contains(" ↔ ")).collect();
+    assert_eq!(pairs.len(), tokens.len() * record["tokens_b"].as_array().unwrap().len());
+    let starred = pairs.iter().filter(|l| l.split(" ↔ ").next().unwrap().trim_end().ends_with('*')).count();
+    assert_eq!(starred, (end - start) * record["tokens_b"].as_array().unwrap().len());
+}

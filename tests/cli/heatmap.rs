@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use simattr::output::heatmap::fonts::{self, FontSource};
-use simattr::output::heatmap::{self, Layout, Rgb, BLUE_ARM, NON_FINITE, RED_ARM, WHITE};
+use simattr::output::heatmap::{self, Layout, Prompts, Rgb, BLUE_ARM, NON_FINITE, RED_ARM, WHITE};
 
 const LABELS: [&str; 8] = ["▁guitar", "Ġplays", "café", "naïve", "Москва", "Αθήνα", "東京", "ソウル"];
 /// How many of LABELS the bundled font covers; the rest are CJK.
@@ -117,8 +117,10 @@ fn the_png_draws_every_label_in_its_row() {
     let tokens = strings(&LABELS);
     let n = tokens.len();
     let values: Vec<f64> = (0..n * n).map(|k| (k as f64 - 20.0) / 10.0).collect();
-    let png = Png::decode(&heatmap::heatmap_png(&tokens, &tokens, &values, "Москва ↔ 東京").expect("png"));
-    let layout = heatmap::layout(&tokens, &tokens, &values, "Москва ↔ 東京").expect("layout");
+    let png = Png::decode(
+        &heatmap::heatmap_png(&tokens, &tokens, &values, "Москва ↔ 東京", &Prompts::default()).expect("png"),
+    );
+    let layout = heatmap::layout(&tokens, &tokens, &values, "Москва ↔ 東京", &Prompts::default()).expect("layout");
     assert_eq!((png.width, png.height), (layout.width, layout.height));
     for (i, label) in layout.row_labels.iter().enumerate() {
         let cell = layout.cell(i, 0);
@@ -170,8 +172,8 @@ fn known_cells() -> Known {
 #[test]
 fn the_png_has_the_layouts_size_and_the_scales_colours_at_cell_centres() {
     let Known { a, b, values, cells: known } = known_cells();
-    let layout: Layout = heatmap::layout(&a, &b, &values, "known").expect("layout");
-    let png = Png::decode(&heatmap::heatmap_png(&a, &b, &values, "known").expect("png"));
+    let layout: Layout = heatmap::layout(&a, &b, &values, "known", &Prompts::default()).expect("layout");
+    let png = Png::decode(&heatmap::heatmap_png(&a, &b, &values, "known", &Prompts::default()).expect("png"));
     assert_eq!((png.width, png.height), (layout.width, layout.height));
     for (i, j, want) in known {
         let (x, y) = layout.cell(i, j).centre();
@@ -187,9 +189,9 @@ fn the_png_has_the_layouts_size_and_the_scales_colours_at_cell_centres() {
 fn the_svg_is_xml_with_the_pngs_cells_and_escaped_labels() {
     let Known { a, b, values, cells: known } = known_cells();
     let title = "known <&> \"title\"";
-    let layout = heatmap::layout(&a, &b, &values, title).expect("layout");
-    let png = Png::decode(&heatmap::heatmap_png(&a, &b, &values, title).expect("png"));
-    let bytes = heatmap::heatmap_svg(&a, &b, &values, title).expect("svg");
+    let layout = heatmap::layout(&a, &b, &values, title, &Prompts::default()).expect("layout");
+    let png = Png::decode(&heatmap::heatmap_png(&a, &b, &values, title, &Prompts::default()).expect("png"));
+    let bytes = heatmap::heatmap_svg(&a, &b, &values, title, &Prompts::default()).expect("svg");
     let text = String::from_utf8(bytes).expect("UTF-8");
     let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("not XML: {e}\n{text}"));
     let svg = doc.root_element();
@@ -241,7 +243,8 @@ fn the_svg_text_is_well_formed_whatever_the_tokens_hold() {
     let a = strings(&["\0", "\u{1b}[31m", "\u{FFFF}", "]]>", "東京"]);
     let b = strings(&["'", "&amp;", "▁x"]);
     let values = vec![1.0; a.len() * b.len()];
-    let text = String::from_utf8(heatmap::heatmap_svg(&a, &b, &values, "\u{7}").expect("svg")).unwrap();
+    let text =
+        String::from_utf8(heatmap::heatmap_svg(&a, &b, &values, "\u{7}", &Prompts::default()).expect("svg")).unwrap();
     let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("not XML: {e}"));
     let labels: Vec<&str> = doc
         .descendants()

@@ -489,6 +489,40 @@ fn explain_report_in_chromium() {
     eprintln!("explain_report_in_chromium: {:.1} s", started.elapsed().as_secs_f64());
 }
 
+/// With prompts, the page marks exactly the prompt's tokens (`text_X.prompt_tokens` of the
+/// JSON) in the token view, in the texts and the matrix labels alike, and nothing without one.
+#[test]
+fn a_prompt_is_marked_in_the_report() {
+    chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::fixture_dir("tiny-bert-weightedmean");
+    let (json, html) = (dir.path().join("prompted.json"), dir.path().join("prompted.html"));
+    let args = ["--prompt-a", "query", "--prompt-b", "document", "--json", s(&json), "--html", s(&html), A, B];
+    let mut all = vec!["explain", "--threads", "1", "--model", s(&model), "--steps", STEPS];
+    all.extend(args);
+    let out = simattr(&all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record: Value = serde_json::from_str(&read(&json)).unwrap();
+    let result = selftest_of(&dump_dom(&html, "#selftest"));
+    assert_eq!(result["errors"], Value::Array(vec![]), "the page's script failed");
+    let shown = &result["views"]["tokens"];
+    for axis in ["a", "b"] {
+        let range = indices(&record[format!("text_{axis}")]["prompt_tokens"]);
+        let expected: Vec<usize> = (range[0]..range[1]).collect();
+        assert!(!expected.is_empty(), "text {axis} has a prompt");
+        assert_eq!(indices(&shown[format!("prompt_tokens_{axis}")]), expected, "text {axis}'s tokens");
+        assert_eq!(indices(&shown[format!("prompt_labels_{axis}")]), expected, "text {axis}'s matrix labels");
+    }
+    let plain = dir.path().join("plain.html");
+    let out =
+        simattr(&["explain", "--threads", "1", "--model", s(&model), "--steps", STEPS, "--html", s(&plain), A, B]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = &selftest_of(&dump_dom(&plain, "#selftest"))["views"]["tokens"];
+    for key in ["prompt_tokens_a", "prompt_tokens_b", "prompt_labels_a", "prompt_labels_b"] {
+        assert_eq!(indices(&shown[key]), Vec::<usize>::new(), "{key} without a prompt");
+    }
+}
+
 /// One row of the batch index, from the dumped DOM.
 #[derive(Debug)]
 struct IndexRow {

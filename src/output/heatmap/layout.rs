@@ -28,6 +28,9 @@ const MAX_PIXELS: usize = 1 << 27;
 pub type Rgb = [u8; 3];
 pub const WHITE: Rgb = [255, 255, 255];
 pub(super) const TEXT: Rgb = [30, 30, 30];
+/// The labels of a prompt's tokens: part of the text the model read, set apart from the
+/// user's own.
+pub(super) const PROMPT_TEXT: Rgb = [150, 150, 150];
 pub(super) const FRAME: Rgb = [110, 110, 110];
 /// Mid grey sits outside the diverging ramp, so missing values can't be mistaken for data.
 pub const NON_FINITE: Rgb = [160, 160, 160];
@@ -145,6 +148,19 @@ pub struct Text {
     pub vertical: bool,
     /// Advance width in pixels as measured with the renderer's fonts, rounded up.
     pub width: usize,
+    /// A prompt token's label, drawn in `PROMPT_TEXT`.
+    pub prompt: bool,
+}
+
+impl Text {
+    /// The colour the label is drawn in.
+    pub fn colour(&self) -> Rgb {
+        if self.prompt {
+            PROMPT_TEXT
+        } else {
+            TEXT
+        }
+    }
 }
 
 impl Text {
@@ -163,6 +179,14 @@ impl Text {
             pos - back
         }
     }
+}
+
+/// The tokens of each text that are its prompt's (`Tokenized::prompt_tokens`; empty without
+/// one): their labels are drawn grey, and the title says so.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Prompts {
+    pub a: std::ops::Range<usize>,
+    pub b: std::ops::Range<usize>,
 }
 
 /// The geometry of one heatmap: built by [`super::layout`], drawn by the PNG and the SVG
@@ -191,7 +215,13 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub(super) fn new(a: &[String], b: &[String], values: &[f64], title: &str) -> Result<Self, HeatmapError> {
+    pub(super) fn new(
+        a: &[String],
+        b: &[String],
+        values: &[f64],
+        title: &str,
+        prompts: &Prompts,
+    ) -> Result<Self, HeatmapError> {
         let (rows, cols) = (a.len(), b.len());
         if rows == 0 || cols == 0 {
             return Err(HeatmapError::Empty);
@@ -212,11 +242,21 @@ impl Layout {
         let text = |s: &str, max: usize, anchor: Anchor, vertical: bool| {
             let text = label(s, max);
             let width = fonts::text_width(&text).ceil() as usize;
-            Text { text, x: 0, y: 0, anchor, vertical, width }
+            Text { text, x: 0, y: 0, anchor, vertical, width, prompt: false }
         };
-        let mut row_labels: Vec<Text> = a.iter().map(|t| text(t, MAX_LABEL_CHARS, Anchor::End, false)).collect();
-        let mut col_labels: Vec<Text> = b.iter().map(|t| text(t, MAX_LABEL_CHARS, Anchor::Start, true)).collect();
-        let mut title = Some(text(title.trim(), MAX_TITLE_CHARS, Anchor::Middle, false)).filter(|t| !t.text.is_empty());
+        let label_of = |k: usize, t: &String, prompt: &std::ops::Range<usize>, anchor, vertical| Text {
+            prompt: prompt.contains(&k),
+            ..text(t, MAX_LABEL_CHARS, anchor, vertical)
+        };
+        let mut row_labels: Vec<Text> =
+            a.iter().enumerate().map(|(k, t)| label_of(k, t, &prompts.a, Anchor::End, false)).collect();
+        let mut col_labels: Vec<Text> =
+            b.iter().enumerate().map(|(k, t)| label_of(k, t, &prompts.b, Anchor::Start, true)).collect();
+        let title = match prompts.a.is_empty() && prompts.b.is_empty() {
+            true => title.trim().to_string(),
+            false => format!("{} (grey labels: the prompt's tokens)", title.trim()),
+        };
+        let mut title = Some(text(&title, MAX_TITLE_CHARS, Anchor::Middle, false)).filter(|t| !t.text.is_empty());
         let tick_values: Vec<f64> = if max_abs > 0.0 { vec![max_abs, 0.0, -max_abs] } else { vec![0.0] };
         let tick_texts: Vec<Text> =
             tick_values.iter().map(|&v| text(&fmt_g(v), MAX_TICK_CHARS, Anchor::Start, false)).collect();
@@ -310,7 +350,7 @@ mod tests {
     }
 
     fn layout(a: &[String], b: &[String], title: &str) -> Layout {
-        Layout::new(a, b, &vec![1.0; a.len() * b.len()], title).expect("layout")
+        Layout::new(a, b, &vec![1.0; a.len() * b.len()], title, &Prompts::default()).expect("layout")
     }
 
     #[test]
@@ -361,7 +401,7 @@ mod tests {
 
     #[test]
     fn an_all_zero_scale_has_one_tick_in_the_middle() {
-        let l = Layout::new(&toks("a", 2), &toks("b", 2), &[0.0; 4], "").expect("layout");
+        let l = Layout::new(&toks("a", 2), &toks("b", 2), &[0.0; 4], "", &Prompts::default()).expect("layout");
         assert!(l.title.is_none());
         assert_eq!(l.ticks.len(), 1);
         assert_eq!(l.ticks[0].1.text, "0");
@@ -399,16 +439,17 @@ mod tests {
 
     #[test]
     fn shape_mismatch_empty_and_huge_inputs_are_errors() {
-        let err = Layout::new(&toks("a", 2), &toks("b", 3), &[0.0; 5], "t").unwrap_err();
+        let err = Layout::new(&toks("a", 2), &toks("b", 3), &[0.0; 5], "t", &Prompts::default()).unwrap_err();
         assert!(matches!(err, HeatmapError::ShapeMismatch { rows: 2, cols: 3, len: 5 }), "{err:?}");
         assert!(err.to_string().contains('5') && err.to_string().contains("2×3"));
-        assert!(matches!(Layout::new(&[], &toks("b", 3), &[], "t"), Err(HeatmapError::Empty)));
-        assert!(matches!(Layout::new(&toks("a", 3), &[], &[], "t"), Err(HeatmapError::Empty)));
+        assert!(matches!(Layout::new(&[], &toks("b", 3), &[], "t", &Prompts::default()), Err(HeatmapError::Empty)));
+        assert!(matches!(Layout::new(&toks("a", 3), &[], &[], "t", &Prompts::default()), Err(HeatmapError::Empty)));
         let huge = toks("a", 20_000);
-        let err = Layout::new(&huge, &toks("b", 1), &vec![1.0; 20_000], "t").unwrap_err();
+        let err = Layout::new(&huge, &toks("b", 1), &vec![1.0; 20_000], "t", &Prompts::default()).unwrap_err();
         assert!(matches!(err, HeatmapError::TooLarge { rows: 20_000, cols: 1 }), "{err:?}");
         assert!(err.to_string().contains("16384"), "{err}");
-        let err = Layout::new(&toks("a", 700), &toks("b", 700), &vec![1.0; 490_000], "t").unwrap_err();
+        let err =
+            Layout::new(&toks("a", 700), &toks("b", 700), &vec![1.0; 490_000], "t", &Prompts::default()).unwrap_err();
         assert!(matches!(err, HeatmapError::TooLarge { .. }), "{err:?}");
     }
 

@@ -14,7 +14,7 @@ mod raster;
 mod svg;
 
 pub use layout::{
-    colour, fmt_g, label, Anchor, Layout, Rect, Rgb, Text, BLUE_ARM, CELL, MAX_SIDE, NON_FINITE, RED_ARM,
+    colour, fmt_g, label, Anchor, Layout, Prompts, Rect, Rgb, Text, BLUE_ARM, CELL, MAX_SIDE, NON_FINITE, RED_ARM,
     TRUNCATION_MARK, WHITE,
 };
 
@@ -76,22 +76,29 @@ impl From<png::EncodingError> for HeatmapError {
 
 /// Where [`heatmap_png`] and [`heatmap_svg`] put everything for these arguments (the same
 /// checks, the same errors).
-pub fn layout(tokens_a: &[String], tokens_b: &[String], values: &[f64], title: &str) -> Result<Layout, HeatmapError> {
-    Layout::new(tokens_a, tokens_b, values, title)
+pub fn layout(
+    tokens_a: &[String],
+    tokens_b: &[String],
+    values: &[f64],
+    title: &str,
+    prompts: &Prompts,
+) -> Result<Layout, HeatmapError> {
+    Layout::new(tokens_a, tokens_b, values, title, prompts)
 }
 
 /// Renders `values` (row-major, `tokens_a.len()` rows × `tokens_b.len()` columns; row i = token i of text a,
 /// column j = token j of text b) as a PNG heatmap and returns the encoded PNG bytes.
 ///
 /// Images that would exceed 16384 px on a side (roughly 700 tokens) are refused with
-/// `HeatmapError::TooLarge`.
+/// `HeatmapError::TooLarge`. The labels of `prompts`' tokens are drawn grey.
 pub fn heatmap_png(
     tokens_a: &[String],
     tokens_b: &[String],
     values: &[f64],
     title: &str,
+    prompts: &Prompts,
 ) -> Result<Vec<u8>, HeatmapError> {
-    let layout = layout(tokens_a, tokens_b, values, title)?;
+    let layout = layout(tokens_a, tokens_b, values, title, prompts)?;
     let canvas = raster::draw(&layout, values);
 
     let mut png_bytes = Vec::new();
@@ -111,8 +118,9 @@ pub fn heatmap_svg(
     tokens_b: &[String],
     values: &[f64],
     title: &str,
+    prompts: &Prompts,
 ) -> Result<Vec<u8>, HeatmapError> {
-    let layout = layout(tokens_a, tokens_b, values, title)?;
+    let layout = layout(tokens_a, tokens_b, values, title, prompts)?;
     Ok(svg::render(&layout, tokens_a, tokens_b, values).into_bytes())
 }
 
@@ -136,8 +144,8 @@ mod tests {
 
     /// Renders and returns the centre pixel of every cell, row-major.
     fn cell_centres(a: &[String], b: &[String], v: &[f64]) -> Vec<Rgb> {
-        let (w, _, px) = decode(&heatmap_png(a, b, v, "t").expect("render"));
-        let layout = layout(a, b, v, "t").expect("layout");
+        let (w, _, px) = decode(&heatmap_png(a, b, v, "t", &Prompts::default()).expect("render"));
+        let layout = layout(a, b, v, "t", &Prompts::default()).expect("layout");
         let mut out = Vec::new();
         for i in 0..a.len() {
             for j in 0..b.len() {
@@ -187,7 +195,7 @@ mod tests {
         let a: Vec<String> = (0..40).map(|i| format!("subword_token_{i:02}_long")).collect();
         // Alternating signs with growing magnitude: no two neighbours share a value.
         let v: Vec<f64> = (0..1600).map(|k| (k % 40 + 1) as f64 * (-1.0_f64).powi(k)).collect();
-        let (w, h, _) = decode(&heatmap_png(&a, &a, &v, "40 x 40").expect("render"));
+        let (w, h, _) = decode(&heatmap_png(&a, &a, &v, "40 x 40", &Prompts::default()).expect("render"));
         assert!(w < 3000 && h < 3000, "{w}x{h}");
         let px = cell_centres(&a, &a, &v);
         assert!(px.windows(2).take(39).all(|p| p[0] != p[1]), "neighbouring cells share a colour");
@@ -198,8 +206,8 @@ mod tests {
         let a = vec![String::new(), "xyz".to_string()];
         let b = vec!["ab".to_string(), String::new()];
         let v = [1.0, 0.0, 0.0, -1.0];
-        let (w, _, px) = decode(&heatmap_png(&a, &b, &v, "").expect("render"));
-        let l = layout(&a, &b, &v, "").expect("layout");
+        let (w, _, px) = decode(&heatmap_png(&a, &b, &v, "", &Prompts::default()).expect("render"));
+        let l = layout(&a, &b, &v, "", &Prompts::default()).expect("layout");
         let dark_in =
             |x0: usize, y0: usize, x1: usize, y1: usize| (y0..y1).any(|y| (x0..x1).any(|x| px[(y * w + x) * 3] < 100));
         let gy = l.grid.y;
@@ -213,8 +221,8 @@ mod tests {
     #[test]
     fn text_is_antialiased() {
         let a = vec!["Москва".to_string()];
-        let (w, _, px) = decode(&heatmap_png(&a, &a, &[1.0], "").expect("render"));
-        let l = layout(&a, &a, &[1.0], "").expect("layout");
+        let (w, _, px) = decode(&heatmap_png(&a, &a, &[1.0], "", &Prompts::default()).expect("render"));
+        let l = layout(&a, &a, &[1.0], "", &Prompts::default()).expect("layout");
         let row = l.cell(0, 0);
         let greys: Vec<u8> = (row.y..row.y + row.h)
             .flat_map(|y| (0..l.grid.x - 1).map(move |x| (y * w + x) * 3))
@@ -228,8 +236,8 @@ mod tests {
     #[test]
     fn colour_bar_runs_from_red_through_white_to_blue() {
         let (a, b) = (toks("a", 8), toks("b", 2));
-        let l = layout(&a, &b, &[0.5; 16], "t").expect("layout");
-        let (w, _, px) = decode(&heatmap_png(&a, &b, &[0.5; 16], "t").expect("render"));
+        let l = layout(&a, &b, &[0.5; 16], "t", &Prompts::default()).expect("layout");
+        let (w, _, px) = decode(&heatmap_png(&a, &b, &[0.5; 16], "t", &Prompts::default()).expect("render"));
         let at = |y: usize| {
             let k = (y * w + l.bar.x + l.bar.w / 2) * 3;
             [px[k], px[k + 1], px[k + 2]]
@@ -266,12 +274,38 @@ mod tests {
             3.0,
         ];
         let title = "title\nwith 🦀 and ".repeat(50);
-        let (w, h, _) = decode(&heatmap_png(&a, &b, &v, &title).expect("render"));
+        let (w, h, _) = decode(&heatmap_png(&a, &b, &v, &title, &Prompts::default()).expect("render"));
         assert!(w > 0 && h > 0 && w < 3000);
-        let svg = String::from_utf8(heatmap_svg(&a, &b, &v, &title).expect("svg")).expect("utf-8");
+        let svg = String::from_utf8(heatmap_svg(&a, &b, &v, &title, &Prompts::default()).expect("svg")).expect("utf-8");
         assert!(!svg.contains('\0') && svg.contains(&format!(r#"width="{w}" height="{h}""#)));
         let one = [String::from("x")];
-        assert!(heatmap_png(&one, &one, &[f64::NAN], "").is_ok());
-        assert!(heatmap_svg(&one, &one, &[f64::NAN], "").is_ok());
+        assert!(heatmap_png(&one, &one, &[f64::NAN], "", &Prompts::default()).is_ok());
+        assert!(heatmap_svg(&one, &one, &[f64::NAN], "", &Prompts::default()).is_ok());
+    }
+
+    #[test]
+    fn a_prompts_labels_are_grey_and_the_title_says_so() {
+        let (a, b) = (toks("a", 3), toks("b", 2));
+        let prompts = Prompts { a: 0..2, b: 1..2 };
+        let l = layout(&a, &b, &[0.5; 6], "t", &prompts).expect("layout");
+        let grey = |labels: &[Text]| labels.iter().map(|t| t.colour() == layout::PROMPT_TEXT).collect::<Vec<_>>();
+        assert_eq!(grey(&l.row_labels), [true, true, false]);
+        assert_eq!(grey(&l.col_labels), [false, true]);
+        assert!(l.title.as_ref().is_some_and(|t| t.text.contains("prompt")), "{:?}", l.title);
+        let plain = layout(&a, &b, &[0.5; 6], "t", &Prompts::default()).expect("layout");
+        assert!(plain.row_labels.iter().chain(&plain.col_labels).all(|t| t.colour() == layout::TEXT));
+        assert_eq!(plain.title.map(|t| t.text), Some("t".to_string()));
+        let svg = String::from_utf8(heatmap_svg(&a, &b, &[0.5; 6], "t", &prompts).expect("svg")).expect("utf-8");
+        assert_eq!(svg.matches("row-label prompt").count(), 2);
+        assert_eq!(svg.matches("col-label prompt").count(), 1);
+        // The PNG draws a grey label's pixels in grey: no pixel darker than it around row 0's label.
+        let (w, _, px) = decode(&heatmap_png(&a, &b, &[0.5; 6], "t", &prompts).expect("render"));
+        let label = &l.row_labels[0];
+        let darkest = (label.y.saturating_sub(8)..label.y + 2)
+            .flat_map(|y| (label.start().max(0) as usize..label.x).map(move |x| (y * w + x) * 3))
+            .map(|i| px[i])
+            .min()
+            .unwrap();
+        assert!(darkest >= layout::PROMPT_TEXT[0] - 1, "a prompt label drawn darker ({darkest}) than its grey");
     }
 }

@@ -2,7 +2,7 @@
 //! coverage blended over whatever lies beneath.
 
 use super::fonts;
-use super::layout::{Layout, Rect, Rgb, Text, FRAME, TEXT};
+use super::layout::{Layout, Rect, Rgb, Text, FRAME};
 
 pub(super) struct Canvas {
     pub w: usize,
@@ -37,7 +37,7 @@ impl Canvas {
         fonts::draw_text(&t.text, |tx, ty, coverage| {
             // Turned a quarter anticlockwise: the run goes up, the ascent to the left.
             let (px, py) = if t.vertical { (x + ty, start - 1 - tx) } else { (start + tx, y + ty) };
-            self.blend(px, py, TEXT, coverage);
+            self.blend(px, py, t.colour(), coverage);
         });
     }
 }

@@ -36,7 +36,12 @@ fn text(out: &mut String, t: &Text, class: &str) {
     } else {
         format!(r#"x="{}" y="{}""#, t.x, t.y)
     };
-    let _ = writeln!(out, r#"<text class="{class}" {place} text-anchor="{anchor}">{}</text>"#, escape(&t.text));
+    // A prompt's label carries its own colour over the group's.
+    let (class, fill) = match t.prompt {
+        true => (format!("{class} prompt"), format!(r#" fill="{}""#, hex(t.colour()))),
+        false => (class.to_string(), String::new()),
+    };
+    let _ = writeln!(out, r#"<text class="{class}" {place} text-anchor="{anchor}"{fill}>{}</text>"#, escape(&t.text));
 }
 
 /// The SVG document for `layout` and `values` (row-major); `tokens_a`, `tokens_b` name the cells

@@ -81,8 +81,17 @@
   const data = JSON.parse(document.getElementById("simattr-data").textContent);
   const provenance = data.provenance || {};
 
+  // The tokens each text's prompt contributed, [start, end) (none without a prompt): part of
+  // what the model read, marked apart from the user's own text in the token view.
+  const promptRange = (text) => {
+    const range = text && text.prompt_tokens;
+    return Array.isArray(range) && range.length === 2 ? range.map(Number) : [0, 0];
+  };
   const views = {
-    tokens: { name: "tokens", unit: "token", a: data.tokens_a, b: data.tokens_b, m: data.attributions },
+    tokens: {
+      name: "tokens", unit: "token", a: data.tokens_a, b: data.tokens_b, m: data.attributions,
+      prompt: { a: promptRange(data.text_a), b: promptRange(data.text_b) },
+    },
   };
   if (Array.isArray(data.words_a) && Array.isArray(data.words_b) && Array.isArray(data.word_attributions)) {
     views.words = { name: "words", unit: "word", a: data.words_a, b: data.words_b, m: data.word_attributions };
@@ -167,9 +176,17 @@
     if (data.line !== undefined) meta.push("line " + data.line);
     if (data.rank !== undefined) meta.push("rank " + data.rank);
     if (provenance.truncated) meta.push("a text was truncated to max_seq_length");
+    const prompted = ["a", "b"].some((axis) => views.tokens.prompt[axis][1] > views.tokens.prompt[axis][0]);
+    if (prompted) meta.push("the prompt's tokens are in grey italics");
     document.getElementById("record-meta").textContent = meta.join(" · ");
     document.getElementById("text-a").textContent = data.text_a && data.text_a.text !== undefined ? data.text_a.text : "";
     document.getElementById("text-b").textContent = data.text_b && data.text_b.text !== undefined ? data.text_b.text : "";
+  }
+
+  // Whether token k of text `axis` is its prompt's, in the current view.
+  function inPrompt(axis, k) {
+    const range = view.prompt && view.prompt[axis];
+    return Boolean(range) && k >= range[0] && k < range[1];
   }
 
   function drawTokens(container, labels, sums, axis) {
@@ -180,6 +197,10 @@
       span.dataset.index = String(k);
       span.dataset.value = String(sums[k]);
       span.title = (axis === "a" ? "row sum " : "column sum ") + signed(sums[k]);
+      if (inPrompt(axis, k)) {
+        span.classList.add("prompt");
+        span.title += " (the prompt's)";
+      }
       paint(span, colour(sums[k], view.maxAbsSums));
       container.appendChild(span);
       return span;
@@ -193,7 +214,7 @@
     const header = el("tr");
     header.appendChild(el("th", "corner"));
     colLabels = view.b.map((label, j) => {
-      const th = el("th", "col-label");
+      const th = el("th", inPrompt("b", j) ? "col-label prompt" : "col-label");
       th.dataset.axis = "b";
       th.dataset.index = String(j);
       th.appendChild(el("span", null, label));
@@ -206,7 +227,7 @@
     rowLabels = [];
     cells = view.m.map((row, i) => {
       const tr = el("tr");
-      const th = el("th", "row-label", view.a[i]);
+      const th = el("th", inPrompt("a", i) ? "row-label prompt" : "row-label", view.a[i]);
       th.dataset.axis = "a";
       th.dataset.index = String(i);
       tr.appendChild(th);
@@ -362,6 +383,10 @@
         Array.from(tr.querySelectorAll("td.cell")).every((td, j) => td.dataset.i === String(i) && td.dataset.j === String(j))),
       tokens_a: tokens("tokens-a"),
       tokens_b: tokens("tokens-b"),
+      prompt_tokens_a: indices("#tokens-a .tok.prompt", "index"),
+      prompt_tokens_b: indices("#tokens-b .tok.prompt", "index"),
+      prompt_labels_a: indices("#matrix th.row-label.prompt", "index"),
+      prompt_labels_b: indices("#matrix th.col-label.prompt", "index"),
       top_pairs: Array.from(document.querySelectorAll("#top-pairs li"), (li) => ({
         i: Number(li.dataset.i),
         j: Number(li.dataset.j),
