@@ -45,6 +45,11 @@ CASES = [
     ("tiny-bert-weightedmean", dict(steps=6, prompt_a="query", prompt_b="document"),
      ["--steps", "6", "--prompt-a", "query", "--prompt-b", "document", "--words"]),
     ("tiny-t5", dict(steps=6, truncate_dim=12), ["--steps", "6", "--truncate-dim", "12", "--words"]),
+    # The rotary families and remote-code families: a causal decoder with its query prompt,
+    # sliding windows, ALiBi.
+    ("tiny-qwen3", dict(steps=5, prompt_a="query"), ["--steps", "5", "--prompt-a", "query", "--words"]),
+    ("tiny-gemma3", dict(steps=5, mode="reverse"), ["--steps", "5", "--mode", "reverse", "--words"]),
+    ("tiny-jina-bert", dict(steps=5, layer=1), ["--steps", "5", "--layer", "1", "--words"]),
     # The device backends from inside Python: the CUDA kernels on the CPU harness (whose
     # thread-locals the module builds for a library loaded at run time) and WGSL on lavapipe.
     ("tiny-bert", dict(steps=5, backend="cuda-emu"), ["--steps", "5", "--backend", "cuda-emu", "--words"]),

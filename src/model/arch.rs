@@ -30,6 +30,13 @@ pub enum Architecture {
     /// rotary positions per layer type, global and local (windowed) layers, an embedding norm
     /// and a final norm.
     ModernBert,
+    /// NomicBERT (nomic-embed-text v1, v1.5; remote code on the Hub): BERT's post-LN layer
+    /// with rotary positions instead of a table, bias-free projections and SwiGLU.
+    NomicBert,
+    /// JinaBERT v2 (jina-embeddings-v2; remote code, `model_type` "bert" with
+    /// `position_embedding_type` "alibi"): BERT's post-LN layer with symmetric ALiBi instead of
+    /// a position table and a GeGLU feed-forward.
+    JinaBert,
 }
 
 /// MPNet's and T5's relative position bias (T5's buckets), as `transformers` computes it.
@@ -127,11 +134,13 @@ pub struct EmbeddingTensorNames {
 }
 
 impl Architecture {
-    const ALL: [Architecture; 8] = [
+    const ALL: [Architecture; 10] = [
         Architecture::Bert,
         Architecture::Gemma3,
+        Architecture::JinaBert,
         Architecture::ModernBert,
         Architecture::Mpnet,
+        Architecture::NomicBert,
         Architecture::Qwen3,
         Architecture::Roberta,
         Architecture::T5,
@@ -170,19 +179,27 @@ impl Architecture {
             Architecture::Qwen3 => "qwen3",
             Architecture::Gemma3 => "gemma3_text",
             Architecture::ModernBert => "modernbert",
+            Architecture::NomicBert => "nomic_bert",
+            // Its config says "bert"; this name is what simattr reports.
+            Architecture::JinaBert => "jina_bert",
         }
     }
 
     /// The rotary families: positions turn queries and keys, no position table.
     pub fn is_rotary(self) -> bool {
-        matches!(self, Architecture::Qwen3 | Architecture::Gemma3 | Architecture::ModernBert)
+        matches!(self, Architecture::Qwen3 | Architecture::Gemma3 | Architecture::ModernBert | Architecture::NomicBert)
     }
 
     /// The norms' `ε` where the config does not say: BERT's LayerNorm 1e-12, ModernBERT's
     /// 1e-5, the RMSNorm families' 1e-6.
     pub fn default_norm_eps(self) -> f64 {
         match self {
-            Architecture::Bert | Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => 1e-12,
+            Architecture::Bert
+            | Architecture::Mpnet
+            | Architecture::Roberta
+            | Architecture::XlmRoberta
+            | Architecture::NomicBert
+            | Architecture::JinaBert => 1e-12,
             Architecture::ModernBert => 1e-5,
             Architecture::T5 | Architecture::Qwen3 | Architecture::Gemma3 => 1e-6,
         }
@@ -198,6 +215,8 @@ impl Architecture {
             Architecture::Qwen3 => "Qwen3",
             Architecture::Gemma3 => "Gemma3",
             Architecture::ModernBert => "ModernBert",
+            Architecture::NomicBert => "NomicBert",
+            Architecture::JinaBert => "JinaBert",
         }
     }
 
@@ -207,14 +226,24 @@ impl Architecture {
             Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => {
                 PositionIds::AfterPadding { pad_id }
             }
-            Architecture::T5 | Architecture::Qwen3 | Architecture::Gemma3 | Architecture::ModernBert => {
-                PositionIds::None
-            }
+            Architecture::T5
+            | Architecture::Qwen3
+            | Architecture::Gemma3
+            | Architecture::ModernBert
+            | Architecture::NomicBert
+            | Architecture::JinaBert => PositionIds::None,
         }
     }
 
     pub fn uses_token_types(self) -> bool {
-        matches!(self, Architecture::Bert | Architecture::Roberta | Architecture::XlmRoberta)
+        matches!(
+            self,
+            Architecture::Bert
+                | Architecture::Roberta
+                | Architecture::XlmRoberta
+                | Architecture::NomicBert
+                | Architecture::JinaBert
+        )
     }
 
     /// MPNet's and T5's relative position bias; `transformers` fixes MPNet's maximum distance
@@ -234,7 +263,10 @@ impl Architecture {
             Architecture::Mpnet => &["mpnet.", "model."],
             Architecture::Roberta | Architecture::XlmRoberta => &["roberta.", "model."],
             Architecture::T5 => &[],
-            Architecture::Qwen3 | Architecture::Gemma3 | Architecture::ModernBert => &["model."],
+            Architecture::Qwen3 | Architecture::Gemma3 | Architecture::ModernBert | Architecture::NomicBert => {
+                &["model."]
+            }
+            Architecture::JinaBert => &["bert.", "model."],
         }
     }
 
@@ -315,6 +347,34 @@ impl Architecture {
                     ffn_in: format!("{p}.mlp.Wi"),
                     ffn_out: format!("{p}.mlp.Wo"),
                     ffn_norm: format!("{p}.mlp_norm"),
+                }
+            }
+            Architecture::NomicBert => {
+                let p = format!("encoder.layers.{layer}");
+                LayerTensorNames {
+                    query: format!("{p}.attn.Wqkv"),
+                    key: format!("{p}.attn.Wqkv"),
+                    value: format!("{p}.attn.Wqkv"),
+                    attention_out: format!("{p}.attn.out_proj"),
+                    attention_norm: format!("{p}.norm1"),
+                    // The gate's projection (SiLU-activated); the multiplier is `mlp.fc11`.
+                    ffn_in: format!("{p}.mlp.fc12"),
+                    ffn_out: format!("{p}.mlp.fc2"),
+                    ffn_norm: format!("{p}.norm2"),
+                }
+            }
+            Architecture::JinaBert => {
+                let p = format!("encoder.layer.{layer}");
+                LayerTensorNames {
+                    query: format!("{p}.attention.self.query"),
+                    key: format!("{p}.attention.self.key"),
+                    value: format!("{p}.attention.self.value"),
+                    attention_out: format!("{p}.attention.output.dense"),
+                    attention_norm: format!("{p}.attention.output.LayerNorm"),
+                    // `[gate | multiplier]` stacked in one tensor.
+                    ffn_in: format!("{p}.mlp.gated_layers"),
+                    ffn_out: format!("{p}.mlp.wo"),
+                    ffn_norm: format!("{p}.mlp.layernorm"),
                 }
             }
             Architecture::Bert | Architecture::Roberta | Architecture::XlmRoberta => {

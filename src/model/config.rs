@@ -51,12 +51,16 @@ pub struct LayerAttention {
     pub mask: AttentionMask,
 }
 
-/// Which dense layers and norms carry a bias (`attention_bias`, `mlp_bias`, `norm_bias`);
-/// the loader fills zeros where they do not.
+/// Which dense layers and norms carry a bias (`attention_bias`, `mlp_bias`, `norm_bias`;
+/// NomicBERT's `qkv_proj_bias`, `mlp_fc1_bias`, `mlp_fc2_bias`); the loader fills zeros where
+/// they do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Biases {
     pub attention: bool,
-    pub mlp: bool,
+    /// The feed-forward's input projection(s).
+    pub mlp_in: bool,
+    /// The feed-forward's output projection.
+    pub mlp_out: bool,
     pub norm: bool,
 }
 
@@ -93,6 +97,9 @@ pub struct EncoderConfig {
     /// The factor on the token embeddings (Gemma's `√hidden`).
     pub embedding_scale: Option<f64>,
     pub biases: Biases,
+    /// JinaBERT's symmetric ALiBi: `−m_h |i − j|` added to head `h`'s scores
+    /// (`relative_bias::alibi_bias`).
+    pub alibi: bool,
 }
 
 impl EncoderConfig {
@@ -135,18 +142,19 @@ struct RawConfig {
     #[serde(default)]
     architectures: Vec<String>,
     vocab_size: usize,
-    #[serde(alias = "d_model")]
+    #[serde(alias = "d_model", alias = "n_embd")]
     hidden_size: usize,
-    #[serde(alias = "num_layers")]
+    #[serde(alias = "num_layers", alias = "n_layer")]
     num_hidden_layers: usize,
-    #[serde(alias = "num_heads")]
+    #[serde(alias = "num_heads", alias = "n_head")]
     num_attention_heads: usize,
     num_key_value_heads: Option<usize>,
     /// The head width of Qwen3 and Gemma3 (`head_dim`) and T5 (`d_kv`).
     #[serde(alias = "d_kv")]
     head_dim: Option<usize>,
-    #[serde(alias = "d_ff")]
+    #[serde(alias = "d_ff", alias = "n_inner")]
     intermediate_size: usize,
+    #[serde(alias = "n_positions")]
     max_position_embeddings: Option<usize>,
     #[serde(default)]
     type_vocab_size: usize,
@@ -182,6 +190,23 @@ struct RawConfig {
     attention_bias: Option<bool>,
     mlp_bias: Option<bool>,
     norm_bias: Option<bool>,
+    // NomicBERT's GPT-2-style keys.
+    activation_function: Option<String>,
+    prenorm: Option<bool>,
+    parallel_block: Option<bool>,
+    use_rms_norm: Option<bool>,
+    causal: Option<bool>,
+    rotary_emb_base: Option<f64>,
+    rotary_emb_fraction: Option<f64>,
+    rotary_emb_interleaved: Option<bool>,
+    rotary_emb_scale_base: Option<Value>,
+    rotary_scaling_factor: Option<Value>,
+    qkv_proj_bias: Option<bool>,
+    mlp_fc1_bias: Option<bool>,
+    mlp_fc2_bias: Option<bool>,
+    pad_vocab_size_multiple: Option<usize>,
+    // JinaBERT's.
+    feed_forward_type: Option<String>,
 }
 
 pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
@@ -189,7 +214,15 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
     let bad = |message: String| Error::BadConfig { path: path.to_path_buf(), message };
     let unsupported = |message: String| Error::Unsupported { path: path.to_path_buf(), message };
 
-    let architecture = Architecture::detect(raw.model_type.as_deref(), &raw.architectures).map_err(unsupported)?;
+    let mut architecture = Architecture::detect(raw.model_type.as_deref(), &raw.architectures).map_err(unsupported)?;
+    // JinaBERT v2's folders say "bert": its classes and ALiBi tell it apart.
+    let jina_class = raw.architectures.iter().any(|class| class.starts_with("JinaBert"));
+    if architecture == Architecture::Bert && (jina_class || raw.position_embedding_type.as_deref() == Some("alibi")) {
+        architecture = Architecture::JinaBert;
+    }
+    if architecture == Architecture::NomicBert {
+        nomic_refusals(&raw).map_err(unsupported)?;
+    }
     let (ffn_activation, ffn_gated) = ffn_of(architecture, &raw).map_err(unsupported)?;
     if architecture == Architecture::T5 {
         if let Some(d_kv) = raw.head_dim.filter(|&d| d * raw.num_attention_heads != raw.hidden_size) {
@@ -211,11 +244,18 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
         (_, Some(rows)) => rows,
         (_, None) => return Err(bad("`max_position_embeddings` is missing".into())),
     };
-    if let Some(kind) = raw.position_embedding_type.as_deref() {
-        if kind != "absolute" {
-            return Err(unsupported(format!("position_embedding_type `{kind}` (only `absolute`)")));
+    match (architecture, raw.position_embedding_type.as_deref()) {
+        (Architecture::JinaBert, Some("alibi")) | (_, None | Some("absolute")) => {}
+        (Architecture::JinaBert, Some(kind)) => {
+            return Err(unsupported(format!("JinaBERT with position_embedding_type `{kind}` (only `alibi`)")))
         }
+        (_, Some(kind)) => return Err(unsupported(format!("position_embedding_type `{kind}` (only `absolute`)"))),
     }
+    // NomicBERT rounds its token table up to a multiple of `pad_vocab_size_multiple`.
+    let vocab_size = match (architecture, raw.pad_vocab_size_multiple) {
+        (Architecture::NomicBert, Some(multiple)) if multiple > 1 => raw.vocab_size.next_multiple_of(multiple),
+        _ => raw.vocab_size,
+    };
     let num_kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
     for (name, value) in [
         ("vocab_size", raw.vocab_size),
@@ -258,8 +298,8 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
     if !(layer_norm_eps > 0.0 && layer_norm_eps.is_finite()) {
         return Err(bad(format!("`layer_norm_eps` {layer_norm_eps} is not a positive number")));
     }
-    if pad_token_id as usize >= raw.vocab_size {
-        return Err(bad(format!("pad_token_id {pad_token_id} ≥ vocab_size {}", raw.vocab_size)));
+    if pad_token_id as usize >= vocab_size {
+        return Err(bad(format!("pad_token_id {pad_token_id} ≥ vocab_size {vocab_size}")));
     }
     let relative_buckets = architecture.relative_buckets(
         raw.relative_attention_num_buckets.unwrap_or(32),
@@ -293,14 +333,30 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
         return Err(unsupported(format!("attn_logit_softcapping {cap} (attention without soft-capping only)")));
     }
     let embedding_scale = (architecture == Architecture::Gemma3).then(|| (raw.hidden_size as f64).sqrt());
-    let biases = Biases {
-        attention: raw.attention_bias.unwrap_or(!architecture.is_rotary() && architecture != Architecture::T5),
-        mlp: raw.mlp_bias.unwrap_or(!architecture.is_rotary() && architecture != Architecture::T5),
-        norm: raw.norm_bias.unwrap_or(!architecture.is_rotary() && architecture != Architecture::T5),
+    let biases = match architecture {
+        Architecture::NomicBert => Biases {
+            attention: raw.qkv_proj_bias.unwrap_or(true),
+            mlp_in: raw.mlp_fc1_bias.unwrap_or(true),
+            mlp_out: raw.mlp_fc2_bias.unwrap_or(true),
+            norm: true,
+        },
+        // `mlp.gated_layers` has no bias, `mlp.wo` has one.
+        Architecture::JinaBert => Biases { attention: true, mlp_in: false, mlp_out: true, norm: true },
+        _ => {
+            // BERT-like families have every bias; T5 and the newer families none unless told.
+            let default = !architecture.is_rotary() && architecture != Architecture::T5;
+            let mlp = raw.mlp_bias.unwrap_or(default);
+            Biases {
+                attention: raw.attention_bias.unwrap_or(default),
+                mlp_in: mlp,
+                mlp_out: mlp,
+                norm: raw.norm_bias.unwrap_or(default),
+            }
+        }
     };
     Ok(EncoderConfig {
         architecture,
-        vocab_size: raw.vocab_size,
+        vocab_size,
         hidden_size: raw.hidden_size,
         num_layers: raw.num_hidden_layers,
         num_heads: raw.num_attention_heads,
@@ -318,7 +374,35 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
         layers,
         embedding_scale,
         biases,
+        alibi: architecture == Architecture::JinaBert,
     })
+}
+
+/// The NomicBERT options this engine does not implement, each refused by its key.
+fn nomic_refusals(raw: &RawConfig) -> std::result::Result<(), String> {
+    let flags = [
+        ("prenorm", raw.prenorm, "pre-LayerNorm blocks"),
+        ("parallel_block", raw.parallel_block, "parallel attention and MLP"),
+        ("use_rms_norm", raw.use_rms_norm, "RMSNorm"),
+        ("causal", raw.causal, "causal attention"),
+        ("rotary_emb_interleaved", raw.rotary_emb_interleaved, "interleaved rotary pairs"),
+    ];
+    if let Some((key, _, what)) = flags.iter().find(|(_, set, _)| *set == Some(true)) {
+        return Err(format!("NomicBERT with {key} true ({what}; supported: the published nomic-embed-text layout)"));
+    }
+    for (key, value) in
+        [("rotary_emb_scale_base", &raw.rotary_emb_scale_base), ("rotary_scaling_factor", &raw.rotary_scaling_factor)]
+    {
+        if let Some(value) = value.as_ref().filter(|v| !v.is_null()) {
+            return Err(format!("NomicBERT with {key} {value} (only the plain rotary embedding)"));
+        }
+    }
+    match raw.rotary_emb_fraction {
+        Some(fraction) if fraction != 1.0 => {
+            Err(format!("NomicBERT with rotary_emb_fraction {fraction} (only rotary positions over whole heads, 1.0)"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The first id of `eos_token_id` (an id, or a list of them).
@@ -353,6 +437,18 @@ fn ffn_of(architecture: Architecture, raw: &RawConfig) -> std::result::Result<(A
         Architecture::ModernBert => match act {
             Some("gelu") | None => Ok((Activation::Gelu, true)),
             _ => refused("ModernBERT", "gelu"),
+        },
+        Architecture::NomicBert => match raw.activation_function.as_deref() {
+            Some("swiglu") | None => Ok((Activation::Silu, true)),
+            Some(other) => Err(format!("NomicBERT's activation_function `{other}` (supported: swiglu)")),
+        },
+        // JinaBERT's GeGLU uses the exact GELU (`hidden_act` "gelu"), its ReGLU ReLU.
+        Architecture::JinaBert => match (raw.feed_forward_type.as_deref(), act) {
+            (Some("geglu"), Some("gelu") | None) => Ok((Activation::Gelu, true)),
+            (Some("reglu"), _) => Ok((Activation::Relu, true)),
+            (other, act) => Err(format!(
+                "JinaBERT's feed_forward_type {other:?} with hidden_act {act:?} (supported: geglu with gelu, reglu)"
+            )),
         },
         // Every BERT-like family uses the exact erf GELU; a tanh approximation would silently
         // change every number, so it is refused rather than guessed.
@@ -435,7 +531,7 @@ fn layer_attention(
             theta("sliding_attention").or(raw.local_rope_theta).unwrap_or(10_000.0),
         ),
         _ => {
-            let theta = theta("full_attention").or(raw.rope_theta).unwrap_or(10_000.0);
+            let theta = theta("full_attention").or(raw.rope_theta).or(raw.rotary_emb_base).unwrap_or(10_000.0);
             (theta, theta)
         }
     };
@@ -478,7 +574,8 @@ fn layer_attention(
             };
             (AttentionMask::Full, sliding)
         }
-        _ => unreachable!("only the rotary families come here"),
+        // NomicBERT: every layer full and bidirectional (`sliding` is all false without keys).
+        _ => (AttentionMask::Full, AttentionMask::Full),
     };
     Ok(sliding
         .into_iter()

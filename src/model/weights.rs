@@ -28,6 +28,7 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
         Architecture::T5 => return load_t5(&reader, config),
         Architecture::Qwen3 | Architecture::Gemma3 => return load_qwen3_gemma3(&reader, config),
         Architecture::ModernBert => return load_modernbert(&reader, config),
+        Architecture::NomicBert | Architecture::JinaBert => return load_nomic_jina(&reader, config),
         _ => {}
     }
     let h = config.hidden_size;
@@ -150,8 +151,8 @@ fn load_qwen3_gemma3(reader: &TensorReader<'_>, config: &EncoderConfig) -> Resul
             };
             let qkv = stack_outputs(&[reader.linear_with(&n.query, h, heads * d, bias)?, kv(&n.key)?, kv(&n.value)?]);
             let ffn_in = stack_outputs(&[
-                reader.linear_with(&n.ffn_in, h, ffn, config.biases.mlp)?,
-                reader.linear_with(&format!("{p}.mlp.up_proj"), h, ffn, config.biases.mlp)?,
+                reader.linear_with(&n.ffn_in, h, ffn, config.biases.mlp_in)?,
+                reader.linear_with(&format!("{p}.mlp.up_proj"), h, ffn, config.biases.mlp_in)?,
             ]);
             let head_norms = HeadNorms {
                 query: reader.scale_only(&format!("{p}.self_attn.q_norm"), d)?,
@@ -164,7 +165,7 @@ fn load_qwen3_gemma3(reader: &TensorReader<'_>, config: &EncoderConfig) -> Resul
                 attention_out: reader.linear_with(&n.attention_out, heads * d, h, bias)?,
                 attention_norm: reader.scale_only(&n.attention_norm, h)?,
                 ffn_in,
-                ffn_out: reader.linear_with(&n.ffn_out, ffn, h, config.biases.mlp)?,
+                ffn_out: reader.linear_with(&n.ffn_out, ffn, h, config.biases.mlp_out)?,
                 ffn_norm: reader.scale_only(&n.ffn_norm, h)?,
                 head_norms: Some(head_norms),
                 post_attention_norm: sandwich("post_attention_layernorm")?,
@@ -209,8 +210,8 @@ fn load_modernbert(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<
                 qkv: reader.linear_with(&n.query, h, 3 * h, biases.attention)?,
                 attention_out: reader.linear_with(&n.attention_out, h, h, biases.attention)?,
                 attention_norm,
-                ffn_in: reader.linear_with(&n.ffn_in, h, 2 * ffn, biases.mlp)?,
-                ffn_out: reader.linear_with(&n.ffn_out, ffn, h, biases.mlp)?,
+                ffn_in: reader.linear_with(&n.ffn_in, h, 2 * ffn, biases.mlp_in)?,
+                ffn_out: reader.linear_with(&n.ffn_out, ffn, h, biases.mlp_out)?,
                 ffn_norm: norm(&n.ffn_norm)?,
                 head_norms: None,
                 post_attention_norm: None,
@@ -223,6 +224,79 @@ fn load_modernbert(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<
         layers,
         relative_attention_bias: None,
         final_norm: Some(norm("final_norm")?),
+        heads: Vec::new(),
+        norm_scales: ScaleStorage::Direct,
+    })
+}
+
+/// NomicBERT and JinaBERT: BERT's post-LN layers without a position table. Word and token-type
+/// tables, then a LayerNorm (`emb_ln`; Jina's `embeddings.LayerNorm`). NomicBERT stacks
+/// `attn.Wqkv` itself and gates its feed-forward with `mlp.fc12` (activated) times `mlp.fc11`,
+/// stacked `[fc12 | fc11]`; JinaBERT has BERT's `query`/`key`/`value` and one
+/// `mlp.gated_layers` already `[gate | multiplier]`.
+fn load_nomic_jina(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
+    let (h, ffn, biases) = (config.hidden_size, config.intermediate_size, config.biases);
+    let nomic = config.architecture == Architecture::NomicBert;
+    // jina-embeddings-v2-base-code's variant normalizes queries and keys (`layer_norm_q`, …)
+    // and gates the other half: not the layer this loader describes.
+    let extra = |name: &&String| {
+        name.split_once(".attention.self.")
+            .is_some_and(|(_, rest)| !["query.", "key.", "value."].iter().any(|p| rest.starts_with(p)))
+    };
+    if let Some(name) = reader.names.keys().find(extra).filter(|_| !nomic) {
+        return Err(Error::Unsupported {
+            path: reader.path.clone(),
+            message: format!(
+                "JinaBERT tensor `{name}`: a variant with more than query, key and value in its attention (only jina-embeddings-v2's layer)"
+            ),
+        });
+    }
+    let norm = match nomic {
+        true => "emb_ln",
+        false => "embeddings.LayerNorm",
+    };
+    let embeddings = EmbeddingParams {
+        word: reader.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+        position: None,
+        token_type: Some(reader.get("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?),
+        norm: Some(reader.norm(norm, h)?),
+    };
+    let layers = (0..config.num_layers)
+        .map(|l| {
+            let n = config.architecture.layer_names(l);
+            let (qkv, ffn_in) = match nomic {
+                true => {
+                    let p = format!("encoder.layers.{l}");
+                    let ffn_in = stack_outputs(&[
+                        reader.linear_with(&n.ffn_in, h, ffn, biases.mlp_in)?,
+                        reader.linear_with(&format!("{p}.mlp.fc11"), h, ffn, biases.mlp_in)?,
+                    ]);
+                    (reader.linear_with(&n.query, h, 3 * h, biases.attention)?, ffn_in)
+                }
+                false => {
+                    let parts = [n.query.as_str(), &n.key, &n.value].map(|base| reader.linear(base, h, h));
+                    let [q, k, v] = parts;
+                    (stack_outputs(&[q?, k?, v?]), reader.linear_with(&n.ffn_in, h, 2 * ffn, biases.mlp_in)?)
+                }
+            };
+            Ok(LayerParams {
+                qkv,
+                attention_out: reader.linear_with(&n.attention_out, h, h, biases.attention)?,
+                attention_norm: reader.norm(&n.attention_norm, h)?,
+                ffn_in,
+                ffn_out: reader.linear_with(&n.ffn_out, ffn, h, biases.mlp_out)?,
+                ffn_norm: reader.norm(&n.ffn_norm, h)?,
+                head_norms: None,
+                post_attention_norm: None,
+                post_ffn_norm: None,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(EncoderParams {
+        embeddings,
+        layers,
+        relative_attention_bias: None,
+        final_norm: None,
         heads: Vec::new(),
         norm_scales: ScaleStorage::Direct,
     })

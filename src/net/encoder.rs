@@ -183,7 +183,8 @@ impl<'b, B: Backend> Encoder<'b, B> {
     }
 
     /// What attention adds to the scores of sequences of `tokens` tokens at layer `layer`:
-    /// MPNet's and T5's relative position bias `bias[h, i, j] = table[bucket(j − i), h]`, and
+    /// MPNet's and T5's relative position bias `bias[h, i, j] = table[bucket(j − i), h]` or
+    /// JinaBERT's ALiBi `−m_h |i − j|`, and
     /// the layer's mask where it is causal or windowed (`relative_bias::mask_bias`); made once
     /// per length and mask, `None` where there is neither.
     pub fn score_bias(&self, tokens: usize, layer: usize) -> Result<Option<Arc<B::Tensor>>> {
@@ -192,7 +193,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
             (Some(buckets), Some(table)) => Some((buckets, table)),
             _ => None,
         };
-        if relative.is_none() && mask == AttentionMask::Full {
+        if relative.is_none() && !self.config.alibi && mask == AttentionMask::Full {
             return Ok(None);
         }
         let mut cached = self.score_bias.lock().unwrap_or_else(PoisonError::into_inner);
@@ -204,7 +205,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
             return Ok(Some(bias.clone()));
         }
         let heads = self.config.num_heads;
-        let base = relative.map(|(buckets, table)| relative_bias::score_bias(buckets, table.data(), heads, tokens));
+        let base = match relative {
+            Some((buckets, table)) => Some(relative_bias::score_bias(buckets, table.data(), heads, tokens)),
+            None => self.config.alibi.then(|| relative_bias::alibi_bias(heads, tokens)),
+        };
         let bias = match mask {
             AttentionMask::Full => base.unwrap_or_default(),
             mask => relative_bias::mask_bias(mask, heads, tokens, base),

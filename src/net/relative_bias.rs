@@ -32,6 +32,36 @@ pub fn table_grad(buckets: RelativeBuckets, d_bias: &[f64], heads: usize, tokens
     }
 }
 
+/// ALiBi's slope of each of `heads` heads (Press et al., as JinaBERT computes them): for a
+/// power of two `n`, `m_h = 2^(−8(h+1)/n)`; otherwise the slopes of the largest power of two
+/// `c < n`, then every other slope of `2c`, the first `n − c` of them.
+pub fn alibi_slopes(heads: usize) -> Vec<f64> {
+    let of_power_of_two = |n: usize| (1..=n).map(|h| 2f64.powf(-8.0 * h as f64 / n as f64)).collect::<Vec<_>>();
+    if heads.is_power_of_two() {
+        return of_power_of_two(heads);
+    }
+    let c = 1 << heads.ilog2();
+    let mut slopes = of_power_of_two(c);
+    slopes.extend(alibi_slopes(2 * c).into_iter().step_by(2).take(heads - c));
+    slopes
+}
+
+/// JinaBERT's symmetric ALiBi as a `[heads, T, T]` score bias: `bias[h, i, j] = −m_h |i − j|`,
+/// in f32 as every score bias is uploaded (the slopes of a power-of-two head count are powers
+/// of two, so exact; others round as PyTorch's float32 ALiBi does).
+pub fn alibi_bias(heads: usize, tokens: usize) -> Vec<f32> {
+    let slopes = alibi_slopes(heads);
+    let mut bias = vec![0.0f32; heads * tokens * tokens];
+    for (h, block) in bias.chunks_mut(tokens * tokens).enumerate() {
+        for (row, values) in block.chunks_mut(tokens).enumerate() {
+            for (j, value) in values.iter_mut().enumerate() {
+                *value = (-slopes[h] * row.abs_diff(j) as f64) as f32;
+            }
+        }
+    }
+    bias
+}
+
 /// What a masked key's score gets: far enough below any score that its probability is exactly
 /// 0 in f32 and f64 (`exp(−1e30)` underflows), finite so that no backend meets `∞ − ∞`.
 pub const MASKED_SCORE: f32 = -1e30;
@@ -55,6 +85,20 @@ pub fn mask_bias(mask: AttentionMask, heads: usize, tokens: usize, base: Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alibi_slopes_follow_press_et_al() {
+        // Powers of two: 2^(−8h/n); 12 heads: 8's slopes, then 16's 1st, 3rd, 5th and 7th.
+        assert_eq!(alibi_slopes(4), vec![0.25, 0.0625, 0.015625, 0.00390625]);
+        let twelve = alibi_slopes(12);
+        assert_eq!(twelve[..8], alibi_slopes(8)[..]);
+        let sixteen = alibi_slopes(16);
+        assert_eq!(twelve[8..], [sixteen[0], sixteen[2], sixteen[4], sixteen[6]]);
+        assert!((twelve[8] - 2f64.powf(-0.5)).abs() < 1e-15);
+        let bias = alibi_bias(4, 3);
+        assert_eq!(bias[..9], [0.0, -0.25, -0.5, -0.25, 0.0, -0.25, -0.5, -0.25, 0.0]);
+        assert_eq!(bias[27 + 2], -2.0 * 0.00390625);
+    }
 
     #[test]
     fn masks_keep_exactly_the_keys_each_query_sees() {

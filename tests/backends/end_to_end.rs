@@ -368,8 +368,12 @@ pub fn path_probe_is_the_derivative_along_the_path<B: Backend>(b: &B, fixture: &
         let (values, slopes) = encoder.pooled_path_jvp(&reference, &delta, &alphas, layer, t).unwrap();
         let embed = |ids: &[u32]| encoder.pooled_from(encoder.states_at(ids, 1, layer).unwrap(), layer, 1, t).unwrap();
         let (at_input, at_reference) = (embed(&ids), embed(&reference_ids));
-        assert!(max_abs_diff(&values[..h], &at_reference) <= 1e-6 * max_abs(&at_reference), "{label}: e(0)");
-        assert!(max_abs_diff(&values[2 * h..], &at_input) <= 1e-6 * max_abs(&at_input), "{label}: e(1)");
+        let off = |got: &[f64], want: &[f64]| max_abs_diff(got, want) / max_abs(want);
+        let (at_0, at_1) = (off(&values[..h], &at_reference), off(&values[2 * h..], &at_input));
+        assert!(at_0 <= 1e-6, "{label}: e(0) off by {at_0:.2e} of max|e|");
+        // At α = 1 the probe starts from `h_r + (h − h_r)`, which is `h` only up to f32 rounding
+        // of the difference: the house f32 tolerance, not the exact start's.
+        assert!(at_1 <= crate::F32_OP_TOLERANCE, "{label}: e(1) off by {at_1:.2e} of max|e|");
 
         let primals = b.interpolate(&reference, &delta, &alphas).unwrap();
         let batch = simattr::backend::Batch { steps: alphas.len(), tangents: t, tokens: t };

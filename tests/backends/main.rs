@@ -193,6 +193,8 @@ macro_rules! backend_suite {
                 tiny_qwen3 => "tiny-qwen3";
                 tiny_gemma3 => "tiny-gemma3";
                 tiny_modernbert => "tiny-modernbert";
+                tiny_nomic_bert => "tiny-nomic-bert";
+                tiny_jina_bert => "tiny-jina-bert";
             }
             #[test] fn completeness_converges() { crate::end_to_end::completeness_converges(&default()) }
             #[test] fn better_rules_converge_faster() { crate::end_to_end::better_rules_converge_faster(&default()) }

@@ -127,7 +127,11 @@ fn unknown_architecture_is_named() {
     edit_json(&dir.path().join("config.json"), |c| c["model_type"] = "gpt2".into());
     assert_mentions(
         &explain_with(dir.path(), &[]),
-        &["gpt2", "unsupported", "bert, gemma3_text, modernbert, mpnet, qwen3, roberta, t5, xlm-roberta"],
+        &[
+            "gpt2",
+            "unsupported",
+            "bert, gemma3_text, jina_bert, modernbert, mpnet, nomic_bert, qwen3, roberta, t5, xlm-roberta",
+        ],
     );
 }
 
@@ -208,9 +212,14 @@ fn training_t5_and_the_rotary_families_is_refused() {
     let pairs = out.path().join("pairs.jsonl");
     let line = |n: usize| format!("{{\"a\": \"a man is playing {n}\", \"b\": \"someone plays\", \"score\": 0.8}}\n");
     std::fs::write(&pairs, (0..20).map(line).collect::<String>()).unwrap();
-    for (fixture, named) in
-        [("tiny-t5", "T5"), ("tiny-qwen3", "qwen3"), ("tiny-gemma3", "gemma3_text"), ("tiny-modernbert", "modernbert")]
-    {
+    for (fixture, named) in [
+        ("tiny-t5", "T5"),
+        ("tiny-qwen3", "qwen3"),
+        ("tiny-gemma3", "gemma3_text"),
+        ("tiny-modernbert", "modernbert"),
+        ("tiny-nomic-bert", "nomic_bert"),
+        ("tiny-jina-bert", "jina_bert"),
+    ] {
         let model = common::fixture_dir(fixture);
         let target = out.path().join("trained");
         let stderr = fails(&[
@@ -234,7 +243,7 @@ type ConfigEdit = fn(&mut serde_json::Value);
 /// name, never approximated.
 #[test]
 fn unsupported_rotary_settings_are_named() {
-    let cases: [(&str, ConfigEdit, &[&str]); 7] = [
+    let cases: [(&str, ConfigEdit, &[&str]); 13] = [
         ("tiny-qwen3", |c| c["rope_parameters"]["rope_type"] = "yarn".into(), &["rope_type `yarn`"]),
         ("tiny-qwen3", |c| c["layer_types"][1] = "sliding_attention".into(), &["Qwen3", "sliding"]),
         ("tiny-qwen3", |c| c["num_key_value_heads"] = 3.into(), &["num_attention_heads 4", "num_key_value_heads 3"]),
@@ -242,6 +251,12 @@ fn unsupported_rotary_settings_are_named() {
         ("tiny-gemma3", |c| c["attn_logit_softcapping"] = 50.0.into(), &["attn_logit_softcapping"]),
         ("tiny-gemma3", |c| c["layer_types"][0] = "chunked_attention".into(), &["chunked_attention"]),
         ("tiny-modernbert", |c| c["layer_types"] = serde_json::json!(["full_attention"]), &["layer_types", "3 layers"]),
+        ("tiny-nomic-bert", |c| c["prenorm"] = true.into(), &["NomicBERT", "prenorm"]),
+        ("tiny-nomic-bert", |c| c["rotary_emb_fraction"] = 0.5.into(), &["rotary_emb_fraction 0.5"]),
+        ("tiny-nomic-bert", |c| c["rotary_emb_interleaved"] = true.into(), &["rotary_emb_interleaved"]),
+        ("tiny-nomic-bert", |c| c["activation_function"] = "gelu".into(), &["activation_function `gelu`", "swiglu"]),
+        ("tiny-jina-bert", |c| c["feed_forward_type"] = "original".into(), &["feed_forward_type", "geglu"]),
+        ("tiny-jina-bert", |c| c["position_embedding_type"] = "relative_key".into(), &["relative_key", "alibi"]),
     ];
     for (fixture, edit, needles) in cases {
         let dir = copy_model(&common::fixture_dir(fixture));
@@ -250,6 +265,11 @@ fn unsupported_rotary_settings_are_named() {
         assert_mentions(&stderr, &["config.json"]);
         assert_mentions(&stderr, needles);
     }
+    // jina-embeddings-v2-base-code's variant: query and key norms beside query, key and value.
+    let dir = copy_model(&common::fixture_dir("tiny-jina-bert"));
+    let name = "encoder.layer.0.attention.self.layer_norm_q.weight";
+    replace_tensor(dir.path(), name, safetensors::Dtype::F32, vec![32], vec![0; 128]);
+    assert_mentions(&explain_with(dir.path(), &[]), &["model.safetensors", "layer_norm_q", "JinaBERT"]);
     // The older spelling: a scaled rotary embedding.
     let dir = copy_model(&common::fixture_dir("tiny-qwen3"));
     std::fs::copy(dir.path().join("config.legacy.json"), dir.path().join("config.json")).unwrap();

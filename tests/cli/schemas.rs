@@ -192,6 +192,8 @@ fn explain_docs(dir: &Path) -> Vec<Doc> {
             B,
         ),
         ("tiny-modernbert", vec!["--steps", "3", "--layer", "1"], A, B),
+        ("tiny-nomic-bert", vec!["--steps", "3", "--prompt-a", "query", "--truncate-dim", "16"], A, B),
+        ("tiny-jina-bert", vec!["--steps", "3", "--mode", "reverse"], A, B),
         // Cut at max_seq_length 24: text_a.truncated_from, provenance.truncated.
         ("tiny-bert", vec!["--steps", "2"], long.as_str(), B),
         // 42 tokens over width 32 go reverse, 3 go forward: mode "mixed" (at layer 0, where
@@ -330,7 +332,21 @@ fn every_output_matches_its_schema() {
         let seen = values_of(explained(), pointer);
         assert!(seen.is_superset(&set(wanted)), "{pointer}: the runs gave {seen:?}, not all of {wanted:?}");
     };
-    expect("/architecture", &["bert", "mpnet", "roberta", "xlm-roberta", "t5", "qwen3", "gemma3_text", "modernbert"]);
+    expect(
+        "/architecture",
+        &[
+            "bert",
+            "mpnet",
+            "roberta",
+            "xlm-roberta",
+            "t5",
+            "qwen3",
+            "gemma3_text",
+            "modernbert",
+            "nomic_bert",
+            "jina_bert",
+        ],
+    );
     expect("/pooling", &["mean", "cls", "max"]);
     expect("/mode", &["forward", "reverse", "mixed", "none"]);
     expect("/mode_requested", &["forward", "reverse", "auto"]);

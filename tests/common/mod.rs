@@ -20,7 +20,7 @@ pub fn tiny_model_dir() -> PathBuf {
 
 /// The tiny random models, one per architecture and pooling mode (tests/reference/make_tiny_model.py);
 /// each has its golden file `tests/fixtures/golden/NAME.json`.
-pub const TINY_FIXTURES: [&str; 14] = [
+pub const TINY_FIXTURES: [&str; 16] = [
     "tiny-bert",
     "tiny-mpnet",
     "tiny-roberta",
@@ -35,6 +35,8 @@ pub const TINY_FIXTURES: [&str; 14] = [
     "tiny-qwen3",
     "tiny-gemma3",
     "tiny-modernbert",
+    "tiny-nomic-bert",
+    "tiny-jina-bert",
 ];
 
 pub fn fixture_dir(name: &str) -> PathBuf {

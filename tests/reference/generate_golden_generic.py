@@ -54,6 +54,14 @@ checked against them), "position_ids" ("arange": 0..T-1) and "embedding_scale" (
 in float64; null otherwise). check_rotary_goldens.py re-implements the three networks from the
 safetensors and either config file and reproduces the golden values.
 
+NomicBERT and JinaBERT v2 (remote code on the Hub, which cannot run here): nomic_jina_reference.install()
+makes sentence-transformers build the own float64 references of nomic_jina_reference.py for those
+folders (tokenizer, Pooling, Normalize, prompts and encode stay sentence-transformers' own), so the
+same machinery applies (layer lists `encoder.layers` / `encoder.layer`; "architecture" is the
+family name "nomic_bert" / "jina_bert"; the JSON also has "attention_layers" in the rotary families'
+format, with NomicBERT's rotary_dim / rotary_interleaved or JinaBERT's alibi_slopes, checked against
+what each layer receives). check_nomic_jina.py checks those goldens independently.
+
 Usage:
   python generate_golden_generic.py --model-dir tests/fixtures/tiny-t5 --name tiny-t5 \\
       --out tests/fixtures/golden/tiny-t5.json
@@ -77,6 +85,7 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate_golden import PRESETS as BASE_PRESETS  # noqa: E402
+import nomic_jina_reference  # noqa: E402
 
 F64 = torch.float64
 
@@ -92,6 +101,10 @@ LAYER_LISTS = {
     "qwen3": "layers",
     "gemma3_text": "layers",
     "modernbert": "layers",
+    # own references (nomic_jina_reference.py) of two remote-code families; "jina_bert" is the
+    # family name the reference's config reports (config.json says model_type "bert")
+    "nomic_bert": "encoder.layers",
+    "jina_bert": "encoder.layer",
 }
 
 # Cases. Texts and pairs are generate_golden.py's "tiny" preset.
@@ -104,6 +117,7 @@ SIMILARITIES = ["cos", "dot"]
 # prompts of the prompted pair (default: query / document); Qwen3-Embedding prompts queries only
 PROMPTED_PAIR = {"qwen3": ("query", None)}
 ROTARY_ARCHS = ("qwen3", "gemma3_text", "modernbert")
+REFERENCE_ARCHS = ("nomic_bert", "jina_bert")
 CHECK_STEPS = 400
 TRUNCATE_DIM = 8
 BUCKET_RANGE = 600
@@ -528,6 +542,7 @@ def main():
     torch.manual_seed(0)
     patch_t5_layer_norm()
     patch_float64_internals()
+    nomic_jina_reference.install()  # NomicBERT / JinaBERT folders only
 
     G = Generic(args.model_dir)
     has_prompts = any(v for v in G.prompts.values())
@@ -642,6 +657,13 @@ def main():
         for a in out["attention_layers"]:
             print(f"  layer {a['layer']} {a['layer_type']}: causal {a['causal']}, window {a['window']}, scale "
                   f"{a['scale']!r}, heads {a['num_heads']}/{a['num_kv_heads']} x {a['head_dim']}, θ {a['rope_theta']}")
+    if G.arch in REFERENCE_ARCHS:
+        ids = torch.tensor([G.features(max(EMBEDDING_TEXTS, key=len), None)[1]])
+        out.update(nomic_jina_reference.attention_facts(G.model, ids))
+        for a in out["attention_layers"]:
+            print(f"  layer {a['layer']}: scale {a['scale']!r}, heads {a['num_heads']} x {a['head_dim']}, "
+                  + (f"rotary θ {a['rope_theta']} dim {a['rotary_dim']}" if "rope_theta" in a
+                     else f"ALiBi slopes {a['alibi_slopes']}"))
     out["embeddings"] = embeddings
     out["attributions"] = attributions
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -34,6 +34,14 @@ Presets (``--preset``, default tiny-bert; ``--preset all`` writes every one):
                        tiny-bert's WordPiece tokenizer, mean pooling, max_seq_length 32 (seed 123)
                        (the three rotary folders also hold config.legacy.json: the same config in the
                        older key names)
+    tiny-nomic-bert    NomicBERT (nomic-embed-text-v1.5's remote-code layout: GPT-2-style config keys,
+                       rotary θ 1000, SwiGLU, post-LN, no biases), tiny-bert's tokenizer, mean pooling,
+                       prompts search_query: / search_document:, max_seq_length 64   (seed 4321)
+    tiny-jina-bert     JinaBERT v2 (jina-embeddings-v2-base-en's remote-code layout: symmetric ALiBi,
+                       GeGLU with its own residual LayerNorm), tiny-bert's tokenizer, mean pooling,
+                       max_seq_length 32                                              (seed 5432)
+                       (both written directly and checked against nomic_jina_reference.py's own
+                       references, since transformers has no class that reads them)
 
 Every network has 3 layers, hidden 32, 4 heads, ffn 64 (Gemma3 and ModernBERT: ffn 48). A folder has the same layout as the real
 model folders (all-MiniLM-L6-v2, all-mpnet-base-v2, all-distilroberta-v1, multilingual-e5; the
@@ -63,6 +71,7 @@ Usage: python make_tiny_model.py [--preset NAME|all] [--out DIR] [--seed N]
 """
 import argparse
 import json
+import math
 import os
 import string
 from collections import Counter
@@ -1238,6 +1247,324 @@ def write_modernbert(out, seed, pooling, max_seq_length):
     return cfg, sd
 
 
+# ---------------------------------------------------------------------------------------------
+# Remote-code families: NomicBERT (nomic-embed-text-v1 / v1.5) and JinaBERT v2
+# (jina-embeddings-v2-base-en). transformers has no class that reads these folders as the Hub
+# ships them (transformers 5.23's native `nomic_bert` reads hidden_size etc., not the GPT-2-style
+# n_embd etc. of the real config.json, and has no JinaBERT v2), so the folders are written directly:
+# config.json with the real files' key set (tiny values; auto_map pointing at the Hub code as in
+# the real files), model.safetensors with the real checkpoints' tensor names, checked by loading it
+# strictly into the own references of nomic_jina_reference.py (which the goldens use too).
+# Tokenizer: tiny-bert's WordPiece files (both real models use a BertTokenizer, 30522 tokens in a
+# table of 30528 rows: the tiny table has 448 = 7·64 rows for 409 tokens, rows 409..447 never looked
+# up). Weights (one seeded generator per folder, in the order listed; the other fixtures' scales):
+#   N(0, 0.2²) for every embedding table and linear weight except the query and key projections,
+#   N(0, 0.35²) (REMOTE_QK_STD; with 0.2 the attention rows are near uniform), LayerNorm γ ~ U(0.9, 1.1),
+#   β and every linear bias ~ U(-0.1, 0.1).
+#   tiny-nomic-bert (seed 4321): word_embeddings, token_type_embeddings, emb_ln γ β; per layer
+#     attn.Wqkv (q rows, k rows, v rows), attn.out_proj, mlp.fc11, mlp.fc12, mlp.fc2, norm1 γ β,
+#     norm2 γ β (no biases: qkv_proj_bias, mlp_fc1_bias, mlp_fc2_bias false; no pooler).
+#   tiny-jina-bert (seed 5432): word_embeddings, token_type_embeddings, LayerNorm γ β; per layer
+#     query W b, key W b, value W b, attention.output.dense W b, attention.output.LayerNorm γ β,
+#     mlp.gated_layers W (no bias), mlp.wo W b, mlp.layernorm γ β; then pooler.dense W b.
+# ---------------------------------------------------------------------------------------------
+NOMIC_PROMPTS = {"query": "search_query: ", "document": "search_document: "}
+REMOTE_VOCAB_ROWS = 448  # tiny-bert's 409 tokens rounded up to a multiple of 64 (as 30522 -> 30528)
+REMOTE_QK_STD = 0.35  # query and key projections (0.2 gives near-uniform attention: entropy 0.86 of ln T)
+
+
+def nomic_config(max_positions):
+    """nomic-embed-text-v1.5's config.json keys (GPT2Config-based NomicBertConfig), tiny values."""
+    return {
+        "activation_function": "swiglu",
+        "architectures": ["NomicBertModel"],
+        "attn_pdrop": 0.0,
+        "auto_map": {
+            "AutoConfig": "nomic-ai/nomic-bert-2048--configuration_hf_nomic_bert.NomicBertConfig",
+            "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel",
+            "AutoModelForMaskedLM": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertForPreTraining",
+        },
+        "bos_token_id": None,
+        "causal": False,
+        "dense_seq_output": True,
+        "embd_pdrop": 0.0,
+        "eos_token_id": None,
+        "fused_bias_fc": True,
+        "fused_dropout_add_ln": True,
+        "initializer_range": 0.02,
+        "layer_norm_epsilon": 1e-12,
+        "max_trained_positions": max_positions,
+        "mlp_fc1_bias": False,
+        "mlp_fc2_bias": False,
+        "model_type": "nomic_bert",
+        "n_embd": 32,
+        "n_head": 4,
+        "n_inner": 48,
+        "n_layer": 3,
+        "n_positions": max_positions,
+        "pad_vocab_size_multiple": 64,
+        "parallel_block": False,
+        "parallel_block_tied_norm": False,
+        "prenorm": False,
+        "qkv_proj_bias": False,
+        "reorder_and_upcast_attn": False,
+        "resid_pdrop": 0.0,
+        "rotary_emb_base": 1000,
+        "rotary_emb_fraction": 1.0,
+        "rotary_emb_interleaved": False,
+        "rotary_emb_scale_base": None,
+        "rotary_scaling_factor": None,
+        "scale_attn_by_inverse_layer_idx": False,
+        "scale_attn_weights": True,
+        "summary_activation": None,
+        "summary_first_dropout": 0.0,
+        "summary_proj_to_labels": True,
+        "summary_type": "cls_index",
+        "summary_use_proj": True,
+        "torch_dtype": "float32",
+        "transformers_version": "4.37.2",
+        "type_vocab_size": 2,
+        "use_cache": True,
+        "use_flash_attn": True,
+        "use_rms_norm": False,
+        "use_xentropy": True,
+        "vocab_size": REMOTE_VOCAB_ROWS,
+    }
+
+
+def jina_config(max_positions):
+    """jina-embeddings-v2-base-en's config.json keys (JinaBertConfig, a BertConfig), tiny values."""
+    return {
+        "architectures": ["JinaBertForMaskedLM"],
+        "attention_probs_dropout_prob": 0.0,
+        "auto_map": {
+            "AutoConfig": "jinaai/jina-bert-implementation--configuration_bert.JinaBertConfig",
+            "AutoModel": "jinaai/jina-bert-implementation--modeling_bert.JinaBertModel",
+            "AutoModelForMaskedLM": "jinaai/jina-bert-implementation--modeling_bert.JinaBertForMaskedLM",
+            "AutoModelForSequenceClassification":
+                "jinaai/jina-bert-implementation--modeling_bert.JinaBertForSequenceClassification",
+        },
+        "classifier_dropout": None,
+        "emb_pooler": "mean",
+        "feed_forward_type": "geglu",
+        "gradient_checkpointing": False,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": 32,
+        "initializer_range": 0.02,
+        "intermediate_size": 48,
+        "layer_norm_eps": 1e-12,
+        "max_position_embeddings": max_positions,
+        "model_max_length": max_positions,
+        "model_type": "bert",
+        "num_attention_heads": 4,
+        "num_hidden_layers": 3,
+        "pad_token_id": 0,
+        "position_embedding_type": "alibi",
+        "torch_dtype": "float32",
+        "transformers_version": "4.26.0",
+        "type_vocab_size": 2,
+        "use_cache": True,
+        "vocab_size": REMOTE_VOCAB_ROWS,
+    }
+
+
+class _Draw:
+    """tiny-bert's scales from one seeded generator: N(0, 0.2²) weights, γ ~ U(0.9, 1.1), β and
+    biases ~ U(-0.1, 0.1) (drawn in float64, stored as float32)."""
+
+    def __init__(self, seed):
+        self.g = torch.Generator().manual_seed(seed)
+
+    def normal(self, *shape, std=0.2):
+        return torch.randn(*shape, generator=self.g, dtype=torch.float64).mul(std).float()
+
+    def uniform(self, *shape, lo=-0.1, hi=0.1):
+        return (torch.rand(*shape, generator=self.g, dtype=torch.float64) * (hi - lo) + lo).float()
+
+    def gamma(self, n):
+        return self.uniform(n, lo=0.9, hi=1.1)
+
+
+def nomic_state_dict(cfg, seed):
+    r = _Draw(seed)
+    H, F, V, L = cfg["n_embd"], cfg["n_inner"], cfg["vocab_size"], cfg["n_layer"]
+    sd = {"embeddings.word_embeddings.weight": r.normal(V, H),
+          "embeddings.token_type_embeddings.weight": r.normal(cfg["type_vocab_size"], H),
+          "emb_ln.weight": r.gamma(H), "emb_ln.bias": r.uniform(H)}
+    for l in range(L):
+        p = f"encoder.layers.{l}."
+        # rows 0..H-1 q, H..2H-1 k, 2H..3H-1 v (drawn in that order)
+        sd[p + "attn.Wqkv.weight"] = torch.cat([r.normal(H, H, std=REMOTE_QK_STD), r.normal(H, H, std=REMOTE_QK_STD),
+                                                r.normal(H, H)])
+        sd[p + "attn.out_proj.weight"] = r.normal(H, H)
+        sd[p + "mlp.fc11.weight"] = r.normal(F, H)
+        sd[p + "mlp.fc12.weight"] = r.normal(F, H)
+        sd[p + "mlp.fc2.weight"] = r.normal(H, F)
+        sd[p + "norm1.weight"] = r.gamma(H)
+        sd[p + "norm1.bias"] = r.uniform(H)
+        sd[p + "norm2.weight"] = r.gamma(H)
+        sd[p + "norm2.bias"] = r.uniform(H)
+    return sd
+
+
+def jina_state_dict(cfg, seed):
+    r = _Draw(seed)
+    H, F, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    sd = {"embeddings.word_embeddings.weight": r.normal(V, H),
+          "embeddings.token_type_embeddings.weight": r.normal(cfg["type_vocab_size"], H),
+          "embeddings.LayerNorm.weight": r.gamma(H), "embeddings.LayerNorm.bias": r.uniform(H)}
+    for l in range(L):
+        p = f"encoder.layer.{l}."
+        for n in ("query", "key", "value"):
+            sd[p + f"attention.self.{n}.weight"] = r.normal(H, H, std=REMOTE_QK_STD if n != "value" else 0.2)
+            sd[p + f"attention.self.{n}.bias"] = r.uniform(H)
+        sd[p + "attention.output.dense.weight"] = r.normal(H, H)
+        sd[p + "attention.output.dense.bias"] = r.uniform(H)
+        sd[p + "attention.output.LayerNorm.weight"] = r.gamma(H)
+        sd[p + "attention.output.LayerNorm.bias"] = r.uniform(H)
+        sd[p + "mlp.gated_layers.weight"] = r.normal(2 * F, H)
+        sd[p + "mlp.wo.weight"] = r.normal(H, F)
+        sd[p + "mlp.wo.bias"] = r.uniform(H)
+        sd[p + "mlp.layernorm.weight"] = r.gamma(H)
+        sd[p + "mlp.layernorm.bias"] = r.uniform(H)
+    sd["pooler.dense.weight"] = r.normal(H, H)
+    sd["pooler.dense.bias"] = r.uniform(H)
+    return sd
+
+
+def write_remote(out, kind, seed, pooling, max_seq_length, prompts=None):
+    """tiny-nomic-bert / tiny-jina-bert: config.json, model.safetensors (names checked by a strict
+    load into the own reference), tiny-bert's tokenizer files, modules (mean pooling, Normalize;
+    NomicBERT: prompts)."""
+    import nomic_jina_reference as ref
+    from safetensors.torch import load_file
+    vocab = build_vocab()
+    assert len(vocab) <= REMOTE_VOCAB_ROWS
+    positions = 64
+    cfg = nomic_config(positions) if kind == "nomic_bert" else jina_config(positions)
+    sd = nomic_state_dict(cfg, seed) if kind == "nomic_bert" else jina_state_dict(cfg, seed)
+    assert ref.family_of(cfg) == kind
+    model = ref.MODELS[kind](cfg)
+    own = model.state_dict()
+    assert set(own) == set(sd), sorted(set(own) ^ set(sd))
+    for k, v in own.items():
+        assert tuple(v.shape) == tuple(sd[k].shape), (k, tuple(v.shape), tuple(sd[k].shape))
+    write_json(os.path.join(out, "config.json"), cfg)
+    save_file({k: sd[k].contiguous() for k in sorted(sd)}, os.path.join(out, "model.safetensors"),
+              metadata={"format": "pt"})
+    written = load_file(os.path.join(out, "model.safetensors"))
+    assert set(written) == set(sd) and all(torch.equal(written[k], sd[k]) for k in sd)
+    ref.load_model(out)  # strict
+    write_wordpiece_tokenizer(out, vocab, positions)
+    base = os.path.join(FIXTURES, "tiny-bert")
+    if os.path.isdir(base):
+        for fn in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+            with open(os.path.join(out, fn), "rb") as a, open(os.path.join(base, fn), "rb") as b:
+                assert a.read() == b.read(), f"{fn} differs from tiny-bert's"
+    hidden = cfg.get("n_embd") or cfg["hidden_size"]
+    write_modules(out, hidden, pooling, max_seq_length, prompts=prompts)
+    return cfg, sd
+
+
+def check_remote_folder(out, max_seq_length, extra_texts=()):
+    """The folder loads with sentence-transformers (through nomic_jina_reference.install()), the
+    tokenizer paths agree (bare tokenizers library, AutoTokenizer, sentence-transformers), encode
+    runs, and float32 encode agrees with the float64 reference."""
+    import warnings
+    import nomic_jina_reference as ref
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+    ref.install()
+    hf = AutoTokenizer.from_pretrained(out)
+    raw = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
+    raw.no_padding()
+    raw.enable_truncation(max_length=max_seq_length)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st = SentenceTransformer(out, device="cpu")
+        st64 = SentenceTransformer(out, device="cpu").to(torch.float64)
+    assert st.max_seq_length == max_seq_length, st.max_seq_length
+    assert type(st[0].auto_model).__module__ == "nomic_jina_reference", type(st[0].auto_model)
+    for text in CHECK_TEXTS + list(extra_texts):
+        enc = raw.encode(text)
+        hb = hf(text, truncation=True, max_length=max_seq_length, return_special_tokens_mask=True)
+        c = st.preprocess([text])["input_ids"][0].tolist()
+        assert enc.ids == hb["input_ids"] == c, (out, text)
+        assert enc.special_tokens_mask == hb["special_tokens_mask"], (out, text)
+    emb = st.encode(CHECK_TEXTS[:3], convert_to_tensor=True)
+    emb64 = st64.encode(CHECK_TEXTS[:3], convert_to_tensor=True)
+    assert emb.shape == (3, 32), emb.shape
+    err = (emb.double() - emb64).abs().max().item()
+    print(f"  loads with sentence-transformers (own reference); float32 vs float64 encode {err:.1e}")
+    assert err < 1e-5, err
+    return hf
+
+
+def check_lively_remote(out):
+    """check_lively for the own references: attention rows far from uniform, layer outputs O(1)
+    and different between texts, pooled embeddings not parallel (asserted)."""
+    import warnings
+    import nomic_jina_reference as ref
+    from sentence_transformers import SentenceTransformer
+    ref.install()
+    texts = ["A man is playing a guitar.", "Someone plays an instrument.",
+             "The children played in the park at 7 o'clock!", "The dogs were jumping happily in the garden."]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st = SentenceTransformer(out, device="cpu")
+    model = st[0].auto_model
+    probs, outs = {}, {}
+
+    def att_hook(l):
+        def f(module, args, output):
+            probs.setdefault(l, []).append(module.last_probs[0])
+        return f
+
+    def out_hook(l):
+        def f(module, args, kwargs, output):
+            outs.setdefault(l, []).append(output[0])
+        return f
+
+    layers = ref.layer_list(model)
+    handles = []
+    for l, layer in enumerate(layers):
+        att = layer.attn if hasattr(layer, "attn") else layer.attention
+        att.keep_probs = True
+        handles.append(att.register_forward_hook(att_hook(l)))
+        handles.append(layer.register_forward_hook(out_hook(l), with_kwargs=True))
+    try:
+        for text in texts:
+            with torch.no_grad():
+                st.encode(text)
+    finally:
+        for h in handles:
+            h.remove()
+        for layer in layers:
+            (layer.attn if hasattr(layer, "attn") else layer.attention).keep_probs = False
+    for l in range(len(layers)):
+        ents, mxs, unis = [], [], []
+        for p in probs[l]:  # heads x T x T
+            t = p.shape[-1]
+            ents.append((-(p * p.clamp_min(1e-30).log()).sum(-1) / math.log(t)).mean().item())
+            mxs.append(p.max(-1).values.mean().item())
+            unis.append(1.0 / t)
+        ent, mx, uni = sum(ents) / len(ents), sum(mxs) / len(mxs), sum(unis) / len(unis)
+        rms = [o.pow(2).mean().sqrt().item() for o in outs[l]]
+        m = [o.mean(0) for o in outs[l]]
+        cos = max(torch.nn.functional.cosine_similarity(m[i], m[j], dim=0).item()
+                  for i in range(len(m)) for j in range(i + 1, len(m)))
+        print(f"  layer {l}: attention entropy/ln T {ent:.2f}, mean max prob {mx:.2f} (uniform 1/T ~{uni:.2f}); "
+              f"output RMS {min(rms):.2f}..{max(rms):.2f}; max cos of mean rows between texts {cos:.3f}")
+        assert ent < 0.8 and mx > 2.5 * uni, (l, ent, mx)
+        assert 0.2 < min(rms) and max(rms) < 20, rms
+        assert cos < 0.99, cos
+    emb = st.encode(texts, convert_to_tensor=True)
+    off = (emb @ emb.T)[~torch.eye(len(texts), dtype=torch.bool)]
+    print(f"  embeddings: cos between texts {off.min().item():.3f}..{off.max().item():.3f}")
+    assert off.max().item() < 0.99
+
+
 BERT_DENSE_STD = 0.2  # Dense weights of the tiny-bert variants: N(0, 0.2²), biases U(-0.1, 0.1)
 
 
@@ -1282,6 +1609,8 @@ VARIANT_PRESETS = {
                                    dense_specs=[(48, False, "Identity"), (32, False, "Identity")],
                                    prompts=GEMMA3_PROMPTS)),
     "tiny-modernbert": ("modernbert", dict(seed=123, pooling="mean", max_seq_length=32)),
+    "tiny-nomic-bert": ("nomic_bert", dict(seed=4321, pooling="mean", max_seq_length=64, prompts=NOMIC_PROMPTS)),
+    "tiny-jina-bert": ("jina_bert", dict(seed=5432, pooling="mean", max_seq_length=32)),
 }
 
 
@@ -1509,6 +1838,10 @@ def write_variant(name, out, check):
         cfg, sd = write_t5(out, **kw)
         msl, dim = kw["max_seq_length"], kw["dense_specs"][-1][0]
         desc = f"T5EncoderModel {kw['feed_forward_proj']}, seed {kw['seed']}"
+    elif kind in ("nomic_bert", "jina_bert"):
+        cfg, sd = write_remote(out, kind, **kw)
+        msl, dim = kw["max_seq_length"], 32
+        desc = f"{cfg['architectures'][0]} (own reference), seed {kw['seed']}"
     elif kind in ROTARY_WRITERS:
         cfg, sd = ROTARY_WRITERS[kind](out, **kw)
         msl = kw["max_seq_length"]
@@ -1527,6 +1860,13 @@ def write_variant(name, out, check):
     if check:
         prompts = [p for p in (kw.get("prompts") or {}).values() if p]
         extra = [p + t for p in prompts for t in CHECK_TEXTS[:3]] + prompts
+        if kind in ("nomic_bert", "jina_bert"):
+            hf = check_remote_folder(out, msl, extra_texts=extra)
+            for p in prompts:
+                ids = hf(p)["input_ids"]
+                print(f"  prompt {p!r} -> {len(ids)} tokens {hf.convert_ids_to_tokens(ids)}")
+            check_lively_remote(out)
+            return
         hf = check_folder(out, msl, dim=dim, t5=kind == "t5", extra_texts=extra)
         ids = hf("A man is playing a guitar.")["input_ids"]
         print(f"  loads with transformers and sentence-transformers; 'A man is playing a guitar.' -> "

@@ -73,13 +73,13 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
     /// read; a final norm or Dense modules are refused, as for a family.
     pub fn with_network(backend: &'b B, config: &EncoderConfig, network: Network) -> Result<Self> {
         let Network { embeddings, block, first_block, final_norm, pooling, heads } = network;
-        if config.architecture.is_rotary() || first_block.is_some() || config.masks_positions() {
-            // Rotary attention, QK-norm, sandwich norms and positional masks have forward,
-            // JVP and VJP rules but no weight-gradient rules yet.
+        if config.architecture.is_rotary() || first_block.is_some() || config.masks_positions() || config.alibi {
+            // Rotary attention, QK-norm, sandwich norms, positional masks and ALiBi have
+            // forward, JVP and VJP rules but no weight-gradient rules yet.
             return Err(Error::argument(
                 "--model",
                 format!(
-                    "training a {} encoder into an exact model is not supported yet (no weight gradients for rotary attention, QK-norm or masked attention)",
+                    "training a {} encoder into an exact model is not supported yet (no weight gradients for rotary attention, QK-norm, ALiBi or masked attention)",
                     config.architecture.name()
                 ),
             ));

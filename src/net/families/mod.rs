@@ -68,6 +68,10 @@ impl Network {
                 let embeddings = Embeddings { norm: Some(NormKind::Layer), ..bare };
                 (embeddings, modernbert::block(false), Some(NormKind::Layer))
             }
+            Architecture::NomicBert | Architecture::JinaBert => {
+                let embeddings = Embeddings { token_types: true, norm: Some(NormKind::Layer), ..bare };
+                (embeddings, post_ln::gated(config.ffn_activation), None)
+            }
         };
         let first_block = (architecture == Architecture::ModernBert).then(|| modernbert::block(true));
         Network { embeddings, block, first_block, final_norm, pooling, heads: Vec::new() }
