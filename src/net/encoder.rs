@@ -454,32 +454,48 @@ impl<'b, B: Backend> Encoder<'b, B> {
         self.check_layer(from)?;
         let (b, h) = (self.backend, self.hidden());
         let first_in = TangentsIn::TokenDirections { delta, directions };
-        // Under mean pooling the last layer reduces its rows before its output GEMM; the other
-        // poolings take every layer's full JVP and pool after it.
-        let mean_tail = self.pooling == Pooling::Mean;
-        let full_layers = if mean_tail { self.num_layers() - 1 } else { self.num_layers() };
-        let pooled_tail = |x: &B::Tensor, dx: TangentsIn<'_, B::Tensor>| -> Result<B::Tensor> {
+        // Under mean pooling the last layer reduces its rows before its output GEMM; under CLS
+        // and last-token pooling it carries only the pooled row after attention
+        // (`Block::jvp_at_row`); the other poolings take every layer's full JVP and pool after it.
+        let row = match self.pooling {
+            Pooling::Cls => Some(0),
+            Pooling::LastToken => Some(batch.tokens - 1),
+            _ => None,
+        };
+        let pooled_last = self.pooling == Pooling::Mean || row.is_some();
+        let full_layers = if pooled_last { self.num_layers() - 1 } else { self.num_layers() };
+        // The pooled tangents, and the pooled primal where the last layer made it.
+        let pooled_tail = |x: &B::Tensor, dx: TangentsIn<'_, B::Tensor>| -> Result<(B::Tensor, Option<B::Tensor>)> {
             let (block, weights, geometry) = self.layer(full_layers);
             let bias = self.score_bias(batch.tokens, full_layers)?;
             let scores = ScoreMods { bias: bias.as_deref(), key_mask: None };
-            let pooled = block.pooled_jvp(b, weights, geometry, x, dx, batch, scores)?;
+            let pooled = match row {
+                Some(row) => {
+                    let (y, dy) = block.jvp_at_row(b, weights, geometry, x, dx, batch, scores, row)?;
+                    (dy, Some(y))
+                }
+                None => (block.pooled_jvp(b, weights, geometry, x, dx, batch, scores)?, None),
+            };
             after_layer()?;
             Ok(pooled)
         };
         // The heads' tangents read the pooled primal where an activation is not the identity;
         // under mean pooling the last layer's primal output is not otherwise made.
-        let head_tape = |x: &B::Tensor, layers: Range<usize>| {
-            self.head_tape(batch.steps, || {
-                let output = match layers.is_empty() {
-                    true => None,
-                    false => Some(self.run_layers(x, layers, batch.steps, batch.tokens)?),
-                };
-                self.pool(output.as_ref().unwrap_or(x), batch.steps, batch.tokens)
+        let head_tape = |x: &B::Tensor, layers: Range<usize>, pooled: Option<B::Tensor>| {
+            self.head_tape(batch.steps, || match pooled {
+                Some(pooled) => Ok(pooled),
+                None => {
+                    let output = match layers.is_empty() {
+                        true => None,
+                        false => Some(self.run_layers(x, layers, batch.steps, batch.tokens)?),
+                    };
+                    self.pool(output.as_ref().unwrap_or(x), batch.steps, batch.tokens)
+                }
             })
         };
         let (pooled, tape) = if from == full_layers {
-            let tape = head_tape(x, from..self.num_layers())?;
-            (pooled_tail(x, first_in)?, tape)
+            let (pooled, primal) = pooled_tail(x, first_in)?;
+            (pooled, head_tape(x, from..self.num_layers(), primal)?)
         } else {
             let (mut x, mut dx) = self.layer_jvp(from, x, first_in, batch)?;
             after_layer()?;
@@ -487,10 +503,12 @@ impl<'b, B: Backend> Encoder<'b, B> {
                 (x, dx) = self.layer_jvp(layer, &x, TangentsIn::Dense(&dx), batch)?;
                 after_layer()?;
             }
-            let tape = head_tape(&x, full_layers..self.num_layers())?;
-            match mean_tail {
-                true => (pooled_tail(&x, TangentsIn::Dense(&dx))?, tape),
-                false => (pool_jvp(b, self.pooling, &x, &dx, batch, h)?, tape),
+            match pooled_last {
+                true => {
+                    let (pooled, primal) = pooled_tail(&x, TangentsIn::Dense(&dx))?;
+                    (pooled, head_tape(&x, full_layers..self.num_layers(), primal)?)
+                }
+                false => (pool_jvp(b, self.pooling, &x, &dx, batch, h)?, head_tape(&x, 0..0, None)?),
             }
         };
         self.heads().jvp(b, &tape, pooled, batch.tangents)

@@ -180,6 +180,66 @@ impl Block {
         )
     }
 
+    /// The JVP of the block's output at one token, `row`, alone: `(y, ẏ)` as
+    /// `[steps, 1, hidden]` and `[steps, tangents, 1, hidden]`, what CLS and last-token pooling
+    /// read of the last layer. Every op after attention is row-wise, so from attention's output
+    /// on, the walk carries that row only (the feed-forward's GEMMs on one row per tangent
+    /// instead of `tokens`); attention itself still reads every token's keys and values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn jvp_at_row<'p, B: Backend>(
+        &self,
+        backend: &B,
+        params: impl Into<Weights<'p, B::Tensor>>,
+        geometry: Geometry,
+        x: &B::Tensor,
+        dx: TangentsIn<'_, B::Tensor>,
+        batch: Batch,
+        scores: ScoreMods<'_, B::Tensor>,
+        row: usize,
+    ) -> Result<(B::Tensor, B::Tensor)> {
+        let params: Weights<'p, B::Tensor> = params.into();
+        let attention = |step: &Step| matches!(step, Step::Op { op } if matches!(self.ops[*op], Op::Attention { .. }));
+        let (Some(last_attention), true) = (self.steps.iter().rposition(attention), row < batch.tokens) else {
+            // No attention to narrow after (or no such row): the whole JVP, then the row.
+            let (y, dy) = self.jvp(backend, params, geometry, x, dx, batch, scores)?;
+            let one = Batch { tokens: 1, ..batch };
+            let width = params.hidden();
+            return Ok((
+                backend.gather_rows(&y, width, &row_indices(batch.steps, batch.tokens, row))?,
+                backend.gather_rows(&dy, width, &row_indices(one.tangent_seqs(), batch.tokens, row))?,
+            ));
+        };
+        let walk = Walk::new(&self.ops, backend, params, geometry)?;
+        let mut state = self.jvp_steps(&walk, x, dx, batch, scores, last_attention + 1)?;
+        // Every value still held, primal and tangents, narrowed to `row`.
+        let one = Batch { tokens: 1, ..batch };
+        for v in 0..=self.ops.len() {
+            let value = Value(v);
+            let width = walk.width(value);
+            if state.values.slots[v].is_some() {
+                let primal = backend.gather_rows(
+                    state.values.get(value)?,
+                    width,
+                    &row_indices(batch.steps, batch.tokens, row),
+                )?;
+                state.values.set(value, primal);
+            }
+            if state.tangents.slots[v].is_some() {
+                walk.make(&mut state.tangents, value, Form::Dense, batch)?;
+                let rows = row_indices(one.tangent_seqs(), batch.tokens, row);
+                let narrowed = backend.gather_rows(state.tangents.dense(value)?, width, &rows)?;
+                state.tangents.slots[v] = Some(Tangent::dense(narrowed));
+            }
+        }
+        self.run_steps(&walk, &mut state, last_attention + 1..self.steps.len(), one, scores)?;
+        let output = self.output();
+        let dy = state.tangents.slots[output.index()]
+            .take()
+            .and_then(Tangent::into_dense)
+            .ok_or_else(|| Error::Internal("a block's output tangents are not its own".into()))?;
+        Ok((state.values.take(output)?, dy))
+    }
+
     /// Runs the first `count` steps on primals and tangents.
     fn jvp_steps<'a, B: Backend>(
         &self,
@@ -199,20 +259,39 @@ impl Block {
             }
         });
         let mut state = JvpState { values, tangents: Tangents { slots } };
-        for (index, step) in self.steps[..count].iter().enumerate() {
+        self.run_steps(walk, &mut state, 0..count, batch, scores)?;
+        Ok(state)
+    }
+
+    /// Runs steps `range` on primals and tangents, from `state`.
+    fn run_steps<B: Backend>(
+        &self,
+        walk: &Walk<'_, B>,
+        state: &mut JvpState<'_, B::Tensor>,
+        range: std::ops::Range<usize>,
+        batch: Batch,
+        scores: ScoreMods<'_, B::Tensor>,
+    ) -> Result<()> {
+        for index in range {
+            let step = &self.steps[index];
             let form = walk.reads_as(&self.ops, *step, &state.tangents)?;
             for v in step.reads(&self.ops) {
                 walk.make(&mut state.tangents, v, form, batch)?;
             }
-            let (y, dy) = walk.jvp_step(&self.ops, *step, form, &state, batch, scores)?;
+            let (y, dy) = walk.jvp_step(&self.ops, *step, form, state, batch, scores)?;
             let out = Value::of_op(step.last_op());
             state.values.set(out, y);
             state.tangents.slots[out.index()] = Some(dy);
             state.values.drop_after(self, index);
             drop_read_by(&mut state.tangents.slots, self, index);
         }
-        Ok(state)
+        Ok(())
     }
+}
+
+/// Row `row` of each of `seqs` sequences of `tokens` rows, as indices into their rows.
+fn row_indices(seqs: usize, tokens: usize, row: usize) -> Vec<u32> {
+    (0..seqs).map(|s| (s * tokens + row) as u32).collect()
 }
 
 impl<B: Backend> Walk<'_, B> {
