@@ -13,7 +13,7 @@ use crate::net::block::{Block, CotangentsIn, Geometry, TangentsIn};
 pub use crate::net::block::{InputCotangents, InputForm};
 use crate::net::embeddings::Embeddings;
 use crate::net::families::Network;
-use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops, BlockCost};
+use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops, BlockCost, PooledTail};
 use crate::net::heads::{Head, Heads, HeadsTape};
 use crate::net::layer::LayerShape;
 use crate::net::packing::Packing;
@@ -144,7 +144,11 @@ impl<'b, B: Backend> Encoder<'b, B> {
             let heads = LayerShape::of(&model.config).heads;
             let (first_block, last_block) = (&blocks[0], &blocks[blocks.len() - 1]);
             let top = last_block.cost(Weights { layer: last, final_norm: params.final_norm.as_ref() }, heads);
-            BlockCost { pooled_out: top.pooled_out, ..first_block.cost(first, heads) }
+            BlockCost {
+                pooled_out: top.pooled_out,
+                after_attention_per_row: top.after_attention_per_row,
+                ..first_block.cost(first, heads)
+            }
         };
         let params = upload_params(backend, params)?;
         let config = model.config.clone();
@@ -318,12 +322,21 @@ impl<'b, B: Backend> Encoder<'b, B> {
         // Dense modules make the pooled cotangents dense: no rank-one start (`pooled_vjp`).
         let mean = self.pooling == Pooling::Mean && !self.heads().any_dense();
         let layers = self.num_layers().saturating_sub(layer);
-        reverse_is_cheaper(self.cost, layers, tokens, steps, self.embedding_dim(), mean)
+        reverse_is_cheaper(self.cost, layers, tokens, steps, self.embedding_dim(), mean, self.pooled_tail())
     }
 
     /// Flops of attributing one text of `tokens` tokens at `layer` with `steps` steps.
     pub fn attribution_flops(&self, layer: usize, tokens: usize, steps: usize) -> AttributionFlops {
-        attribution_flops(self.cost, self.num_layers().saturating_sub(layer), tokens, steps)
+        attribution_flops(self.cost, self.num_layers().saturating_sub(layer), tokens, steps, self.pooled_tail())
+    }
+
+    /// How forward mode's last layer reaches the pooled vector (`pooled_token_jvp`).
+    fn pooled_tail(&self) -> PooledTail {
+        match self.pooling {
+            Pooling::Mean => PooledTail::Mean,
+            Pooling::Cls | Pooling::LastToken => PooledTail::Row,
+            _ => PooledTail::Full,
+        }
     }
 
     pub fn shape(&self) -> LayerShape {

@@ -22,6 +22,20 @@ pub struct BlockCost {
     /// The output layer `(in, out)` of a block ending in `LayerNorm(Linear(a) + r)`, where the
     /// pooled last layer reduces its rows first.
     pub pooled_out: Option<(f64, f64)>,
+    /// One row through the dense layers after the last attention op: what CLS and last-token
+    /// pooling's last layer runs on one row per tangent sequence only (`Block::jvp_at_row`).
+    pub after_attention_per_row: f64,
+}
+
+/// How the last layer's tangents reach the pooled vector in forward mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PooledTail {
+    /// Mean pooling: the rows summed before the output GEMM (where the block allows it).
+    Mean,
+    /// CLS or last-token pooling: one row after attention.
+    Row,
+    /// Every row through the whole layer (max and the weighted poolings).
+    Full,
 }
 
 impl From<LayerShape> for BlockCost {
@@ -33,6 +47,7 @@ impl From<LayerShape> for BlockCost {
             attention_width: shape.heads.width() as f64,
             qkv: Some((h, 3.0 * h, true)),
             pooled_out: Some((f, h)),
+            after_attention_per_row: 2.0 * h * (h + 2.0 * f),
         }
     }
 }
@@ -74,16 +89,23 @@ fn plain_pass(cost: BlockCost, layers: usize, tokens: usize, steps: usize, direc
 }
 
 /// Counts the pass through `layers` encoder layers (the attributed one and those above it) for
-/// `steps` steps and all `tokens` token directions.
-pub fn attribution_flops(cost: impl Into<BlockCost>, layers: usize, tokens: usize, steps: usize) -> AttributionFlops {
+/// `steps` steps and all `tokens` token directions, the last layer reaching the pooled vector
+/// as `tail` says.
+pub fn attribution_flops(
+    cost: impl Into<BlockCost>,
+    layers: usize,
+    tokens: usize,
+    steps: usize,
+    tail: PooledTail,
+) -> AttributionFlops {
     let cost = cost.into();
     let (t, n, w) = (tokens as f64, steps as f64, cost.attention_width);
     let (primal, plain_tangents) = plain_pass(cost, layers, tokens, steps, tokens);
     let (primal_rows, tangent_seqs) = (n * t, n * t);
     let tangent_rows = tangent_seqs * t;
     // The last layer's reduction needs x̂W once per primal row.
-    let primal = match (layers > 0, cost.pooled_out) {
-        (true, Some((inputs, outputs))) => primal + 2.0 * primal_rows * inputs * outputs,
+    let primal = match (layers > 0, tail, cost.pooled_out) {
+        (true, PooledTail::Mean, Some((inputs, outputs))) => primal + 2.0 * primal_rows * inputs * outputs,
         _ => primal,
     };
     if layers == 0 {
@@ -102,9 +124,18 @@ pub fn attribution_flops(cost: impl Into<BlockCost>, layers: usize, tokens: usiz
     };
     // Last layer: the output GEMM on one row per tangent sequence, plus two dot products and
     // an axpy over its input width per tangent row.
-    let last_ffn_out_saved = match cost.pooled_out {
-        Some((inputs, outputs)) => (tangent_rows - tangent_seqs) * 2.0 * inputs * outputs - tangent_rows * 6.0 * inputs,
-        None => 0.0,
+    // Or, for one pooled row, every GEMM after attention on one row per tangent sequence (and
+    // per step on the primal).
+    let last_ffn_out_saved = match (tail, cost.pooled_out) {
+        (PooledTail::Mean, Some((inputs, outputs))) => {
+            (tangent_rows - tangent_seqs) * 2.0 * inputs * outputs - tangent_rows * 6.0 * inputs
+        }
+        (PooledTail::Row, _) => (tangent_rows - tangent_seqs) * cost.after_attention_per_row,
+        _ => 0.0,
+    };
+    let primal = match tail {
+        PooledTail::Row => primal - (primal_rows - n) * cost.after_attention_per_row,
+        _ => primal,
     };
     let tangents = plain_tangents - first_qkv_saved - first_attention_saved - last_ffn_out_saved;
     AttributionFlops { primal, tangents, plain_tangents }
@@ -160,9 +191,10 @@ pub fn reverse_is_cheaper(
     steps: usize,
     dims: usize,
     mean_pooling: bool,
+    tail: PooledTail,
 ) -> bool {
     let cost = cost.into();
-    let forward = attribution_flops(cost, layers, tokens, steps).done();
+    let forward = attribution_flops(cost, layers, tokens, steps, tail).done();
     reverse_attribution_flops(cost, layers, tokens, steps, dims, mean_pooling).done() < forward
 }
 
@@ -178,19 +210,19 @@ mod tests {
     fn one_layer_plain_tangents_are_the_gemm_rows_times_the_weights() {
         // 2 steps × 3 tokens: 18 tangent rows, each 2·(4·384² + 2·384·1536) flops of GEMM,
         // and 6 tangent sequences of 8·9·384 attention flops.
-        let flops = attribution_flops(MINILM, 1, 3, 2);
+        let flops = attribution_flops(MINILM, 1, 3, 2, PooledTail::Mean);
         let want = 18.0 * 2.0 * (4.0 * 384.0 * 384.0 + 2.0 * 384.0 * 1536.0) + 6.0 * 8.0 * 9.0 * 384.0;
         assert_eq!(flops.plain_tangents, want);
     }
 
     #[test]
     fn the_structure_saves_most_in_a_single_layer_and_less_in_many() {
-        let one = attribution_flops(MINILM, 1, 12, 50);
-        let six = attribution_flops(MINILM, 6, 12, 50);
+        let one = attribution_flops(MINILM, 1, 12, 50, PooledTail::Mean);
+        let six = attribution_flops(MINILM, 6, 12, 50, PooledTail::Mean);
         assert!(one.tangents < 0.6 * one.plain_tangents, "{one:?}");
         assert!(six.tangents < six.plain_tangents && six.tangents > 0.85 * six.plain_tangents, "{six:?}");
         // The plain path scales with the steps; the first layer's T projected rows do not.
-        let double = attribution_flops(MINILM, 1, 12, 100);
+        let double = attribution_flops(MINILM, 1, 12, 100, PooledTail::Mean);
         assert!((double.plain() / one.plain() - 2.0).abs() < 1e-12);
         assert!(double.done() < 2.0 * one.done());
     }
@@ -200,7 +232,7 @@ mod tests {
         // With D cotangents in place of T token tangents the plain paths do the same GEMM rows
         // and attention products, per layer and for many layers.
         for layers in [1, 6] {
-            let forward = attribution_flops(MINILM, layers, 12, 5);
+            let forward = attribution_flops(MINILM, layers, 12, 5, PooledTail::Mean);
             let reverse = reverse_attribution_flops(MINILM, layers, 12, 5, 12, true);
             assert!((reverse.plain_tangents / forward.plain_tangents - 1.0).abs() < 1e-12);
         }
@@ -214,7 +246,9 @@ mod tests {
 
     /// The token count from which `--mode auto` picks reverse mode.
     fn crossover(shape: LayerShape, layers: usize, steps: usize) -> usize {
-        (1..8 * shape.hidden).find(|&t| reverse_is_cheaper(shape, layers, t, steps, shape.hidden, true)).unwrap()
+        (1..8 * shape.hidden)
+            .find(|&t| reverse_is_cheaper(shape, layers, t, steps, shape.hidden, true, PooledTail::Mean))
+            .unwrap()
     }
 
     #[test]
@@ -235,9 +269,24 @@ mod tests {
                 };
                 assert!(t > low && t < high, "crossover at {t} tokens, expected in {low}..{high}");
                 // Monotone: forward below, reverse above.
-                assert!(!reverse_is_cheaper(shape, layers, t - 1, 20, shape.hidden, true));
-                assert!(reverse_is_cheaper(shape, layers, t + 50, 20, shape.hidden, true));
+                assert!(!reverse_is_cheaper(shape, layers, t - 1, 20, shape.hidden, true, PooledTail::Mean));
+                assert!(reverse_is_cheaper(shape, layers, t + 50, 20, shape.hidden, true, PooledTail::Mean));
             }
         }
+    }
+
+    #[test]
+    fn one_pooled_row_saves_the_last_layer_after_attention() {
+        // One layer, 12 tokens, 50 steps: the plain tangents less every tangent row but one per
+        // sequence through the output projection and the feed-forward.
+        let (t, n) = (12.0, 50.0);
+        let full = attribution_flops(MINILM, 1, 12, 50, PooledTail::Full);
+        let row = attribution_flops(MINILM, 1, 12, 50, PooledTail::Row);
+        let after = 2.0 * 384.0 * (384.0 + 2.0 * 1536.0);
+        assert_eq!(full.tangents - row.tangents, (n * t * t - n * t) * after);
+        assert_eq!(full.primal - row.primal, (n * t - n) * after);
+        // So forward mode stays the cheaper one to far longer texts than under full pooling.
+        let crossover = |tail| (1..4000).find(|&t| reverse_is_cheaper(MINILM, 6, t, 20, 384, false, tail)).unwrap();
+        assert!(crossover(PooledTail::Row) > crossover(PooledTail::Full), "{}", crossover(PooledTail::Full));
     }
 }

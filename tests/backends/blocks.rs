@@ -183,7 +183,15 @@ fn block_costs_are_read_from_the_descriptions() {
     let (h, g) = (h as f64, g as f64);
     let got = pre_rms_swiglu().cost(&params, geometry.heads);
     let gemm = 2.0 * (h * 3.0 * h + h * h + h * 2.0 * g + g * h);
-    let want = BlockCost { gemm_per_row: gemm, attention_width: h, qkv: Some((h, 3.0 * h, false)), pooled_out: None };
+    // After attention: the output projection and the feed-forward, W1 twice as wide.
+    let after = 2.0 * (h * h + h * 2.0 * g + g * h);
+    let want = BlockCost {
+        gemm_per_row: gemm,
+        attention_width: h,
+        qkv: Some((h, 3.0 * h, false)),
+        pooled_out: None,
+        after_attention_per_row: after,
+    };
     assert_eq!(got, want);
 
     let model = model_with_final_norm();

@@ -381,12 +381,22 @@ impl Block {
             let layer = params.linear(weights);
             (layer.in_dim as f64, layer.out_dim as f64)
         };
-        let mut cost = BlockCost { gemm_per_row: 0.0, attention_width: 0.0, qkv: None, pooled_out: None };
+        let mut cost = BlockCost {
+            gemm_per_row: 0.0,
+            attention_width: 0.0,
+            qkv: None,
+            pooled_out: None,
+            after_attention_per_row: 0.0,
+        };
+        let last_attention = self.ops.iter().rposition(|op| matches!(op, Op::Attention { .. }));
         for (index, op) in self.ops.iter().enumerate() {
             match *op {
                 Op::Linear { x, weights } => {
                     let (inputs, outputs) = dims(weights);
                     cost.gemm_per_row += 2.0 * inputs * outputs;
+                    if last_attention.is_some_and(|attention| index > attention) {
+                        cost.after_attention_per_row += 2.0 * inputs * outputs;
+                    }
                     // Token directions reach it as `Δ`'s rows, or through a norm as step rows.
                     let through_norm = |v: Value| {
                         v != Value::INPUT
