@@ -7,6 +7,8 @@
 //! layer holds.
 
 use crate::error::Error;
+use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// A dense f32 tensor on the host, as loaded from a checkpoint: its own values, or f32 values
@@ -264,13 +266,14 @@ impl LinearId {
 
 impl NormId {
     /// The tensor `part` of this norm, as training's gradients name it; `None` for the final
-    /// norm, which is not a layer's, and for the norms training does not reach (Gemma's,
-    /// which `TrainingNet` refuses).
+    /// norm, which is not a layer's.
     pub fn slot(self, part: NormPart) -> Option<LayerSlot> {
         match self {
             NormId::Attention => Some(LayerSlot::AttentionNorm(part)),
             NormId::Ffn => Some(LayerSlot::FfnNorm(part)),
-            NormId::PostAttention | NormId::PostFfn | NormId::Final => None,
+            NormId::PostAttention => Some(LayerSlot::PostAttentionNorm(part)),
+            NormId::PostFfn => Some(LayerSlot::PostFfnNorm(part)),
+            NormId::Final => None,
         }
     }
 }
@@ -357,6 +360,64 @@ pub struct EncoderParams<T> {
     pub heads: Vec<Linear<T>>,
     /// How every norm's scale is stored (Gemma's as `w`, applied as `1 + w`).
     pub norm_scales: ScaleStorage,
+    /// Grouped-query attention's key and value heads, repeated at load for the query heads
+    /// that read them (`model::weights::repeat_heads`); training keeps the copies equal.
+    pub repeated_heads: Option<RepeatedHeads>,
+    /// The tensors the checkpoint does not hold, which the loader filled so that every layer
+    /// has one shape (zero biases and shifts where a family has none, ModernBERT's missing
+    /// first attention norm): neither trained nor exported.
+    pub absent: HashSet<Slot>,
+}
+
+/// Grouped-query attention stored as multi-head attention: in the stacked `[q | k | v]`
+/// projection, each of `kv_heads` key (and value) heads appears `group` times in a row, `dim`
+/// rows each, so that query head `h` finds its key at index `h`. One parameter in the
+/// checkpoint, `group` copies here: training sums their gradients into the first copy
+/// (`fold`, so the gradient's norm counts it once) and copies the first back after each update
+/// (`retie`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatedHeads {
+    pub kv_heads: usize,
+    pub group: usize,
+    pub dim: usize,
+}
+
+impl RepeatedHeads {
+    /// For each key or value head of a `[q | k | v]` tensor whose rows are `row_len` values
+    /// long: the first copy's value range, and each further copy's.
+    fn copies(&self, row_len: usize) -> Vec<(Range<usize>, Vec<Range<usize>>)> {
+        let (d, width) = (self.dim * row_len, self.kv_heads * self.group * self.dim * row_len);
+        let part_starts = [width, 2 * width];
+        let mut out = Vec::new();
+        for start in part_starts {
+            for g in 0..self.kv_heads {
+                let copy = |c: usize| start + (g * self.group + c) * d..start + (g * self.group + c + 1) * d;
+                out.push((copy(0), (1..self.group).map(copy).collect()));
+            }
+        }
+        out
+    }
+
+    /// Sums each head's copies' gradients into its first copy and zeroes the rest.
+    pub fn fold(&self, grad: &mut [f64], row_len: usize) {
+        for (first, others) in self.copies(row_len) {
+            for other in others {
+                for (i, j) in first.clone().zip(other) {
+                    grad[i] += grad[j];
+                    grad[j] = 0.0;
+                }
+            }
+        }
+    }
+
+    /// Copies each head's first copy over the others.
+    pub fn retie<T: Copy>(&self, values: &mut [T], row_len: usize) {
+        for (first, others) in self.copies(row_len) {
+            for other in others {
+                values.copy_within(first.clone(), other.start);
+            }
+        }
+    }
 }
 
 /// Converts one tensor, told what it is for.
@@ -453,6 +514,8 @@ impl EncoderParams<HostTensor> {
             heads,
             // `f` returns each `Role::UnitOffsetScale` tensor as applied, `1 + w`.
             norm_scales: ScaleStorage::Direct,
+            repeated_heads: self.repeated_heads,
+            absent: self.absent.clone(),
         })
     }
 }
@@ -485,6 +548,10 @@ pub enum NormPart {
     Beta,
 }
 
+/// A layer slot for a part of a dense layer, or of a norm.
+pub type LinearSlot = fn(LinearPart) -> LayerSlot;
+pub type NormSlot = fn(NormPart) -> LayerSlot;
+
 /// One tensor of an encoder layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LayerSlot {
@@ -494,9 +561,19 @@ pub enum LayerSlot {
     FfnIn(LinearPart),
     FfnOut(LinearPart),
     FfnNorm(NormPart),
+    /// QK-norm's scale of the queries (Qwen3, Gemma3).
+    QueryNorm(NormPart),
+    /// QK-norm's scale of the keys.
+    KeyNorm(NormPart),
+    /// Gemma's norm of attention's output.
+    PostAttentionNorm(NormPart),
+    /// Gemma's norm of the feed-forward's output.
+    PostFfnNorm(NormPart),
 }
 
 impl LayerSlot {
+    /// The tensors every layer has (those only some families have follow them in
+    /// `EncoderParams::slots`).
     pub const ALL: [LayerSlot; 12] = [
         LayerSlot::Qkv(LinearPart::Weight),
         LayerSlot::Qkv(LinearPart::Bias),
@@ -572,25 +649,51 @@ impl<T> Norm<T> {
 }
 
 impl<T> LayerParams<T> {
-    pub fn slot(&self, slot: LayerSlot) -> &T {
-        match slot {
+    /// The tensor in `slot`, where the layer has one (QK-norm and the sandwich norms only
+    /// some families have).
+    pub fn slot(&self, slot: LayerSlot) -> Option<&T> {
+        Some(match slot {
             LayerSlot::Qkv(p) => self.qkv.part(p),
             LayerSlot::AttentionOut(p) => self.attention_out.part(p),
             LayerSlot::AttentionNorm(p) => self.attention_norm.part(p),
             LayerSlot::FfnIn(p) => self.ffn_in.part(p),
             LayerSlot::FfnOut(p) => self.ffn_out.part(p),
             LayerSlot::FfnNorm(p) => self.ffn_norm.part(p),
-        }
+            LayerSlot::QueryNorm(p) => self.head_norms.as_ref()?.query.part(p),
+            LayerSlot::KeyNorm(p) => self.head_norms.as_ref()?.key.part(p),
+            LayerSlot::PostAttentionNorm(p) => self.post_attention_norm.as_ref()?.part(p),
+            LayerSlot::PostFfnNorm(p) => self.post_ffn_norm.as_ref()?.part(p),
+        })
     }
-    pub fn slot_mut(&mut self, slot: LayerSlot) -> &mut T {
-        match slot {
+    pub fn slot_mut(&mut self, slot: LayerSlot) -> Option<&mut T> {
+        Some(match slot {
             LayerSlot::Qkv(p) => self.qkv.part_mut(p),
             LayerSlot::AttentionOut(p) => self.attention_out.part_mut(p),
             LayerSlot::AttentionNorm(p) => self.attention_norm.part_mut(p),
             LayerSlot::FfnIn(p) => self.ffn_in.part_mut(p),
             LayerSlot::FfnOut(p) => self.ffn_out.part_mut(p),
             LayerSlot::FfnNorm(p) => self.ffn_norm.part_mut(p),
+            LayerSlot::QueryNorm(p) => self.head_norms.as_mut()?.query.part_mut(p),
+            LayerSlot::KeyNorm(p) => self.head_norms.as_mut()?.key.part_mut(p),
+            LayerSlot::PostAttentionNorm(p) => self.post_attention_norm.as_mut()?.part_mut(p),
+            LayerSlot::PostFfnNorm(p) => self.post_ffn_norm.as_mut()?.part_mut(p),
+        })
+    }
+
+    /// The slots of this layer's tensors: every layer's, then QK-norm's scales and the
+    /// sandwich norms where it has them.
+    fn slots(&self) -> Vec<LayerSlot> {
+        let mut slots = LayerSlot::ALL.to_vec();
+        let optional: [(bool, NormSlot); 4] = [
+            (self.head_norms.is_some(), LayerSlot::QueryNorm),
+            (self.head_norms.is_some(), LayerSlot::KeyNorm),
+            (self.post_attention_norm.is_some(), LayerSlot::PostAttentionNorm),
+            (self.post_ffn_norm.is_some(), LayerSlot::PostFfnNorm),
+        ];
+        for (_, slot) in optional.into_iter().filter(|(present, _)| *present) {
+            slots.extend([NormPart::Gamma, NormPart::Beta].map(slot));
         }
+        slots
     }
 }
 
@@ -604,7 +707,7 @@ impl<T> EncoderParams<T> {
             Slot::PositionEmbeddings => e.position.as_mut(),
             Slot::TokenTypeEmbeddings => e.token_type.as_mut(),
             Slot::EmbeddingNorm(p) => e.norm.as_mut().map(|n| n.part_mut(p)),
-            Slot::Layer(l, s) => self.layers.get_mut(l).map(|layer| layer.slot_mut(s)),
+            Slot::Layer(l, s) => self.layers.get_mut(l).and_then(|layer| layer.slot_mut(s)),
             Slot::FinalNorm(p) => self.final_norm.as_mut().map(|n| n.part_mut(p)),
             Slot::RelativeBias => None,
         }
@@ -613,7 +716,8 @@ impl<T> EncoderParams<T> {
 
 impl EncoderParams<HostTensor> {
     /// Every trainable tensor, in a fixed order (embeddings, layers bottom up, the final norm,
-    /// the relative bias): the order of gradients, optimiser state and checkpoints.
+    /// the relative bias): the order of gradients, optimiser state and checkpoints. The parts
+    /// the checkpoint does not hold (`absent`) are not trained.
     pub fn slots(&self) -> Vec<Slot> {
         let e = &self.embeddings;
         let mut slots = vec![Slot::WordEmbeddings];
@@ -626,8 +730,8 @@ impl EncoderParams<HostTensor> {
         if e.norm.is_some() {
             slots.extend([Slot::EmbeddingNorm(NormPart::Gamma), Slot::EmbeddingNorm(NormPart::Beta)]);
         }
-        for l in 0..self.layers.len() {
-            slots.extend(LayerSlot::ALL.map(|s| Slot::Layer(l, s)));
+        for (l, layer) in self.layers.iter().enumerate() {
+            slots.extend(layer.slots().into_iter().map(|s| Slot::Layer(l, s)));
         }
         if self.final_norm.is_some() {
             slots.extend([Slot::FinalNorm(NormPart::Gamma), Slot::FinalNorm(NormPart::Beta)]);
@@ -635,6 +739,7 @@ impl EncoderParams<HostTensor> {
         if self.relative_attention_bias.is_some() {
             slots.push(Slot::RelativeBias);
         }
+        slots.retain(|slot| !self.absent.contains(slot));
         slots
     }
 
@@ -646,9 +751,20 @@ impl EncoderParams<HostTensor> {
             Slot::PositionEmbeddings => e.position.as_ref(),
             Slot::TokenTypeEmbeddings => e.token_type.as_ref(),
             Slot::EmbeddingNorm(p) => e.norm.as_ref().map(|n| n.part(p)),
-            Slot::Layer(l, s) => self.layers.get(l).map(|layer| layer.slot(s)),
+            Slot::Layer(l, s) => self.layers.get(l).and_then(|layer| layer.slot(s)),
             Slot::FinalNorm(p) => self.final_norm.as_ref().map(|n| n.part(p)),
             Slot::RelativeBias => self.relative_attention_bias.as_ref(),
+        }
+    }
+
+    /// Makes every repeated key and value head equal to its first copy again
+    /// (`RepeatedHeads::retie`), after an update.
+    pub fn retie_repeated_heads(&mut self) {
+        let Some(repeated) = self.repeated_heads else { return };
+        for layer in &mut self.layers {
+            let in_dim = layer.qkv.in_dim;
+            repeated.retie(layer.qkv.weight.data_mut(), in_dim);
+            repeated.retie(layer.qkv.bias.data_mut(), 1);
         }
     }
 
@@ -657,5 +773,27 @@ impl EncoderParams<HostTensor> {
             Slot::RelativeBias => self.relative_attention_bias.as_mut(),
             _ => self.uploaded_mut(slot),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_heads_fold_into_and_retie_from_the_first_copy() {
+        // Two key/value heads of width 1, each read by two query heads: rows [q q q q | k0 k0
+        // k1 k1 | v0 v0 v1 v1], each of two values.
+        let repeated = RepeatedHeads { kv_heads: 2, group: 2, dim: 1 };
+        let mut grad: Vec<f64> = (0..24).map(f64::from).collect();
+        repeated.fold(&mut grad, 2);
+        let queries: Vec<f64> = (0..8).map(f64::from).collect();
+        assert_eq!(grad[..8], queries[..], "the queries are not repeated");
+        assert_eq!(grad[8..16], [8. + 10., 9. + 11., 0., 0., 12. + 14., 13. + 15., 0., 0.]);
+        assert_eq!(grad[16..], [16. + 18., 17. + 19., 0., 0., 20. + 22., 21. + 23., 0., 0.]);
+        let mut values: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        repeated.retie(&mut values, 2);
+        assert_eq!(values[8..16], [8., 9., 8., 9., 12., 13., 12., 13.]);
+        assert_eq!(values[16..], [16., 17., 16., 17., 20., 21., 20., 21.]);
     }
 }

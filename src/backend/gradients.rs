@@ -32,6 +32,20 @@ pub trait WeightGradients: Backend {
         width: usize,
     ) -> Result<(Self::Tensor, Self::Tensor)>;
 
+    /// QK-norm's scales' gradients (`head_rms_norm`, whose saved `x̂` is `saved.normalized`)
+    /// for the cotangents `dy` of its output: `(γ̄_q, γ̄_k)`, `[heads.dim]` each, summed over rows
+    /// and heads. Through the host, as the op itself runs.
+    fn head_norm_weight_grad(
+        &self,
+        saved: &NormSaved<Self::Tensor>,
+        dy: &Self::Tensor,
+        heads: Heads,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let (normalized, dy) = (self.download(&saved.normalized)?, self.download(dy)?);
+        let [q, k] = super::host_ops::head_rms_norm_weight_grad(&normalized, &dy, heads.count, heads.dim)?;
+        Ok((self.upload_f64(&q, None)?, self.upload_f64(&k, None)?))
+    }
+
     /// Elementwise `a ⊙ b` (equal lengths). With `b` a dropout mask (kept entries `1/(1 − p)`,
     /// dropped ones 0) it is dropout, and, being linear in `a`, its own VJP.
     fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;

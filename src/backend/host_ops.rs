@@ -361,6 +361,29 @@ pub fn head_rms_norm_derivative(
     Ok(out)
 }
 
+/// The gradients of QK-norm's scales: `γ̄_q = Σ_{rows, heads} ȳ ⊙ x̂` over the queries' head
+/// slices (`dim` wide), `γ̄_k` over the keys', from `head_rms_norm`'s saved `x̂` and the
+/// cotangents `dy` of its output (both `[rows, 3·count·dim]`).
+pub fn head_rms_norm_weight_grad(normalized: &[f64], dy: &[f64], count: usize, dim: usize) -> Result<[Vec<f64>; 2]> {
+    let width = count * dim;
+    check_len("head norm cotangents", dy.len(), normalized.len())?;
+    if !normalized.len().is_multiple_of((3 * width).max(1)) {
+        return Err(Error::Internal(format!("head norm of {} values in rows of {}", normalized.len(), 3 * width)));
+    }
+    let mut grads = [vec![0.0; dim], vec![0.0; dim]];
+    for (x, d) in normalized.chunks(3 * width).zip(dy.chunks(3 * width)) {
+        for (part, grad) in grads.iter_mut().enumerate() {
+            for h in 0..count {
+                let at = part * width + h * dim;
+                for c in 0..dim {
+                    grad[c] += d[at + c] * x[at + c];
+                }
+            }
+        }
+    }
+    Ok(grads)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

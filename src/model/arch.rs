@@ -123,14 +123,21 @@ pub struct LayerTensorNames {
     pub ffn_in: String,
     pub ffn_out: String,
     pub ffn_norm: String,
+    /// A gated feed-forward's second input projection where it is stored apart from `ffn_in`
+    /// (Qwen3's and Gemma's `up_proj`, NomicBERT's `fc11`): stacked after it.
+    pub ffn_up: Option<String>,
+    /// QK-norm's scales, of the queries and of the keys (Qwen3, Gemma3).
+    pub head_norms: Option<[String; 2]>,
+    /// Gemma's norms of attention's and of the feed-forward's output.
+    pub post_norms: Option<[String; 2]>,
 }
 
-/// Base names of the embedding tensors.
+/// Base names of the embedding tensors, where the family has each.
 pub struct EmbeddingTensorNames {
     pub word: String,
-    pub position: String,
+    pub position: Option<String>,
     pub token_type: Option<String>,
-    pub norm: String,
+    pub norm: Option<String>,
 }
 
 impl Architecture {
@@ -271,11 +278,39 @@ impl Architecture {
     }
 
     pub fn embedding_names(self) -> EmbeddingTensorNames {
-        EmbeddingTensorNames {
+        let name = |n: &str| Some(n.to_string());
+        let bert = EmbeddingTensorNames {
             word: "embeddings.word_embeddings".into(),
-            position: "embeddings.position_embeddings".into(),
+            position: name("embeddings.position_embeddings"),
             token_type: self.uses_token_types().then(|| "embeddings.token_type_embeddings".into()),
-            norm: "embeddings.LayerNorm".into(),
+            norm: name("embeddings.LayerNorm"),
+        };
+        let bare =
+            |word: &str| EmbeddingTensorNames { word: word.into(), position: None, token_type: None, norm: None };
+        match self {
+            Architecture::Bert | Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => bert,
+            // The encoder's `embed_tokens` is tied to `shared`, which checkpoints store.
+            Architecture::T5 => bare("shared"),
+            Architecture::Qwen3 | Architecture::Gemma3 => bare("embed_tokens"),
+            Architecture::ModernBert => {
+                EmbeddingTensorNames { norm: name("embeddings.norm"), ..bare("embeddings.tok_embeddings") }
+            }
+            Architecture::NomicBert => EmbeddingTensorNames {
+                token_type: name("embeddings.token_type_embeddings"),
+                norm: name("emb_ln"),
+                ..bare("embeddings.word_embeddings")
+            },
+            Architecture::JinaBert => EmbeddingTensorNames { position: None, ..bert },
+        }
+    }
+
+    /// The norm after the last layer, where the family has one.
+    pub fn final_norm_name(self) -> Option<&'static str> {
+        match self {
+            Architecture::T5 => Some("encoder.final_layer_norm"),
+            Architecture::Qwen3 | Architecture::Gemma3 => Some("norm"),
+            Architecture::ModernBert => Some("final_norm"),
+            _ => None,
         }
     }
 
@@ -302,6 +337,9 @@ impl Architecture {
                     ffn_in: format!("{p}.intermediate.dense"),
                     ffn_out: format!("{p}.output.dense"),
                     ffn_norm: format!("{p}.output.LayerNorm"),
+                    ffn_up: None,
+                    head_norms: None,
+                    post_norms: None,
                 }
             }
             Architecture::T5 => {
@@ -315,6 +353,9 @@ impl Architecture {
                     ffn_in: format!("{p}.1.DenseReluDense.wi"),
                     ffn_out: format!("{p}.1.DenseReluDense.wo"),
                     ffn_norm: format!("{p}.1.layer_norm"),
+                    ffn_up: None,
+                    head_norms: None,
+                    post_norms: None,
                 }
             }
             Architecture::Qwen3 | Architecture::Gemma3 => {
@@ -333,6 +374,10 @@ impl Architecture {
                     ffn_in: format!("{p}.mlp.gate_proj"),
                     ffn_out: format!("{p}.mlp.down_proj"),
                     ffn_norm: format!("{p}.{ffn_norm}"),
+                    ffn_up: Some(format!("{p}.mlp.up_proj")),
+                    head_norms: Some([format!("{p}.self_attn.q_norm"), format!("{p}.self_attn.k_norm")]),
+                    post_norms: (self == Architecture::Gemma3)
+                        .then(|| [format!("{p}.post_attention_layernorm"), format!("{p}.post_feedforward_layernorm")]),
                 }
             }
             Architecture::ModernBert => {
@@ -347,6 +392,9 @@ impl Architecture {
                     ffn_in: format!("{p}.mlp.Wi"),
                     ffn_out: format!("{p}.mlp.Wo"),
                     ffn_norm: format!("{p}.mlp_norm"),
+                    ffn_up: None,
+                    head_norms: None,
+                    post_norms: None,
                 }
             }
             Architecture::NomicBert => {
@@ -361,6 +409,9 @@ impl Architecture {
                     ffn_in: format!("{p}.mlp.fc12"),
                     ffn_out: format!("{p}.mlp.fc2"),
                     ffn_norm: format!("{p}.norm2"),
+                    ffn_up: Some(format!("{p}.mlp.fc11")),
+                    head_norms: None,
+                    post_norms: None,
                 }
             }
             Architecture::JinaBert => {
@@ -375,6 +426,9 @@ impl Architecture {
                     ffn_in: format!("{p}.mlp.gated_layers"),
                     ffn_out: format!("{p}.mlp.wo"),
                     ffn_norm: format!("{p}.mlp.layernorm"),
+                    ffn_up: None,
+                    head_norms: None,
+                    post_norms: None,
                 }
             }
             Architecture::Bert | Architecture::Roberta | Architecture::XlmRoberta => {
@@ -388,6 +442,9 @@ impl Architecture {
                     ffn_in: format!("{p}.intermediate.dense"),
                     ffn_out: format!("{p}.output.dense"),
                     ffn_norm: format!("{p}.output.LayerNorm"),
+                    ffn_up: None,
+                    head_norms: None,
+                    post_norms: None,
                 }
             }
         }

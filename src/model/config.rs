@@ -85,6 +85,10 @@ pub struct EncoderConfig {
     /// The padding id, which the reference input is made of; a model without one (Qwen3)
     /// pads with its end-of-sequence token.
     pub pad_token_id: u32,
+    /// The word table's `padding_idx` in `transformers` (and the remote code): the row that
+    /// training leaves as it is. None where the family builds its table without one (T5) or
+    /// the model has no pad token (Qwen3).
+    pub padding_idx: Option<u32>,
     /// MPNet's and T5's relative position bias on the attention scores.
     pub relative_buckets: Option<RelativeBuckets>,
     /// The feed-forward's activation, and whether it gates (`[gate | up]`, T5's gated-gelu).
@@ -232,6 +236,10 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
             )));
         }
     }
+    let padding_idx = match (architecture, raw.pad_token_id, raw.eos_token_id.as_ref()) {
+        (Architecture::T5, ..) | (_, None, Some(_)) => None,
+        (_, pad, _) => Some(pad.unwrap_or(0)),
+    };
     let pad_token_id = match (raw.pad_token_id, raw.eos_token_id.as_ref()) {
         (Some(pad), _) => pad,
         (None, Some(eos)) => first_id(eos).ok_or_else(|| bad(format!("`eos_token_id` {eos} is not a token id")))?,
@@ -367,6 +375,7 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
         type_vocab_size: raw.type_vocab_size,
         layer_norm_eps,
         pad_token_id,
+        padding_idx,
         relative_buckets,
         ffn_activation,
         ffn_gated,

@@ -2,7 +2,7 @@
 //! shape against `config.json`, so a mismatched checkpoint fails with the tensor's name
 //! instead of producing wrong numbers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +11,10 @@ use safetensors::{Dtype, SafeTensors};
 use super::arch::Architecture;
 use super::config::EncoderConfig;
 use crate::error::{Error, Result};
-use crate::params::{EmbeddingParams, EncoderParams, HeadNorms, HostTensor, LayerParams, Linear, Norm, ScaleStorage};
+use crate::params::{
+    EmbeddingParams, EncoderParams, HeadNorms, HostTensor, LayerParams, LayerSlot, Linear, LinearPart, LinearSlot,
+    Norm, NormPart, NormSlot, RepeatedHeads, ScaleStorage, Slot,
+};
 
 pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
     let io_error = |source| Error::Io { path: path.to_path_buf(), source };
@@ -24,23 +27,80 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
     let file = SafeTensors::deserialize(&map[..])
         .map_err(|e| Error::BadSafetensors { path: path.to_path_buf(), message: e.to_string() })?;
     let reader = TensorReader::new(path, map.clone(), &file, config.architecture);
-    match config.architecture {
-        Architecture::T5 => return load_t5(&reader, config),
-        Architecture::Qwen3 | Architecture::Gemma3 => return load_qwen3_gemma3(&reader, config),
-        Architecture::ModernBert => return load_modernbert(&reader, config),
-        Architecture::NomicBert | Architecture::JinaBert => return load_nomic_jina(&reader, config),
-        _ => {}
+    let mut params = match config.architecture {
+        Architecture::T5 => load_t5(&reader, config),
+        Architecture::Qwen3 | Architecture::Gemma3 => load_qwen3_gemma3(&reader, config),
+        Architecture::ModernBert => load_modernbert(&reader, config),
+        Architecture::NomicBert | Architecture::JinaBert => load_nomic_jina(&reader, config),
+        Architecture::Bert | Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => {
+            load_bert_like(&reader, config)
+        }
+    }?;
+    params.absent = absent_slots(config, params.layers.len());
+    let group = config.num_heads / config.num_kv_heads.max(1);
+    params.repeated_heads =
+        (group > 1).then_some(RepeatedHeads { kv_heads: config.num_kv_heads, group, dim: config.head_dim() });
+    Ok(params)
+}
+
+/// The tensors a family's checkpoint does not hold, which its loader fills with zeros (biases,
+/// shifts) or the identity (ModernBERT's first attention norm): `EncoderParams::absent`.
+fn absent_slots(config: &EncoderConfig, layers: usize) -> HashSet<Slot> {
+    let arch = config.architecture;
+    // T5's, Qwen3's and Gemma's layers are read without biases or shifts whatever the
+    // configuration says of them; QK-norm and the sandwich norms are RMSNorms everywhere.
+    let rms_layers = matches!(arch, Architecture::T5 | Architecture::Qwen3 | Architecture::Gemma3);
+    let b = config.biases;
+    let (attention, mlp_in, mlp_out) = match arch {
+        Architecture::T5 => (false, false, false),
+        _ => (b.attention, b.mlp_in, b.mlp_out),
+    };
+    let shifts = b.norm && !rms_layers;
+    let mut absent = HashSet::new();
+    if !shifts {
+        absent.extend([Slot::EmbeddingNorm(NormPart::Beta), Slot::FinalNorm(NormPart::Beta)]);
     }
+    for l in 0..layers {
+        let biases: [(bool, LinearSlot); 4] = [
+            (attention, LayerSlot::Qkv),
+            (attention, LayerSlot::AttentionOut),
+            (mlp_in, LayerSlot::FfnIn),
+            (mlp_out, LayerSlot::FfnOut),
+        ];
+        absent.extend(
+            biases.into_iter().filter(|(stored, _)| !stored).map(|(_, slot)| Slot::Layer(l, slot(LinearPart::Bias))),
+        );
+        let rms_only: [NormSlot; 4] =
+            [LayerSlot::QueryNorm, LayerSlot::KeyNorm, LayerSlot::PostAttentionNorm, LayerSlot::PostFfnNorm];
+        absent.extend(rms_only.map(|slot| Slot::Layer(l, slot(NormPart::Beta))));
+        if !shifts {
+            absent.extend(
+                [LayerSlot::AttentionNorm, LayerSlot::FfnNorm].map(|slot| Slot::Layer(l, slot(NormPart::Beta))),
+            );
+        }
+    }
+    if arch == Architecture::ModernBert && layers > 0 {
+        absent.extend([NormPart::Gamma, NormPart::Beta].map(|part| Slot::Layer(0, LayerSlot::AttentionNorm(part))));
+    }
+    absent
+}
+
+/// BERT, MPNet, RoBERTa and XLM-R: every dense layer with its bias, LayerNorms with shifts,
+/// queries, keys and values stacked `[q | k | v]`.
+fn load_bert_like(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
     let h = config.hidden_size;
     let names = config.architecture.embedding_names();
     let embeddings = EmbeddingParams {
         word: reader.get(&format!("{}.weight", names.word), &[config.vocab_size, h])?,
-        position: Some(reader.get(&format!("{}.weight", names.position), &[config.max_position_embeddings, h])?),
-        token_type: match names.token_type {
-            Some(name) => Some(reader.get(&format!("{name}.weight"), &[config.type_vocab_size, h])?),
-            None => None,
-        },
-        norm: Some(reader.norm(&names.norm, h)?),
+        position: names
+            .position
+            .map(|name| reader.get(&format!("{name}.weight"), &[config.max_position_embeddings, h]))
+            .transpose()?,
+        token_type: names
+            .token_type
+            .map(|name| reader.get(&format!("{name}.weight"), &[config.type_vocab_size, h]))
+            .transpose()?,
+        norm: names.norm.map(|name| reader.norm(&name, h)).transpose()?,
     };
     let ffn = config.intermediate_size;
     let layers = (0..config.num_layers)
@@ -60,7 +120,7 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
             })
         })
         .collect::<Result<_>>()?;
-    let relative_attention_bias = relative_bias(&reader, config)?;
+    let relative_attention_bias = relative_bias(reader, config)?;
     Ok(EncoderParams {
         embeddings,
         layers,
@@ -68,6 +128,8 @@ pub fn load_encoder_params(path: &Path, config: &EncoderConfig) -> Result<Encode
         final_norm: None,
         heads: Vec::new(),
         norm_scales: ScaleStorage::Direct,
+        repeated_heads: None,
+        absent: HashSet::new(),
     })
 }
 
@@ -87,8 +149,9 @@ fn relative_bias(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<Op
 /// relative bias table.
 fn load_t5(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<EncoderParams<HostTensor>> {
     let (h, ffn) = (config.hidden_size, config.intermediate_size);
-    let word = match reader.has("shared.weight") {
-        true => reader.get("shared.weight", &[config.vocab_size, h])?,
+    let shared = format!("{}.weight", config.architecture.embedding_names().word);
+    let word = match reader.has(&shared) {
+        true => reader.get(&shared, &[config.vocab_size, h])?,
         false => reader.get("encoder.embed_tokens.weight", &[config.vocab_size, h])?,
     };
     let embeddings = EmbeddingParams { word, position: None, token_type: None, norm: None };
@@ -125,9 +188,11 @@ fn load_t5(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<EncoderP
         embeddings,
         layers,
         relative_attention_bias,
-        final_norm: Some(reader.scale_only("encoder.final_layer_norm", h)?),
+        final_norm: Some(reader.scale_only(final_norm_name(config)?, h)?),
         heads: Vec::new(),
         norm_scales: ScaleStorage::Direct,
+        repeated_heads: None,
+        absent: HashSet::new(),
     })
 }
 
@@ -140,26 +205,25 @@ fn load_qwen3_gemma3(reader: &TensorReader<'_>, config: &EncoderConfig) -> Resul
     let (heads, kv_heads) = (config.num_heads, config.num_kv_heads);
     let gemma = config.architecture == Architecture::Gemma3;
     let bias = config.biases.attention;
-    let word = reader.get("embed_tokens.weight", &[config.vocab_size, h])?;
+    let word =
+        reader.get(&format!("{}.weight", config.architecture.embedding_names().word), &[config.vocab_size, h])?;
     let embeddings = EmbeddingParams { word, position: None, token_type: None, norm: None };
     let layers = (0..config.num_layers)
         .map(|l| {
             let n = config.architecture.layer_names(l);
-            let p = format!("layers.{l}");
             let kv = |base: &str| -> Result<Linear<HostTensor>> {
                 Ok(repeat_heads(&reader.linear_with(base, h, kv_heads * d, bias)?, kv_heads, heads / kv_heads))
             };
             let qkv = stack_outputs(&[reader.linear_with(&n.query, h, heads * d, bias)?, kv(&n.key)?, kv(&n.value)?]);
             let ffn_in = stack_outputs(&[
                 reader.linear_with(&n.ffn_in, h, ffn, config.biases.mlp_in)?,
-                reader.linear_with(&format!("{p}.mlp.up_proj"), h, ffn, config.biases.mlp_in)?,
+                reader.linear_with(&second_ffn_in(reader, &n)?, h, ffn, config.biases.mlp_in)?,
             ]);
-            let head_norms = HeadNorms {
-                query: reader.scale_only(&format!("{p}.self_attn.q_norm"), d)?,
-                key: reader.scale_only(&format!("{p}.self_attn.k_norm"), d)?,
-                width: d,
-            };
-            let sandwich = |name: &str| gemma.then(|| reader.scale_only(&format!("{p}.{name}"), h)).transpose();
+            let [query, key] = n.head_norms.as_ref().ok_or_else(|| missing_names(reader, "QK-norm"))?;
+            let head_norms =
+                HeadNorms { query: reader.scale_only(query, d)?, key: reader.scale_only(key, d)?, width: d };
+            let sandwich =
+                |which: usize| n.post_norms.as_ref().map(|names| reader.scale_only(&names[which], h)).transpose();
             Ok(LayerParams {
                 qkv,
                 attention_out: reader.linear_with(&n.attention_out, heads * d, h, bias)?,
@@ -168,8 +232,8 @@ fn load_qwen3_gemma3(reader: &TensorReader<'_>, config: &EncoderConfig) -> Resul
                 ffn_out: reader.linear_with(&n.ffn_out, ffn, h, config.biases.mlp_out)?,
                 ffn_norm: reader.scale_only(&n.ffn_norm, h)?,
                 head_norms: Some(head_norms),
-                post_attention_norm: sandwich("post_attention_layernorm")?,
-                post_ffn_norm: sandwich("post_feedforward_layernorm")?,
+                post_attention_norm: sandwich(0)?,
+                post_ffn_norm: sandwich(1)?,
             })
         })
         .collect::<Result<_>>()?;
@@ -177,9 +241,11 @@ fn load_qwen3_gemma3(reader: &TensorReader<'_>, config: &EncoderConfig) -> Resul
         embeddings,
         layers,
         relative_attention_bias: None,
-        final_norm: Some(reader.scale_only("norm", h)?),
+        final_norm: Some(reader.scale_only(final_norm_name(config)?, h)?),
         heads: Vec::new(),
         norm_scales: if gemma { ScaleStorage::UnitOffset } else { ScaleStorage::Direct },
+        repeated_heads: None,
+        absent: HashSet::new(),
     })
 }
 
@@ -191,11 +257,12 @@ fn load_modernbert(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<
     let (h, ffn) = (config.hidden_size, config.intermediate_size);
     let biases = config.biases;
     let norm = |base: &str| reader.norm_with(base, h, biases.norm);
+    let names = config.architecture.embedding_names();
     let embeddings = EmbeddingParams {
-        word: reader.get("embeddings.tok_embeddings.weight", &[config.vocab_size, h])?,
+        word: reader.get(&format!("{}.weight", names.word), &[config.vocab_size, h])?,
         position: None,
         token_type: None,
-        norm: Some(norm("embeddings.norm")?),
+        norm: names.norm.as_deref().map(norm).transpose()?,
     };
     let layers = (0..config.num_layers)
         .map(|l| {
@@ -223,9 +290,11 @@ fn load_modernbert(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<
         embeddings,
         layers,
         relative_attention_bias: None,
-        final_norm: Some(norm("final_norm")?),
+        final_norm: Some(norm(final_norm_name(config)?)?),
         heads: Vec::new(),
         norm_scales: ScaleStorage::Direct,
+        repeated_heads: None,
+        absent: HashSet::new(),
     })
 }
 
@@ -251,25 +320,24 @@ fn load_nomic_jina(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<
             ),
         });
     }
-    let norm = match nomic {
-        true => "emb_ln",
-        false => "embeddings.LayerNorm",
-    };
+    let names = config.architecture.embedding_names();
     let embeddings = EmbeddingParams {
-        word: reader.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+        word: reader.get(&format!("{}.weight", names.word), &[config.vocab_size, h])?,
         position: None,
-        token_type: Some(reader.get("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?),
-        norm: Some(reader.norm(norm, h)?),
+        token_type: names
+            .token_type
+            .map(|name| reader.get(&format!("{name}.weight"), &[config.type_vocab_size, h]))
+            .transpose()?,
+        norm: names.norm.map(|name| reader.norm(&name, h)).transpose()?,
     };
     let layers = (0..config.num_layers)
         .map(|l| {
             let n = config.architecture.layer_names(l);
             let (qkv, ffn_in) = match nomic {
                 true => {
-                    let p = format!("encoder.layers.{l}");
                     let ffn_in = stack_outputs(&[
                         reader.linear_with(&n.ffn_in, h, ffn, biases.mlp_in)?,
-                        reader.linear_with(&format!("{p}.mlp.fc11"), h, ffn, biases.mlp_in)?,
+                        reader.linear_with(&second_ffn_in(reader, &n)?, h, ffn, biases.mlp_in)?,
                     ]);
                     (reader.linear_with(&n.query, h, 3 * h, biases.attention)?, ffn_in)
                 }
@@ -299,7 +367,23 @@ fn load_nomic_jina(reader: &TensorReader<'_>, config: &EncoderConfig) -> Result<
         final_norm: None,
         heads: Vec::new(),
         norm_scales: ScaleStorage::Direct,
+        repeated_heads: None,
+        absent: HashSet::new(),
     })
+}
+
+/// The final norm's name, for a family that has one.
+fn final_norm_name(config: &EncoderConfig) -> Result<&'static str> {
+    config.architecture.final_norm_name().ok_or_else(|| Error::Internal("a family without a final norm".into()))
+}
+
+/// The second input projection of a gated feed-forward stored apart (`LayerTensorNames::ffn_up`).
+fn second_ffn_in(reader: &TensorReader<'_>, names: &super::arch::LayerTensorNames) -> Result<String> {
+    names.ffn_up.clone().ok_or_else(|| missing_names(reader, "the feed-forward's second input projection"))
+}
+
+fn missing_names(reader: &TensorReader<'_>, what: &str) -> Error {
+    Error::Internal(format!("{}: no tensor names for {what}", reader.path.display()))
 }
 
 /// A key or value projection of `kv_heads` heads with each head's rows repeated `group`

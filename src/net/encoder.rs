@@ -110,25 +110,12 @@ impl<'b, B: Backend> Encoder<'b, B> {
         shifted_reference: bool,
         network: Network,
     ) -> Result<Self> {
-        let final_norm = match (network.final_norm, &params.final_norm) {
-            (None, None) => None,
-            (Some(kind), Some(_)) => Some(kind),
+        match (network.final_norm, &params.final_norm) {
             (Some(_), None) => return Err(Error::Internal("the network ends in a final norm the weights lack".into())),
             (None, Some(_)) => return Err(Error::Internal("the weights have a final norm the network lacks".into())),
-        };
-        let layers = params.layers.len();
-        let blocks = (0..layers)
-            .map(|l| {
-                let block = match (l, &network.first_block) {
-                    (0, Some(first)) => first,
-                    _ => &network.block,
-                };
-                match final_norm {
-                    Some(kind) if l + 1 == layers => block.ending_in(kind),
-                    _ => Ok(block.clone()),
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+            _ => {}
+        }
+        let blocks = network.layer_blocks(params.layers.len())?;
         network.embeddings.check(&params.embeddings)?;
         Heads::new(&network.heads, &params.heads).check(model.config.hidden_size)?;
         if shifted_reference && !params.heads.is_empty() {
@@ -193,11 +180,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// per length and mask, `None` where there is neither.
     pub fn score_bias(&self, tokens: usize, layer: usize) -> Result<Option<Arc<B::Tensor>>> {
         let mask = self.config.layers.get(layer).map_or(AttentionMask::Full, |l| l.mask);
-        let relative = match (self.config.relative_buckets, &self.params.relative_attention_bias) {
-            (Some(buckets), Some(table)) => Some((buckets, table)),
-            _ => None,
-        };
-        if relative.is_none() && !self.config.alibi && mask == AttentionMask::Full {
+        let table = self.params.relative_attention_bias.as_ref();
+        // Checked on a one-token sequence first, so that a layer without a bias costs nothing.
+        if relative_bias::layer_score_bias(&self.config, table, mask, 1).is_none() {
             return Ok(None);
         }
         let mut cached = self.score_bias.lock().unwrap_or_else(PoisonError::into_inner);
@@ -209,14 +194,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
             return Ok(Some(bias.clone()));
         }
         let heads = self.config.num_heads;
-        let base = match relative {
-            Some((buckets, table)) => Some(relative_bias::score_bias(buckets, table.data(), heads, tokens)),
-            None => self.config.alibi.then(|| relative_bias::alibi_bias(heads, tokens)),
-        };
-        let bias = match mask {
-            AttentionMask::Full => base.unwrap_or_default(),
-            mask => relative_bias::mask_bias(mask, heads, tokens, base),
-        };
+        let bias = relative_bias::layer_score_bias(&self.config, table, mask, tokens).unwrap_or_default();
         let bias = Arc::new(self.backend.upload(&bias, Role::ScoreBias { heads, tokens })?);
         biases.by_mask.push((mask, bias.clone()));
         Ok(Some(bias))

@@ -4,7 +4,8 @@
 //! (causal or windowed attention), which every pass adds as it adds the relative bias.
 
 use crate::model::arch::RelativeBuckets;
-use crate::model::AttentionMask;
+use crate::model::{AttentionMask, EncoderConfig};
+use crate::params::HostTensor;
 
 /// `bias[h, i, j] = table[bucket(j − i), h]` for sequences of `tokens` tokens.
 pub fn score_bias(buckets: RelativeBuckets, table: &[f32], heads: usize, tokens: usize) -> Vec<f32> {
@@ -80,6 +81,27 @@ pub fn mask_bias(mask: AttentionMask, heads: usize, tokens: usize, base: Option<
         }
     }
     bias
+}
+
+/// The score bias of a layer whose attention is `mask`, at `tokens` tokens: the relative
+/// position bias (MPNet, T5: from `table`) or ALiBi (JinaBERT), with the mask's
+/// `MASKED_SCORE` where it hides a key; `None` where the layer adds nothing to its scores.
+/// Every pass and training take it from here.
+pub fn layer_score_bias(
+    config: &EncoderConfig,
+    table: Option<&HostTensor>,
+    mask: AttentionMask,
+    tokens: usize,
+) -> Option<Vec<f32>> {
+    let heads = config.num_heads;
+    let base = match (config.relative_buckets, table) {
+        (Some(buckets), Some(table)) => Some(score_bias(buckets, table.data(), heads, tokens)),
+        _ => config.alibi.then(|| alibi_bias(heads, tokens)),
+    };
+    match mask {
+        AttentionMask::Full => base,
+        mask => Some(mask_bias(mask, heads, tokens, base)),
+    }
 }
 
 #[cfg(test)]

@@ -106,6 +106,8 @@ impl AdamW {
                 .zip(v.par_chunks_mut(CHUNK))
                 .for_each(update);
         }
+        // Grouped-query copies got their head's whole gradient in the first copy.
+        params.retie_repeated_heads();
         Ok(UpdateStats { lr, grad_norm })
     }
 }

@@ -5,13 +5,14 @@
 //! `modules.json` with the shifted-reference marker between the Transformer and the Pooling.
 //! The folder is assembled under a temporary name and renamed into place.
 
+use std::ops::Range;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::{Error, Result};
-use crate::model::{SentenceModel, SHIFTED_REFERENCE_MODULE};
-use crate::params::{EncoderParams, HostTensor, LayerSlot, LinearPart, NormPart, Slot};
+use crate::model::{Architecture, SentenceModel, SHIFTED_REFERENCE_MODULE};
+use crate::params::{EncoderParams, HostTensor, LayerSlot, LinearPart, LinearSlot, NormPart, NormSlot, Slot};
 
 /// Files of a Transformer folder that are not copied: weights in every format (the trained
 /// ones are written anew) and the module list (written anew).
@@ -26,53 +27,110 @@ const NOT_COPIED: [&str; 8] = [
     "README.md",
 ];
 
-/// A layer slot for a part of a dense layer or a norm.
-type LinearSlot = fn(LinearPart) -> LayerSlot;
-type NormSlot = fn(NormPart) -> LayerSlot;
+/// Which values of a slot one checkpoint tensor holds, in order: one range for most; one per
+/// key or value head where grouped-query heads were repeated at load (each head's first copy).
+pub type Pieces = Vec<Range<usize>>;
 
-/// Each checkpoint name (without a family prefix) training writes, with its slot and the
-/// range of that slot's values it holds.
-pub fn trained_names(model: &SentenceModel) -> Vec<(String, Slot, std::ops::Range<usize>)> {
-    let arch = model.config.architecture;
-    let h = model.config.hidden_size;
-    let mut names = Vec::new();
+fn one(range: Range<usize>) -> Pieces {
+    std::iter::once(range).collect()
+}
+
+/// The values `pieces` select from a slot's `values`, in order.
+pub fn gather<T: Copy>(values: &[T], pieces: &Pieces) -> Vec<T> {
+    pieces.iter().flat_map(|r| &values[r.start.min(values.len())..r.end.min(values.len())]).copied().collect()
+}
+
+/// A checkpoint name (without a family prefix), the slot it is trained in, and its values there.
+pub type TrainedName = (String, Slot, Pieces);
+
+/// Each checkpoint name training writes, with its slot and the pieces of that slot's values
+/// it holds: the names the loader read (`model::weights`), for every slot the weights train
+/// (`EncoderParams::slots`; the biases and shifts a family lacks are not among them).
+pub fn trained_names(model: &SentenceModel) -> Vec<TrainedName> {
+    let (config, params) = (&model.config, &model.params);
+    let arch = config.architecture;
+    let whole = || one(0..usize::MAX);
+    let mut names: Vec<TrainedName> = Vec::new();
+    let norm = |names: &mut Vec<TrainedName>, base: &str, slot: fn(NormPart) -> Slot| {
+        names.push((format!("{base}.weight"), slot(NormPart::Gamma), whole()));
+        names.push((format!("{base}.bias"), slot(NormPart::Beta), whole()));
+    };
     let e = arch.embedding_names();
-    names.push((format!("{}.weight", e.word), Slot::WordEmbeddings, 0..usize::MAX));
-    names.push((format!("{}.weight", e.position), Slot::PositionEmbeddings, 0..usize::MAX));
-    if let Some(types) = e.token_type {
-        names.push((format!("{types}.weight"), Slot::TokenTypeEmbeddings, 0..usize::MAX));
+    names.push((format!("{}.weight", e.word), Slot::WordEmbeddings, whole()));
+    if arch == Architecture::T5 {
+        // Tied to `shared`; written too where a checkpoint stores both.
+        names.push(("encoder.embed_tokens.weight".into(), Slot::WordEmbeddings, whole()));
     }
-    names.push((format!("{}.weight", e.norm), Slot::EmbeddingNorm(NormPart::Gamma), 0..usize::MAX));
-    names.push((format!("{}.bias", e.norm), Slot::EmbeddingNorm(NormPart::Beta), 0..usize::MAX));
-    for l in 0..model.config.num_layers {
+    let tables = [(e.position, Slot::PositionEmbeddings), (e.token_type, Slot::TokenTypeEmbeddings)];
+    for (name, slot) in tables.into_iter().filter_map(|(name, slot)| Some((name?, slot))) {
+        names.push((format!("{name}.weight"), slot, whole()));
+    }
+    if let Some(base) = &e.norm {
+        norm(&mut names, base, Slot::EmbeddingNorm);
+    }
+    let (heads, kv_heads, d) = (config.num_heads, config.num_kv_heads.max(1), config.head_dim());
+    for (l, layer) in params.layers.iter().enumerate() {
         let n = arch.layer_names(l);
-        for (k, base) in [&n.query, &n.key, &n.value].into_iter().enumerate() {
-            names.push((
-                format!("{base}.weight"),
-                Slot::Layer(l, LayerSlot::Qkv(LinearPart::Weight)),
-                k * h * h..(k + 1) * h * h,
-            ));
-            names.push((format!("{base}.bias"), Slot::Layer(l, LayerSlot::Qkv(LinearPart::Bias)), k * h..(k + 1) * h));
+        let at = |slot: LayerSlot| Slot::Layer(l, slot);
+        let linear = |names: &mut Vec<TrainedName>, base: &str, slot: LinearSlot, rows: Pieces, in_dim: usize| {
+            let weights = rows.iter().map(|r| r.start.saturating_mul(in_dim)..r.end.saturating_mul(in_dim)).collect();
+            names.push((format!("{base}.weight"), at(slot(LinearPart::Weight)), weights));
+            names.push((format!("{base}.bias"), at(slot(LinearPart::Bias)), rows));
+        };
+        let hidden = layer.qkv.in_dim;
+        if n.query == n.key {
+            // Stored stacked, as the layer runs it.
+            linear(&mut names, &n.query, LayerSlot::Qkv, whole(), hidden);
+        } else {
+            let width = heads * d;
+            let group = heads / kv_heads;
+            for (k, base) in [&n.query, &n.key, &n.value].into_iter().enumerate() {
+                let start = k * width;
+                let rows = match k {
+                    0 => one(0..width),
+                    // Each key/value head's first copy (`weights::repeat_heads`).
+                    _ => (0..kv_heads).map(|g| start + g * group * d..start + (g * group + 1) * d).collect(),
+                };
+                linear(&mut names, base, LayerSlot::Qkv, rows, hidden);
+            }
         }
-        let linears: [(&String, LinearSlot); 3] = [
-            (&n.attention_out, LayerSlot::AttentionOut),
-            (&n.ffn_in, LayerSlot::FfnIn),
-            (&n.ffn_out, LayerSlot::FfnOut),
-        ];
-        for (base, slot) in linears {
-            names.push((format!("{base}.weight"), Slot::Layer(l, slot(LinearPart::Weight)), 0..usize::MAX));
-            names.push((format!("{base}.bias"), Slot::Layer(l, slot(LinearPart::Bias)), 0..usize::MAX));
+        linear(&mut names, &n.attention_out, LayerSlot::AttentionOut, whole(), layer.attention_out.in_dim);
+        let ffn = layer.ffn_out.in_dim;
+        let ffn_in: Vec<String> = match (arch, config.ffn_gated, &n.ffn_up) {
+            (Architecture::T5, true, _) => vec![format!("{}_0", n.ffn_in), format!("{}_1", n.ffn_in)],
+            (_, _, Some(up)) => vec![n.ffn_in.clone(), up.clone()],
+            _ => vec![n.ffn_in.clone()],
+        };
+        match ffn_in.len() {
+            1 => linear(&mut names, &ffn_in[0], LayerSlot::FfnIn, whole(), hidden),
+            _ => {
+                for (k, base) in ffn_in.iter().enumerate() {
+                    linear(&mut names, base, LayerSlot::FfnIn, one(k * ffn..(k + 1) * ffn), hidden);
+                }
+            }
         }
-        let norms: [(&String, NormSlot); 2] =
-            [(&n.attention_norm, LayerSlot::AttentionNorm), (&n.ffn_norm, LayerSlot::FfnNorm)];
+        linear(&mut names, &n.ffn_out, LayerSlot::FfnOut, whole(), ffn);
+        let mut norms: Vec<(&String, NormSlot)> =
+            vec![(&n.attention_norm, LayerSlot::AttentionNorm), (&n.ffn_norm, LayerSlot::FfnNorm)];
+        if let Some([query, key]) = &n.head_norms {
+            norms.extend([(query, LayerSlot::QueryNorm as NormSlot), (key, LayerSlot::KeyNorm)]);
+        }
+        if let Some([attention, ffn]) = &n.post_norms {
+            norms.extend([(attention, LayerSlot::PostAttentionNorm as NormSlot), (ffn, LayerSlot::PostFfnNorm)]);
+        }
         for (base, slot) in norms {
-            names.push((format!("{base}.weight"), Slot::Layer(l, slot(NormPart::Gamma)), 0..usize::MAX));
-            names.push((format!("{base}.bias"), Slot::Layer(l, slot(NormPart::Beta)), 0..usize::MAX));
+            names.push((format!("{base}.weight"), at(slot(NormPart::Gamma)), whole()));
+            names.push((format!("{base}.bias"), at(slot(NormPart::Beta)), whole()));
         }
+    }
+    if let Some(base) = arch.final_norm_name() {
+        norm(&mut names, base, Slot::FinalNorm);
     }
     if let Some(name) = arch.relative_bias_name() {
-        names.push((format!("{name}.weight"), Slot::RelativeBias, 0..usize::MAX));
+        names.push((format!("{name}.weight"), Slot::RelativeBias, whole()));
     }
+    let trained = params.slots();
+    names.retain(|(_, slot, _)| trained.contains(slot));
     names
 }
 
@@ -89,11 +147,18 @@ fn weights_file(model: &SentenceModel, params: &EncoderParams<HostTensor>) -> Re
     for (full, view) in file.tensors() {
         let short = prefixes.iter().find_map(|p| full.strip_prefix(p)).unwrap_or(&full);
         match trained.iter().find(|(name, ..)| name == short) {
-            Some((_, slot, range)) => {
+            Some((_, slot, pieces)) => {
                 written.insert(*slot);
                 let values = params.get(*slot).ok_or_else(|| Error::Internal(format!("no parameter {slot:?}")))?.data();
-                let values = &values[range.start..range.end.min(values.len())];
-                tensors.push((full.clone(), Dtype::F32, view.shape().to_vec(), bytemuck::cast_slice(values).to_vec()));
+                let values = gather(values, pieces);
+                let expected: usize = view.shape().iter().product();
+                if values.len() != expected {
+                    return Err(Error::Internal(format!(
+                        "the trained {slot:?} gives {} values for `{full}`, which holds {expected}",
+                        values.len()
+                    )));
+                }
+                tensors.push((full.clone(), Dtype::F32, view.shape().to_vec(), bytemuck::cast_slice(&values).to_vec()));
             }
             None => tensors.push((full.clone(), view.dtype(), view.shape().to_vec(), view.data().to_vec())),
         }

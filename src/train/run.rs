@@ -167,6 +167,10 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
         return Err(Error::argument("--out", format!("{} exists (pass --force to replace it)", o.out.display())));
     }
     let model = SentenceModel::load(&o.model_dir)?;
+    if !model.params.heads.is_empty() {
+        // Before the encoder is built: an exact model has no Dense module after its pooling.
+        return Err(crate::net::backprop::dense_heads_untrained());
+    }
     let wanted = if o.distill { ScoresWanted::Ignored } else { ScoresWanted::Required };
     let pairs = read_labelled_pairs(&o.pairs, o.score_scale, wanted)?;
     let (train_pairs, dev_pairs) = match &o.dev {

@@ -33,9 +33,7 @@ use simattr::net::families::Network;
 use simattr::net::layer::LayerShape;
 use simattr::net::packing::Packing;
 use simattr::net::Encoder;
-use simattr::params::{
-    EncoderParams, HostTensor, LayerParams, LayerSlot, Linear, LinearId, LinearPart, Norm, NormId, NormPart, Weights,
-};
+use simattr::params::{EncoderParams, HostTensor, LayerParams, LayerSlot, LinearId, NormId, Weights};
 
 type F64 = CpuReference<f64>;
 
@@ -386,26 +384,7 @@ fn pre_norm_blocks_on_the_cpu_backend_match_the_reference() {
 
 /// The tensor `slot` names in one layer's parameters.
 fn tensor_mut(params: &mut LayerParams<Vec<f64>>, slot: LayerSlot) -> &mut Vec<f64> {
-    fn linear(layer: &mut Linear<Vec<f64>>, part: LinearPart) -> &mut Vec<f64> {
-        match part {
-            LinearPart::Weight => &mut layer.weight,
-            LinearPart::Bias => &mut layer.bias,
-        }
-    }
-    fn norm(norm: &mut Norm<Vec<f64>>, part: NormPart) -> &mut Vec<f64> {
-        match part {
-            NormPart::Gamma => &mut norm.gamma,
-            NormPart::Beta => &mut norm.beta,
-        }
-    }
-    match slot {
-        LayerSlot::Qkv(part) => linear(&mut params.qkv, part),
-        LayerSlot::AttentionOut(part) => linear(&mut params.attention_out, part),
-        LayerSlot::AttentionNorm(part) => norm(&mut params.attention_norm, part),
-        LayerSlot::FfnIn(part) => linear(&mut params.ffn_in, part),
-        LayerSlot::FfnOut(part) => linear(&mut params.ffn_out, part),
-        LayerSlot::FfnNorm(part) => norm(&mut params.ffn_norm, part),
-    }
+    params.slot_mut(slot).unwrap_or_else(|| panic!("the layer has no {slot:?}"))
 }
 
 /// Training's walk of `block` with dropout on (a mask on attention's probabilities and on each

@@ -51,7 +51,7 @@ macro_rules! fixture_tests {
             #[test] fn embeddings_match_pytorch() { crate::end_to_end::tiny_embeddings(&default(), $fixture) }
             #[test] fn attributions_match_pytorch() { crate::end_to_end::tiny_attributions(&default(), $fixture) }
             #[test] fn attributions_match_pytorch_in_reverse_mode() {
-                crate::end_to_end::tiny_attributions_reverse(&default(), $fixture)
+                crate::end_to_end::tiny_attributions_reverse(&default(), $fixture, super::SUITE)
             }
             #[test] fn reverse_mode_equals_forward_mode() {
                 crate::end_to_end::reverse_mode_equals_forward_mode(&default(), $fixture)
@@ -141,6 +141,9 @@ macro_rules! backend_suite {
             fn default() -> impl Backend {
                 backend(BackendSettings::default())
             }
+
+            /// The suite's name, which says whether it runs a GPU's kernels on this CPU.
+            const SUITE: &str = stringify!($name);
 
             // ---- tier 1: ops -----------------------------------------------------------------
             #[test] fn gather_rows() { crate::ops::gather_rows(&default()) }
@@ -260,6 +263,7 @@ macro_rules! gradient_suite {
 
                 #[test] fn linear_weight_grad() { crate::weight_grads::linear_weight_grad(&default()) }
                 #[test] fn layer_norm_weight_grad() { crate::weight_grads::layer_norm_weight_grad(&default()) }
+                #[test] fn head_norm_weight_grad() { crate::weight_grads::head_norm_weight_grad(&default()) }
                 #[test] fn mul() { crate::weight_grads::mul(&default()) }
                 #[test] fn attention_dropout() { crate::weight_grads::attention_dropout(&default()) }
                 #[test] fn attention_dropout_vjp() { crate::weight_grads::attention_dropout_vjp(&default()) }

@@ -136,6 +136,49 @@ pub fn layer_norm_weight_grad<B: WeightGradients>(b: &B) {
     }
 }
 
+/// QK-norm's scales: `γ̄_q`, `γ̄_k` against the oracle, and `⟨γ̄_q, g_q⟩ + ⟨γ̄_k, g_k⟩ =
+/// ⟨ȳ, y⟩` over the queries' and keys' parts of the output (`y = g ⊙ x̂` there; the values
+/// pass through and take no scale).
+pub fn head_norm_weight_grad<B: WeightGradients>(b: &B) {
+    let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(44));
+    for (rows, count, dim) in [(1, 1, 2), (7, 2, 8), (13, 4, 16), (65, 3, 64)] {
+        let (heads, width) = (Heads { count, dim, scale: None }, count * dim);
+        let x = rng.vec_f32(rows * 3 * width, 2.0);
+        let dy = rng.vec_f32(rows * 3 * width, 1.0);
+        let (query, key) = (random_norm(&mut rng, dim), random_norm(&mut rng, dim));
+        // RMSNorm scales: no shift.
+        let (query, key) = (Norm { beta: vec![0.0; dim], ..query }, Norm { beta: vec![0.0; dim], ..key });
+        fn run<E: WeightGradients>(
+            e: &E,
+            x: &[f32],
+            dy: &[f32],
+            heads: Heads,
+            norms: [&Norm<Vec<f32>>; 2],
+        ) -> [Vec<f64>; 3] {
+            let up_norm =
+                |n: &Norm<Vec<f32>>| n.try_map(heads.dim, &mut |t: &Vec<f32>, role| e.upload(t, role)).unwrap();
+            let (q, k) = (up_norm(norms[0]), up_norm(norms[1]));
+            let (y, saved) = e.head_rms_norm(&primal(e, x, 3 * heads.count * heads.dim), heads, &q, &k, 1e-6).unwrap();
+            let (d_query, d_key) = e.head_norm_weight_grad(&saved, &up(e, dy), heads).unwrap();
+            [down(e, &y), down(e, &d_query), down(e, &d_key)]
+        }
+        let [y, d_query, d_key] = run(b, &x, &dy, heads, [&query, &key]);
+        let [_, want_query, want_key] = run(&o, &x, &dy, heads, [&query, &key]);
+        let what = format!("head_norm_weight_grad {rows} rows × {count} heads × {dim}");
+        close(&format!("{what}, γ̄ of the queries"), &d_query, &want_query);
+        close(&format!("{what}, γ̄ of the keys"), &d_key, &want_key);
+        // ȳ with the values' part zeroed, against y.
+        let dy_qk: Vec<f64> = widen(&dy)
+            .chunks(3 * width)
+            .flat_map(|row| {
+                row.iter().enumerate().map(|(c, &v)| if c < 2 * width { v } else { 0.0 }).collect::<Vec<_>>()
+            })
+            .collect();
+        let left = plus(inner(&d_query, &widen(&query.gamma)), inner(&d_key, &widen(&key.gamma)));
+        identity(&format!("{what}: ⟨γ̄, g⟩ = ⟨ȳ, g ⊙ x̂⟩"), left, inner(&dy_qk, &y), F32_OP_TOLERANCE);
+    }
+}
+
 pub fn mul<B: WeightGradients>(b: &B) {
     let (o, mut rng) = (CpuReference::<f64>::new(), Rng::new(43));
     for len in [1, 7, 65, 4099] {

@@ -84,6 +84,7 @@ def nomic_facts(cfg):
     assert cfg.get("n_inner") is not None, "n_inner null (8·n_embd/3 rounded to 256) is not covered"
     return {"hidden": H, "heads": heads, "head_dim": d, "layers": cfg["n_layer"], "ffn": cfg["n_inner"],
             "vocab": padded_vocab(cfg), "type_vocab": cfg.get("type_vocab_size", 2),
+            "pad": cfg.get("pad_token_id", 0) if cfg.get("pad_token_id") is not None else 0,
             "eps": cfg.get("layer_norm_epsilon", 1e-5), "rotary_dim": int(rd),
             "base": float(cfg.get("rotary_emb_base", 10000.0)),
             "interleaved": bool(cfg.get("rotary_emb_interleaved", False)),
@@ -99,6 +100,7 @@ def jina_facts(cfg):
     assert cfg.get("position_embedding_type") == "alibi"
     return {"hidden": H, "heads": heads, "head_dim": H // heads, "layers": cfg["num_hidden_layers"],
             "ffn": cfg["intermediate_size"], "vocab": cfg["vocab_size"], "type_vocab": cfg.get("type_vocab_size", 2),
+            "pad": cfg.get("pad_token_id", 0) if cfg.get("pad_token_id") is not None else 0,
             "eps": cfg.get("layer_norm_eps", 1e-12), "feed_forward_type": ff}
 
 
@@ -179,7 +181,9 @@ class Output(dict):
 class NomicEmbeddings(nn.Module):
     def __init__(self, f):
         super().__init__()
-        self.word_embeddings = nn.Embedding(f["vocab"], f["hidden"])
+        # padding_idx as upstream builds the table: the pad row gets no gradient (training's
+        # goldens); the forward pass is the same.
+        self.word_embeddings = nn.Embedding(f["vocab"], f["hidden"], padding_idx=f["pad"])
         self.token_type_embeddings = nn.Embedding(f["type_vocab"], f["hidden"])
 
 
@@ -270,7 +274,9 @@ class NomicBertReference(nn.Module):
 class JinaEmbeddings(nn.Module):
     def __init__(self, f):
         super().__init__()
-        self.word_embeddings = nn.Embedding(f["vocab"], f["hidden"])
+        # padding_idx as upstream builds the table: the pad row gets no gradient (training's
+        # goldens); the forward pass is the same.
+        self.word_embeddings = nn.Embedding(f["vocab"], f["hidden"], padding_idx=f["pad"])
         self.token_type_embeddings = nn.Embedding(f["type_vocab"], f["hidden"])
         self.LayerNorm = nn.LayerNorm(f["hidden"], eps=f["eps"])
 

@@ -10,17 +10,28 @@ then Pooling (and Normalize if the model normalizes). Module paths are relative 
 "1_Pooling" in a folder written by simattr's trainer.
 
 ShiftedReference subtracts, per text of T real tokens, the output token states of that text's
-reference input r = [open] [pad]*(T-2) [close] (the tokenizer's own cls/pad/sep ids, attention mask
-all ones), computed by running the same transformer on r alone (batch of 1, no padding), from the
-text's token_embeddings at its T real (masked-in) positions, before Pooling. So u(x) =
-pool(F(x) - F(r)) and u(r) = 0. Gradients flow through both F(x) and F(r).
+reference input r, computed by running the same transformer on r alone (batch of 1, no padding,
+attention mask all ones), from the text's token_embeddings at its T real (masked-in) positions,
+before Pooling. So u(x) = pool(F(x) - F(r)) and u(r) = 0. Gradients flow through both F(x) and F(r).
+
+The reference (generate_golden_generic.py's rule, simattr's too): every special token the tokenizer
+itself adds stays at its place, the pad token (EOS when the tokenizer has no pad) is everywhere else.
+The framing is read off the tokenizer's special_tokens_mask of a one-word text, as simattr reads it
+off tokenizer.json: at most one special token before the text (open) and one after it (close), each
+possibly absent. BERT-like tokenizers: [CLS] [PAD]* [SEP] (the framing is then asserted to be the
+tokenizer's cls / sep ids); T5 <pad>* </s>; Gemma3 <bos> <pad>* <eos>; Qwen3 <|endoftext|>* (its
+closing token is its pad token, 556 in tiny-qwen3).
+
+The marker module has no folder or config of its own (path ""): everything it needs is the
+Transformer module's tokenizer and network.
 
 sentence-transformers cannot import the type "simattr.ShiftedReference" itself; load_exact_model
 builds the SentenceTransformer from the listed modules by hand.
 
 CLI: python tests/reference/shifted_reference.py FOLDER --texts-json IN.json --out OUT.json
   IN.json: a list of texts, or an object with a "texts" list (e.g. golden/tiny-mpnet-exact.json);
-  OUT.json: {"embeddings": [[float64...], ...]} from one padded batch of all texts (float64, eval).
+  OUT.json: {"embeddings": [[float64...], ...]} from one padded batch of all texts (float64, eval;
+  with generate_golden_generic.py's patch_float64_internals, which ModernBERT / Qwen3 folders need).
   --compare GOLDEN.json additionally compares with GOLDEN's "embeddings" (max abs difference).
 """
 import argparse
@@ -38,6 +49,26 @@ from sentence_transformers.sentence_transformer.modules import Normalize, Poolin
 MARKER_TYPE = "simattr.ShiftedReference"
 
 
+def reference_framing(tokenizer):
+    """(open_id, pad_id, close_id) of the reference input: the special tokens the tokenizer adds before
+    and after a text (None where it adds none) and the pad token (EOS without a pad)."""
+    enc = tokenizer("a", return_special_tokens_mask=True)
+    ids, special = enc["input_ids"], enc["special_tokens_mask"]
+    lead = next(i for i, s in enumerate(special) if not s)
+    trail = next(i for i, s in enumerate(reversed(special)) if not s)
+    assert lead <= 1 and trail <= 1 and sum(special) == lead + trail, (
+        "expected at most one special token at each end of a text", ids, special)
+    open_id = ids[0] if lead else None
+    close_id = ids[-1] if trail else None
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    assert pad_id is not None, "the tokenizer has neither a pad nor an EOS token"
+    if tokenizer.cls_token_id is not None and tokenizer.sep_token_id is not None:
+        # BERT-like: the framing is [CLS] ... [SEP], as ShiftedReference always had it
+        assert (open_id, close_id) == (tokenizer.cls_token_id, tokenizer.sep_token_id), (
+            open_id, close_id, tokenizer.cls_token_id, tokenizer.sep_token_id)
+    return open_id, pad_id, close_id
+
+
 class ShiftedReference(torch.nn.Module):
     """token_embeddings[i, real tokens] -= F(reference of the same length) (see module doc).
 
@@ -47,17 +78,22 @@ class ShiftedReference(torch.nn.Module):
     def __init__(self, transformer):
         super().__init__()
         self._transformer = [transformer]  # a list: not registered as a child module
-        tok = transformer.tokenizer
-        self.open_id, self.pad_id, self.close_id = tok.cls_token_id, tok.pad_token_id, tok.sep_token_id
-        assert None not in (self.open_id, self.pad_id, self.close_id), (self.open_id, self.pad_id, self.close_id)
+        self.open_id, self.pad_id, self.close_id = reference_framing(transformer.tokenizer)
+        self.fixed = (self.open_id is not None) + (self.close_id is not None)
 
     @property
     def transformer(self):
         return self._transformer[0]
 
     def reference_ids(self, n):
-        assert n >= 2, n
-        return [self.open_id] + [self.pad_id] * (n - 2) + [self.close_id]
+        """The reference of length n: [open] [pad]*(n - #special) [close], the absent ones left out."""
+        assert n >= max(self.fixed, 1), n
+        return ([self.open_id] if self.open_id is not None else []) + [self.pad_id] * (n - self.fixed) + (
+            [self.close_id] if self.close_id is not None else [])
+
+    def frames(self, ids):
+        """Whether a text's ids (its real tokens) carry the tokenizer's opening / closing tokens."""
+        return (self.open_id is None or ids[0] == self.open_id) and (self.close_id is None or ids[-1] == self.close_id)
 
     def reference_states(self, n, device, with_token_types):
         """F(r) for the reference of length n, alone: n x H."""
@@ -80,7 +116,7 @@ class ShiftedReference(torch.nn.Module):
             start, n = int(real[0]), int(real.numel())
             assert int(real[-1]) == start + n - 1, "attention mask of a text is not contiguous"
             if ids is not None:
-                assert int(ids[i, start]) == self.open_id and int(ids[i, start + n - 1]) == self.close_id, (
+                assert self.frames(ids[i, start:start + n].tolist()), (
                     "text not framed by the tokenizer's open/close ids", ids[i].tolist())
             if n not in refs:
                 refs[n] = self.reference_states(n, tok.device, with_tt).to(tok.dtype)
@@ -89,7 +125,9 @@ class ShiftedReference(torch.nn.Module):
         return features
 
     def extra_repr(self):
-        return f"reference [{self.open_id}, {self.pad_id}..., {self.close_id}]"
+        parts = ([str(self.open_id)] if self.open_id is not None else []) + [f"{self.pad_id}..."] + (
+            [str(self.close_id)] if self.close_id is not None else [])
+        return "reference [" + ", ".join(parts) + "]"
 
 
 def load_exact_model(folder, device="cpu"):
@@ -119,6 +157,11 @@ def main():
     texts = data["texts"] if isinstance(data, dict) else data
     assert isinstance(texts, list) and all(isinstance(t, str) for t in texts), texts
 
+    # float64 throughout for ModernBERT / Qwen3 / Gemma3 (transformers' eager softmax in float32 turns
+    # the float64 padding mask into -inf: NaN rows in a padded batch); no effect on the BERT-like ones
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from generate_golden_generic import patch_float64_internals
+    patch_float64_internals()
     st = load_exact_model(args.folder).to(torch.float64).eval()
     with torch.no_grad():
         emb = st.encode(texts, batch_size=len(texts), convert_to_numpy=True)  # one padded batch

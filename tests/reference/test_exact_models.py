@@ -14,8 +14,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from shifted_reference import load_exact_model  # noqa: E402
+from generate_golden_generic import patch_float64_internals  # noqa: E402
 
-SIMATTR = os.path.join(ROOT, "target", "release", "simattr")
+# ModernBERT, Qwen3: transformers computes the eager softmax (and RMSNorm, the rotary tables) in float32
+# whatever the dtype; in float64 the padding mask's finfo(float64).min becomes -inf in float32, so a
+# query row that sees no real key (Qwen3's left padding under the causal mask, ModernBERT's pad rows
+# beyond the local window) is NaN, which the pooling's mask does not remove (NaN * 0). The patches make
+# these float64 throughout (float32 inputs, and the BERT-like families, run transformers' own code).
+patch_float64_internals()
+
+# SIMATTR_BIN: another build of the CLI (a copy, while target/release is being rebuilt)
+SIMATTR = os.environ.get("SIMATTR_BIN", os.path.join(ROOT, "target", "release", "simattr"))
 TEXTS = [
     "A man is playing a guitar.",
     "Someone plays an instrument.",
@@ -30,7 +39,8 @@ def simattr(*args):
     return subprocess.run([SIMATTR, *args], check=True, capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module", params=["tiny-bert", "tiny-mpnet", "tiny-roberta", "tiny-xlm-roberta", "tiny-bert-cls"])
+@pytest.fixture(scope="module", params=["tiny-bert", "tiny-mpnet", "tiny-roberta", "tiny-xlm-roberta", "tiny-bert-cls",
+                                                 "tiny-modernbert", "tiny-qwen3"])
 def trained(request, tmp_path_factory):
     work = tmp_path_factory.mktemp(request.param)
     pairs = work / "pairs.jsonl"

@@ -202,9 +202,11 @@ def st_loss(st, batch_texts, objective):
     return (((ea * eb).sum(-1) - labels) ** 2).mean()
 
 
-def run_trajectory(named, loss_of_batch, batches, cfg):
+def run_trajectory(named, loss_of_batch, batches, cfg, decays=decays):
     """AdamW + linear warmup schedule + clipping, exactly as the module doc says. Returns the
-    per-step losses, lrs, pre-clipping grad norms and the float64 deltas."""
+    per-step losses, lrs, pre-clipping grad norms and the float64 deltas. decays(name): whether a
+    parameter gets weight decay (default: the rule of the module doc; train_reference_generic.py
+    passes transformers' Trainer rule)."""
     params = [p for _, p in named]
     init = {n: p.detach().clone() for n, p in named}
     groups = [
@@ -343,16 +345,24 @@ def main():
             tensors[f"delta.{n}"] = deltas[n].to(torch.float32).contiguous()
 
     out["tensor_names"] = names
-    os.makedirs(args.out_dir, exist_ok=True)
-    jpath = os.path.join(args.out_dir, args.name + ".json")
-    spath = os.path.join(args.out_dir, args.name + ".safetensors")
+    write_golden(args.out_dir, args.name, out, tensors)
+    return 0
+
+
+def write_golden(out_dir, name, out, tensors):
+    """OUT_DIR/NAME.json (compact) and OUT_DIR/NAME.safetensors (float32 tensors; metadata: the one
+    key "generator", out["generator"], so that the file is byte-stable)."""
+    os.makedirs(out_dir, exist_ok=True)
+    jpath = os.path.join(out_dir, name + ".json")
+    spath = os.path.join(out_dir, name + ".safetensors")
     with open(jpath, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         f.write("\n")
-    save_file(tensors, spath, metadata={"generator": "tests/reference/train_reference.py"})  # one key: byte-stable
+    assert all(t.dtype == torch.float32 and t.is_contiguous() for t in tensors.values())
+    save_file(tensors, spath, metadata={"generator": out["generator"]})  # one key: byte-stable
     print(f"wrote {jpath} ({os.path.getsize(jpath)} bytes), {spath} ({os.path.getsize(spath)} bytes, "
           f"{len(tensors)} tensors)")
-    return 0
+    return jpath, spath
 
 
 if __name__ == "__main__":

@@ -13,15 +13,15 @@ use std::collections::BTreeMap;
 
 use crate::backend::{Role, WeightGradients};
 use crate::error::{Error, Result};
-use crate::model::{EncoderConfig, Pooling, PositionIds};
-use crate::net::block::{rows_batch, Block, TrainingTape};
+use crate::model::{AttentionMask, EncoderConfig, Pooling, PositionIds};
+use crate::net::block::{rows_batch, Block, Geometry, NormKind, TrainingTape};
 use crate::net::embeddings::{scaled, Embeddings, EmbeddingsTape};
 use crate::net::families::Network;
 use crate::net::heads::Head;
 use crate::net::layer::LayerShape;
 use crate::net::packing::Packing;
 use crate::net::relative_bias;
-use crate::params::{EncoderParams, Slot, Weights};
+use crate::params::{EncoderParams, LayerSlot, LinearPart, Slot, Weights};
 
 /// Where dropout masks come from: `mask(len)` gives `len` values, `1/(1 − p)` where kept and
 /// 0 where dropped (the training loop draws them from its seeded generator).
@@ -36,9 +36,9 @@ pub struct TrainingNet<'b, B: WeightGradients> {
     /// What sums into the first layer's input, and the block every layer runs
     /// (`net::families`).
     embeddings: Embeddings,
-    block: Block,
-    /// The last layer's block where the network has a final norm: `block` ending in it.
-    tail: Option<Block>,
+    /// The block each layer runs (`Network::layer_blocks`).
+    blocks: Vec<Block>,
+    final_norm: Option<NormKind>,
     pooling: Pooling,
     positions: PositionIds,
 }
@@ -72,63 +72,71 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
     /// tried on existing weights (the tests' variants). Its embeddings, block and pooling are
     /// read; a final norm or Dense modules are refused, as for a family.
     pub fn with_network(backend: &'b B, config: &EncoderConfig, network: Network) -> Result<Self> {
-        let Network { embeddings, block, first_block, final_norm, pooling, heads } = network;
-        if config.architecture.is_rotary() || first_block.is_some() || config.masks_positions() || config.alibi {
-            // Rotary attention, QK-norm, sandwich norms, positional masks and ALiBi have
-            // forward, JVP and VJP rules but no weight-gradient rules yet.
-            return Err(Error::argument(
-                "--model",
-                format!(
-                    "training a {} encoder into an exact model is not supported yet (no weight gradients for rotary attention, QK-norm, ALiBi or masked attention)",
-                    config.architecture.name()
-                ),
-            ));
-        }
-        if config.architecture == crate::model::Architecture::T5 {
-            // Its dense layers have no biases: training's slots would train the zeros they are
-            // loaded as, and export has no names for them.
-            return Err(Error::argument(
-                "--model",
-                "training a T5 encoder into an exact model is not supported yet (its layers have no biases to leave untrained)",
-            ));
-        }
+        let pooling = network.pooling;
         if pooling == Pooling::Max {
             // The max of shifted states is not the shifted max (see `SentenceModel::load`).
             return Err(Error::argument("--model", "an exact model pools by mean or CLS; this model pools by max"));
         }
-        if heads.iter().any(|head| matches!(head, Head::Dense { .. })) {
+        if network.heads.iter().any(|head| matches!(head, Head::Dense { .. })) {
             return Err(dense_heads_untrained());
         }
         let positions = config.position_ids();
-        let tail = final_norm.map(|kind| block.ending_in(kind)).transpose()?;
-        Ok(TrainingNet { backend, config: config.clone(), embeddings, block, tail, pooling, positions })
+        let blocks = network.layer_blocks(config.num_layers)?;
+        let final_norm = network.final_norm;
+        let embeddings = network.embeddings;
+        Ok(TrainingNet { backend, config: config.clone(), embeddings, blocks, final_norm, pooling, positions })
     }
 
     fn shape(&self) -> LayerShape {
         LayerShape::of(&self.config)
     }
 
-    /// The block layer `l` runs and its weights: the last layer's block ends in the final norm
-    /// where the network has one, which the weights must have exactly then.
-    fn layer<'p>(&self, params: &'p EncoderParams<B::Tensor>, l: usize) -> Result<(&Block, Weights<'p, B::Tensor>)> {
+    /// The block layer `l` runs, its weights and its geometry (its rotary frequency): the last
+    /// layer's block ends in the final norm where the network has one, which the weights must
+    /// have exactly then.
+    fn layer<'p>(
+        &self,
+        params: &'p EncoderParams<B::Tensor>,
+        l: usize,
+    ) -> Result<(&Block, Weights<'p, B::Tensor>, Geometry)> {
         let layer = params.layers.get(l).ok_or_else(|| Error::Internal(format!("no layer {l}")))?;
+        let block = self.blocks.get(l).ok_or_else(|| Error::Internal(format!("no block for layer {l}")))?;
+        let attention =
+            self.config.layers.get(l).ok_or_else(|| Error::Internal(format!("no attention for layer {l}")))?;
+        let geometry = self.shape().geometry_of(attention);
         let last = l + 1 == params.layers.len();
-        match (&self.tail, &params.final_norm) {
-            (Some(tail), Some(norm)) if last => Ok((tail, Weights { layer, final_norm: Some(norm) })),
+        match (self.final_norm, &params.final_norm) {
+            (Some(_), Some(norm)) if last => Ok((block, Weights { layer, final_norm: Some(norm) }, geometry)),
             (Some(_), None) => Err(Error::Internal("the network ends in a final norm the weights lack".into())),
             (None, Some(_)) => Err(Error::Internal("the weights have a final norm the network lacks".into())),
-            _ => Ok((&self.block, layer.into())),
+            _ => Ok((block, layer.into(), geometry)),
         }
     }
 
-    /// The score bias of the padded layout (MPNet's relative position bias), if any.
-    fn score_bias(&self, params: &EncoderParams<B::Tensor>, tokens: usize) -> Result<Option<B::Tensor>> {
-        let (Some(buckets), Some(table)) = (self.config.relative_buckets, &params.relative_attention_bias) else {
-            return Ok(None);
+    /// The score bias of layer `l` in the padded layout (`relative_bias::layer_score_bias`:
+    /// a relative position bias, ALiBi, a causal or windowed mask), if any; made once per mask
+    /// and pass in `made`.
+    fn score_bias<'m>(
+        &self,
+        params: &EncoderParams<B::Tensor>,
+        l: usize,
+        tokens: usize,
+        made: &'m mut Vec<(AttentionMask, Option<B::Tensor>)>,
+    ) -> Result<Option<&'m B::Tensor>> {
+        let mask = self.config.layers.get(l).map_or(AttentionMask::Full, |a| a.mask);
+        let index = match made.iter().position(|(m, _)| *m == mask) {
+            Some(index) => index,
+            None => {
+                let table = params.relative_attention_bias.as_ref();
+                let bias = relative_bias::layer_score_bias(&self.config, table, mask, tokens);
+                let heads = self.config.num_heads;
+                let bias =
+                    bias.map(|bias| self.backend.upload(&bias, Role::ScoreBias { heads, tokens })).transpose()?;
+                made.push((mask, bias));
+                made.len() - 1
+            }
         };
-        let heads = self.config.num_heads;
-        let bias = relative_bias::score_bias(buckets, table.data(), heads, tokens);
-        Ok(Some(self.backend.upload(&bias, Role::ScoreBias { heads, tokens })?))
+        Ok(made[index].1.as_ref())
     }
 
     /// Forward over `texts` (token ids, any lengths) with dropout masks from `dropout`.
@@ -166,17 +174,16 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
             x = b.mul(&x, mask)?;
         }
 
-        let bias = self.score_bias(params, tokens)?;
+        let mut biases = Vec::new();
         let mut layers = Vec::with_capacity(params.layers.len());
-        let geometry = shape.geometry();
         for l in 0..params.layers.len() {
-            let (block, weights) = self.layer(params, l)?;
+            let (block, weights, geometry) = self.layer(params, l)?;
             // Attention's mask, then each dropout op's, in the block's order (the seeded
             // draws depend on it).
             let lengths = block.dropout_mask_lengths(weights, geometry, &packing)?;
             let masks: Vec<Option<B::Tensor>> = lengths.into_iter().map(&mut upload_mask).collect::<Result<_>>()?;
             let masks: Option<Vec<B::Tensor>> = masks.into_iter().collect();
-            let scores = packing.scores(bias.as_ref());
+            let scores = packing.scores(self.score_bias(params, l, tokens, &mut biases)?);
             let (y, tape) = block.forward_training(b, weights, geometry, &packing, scores, x, masks)?;
             layers.push(tape);
             x = y;
@@ -223,13 +230,21 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
 
         let mut bias_grad = vec![0.0f64; shape.heads.count * packing.tokens * packing.tokens];
         for (l, tape) in pass.layers.iter().enumerate().rev() {
-            let (block, weights) = self.layer(params, l)?;
-            let (dx, layer_grads) = block.backward_training(b, weights, shape.geometry(), packing, tape, &dy)?;
-            for (slot, grad) in layer_grads.weights {
-                grads.add(Slot::Layer(l, slot), &b.download(&grad)?)?;
-            }
-            for (part, grad) in layer_grads.final_norm {
-                grads.add(Slot::FinalNorm(part), &b.download(&grad)?)?;
+            let (block, weights, geometry) = self.layer(params, l)?;
+            let (dx, layer_grads) = block.backward_training(b, weights, geometry, packing, tape, &dy)?;
+            // The biases and shifts a family's checkpoint lacks are computed with the rest but not
+            // trained (`EncoderParams::absent`).
+            let layer_grads_by_slot = layer_grads.weights.into_iter().map(|(slot, grad)| (Slot::Layer(l, slot), grad));
+            let final_norm = layer_grads.final_norm.into_iter().map(|(part, grad)| (Slot::FinalNorm(part), grad));
+            for (slot, grad) in layer_grads_by_slot.chain(final_norm).filter(|(slot, _)| !params.absent.contains(slot))
+            {
+                let mut grad = b.download(&grad)?;
+                if let (Some(repeated), Slot::Layer(_, LayerSlot::Qkv(part))) = (params.repeated_heads, slot) {
+                    // One key/value head's copies are one parameter (`RepeatedHeads`).
+                    let row_len = if part == LinearPart::Weight { h } else { 1 };
+                    repeated.fold(&mut grad, row_len);
+                }
+                grads.add(slot, &grad)?;
             }
             if let (Some(score_bias), true) = (&layer_grads.score_bias, params.relative_attention_bias.is_some()) {
                 let g = b.download(score_bias)?;
@@ -250,7 +265,9 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         let normed = match (self.embeddings.norm, &pass.embeddings.norm, &params.embeddings.norm) {
             (Some(kind), Some(saved), Some(norm)) => {
                 for (part, grad) in kind.weight_grads(b, saved, dy, rows, h)? {
-                    grads.add(Slot::EmbeddingNorm(part), &b.download(&grad)?)?;
+                    if !params.absent.contains(&Slot::EmbeddingNorm(part)) {
+                        grads.add(Slot::EmbeddingNorm(part), &b.download(&grad)?)?;
+                    }
                 }
                 Some(kind.vjp(b, saved, norm, dy, rows_batch(rows), h)?)
             }
@@ -272,7 +289,7 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         // the position table) with `padding_idx`: the pad row receives no gradient and keeps
         // its value, which the all-pad reference input relies on too.
         let frozen_row = |slot: Slot| match (slot, self.positions) {
-            (Slot::WordEmbeddings, _) => Some(self.config.pad_token_id),
+            (Slot::WordEmbeddings, _) => self.config.padding_idx,
             (Slot::PositionEmbeddings, PositionIds::AfterPadding { pad_id }) => Some(pad_id),
             _ => None,
         };
@@ -291,7 +308,11 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
 }
 
 /// Training refuses Dense modules after pooling, in the network or in the weights: their
-/// gradients have no slot yet (`Slot`), nor names to export them under.
-fn dense_heads_untrained() -> Error {
-    Error::argument("--model", "training through Dense modules after pooling is not supported yet")
+/// gradients have no slot yet (`Slot`), nor names to export them under, and with a bias or an
+/// activation they would not keep the reference's embedding at zero.
+pub fn dense_heads_untrained() -> Error {
+    Error::argument(
+        "--model",
+        "the model has Dense modules after pooling; training an exact model through them is not supported yet (gtr-t5, sentence-t5 and EmbeddingGemma have them)",
+    )
 }

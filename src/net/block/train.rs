@@ -6,7 +6,10 @@
 //!
 //! ```text
 //!   Linear:     W̄ = ȳᵀ x, b̄ = Σ_r ȳ_r                 LayerNorm:  γ̄ = Σ_r ȳ_r ⊙ x̂_r, β̄ = Σ_r ȳ_r
-//!   Attention:  the score bias's S̄, summed over sequences (MPNet's relative position table)
+//!   QK-norm:    γ̄_q = Σ_{r,h} ȳ ⊙ x̂ over each head's queries, γ̄_k over its keys
+//!   Attention:  the score bias's S̄, summed over sequences (MPNet's and T5's relative position
+//!               table); rotary queries and keys turned in the padded layout, their cotangents
+//!               turned back
 //! ```
 //!
 //! With dropout on, the walk reads the block's training ops, dropout included (a mask on each
@@ -99,10 +102,6 @@ impl Block {
     ) -> Result<(B::Tensor, TrainingTape<B::Tensor>)> {
         let params: Weights<'p, B::Tensor> = params.into();
         let (b, rows, heads) = (backend, packing.rows(), geometry.heads);
-        if geometry.rope_theta.is_some() || self.training_ops.iter().any(|op| matches!(op, Op::HeadNorm { .. })) {
-            // `TrainingNet` refuses these families first, by name.
-            return Err(Error::Internal("training has no rotary attention or QK-norm gradients yet".into()));
-        }
         let dropout = masks.is_some();
         let ops = self.training_walk_ops(dropout);
         let walk = Walk::new(ops, backend, params, geometry)?;
@@ -124,8 +123,11 @@ impl Block {
             let y = match *op {
                 Op::Attention { qkv } => {
                     op_mask = next_mask()?;
-                    let padded_qkv = packing.to_padded(b, values.get(qkv)?, walk.width(qkv))?;
                     let (seqs, tokens) = (packing.seqs, packing.tokens);
+                    let padded = packing.to_padded(b, values.get(qkv)?, walk.width(qkv))?;
+                    // Kept turned, as attention read it (each row's position is its index in
+                    // its text: texts start at padded row 0).
+                    let padded_qkv = geometry.rotated(b, &padded, tokens)?.unwrap_or(padded);
                     let (ctx, probs) =
                         b.attention_dropout(&padded_qkv, seqs, tokens, heads, scores, op_mask.as_ref())?;
                     op_saved = Saved::Attention(PaddedAttention { padded_qkv, probs });
@@ -194,6 +196,10 @@ impl Block {
                         None => grads.final_norm.push((part, grad)),
                     }
                 }
+            } else if let Op::HeadNorm { .. } = *op {
+                let (d_query, d_key) = b.head_norm_weight_grad(tape.taped.norm(index)?, dy.get(), heads)?;
+                grads.weights.push((LayerSlot::QueryNorm(NormPart::Gamma), d_query));
+                grads.weights.push((LayerSlot::KeyNorm(NormPart::Gamma), d_key));
             } else if let Op::Linear { x, weights } = *op {
                 let layer = params.linear(weights);
                 let (dw, db) =
@@ -221,6 +227,7 @@ impl Block {
                         Some(sum) => b.add(&sum, &d_scores)?,
                         None => d_scores,
                     });
+                    let d_qkv = geometry.unrotated(b, d_qkv, tokens)?;
                     terms[qkv.index()].push(owned(packing.to_packed(b, &d_qkv, walk.width(qkv))?));
                 }
                 (Op::Attention { .. }, _) => {

@@ -9,6 +9,7 @@ pub mod post_ln;
 pub mod qwen3;
 pub mod t5;
 
+use crate::error::Result;
 use crate::model::{Architecture, EncoderConfig, Pooling, SentenceModel};
 use crate::net::block::{Block, NormKind};
 use crate::net::embeddings::Embeddings;
@@ -75,5 +76,22 @@ impl Network {
         };
         let first_block = (architecture == Architecture::ModernBert).then(|| modernbert::block(true));
         Network { embeddings, block, first_block, final_norm, pooling, heads: Vec::new() }
+    }
+
+    /// The block each of `layers` layers runs: the first layer's where it differs, the family's
+    /// block elsewhere, the last ending in the final norm where the network has one.
+    pub fn layer_blocks(&self, layers: usize) -> Result<Vec<Block>> {
+        (0..layers)
+            .map(|l| {
+                let block = match (l, &self.first_block) {
+                    (0, Some(first)) => first,
+                    _ => &self.block,
+                };
+                match self.final_norm {
+                    Some(kind) if l + 1 == layers => block.ending_in(kind),
+                    _ => Ok(block.clone()),
+                }
+            })
+            .collect()
     }
 }
