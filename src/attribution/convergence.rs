@@ -6,10 +6,10 @@
 use std::time::Instant;
 
 use crate::attribution::quadrature::{Quadrature, Rule};
-use crate::attribution::{explain_pair, Progress, Similarity, TextOptions};
+use crate::attribution::{explain_tokenized, Progress, Similarity, TextOptions};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::model::TextTokenizer;
+use crate::model::{TextTokenizer, Tokenized};
 use crate::net::Encoder;
 
 /// One rule at one step count.
@@ -29,14 +29,14 @@ pub struct ConvergenceRow {
     pub seconds: f64,
 }
 
-/// Explains `text_a` and `text_b` once per rule and step count, with everything else as
+/// Explains the texts `tokens` (a and b, each after its prompt where it has one) once per rule
+/// and step count, with everything else as
 /// `options` says (its quadrature is replaced). Rows come rule by rule, steps ascending as given.
 #[allow(clippy::too_many_arguments)]
 pub fn convergence<B: Backend>(
     encoder: &Encoder<'_, B>,
     tokenizer: &TextTokenizer,
-    text_a: &str,
-    text_b: &str,
+    tokens: [Tokenized; 2],
     rules: &[Rule],
     steps: &[usize],
     options: &TextOptions,
@@ -50,7 +50,7 @@ pub fn convergence<B: Backend>(
     for quadrature in settings {
         let options = TextOptions { quadrature, ..*options };
         let start = Instant::now();
-        let e = explain_pair(encoder, tokenizer, text_a, text_b, &options, similarity, progress)?;
+        let e = explain_tokenized(encoder, tokenizer, tokens.clone(), &options, similarity, progress)?;
         let seconds = start.elapsed().as_secs_f64();
         let p = &e.pair;
         let attributable = p.attributable();

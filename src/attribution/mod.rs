@@ -62,8 +62,20 @@ pub fn explain_pair<B: Backend>(
     progress: &dyn Progress,
 ) -> Result<Explanation> {
     // Both texts are checked before either is integrated, so bad input fails at once.
-    encoder.check_layer(options.layer)?;
     let (tokens_a, tokens_b) = (tokenizer.encode(text_a)?, tokenizer.encode(text_b)?);
+    explain_tokenized(encoder, tokenizer, [tokens_a, tokens_b], options, similarity, progress)
+}
+
+/// `explain_pair` for texts already tokenized (after their prompts, where they have one).
+pub fn explain_tokenized<B: Backend>(
+    encoder: &Encoder<'_, B>,
+    tokenizer: &TextTokenizer,
+    [tokens_a, tokens_b]: [Tokenized; 2],
+    options: &TextOptions,
+    similarity: Similarity,
+    progress: &dyn Progress,
+) -> Result<Explanation> {
+    encoder.check_layer(options.layer)?;
     let options = &options.for_similarity(similarity);
     let a = attribute(encoder, tokenizer, tokens_a, options, progress)?;
     let b = attribute(encoder, tokenizer, tokens_b, options, progress)?;

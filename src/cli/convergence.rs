@@ -38,6 +38,14 @@ pub struct ConvergenceArgs {
     /// Also write the table as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// The prompt put before text a, as for explain: a name from the model's
+    /// config_sentence_transformers.json or the prompt's text [default: the folder's default
+    /// prompt, if it names one; "" for none].
+    #[arg(long, value_name = "NAME|TEXT")]
+    prompt_a: Option<String>,
+    /// The prompt put before text b (as --prompt-a).
+    #[arg(long, value_name = "NAME|TEXT")]
+    prompt_b: Option<String>,
     a: String,
     b: String,
 }
@@ -55,16 +63,23 @@ pub fn run<B: Backend>(backend: &B, args: ConvergenceArgs) -> anyhow::Result<Exi
     let layer = args.layer.unwrap_or_else(|| default_layer(encoder.num_layers()));
     let options = TextOptions { mode, ..TextOptions::new(layer, Quadrature::riemann_right(1)?) };
     let (a, b) = (&args.a, &args.b);
+    // Each text after its prompt, as explain reads it (the folder's default where none is given).
+    let prompts =
+        [model.prompt(args.prompt_a.as_deref(), "--prompt-a")?, model.prompt(args.prompt_b.as_deref(), "--prompt-b")?];
+    let tokens = [
+        model.tokenizer.encode_with_prompt(a, prompts[0].as_deref())?,
+        model.tokenizer.encode_with_prompt(b, prompts[1].as_deref())?,
+    ];
+    let truncated = tokens.iter().any(|t| t.truncated_from.is_some());
     let bar = progress_bar("converging");
-    let rows = convergence(&encoder, &model.tokenizer, a, b, &rules, &steps, &options, similarity, &bar);
+    let rows = convergence(&encoder, &model.tokenizer, tokens, &rules, &steps, &options, similarity, &bar);
     bar.0.finish_and_clear();
     let rows = rows?;
     print!("{}", summary::convergence_table(&rows));
     if let Some(path) = &args.json {
-        let truncated =
-            [a, b].iter().any(|text| model.tokenizer.encode(text).map(|t| t.truncated_from.is_some()).unwrap_or(false));
         let provenance = Provenance::new(&model, &backend.engine_info()).with_truncated(truncated);
-        let doc = json::ConvergenceJson::new(&model, &provenance, a, b, layer, similarity, mode, &rows);
+        let texts = [a.as_str(), b.as_str()];
+        let doc = json::ConvergenceJson::new(&model, &provenance, texts, &prompts, layer, similarity, mode, &rows);
         files::write_atomic(path, &json::to_pretty_bytes(&doc))?;
         eprintln!("wrote {}", path.display());
     }

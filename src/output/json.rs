@@ -207,6 +207,10 @@ pub struct ConvergenceJson {
     pub backend: String,
     pub text_a: String,
     pub text_b: String,
+    /// The prompt put before each text (the folder's default where none was asked for), or
+    /// none.
+    pub prompt_a: Option<String>,
+    pub prompt_b: Option<String>,
     pub layer: usize,
     pub similarity: &'static str,
     pub mode: &'static str,
@@ -233,8 +237,8 @@ impl ConvergenceJson {
     pub fn new(
         model: &SentenceModel,
         provenance: &Provenance,
-        text_a: &str,
-        text_b: &str,
+        [text_a, text_b]: [&str; 2],
+        prompts: &[Option<String>; 2],
         layer: usize,
         similarity: Similarity,
         mode: Mode,
@@ -260,6 +264,8 @@ impl ConvergenceJson {
             backend: provenance.backend.clone(),
             text_a: text_a.to_string(),
             text_b: text_b.to_string(),
+            prompt_a: prompts[0].clone(),
+            prompt_b: prompts[1].clone(),
             layer,
             similarity: similarity.name(),
             mode: mode.name(),

@@ -369,6 +369,39 @@ fn convergence_reports_what_explain_reports() {
     assert!(error(&rows[3]) < error(&rows[1]) && error(&rows[2]) < error(&rows[0]), "{rows:?}");
 }
 
+/// `convergence --prompt-a/--prompt-b` explains the prompted texts, as `explain` does with the
+/// same prompts: the same completeness error row for row, the prompts named in the JSON, and not
+/// what the unprompted texts give.
+#[test]
+fn convergence_takes_prompts_as_explain_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::fixture_dir("tiny-gemma3");
+    let m = model.to_str().unwrap();
+    let (a, b) = ("A man is playing a guitar.", "Someone plays an instrument.");
+    let prompts = ["--prompt-a", "query", "--prompt-b", "document"];
+    let run = |args: &[&str], name: &str| -> Value {
+        let path = dir.path().join(name);
+        let out = simattr(&[args, &["--json", path.to_str().unwrap(), a, b]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    };
+    let settings = ["--layer", "1", "--rules", "riemann-right", "--steps", "6"];
+    let prompted = run(&[&["convergence", "--model", m][..], &settings, &prompts].concat(), "prompted.json");
+    assert_eq!(prompted["prompt_a"], "task: search result | query: ");
+    assert_eq!(prompted["prompt_b"], "title: none | text: ");
+    let plain = run(&[&["convergence", "--model", m][..], &settings].concat(), "plain.json");
+    assert!(plain["prompt_a"].is_null() && plain["prompt_b"].is_null());
+    let explained = run(
+        &[&["explain", "--model", m, "--layer", "1", "--rule", "riemann-right", "--steps", "6"][..], &prompts].concat(),
+        "explain.json",
+    );
+    let number = |doc: &Value, pointer: &str| doc.pointer(pointer).and_then(Value::as_f64).unwrap();
+    let (got, want) = (number(&prompted, "/rows/0/completeness_error"), number(&explained, "/completeness_error"));
+    assert!((got - want).abs() <= 1e-12 * want.abs(), "{got} vs explain's {want}");
+    let (with, without) = (number(&prompted, "/rows/0/attribution_sum"), number(&plain, "/rows/0/attribution_sum"));
+    assert!((with - without).abs() > 1e-6 * with.abs(), "the prompts changed nothing: {with} vs {without}");
+}
+
 /// `--rule gauss-legendre-adaptive` reports, per text, the nodes it fitted to that text's path:
 /// `--steps` of them, inside (0, 1), ascending, weights summing to 1; the fixed rules report
 /// none. Its completeness error is below right Riemann's at five times the steps.

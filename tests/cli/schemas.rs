@@ -256,8 +256,9 @@ fn embed_docs(dir: &Path) -> Vec<Doc> {
 }
 
 fn convergence_docs(dir: &Path) -> Vec<Doc> {
-    let cases: [(&str, Vec<&str>); 2] = [
+    let cases: [(&str, Vec<&str>); 3] = [
         ("tiny-bert", vec!["--steps", "3,5"]),
+        ("tiny-gemma3", vec!["--steps", "2", "--prompt-a", "query", "--prompt-b", "document"]),
         (
             "tiny-xlm-roberta",
             vec!["--steps", "2", "--rules", "gauss-legendre-adaptive", "--mode", "reverse", "--similarity", "dot"],
