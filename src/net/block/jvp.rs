@@ -133,6 +133,16 @@ impl Block {
         let params: Weights<'p, B::Tensor> = params.into();
         let walk = Walk::new(&self.ops, backend, params, geometry)?;
         let mut state = self.jvp_steps(&walk, x, dx, batch, scores, self.steps.len())?;
+        self.take_output(&walk, &mut state, batch)
+    }
+
+    /// The block's output and its tangents, dense, from a walk that has run every step.
+    fn take_output<B: Backend>(
+        &self,
+        walk: &Walk<'_, B>,
+        state: &mut JvpState<'_, B::Tensor>,
+        batch: Batch,
+    ) -> Result<(B::Tensor, B::Tensor)> {
         let output = self.output();
         walk.make(&mut state.tangents, output, Form::Dense, batch)?;
         let dy = state.tangents.slots[output.index()]
@@ -232,12 +242,7 @@ impl Block {
             }
         }
         self.run_steps(&walk, &mut state, last_attention + 1..self.steps.len(), one, scores)?;
-        let output = self.output();
-        let dy = state.tangents.slots[output.index()]
-            .take()
-            .and_then(Tangent::into_dense)
-            .ok_or_else(|| Error::Internal("a block's output tangents are not its own".into()))?;
-        Ok((state.values.take(output)?, dy))
+        self.take_output(&walk, &mut state, one)
     }
 
     /// Runs the first `count` steps on primals and tangents.
