@@ -236,9 +236,17 @@ pub fn read_encoder_config(path: &Path) -> Result<EncoderConfig> {
             )));
         }
     }
-    let padding_idx = match (architecture, raw.pad_token_id, raw.eos_token_id.as_ref()) {
-        (Architecture::T5, ..) | (_, None, Some(_)) => None,
-        (_, pad, _) => Some(pad.unwrap_or(0)),
+    // As `transformers` builds the word table: the configured pad, else the config class's
+    // default (Qwen3's is none); T5's table has no `padding_idx`.
+    let class_default_pad = match architecture {
+        Architecture::T5 | Architecture::Qwen3 => None,
+        Architecture::ModernBert => Some(50283),
+        Architecture::Mpnet | Architecture::Roberta | Architecture::XlmRoberta => Some(1),
+        Architecture::Bert | Architecture::Gemma3 | Architecture::NomicBert | Architecture::JinaBert => Some(0),
+    };
+    let padding_idx = match architecture {
+        Architecture::T5 => None,
+        _ => raw.pad_token_id.or(class_default_pad),
     };
     let pad_token_id = match (raw.pad_token_id, raw.eos_token_id.as_ref()) {
         (Some(pad), _) => pad,

@@ -94,3 +94,30 @@ fn a_sliding_layer_sees_only_its_window() {
         assert_eq!(rows_reached(&model, global, global + 1, 0), (0..tokens).collect::<Vec<_>>(), "{fixture}");
     }
 }
+
+/// The word table's pad row as `transformers` builds the table (`padding_idx`, which training
+/// leaves alone): the configured pad, else the config class's default; none for T5 and for a
+/// Qwen3 config without one.
+#[test]
+fn the_word_tables_padding_idx_follows_transformers() {
+    let config = |fixture: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let dir = copy_model(&fixture_dir(fixture));
+        let path = dir.path().join("config.json");
+        let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut json);
+        std::fs::write(&path, json.to_string()).unwrap();
+        simattr::model::config::read_encoder_config(&path).unwrap().padding_idx
+    };
+    let unchanged = |_: &mut serde_json::Value| {};
+    let no_pad = |c: &mut serde_json::Value| {
+        c.as_object_mut().unwrap().remove("pad_token_id");
+    };
+    assert_eq!(config("tiny-t5", &unchanged), None, "T5's table has no padding_idx");
+    assert_eq!(config("tiny-qwen3", &unchanged), None, "tiny-qwen3 has no pad token");
+    assert_eq!(config("tiny-qwen3", &|c| c["pad_token_id"] = 3.into()), Some(3));
+    assert_eq!(config("tiny-bert", &unchanged), Some(0));
+    assert_eq!(config("tiny-roberta", &no_pad), Some(1), "RobertaConfig's default");
+    assert_eq!(config("tiny-modernbert", &no_pad), Some(50283), "ModernBertConfig's default");
+    assert_eq!(config("tiny-gemma3", &no_pad), Some(0), "Gemma3TextConfig's default");
+    assert_eq!(config("tiny-nomic-bert", &unchanged), Some(0), "NomicBERT's config omits it");
+}
