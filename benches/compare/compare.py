@@ -81,7 +81,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecati
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-import sentence_transformers  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import log, provenance, rel, stats  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 from transformers import AutoModel  # noqa: E402
 
@@ -150,10 +151,6 @@ def embed_variant(key):
     """The `simattr embed` arguments matching implementation `key` (embed has no --mode)."""
     variant = SIMATTR_VARIANTS[key]
     return [] if key in "de" else variant
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 class Torch:
@@ -416,28 +413,8 @@ def simattr(*argv, tmp):
         return json.load(f)
 
 
-def rel(x, y, ref):
-    return float(np.abs(x - y).max() / np.abs(ref).max())
-
-
-def stats(ts):
-    return {"median": statistics.median(ts), "min": min(ts), "max": max(ts), "runs": ts}
-
-
 def machine():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    ver = subprocess.run([args.simattr, "--version"], capture_output=True, text=True)
-    git = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "sentence_transformers": sentence_transformers.__version__,
-            "simattr": ver.stdout.strip() if ver.returncode == 0 else None,
-            "commit": git.stdout.strip() if git.returncode == 0 else None}
+    return provenance(args.simattr, args.threads)
 
 
 def model_family(model_dir):

@@ -129,17 +129,14 @@ warnings.filterwarnings("ignore")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-import sentence_transformers  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import log, provenance, rel, stats  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 torch.set_num_threads(args.threads)
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
 F32 = torch.float32
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -592,35 +589,16 @@ def flops(s, layers, t, n, d_out, mean_pooling):
     return {"b": (pb + tb) / 1e9, "s": (ps + ts) / 1e9, "a": (pa + ta) / 1e9}
 
 
-def rel(x, y, ref):
-    return float(np.abs(x - y).max() / np.abs(ref).max())
-
-
-def stats(ts):
-    return {"median": statistics.median(ts), "min": min(ts), "max": max(ts), "runs": ts}
-
-
 def machine():
-    cpu = "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        cpu = re.search(r"Model name:\s*(.+)", out).group(1).strip()
-    except (OSError, AttributeError):
-        pass
-    ver = subprocess.run([args.simattr, "--version"], capture_output=True, text=True)
-    git = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     x, w = torch.randn(7200, 768), torch.randn(768, 3072) * 0.05
     best = float("inf")
     for _ in range(7):
         t0 = time.perf_counter()
         torch.mm(x, w)
         best = min(best, time.perf_counter() - t0)
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
+    return {**provenance(args.simattr, args.threads),
             "torch_gemm_gflops_7200x768x3072": 2.0 * 7200 * 768 * 3072 / best / 1e9,
-            "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__,
-            "simattr": ver.stdout.strip() if ver.returncode == 0 else None,
-            "simattr_path": args.simattr, "commit": git.stdout.strip() if git.returncode == 0 else None,
-            "date": time.strftime("%Y-%m-%d")}
+            "simattr_path": args.simattr, "date": time.strftime("%Y-%m-%d")}
 
 
 EMBED_TEXTS = ["A man is playing a guitar on the street.", "Someone plays an instrument in the park.",
