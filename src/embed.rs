@@ -27,8 +27,11 @@ pub fn embed_tokenized<B: Backend>(
     order.sort_by_key(|&n| std::cmp::Reverse(texts[n].ids.len()));
     let mut vectors = vec![Vec::new(); texts.len()];
     for batch in order.chunks(PACKED_BATCH) {
-        let ids: Vec<&[u32]> = batch.iter().map(|&n| texts[n].ids.as_slice()).collect();
-        for (&n, vector) in batch.iter().zip(encoder.embed_packed(&ids)?) {
+        let texts = batch
+            .iter()
+            .map(|&n| Ok((texts[n].ids.as_slice(), encoder.pool_for(&texts[n])?)))
+            .collect::<Result<Vec<_>>>()?;
+        for (&n, vector) in batch.iter().zip(encoder.embed_packed(&texts)?) {
             vectors[n] = vector;
         }
     }
@@ -73,9 +76,9 @@ pub fn embed_prompted<B: Backend>(
     prompt: Option<&str>,
     apply_normalize: bool,
 ) -> Result<Embedded> {
-    let prompt = model.prompt(prompt, "--prompt")?;
+    let prompt = model.prompt(prompt);
     let tokenized = model.tokenizer.encode_with_prompt(text, prompt.as_deref())?;
-    let mut vector = encoder.embed(&tokenized.ids, 1)?;
+    let mut vector = encoder.embed(&tokenized.ids, 1, encoder.pool_for(&tokenized)?)?;
     if apply_normalize && model.normalize {
         normalize(&mut vector);
     }

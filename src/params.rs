@@ -602,6 +602,9 @@ pub enum Slot {
     FinalNorm(NormPart),
     /// MPNet's relative position bias table.
     RelativeBias,
+    /// The weight of Dense module `n` after pooling (an exact model's Dense modules are
+    /// linear maps without bias: the weight is all there is to train).
+    Dense(usize),
 }
 
 impl Slot {
@@ -610,7 +613,7 @@ impl Slot {
     /// embedding tables (MPNet's `relative_attention_bias` is exempt by its name).
     pub fn decays(self) -> bool {
         match self {
-            Slot::WordEmbeddings | Slot::PositionEmbeddings | Slot::TokenTypeEmbeddings => true,
+            Slot::WordEmbeddings | Slot::PositionEmbeddings | Slot::TokenTypeEmbeddings | Slot::Dense(_) => true,
             Slot::Layer(_, LayerSlot::Qkv(part) | LayerSlot::AttentionOut(part)) => part == LinearPart::Weight,
             Slot::Layer(_, LayerSlot::FfnIn(part) | LayerSlot::FfnOut(part)) => part == LinearPart::Weight,
             Slot::EmbeddingNorm(_) | Slot::Layer(..) | Slot::FinalNorm(_) | Slot::RelativeBias => false,
@@ -710,6 +713,7 @@ impl<T> EncoderParams<T> {
             Slot::Layer(l, s) => self.layers.get_mut(l).and_then(|layer| layer.slot_mut(s)),
             Slot::FinalNorm(p) => self.final_norm.as_mut().map(|n| n.part_mut(p)),
             Slot::RelativeBias => None,
+            Slot::Dense(n) => self.heads.get_mut(n).map(|dense| &mut dense.weight),
         }
     }
 }
@@ -739,6 +743,7 @@ impl EncoderParams<HostTensor> {
         if self.relative_attention_bias.is_some() {
             slots.push(Slot::RelativeBias);
         }
+        slots.extend((0..self.heads.len()).map(Slot::Dense));
         slots.retain(|slot| !self.absent.contains(slot));
         slots
     }
@@ -754,6 +759,7 @@ impl EncoderParams<HostTensor> {
             Slot::Layer(l, s) => self.layers.get(l).and_then(|layer| layer.slot(s)),
             Slot::FinalNorm(p) => self.final_norm.as_ref().map(|n| n.part(p)),
             Slot::RelativeBias => self.relative_attention_bias.as_ref(),
+            Slot::Dense(n) => self.heads.get(n).map(|dense| &dense.weight),
         }
     }
 

@@ -45,6 +45,8 @@ CASES = [
     ("tiny-bert-weightedmean", dict(steps=6, prompt_a="query", prompt_b="document"),
      ["--steps", "6", "--prompt-a", "query", "--prompt-b", "document", "--words"]),
     ("tiny-t5", dict(steps=6, truncate_dim=12), ["--steps", "6", "--truncate-dim", "12", "--words"]),
+    # A Pooling that leaves the prompt out (include_prompt: false).
+    ("tiny-bert-sqrtlen", dict(steps=6, prompt_a="query"), ["--steps", "6", "--prompt-a", "query", "--words"]),
     # The rotary families and remote-code families: a causal decoder with its query prompt,
     # sliding windows, ALiBi.
     ("tiny-qwen3", dict(steps=5, prompt_a="query"), ["--steps", "5", "--prompt-a", "query", "--words"]),

@@ -5,36 +5,42 @@
 //! output tokens' vectors align, not how the input tokens caused them.
 //!
 //! It is written as a `P`: column `i` of `P = Yᵀ / T` is token `i`'s share of the mean, the
-//! reference embedding is zero, and `A = P_aᵀ P_b` as for the integrated Jacobians.
+//! reference embedding is zero, and `A = P_aᵀ P_b` as for the integrated Jacobians. Any
+//! pooling that is a weighted sum of the states (`Pooling::token_weights`: CLS, last-token,
+//! `mean_sqrt_len_tokens`, `weightedmean`, a prompt left out) splits the same way, with
+//! column `i` weighted by token `i`'s weight; max does not.
 
 use crate::attribution::normalization;
 use crate::attribution::text::{reference_ids, TextAttribution};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::model::{Pooling, TextTokenizer, Tokenized};
+use crate::model::{TextTokenizer, Tokenized};
 use crate::net::Encoder;
 
-/// `P = Yᵀ / T` of one text, with `e(x)` its column sum and a zero reference embedding.
+/// `P = Yᵀ / T` of one text (`Yᵀ` weighted per token by the pooling), with `e(x)` its column
+/// sum and a zero reference embedding.
 pub fn decompose_text<B: Backend>(
     encoder: &Encoder<'_, B>,
     tokenizer: &TextTokenizer,
     tokenized: Tokenized,
     normalized: bool,
 ) -> Result<TextAttribution> {
-    if encoder.pooling != Pooling::Mean {
-        return Err(Error::argument(
-            "--method",
-            format!("decomposition splits a mean over the tokens; this model pools by {}", encoder.pooling.name()),
-        ));
-    }
+    let pool = encoder.pool_for(&tokenized)?;
     let (t, h) = (tokenized.ids.len(), encoder.hidden());
+    // Any pooling that is a weighted sum of the token states splits as the mean does.
+    let weights = pool.mode.token_weights(t, pool.skipped).ok_or_else(|| {
+        Error::argument(
+            "--method",
+            format!("decomposition splits a weighted sum over the tokens; this model pools by {}", pool.mode.name()),
+        )
+    })?;
     let output = encoder.output_states(&tokenized.ids)?;
     let mut projection = vec![0.0; h * t];
     let mut embedding = vec![0.0; h];
-    for (i, row) in output.chunks_exact(h).enumerate() {
+    for ((i, row), weight) in output.chunks_exact(h).enumerate().zip(weights) {
         for (d, &value) in row.iter().enumerate() {
-            projection[d * t + i] = value / t as f64;
-            embedding[d] += value / t as f64;
+            projection[d * t + i] = weight * value;
+            embedding[d] += weight * value;
         }
     }
     if normalized {

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::{TextTokenizer, Tokenized};
 use crate::net::block::SplitCotangents;
 use crate::net::encoder::{InputCotangents, InputForm, PooledSeeds};
+use crate::net::pooling::Pool;
 use crate::net::Encoder;
 
 /// Which derivative computes `P`: forward mode pushes `T` token tangents per step through the
@@ -239,7 +240,9 @@ pub fn attribute_text<B: Backend>(
     }
     let directions = if reverse { d } else { t };
     let plan = plan_passes(encoder, options, t, directions, reverse)?;
-    let ends = Endpoints::of(encoder, &tokenized.ids, &reference_ids, options)?;
+    // A prompt the Pooling leaves out stays out of the reference's pooling too (same length).
+    let pool = encoder.pool_for(&tokenized)?;
+    let ends = Endpoints::of(encoder, &tokenized.ids, &reference_ids, pool, options)?;
 
     let nodes = options.quadrature.nodes(&mut |alphas: &[f64]| ends.path_probe(encoder, alphas, options))?;
 
@@ -249,6 +252,7 @@ pub fn attribute_text<B: Backend>(
         delta: &ends.delta,
         layer,
         tokens: t,
+        pool,
         // `P` stays on the device as `[T, D]` (row i = column i of P) until every pass is in.
         projection_rows: b.zeros(t * d)?,
         jacobian: options.keep_jacobian.then(|| vec![0.0f64; d * t * h]),
@@ -365,6 +369,7 @@ struct Endpoints<T> {
     embedding: Vec<f64>,
     reference_embedding: Vec<f64>,
     tokens: usize,
+    pool: Pool,
 }
 
 impl<T> Endpoints<T> {
@@ -372,6 +377,7 @@ impl<T> Endpoints<T> {
         encoder: &Encoder<'_, B>,
         ids: &[u32],
         reference_ids: &[u32],
+        pool: Pool,
         options: &TextOptions,
     ) -> Result<Self> {
         let (b, t, h, layer) = (encoder.backend, ids.len(), encoder.hidden(), options.layer);
@@ -385,7 +391,7 @@ impl<T> Endpoints<T> {
         let delta = b.sub(&input_states, &reference_states)?;
         drop(input_states);
         let ends = encoder.forward_layers(both_states, layer, encoder.num_layers(), 2, t)?;
-        let pooled_ends = b.download(&encoder.embeddings_of(&ends, 2, t)?)?;
+        let pooled_ends = b.download(&encoder.embeddings_of(&ends, 2, t, pool)?)?;
         drop(ends);
         let d = encoder.embedding_dim();
         let (mut embedding, mut reference_embedding) = (pooled_ends[..d].to_vec(), pooled_ends[d..].to_vec());
@@ -399,7 +405,7 @@ impl<T> Endpoints<T> {
             embedding = normalization::normalized(&embedding, "the text's embedding")?;
             reference_embedding = normalization::normalized(&reference_embedding, "its reference input's")?;
         }
-        Ok(Endpoints { reference_states, delta, embedding, reference_embedding, tokens: t })
+        Ok(Endpoints { reference_states, delta, embedding, reference_embedding, tokens: t, pool })
     }
 
     /// The attributed embedding (`e`, or `n = e/|e|` for cos-exact) at each of `alphas` along
@@ -415,7 +421,8 @@ impl<T> Endpoints<T> {
         let per_chunk = (row_budget(encoder, options, t)? / (3 * t)).max(1);
         let (mut values, mut slopes) = (Vec::with_capacity(alphas.len() * d), Vec::with_capacity(alphas.len() * d));
         for chunk in alphas.chunks(per_chunk) {
-            let (e, de) = encoder.pooled_path_jvp(&self.reference_states, &self.delta, chunk, options.layer, t)?;
+            let (e, de) =
+                encoder.pooled_path_jvp(&self.reference_states, &self.delta, chunk, options.layer, t, self.pool)?;
             match options.normalized {
                 false => {
                     values.extend(e);
@@ -441,7 +448,7 @@ impl<T> Endpoints<T> {
         layer: usize,
     ) -> Result<Vec<f64>> {
         let x = encoder.backend.interpolate(&self.reference_states, &self.delta, alphas)?;
-        let pooled = encoder.pooled_from(x, layer, alphas.len(), self.tokens)?;
+        let pooled = encoder.pooled_from(x, layer, alphas.len(), self.tokens, self.pool)?;
         for e in pooled.chunks_exact(encoder.embedding_dim()) {
             normalization::nonzero_norm(e, "the embedding at a node of the path")?;
         }
@@ -465,6 +472,7 @@ struct Accumulator<'e, 'a, B: Backend> {
     delta: &'e B::Tensor,
     layer: usize,
     tokens: usize,
+    pool: Pool,
     projection_rows: B::Tensor,
     jacobian: Option<Vec<f64>>,
     /// Reverse mode's `Δ Wqkvᵀ`, made on first use.
@@ -477,8 +485,9 @@ impl<B: Backend> Accumulator<'_, '_, B> {
     fn forward(&mut self, pass: Pass<'_, B::Tensor>, after_layer: &dyn Fn() -> Result<()>) -> Result<()> {
         let (b, d, first) = (self.encoder.backend, self.encoder.embedding_dim(), pass.range.start);
         let count = pass.range.len();
+        let (primals, delta, layer) = (pass.primals, self.delta, self.layer);
         let mut pooled =
-            self.encoder.pooled_token_jvp(pass.primals, self.delta, pass.range, self.layer, pass.batch, after_layer)?;
+            self.encoder.pooled_token_jvp(primals, delta, pass.range, layer, pass.batch, self.pool, after_layer)?;
         if let Some(nodes) = pass.node_embeddings {
             let mapped = normalization::tangents(&b.download(&pooled)?, nodes, count, d);
             pooled = b.upload(&mapped, Role::Activations { len: mapped.len() })?;
@@ -507,7 +516,7 @@ impl<B: Backend> Accumulator<'_, '_, B> {
             Some(seeds) => PooledSeeds::Dense(seeds),
             None => PooledSeeds::Units(pass.range),
         };
-        match self.encoder.pooled_vjp(pass.primals, seeds, self.layer, batch, form, after_layer)? {
+        match self.encoder.pooled_vjp(pass.primals, seeds, self.layer, batch, self.pool, form, after_layer)? {
             InputCotangents::Full(cotangents) => {
                 b.cotangent_accumulate(&mut self.projection_rows, &cotangents, self.delta, batch, h, weights, first)?;
                 if let Some(jacobian) = self.jacobian.as_mut() {

@@ -71,14 +71,28 @@ impl CacheKey {
         CacheKey(serde_json::to_string(&fields).unwrap_or_default())
     }
 
-    /// The file name of one text's entry: sha256 of the settings and the ids.
-    fn file_name(&self, ids: &[u32]) -> String {
+    /// The file name of one text's entry: sha256 of the settings and the ids, and of the
+    /// tokens pooling leaves out where it leaves any (the same ids read as prompt and text, or
+    /// as text alone, pool differently under `include_prompt: false`).
+    fn file_name(&self, text: &TextId) -> String {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         hasher.update(self.0.as_bytes());
-        ids.iter().for_each(|id| hasher.update(id.to_le_bytes()));
+        text.ids.iter().for_each(|id| hasher.update(id.to_le_bytes()));
+        if text.unpooled > 0 {
+            hasher.update(b"unpooled");
+            hasher.update((text.unpooled as u64).to_le_bytes());
+        }
         format!("{}.safetensors", hex(&hasher.finalize()))
     }
+}
+
+/// What tells two texts' `P` apart under one key: the ids, and how many leading tokens (a
+/// prompt) pooling leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TextId {
+    ids: Vec<u32>,
+    unpooled: usize,
 }
 
 /// How the texts' `P` were found.
@@ -100,9 +114,11 @@ struct Entry {
 pub struct TextCache {
     key: CacheKey,
     dir: Option<PathBuf>,
-    memory: HashMap<Vec<u32>, Entry>,
+    memory: HashMap<TextId, Entry>,
     /// Entries by last use, oldest first.
-    by_use: BTreeMap<u64, Vec<u32>>,
+    by_use: BTreeMap<u64, TextId>,
+    /// Whether the model's pooling leaves prompts out (`include_prompt: false`).
+    skips_prompts: bool,
     clock: u64,
     bytes: usize,
     budget: usize,
@@ -111,8 +127,9 @@ pub struct TextCache {
 
 impl TextCache {
     /// A cache of at most `memory_budget` bytes of `P` in memory, and on disk in `dir` when
-    /// given (created if missing).
-    pub fn new(key: CacheKey, dir: Option<&Path>, memory_budget: usize) -> Result<Self> {
+    /// given (created if missing), for a model whose pooling reads prompts or not
+    /// (`include_prompt`).
+    pub fn new(key: CacheKey, dir: Option<&Path>, memory_budget: usize, include_prompt: bool) -> Result<Self> {
         if let Some(dir) = dir {
             std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_path_buf(), source })?;
         }
@@ -121,6 +138,7 @@ impl TextCache {
             dir: dir.map(Path::to_path_buf),
             memory: HashMap::new(),
             by_use: BTreeMap::new(),
+            skips_prompts: !include_prompt,
             clock: 0,
             bytes: 0,
             budget: memory_budget,
@@ -137,16 +155,17 @@ impl TextCache {
         compute: impl FnOnce(Tokenized) -> Result<TextAttribution>,
     ) -> Result<TextAttribution> {
         self.clock += 1;
-        if let Some(entry) = self.memory.get_mut(&tokenized.ids) {
+        let id = self.text_id(&tokenized);
+        if let Some(entry) = self.memory.get_mut(&id) {
             self.by_use.remove(&entry.stamp);
             entry.stamp = self.clock;
-            self.by_use.insert(self.clock, tokenized.ids.clone());
+            self.by_use.insert(self.clock, id);
             self.stats.memory_hits += 1;
             return Ok(TextAttribution { tokenized, ..entry.attribution.clone() });
         }
         let from_disk = match &self.dir {
             Some(dir) => {
-                let path = dir.join(self.key.file_name(&tokenized.ids));
+                let path = dir.join(self.key.file_name(&id));
                 match path.is_file() {
                     true => {
                         let read = read_entry(&path, &self.key, &tokenized, reference_ids);
@@ -169,31 +188,38 @@ impl TextCache {
                 let attribution = compute(tokenized)?;
                 self.stats.computed += 1;
                 if let Some(dir) = &self.dir {
-                    let path = dir.join(self.key.file_name(&attribution.tokenized.ids));
+                    let path = dir.join(self.key.file_name(&id));
                     files::write_atomic(&path, &entry_bytes(&self.key, &attribution)?)?;
                 }
                 attribution
             }
         };
-        self.remember(&attribution);
+        self.remember(id, &attribution);
         Ok(attribution)
     }
 
-    fn remember(&mut self, attribution: &TextAttribution) {
+    fn text_id(&self, tokenized: &Tokenized) -> TextId {
+        let unpooled = match self.skips_prompts {
+            true => tokenized.prompt_length.unwrap_or(0),
+            false => 0,
+        };
+        TextId { ids: tokenized.ids.clone(), unpooled }
+    }
+
+    fn remember(&mut self, id: TextId, attribution: &TextAttribution) {
         let bytes = 8 * (attribution.projection.len() + 2 * attribution.dim + 2 * attribution.nodes.len())
             + 4 * attribution.tokens();
         while self.bytes + bytes > self.budget {
-            let Some((_, ids)) = self.by_use.pop_first() else { break };
-            if let Some(old) = self.memory.remove(&ids) {
+            let Some((_, oldest)) = self.by_use.pop_first() else { break };
+            if let Some(old) = self.memory.remove(&oldest) {
                 self.bytes -= old.bytes;
             }
         }
         if bytes > self.budget {
             return;
         }
-        let ids = attribution.tokenized.ids.clone();
-        self.by_use.insert(self.clock, ids.clone());
-        self.memory.insert(ids, Entry { attribution: attribution.clone(), stamp: self.clock, bytes });
+        self.by_use.insert(self.clock, id.clone());
+        self.memory.insert(id, Entry { attribution: attribution.clone(), stamp: self.clock, bytes });
         self.bytes += bytes;
     }
 }

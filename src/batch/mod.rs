@@ -102,7 +102,8 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
         let options = options.for_similarity(similarity);
         let provenance = Provenance::new(model, &encoder.backend.engine_info())
             .with_attribution(AttributionSettings::new(&options, similarity, word_merge));
-        let cache = TextCache::new(CacheKey::new(&provenance, &options), cache_dir, memory_budget)?;
+        let cache =
+            TextCache::new(CacheKey::new(&provenance, &options), cache_dir, memory_budget, model.include_prompt)?;
         let prompts = [None, None];
         Ok(PairExplainer { encoder, model, options, similarity, word_merge, truncate, provenance, cache, prompts })
     }
@@ -145,7 +146,7 @@ impl<'e, 'a, B: Backend> PairExplainer<'e, 'a, B> {
     /// The tokens of `prompt` followed by `text` (`prompt` a name of the folder's prompts or
     /// the prompt's text), as `encode(prompt=…)` tokenizes them.
     pub fn tokenize_with_prompt(&self, text: &str, prompt: Option<&str>, label: &str) -> Result<Tokenized> {
-        let prompt = self.model.prompt(prompt, "--prompt-a/--prompt-b")?;
+        let prompt = self.model.prompt(prompt);
         let tokenized =
             self.model.tokenizer.encode_with_prompt(text, prompt.as_deref()).map_err(|e| with_label(e, label))?;
         match tokenized.truncated_from {

@@ -64,8 +64,7 @@ pub fn run<B: Backend>(backend: &B, args: ConvergenceArgs) -> anyhow::Result<Exi
     let options = TextOptions { mode, ..TextOptions::new(layer, Quadrature::riemann_right(1)?) };
     let (a, b) = (&args.a, &args.b);
     // Each text after its prompt, as explain reads it (the folder's default where none is given).
-    let prompts =
-        [model.prompt(args.prompt_a.as_deref(), "--prompt-a")?, model.prompt(args.prompt_b.as_deref(), "--prompt-b")?];
+    let prompts = [model.prompt(args.prompt_a.as_deref()), model.prompt(args.prompt_b.as_deref())];
     let tokens = [
         model.tokenizer.encode_with_prompt(a, prompts[0].as_deref())?,
         model.tokenizer.encode_with_prompt(b, prompts[1].as_deref())?,

@@ -67,7 +67,7 @@ pub fn embed<B: Backend>(backend: &B, args: EmbedArgs) -> anyhow::Result<ExitCod
         texts: Vec::new(),
         provenance: Provenance::new(&model, &backend.engine_info()),
     };
-    let prompt = model.prompt(args.prompt.as_deref(), "--prompt")?;
+    let prompt = model.prompt(args.prompt.as_deref());
     let mut tokenized = Vec::with_capacity(args.texts.len());
     for (n, text) in args.texts.iter().enumerate() {
         let label = format!("text {}", n + 1);

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::params::{DenseActivation, EncoderParams, HostTensor, Linear};
 
 /// How token states become one sentence vector (`1_Pooling/config.json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Pooling {
     /// The mean over tokens (most models).
     Mean,
@@ -97,9 +97,8 @@ pub struct SentenceModel {
     /// where there are any (`with_dense_weights`): which weights, whatever the folder is
     /// called. Recorded in every JSON output and part of the attribution cache's key.
     pub weights_sha256: String,
-    /// The Dense modules after pooling, in order, by activation (their weights are
-    /// `params.heads`).
-    pub dense: Vec<DenseActivation>,
+    /// The Dense modules after pooling, in order (their weights are `params.heads`).
+    pub dense: Vec<DenseModule>,
     /// Whether pooling counts a prompt's tokens (`include_prompt`, the Pooling config's).
     pub include_prompt: bool,
     /// The prompts of `config_sentence_transformers.json`.
@@ -107,6 +106,41 @@ pub struct SentenceModel {
     /// `--truncate-dim`: attribute and embed the first `K` values (Matryoshka models). Not in
     /// the folder; the caller sets it.
     pub truncate_dim: Option<usize>,
+}
+
+/// A Dense module after pooling, as the folder lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenseModule {
+    /// Its folder, as `modules.json` names it (`2_Dense`).
+    pub path: String,
+    pub activation: DenseActivation,
+    /// Whether it adds a bias (`bias` in its config).
+    pub bias: bool,
+}
+
+impl DenseModule {
+    /// A linear map: no bias, the identity activation (gtr-t5's, sentence-t5's and
+    /// EmbeddingGemma's). An exact model's shift passes through such a module, and it maps the
+    /// reference's zero to zero.
+    pub fn is_linear(&self) -> bool {
+        !self.bias && self.activation == DenseActivation::Identity
+    }
+
+    /// Fails unless this module is linear, naming what is not (`what` says what needs it).
+    pub fn check_linear(&self, what: &str) -> Result<()> {
+        let why = match (self.bias, self.activation) {
+            (true, _) => "a bias".to_string(),
+            (false, DenseActivation::Identity) => return Ok(()),
+            (false, activation) => format!("the activation {activation:?}"),
+        };
+        Err(Error::argument(
+            "--model",
+            format!(
+                "Dense module `{}` has {why}; {what} needs Dense modules that are linear maps without bias (the reference's embedding must stay zero)",
+                self.path
+            ),
+        ))
+    }
 }
 
 /// The named prompts a folder offers (`config_sentence_transformers.json`), prepended to a
@@ -238,8 +272,8 @@ impl SentenceModel {
             match kind(m) {
                 "Dense" if known && !normalize => {
                     let width = dense_weights.last().map(|l: &Linear<HostTensor>| l.out_dim);
-                    let (activation, weights) = read_dense(&dir.join(&m.path), width)?;
-                    dense.push(activation);
+                    let (module, weights) = read_dense(&dir.join(&m.path), &m.path, width)?;
+                    dense.push(module);
                     dense_weights.push(weights);
                     dense_files.push(dir.join(&m.path).join("model.safetensors"));
                 }
@@ -265,9 +299,10 @@ impl SentenceModel {
                 "{SHIFTED_REFERENCE_MODULE} with max pooling (an exact model pools linearly)"
             )));
         }
-        if shifted_reference && !dense.is_empty() {
+        if let Some(module) = dense.iter().find(|m| shifted_reference && !m.is_linear()) {
             return Err(unsupported(format!(
-                "{SHIFTED_REFERENCE_MODULE} with Dense modules (the shift keeps only a pooled vector at zero)"
+                "{SHIFTED_REFERENCE_MODULE} with Dense module `{}`, which has a bias or an activation (the shift keeps the reference's embedding at zero only through linear maps)",
+                module.path
             )));
         }
         let prompts = read_prompts(dir)?;
@@ -311,26 +346,12 @@ impl SentenceModel {
 }
 
 impl SentenceModel {
-    /// The prompt text `spec` means (a name of the folder's prompts, or the text itself; the
-    /// folder's default prompt where `spec` is `None`), refused where the model's Pooling
-    /// leaves prompts out, which no pass here follows yet.
-    pub fn prompt(&self, spec: Option<&str>, flag: &'static str) -> Result<Option<String>> {
-        let Some(prompt) = self.prompts.text_for(spec) else {
-            return Ok(None);
-        };
-        if !self.include_prompt {
-            let default = match spec {
-                None => " (the folder's default prompt; pass an empty prompt for none)",
-                Some(_) => "",
-            };
-            return Err(Error::argument(
-                flag,
-                format!(
-                    "the model's Pooling leaves prompts out (include_prompt: false), which simattr does not follow yet{default}"
-                ),
-            ));
-        }
-        Ok(Some(prompt))
+    /// The prompt text `spec` means: a name of the folder's prompts, or the text itself; the
+    /// folder's default prompt where `spec` is `None`; `None` for an empty prompt. Where the
+    /// Pooling leaves prompts out (`include_prompt: false`) the prompt is still read by every
+    /// layer, and only pooling skips its tokens (`Encoder::pool_for`).
+    pub fn prompt(&self, spec: Option<&str>) -> Option<String> {
+        self.prompts.text_for(spec)
     }
 }
 
@@ -410,7 +431,7 @@ fn read_pooling(path: &Path) -> Result<(Pooling, bool)> {
 
 /// A Dense module's activation and weights from its folder (`config.json`,
 /// `model.safetensors`); `width` is what the module before it writes, where known.
-fn read_dense(dir: &Path, width: Option<usize>) -> Result<(DenseActivation, Linear<HostTensor>)> {
+fn read_dense(dir: &Path, path: &str, width: Option<usize>) -> Result<(DenseModule, Linear<HostTensor>)> {
     let config_path = require(dir, "config.json")?;
     let config: DenseConfig = read_json(&config_path, "a Dense module's config")?;
     let bad = |message: String| Error::BadConfig { path: config_path.clone(), message };
@@ -446,7 +467,7 @@ fn read_dense(dir: &Path, width: Option<usize>) -> Result<(DenseActivation, Line
         });
     }
     let linear = load_dense(&weights, config.in_features, config.out_features, config.bias)?;
-    Ok((activation, linear))
+    Ok((DenseModule { path: path.to_string(), activation, bias: config.bias }, linear))
 }
 
 /// The prompts of `config_sentence_transformers.json`, where the folder has one.

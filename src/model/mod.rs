@@ -9,5 +9,5 @@ pub mod weights;
 
 pub use arch::{Architecture, PositionIds};
 pub use config::{AttentionMask, EncoderConfig, LayerAttention};
-pub use folder::{Pooling, SentenceModel, SHIFTED_REFERENCE_MODULE};
+pub use folder::{DenseModule, Pooling, SentenceModel, SHIFTED_REFERENCE_MODULE};
 pub use tokenizer::{ReferenceFraming, TextTokenizer, Tokenized};

@@ -8,16 +8,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::backend::{unit_rows, Backend, Batch, Role, ScoreMods};
 use crate::error::{Error, Result};
-use crate::model::{AttentionMask, EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel};
+use crate::model::{AttentionMask, EncoderConfig, Pooling, PositionIds, ReferenceFraming, SentenceModel, Tokenized};
 use crate::net::block::{Block, CotangentsIn, Geometry, TangentsIn};
 pub use crate::net::block::{InputCotangents, InputForm};
 use crate::net::embeddings::Embeddings;
 use crate::net::families::Network;
 use crate::net::flops::{attribution_flops, reverse_is_cheaper, AttributionFlops, BlockCost, PooledTail};
-use crate::net::heads::{Head, Heads, HeadsTape};
+use crate::net::heads::{DenseActivation, Head, Heads, HeadsTape};
 use crate::net::layer::LayerShape;
 use crate::net::packing::Packing;
-use crate::net::pooling::{pool, pool_host, pool_jvp, pool_vjp};
+use crate::net::pooling::{pool_host, pool_jvp, pool_vjp, Pool};
 use crate::net::relative_bias;
 use crate::net::shift::ShiftedBatch;
 use crate::params::{EncoderParams, HostTensor, Weights};
@@ -56,6 +56,8 @@ pub struct Encoder<'b, B: Backend> {
     pub backend: &'b B,
     pub config: EncoderConfig,
     pub pooling: Pooling,
+    /// Whether pooling reads a prompt's tokens (the Pooling config's `include_prompt`).
+    include_prompt: bool,
     /// What sums into the first layer's input (`net::embeddings`).
     embeddings: Embeddings,
     /// The block each layer runs, described once for the family (`net::families`): the
@@ -118,10 +120,16 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let blocks = network.layer_blocks(params.layers.len())?;
         network.embeddings.check(&params.embeddings)?;
         Heads::new(&network.heads, &params.heads).check(model.config.hidden_size)?;
-        if shifted_reference && !params.heads.is_empty() {
-            // The shift is of the output states, before pooling; a Dense module after it would
-            // not keep the reference's embedding at zero.
-            return Err(Error::Internal("an exact model with Dense modules after pooling".into()));
+        if shifted_reference {
+            // The shift is of the output states, before pooling: through linear Dense modules
+            // it is the embeddings' difference (what `embed` and the attribution subtract),
+            // and the reference's embedding stays zero; through a bias or an activation not.
+            model.dense.iter().try_for_each(|module| module.check_linear("an exact model"))?;
+            let nonlinear =
+                |head: &Head| matches!(head, Head::Dense { activation } if *activation != DenseActivation::Identity);
+            if network.heads.iter().any(nonlinear) {
+                return Err(Error::Internal("an exact model with a Dense activation after pooling".into()));
+            }
         }
         let cost = {
             let (first, last) = match (params.layers.first(), params.layers.last()) {
@@ -145,6 +153,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
             backend,
             config,
             pooling: network.pooling,
+            include_prompt: model.include_prompt,
             embeddings: network.embeddings,
             blocks,
             heads: network.heads,
@@ -200,25 +209,48 @@ impl<'b, B: Backend> Encoder<'b, B> {
         Ok(Some(bias))
     }
 
+    /// How a tokenized text is pooled: the model's mode, leaving out the text's prompt where
+    /// the Pooling does (`include_prompt: false`; sentence-transformers' `prompt_length`).
+    pub fn pool_for(&self, text: &Tokenized) -> Result<Pool> {
+        let skipped = match self.include_prompt {
+            true => 0,
+            false => text.prompt_length.unwrap_or(0),
+        };
+        let pool = Pool { mode: self.pooling, skipped };
+        pool.check(text.ids.len())?;
+        Ok(pool)
+    }
+
+    /// Pooling of every token, whatever the model's `include_prompt` (texts without a prompt).
+    pub fn pool_all(&self) -> Pool {
+        Pool::all(self.pooling)
+    }
+
     /// Pools `[seqs, tokens, hidden]` token states into `[seqs, hidden]` vectors (before the
     /// modules after pooling: `embeddings_of` runs those too).
-    pub fn pool(&self, states: &B::Tensor, seqs: usize, tokens: usize) -> Result<B::Tensor> {
-        pool(self.backend, self.pooling, states, seqs, tokens, self.hidden())
+    pub fn pool(&self, pool: Pool, states: &B::Tensor, seqs: usize, tokens: usize) -> Result<B::Tensor> {
+        crate::net::pooling::pool(self.backend, pool, states, seqs, tokens, self.hidden())
     }
 
     /// The attributed embeddings `[seqs, D]` of `[seqs, tokens, hidden]` output token states:
-    /// pooled, then through the Dense modules after pooling.
-    pub fn embeddings_of(&self, states: &B::Tensor, seqs: usize, tokens: usize) -> Result<B::Tensor> {
-        Ok(self.head_forward(self.pool(states, seqs, tokens)?, seqs)?.0)
+    /// pooled by `pool`, then through the Dense modules after pooling.
+    pub fn embeddings_of(&self, states: &B::Tensor, seqs: usize, tokens: usize, pool: Pool) -> Result<B::Tensor> {
+        Ok(self.head_forward(self.pool(pool, states, seqs, tokens)?, seqs)?.0)
     }
 
     /// The attributed embeddings' tangents `[steps · tangents, D]` from the output states'
     /// tangents `d_states` (`[steps, tangents, tokens, hidden]`) at the states `states`
     /// (`[steps, tokens, hidden]`): pooling's JVP, then the heads'. The plain path's top, which
     /// the structured passes are checked against.
-    pub fn embeddings_jvp(&self, states: &B::Tensor, d_states: &B::Tensor, batch: Batch) -> Result<B::Tensor> {
-        let pooled = pool_jvp(self.backend, self.pooling, states, d_states, batch, self.hidden())?;
-        let tape = self.head_tape(batch.steps, || self.pool(states, batch.steps, batch.tokens))?;
+    pub fn embeddings_jvp(
+        &self,
+        states: &B::Tensor,
+        d_states: &B::Tensor,
+        batch: Batch,
+        pool: Pool,
+    ) -> Result<B::Tensor> {
+        let pooled = pool_jvp(self.backend, pool, states, d_states, batch, self.hidden())?;
+        let tape = self.head_tape(batch.steps, || self.pool(pool, states, batch.steps, batch.tokens))?;
         self.heads().jvp(self.backend, &tape, pooled, batch.tangents)
     }
 
@@ -433,6 +465,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// `jvp_layers` on `token_tangents(delta, …)` followed by pooling and the heads, but
     /// exploiting what a generic autodiff cannot see: the first layer's tangents are `T`
     /// distinct rows, and, under mean pooling, the last layer only needs their token mean.
+    #[allow(clippy::too_many_arguments)]
     pub fn pooled_token_jvp(
         &self,
         x: &B::Tensor,
@@ -440,20 +473,19 @@ impl<'b, B: Backend> Encoder<'b, B> {
         directions: Range<usize>,
         from: usize,
         batch: Batch,
+        pool: Pool,
         after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<B::Tensor> {
         self.check_layer(from)?;
+        pool.check(batch.tokens)?;
         let (b, h) = (self.backend, self.hidden());
         let first_in = TangentsIn::TokenDirections { delta, directions };
         // Under mean pooling the last layer reduces its rows before its output GEMM; under CLS
         // and last-token pooling it carries only the pooled row after attention
         // (`Block::jvp_at_row`); the other poolings take every layer's full JVP and pool after it.
-        let row = match self.pooling {
-            Pooling::Cls => Some(0),
-            Pooling::LastToken => Some(batch.tokens - 1),
-            _ => None,
-        };
-        let pooled_last = self.pooling == Pooling::Mean || row.is_some();
+        // (A prompt left out of a mean makes it a weighted sum: the general path.)
+        let row = pool.picked_row(batch.tokens);
+        let pooled_last = pool.is_full_mean() || row.is_some();
         let full_layers = if pooled_last { self.num_layers() - 1 } else { self.num_layers() };
         // The pooled tangents, and the pooled primal where the last layer made it.
         let pooled_tail = |x: &B::Tensor, dx: TangentsIn<'_, B::Tensor>| -> Result<(B::Tensor, Option<B::Tensor>)> {
@@ -480,7 +512,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
                         true => None,
                         false => Some(self.run_layers(x, layers, batch.steps, batch.tokens)?),
                     };
-                    self.pool(output.as_ref().unwrap_or(x), batch.steps, batch.tokens)
+                    self.pool(pool, output.as_ref().unwrap_or(x), batch.steps, batch.tokens)
                 }
             })
         };
@@ -499,7 +531,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
                     let (pooled, primal) = pooled_tail(&x, TangentsIn::Dense(&dx))?;
                     (pooled, head_tape(&x, full_layers..self.num_layers(), primal)?)
                 }
-                false => (pool_jvp(b, self.pooling, &x, &dx, batch, h)?, head_tape(&x, 0..0, None)?),
+                false => (pool_jvp(b, pool, &x, &dx, batch, h)?, head_tape(&x, 0..0, None)?),
             }
         };
         self.heads().jvp(b, &tape, pooled, batch.tangents)
@@ -512,12 +544,14 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// `[steps, cotangents, tokens, hidden]`, a unit cotangent's rows being row `d` of the
     /// Jacobian at its step's primal (`InputForm::Full`), or those rows as two terms
     /// (`InputForm::Split`).
+    #[allow(clippy::too_many_arguments)]
     pub fn pooled_vjp(
         &self,
         x: &B::Tensor,
         seeds: PooledSeeds<'_, B::Tensor>,
         from: usize,
         batch: Batch,
+        pool: Pool,
         input: InputForm,
         after_layer: &dyn Fn() -> Result<()>,
     ) -> Result<InputCotangents<B::Tensor>> {
@@ -544,7 +578,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
             (false, PooledSeeds::Units(dims)) => PooledSeeds::Units(dims),
             (false, PooledSeeds::Dense(seeds)) if heads.truncation().is_none() => PooledSeeds::Dense(seeds),
             (_, seeds) => {
-                let tape = self.head_tape(batch.steps, || self.pool(&output, batch.steps, batch.tokens))?;
+                let tape = self.head_tape(batch.steps, || self.pool(pool, &output, batch.steps, batch.tokens))?;
                 let units;
                 let top = match seeds {
                     PooledSeeds::Dense(seeds) => seeds,
@@ -561,14 +595,14 @@ impl<'b, B: Backend> Encoder<'b, B> {
         };
         // Mean pooling's unit cotangents enter the last layer in structured form; any other
         // seeds, or poolings, are put on the output rows first.
-        let mut above = match (seeds, self.pooling) {
-            (PooledSeeds::Units(dims), Pooling::Mean) => Above::PooledMeanUnits(dims),
-            (PooledSeeds::Units(dims), pooling) => {
+        let mut above = match seeds {
+            PooledSeeds::Units(dims) if pool.is_full_mean() => Above::PooledMeanUnits(dims),
+            PooledSeeds::Units(dims) => {
                 let len = batch.tangent_seqs() * h;
                 let seeds = b.upload(&unit_rows(batch.steps, dims, h), Role::Activations { len })?;
-                Above::Dense(pool_vjp(b, pooling, &output, &seeds, batch, h)?)
+                Above::Dense(pool_vjp(b, pool, &output, &seeds, batch, h)?)
             }
-            (PooledSeeds::Dense(seeds), pooling) => Above::Dense(pool_vjp(b, pooling, &output, seeds, batch, h)?),
+            PooledSeeds::Dense(seeds) => Above::Dense(pool_vjp(b, pool, &output, seeds, batch, h)?),
         };
         drop(output);
         for (layer, tape) in layers.zip(&tapes).rev() {
@@ -593,9 +627,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
 
     /// The attributed embeddings `[seqs, D]` of states `x` at the input of layer `from`
     /// (`[seqs, tokens, hidden]`), through the rest of the stack, pooling and the heads.
-    pub fn pooled_from(&self, x: B::Tensor, from: usize, seqs: usize, tokens: usize) -> Result<Vec<f64>> {
+    pub fn pooled_from(&self, x: B::Tensor, from: usize, seqs: usize, tokens: usize, pool: Pool) -> Result<Vec<f64>> {
         let output = self.forward_layers(x, from, self.num_layers(), seqs, tokens)?;
-        self.backend.download(&self.embeddings_of(&output, seqs, tokens)?)
+        self.backend.download(&self.embeddings_of(&output, seqs, tokens, pool)?)
     }
 
     /// The path `h_r + α Δ` probed at `alphas`, through layers `from..`, pooling and the heads:
@@ -609,6 +643,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
         alphas: &[f64],
         from: usize,
         tokens: usize,
+        pool: Pool,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
         let (b, h) = (self.backend, self.hidden());
         let x = b.interpolate(origin, delta, alphas)?;
@@ -616,8 +651,8 @@ impl<'b, B: Backend> Encoder<'b, B> {
         let dx = b.token_tangents(delta, alphas.len(), 1, tokens * h, 0..1)?;
         let batch = Batch { steps: alphas.len(), tangents: 1, tokens };
         let (y, dy) = self.jvp_layers(&x, &dx, from, batch, &|| Ok(()))?;
-        let slopes = pool_jvp(b, self.pooling, &y, &dy, batch, h)?;
-        let (embeddings, tape) = self.head_forward(self.pool(&y, alphas.len(), tokens)?, alphas.len())?;
+        let slopes = pool_jvp(b, pool, &y, &dy, batch, h)?;
+        let (embeddings, tape) = self.head_forward(self.pool(pool, &y, alphas.len(), tokens)?, alphas.len())?;
         let slopes = self.heads().jvp(b, &tape, slopes, 1)?;
         Ok((b.download(&embeddings)?, b.download(&slopes)?))
     }
@@ -644,12 +679,12 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// end through the GEMMs and norms, and only attention sees them as `[seqs, longest]`,
     /// gathered into that layout with the padding masked out of the keys (padded query rows
     /// are computed and dropped). Each result is that of the text alone.
-    fn pooled_packed(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f64>>> {
+    fn pooled_packed(&self, texts: &[(&[u32], Pool)]) -> Result<Vec<Vec<f64>>> {
         let (h, b) = (self.hidden(), self.backend);
-        let packing = Packing::new(b, &texts.iter().map(|ids| ids.len()).collect::<Vec<_>>())?;
+        let packing = Packing::new(b, &texts.iter().map(|(ids, _)| ids.len()).collect::<Vec<_>>())?;
         self.check_tokens(packing.tokens)?;
-        let ids: Vec<u32> = texts.concat();
-        let positions: Vec<u32> = texts.iter().flat_map(|ids| self.positions.for_ids(ids)).collect();
+        let ids: Vec<u32> = texts.iter().flat_map(|(ids, _)| ids.iter().copied()).collect();
+        let positions: Vec<u32> = texts.iter().flat_map(|(ids, _)| self.positions.for_ids(ids)).collect();
         // Padding sits after each text, so a text's relative positions, rotations and masks
         // are those it has alone.
         let width = self.shape().heads.width();
@@ -666,9 +701,9 @@ impl<'b, B: Backend> Encoder<'b, B> {
             x = block.forward_rows(b, weights, geometry, &x, ids.len(), attend)?;
         }
         let states = b.download(&x)?;
-        let pooled: Vec<Vec<f64>> = (packing.lengths.iter().zip(&packing.starts))
-            .map(|(&len, &start)| pool_host(self.pooling, &states[start * h..(start + len) * h], h))
-            .collect();
+        let pooled = (packing.lengths.iter().zip(&packing.starts).zip(texts))
+            .map(|((&len, &start), &(_, pool))| pool_host(pool, &states[start * h..(start + len) * h], h))
+            .collect::<Result<Vec<_>>>()?;
         if !self.heads().any_dense() {
             return Ok(pooled);
         }
@@ -685,13 +720,13 @@ impl<'b, B: Backend> Encoder<'b, B> {
     }
 
     /// `pooled_packed`, with an exact model's reference embeddings subtracted: one reference
-    /// per distinct length, packed into the same pass (`ShiftedBatch`).
-    pub fn embed_packed(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f64>>> {
+    /// per distinct length and pooling, packed into the same pass (`ShiftedBatch`).
+    pub fn embed_packed(&self, texts: &[(&[u32], Pool)]) -> Result<Vec<Vec<f64>>> {
         match self.shifted_reference {
             None => self.pooled_packed(texts),
             Some(framing) => {
-                let shifted = ShiftedBatch::new(texts, framing);
-                Ok(shifted.embeddings(&self.pooled_packed(&shifted.sequence_ids())?))
+                let shifted = ShiftedBatch::keyed(texts, framing);
+                Ok(shifted.embeddings(&self.pooled_packed(&shifted.keyed_sequences())?))
             }
         }
     }
@@ -699,10 +734,10 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// Sentence embeddings (unnormalized, through the Dense modules after pooling, not
     /// truncated: sentence-transformers truncates after Normalize), one row per sequence; an
     /// exact model's with its reference's subtracted.
-    pub fn embed(&self, ids: &[u32], seqs: usize) -> Result<Vec<f64>> {
+    pub fn embed(&self, ids: &[u32], seqs: usize, pool: Pool) -> Result<Vec<f64>> {
         let tokens = ids.len() / seqs.max(1);
         let full =
-            |states: &B::Tensor, seqs: usize| self.untruncated_embeddings(self.pool(states, seqs, tokens)?, seqs);
+            |states: &B::Tensor, seqs: usize| self.untruncated_embeddings(self.pool(pool, states, seqs, tokens)?, seqs);
         let states = self.states_at(ids, seqs, self.num_layers())?;
         let mut pooled = full(&states, seqs)?;
         if let Some(framing) = self.shifted_reference {

@@ -5,9 +5,9 @@
 
 use crate::model::ReferenceFraming;
 
-pub struct ShiftedBatch {
-    /// The texts, then one reference per distinct length.
-    pub sequences: Vec<Vec<u32>>,
+pub struct ShiftedBatch<K = ()> {
+    /// The texts, then one reference per distinct length and key, each with its key.
+    pub sequences: Vec<(Vec<u32>, K)>,
     texts: usize,
     /// The sequence of each text's reference.
     reference_of: Vec<usize>,
@@ -15,12 +15,21 @@ pub struct ShiftedBatch {
 
 impl ShiftedBatch {
     pub fn new(texts: &[&[u32]], framing: ReferenceFraming) -> Self {
-        let mut sequences: Vec<Vec<u32>> = texts.iter().map(|t| t.to_vec()).collect();
+        let keyed: Vec<(&[u32], ())> = texts.iter().map(|&t| (t, ())).collect();
+        ShiftedBatch::keyed(&keyed, framing)
+    }
+}
+
+impl<K: Copy + Ord> ShiftedBatch<K> {
+    /// Texts each with a key their reference shares (how the text is pooled: a reference
+    /// leaves out what its text's pooling leaves out).
+    pub fn keyed(texts: &[(&[u32], K)], framing: ReferenceFraming) -> Self {
+        let mut sequences: Vec<(Vec<u32>, K)> = texts.iter().map(|&(t, k)| (t.to_vec(), k)).collect();
         let mut reference_of = Vec::with_capacity(texts.len());
         let mut by_length = std::collections::BTreeMap::new();
-        for text in texts {
-            let at = *by_length.entry(text.len()).or_insert_with(|| {
-                sequences.push(framing.ids(text.len()));
+        for &(text, key) in texts {
+            let at = *by_length.entry((text.len(), key)).or_insert_with(|| {
+                sequences.push((framing.ids(text.len()), key));
                 sequences.len() - 1
             });
             reference_of.push(at);
@@ -29,7 +38,12 @@ impl ShiftedBatch {
     }
 
     pub fn sequence_ids(&self) -> Vec<&[u32]> {
-        self.sequences.iter().map(Vec::as_slice).collect()
+        self.sequences.iter().map(|(ids, _)| ids.as_slice()).collect()
+    }
+
+    /// Each sequence's ids with its key.
+    pub fn keyed_sequences(&self) -> Vec<(&[u32], K)> {
+        self.sequences.iter().map(|(ids, key)| (ids.as_slice(), *key)).collect()
     }
 
     /// Each text's embedding from every sequence's pooled vector.

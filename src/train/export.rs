@@ -1,7 +1,8 @@
 //! Writes a trained exact model as a sentence-transformers folder: the original folder's
 //! configuration and tokenizer files, `model.safetensors` with the trained weights under the
 //! checkpoint's own names (Q, K and V split back out of the stacked projection; tensors
-//! training does not touch, such as a pooler, copied as they were), the Pooling module, and
+//! training does not touch, such as a pooler, copied as they were), the Pooling module, the
+//! Dense modules with their trained weights and Normalize where the model has them, and
 //! `modules.json` with the shifted-reference marker between the Transformer and the Pooling.
 //! The folder is assembled under a temporary name and renamed into place.
 
@@ -26,6 +27,9 @@ const NOT_COPIED: [&str; 8] = [
     "modules.json",
     "README.md",
 ];
+
+/// A Dense module's weight in its `model.safetensors`, `[out, in]`.
+const DENSE_WEIGHT: &str = "linear.weight";
 
 /// Which values of a slot one checkpoint tensor holds, in order: one range for most; one per
 /// key or value head where grouped-query heads were repeated at load (each head's first copy).
@@ -129,6 +133,11 @@ pub fn trained_names(model: &SentenceModel) -> Vec<TrainedName> {
     if let Some(name) = arch.relative_bias_name() {
         names.push((format!("{name}.weight"), Slot::RelativeBias, whole()));
     }
+    // Each Dense module's weight, under its module folder (written to that folder's own
+    // `model.safetensors` as `linear.weight`).
+    for (n, module) in model.dense.iter().enumerate() {
+        names.push((format!("{}/{DENSE_WEIGHT}", module.path), Slot::Dense(n), whole()));
+    }
     let trained = params.slots();
     names.retain(|(_, slot, _)| trained.contains(slot));
     names
@@ -163,8 +172,10 @@ fn weights_file(model: &SentenceModel, params: &EncoderParams<HostTensor>) -> Re
             None => tensors.push((full.clone(), view.dtype(), view.shape().to_vec(), view.data().to_vec())),
         }
     }
-    // A trained tensor with no name in the checkpoint would be silently dropped.
-    if let Some(slot) = params.slots().into_iter().find(|slot| !written.contains(slot)) {
+    // A trained tensor with no name in the checkpoint would be silently dropped (the Dense
+    // modules' are written to their own folders).
+    let elsewhere = |slot: &Slot| matches!(slot, Slot::Dense(_));
+    if let Some(slot) = params.slots().into_iter().find(|slot| !written.contains(slot) && !elsewhere(slot)) {
         return Err(Error::Internal(format!(
             "the trained tensor {slot:?} has no name in {} to be written under",
             original_path.display()
@@ -177,6 +188,27 @@ fn weights_file(model: &SentenceModel, params: &EncoderParams<HostTensor>) -> Re
         .map_err(|e| Error::Internal(format!("trained weights: {e}")))?;
     let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| Error::Internal(format!("trained weights: {e}")))
+}
+
+/// Dense module `n`'s trained weight as its `model.safetensors`: `linear.weight`, `[out, in]`,
+/// f32 (the module has no bias).
+fn dense_file(params: &EncoderParams<HostTensor>, n: usize) -> Result<Vec<u8>> {
+    let linear = params.heads.get(n).ok_or_else(|| Error::Internal(format!("no weights for Dense module {n}")))?;
+    let values = linear.weight.data();
+    if values.len() != linear.in_dim * linear.out_dim {
+        return Err(Error::Internal(format!(
+            "Dense module {n}: {} values for [{}, {}]",
+            values.len(),
+            linear.out_dim,
+            linear.in_dim
+        )));
+    }
+    let shape = vec![linear.out_dim, linear.in_dim];
+    let view = TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(values))
+        .map_err(|e| Error::Internal(format!("Dense module {n}: {e}")))?;
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::tensor::serialize([(DENSE_WEIGHT, view)], Some(metadata))
+        .map_err(|e| Error::Internal(format!("Dense module {n}: {e}")))
 }
 
 /// Writes the exact model to `out` (which must not exist, or is replaced when `replace`).
@@ -194,6 +226,7 @@ pub fn write_exact_model(
     };
     // Made before anything is written, so that a weight with no name leaves nothing behind.
     let weights = weights_file(model, params)?;
+    let dense = (0..model.dense.len()).map(|n| dense_file(params, n)).collect::<Result<Vec<_>>>()?;
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let staging = out.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
@@ -214,9 +247,22 @@ pub fn write_exact_model(
         serde_json::json!({"idx": 1, "name": "shifted_reference", "path": "", "type": SHIFTED_REFERENCE_MODULE}),
         serde_json::json!({"idx": 2, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
     ];
+    // The Dense modules in order as `k_Dense` from 2 (their configs as they were, their
+    // trained weights), then Normalize.
+    for (n, (module, bytes)) in model.dense.iter().zip(dense).enumerate() {
+        let (k, path) = (n + 2, format!("{}_Dense", n + 2));
+        std::fs::create_dir_all(staging.join(&path)).map_err(write_error(&staging))?;
+        copy(&model.path.join(&module.path).join("config.json"), &staging.join(&path).join("config.json"))?;
+        std::fs::write(staging.join(&path).join("model.safetensors"), bytes).map_err(write_error(&staging))?;
+        let entry = serde_json::json!({"idx": k + 1, "name": k.to_string(), "path": path, "type": "sentence_transformers.models.Dense"});
+        modules.push(entry);
+    }
     if model.normalize {
-        std::fs::create_dir_all(staging.join("2_Normalize")).map_err(write_error(&staging))?;
-        modules.push(serde_json::json!({"idx": 3, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}));
+        let k = model.dense.len() + 2;
+        let path = format!("{k}_Normalize");
+        std::fs::create_dir_all(staging.join(&path)).map_err(write_error(&staging))?;
+        let entry = serde_json::json!({"idx": k + 1, "name": k.to_string(), "path": path, "type": "sentence_transformers.models.Normalize"});
+        modules.push(entry);
     }
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     std::fs::write(staging.join("modules.json"), pretty(&serde_json::Value::Array(modules)))

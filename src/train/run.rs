@@ -26,6 +26,7 @@ use crate::backend::{BackendSettings, Precision};
 use crate::error::{Error, Result};
 use crate::model::SentenceModel;
 use crate::net::backprop::{MaskSource, TrainingNet};
+use crate::net::pooling::Pool;
 use crate::net::Encoder;
 use crate::params::{EncoderParams, HostTensor};
 
@@ -122,7 +123,8 @@ fn embed_all(encoder: &Encoder<'_, CpuBackend>, texts: &[&[u32]]) -> Result<Hash
     distinct.dedup();
     let mut out = HashMap::with_capacity(distinct.len());
     for chunk in distinct.chunks(64) {
-        for (ids, e) in chunk.iter().zip(encoder.embed_packed(chunk)?) {
+        let texts: Vec<(&[u32], Pool)> = chunk.iter().map(|&ids| (ids, encoder.pool_all())).collect();
+        for (ids, e) in chunk.iter().zip(encoder.embed_packed(&texts)?) {
             out.insert(ids.to_vec(), e);
         }
     }
@@ -167,10 +169,8 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
         return Err(Error::argument("--out", format!("{} exists (pass --force to replace it)", o.out.display())));
     }
     let model = SentenceModel::load(&o.model_dir)?;
-    if !model.params.heads.is_empty() {
-        // Before the encoder is built: an exact model has no Dense module after its pooling.
-        return Err(crate::net::backprop::dense_heads_untrained());
-    }
+    // Before any work: the shift reaches the embedding through linear Dense modules only.
+    model.dense.iter().try_for_each(|module| module.check_linear("training an exact model"))?;
     let wanted = if o.distill { ScoresWanted::Ignored } else { ScoresWanted::Required };
     let pairs = read_labelled_pairs(&o.pairs, o.score_scale, wanted)?;
     let (train_pairs, dev_pairs) = match &o.dev {
@@ -190,7 +190,7 @@ pub fn train(options: &TrainOptions, observer: &dyn TrainObserver) -> Result<Tra
     let settings =
         BackendSettings { threads: o.threads.max(1), primal: Some(Precision::F32), ..BackendSettings::default() };
     let backend = CpuBackend::new(settings)?;
-    let net = TrainingNet::new(&backend, &model.config, model.pooling)?;
+    let net = TrainingNet::of_model(&backend, &model)?;
     let mut data = Prepared { train: train_ids, dev: dev_ids, truncated };
     // The model as given (unshifted, unless it is an exact model already): the distillation
     // targets, and the dev scores to compare with.

@@ -5,10 +5,10 @@ use super::objective::Objective;
 use crate::backend::WeightGradients;
 use crate::error::Result;
 use crate::model::ReferenceFraming;
-use crate::net::backprop::{ForwardPass, Gradients, MaskSource, TrainingNet};
+use crate::net::backprop::{ForwardPass, Gradients, LinearHeads, MaskSource, TrainingNet};
 use crate::net::encoder::upload_params;
 use crate::net::shift::ShiftedBatch;
-use crate::params::{EncoderParams, HostTensor};
+use crate::params::{EncoderParams, HostTensor, Slot};
 
 /// A labelled pair as token ids.
 #[derive(Debug, Clone)]
@@ -37,6 +37,9 @@ pub fn loss_and_gradients<B: WeightGradients>(
     let device_params = upload_params(net.backend, params)?;
     let (loss, scores, pass) = forward(net, &device_params, framing, pairs, objective, dropout)?;
     let mut grads = Gradients::zeros(params);
+    for (n, grad) in pass.dense_grads.iter().enumerate() {
+        grads.add(Slot::Dense(n), grad)?;
+    }
     net.backward(&device_params, &pass.pass, &pass.d_pooled, &mut grads)?;
     Ok(StepResult { loss, scores, grads })
 }
@@ -55,6 +58,8 @@ pub fn loss_on<B: WeightGradients>(
 struct Forward<T> {
     pass: ForwardPass<T>,
     d_pooled: Vec<Vec<f64>>,
+    /// The Dense modules' weight gradients, in order.
+    dense_grads: Vec<Vec<f64>>,
 }
 
 #[allow(clippy::type_complexity)]
@@ -69,7 +74,9 @@ fn forward<B: WeightGradients>(
     let texts: Vec<&[u32]> = pairs.iter().flat_map(|p| [p.a.as_slice(), p.b.as_slice()]).collect();
     let shifted = ShiftedBatch::new(&texts, framing);
     let pass = net.forward(device_params, &shifted.sequence_ids(), dropout)?;
-    let embeddings = shifted.embeddings(&net.pooled(&pass));
+    // The shift is taken on the pooled vectors, before the (linear) Dense modules.
+    let heads = LinearHeads::of(net.backend, device_params)?;
+    let (embeddings, head_inputs) = heads.forward(shifted.embeddings(&net.pooled(&pass)?))?;
     let scored: Vec<(&[f64], &[f64], f64)> = pairs
         .iter()
         .enumerate()
@@ -77,6 +84,7 @@ fn forward<B: WeightGradients>(
         .collect();
     let batch = objective.batch_loss(&scored);
     let d_embeddings: Vec<Vec<f64>> = batch.d_u.into_iter().zip(batch.d_v).flat_map(|(u, v)| [u, v]).collect();
-    let d_pooled = shifted.pooled_cotangents(&d_embeddings);
-    Ok((batch.loss, batch.scores, Forward { pass, d_pooled }))
+    let (d_shifted, dense_grads) = heads.backward(&head_inputs, d_embeddings);
+    let d_pooled = shifted.pooled_cotangents(&d_shifted);
+    Ok((batch.loss, batch.scores, Forward { pass, d_pooled, dense_grads }))
 }

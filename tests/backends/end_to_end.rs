@@ -10,6 +10,7 @@ use simattr::backend::reference::CpuReference;
 use simattr::backend::BackendSettings;
 use simattr::embed::{embed_text, embed_tokenized};
 use simattr::model::SentenceModel;
+use simattr::net::pooling::Pool;
 use simattr::net::Encoder;
 
 use crate::common::golden_check::{check_attributions, check_attributions_in, check_embeddings};
@@ -47,6 +48,42 @@ pub fn tiny_attributions_reverse<B: Backend>(b: &B, fixture: &str, suite: &str) 
     let checked = check_attributions_in(Mode::Reverse, b, &fixture_dir(fixture), &golden, F32_GOLDEN_TOLERANCE, chosen);
     // 3 pairs × 2 layers × 2 similarities at the fewest steps, at least.
     assert!(checked >= 12, "{fixture}: only {checked} golden cases");
+}
+
+/// The folders `tests/reference/include_prompt_goldens.py` derives from the fixtures with a
+/// Pooling that leaves prompts out (`include_prompt: false`), one per pooling mode.
+pub const INCLUDE_PROMPT_FALSE: [&str; 5] =
+    ["tiny-bert-cls", "tiny-roberta", "tiny-mpnet-max", "tiny-bert-lasttoken", "tiny-bert-weightedmean"];
+
+/// `fixture` as `include_prompt_goldens.py` derives it: its Pooling config with
+/// `include_prompt: false`, and the golden file's `config_sentence_transformers.json`.
+fn without_prompt_pooling(fixture: &str, golden: &serde_json::Value) -> tempfile::TempDir {
+    assert_eq!(golden["derived_from"], fixture);
+    assert_eq!(golden["include_prompt"], false);
+    let dir = crate::common::copy_model(&fixture_dir(fixture));
+    let pooling = dir.path().join("1_Pooling/config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&pooling).unwrap()).unwrap();
+    config["include_prompt"] = false.into();
+    std::fs::write(&pooling, serde_json::to_vec(&config).unwrap()).unwrap();
+    let prompts = serde_json::to_vec(&golden["config_sentence_transformers"]).unwrap();
+    std::fs::write(dir.path().join("config_sentence_transformers.json"), prompts).unwrap();
+    dir
+}
+
+/// A Pooling that leaves prompts out, in each pooling mode: the embeddings of prompted and
+/// plain texts, and the attributions of a query/document pair in forward and reverse mode, as
+/// sentence-transformers gives them in float64 (tests/fixtures/golden/include-prompt/).
+pub fn prompt_left_out_of_pooling<B: Backend>(b: &B, fixture: &str) {
+    let golden = golden(&format!("include-prompt/{fixture}.json"));
+    let dir = without_prompt_pooling(fixture, &golden);
+    let model = SentenceModel::load(dir.path()).unwrap();
+    assert!(!model.include_prompt, "{fixture}: the derived folder leaves prompts out");
+    check_embeddings(b, dir.path(), &golden, 1e-5);
+    for mode in [Mode::Forward, Mode::Reverse] {
+        let checked = check_attributions_in(mode, b, dir.path(), &golden, F32_GOLDEN_TOLERANCE, |_| true);
+        // One prompted pair at two layers with two similarities.
+        assert_eq!(checked, 4, "{fixture}: {} golden cases in {}", checked, mode.name());
+    }
 }
 
 /// Forward and reverse mode give the same `P` (within f32 rounding, 1e-5 of max|P|) from every
@@ -183,6 +220,32 @@ pub fn decomposition_adds_up_to_the_score<B: Backend>(b: &B) {
     }
 }
 
+/// The decomposition of any pooling that weighs the token states (here `mean_sqrt_len_tokens`
+/// with a prompt left out of it, and CLS) adds up to the score exactly, and its embeddings are
+/// the model's.
+pub fn decomposition_splits_weighted_poolings<B: Backend>(b: &B) {
+    use simattr::attribution::{explain_tokenized, Method};
+    use simattr::embed::embed_prompted;
+    for (fixture, prompt) in [("tiny-bert-sqrtlen", Some("query")), ("tiny-bert-cls", None)] {
+        let model = SentenceModel::load(&fixture_dir(fixture)).unwrap();
+        let encoder = Encoder::new(b, &model).unwrap();
+        let (a, text_b) = ("A man is playing a guitar.", "Someone plays an instrument.");
+        let quadrature = Quadrature::riemann_right(1).unwrap();
+        let options = TextOptions { method: Method::Decomposition, ..TextOptions::new(0, quadrature) };
+        let prompt_text = model.prompt(prompt);
+        let tokens = [
+            model.tokenizer.encode_with_prompt(a, prompt_text.as_deref()).unwrap(),
+            model.tokenizer.encode(text_b).unwrap(),
+        ];
+        let e = explain_tokenized(&encoder, &model.tokenizer, tokens, &options, Similarity::Dot, &()).unwrap();
+        let (sum, score) = (e.pair.attribution_sum, e.pair.score);
+        assert!((sum - score).abs() <= 1e-12 * score.abs(), "{fixture}: Σ A = {sum} but the score is {score}");
+        let embedding = embed_prompted(&encoder, &model, a, prompt, false).unwrap().vector;
+        let err = max_abs_diff(&embedding, &e.a.embedding) / max_abs(&embedding);
+        assert!(err <= 1e-6, "{fixture}: the decomposition's embedding is off by {err:.1e}");
+    }
+}
+
 /// `--similarity cos-exact` differentiates through the normalization, so `Σ A` converges to
 /// `cos − n(r_a)·n(b) − n(a)·n(r_b) + n(r_a)·n(r_b)` (with the model's own embeddings of the
 /// texts and of their reference inputs) as the quadrature error vanishes, in forward and in
@@ -194,7 +257,7 @@ pub fn cos_exact_adds_up_as_the_quadrature_converges<B: Backend>(b: &B) {
     let unit = |text: &str, reference: bool| {
         let ids = model.tokenizer.encode(text).unwrap().ids;
         let ids = if reference { reference_ids(&model.tokenizer, ids.len()) } else { ids };
-        let e = encoder.embed(&ids, 1).unwrap();
+        let e = encoder.embed(&ids, 1, encoder.pool_all()).unwrap();
         let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
         e.iter().map(|x| x / norm).collect::<Vec<f64>>()
     };
@@ -317,7 +380,8 @@ pub fn passes_and_threads<B: Backend>(make: fn(BackendSettings) -> B) {
 /// The attribution pass with the structure exploited (token directions into the first layer,
 /// rows reduced in the last under mean pooling) equals, on the same backend, the plain path:
 /// dense tangents through every layer, then the model's pooling. From every layer, so the
-/// first layer is also the last once.
+/// first layer is also the last once; with every token pooled, and with the first three left
+/// out as a prompt is under `include_prompt: false` (CLS then reads row 3).
 pub fn structured_pass_equals_plain_path<B: Backend>(b: &B, fixture: &str) {
     let model = SentenceModel::load(&fixture_dir(fixture)).unwrap();
     let encoder = Encoder::new(b, &model).unwrap();
@@ -329,16 +393,18 @@ pub fn structured_pass_equals_plain_path<B: Backend>(b: &B, fixture: &str) {
         let reference = encoder.states_at(&reference_ids, 1, layer).unwrap();
         let delta = b.sub(&input, &reference).unwrap();
         let primals = b.interpolate(&reference, &delta, &[0.25, 1.0]).unwrap();
-        for directions in [0..t, 1..3] {
+        let pools = [encoder.pool_all(), Pool { skipped: 3, ..encoder.pool_all() }];
+        for (directions, pool) in [0..t, 1..3].into_iter().flat_map(|d| pools.map(|p| (d.clone(), p))) {
             let batch = simattr::backend::Batch { steps: 2, tangents: directions.len(), tokens: t };
             let structured =
-                encoder.pooled_token_jvp(&primals, &delta, directions.clone(), layer, batch, &|| Ok(())).unwrap();
+                encoder.pooled_token_jvp(&primals, &delta, directions.clone(), layer, batch, pool, &|| Ok(())).unwrap();
             let dense = b.token_tangents(&delta, 2, t, h, directions.clone()).unwrap();
             let (states, d_states) = encoder.jvp_layers(&primals, &dense, layer, batch, &|| Ok(())).unwrap();
-            let plain = encoder.embeddings_jvp(&states, &d_states, batch).unwrap();
+            let plain = encoder.embeddings_jvp(&states, &d_states, batch, pool).unwrap();
             let (got, want) = (b.download(&structured).unwrap(), b.download(&plain).unwrap());
             let err = max_abs_diff(&got, &want) / max_abs(&want);
-            assert!(err <= 1e-5, "{fixture} layer {layer}, directions {directions:?}: structured vs plain {err:.2e}");
+            let label = format!("{fixture} layer {layer}, directions {directions:?}, {} skipped", pool.skipped);
+            assert!(err <= 1e-5, "{label}: structured vs plain {err:.2e}");
         }
     }
 }
@@ -377,8 +443,11 @@ pub fn path_probe_is_the_derivative_along_the_path<B: Backend>(b: &B, fixture: &
     for layer in 0..encoder.num_layers() {
         let label = format!("{} {fixture} layer {layer}", b.name());
         let (reference, delta) = path_ends(&encoder, &ids, &reference_ids, layer);
-        let (values, slopes) = encoder.pooled_path_jvp(&reference, &delta, &alphas, layer, t).unwrap();
-        let embed = |ids: &[u32]| encoder.pooled_from(encoder.states_at(ids, 1, layer).unwrap(), layer, 1, t).unwrap();
+        let (values, slopes) =
+            encoder.pooled_path_jvp(&reference, &delta, &alphas, layer, t, encoder.pool_all()).unwrap();
+        let embed = |ids: &[u32]| {
+            encoder.pooled_from(encoder.states_at(ids, 1, layer).unwrap(), layer, 1, t, encoder.pool_all()).unwrap()
+        };
         let (at_input, at_reference) = (embed(&ids), embed(&reference_ids));
         let off = |got: &[f64], want: &[f64]| max_abs_diff(got, want) / max_abs(want);
         let (at_0, at_1) = (off(&values[..h], &at_reference), off(&values[2 * h..], &at_input));
@@ -389,8 +458,13 @@ pub fn path_probe_is_the_derivative_along_the_path<B: Backend>(b: &B, fixture: &
 
         let primals = b.interpolate(&reference, &delta, &alphas).unwrap();
         let batch = simattr::backend::Batch { steps: alphas.len(), tangents: t, tokens: t };
-        let token_tangents =
-            b.download(&encoder.pooled_token_jvp(&primals, &delta, 0..t, layer, batch, &|| Ok(())).unwrap()).unwrap();
+        let token_tangents = b
+            .download(
+                &encoder
+                    .pooled_token_jvp(&primals, &delta, 0..t, layer, batch, encoder.pool_all(), &|| Ok(()))
+                    .unwrap(),
+            )
+            .unwrap();
         let summed: Vec<f64> = (0..alphas.len())
             .flat_map(|k| {
                 let rows = &token_tangents[k * t * h..(k + 1) * t * h];
@@ -404,7 +478,7 @@ pub fn path_probe_is_the_derivative_along_the_path<B: Backend>(b: &B, fixture: &
         let step = 1e-5;
         let shifted: Vec<f64> = alphas.iter().flat_map(|&a| [a - step, a + step]).collect();
         let x = oracle.interpolate(&oracle_reference, &oracle_delta, &shifted).unwrap();
-        let pooled = oracle_encoder.pooled_from(x, layer, shifted.len(), t).unwrap();
+        let pooled = oracle_encoder.pooled_from(x, layer, shifted.len(), t, oracle_encoder.pool_all()).unwrap();
         let central: Vec<f64> = (0..alphas.len())
             .flat_map(|k| {
                 let (below, above) = (&pooled[2 * k * h..][..h], &pooled[(2 * k + 1) * h..][..h]);

@@ -34,7 +34,10 @@ fn both_config_spellings_give_the_same_network() {
         assert_eq!((c.head_dim, c.num_kv_heads, c.pad_token_id), (o.head_dim, o.num_kv_heads, o.pad_token_id));
         assert_eq!((c.attention_scale, c.embedding_scale), (o.attention_scale, o.embedding_scale), "{fixture}");
         let ids = current.tokenizer.encode(TEXT).unwrap().ids;
-        let embed = |model: &SentenceModel| Encoder::new(&b, model).unwrap().embed(&ids, 1).unwrap();
+        let embed = |model: &SentenceModel| {
+            let encoder = Encoder::new(&b, model).unwrap();
+            encoder.embed(&ids, 1, encoder.pool_all()).unwrap()
+        };
         assert!(max_abs_diff(&embed(&current), &embed(&older)) < 1e-14, "{fixture}: embeddings differ");
     }
     // What the table in tests/reference/README.md says each fixture's layers are.

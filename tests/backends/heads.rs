@@ -18,6 +18,7 @@ use simattr::backend::{BackendSettings, Batch};
 use simattr::model::{Pooling, SentenceModel};
 use simattr::net::families::Network;
 use simattr::net::heads::{DenseActivation, Head};
+use simattr::net::pooling::Pool;
 use simattr::net::Encoder;
 use simattr::params::{HostTensor, Linear};
 
@@ -85,13 +86,13 @@ fn the_embedding_is_the_pooled_vector_through_the_dense_modules() {
     assert_eq!((encoder.hidden(), encoder.embedding_dim(), plain.embedding_dim()), (32, 20, 32));
     assert!(encoder.normalizes());
     let texts: Vec<Vec<u32>> = [TEXT_A, TEXT_B].iter().map(|t| model.tokenizer.encode(t).unwrap().ids).collect();
-    let refs: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+    let refs: Vec<(&[u32], Pool)> = texts.iter().map(|ids| (ids.as_slice(), encoder.pool_all())).collect();
     let packed = encoder.embed_packed(&refs).unwrap();
     for (ids, packed) in texts.iter().zip(&packed) {
-        let pooled = plain.embed(ids, 1).unwrap();
+        let pooled = plain.embed(ids, 1, plain.pool_all()).unwrap();
         let hidden = dense_host(&model.params.heads[0], &pooled, f64::tanh);
         let want = dense_host(&model.params.heads[1], &hidden, |v| v);
-        let got = encoder.embed(ids, 1).unwrap();
+        let got = encoder.embed(ids, 1, encoder.pool_all()).unwrap();
         assert_close("embedding through the Dense modules", &got, &want, 1e-12);
         assert_close("packed embedding through the Dense modules", packed, &want, 1e-12);
     }
@@ -115,9 +116,10 @@ fn the_attribution_tangents_through_the_dense_modules_match_finite_differences()
             let x = b.download(&encoder.states_at(&ids, 1, layer).unwrap()).unwrap();
             let delta = rng.vec(t * h);
             let batch = Batch { steps: 1, tangents: t, tokens: t };
-            let tangents = encoder.pooled_token_jvp(&x, &delta, 0..t, layer, batch, &|| Ok(())).unwrap();
+            let tangents =
+                encoder.pooled_token_jvp(&x, &delta, 0..t, layer, batch, encoder.pool_all(), &|| Ok(())).unwrap();
             let tangents = b.download(&tangents).unwrap();
-            let end = |x: &[f64]| encoder.pooled_from(x.to_vec(), layer, 1, t).unwrap();
+            let end = |x: &[f64]| encoder.pooled_from(x.to_vec(), layer, 1, t, encoder.pool_all()).unwrap();
             for i in [0, t / 2, t - 1] {
                 let mut direction = vec![0.0; t * h];
                 direction[i * h..(i + 1) * h].copy_from_slice(&delta[i * h..(i + 1) * h]);
@@ -144,10 +146,10 @@ fn the_path_probe_through_the_dense_modules_is_the_derivative_along_it() {
     let (reference, input) = (states(&reference_ids), states(&ids));
     let delta: Vec<f64> = input.iter().zip(&reference).map(|(x, r)| x - r).collect();
     let alphas = [0.0, 0.4, 1.0];
-    let (values, slopes) = encoder.pooled_path_jvp(&reference, &delta, &alphas, layer, t).unwrap();
+    let (values, slopes) = encoder.pooled_path_jvp(&reference, &delta, &alphas, layer, t, encoder.pool_all()).unwrap();
     let at = |alpha: f64| {
         let x: Vec<f64> = reference.iter().zip(&delta).map(|(r, d)| r + alpha * d).collect();
-        encoder.pooled_from(x, layer, 1, t).unwrap()
+        encoder.pooled_from(x, layer, 1, t, encoder.pool_all()).unwrap()
     };
     for (k, &alpha) in alphas.iter().enumerate() {
         assert_close(&format!("e({alpha})"), &values[k * d..(k + 1) * d], &at(alpha), 1e-12);
@@ -210,7 +212,10 @@ fn dense_modules_on_the_cpu_backend_match_the_reference() {
     let want_encoder = Encoder::with_network(&reference, &model, network.clone()).unwrap();
     let got_encoder = Encoder::with_network(&cpu, &model, network).unwrap();
     let ids = model.tokenizer.encode(TEXT_A).unwrap().ids;
-    let (want, got) = (want_encoder.embed(&ids, 1).unwrap(), got_encoder.embed(&ids, 1).unwrap());
+    let (want, got) = (
+        want_encoder.embed(&ids, 1, want_encoder.pool_all()).unwrap(),
+        got_encoder.embed(&ids, 1, got_encoder.pool_all()).unwrap(),
+    );
     assert_close("cpu f32 embedding through the Dense modules", &got, &want, crate::F32_OP_TOLERANCE);
     for mode in [Mode::Forward, Mode::Reverse] {
         let options = TextOptions { mode, ..TextOptions::new(1, Quadrature::new(Rule::GaussLegendre, 8).unwrap()) };
@@ -231,7 +236,7 @@ fn explain_dot<B: Backend>(encoder: &Encoder<'_, B>, model: &SentenceModel, opti
 
 /// A description and weights that disagree are refused when the encoder is built, naming what
 /// disagrees: a Dense module without weights, weights of the wrong width, Normalize not last,
-/// and Dense modules on an exact model.
+/// and a Dense activation on an exact model.
 #[test]
 fn heads_that_disagree_with_their_weights_are_refused() {
     let b = F64::new();
@@ -247,7 +252,10 @@ fn heads_that_disagree_with_their_weights_are_refused() {
     assert!(error(with_heads(&narrow, Pooling::Mean), &narrow).contains("Dense module 0 after pooling reads width 24"));
     let normalize_first = Network { heads: vec![Head::Normalize, HEADS[0], HEADS[1]], ..Network::of(&model) };
     assert!(error(normalize_first, &model).contains("Normalize is followed by another module"));
+    // An exact model's shift reaches the embedding through linear Dense modules only.
     let mut exact = model_with_dense();
     exact.shifted_reference = true;
-    assert!(error(with_heads(&exact, Pooling::Mean), &exact).contains("exact model with Dense modules"));
+    assert!(error(with_heads(&exact, Pooling::Mean), &exact).contains("exact model with a Dense activation"));
+    let linear = Network { heads: vec![HEADS[1], HEADS[1]], ..Network::of(&exact) };
+    assert!(Encoder::with_network(&b, &exact, linear).is_ok(), "linear Dense modules on an exact model");
 }

@@ -8,7 +8,7 @@ use simattr::backend::prelude::*;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{Batch, Heads, ResidualNorm, ScoreMods};
 use simattr::model::SentenceModel;
-use simattr::net::pooling::pool_jvp;
+use simattr::net::pooling::{pool_jvp, Pool};
 use simattr::net::Encoder;
 use simattr::params::Norm;
 
@@ -138,7 +138,8 @@ fn max_pool_jvp_matches_finite_differences() {
 }
 
 /// The whole stack above every split point, pooled as the fixture's model pools, for every
-/// architecture and pooling mode.
+/// architecture and pooling mode; every token pooled, and the first two left out (a prompt
+/// under `include_prompt: false`).
 #[test]
 fn encoder_stack_jvp_matches_finite_differences() {
     for fixture in TINY_FIXTURES {
@@ -153,13 +154,16 @@ fn encoder_stack_jvp_matches_finite_differences() {
             let direction = rng.vec(t * h);
             let batch = Batch { steps: 1, tangents: 1, tokens: t };
             let (out, d_out) = encoder.jvp_layers(&states, &direction, layer, batch, &|| Ok(())).unwrap();
-            let jvp = pool_jvp(&backend, encoder.pooling, &out, &d_out, batch, h).unwrap();
-            let pooled_end = |x: &[f64]| {
-                let out = encoder.forward_layers(x.to_vec(), layer, encoder.num_layers(), 1, t).unwrap();
-                encoder.pool(&out, 1, t).unwrap()
-            };
-            let fd = central_difference(pooled_end, &states, &direction, 1e-5);
-            assert_close(&format!("{fixture}: encoder from layer {layer}"), &jvp, &fd, 1e-6);
+            for pool in [encoder.pool_all(), Pool { skipped: 2, ..encoder.pool_all() }] {
+                let jvp = pool_jvp(&backend, pool, &out, &d_out, batch, h).unwrap();
+                let pooled_end = |x: &[f64]| {
+                    let out = encoder.forward_layers(x.to_vec(), layer, encoder.num_layers(), 1, t).unwrap();
+                    encoder.pool(pool, &out, 1, t).unwrap()
+                };
+                let fd = central_difference(pooled_end, &states, &direction, 1e-5);
+                let label = format!("{fixture}: encoder from layer {layer}, {} skipped", pool.skipped);
+                assert_close(&label, &jvp, &fd, 1e-6);
+            }
         }
     }
 }

@@ -199,9 +199,15 @@ macro_rules! backend_suite {
                 tiny_nomic_bert => "tiny-nomic-bert";
                 tiny_jina_bert => "tiny-jina-bert";
             }
+            #[test] fn prompt_left_out_of_pooling() {
+                for fixture in crate::end_to_end::INCLUDE_PROMPT_FALSE {
+                    crate::end_to_end::prompt_left_out_of_pooling(&default(), fixture);
+                }
+            }
             #[test] fn completeness_converges() { crate::end_to_end::completeness_converges(&default()) }
             #[test] fn better_rules_converge_faster() { crate::end_to_end::better_rules_converge_faster(&default()) }
             #[test] fn decomposition_adds_up_to_the_score() { crate::end_to_end::decomposition_adds_up_to_the_score(&default()) }
+            #[test] fn decomposition_splits_weighted_poolings() { crate::end_to_end::decomposition_splits_weighted_poolings(&default()) }
             #[test] fn cos_exact_adds_up_as_the_quadrature_converges() { crate::end_to_end::cos_exact_adds_up_as_the_quadrature_converges(&default()) }
             #[test] fn exact_model_adds_up_to_the_score() { crate::end_to_end::exact_model_adds_up_to_the_score(&default()) }
             #[test] fn passes_and_threads_do_not_change_results() { crate::end_to_end::passes_and_threads(backend) }

@@ -6,6 +6,7 @@ use simattr::backend::prelude::*;
 use simattr::backend::reference::CpuReference;
 use simattr::backend::{Activation, Batch, Heads, ResidualNorm, Role, ScoreMods};
 use simattr::model::Pooling;
+use simattr::net::pooling::{pool_jvp, pool_vjp, Pool};
 use simattr::params::{Linear, Norm};
 
 use crate::common::{max_abs, max_abs_diff, Rng};
@@ -296,6 +297,26 @@ pub fn pooling_vjp<B: Backend>(b: &B) {
             });
             let want = down(&o, &o.weighted_pool_vjp(&up(&o, &v), seqs, &weights, width).unwrap());
             check(&format!("weighted_pool_vjp {} {tokens} tokens", pooling.name()), (&jvp_u, &v), (&u, &vjp_v), &want);
+        }
+        // Pooling as the encoder runs it (`net::pooling`), in every mode, over every token and
+        // with a prompt's first tokens left out (`include_prompt: false`).
+        for (mode, skipped) in Pooling::ALL.into_iter().flat_map(|m| [(m, 0), (m, 2), (m, tokens - 1)]) {
+            if skipped >= tokens {
+                continue;
+            }
+            let pool = Pool { mode, skipped };
+            let [jvp_u, vjp_v] = mean(&|reverse| match reverse {
+                false => down(b, &pool_jvp(b, pool, &up(b, &x), &up(b, &u), batch, width).unwrap()),
+                true => down(b, &pool_vjp(b, pool, &up(b, &x), &up(b, &v), batch, width).unwrap()),
+            });
+            let want = down(&o, &pool_vjp(&o, pool, &up(&o, &x), &up(&o, &v), batch, width).unwrap());
+            let what = format!("pool_vjp {} {tokens} tokens, {skipped} skipped", mode.name());
+            check(&what, (&jvp_u, &v), (&u, &vjp_v), &want);
+            // Nothing reaches the tokens left out.
+            let left_out = (0..batch.tangent_seqs())
+                .flat_map(|s| vjp_v[s * tokens * width..(s * tokens + skipped) * width].iter())
+                .fold(0.0f64, |m, x| m.max(x.abs()));
+            assert_eq!(left_out, 0.0, "{what}: the skipped tokens get a cotangent");
         }
     }
 }

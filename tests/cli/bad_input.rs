@@ -192,43 +192,43 @@ fn bad_dense_modules_are_named() {
     assert_mentions(&explain_with(dir.path(), &[]), &["linear.weight", "[19, 32]"]);
 }
 
-/// `--truncate-dim` outside the embedding, and a prompt for a model whose Pooling leaves
-/// prompts out, are refused before any work, naming the option.
+/// `--truncate-dim` outside the embedding is refused before any work, naming the option; so
+/// is a prompt that, where the Pooling leaves prompts out, leaves no token to pool once the
+/// text is truncated to `max_seq_length` (24 here).
 #[test]
 fn bad_truncation_and_prompts_are_named() {
     let model = common::fixture_dir("tiny-bert-weightedmean");
     assert_mentions(&explain_with(&model, &["--truncate-dim", "0"]), &["--truncate-dim", "0", "32"]);
     assert_mentions(&explain_with(&model, &["--truncate-dim", "33"]), &["--truncate-dim", "33"]);
     let sqrtlen = common::fixture_dir("tiny-bert-sqrtlen");
-    assert_mentions(&explain_with(&sqrtlen, &["--prompt-a", "query"]), &["--prompt-a", "include_prompt: false"]);
-    let stderr = fails(&["embed", "--model", sqrtlen.to_str().unwrap(), "--prompt", "query", "hello"]);
-    assert_mentions(&stderr, &["--prompt", "include_prompt: false"]);
+    let long_prompt = "a man is playing a guitar on the stage ".repeat(4);
+    let args = ["--prompt-a", long_prompt.as_str()];
+    assert_mentions(&explain_with(&sqrtlen, &args), &["prompt", "none of the 24", "include_prompt: false"]);
+    let stderr = fails(&["embed", "--model", sqrtlen.to_str().unwrap(), "--prompt", long_prompt.as_str(), "hello"]);
+    assert_mentions(&stderr, &["prompt", "none of the 24", "include_prompt: false"]);
 }
 
-/// Training through Dense modules after pooling is refused, naming them, and writes nothing.
+/// Training through a Dense module that is not a linear map (tiny-t5-relu's has a bias and
+/// Tanh) is refused, naming it, and writes nothing.
 #[test]
 fn training_through_dense_modules_is_refused() {
     let out = tempfile::tempdir().unwrap();
     let pairs = out.path().join("pairs.jsonl");
     let line = |n: usize| format!("{{\"a\": \"a man is playing {n}\", \"b\": \"someone plays\", \"score\": 0.8}}\n");
     std::fs::write(&pairs, (0..20).map(line).collect::<String>()).unwrap();
-    // Both fixtures' folders list Dense modules after pooling (the encoders themselves train:
-    // tests/training).
-    for (fixture, named) in [("tiny-t5", "Dense"), ("tiny-gemma3", "Dense")] {
-        let model = common::fixture_dir(fixture);
-        let target = out.path().join("trained");
-        let stderr = fails(&[
-            "train",
-            "--model",
-            model.to_str().unwrap(),
-            "--pairs",
-            pairs.to_str().unwrap(),
-            "--out",
-            target.to_str().unwrap(),
-        ]);
-        assert_mentions(&stderr, &["--model", named]);
-        assert!(!target.exists(), "{fixture}: nothing is written");
-    }
+    let model = common::fixture_dir("tiny-t5-relu");
+    let target = out.path().join("trained");
+    let stderr = fails(&[
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--pairs",
+        pairs.to_str().unwrap(),
+        "--out",
+        target.to_str().unwrap(),
+    ]);
+    assert_mentions(&stderr, &["--model", "2_Dense", "bias", "linear"]);
+    assert!(!target.exists(), "nothing is written");
 }
 
 /// A change to a `config.json`.
@@ -302,8 +302,8 @@ fn bad_arguments_are_named() {
     assert_mentions(&fails(&["embed", "--model", m, ""]), &["empty"]);
     assert_mentions(&explain_with(&model, &["--rule", "simpson"]), &["--rule", "simpson"]);
     assert_mentions(&explain_with(&model, &["--method", "shap"]), &["--method", "shap"]);
-    let cls = common::fixture_dir("tiny-bert-cls");
-    assert_mentions(&explain_with(&cls, &["--method", "decomposition"]), &["--method", "mean", "cls"]);
+    let max = common::fixture_dir("tiny-mpnet-max");
+    assert_mentions(&explain_with(&max, &["--method", "decomposition"]), &["--method", "weighted sum", "max"]);
     let dir = tempfile::tempdir().unwrap();
     let jacobians = dir.path().join("j.safetensors");
     let stderr = explain_with(&model, &["--method", "decomposition", "--jacobians", jacobians.to_str().unwrap()]);

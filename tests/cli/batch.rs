@@ -349,3 +349,34 @@ fn bad_batch_arguments_fail_before_any_work() {
     let out = tiny_batch(&csv, &out_path, &[]);
     assert!(stderr(&out).contains("no `a` column") && !out_path.exists(), "{}", stderr(&out));
 }
+
+/// Under `include_prompt: false` the same ids pool differently read as prompt and text or as
+/// text alone: "hi" after the prompt `query: ` and the literal text "query: hi" are two texts
+/// to the cache (in memory and on disk), and each record equals `explain` of its pair.
+#[test]
+fn a_prompt_left_out_of_pooling_is_part_of_a_texts_cache_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pairs, cache) = (dir.path().join("pairs.jsonl"), dir.path().join("cache"));
+    write_jsonl(&pairs, &[json!({"a": "hi", "b": "query: hi"})]);
+    let model = common::fixture_dir("tiny-bert-sqrtlen");
+    let settings = ["--steps", "5", "--prompt-a", "query", "--prompt-b", "", "--cache", cache.to_str().unwrap()];
+    let run = |out: &Path| {
+        let mut args = vec!["batch", "--model", model.to_str().unwrap(), pairs.to_str().unwrap()];
+        args.extend_from_slice(&settings);
+        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        let output = simattr(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        output
+    };
+    let (first, second) = (dir.path().join("1.jsonl"), dir.path().join("2.jsonl"));
+    let out = run(&first);
+    assert_eq!(text_counts(&out), (2, 0, 0), "{}", stderr(&out));
+    let record = &records(&first)[0];
+    assert_eq!(record["text_a"]["ids"], record["text_b"]["ids"], "the two texts must have the same ids");
+    let single = explain_json(&model, &settings[..6], "hi", "query: hi", dir.path());
+    assert_eq!(as_explain(record)["attributions"], single["attributions"]);
+    assert!(record["text_a"]["prompt_tokens"].is_array() && record["text_b"]["prompt_tokens"].is_null());
+    let out = run(&second);
+    assert_eq!(text_counts(&out), (0, 0, 2), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap());
+}

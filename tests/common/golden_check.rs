@@ -39,18 +39,6 @@ fn truncations(cases: &[Value]) -> Vec<Option<usize>> {
     seen
 }
 
-/// Whether `prompt` is one the model leaves out of its pooling (`include_prompt: false`),
-/// which the engine refuses with a named error (checked here) rather than follows.
-fn refuses_prompt(model: &SentenceModel, prompt: Option<&str>) -> bool {
-    let Some(text) = prompt.map(|p| model.prompts.resolve(p)).filter(|p| !p.is_empty()) else { return false };
-    if model.include_prompt {
-        return false;
-    }
-    let error = model.prompt(Some(&text), "--prompt").expect_err("a prompt the pooling leaves out is refused");
-    assert!(error.to_string().contains("include_prompt: false"), "{error}");
-    true
-}
-
 /// Checks every golden embedding (raw and `encode`) within `tolerance` (absolute).
 pub fn check_embeddings<B: Backend>(backend: &B, model_dir: &Path, golden: &Value, tolerance: f64) {
     let cases = golden["embeddings"].as_array().expect("embeddings");
@@ -72,9 +60,6 @@ fn check_embeddings_with<'c, B: Backend>(
     for case in cases {
         let text = case["text"].as_str().unwrap();
         let prompt = case.get("prompt").and_then(Value::as_str);
-        if refuses_prompt(model, prompt) {
-            continue;
-        }
         let raw = embed_prompted(encoder, model, text, prompt, false).unwrap();
         assert_eq!(raw.tokenized.tokens, strings(&case["tokens"]), "tokens of {text:?}");
         let ids: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
@@ -135,7 +120,7 @@ fn check_attributions_with<'c, B: Backend>(
             .or_insert_with(|| {
                 let options =
                     TextOptions { mode, ..TextOptions::new(layer, Quadrature::riemann_right(steps).unwrap()) };
-                let prompt = model.prompt(prompt, "--prompt-a").unwrap();
+                let prompt = model.prompt(prompt);
                 let tokenized = model.tokenizer.encode_with_prompt(text, prompt.as_deref()).unwrap();
                 attribute_text(encoder, &model.tokenizer, tokenized, &options, &()).unwrap()
             })
@@ -149,9 +134,6 @@ fn check_attributions_with<'c, B: Backend>(
         let (ta, tb) = (case["text_a"].as_str().unwrap(), case["text_b"].as_str().unwrap());
         let label = format!("{ta:?} / {tb:?} layer {layer} steps {steps} {}", similarity.name());
         let prompt = |key: &str| case.get(key).and_then(Value::as_str);
-        if refuses_prompt(model, prompt("prompt_a")) || refuses_prompt(model, prompt("prompt_b")) {
-            continue;
-        }
         let a = attribute(ta, prompt("prompt_a"), layer, steps);
         let b = attribute(tb, prompt("prompt_b"), layer, steps);
         for (side, text) in [("a", &a), ("b", &b)] {

@@ -118,6 +118,11 @@ SIMILARITIES = ["cos", "dot"]
 PROMPTED_PAIR = {"qwen3": ("query", None)}
 ROTARY_ARCHS = ("qwen3", "gemma3_text", "modernbert")
 REFERENCE_ARCHS = ("nomic_bert", "jina_bert")
+# --cases prompted (include_prompt_goldens.py): each text with no prompt, prompt "query" and prompt
+# "document" ("hi": the prompt is most of the tokens), and the query / document pair at the first and
+# last layer; the folder must have non-empty "query" and "document" prompts
+PROMPTED_TEXTS = ["A man is playing a guitar.", "Someone plays an instrument.", "hi"]
+PROMPTED_PAIR_TEXTS = ("A man is playing a guitar.", "Someone plays an instrument.")
 CHECK_STEPS = 400
 TRUNCATE_DIM = 8
 BUCKET_RANGE = 600
@@ -537,6 +542,10 @@ def main():
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--name", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--cases", choices=("default", "prompted"), default="default",
+                    help="default: the cases of tests/reference/README.md (\"Generic golden values\"); "
+                         "prompted: only PROMPTED_TEXTS x (no prompt, query, document) and the query / "
+                         "document pair at the first and last layer (include_prompt_goldens.py)")
     args = ap.parse_args()
     t0 = time.time()
     torch.manual_seed(0)
@@ -553,8 +562,12 @@ def main():
           f"transformers {transformers.__version__}, sentence-transformers {sentence_transformers.__version__}")
 
     # ---------------- embeddings ----------------
-    emb_cases = [(t, None, None) for t in EMBEDDING_TEXTS] + [("A man is playing a guitar.", None, TRUNCATE_DIM)]
-    if has_prompts:
+    if args.cases == "prompted":
+        assert G.prompts.get("query") and G.prompts.get("document"), f"--cases prompted needs both prompts: {G.prompts}"
+        emb_cases = [(t, pn, None) for t in PROMPTED_TEXTS for pn in (None, "query", "document")]
+    else:
+        emb_cases = [(t, None, None) for t in EMBEDDING_TEXTS] + [("A man is playing a guitar.", None, TRUNCATE_DIM)]
+    if has_prompts and args.cases == "default":
         emb_cases += [("A man is playing a guitar.", "query", None), ("Someone plays an instrument.", "document", None),
                       ("hi", "query", TRUNCATE_DIM)]
     embeddings = []
@@ -573,11 +586,14 @@ def main():
 
     # ---------------- attributions ----------------
     # (text_a, text_b, prompt_a, prompt_b, truncate_dim, layers)
-    pair_cases = [(a, b, None, None, None, LAYERS) for a, b in PAIRS]
-    if has_prompts:
+    if args.cases == "prompted":
+        pair_cases = [PROMPTED_PAIR_TEXTS + ("query", "document", None, [0, G.num_layers - 1])]
+    else:
+        pair_cases = [(a, b, None, None, None, LAYERS) for a, b in PAIRS]
+    if has_prompts and args.cases == "default":
         pa, pb = PROMPTED_PAIR.get(G.arch, ("query", "document"))
         pair_cases.append(("A man is playing a guitar.", "Someone plays an instrument.", pa, pb, None, LAYERS))
-    if args.name == "tiny-bert-weightedmean":
+    if args.name == "tiny-bert-weightedmean" and args.cases == "default":
         pair_cases.append((PAIRS[0][0], PAIRS[0][1], None, None, TRUNCATE_DIM, [1]))
 
     attributions, rev_fwd, compl = [], [], {}
@@ -647,6 +663,8 @@ def main():
                         "sentence_transformers": sentence_transformers.__version__},
            "include_prompt": G.include_prompt, "prompts": G.prompts, "dense": G.dense, "normalize": G.normalize,
            "layers": G.num_layers}
+    if args.cases != "default":
+        out["cases"] = args.cases
     if G.arch == "t5":
         out["relative_position_buckets"] = G.relative_position_buckets()
     if G.arch in ROTARY_ARCHS:

@@ -5,9 +5,11 @@ An exact folder's modules.json lists the Transformer (idx 0), then simattr's mar
 
     {"idx": 1, "name": "shifted_reference", "path": "", "type": "simattr.ShiftedReference"}
 
-then Pooling (and Normalize if the model normalizes). Module paths are relative to the folder:
-"../tiny-mpnet" and "../tiny-mpnet/1_Pooling" in tests/fixtures/tiny-mpnet-exact, "" and
-"1_Pooling" in a folder written by simattr's trainer.
+then Pooling, then any linear Dense modules (no bias, Identity activation: a trained folder keeps
+them, "2_Dense", "3_Dense", ..., each with its config.json and model.safetensors), then Normalize if
+the model normalizes. Module paths are relative to the folder: "../tiny-mpnet" and
+"../tiny-mpnet/1_Pooling" in tests/fixtures/tiny-mpnet-exact, "" and "1_Pooling" in a folder written
+by simattr's trainer. Since the Dense modules are linear without bias, e(r) = Dense(pool(0)) = 0 too.
 
 ShiftedReference subtracts, per text of T real tokens, the output token states of that text's
 reference input r, computed by running the same transformer on r alone (batch of 1, no padding,
@@ -44,7 +46,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
-from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer  # noqa: E402
+from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer  # noqa: E402
 
 MARKER_TYPE = "simattr.ShiftedReference"
 
@@ -131,16 +133,23 @@ class ShiftedReference(torch.nn.Module):
 
 
 def load_exact_model(folder, device="cpu"):
-    """SentenceTransformer [Transformer, ShiftedReference, Pooling (, Normalize)] from an exact folder."""
+    """SentenceTransformer [Transformer, ShiftedReference, Pooling (, Dense...) (, Normalize)] from an
+    exact folder; each Dense module must be linear (no bias, Identity activation), so e(r) = 0."""
     with open(os.path.join(folder, "modules.json"), encoding="utf-8") as f:
         entries = sorted(json.load(f), key=lambda e: e["idx"])
     kinds = [e["type"].rsplit(".", 1)[-1] for e in entries]
-    assert kinds[:3] == ["Transformer", "ShiftedReference", "Pooling"] and kinds[3:] in ([], ["Normalize"]), kinds
+    tail = kinds[3:-1] if kinds[-1:] == ["Normalize"] and len(kinds) > 3 else kinds[3:]
+    assert kinds[:3] == ["Transformer", "ShiftedReference", "Pooling"] and all(k == "Dense" for k in tail), kinds
     assert entries[1]["type"] == MARKER_TYPE, entries[1]
     path = [os.path.normpath(os.path.join(folder, e["path"])) for e in entries]
     transformer = Transformer.load(path[0], model_kwargs={"attn_implementation": "eager"})
     modules = [transformer, ShiftedReference(transformer), Pooling.load(path[2])]
-    if kinds[3:] == ["Normalize"]:
+    for p in path[3:3 + len(tail)]:
+        dense = Dense.load(p)
+        assert dense.linear.bias is None and isinstance(dense.activation_function, torch.nn.Identity) and not (
+            dense.use_residual), f"{p}: an exact model's Dense modules are linear (no bias, Identity): {dense}"
+        modules.append(dense)
+    if kinds[3 + len(tail):] == ["Normalize"]:
         modules.append(Normalize())
     return SentenceTransformer(modules=modules, device=device)
 

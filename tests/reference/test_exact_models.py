@@ -39,8 +39,10 @@ def simattr(*args):
     return subprocess.run([SIMATTR, *args], check=True, capture_output=True, text=True)
 
 
+# tiny-t5 (Dense 32->24) and tiny-gemma3 (Dense 32->48->32): linear Dense modules (no bias, Identity), trained
+# through and exported after Pooling (2_Dense, 3_Dense, then Normalize)
 @pytest.fixture(scope="module", params=["tiny-bert", "tiny-mpnet", "tiny-roberta", "tiny-xlm-roberta", "tiny-bert-cls",
-                                                 "tiny-modernbert", "tiny-qwen3"])
+                                                 "tiny-modernbert", "tiny-qwen3", "tiny-t5", "tiny-gemma3"])
 def trained(request, tmp_path_factory):
     work = tmp_path_factory.mktemp(request.param)
     pairs = work / "pairs.jsonl"
@@ -78,5 +80,7 @@ def test_reference_embeds_to_zero_in_pytorch(trained):
         if "token_type_ids" in model[0].tokenizer.model_input_names:
             features["token_type_ids"] = torch.zeros_like(ids)
         with torch.no_grad():
-            out = model[2](model[1](model[0](features)))["sentence_embedding"]
+            pooled = model[2](model[1](model[0](dict(features))))["sentence_embedding"]
+            out = model(features)["sentence_embedding"]  # through the Dense modules and Normalize too
+        assert torch.count_nonzero(pooled) == 0, pooled
         assert torch.count_nonzero(out) == 0, out

@@ -26,9 +26,17 @@ Definitions (train_reference.py's, with these family rules):
          alone (batch 1, no padding), float64: T5 after encoder.final_layer_norm, Qwen3 / Gemma3
          after the final `norm`, ModernBERT after `final_norm`.
   u(x)   pool(F(x) - F(r)) with the folder's Pooling mode: mean over the T tokens, or lasttoken (row
-         T-1; tiny-qwen3). u(r) = 0. NO Dense module and NO Normalize: the trained exact model is
-         encoder + shifted reference + Pooling only (simattr refuses to train through Dense modules;
-         tiny-t5, tiny-t5-relu and tiny-gemma3 list Dense modules after Pooling, which are dropped).
+         T-1; tiny-qwen3). u(r) = 0. By default NO Dense module and NO Normalize: the trained exact
+         model is encoder + shifted reference + Pooling only (tiny-t5, tiny-t5-relu and tiny-gemma3
+         list Dense modules after Pooling, which are dropped).
+         --with-dense: u(x) = D_k(...D_1(pool(F(x) - F(r)))), the folder's Dense modules in modules.json
+         order after Pooling (still no Normalize); each must be linear: no bias, Identity activation
+         (asserted; tiny-t5 32->24, tiny-gemma3 32->48->32), so u(r) = D(0) = 0 still. Their weights
+         are trained too: gradients, finite differences, trajectory, weight decay (the Trainer rule
+         on the Dense module: `linear.weight` decays). Golden name of a Dense tensor: the ORIGINAL
+         folder's module path, a slash, the tensor name in its model.safetensors, e.g.
+         `2_Dense/linear.weight`, `3_Dense/linear.weight`; listed in tensor_names after the
+         encoder's; the json gets "dense": [the module paths kept] (after "pooling").
   score  cos: cos(u(a), u(b)); dot: u(a) . u(b)
   loss   mean over the batch of (score - label)^2 (CosineSimilarityLoss = MSE; dot likewise)
   grads  of the loss w.r.t. every checkpoint tensor that is a parameter the encoder uses (names as in
@@ -50,7 +58,8 @@ Definitions (train_reference.py's, with these family rules):
          asserts that the Trainer rule gives exactly this classification and prints the decayed set.
 
 Writes OUT_DIR/NAME.json and OUT_DIR/NAME.safetensors in train_reference.py's format (float32):
-grad.<objective>.<checkpoint name> and, with --trajectory, delta.<checkpoint name>; "architecture"
+grad.<objective>.<checkpoint name> and, with --trajectory, delta.<checkpoint name> (with --with-dense also
+grad.<objective>.<k>_Dense/linear.weight and delta.<k>_Dense/linear.weight); "architecture"
 is generate_golden_generic.py's (config.model_type: modernbert, nomic_bert, jina_bert, t5, qwen3,
 gemma3_text), "pooling" the Pooling mode (mean, lasttoken).
 
@@ -71,6 +80,8 @@ makes sentence-transformers' Transformer build their references).
 Usage (from the repository root; README.md lists every committed file's command):
   python tests/reference/train_reference_generic.py --model-dir tests/fixtures/tiny-t5 --name tiny-t5 \\
       --out-dir tests/fixtures/golden/train --objectives cos,dot --trajectory
+  python tests/reference/train_reference_generic.py --model-dir tests/fixtures/tiny-t5 --name tiny-t5-dense \
+      --out-dir tests/fixtures/golden/train --objectives cos,dot --trajectory --with-dense
 """
 import argparse
 import json
@@ -101,9 +112,11 @@ GENERATOR = "tests/reference/train_reference_generic.py"
 
 class GenericExact(Exact):
     """u(x) = pool(F(x) - F(r)) through the folder's Transformer module (generate_golden_generic's
-    float64 model), one sequence at a time; loss and u are train_reference.Exact's."""
+    float64 model), one sequence at a time, then the Dense modules given (--with-dense; none by
+    default); loss and u are train_reference.Exact's."""
 
-    def __init__(self, G):
+    def __init__(self, G, dense=()):
+        self.dense = [m for _, m in dense]  # (path, sentence-transformers Dense module of G.st)
         self.R = self  # Exact.u asks self.R for reference_ids and pool_one
         self.transformer = G.st[0]
         self.model = self.transformer.auto_model
@@ -119,7 +132,10 @@ class GenericExact(Exact):
         return self.framing.reference_ids(n)
 
     def pool_one(self, d):
-        return d.mean(0) if self.pooling == "mean" else d[-1]
+        v = d.mean(0) if self.pooling == "mean" else d[-1]
+        for m in self.dense:  # through the module's own forward (linear, Identity)
+            v = m({"sentence_embedding": v.unsqueeze(0)})["sentence_embedding"][0]
+        return v
 
     def F(self, ids):
         x = torch.tensor([ids], dtype=torch.long)
@@ -129,17 +145,42 @@ class GenericExact(Exact):
         return self.transformer(feats)["token_embeddings"][0]
 
 
-def st_exact_model(model_dir):
+def st_exact_model(model_dir, dense_paths=()):
     """The fixture as an exact sentence-transformers model: Transformer + ShiftedReference (the
-    family's framing: an opening or closing special token may be absent, T5, Qwen3) + Pooling (no
-    Dense, no Normalize), float64, eval, Gemma3's float64 embedding scale."""
+    family's framing: an opening or closing special token may be absent, T5, Qwen3) + Pooling (+ the
+    Dense modules at dense_paths, loaded from the folder, with --with-dense; no Normalize), float64,
+    eval, Gemma3's float64 embedding scale."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
     t = Transformer.load(model_dir, model_kwargs={"attn_implementation": "eager"})
     mods = [t, ShiftedReference(t), Pooling.load(os.path.join(model_dir, "1_Pooling"))]
+    mods += [Dense.load(os.path.join(model_dir, p)) for p in dense_paths]
     st = SentenceTransformer(modules=mods, device="cpu").to(F64).eval()
     set_float64_embed_scale(st)
     return st
+
+
+def dense_modules(model_dir, G):
+    """(module path in modules.json, G.st's Dense module) for every Dense module of the folder, in
+    order; each asserted linear (no bias, Identity activation, no residual)."""
+    with open(os.path.join(model_dir, "modules.json"), encoding="utf-8") as f:
+        entries = sorted(json.load(f), key=lambda e: e["idx"])
+    paths = [e["path"] for e in entries if e["type"].rsplit(".", 1)[-1] == "Dense"]
+    mods = [m for m in G.st if type(m).__name__ == "Dense"]
+    assert len(paths) == len(mods) == len(G.dense), (paths, G.dense)
+    for p, m in zip(paths, mods):
+        assert m.linear.bias is None and isinstance(m.activation_function, torch.nn.Identity) and not m.use_residual, (
+            f"{p}: only linear Dense modules (no bias, Identity activation) keep u(r) = 0", m)
+        assert [n for n, _ in m.named_parameters()] == ["linear.weight"], (p, list(m.state_dict()))
+        with safe_open(os.path.join(model_dir, p, "model.safetensors"), "pt") as f:
+            assert list(f.keys()) == ["linear.weight"], (p, list(f.keys()))
+            assert torch.equal(f.get_tensor("linear.weight").to(F64), m.linear.weight.detach()), p
+    return list(zip(paths, mods))
+
+
+def dense_named(dense):
+    """(golden name, parameter) of the Dense modules' tensors: `<module path>/<tensor name>`."""
+    return [(f"{path}/{n}", p) for path, m in dense for n, p in m.named_parameters()]
 
 
 ZERO_GRAD = 1e-10  # a tensor whose max |grad| is below this times the largest one is zero up to rounding
@@ -215,6 +256,8 @@ def main():
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--objectives", default="cos", help="comma-separated: cos,dot")
     ap.add_argument("--trajectory", action="store_true")
+    ap.add_argument("--with-dense", action="store_true",
+                    help="keep the folder's (linear) Dense modules after Pooling and train them too")
     args = ap.parse_args()
     objectives = [o for o in args.objectives.split(",") if o]
     assert objectives and all(o in ("cos", "dot") for o in objectives), objectives
@@ -227,10 +270,16 @@ def main():
     nomic_jina_reference.install()  # NomicBERT / JinaBERT folders only
 
     G = Generic(args.model_dir)
-    exact = GenericExact(G)
+    dense = dense_modules(args.model_dir, G) if args.with_dense else []
+    assert dense or not args.with_dense, f"--with-dense: {args.model_dir} lists no Dense module"
+    dense_paths = [p for p, _ in dense]
+    exact = GenericExact(G, dense)
     framing = exact.framing
-    dense = f", Dense modules {G.dense} NOT used" if G.dense else ""
-    print(f"model {args.name}: {G.arch}, {G.num_layers} layers, {G.pooling} pooling{dense}, max_seq_length "
+    if dense:
+        dense_str = f", Dense modules {dense_paths} {G.dense} KEPT and trained"
+    else:
+        dense_str = f", Dense modules {G.dense} NOT used" if G.dense else ""
+    print(f"model {args.name}: {G.arch}, {G.num_layers} layers, {G.pooling} pooling{dense_str}, max_seq_length "
           f"{G.max_seq_length}; {framing.extra_repr()}; token types {exact.with_token_types}; "
           f"embedding scale {G.embed_scale}")
 
@@ -241,6 +290,8 @@ def main():
     missing = [n for n in checkpoint_names if n not in all_names]
     assert not missing, f"checkpoint tensors that are not parameters of the {G.arch} module: {missing}"
     named = trained_params(model, checkpoint_names)  # asserts every module parameter is in the checkpoint
+    encoder_names = [n for n, _ in named]
+    named += dense_named(dense)  # --with-dense: after the encoder's
     names = [n for n, _ in named]
     tied = sorted(all_names - {n for n, _ in model.named_parameters()})
     print(f"{len(names)} trained tensors ({sum(p.numel() for _, p in named)} scalars); not trained: "
@@ -248,8 +299,13 @@ def main():
 
     # ---- weight decay groups: transformers' Trainer rule, checked against the expected classification ----
     decayed = decay_names(model)
-    for n in names:
+    for n in encoder_names:
         assert (n in decayed) == expected_decay(model, n), (n, n in decayed)
+    for path, m in dense:  # the rule on each Dense module, its names prefixed with the module path
+        local = decay_names(m)
+        for n, _ in m.named_parameters():
+            assert (n in local) == expected_decay(m, n), (path, n, n in local)
+        decayed |= {f"{path}/{n}" for n in local}
     print(f"weight decay (Trainer rule) for {sum(n in decayed for n in names)} tensors: "
           f"{[n for n in names if n in decayed]}")
     print(f"no weight decay: {[n for n in names if n not in decayed]}")
@@ -272,7 +328,7 @@ def main():
     print_attention(G, longest)
 
     # ---- u(r) = 0 ----
-    st = st_exact_model(args.model_dir)
+    st = st_exact_model(args.model_dir, dense_paths)
     assert (st[1].open_id, st[1].pad_id, st[1].close_id) == (framing.open_id, framing.pad_id, framing.close_id)
     print(f"sentence-transformers exact model: {[type(m).__name__ for m in st]}, padding side "
           f"{st.tokenizer.padding_side}")
@@ -291,17 +347,22 @@ def main():
         print(f"check u(r) = 0 through ShiftedReference (sentence-transformers): max |u(r)| = {ur_st!r}")
         assert ur_st < 1e-12
 
-    out = {"generator": GENERATOR, "model": args.name, "architecture": G.arch, "pooling": G.pooling,
-           "pairs": pairs, "gradients": {}}
+    out = {"generator": GENERATOR, "model": args.name, "architecture": G.arch, "pooling": G.pooling}
+    if dense:
+        out["dense"] = dense_paths
+    out.update({"pairs": pairs, "gradients": {}})
     tensors = {}
     gen = torch.Generator().manual_seed(20240531)
     st_named = trained_params(st[0].auto_model, checkpoint_names)
+    st_named += dense_named(list(zip(dense_paths, list(st)[3:])))
     assert [n for n, _ in st_named] == names
     for obj in objectives:
         loss, grads = gradients(exact, named, batch, obj)
         gnorm = math.sqrt(sum((g ** 2).sum().item() for g in grads.values()))
         zero = [n for n in names if not grads[n].any()]
         print(f"{obj}: loss {loss!r}, gradient norm {gnorm:.6e}; all-zero gradients: {zero}")
+        for n, _ in dense_named(dense):
+            print(f"    {obj} {n}: max |grad| {grads[n].abs().max().item():.6e}, norm {grads[n].norm().item():.6e}")
         # Tensors whose gradient is zero in exact arithmetic (rounding noise only, e.g. key biases:
         # softmax ignores a shift common to a query's scores; a post-LN model's last LayerNorm bias:
         # it cancels in F(x) - F(r)) are left out of the relative check; their central differences
@@ -318,6 +379,12 @@ def main():
         worst = finite_difference_check(exact, live, batch, obj, grads, gen)
         print(f"check {obj}: finite differences vs autograd, max relative error {worst:.2e}")
         assert worst < 1e-5, worst
+        for n, p in dense_named(dense):  # --with-dense: each Dense weight at its largest |grad| too
+            j = int(grads[n].abs().flatten().argmax())
+            fd, ad = central_difference(exact, p, j, batch, obj), grads[n].flatten()[j].item()
+            rel = abs(fd - ad) / abs(ad)
+            print(f"check {obj}: {n}[{j}]: autograd {ad:+.10e} fd {fd:+.10e} rel {rel:.2e}")
+            assert rel < 1e-5, (n, j, ad, fd)
         # Same loss and gradients through sentence-transformers (padded batches, ShiftedReference).
         l_st = st_loss(st, PAIRS, obj)
         g_st = torch.autograd.grad(l_st, [p for _, p in st_named])

@@ -8,7 +8,7 @@ use crate::common;
 
 use std::collections::{HashMap, HashSet};
 
-use crate::gradients::{encoder_only, TRAINED_FIXTURES as FIXTURES};
+use crate::gradients::{trained_cases, trained_model};
 use common::repo;
 use serde_json::Value;
 use simattr::backend::cpu::CpuBackend;
@@ -109,10 +109,10 @@ fn compare_some(
 }
 
 fn gradients_match<B: WeightGradients>(backend: &B, name: &str, tolerance: f64, loss_tolerance: f64) {
-    let model = encoder_only(name);
+    let model = trained_model(name);
     let golden = golden(name);
     let pairs = golden_pairs(&model, &golden);
-    let net = TrainingNet::new(backend, &model.config, model.pooling).unwrap();
+    let net = TrainingNet::of_model(backend, &model).unwrap();
     let objectives = golden.json["gradients"].as_object().unwrap().clone();
     assert!(!objectives.is_empty());
     for (objective, expected) in objectives {
@@ -147,15 +147,15 @@ fn gradients_match<B: WeightGradients>(backend: &B, name: &str, tolerance: f64, 
 /// The fixtures whose six AdamW updates are checked: every one whose golden file has them
 /// (all but tiny-bert-cls, tiny-roberta and tiny-xlm-roberta).
 fn trajectories() -> Vec<&'static str> {
-    let with: Vec<&str> = FIXTURES.into_iter().filter(|name| golden(name).json.get("trajectory").is_some()).collect();
-    assert_eq!(with.len(), 9, "the fixtures with a golden trajectory: {with:?}");
+    let with: Vec<&str> = trained_cases().filter(|name| golden(name).json.get("trajectory").is_some()).collect();
+    assert_eq!(with.len(), 11, "the fixtures with a golden trajectory: {with:?}");
     with
 }
 
 /// In f64 the only difference is the goldens' f32 storage (6e-8 of each value).
 #[test]
 fn reference_f64_gradients_match_pytorch() {
-    for name in FIXTURES {
+    for name in trained_cases() {
         gradients_match(&CpuReference::<f64>::new(), name, 1e-6, 1e-12);
     }
 }
@@ -164,7 +164,7 @@ fn reference_f64_gradients_match_pytorch() {
 fn fast_cpu_gradients_match_pytorch() {
     let settings = BackendSettings { threads: 2, primal: Some(Precision::F32), ..BackendSettings::default() };
     let backend = CpuBackend::new(settings).unwrap();
-    for name in FIXTURES {
+    for name in trained_cases() {
         gradients_match(&backend, name, 1e-4, 1e-5);
     }
 }
@@ -172,7 +172,7 @@ fn fast_cpu_gradients_match_pytorch() {
 /// Six updates of two epochs of 10 pairs in batches of 4 (the last batch of each epoch 2
 /// pairs), as PyTorch took them.
 fn trajectory_matches<B: WeightGradients>(backend: &B, name: &str, step_tolerance: f64, tolerance: f64) {
-    let model = encoder_only(name);
+    let model = trained_model(name);
     let golden = golden(name);
     let pairs = golden_pairs(&model, &golden);
     let t = &golden.json["trajectory"];
@@ -188,7 +188,7 @@ fn trajectory_matches<B: WeightGradients>(backend: &B, name: &str, step_toleranc
         warmup_steps: f("warmup_steps") as u64,
         total_steps: steps,
     };
-    let net = TrainingNet::new(backend, &model.config, model.pooling).unwrap();
+    let net = TrainingNet::of_model(backend, &model).unwrap();
     let mut params = model.params.clone();
     let mut optimiser = AdamW::new(config, &params);
     let mut k = 0;

@@ -31,7 +31,7 @@ pub fn pairs(model: &SentenceModel, labels: impl Fn(f64) -> f64) -> Vec<PairIds>
 /// `⟨∇L, u⟩` against `(L(θ + εu) − L(θ − εu)) / 2ε` with a random `u` on one tensor.
 fn check_slot(model: &SentenceModel, slot: Slot, objective: Objective, label_scale: f64, seed: u64) {
     let b = CpuReference::<f64>::new();
-    let net = TrainingNet::new(&b, &model.config, model.pooling).unwrap();
+    let net = TrainingNet::of_model(&b, model).unwrap();
     let framing = model.tokenizer.reference_framing();
     let pairs = pairs(model, |y| y * label_scale);
     let grads = loss_and_gradients(&net, &model.params, framing, &pairs, objective, None).unwrap().grads;
@@ -126,13 +126,31 @@ pub const TRAINED_FIXTURES: [&str; 12] = [
     "tiny-gemma3",
 ];
 
-/// A fixture as training takes it: its Dense modules after pooling left out (an exact model
-/// has none; `train` refuses a folder with them).
+/// The golden files of training through the linear Dense modules after pooling: the fixture
+/// named without `-dense`, whole (`train_reference_generic.py --with-dense`).
+pub const WITH_DENSE: [&str; 2] = ["tiny-t5-dense", "tiny-gemma3-dense"];
+
+/// Every golden training case: the fixtures' encoders alone, then with their Dense modules.
+pub fn trained_cases() -> impl Iterator<Item = &'static str> {
+    TRAINED_FIXTURES.into_iter().chain(WITH_DENSE)
+}
+
+/// A fixture as training takes it: its Dense modules after pooling left out (the goldens of
+/// most fixtures train the encoder alone).
 pub fn encoder_only(name: &str) -> SentenceModel {
     let mut model = SentenceModel::load(&fixture_dir(name)).unwrap();
     model.params.heads.clear();
     model.dense.clear();
     model
+}
+
+/// The model a golden training case trains: `tiny-t5-dense` is tiny-t5 with its Dense
+/// modules, any other name the fixture's encoder alone.
+pub fn trained_model(case: &str) -> SentenceModel {
+    match case.strip_suffix("-dense") {
+        Some(fixture) => SentenceModel::load(&fixture_dir(fixture)).unwrap(),
+        None => encoder_only(case),
+    }
 }
 
 fn check_model(name: &str) {
@@ -192,6 +210,22 @@ fn modernbert_gradients_match_finite_differences() {
 fn qwen3_and_gemma3_gradients_match_finite_differences() {
     check_model("tiny-qwen3");
     check_model("tiny-gemma3");
+}
+
+/// Through the linear Dense modules after pooling (tiny-t5's one, tiny-gemma3's two): every
+/// Dense weight, and a table and a layer's tensor below them.
+#[test]
+fn dense_module_gradients_match_finite_differences() {
+    for name in ["tiny-t5", "tiny-gemma3"] {
+        let model = SentenceModel::load(&fixture_dir(name)).unwrap();
+        let slots = model.params.slots();
+        let dense: Vec<Slot> = slots.iter().copied().filter(|s| matches!(s, Slot::Dense(_))).collect();
+        assert_eq!(dense.len(), model.dense.len(), "{name}: a slot per Dense module");
+        for (n, slot) in dense.into_iter().chain([Slot::WordEmbeddings, slots[slots.len() / 2]]).enumerate() {
+            check_slot(&model, slot, Objective::Cos, 1.0, 300 + n as u64);
+        }
+        check_slot(&model, Slot::Dense(0), Objective::Dot, 2.0, 9);
+    }
 }
 
 /// NomicBERT (rotary, SwiGLU, bias-free projections) and JinaBERT (ALiBi, GeGLU).

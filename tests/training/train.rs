@@ -65,11 +65,12 @@ fn trained_model_is_exact_and_explains_with_zero_reference_terms() {
     }
 }
 
-/// Each newer family whose tiny folder has no Dense module after pooling. Their lively random
-/// weights make sharp integrands: 64 nodes leave 1e-3 of the score.
+/// Each newer family; tiny-t5 and tiny-gemma3 through their linear Dense modules after
+/// pooling (one, and two). Their lively random weights make sharp integrands: 64 nodes leave
+/// 1e-3 of the score.
 #[test]
 fn trained_newer_families_are_exact() {
-    for fixture in ["tiny-qwen3", "tiny-modernbert", "tiny-nomic-bert", "tiny-jina-bert"] {
+    for fixture in ["tiny-qwen3", "tiny-modernbert", "tiny-nomic-bert", "tiny-jina-bert", "tiny-t5", "tiny-gemma3"] {
         trained_model_is_exact(fixture, 512);
     }
 }
@@ -99,13 +100,22 @@ fn trained_model_is_exact(fixture: &str, nodes: usize) {
             names
         };
         assert_eq!(tensors(&out_dir), tensors(&fixture_dir(fixture)), "{fixture}: the exported tensors");
+        // The Dense modules, trained, in their own folders, in order.
+        assert_eq!(model.dense.len(), original.dense.len(), "{fixture}: Dense modules");
+        for (n, (ours, theirs)) in model.dense.iter().zip(&original.dense).enumerate() {
+            assert_eq!(ours.path, format!("{}_Dense", n + 2));
+            assert_eq!(tensors(&out_dir.join(&ours.path)), tensors(&fixture_dir(fixture).join(&theirs.path)));
+            let (trained, given) = (&model.params.heads[n].weight, &original.params.heads[n].weight);
+            assert_ne!(trained.data(), given.data(), "{fixture}: Dense module {n} was not trained");
+        }
+        assert_eq!(model.normalize, original.normalize, "{fixture}: Normalize");
 
         // e(r) = 0 exactly, for every length.
         let b = CpuReference::<f64>::new();
         let encoder = Encoder::new(&b, &model).unwrap();
         let framing = model.tokenizer.reference_framing();
         for len in [2, 5, 11] {
-            let e = encoder.embed(&framing.ids(len), 1).unwrap();
+            let e = encoder.embed(&framing.ids(len), 1, encoder.pool_all()).unwrap();
             assert!(e.iter().all(|&v| v == 0.0), "{fixture}: e(r) of length {len} is {e:?}");
         }
         // Σ A → the score itself: the reference terms are zero and the quadrature converges.

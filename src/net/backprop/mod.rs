@@ -1,25 +1,28 @@
 //! Training's pass through the encoder: forward over a packed batch of texts with dropout,
 //! keeping a tape, then backward from the cotangents of each text's pooled vector to the
-//! gradient of every parameter. The same network as `net::encoder` (embeddings, the family's
+//! gradient of every parameter (the linear Dense modules after pooling are `dense`'s). The same network as `net::encoder` (embeddings, the family's
 //! block, pooling); each block's passes are walked from its description
 //! (`Block::forward_training`, `Block::backward_training`). The ops come from `Backend` and
 //! `WeightGradients`.
 
+mod dense;
 mod grads;
 
+pub use dense::{HeadInputs, LinearHeads};
 pub use grads::Gradients;
 
 use std::collections::BTreeMap;
 
 use crate::backend::{Role, WeightGradients};
 use crate::error::{Error, Result};
-use crate::model::{AttentionMask, EncoderConfig, Pooling, PositionIds};
+use crate::model::{AttentionMask, EncoderConfig, Pooling, PositionIds, SentenceModel};
 use crate::net::block::{rows_batch, Block, Geometry, NormKind, TrainingTape};
 use crate::net::embeddings::{scaled, Embeddings, EmbeddingsTape};
 use crate::net::families::Network;
-use crate::net::heads::Head;
+use crate::net::heads::{DenseActivation, Head};
 use crate::net::layer::LayerShape;
 use crate::net::packing::Packing;
+use crate::net::pooling::{pool_host, Pool};
 use crate::net::relative_bias;
 use crate::params::{EncoderParams, LayerSlot, LinearPart, Slot, Weights};
 
@@ -40,6 +43,8 @@ pub struct TrainingNet<'b, B: WeightGradients> {
     blocks: Vec<Block>,
     final_norm: Option<NormKind>,
     pooling: Pooling,
+    /// How many Dense modules follow pooling (linear maps, `LinearHeads`).
+    dense: usize,
     positions: PositionIds,
 }
 
@@ -64,27 +69,42 @@ impl<T> ForwardPass<T> {
 }
 
 impl<'b, B: WeightGradients> TrainingNet<'b, B> {
+    /// The encoder of `config` pooled by `pooling`, nothing after it.
     pub fn new(backend: &'b B, config: &EncoderConfig, pooling: Pooling) -> Result<Self> {
         Self::with_network(backend, config, Network::of_family(config, pooling))
     }
 
+    /// The network of `model` as training runs it: its family's encoder, pooling and Dense
+    /// modules (each a linear map without bias; any other is refused, naming it). Normalize
+    /// is left to the objectives.
+    pub fn of_model(backend: &'b B, model: &SentenceModel) -> Result<Self> {
+        model.dense.iter().try_for_each(|module| module.check_linear("training an exact model"))?;
+        Self::with_network(backend, &model.config, Network::of(model))
+    }
+
     /// Training through `network` instead of the family's: how a new structure's gradients are
-    /// tried on existing weights (the tests' variants). Its embeddings, block and pooling are
-    /// read; a final norm or Dense modules are refused, as for a family.
+    /// tried on existing weights (the tests' variants). Its embeddings, block, pooling and
+    /// Dense modules are read; a Dense module with an activation is refused.
     pub fn with_network(backend: &'b B, config: &EncoderConfig, network: Network) -> Result<Self> {
         let pooling = network.pooling;
         if pooling == Pooling::Max {
             // The max of shifted states is not the shifted max (see `SentenceModel::load`).
             return Err(Error::argument("--model", "an exact model pools by mean or CLS; this model pools by max"));
         }
-        if network.heads.iter().any(|head| matches!(head, Head::Dense { .. })) {
-            return Err(dense_heads_untrained());
+        let mut dense = 0;
+        for head in &network.heads {
+            match head {
+                Head::Dense { activation: DenseActivation::Identity } => dense += 1,
+                // The objectives normalize (cos) or not (dot) themselves.
+                Head::Normalize => {}
+                _ => return Err(dense_heads_untrained(head)),
+            }
         }
         let positions = config.position_ids();
         let blocks = network.layer_blocks(config.num_layers)?;
         let final_norm = network.final_norm;
         let embeddings = network.embeddings;
-        Ok(TrainingNet { backend, config: config.clone(), embeddings, blocks, final_norm, pooling, positions })
+        Ok(TrainingNet { backend, config: config.clone(), embeddings, blocks, final_norm, pooling, dense, positions })
     }
 
     fn shape(&self) -> LayerShape {
@@ -147,8 +167,12 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         mut dropout: Option<&mut dyn MaskSource>,
     ) -> Result<ForwardPass<B::Tensor>> {
         let (b, h, shape) = (self.backend, self.config.hidden_size, self.shape());
-        if !params.heads.is_empty() {
-            return Err(dense_heads_untrained());
+        if params.heads.len() != self.dense {
+            return Err(Error::Internal(format!(
+                "{} Dense weights for a network of {} Dense modules",
+                params.heads.len(),
+                self.dense
+            )));
         }
         let packing = Packing::new(b, &texts.iter().map(|t| t.len()).collect::<Vec<_>>())?;
         if packing.tokens > self.config.max_tokens() {
@@ -192,10 +216,11 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
         Ok(ForwardPass { packing, ids, positions, embeddings, embedding_mask, layers, states })
     }
 
-    /// Each text's pooled vector (mean or CLS of its output states).
-    pub fn pooled(&self, pass: &ForwardPass<B::Tensor>) -> Vec<Vec<f64>> {
-        let h = self.config.hidden_size;
-        (0..pass.packing.seqs).map(|s| crate::net::pooling::pool_host(self.pooling, pass.states(s, h), h)).collect()
+    /// Each text's pooled vector (mean or CLS of its output states; training texts have no
+    /// prompt).
+    pub fn pooled(&self, pass: &ForwardPass<B::Tensor>) -> Result<Vec<Vec<f64>>> {
+        let (h, pool) = (self.config.hidden_size, Pool::all(self.pooling));
+        (0..pass.packing.seqs).map(|s| pool_host(pool, pass.states(s, h), h)).collect()
     }
 
     /// Backward from `d_pooled` (one cotangent `[hidden]` per text of the pass) to the
@@ -307,12 +332,12 @@ impl<'b, B: WeightGradients> TrainingNet<'b, B> {
     }
 }
 
-/// Training refuses Dense modules after pooling, in the network or in the weights: their
-/// gradients have no slot yet (`Slot`), nor names to export them under, and with a bias or an
-/// activation they would not keep the reference's embedding at zero.
-pub fn dense_heads_untrained() -> Error {
+/// Training takes linear Dense modules after pooling only: through an activation the shift
+/// would not keep the reference's embedding at zero. (Normalize is the objectives' business,
+/// and `train` refuses a truncation.)
+fn dense_heads_untrained(head: &Head) -> Error {
     Error::argument(
         "--model",
-        "the model has Dense modules after pooling; training an exact model through them is not supported yet (gtr-t5, sentence-t5 and EmbeddingGemma have them)",
+        format!("training an exact model through {head:?} after pooling is not supported (Dense modules must be linear maps without bias)"),
     )
 }

@@ -46,7 +46,7 @@ impl Network {
     /// Normalize its folder lists, and the truncation asked for (before Normalize: the
     /// attributed embedding is the unnormalized one).
     pub fn of(model: &SentenceModel) -> Self {
-        let dense = model.dense.iter().map(|&activation| Head::Dense { activation });
+        let dense = model.dense.iter().map(|module| Head::Dense { activation: module.activation });
         let truncate = model.truncate_dim.map(|dims| Head::Truncate { dims });
         let normalize = model.normalize.then_some(Head::Normalize);
         let heads = dense.chain(truncate).chain(normalize).collect();
