@@ -50,6 +50,11 @@ impl HostTensor {
             .then(|| HostTensor { shape, values: Values::Mapped { file, offset: bytes.start, len: bytes.len() / 4 } })
     }
 
+    /// Whether the values are read in place from a mapped file (sharing them costs nothing).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.values, Values::Mapped { .. })
+    }
+
     pub fn data(&self) -> &[f32] {
         match &self.values {
             Values::Owned(data) => data,

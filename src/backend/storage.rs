@@ -3,6 +3,7 @@
 
 use super::{EngineInfo, Precision, Role};
 use crate::error::Result;
+use crate::params::HostTensor;
 
 pub trait Storage: Sync {
     type Tensor: Send + Sync + 'static;
@@ -53,6 +54,13 @@ pub trait Storage: Sync {
     /// Moves host data to the device, stored as `role` says (a backend may re-lay-out weights
     /// for its GEMM or store them in a lower precision). `data.len()` must equal `role.len()`.
     fn upload(&self, data: &[f32], role: Role) -> Result<Self::Tensor>;
+
+    /// `upload` of a loaded weight, which a backend that reads host memory as it is may keep
+    /// without a copy (the CPU backend shares the mapped checkpoint: `HostTensor` holds the
+    /// map). By default a copy, as `upload` makes.
+    fn upload_host(&self, tensor: &HostTensor, role: Role) -> Result<Self::Tensor> {
+        self.upload(tensor.data(), role)
+    }
 
     /// Activations back to the host (weights are not meant to come back).
     fn download(&self, x: &Self::Tensor) -> Result<Vec<f64>>;

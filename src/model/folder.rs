@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::config::{read_encoder_config, EncoderConfig};
+use super::digest::file_sha256;
 use super::tokenizer::TextTokenizer;
 use super::weights::{load_dense, load_encoder_params};
 use crate::error::{Error, Result};
@@ -368,24 +369,6 @@ fn with_dense_weights(transformer: String, dense_files: &[PathBuf]) -> Result<St
         hashes.push(file_sha256(path)?);
     }
     Ok(hex(&sha2::Sha256::digest(hashes.join(" ").as_bytes())))
-}
-
-/// sha256 of a file's bytes, lowercase hex (≈ 1.5 GB/s with the CPU's SHA extensions).
-pub fn file_sha256(path: &Path) -> Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer).map_err(io)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex(&hasher.finalize()))
 }
 
 /// Lowercase hex of bytes.

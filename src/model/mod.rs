@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod cache;
 pub mod config;
+pub mod digest;
 pub mod folder;
 pub mod tokenizer;
 pub mod weights;

@@ -27,7 +27,7 @@ use crate::params::{EncoderParams, HostTensor, Weights};
 pub fn upload_params<B: Backend>(backend: &B, params: &EncoderParams<HostTensor>) -> Result<EncoderParams<B::Tensor>> {
     params.try_map(|t, role| match role {
         Role::UnitOffsetScale { .. } => backend.upload_unit_offset(t.data()),
-        role => backend.upload(t.data(), role),
+        role => backend.upload_host(t, role),
     })
 }
 

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::backend::shapes::Contract;
 use crate::error::{Error, Result};
-use crate::params::{Linear, Norm, Role};
+use crate::params::{HostTensor, Linear, Norm, Role};
 
 pub struct CpuBackend {
     pool: ThreadPool,
@@ -132,8 +132,22 @@ impl Storage for CpuBackend {
         // embedding tables (`gather_rows`).
         self.run(|| match role {
             Role::Activations { .. } => CpuTensor::F32(elementwise::copy_large(data)),
-            _ => CpuTensor::Param(elementwise::copy_large(data)),
+            _ => CpuTensor::Param(HostTensor::new(vec![data.len()], elementwise::copy_large(data))),
         })
+    }
+
+    /// A weight read in place from the mapped checkpoint is shared, not copied: no second
+    /// copy of the model in memory, no fresh pages to zero at load. (Weights in memory, such
+    /// as a training run's, are copied as `upload` copies them, in parallel.)
+    fn upload_host(&self, tensor: &HostTensor, role: Role) -> Result<CpuTensor> {
+        match role {
+            Role::Activations { .. } => self.upload(tensor.data(), role),
+            _ if !tensor.is_mapped() => self.upload(tensor.data(), role),
+            _ => {
+                check_upload(tensor.data(), role)?;
+                Ok(CpuTensor::Param(tensor.clone()))
+            }
+        }
     }
 
     fn download(&self, x: &CpuTensor) -> Result<Vec<f64>> {
@@ -651,4 +665,28 @@ fn either_f64(a: &CpuTensor, b: &CpuTensor) -> bool {
 
 fn f32_saved(saved: NormSaved<Vec<f32>>) -> NormSaved<CpuTensor> {
     NormSaved { normalized: CpuTensor::F32(saved.normalized), inv_std: CpuTensor::F32(saved.inv_std) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SentenceModel;
+
+    /// A weight mapped from the checkpoint is uploaded by sharing it (the kernels read the
+    /// mapped bytes), and one in memory by a copy; both read back the same values.
+    #[test]
+    fn mapped_weights_are_shared_not_copied() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        let model = SentenceModel::load(&dir).unwrap();
+        let backend = CpuBackend::new(BackendSettings::default()).unwrap();
+        let table = &model.params.embeddings.word;
+        assert!(table.is_mapped(), "the word table is read in place from model.safetensors");
+        let role = Role::Table { rows: table.shape[0], width: table.shape[1] };
+        let shared = backend.upload_host(table, role).unwrap();
+        assert_eq!(shared.as_ptr(), table.data().as_ptr(), "the mapped table was copied");
+        let owned = HostTensor::new(table.shape.clone(), table.data().to_vec());
+        let copied = backend.upload_host(&owned, role).unwrap();
+        assert_ne!(copied.as_ptr(), owned.data().as_ptr());
+        assert_eq!(&shared[..], &copied[..]);
+    }
 }

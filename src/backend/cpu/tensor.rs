@@ -16,20 +16,36 @@
 use std::borrow::Cow;
 use std::ops::Deref;
 
-#[derive(Debug, Clone)]
+use crate::params::HostTensor;
+
+#[derive(Clone)]
 pub enum CpuTensor {
-    /// Uploaded model data: weights, biases, tables, the score bias, the key mask.
-    Param(Vec<f32>),
+    /// Uploaded model data: weights, biases, tables, the score bias, the key mask. A loaded
+    /// weight is the host tensor itself (`upload_host`): read in place from the mapped
+    /// checkpoint, never copied.
+    Param(HostTensor),
     /// Tangents, and primal states when the backend keeps its primal in f32.
     F32(Vec<f32>),
     /// Primal states when the backend keeps its primal in f64.
     F64(Vec<f64>),
 }
 
+impl std::fmt::Debug for CpuTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            CpuTensor::Param(_) => "Param",
+            CpuTensor::F32(_) => "F32",
+            CpuTensor::F64(_) => "F64",
+        };
+        write!(f, "CpuTensor::{kind}({} values)", self.len())
+    }
+}
+
 impl CpuTensor {
     pub fn len(&self) -> usize {
         match self {
-            CpuTensor::Param(v) | CpuTensor::F32(v) => v.len(),
+            CpuTensor::Param(t) => t.data().len(),
+            CpuTensor::F32(v) => v.len(),
             CpuTensor::F64(v) => v.len(),
         }
     }
@@ -49,7 +65,8 @@ impl CpuTensor {
     /// The values in f32: borrowed, or rounded from f64 for a kernel that reads f32.
     pub fn to_f32(&self) -> Cow<'_, [f32]> {
         match self {
-            CpuTensor::Param(v) | CpuTensor::F32(v) => Cow::Borrowed(v),
+            CpuTensor::Param(t) => Cow::Borrowed(t.data()),
+            CpuTensor::F32(v) => Cow::Borrowed(v),
             CpuTensor::F64(v) => Cow::Owned(v.iter().map(|&x| x as f32).collect()),
         }
     }
@@ -57,7 +74,7 @@ impl CpuTensor {
     /// The values in f64: borrowed, or widened from f32.
     pub fn to_f64(&self) -> Cow<'_, [f64]> {
         match self {
-            CpuTensor::Param(v) | CpuTensor::F32(v) => Cow::Owned(v.iter().map(|&x| x as f64).collect()),
+            CpuTensor::Param(_) | CpuTensor::F32(_) => Cow::Owned(self.iter().map(|&x| x as f64).collect()),
             CpuTensor::F64(v) => Cow::Borrowed(v),
         }
     }
@@ -71,7 +88,8 @@ impl Deref for CpuTensor {
 
     fn deref(&self) -> &[f32] {
         match self {
-            CpuTensor::Param(v) | CpuTensor::F32(v) => v,
+            CpuTensor::Param(t) => t.data(),
+            CpuTensor::F32(v) => v,
             CpuTensor::F64(_) => panic!("cpu: an f64 primal tensor where f32 data was expected"),
         }
     }
