@@ -117,8 +117,8 @@ pub struct TextCache {
     memory: HashMap<TextId, Entry>,
     /// Entries by last use, oldest first.
     by_use: BTreeMap<u64, TextId>,
-    /// Whether the model's pooling leaves prompts out (`include_prompt: false`).
-    skips_prompts: bool,
+    /// Whether the model's pooling reads prompts (`include_prompt`).
+    include_prompt: bool,
     clock: u64,
     bytes: usize,
     budget: usize,
@@ -138,7 +138,7 @@ impl TextCache {
             dir: dir.map(Path::to_path_buf),
             memory: HashMap::new(),
             by_use: BTreeMap::new(),
-            skips_prompts: !include_prompt,
+            include_prompt,
             clock: 0,
             bytes: 0,
             budget: memory_budget,
@@ -199,11 +199,7 @@ impl TextCache {
     }
 
     fn text_id(&self, tokenized: &Tokenized) -> TextId {
-        let unpooled = match self.skips_prompts {
-            true => tokenized.prompt_length.unwrap_or(0),
-            false => 0,
-        };
-        TextId { ids: tokenized.ids.clone(), unpooled }
+        TextId { ids: tokenized.ids.clone(), unpooled: tokenized.unpooled_tokens(self.include_prompt) }
     }
 
     fn remember(&mut self, id: TextId, attribution: &TextAttribution) {

@@ -69,6 +69,15 @@ pub struct Tokenized {
 }
 
 impl Tokenized {
+    /// How many leading tokens pooling leaves out: the prompt's `prompt_length` where the
+    /// Pooling does not read prompts (`include_prompt: false`), else none.
+    pub fn unpooled_tokens(&self, include_prompt: bool) -> usize {
+        match include_prompt {
+            true => 0,
+            false => self.prompt_length.unwrap_or(0),
+        }
+    }
+
     /// The tokens that are the prompt's, after any opening special token.
     pub fn prompt_tokens(&self) -> std::ops::Range<usize> {
         let open = usize::from(self.words.first().is_some_and(Option::is_none));

@@ -410,6 +410,9 @@ fn repeat_heads(layer: &Linear<HostTensor>, kv_heads: usize, group: usize) -> Li
     }
 }
 
+/// The weight's name in a Dense module's `model.safetensors` (`[out, in]`).
+pub const DENSE_WEIGHT: &str = "linear.weight";
+
 /// A sentence-transformers Dense module's weights (`linear.weight` `[out, in]`, and
 /// `linear.bias` where `bias` is set; zeros where it is not) from its folder's
 /// `model.safetensors`.
@@ -431,7 +434,7 @@ pub fn load_dense(path: &Path, in_dim: usize, out_dim: usize, bias: bool) -> Res
         }
         Ok(HostTensor::new(shape.to_vec(), to_f32(path, name, view.dtype(), view.data())?))
     };
-    let weight = read("linear.weight", &[out_dim, in_dim])?;
+    let weight = read(DENSE_WEIGHT, &[out_dim, in_dim])?;
     let bias = match bias {
         true => read("linear.bias", &[out_dim])?,
         false => HostTensor::new(vec![out_dim], vec![0.0; out_dim]),

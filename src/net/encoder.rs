@@ -212,11 +212,7 @@ impl<'b, B: Backend> Encoder<'b, B> {
     /// How a tokenized text is pooled: the model's mode, leaving out the text's prompt where
     /// the Pooling does (`include_prompt: false`; sentence-transformers' `prompt_length`).
     pub fn pool_for(&self, text: &Tokenized) -> Result<Pool> {
-        let skipped = match self.include_prompt {
-            true => 0,
-            false => text.prompt_length.unwrap_or(0),
-        };
-        let pool = Pool { mode: self.pooling, skipped };
+        let pool = Pool { mode: self.pooling, skipped: text.unpooled_tokens(self.include_prompt) };
         pool.check(text.ids.len())?;
         Ok(pool)
     }

@@ -12,6 +12,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::{Error, Result};
+use crate::model::weights::DENSE_WEIGHT;
 use crate::model::{Architecture, SentenceModel, SHIFTED_REFERENCE_MODULE};
 use crate::params::{EncoderParams, HostTensor, LayerSlot, LinearPart, LinearSlot, NormPart, NormSlot, Slot};
 
@@ -27,9 +28,6 @@ const NOT_COPIED: [&str; 8] = [
     "modules.json",
     "README.md",
 ];
-
-/// A Dense module's weight in its `model.safetensors`, `[out, in]`.
-const DENSE_WEIGHT: &str = "linear.weight";
 
 /// Which values of a slot one checkpoint tensor holds, in order: one range for most; one per
 /// key or value head where grouped-query heads were repeated at load (each head's first copy).

@@ -27,10 +27,6 @@ impl LinearHeads {
         Ok(LinearHeads { weights })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.weights.is_empty()
-    }
-
     /// The embeddings of the texts' (shifted) pooled vectors.
     pub fn forward(&self, pooled: Vec<Vec<f64>>) -> Result<(Vec<Vec<f64>>, HeadInputs)> {
         let mut inputs = Vec::with_capacity(self.weights.len());
